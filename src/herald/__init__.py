@@ -1,0 +1,3 @@
+"""Herald: a self-hosted publishing engine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""HTTP plumbing every HTTP adapter shares: one client shape, one error mapping."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import httpx
+
+from herald import __version__
+from herald.adapters.base import AmbiguousError, AuthError, PermanentError, RetryableError
+
+USER_AGENT = f"Herald/{__version__} (+https://herald.dev)"
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_MESSAGE = 500
+
+
+def make_client(*, connect_timeout: float = 5.0, read_timeout: float = 30.0) -> httpx.Client:
+    # Redirects are not followed: a platform API never needs one for a write, and a
+    # redirect is how a user-supplied URL would be bounced to an internal address.
+    return httpx.Client(
+        timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
+    """Seconds to wait from ``Retry-After`` (delta or HTTP date) or a rate-limit reset header."""
+    now = time.time() if now is None else now
+    value = response.headers.get("Retry-After")
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+        except (TypeError, ValueError):
+            pass
+    for header in ("X-RateLimit-Reset", "X-Rate-Limit-Reset", "RateLimit-Reset"):
+        reset = response.headers.get(header)
+        if reset is None:
+            continue
+        try:
+            number = float(reset)
+        except ValueError:
+            try:
+                return max(0.0, email.utils.parsedate_to_datetime(reset).timestamp() - now)
+            except (TypeError, ValueError):
+                continue
+        # Epoch seconds if it looks like a timestamp, otherwise seconds from now.
+        return max(0.0, number - now) if number > 1_000_000_000 else number
+    return None
+
+
+def error_message(response: httpx.Response) -> str:
+    """The platform's own words, as short as they come."""
+    try:
+        data: Any = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:MAX_MESSAGE] or response.reason_phrase
+    if isinstance(data, dict):
+        for key in ("error_description", "detail", "message", "error", "errors", "title"):
+            if data.get(key):
+                value = data[key]
+                return (value if isinstance(value, str) else str(value))[:MAX_MESSAGE]
+    return str(data)[:MAX_MESSAGE]
+
+
+def raise_for_status(response: httpx.Response, *, platform: str) -> None:
+    """Map an HTTP error answer to the adapter error it means."""
+    status = response.status_code
+    if status < 400:
+        return
+    message = f"{platform} answered {status}: {error_message(response)}"
+    if status in (401, 403):
+        raise AuthError(message)
+    if status in RETRYABLE_STATUS:
+        raise RetryableError(message, retry_after=retry_after_seconds(response))
+    raise PermanentError(message)
+
+
+def send(client: httpx.Client, request: httpx.Request, *, platform: str) -> httpx.Response:
+    """Send one request; failures before the request left are retryable, after it ambiguous."""
+    try:
+        response = client.send(request)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise RetryableError(f"could not reach {platform}: {exc!s}") from exc
+    except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        raise AmbiguousError(
+            f"{platform} did not answer after the request was sent ({type(exc).__name__}); "
+            "it may or may not have been posted"
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise RetryableError(f"{platform}: {exc!s}") from exc
+    raise_for_status(response, platform=platform)
+    return response

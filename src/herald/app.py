@@ -1,0 +1,77 @@
+"""The FastAPI application: API under /api/v1, the dashboard at /, metrics at /metrics."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, FastAPI, Request, Response
+
+from herald import __version__
+from herald.channels.api import platforms_router
+from herald.channels.api import router as channels_router
+from herald.core.errors import Problem, install_error_handlers
+from herald.core.metrics import metrics_endpoint, metrics_middleware
+from herald.health.api import router as health_router
+from herald.jobs.api import router as jobs_router
+from herald.posts.api import router as posts_router
+from herald.users.api import auth_router, users_router
+from herald.web.routes import router as web_router
+
+DESCRIPTION = """
+Herald publishes a post to many channels, now or at an exact time, and shows the state
+of every delivery. Sign in with `POST /api/v1/auth/login`, then send
+`Authorization: Bearer <access_token>` (or a personal token from `POST /api/v1/auth/tokens`).
+Every error is RFC 9457 `application/problem+json`.
+"""
+
+
+async def request_id_middleware(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    request.state.request_id = request_id
+    response = await call_next(request)
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Herald",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url="/redoc",
+    )
+    install_error_handlers(app)
+    app.middleware("http")(metrics_middleware)
+    app.middleware("http")(request_id_middleware)
+
+    api = APIRouter(prefix="/api/v1")
+    for router in (
+        health_router,
+        auth_router,
+        users_router,
+        platforms_router,
+        channels_router,
+        posts_router,
+        jobs_router,
+    ):
+        api.include_router(router)
+    app.include_router(api)
+    app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
+    app.include_router(web_router)
+
+    # Problem is referenced by every error response; make sure it is in the schema.
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, object]:
+        schema = original_openapi()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("Problem", Problem.model_json_schema())
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

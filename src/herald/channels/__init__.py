@@ -1,0 +1,1 @@
+"""Channels: one account on one platform, with encrypted credentials."""

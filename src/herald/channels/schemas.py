@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from herald.channels.models import ChannelState
+
+
+class ChannelCreate(BaseModel):
+    platform: str = Field(examples=["webhook"], description="See GET /api/v1/platforms.")
+    name: str = Field(min_length=1, max_length=100, examples=["Team webhook"])
+    credentials: dict[str, Any] = Field(
+        description="Platform credentials; encrypted at rest and never returned.",
+        examples=[{"url": "https://example.com/hook", "secret": "a-long-shared-secret"}],
+    )
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChannelUpdate(BaseModel):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    credentials: dict[str, Any] | None = Field(
+        None, description="Replaces the stored credentials (and clears needs_reconnect)."
+    )
+    settings: dict[str, Any] | None = None
+    state: ChannelState | None = Field(
+        None, description="`paused` stops deliveries; `active` resumes them."
+    )
+
+
+class ChannelRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    platform: str
+    name: str
+    settings: dict[str, Any]
+    state: ChannelState
+    state_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PlatformRead(BaseModel):
+    platform: str
+    display_name: str
+    credentials_schema: dict[str, Any]
+    settings_schema: dict[str, Any]
+
+
+class JobStarted(BaseModel):
+    job_id: str
+    status: str = "PENDING"
+    message: str

@@ -1,0 +1,396 @@
+"""The `herald` command. Thin: parse, call a service, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from herald.core.errors import HeraldError
+from herald.core.settings import ConfigurationError, get_settings
+
+app = typer.Typer(
+    help="Herald: write once, publish everywhere, reliably.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+channel_app = typer.Typer(help="Manage channels (accounts on platforms).", no_args_is_help=True)
+post_app = typer.Typer(help="Write and list posts.", no_args_is_help=True)
+keys_app = typer.Typer(help="Encryption keys for channel credentials.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(channel_app, name="channel")
+app.add_typer(post_app, name="post")
+app.add_typer(keys_app, name="keys")
+
+out = Console()
+
+
+class CliError(Exception):
+    """A mistake in what the user typed; printed as one line."""
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# --- processes --------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Listen address [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [default: 8000].")] = None,
+) -> None:
+    """Start everything on this machine: API + dashboard, worker, scheduler (and Redis)."""
+    from herald.runtime.supervisor import run_up
+
+    settings = get_settings()
+    raise typer.Exit(run_up(host or settings.host, port or settings.port))
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+) -> None:
+    """Serve the API and the dashboard (uvicorn)."""
+    import uvicorn
+
+    from herald.core.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "herald.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Processes/threads.")] = None,
+    pool: Annotated[str | None, typer.Option(help="prefork, threads or solo.")] = None,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated; default all.")] = None,
+) -> None:
+    """Run a Celery worker on Herald's queues."""
+    from herald.core.logging import configure_logging
+    from herald.worker import QUEUES
+    from herald.worker import app as celery_app
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    argv = ["worker", "-Q", queues or ",".join(QUEUES), f"--loglevel={settings.log_level}"]
+    if concurrency or settings.worker_concurrency:
+        argv.append(f"--concurrency={concurrency or settings.worker_concurrency}")
+    argv.append(f"--pool={pool or settings.worker_pool}")
+    celery_app.worker_main(argv)
+
+
+@app.command()
+def beat() -> None:
+    """Run the scheduler (Celery beat with Herald's scheduler). One per deployment."""
+    from herald.core.logging import configure_logging
+    from herald.worker import app as celery_app
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    celery_app.start(["beat", f"--loglevel={settings.log_level}"])
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from herald.core.migrate import upgrade
+
+    upgrade()
+    out.print("[green]Database is up to date.[/]")
+
+
+# --- users ------------------------------------------------------------------------
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Option(help="The user's email (their login).")],
+    password: Annotated[
+        str | None, typer.Option(help="Unset: a password is generated and printed.")
+    ] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="Make the user a workspace admin.")
+    ] = False,
+    workspace: Annotated[
+        str | None, typer.Option(help="Workspace name; created if missing [default: the first].")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a user."""
+    from pydantic import TypeAdapter, ValidationError
+    from pydantic.networks import EmailStr
+
+    from herald.core.db import session_scope
+    from herald.users.models import Role
+    from herald.users.service import create_user
+
+    try:
+        email = TypeAdapter(EmailStr).validate_python(email)
+    except ValidationError:
+        raise CliError(f"{email!r} is not a valid email address") from None
+    if password is not None and len(password) < 8:
+        raise CliError("the password must be at least 8 characters")
+    with session_scope() as session:
+        user, pw = create_user(
+            session,
+            email=email,
+            password=password,
+            role=Role.ADMIN if admin else Role.MEMBER,
+            workspace_name=workspace,
+        )
+        data = {
+            "id": str(user.id),
+            "email": user.email,
+            "role": str(user.role),
+            "workspace": user.workspace.name,
+        }
+    if password is None:
+        data["password"] = pw
+    if as_json:
+        _print_json(data)
+        return
+    out.print(f"Created {data['role']} [bold]{data['email']}[/] in workspace {data['workspace']}.")
+    if password is None:
+        out.print(f"Password (shown once): [bold]{pw}[/]")
+
+
+# --- channels ---------------------------------------------------------------------
+
+
+def _principal_for(workspace: str | None) -> Any:
+    """The CLI acts as the workspace's first admin (it runs with the server's own access)."""
+    from sqlalchemy import select
+
+    from herald.core.db import session_scope
+    from herald.users.models import Role, User, Workspace
+    from herald.users.service import Principal
+
+    with session_scope() as session:
+        query = select(User).join(Workspace).order_by(User.role != Role.ADMIN, User.created_at)
+        if workspace:
+            query = query.where(Workspace.name == workspace)
+        user = session.scalars(query.limit(1)).first()
+        if user is None:
+            where = f"workspace {workspace!r}" if workspace else "any workspace"
+            raise CliError(f"no user in {where}; create one with `herald user create`")
+        return Principal(user.id, user.workspace_id, user.email, user.role)
+
+
+def _load_json_arg(value: str, name: str) -> dict[str, Any]:
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CliError(f"{name} must be a JSON object")
+    return data
+
+
+WorkspaceOpt = Annotated[str | None, typer.Option(help="Workspace name [default: the first].")]
+
+
+@channel_app.command("list")
+def channel_list(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """List channels."""
+    from herald.channels.schemas import ChannelRead
+    from herald.channels.service import list_channels
+    from herald.core.db import session_scope
+
+    principal = _principal_for(workspace)
+    with session_scope() as session:
+        rows = [
+            ChannelRead.model_validate(c).model_dump(mode="json")
+            for c in list_channels(session, principal)
+        ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("id", "name", "platform", "state")
+    for row in rows:
+        table.add_row(row["id"], row["name"], row["platform"], row["state"])
+    out.print(table)
+
+
+@channel_app.command("add")
+def channel_add(
+    platform: Annotated[str, typer.Option(help="Platform key, e.g. webhook or folder.")],
+    name: Annotated[str, typer.Option(help="A name for this channel.")],
+    credentials: Annotated[
+        str, typer.Option(help="JSON object, or @file.json. Encrypted at rest.")
+    ],
+    settings: Annotated[str, typer.Option(help="JSON object, or @file.json.")] = "{}",
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a channel."""
+    from herald.channels.schemas import ChannelCreate, ChannelRead
+    from herald.channels.service import create_channel
+    from herald.core.db import session_scope
+
+    principal = _principal_for(workspace)
+    body = ChannelCreate(
+        platform=platform,
+        name=name,
+        credentials=_load_json_arg(credentials, "--credentials"),
+        settings=_load_json_arg(settings, "--settings"),
+    )
+    with session_scope() as session:
+        row = ChannelRead.model_validate(create_channel(session, principal, body))
+    if as_json:
+        _print_json(row.model_dump(mode="json"))
+        return
+    out.print(f"Added channel [bold]{row.name}[/] ({row.platform}): {row.id}")
+
+
+# --- posts ------------------------------------------------------------------------
+
+
+@post_app.command("create")
+def post_create(
+    title: Annotated[str, typer.Option(help="The post's title.")],
+    body: Annotated[str | None, typer.Option(help="Markdown body.")] = None,
+    body_file: Annotated[
+        Path | None, typer.Option(help="Read the Markdown body from a file ('-' for stdin).")
+    ] = None,
+    excerpt: Annotated[str | None, typer.Option(help="A short summary.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for more.")] = None,
+    canonical_url: Annotated[str | None, typer.Option(help="The original URL.")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a draft post."""
+    from pydantic import ValidationError
+
+    from herald.core.db import session_scope
+    from herald.posts.schemas import PostCreate, PostRead
+    from herald.posts.service import create_post
+
+    if body is not None and body_file is not None:
+        raise CliError("give --body or --body-file, not both")
+    if body_file is not None:
+        text = sys.stdin.read() if str(body_file) == "-" else body_file.read_text("utf-8")
+    else:
+        text = body or ""
+    try:
+        payload = PostCreate(
+            title=title, body=text, excerpt=excerpt, tags=tag or [], canonical_url=canonical_url
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise CliError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    principal = _principal_for(workspace)
+    with session_scope() as session:
+        row = PostRead.model_validate(create_post(session, principal, payload))
+    if as_json:
+        _print_json(row.model_dump(mode="json"))
+        return
+    out.print(f"Created post [bold]{row.title}[/]: {row.id}")
+
+
+@post_app.command("list")
+def post_list(
+    state: Annotated[list[str] | None, typer.Option(help="Filter by state; repeatable.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Filter by tag.")] = None,
+    q: Annotated[str | None, typer.Option(help="Text search.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many.")] = 20,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List posts, newest first."""
+    from herald.core.db import session_scope
+    from herald.posts.models import PostState
+    from herald.posts.schemas import PostFilters, PostRead
+    from herald.posts.service import list_posts
+
+    try:
+        states = [PostState(s) for s in state] if state else None
+    except ValueError:
+        raise CliError(f"--state must be one of: {', '.join(s.value for s in PostState)}") from None
+    principal = _principal_for(workspace)
+    with session_scope() as session:
+        posts, _ = list_posts(
+            session, principal, filters=PostFilters(state=states, tag=tag, q=q), limit=limit
+        )
+        rows = [PostRead.model_validate(p).model_dump(mode="json") for p in posts]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("id", "title", "state", "tags", "created")
+    for row in rows:
+        table.add_row(
+            row["id"], row["title"], row["state"], ", ".join(row["tags"]), row["created_at"][:16]
+        )
+    out.print(table)
+
+
+# --- keys -------------------------------------------------------------------------
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new encryption key (put it first in HERALD_ENCRYPTION_KEYS to rotate)."""
+    from cryptography.fernet import Fernet
+
+    sys.stdout.write(Fernet.generate_key().decode() + "\n")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every channel's credentials with the first (newest) key."""
+    from sqlalchemy import select
+
+    from herald.channels.models import Channel
+    from herald.core.crypto import rotate
+    from herald.core.db import session_scope
+
+    with session_scope() as session:
+        channels = list(session.scalars(select(Channel)))
+        for channel in channels:
+            channel.credentials_encrypted = rotate(channel.credentials_encrypted)
+    out.print(f"Re-encrypted the credentials of {len(channels)} channel(s) with the newest key.")
+
+
+def main() -> None:
+    from herald.core.crypto import CredentialsUnreadable
+
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.stderr.write("herald: aborted\n")
+        sys.exit(130)
+    except click.UsageError as exc:
+        sys.stderr.write(f"herald: error: {exc.format_message()} (see --help)\n")
+        sys.exit(2)
+    except click.ClickException as exc:
+        sys.stderr.write(f"herald: error: {exc.format_message()}\n")
+        sys.exit(exc.exit_code)
+    except HeraldError as exc:
+        sys.stderr.write(f"herald: error: {exc.message}\n")
+        sys.exit(1)
+    except (CliError, ConfigurationError, CredentialsUnreadable, OSError) as exc:
+        sys.stderr.write(f"herald: error: {exc}\n")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,1 @@
+"""Pieces every feature shares: settings, database, errors, security, clock."""

@@ -1,0 +1,42 @@
+"""FastAPI dependencies shared by every feature: the session and the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from herald.core.db import session_scope
+from herald.core.errors import Unauthorized
+from herald.users.service import Principal, authenticate
+
+
+def get_session() -> Iterator[Session]:
+    with session_scope() as session:
+        yield session
+
+
+# scope="function": commit (or roll back) before the response is sent, so a client that
+# got 201 can read its row back at once, and a failed commit is a 500, not a lie.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="A login token or a personal API token.")
+
+
+def get_principal(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized()
+    return authenticate(session, credentials.credentials)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

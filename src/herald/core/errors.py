@@ -1,0 +1,225 @@
+"""Herald's errors and their RFC 9457 problem+json rendering.
+
+Hierarchy::
+
+    HeraldError                 message + HTTP status; every business error
+    ├── NotFound                404 (also for another workspace's row)
+    ├── Conflict                409
+    ├── Unauthorized            401
+    ├── Forbidden               403
+    ├── TooManyRequests         429, with Retry-After
+    └── InvalidInput            422 for a rule the schema cannot express (field-level)
+
+Payload validation errors (pydantic) are also 422, with ``errors`` listing each field.
+Unhandled exceptions become a 500 that shows only a request id; the traceback is logged
+with that id.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://herald.dev/problems/"
+
+
+class HeraldError(Exception):
+    status_code: int = 400
+    slug: str = "bad-request"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class NotFound(HeraldError):
+    status_code = 404
+    slug = "not-found"
+
+
+class Conflict(HeraldError):
+    status_code = 409
+    slug = "conflict"
+
+
+class Unauthorized(HeraldError):
+    status_code = 401
+    slug = "unauthorized"
+
+    def __init__(
+        self, message: str = "Sign in first: send 'Authorization: Bearer <token>'."
+    ) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(HeraldError):
+    status_code = 403
+    slug = "forbidden"
+
+
+class TooManyRequests(HeraldError):
+    status_code = 429
+    slug = "too-many-requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
+        self.retry_after = retry_after
+
+
+class InvalidInput(HeraldError):
+    status_code = 422
+    slug = "invalid-input"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.errors = errors
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError, *, prefix: str) -> InvalidInput:
+        """A pydantic error on a nested document, without echoing its (secret) input."""
+        errors = [
+            {"loc": ["body", prefix, *err["loc"]], "msg": err["msg"], "type": err["type"]}
+            for err in exc.errors()
+        ]
+        first = errors[0]
+        where = ".".join(str(p) for p in first["loc"][1:])
+        return cls(f"{where}: {first['msg']}", errors=errors)
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every Herald API error is rendered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+    request_id: str | None = None
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    instance: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    request_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    title = HTTPStatus(status).phrase
+    body = Problem(
+        type=TYPE_BASE + (slug or title.lower().replace(" ", "-")),
+        title=title,
+        status=status,
+        detail=detail,
+        instance=instance,
+        errors=errors,
+        request_id=request_id,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Only location, message and type: echoing the input could leak a credential.
+    return [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def herald_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HeraldError)
+        errors = None
+        if isinstance(exc, InvalidInput):
+            errors = exc.errors
+            if errors is None and exc.field:
+                errors = [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}]
+        return problem_response(
+            exc.status_code,
+            exc.message,
+            slug=exc.slug,
+            instance=request.url.path,
+            errors=errors,
+            headers=exc.headers,
+        )
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = _validation_errors(exc)
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
+        return problem_response(
+            422,
+            f"{where}: {first['msg']}"
+            + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+            slug="validation-error",
+            instance=request.url.path,
+            errors=errors,
+        )
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No such endpoint: {request.method} {request.url.path}"
+        return problem_response(
+            exc.status_code,
+            detail,
+            instance=request.url.path,
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+
+    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+        log.error("unhandled error, request_id=%s", request_id, exc_info=exc)
+        return problem_response(
+            500,
+            f"Herald hit an unexpected error. Quote request id {request_id} when reporting it.",
+            slug="internal-error",
+            instance=request.url.path,
+            request_id=request_id,
+        )
+
+    app.add_exception_handler(HeraldError, herald_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unhandled)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting problem+json errors."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,40 @@
+"""Password hashing (Argon2) and opaque bearer tokens stored as SHA-256 digests."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+_hasher = PasswordHash((Argon2Hasher(),))
+# Verifying against this when the account does not exist keeps the timing the same.
+_DUMMY_HASH = _hasher.hash("herald-timing-equaliser")
+
+TOKEN_PREFIX = "hld_"  # noqa: S105 (a prefix, not a secret)
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, password_hash: str | None) -> bool:
+    if password_hash is None:
+        _hasher.verify(password, _DUMMY_HASH)
+        return False
+    return _hasher.verify(password, password_hash)
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+def new_token() -> str:
+    """A fresh bearer token; only its digest is ever stored."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough (no dictionary to attack).
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,252 @@
+"""Herald's settings: one pydantic-settings class, every variable prefixed ``HERALD_``.
+
+Secrets are never defaults. In development, a missing secret key or encryption key is
+generated once into ``<data_dir>/secrets.json`` (mode 0600) and reused; in production
+Herald refuses to start unless both come from the environment or that file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SECRETS_FILE = "secrets.json"
+# Values that must never be accepted as a secret outside development.
+KNOWN_DEFAULTS = frozenset({"", "changeme", "change-me", "secret", "herald", "dev"})
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot be used as they are; the message says what to change."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERALD_", extra="ignore")
+
+    env: Environment = Field(
+        Environment.DEVELOPMENT,
+        description="`development` or `production` (refuses generated or default secrets).",
+    )
+    data_dir: Path = Field(
+        Path("herald-data"),
+        description="Holds the SQLite file, the embedded Redis socket and AOF, media and backups.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. `postgresql+psycopg://user@host/db`. "
+        "Unset: SQLite file `<data_dir>/herald.db`.",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker (Redis or RabbitMQ). Unset: the embedded Redis on "
+        "`<data_dir>/redis.sock`, started by `herald up`.",
+    )
+    result_backend_url: str | None = Field(
+        None,
+        description="Celery result backend. Unset: the broker when it is Redis, otherwise none.",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Signs session material. Unset in development: generated into the data dir.",
+    )
+    encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Fernet keys for channel credentials, newest first "
+        "(older keys still decrypt, so keys can rotate). Unset in development: generated.",
+    )
+    host: str = Field("127.0.0.1", description="Address `herald api` / `herald up` listen on.")
+    port: int = Field(8000, description="Port `herald api` / `herald up` listen on.")
+    public_url: str | None = Field(
+        None,
+        description="URL people use to reach Herald, printed at start. Unset: http://host:port.",
+    )
+    access_token_ttl_minutes: int = Field(
+        60 * 24, description="Lifetime of a login (session) token, in minutes."
+    )
+    login_max_failures: int = Field(
+        5, description="Failed logins per account within the window before it answers 429."
+    )
+    login_max_failures_per_ip: int = Field(
+        20, description="Failed logins per client address within the window before 429."
+    )
+    login_window_seconds: int = Field(900, description="Window for counting failed logins.")
+    task_soft_time_limit: int = Field(
+        50 * 60, description="Seconds before a task is asked to stop (SoftTimeLimitExceeded)."
+    )
+    task_time_limit: int = Field(60 * 60, description="Seconds before a task is killed.")
+    worker_concurrency: int | None = Field(
+        None, description="Worker processes/threads. Unset: Celery's default (the CPU count)."
+    )
+    worker_pool: str = Field("prefork", description="Celery pool: prefork, threads or solo.")
+    worker_ping_timeout: float = Field(
+        1.0, description="Seconds the health check waits for workers to answer a ping."
+    )
+    scheduler_heartbeat_stale_seconds: int = Field(
+        30, description="Scheduler heartbeat older than this is reported down by the health check."
+    )
+    log_level: str = Field("INFO", description="Log level for every process.")
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    # --- derived values -------------------------------------------------------------
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "herald.db"
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.data_dir / "redis.sock"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.data_dir / "backups"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.sqlite_path.resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"redis+socket://{self.redis_socket.resolve()}"
+
+    @property
+    def effective_result_backend_url(self) -> str | None:
+        if self.result_backend_url:
+            return self.result_backend_url
+        broker = self.effective_broker_url
+        # Celery reads "redis+socket://" as the Redis backend over a unix socket.
+        if broker.startswith(("redis://", "rediss://", "redis+socket://")):
+            return broker
+        return None
+
+    @property
+    def effective_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Seconds the broker waits for an ack before redelivering a reserved message.
+
+        Herald never asks the broker to hold a message (no ETA, no countdown), so the
+        longest a message stays unacked is one task run: the hard time limit, plus margin.
+        """
+        return self.task_time_limit + 600
+
+    # --- secrets ----------------------------------------------------------------------
+
+    def secret_key_value(self) -> str:
+        assert self.secret_key is not None, "call ensure_secrets() first"
+        return self.secret_key.get_secret_value()
+
+    def encryption_key_values(self) -> list[str]:
+        assert self.encryption_keys, "call ensure_secrets() first"
+        return [key.get_secret_value() for key in self.encryption_keys]
+
+    def ensure_secrets(self) -> None:
+        """Fill the secret key and encryption keys, or refuse to run without them."""
+        stored = _read_secrets_file(self.data_dir / SECRETS_FILE)
+        if self.secret_key is None and "secret_key" in stored:
+            self.secret_key = SecretStr(stored["secret_key"])
+        if not self.encryption_keys and stored.get("encryption_keys"):
+            self.encryption_keys = [SecretStr(k) for k in stored["encryption_keys"]]
+
+        missing = self.secret_key is None or not self.encryption_keys
+        if missing and self.is_production:
+            raise ConfigurationError(
+                "HERALD_SECRET_KEY and HERALD_ENCRYPTION_KEYS must be set in production "
+                "(generate a key with `herald keys generate`)."
+            )
+        if missing:
+            self._generate_secrets(stored)
+        self._check_secrets()
+
+    def _generate_secrets(self, stored: dict[str, Any]) -> None:
+        if self.secret_key is None:
+            stored["secret_key"] = secrets.token_urlsafe(48)
+            self.secret_key = SecretStr(stored["secret_key"])
+        if not self.encryption_keys:
+            stored["encryption_keys"] = [Fernet.generate_key().decode()]
+            self.encryption_keys = [SecretStr(k) for k in stored["encryption_keys"]]
+        _write_secrets_file(self.data_dir / SECRETS_FILE, stored)
+
+    def _check_secrets(self) -> None:
+        secret = self.secret_key_value()
+        if self.is_production and (secret.lower() in KNOWN_DEFAULTS or len(secret) < 32):
+            raise ConfigurationError(
+                "HERALD_SECRET_KEY is a default or shorter than 32 characters; "
+                "set a long random value in production."
+            )
+        for key in self.encryption_key_values():
+            try:
+                Fernet(key.encode())
+            except ValueError as exc:
+                raise ConfigurationError(
+                    "HERALD_ENCRYPTION_KEYS holds a value that is not a Fernet key "
+                    "(32 url-safe base64-encoded bytes); generate one with `herald keys generate`."
+                ) from exc
+
+
+def _read_secrets_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path} is not a JSON object")
+    return data
+
+
+def _write_secrets_file(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    # Create with 0600 from the start so the keys are never readable by others.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    os.replace(tmp, path)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, with secrets resolved."""
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.ensure_secrets()
+    return settings

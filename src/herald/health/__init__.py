@@ -1,0 +1,1 @@
+"""Health of every component: database, broker, workers, scheduler."""

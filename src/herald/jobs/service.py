@@ -1,0 +1,90 @@
+"""Job records: created with the request, updated by the task, read by status queries."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from herald.core.clock import utcnow
+from herald.core.errors import NotFound
+from herald.jobs.models import READY_STATES, Job, JobState
+from herald.users.service import Principal
+
+
+def create_job(
+    session: Session,
+    *,
+    workspace_id: uuid.UUID,
+    kind: str,
+    params: dict[str, Any],
+    owner_id: uuid.UUID | None = None,
+    total: int | None = None,
+) -> Job:
+    job = Job(
+        id=str(uuid.uuid4()),
+        workspace_id=workspace_id,
+        owner_id=owner_id,
+        kind=kind,
+        params=params,
+        progress_total=total,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, principal: Principal, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.workspace_id != principal.workspace_id:
+        raise NotFound(f"No job {job_id}.")
+    return job
+
+
+def list_jobs(
+    session: Session, principal: Principal, *, states: frozenset[JobState] | None, limit: int
+) -> list[Job]:
+    query = select(Job).where(Job.workspace_id == principal.workspace_id)
+    if states:
+        query = query.where(Job.state.in_(states))
+    return list(session.scalars(query.order_by(Job.created_at.desc()).limit(limit)))
+
+
+def mark_started(session: Session, job_id: str) -> bool:
+    """PENDING/RETRY → STARTED; False if the job is gone, finished or cancelled."""
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.state.in_([JobState.PENDING, JobState.RETRY]),
+            Job.cancel_requested.is_(False),
+        )
+        .values(state=JobState.STARTED, started_at=utcnow(), updated_at=utcnow())
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def set_progress(session: Session, job_id: str, done: int, message: str | None = None) -> None:
+    values: dict[str, Any] = {"progress_done": done, "updated_at": utcnow()}
+    if message is not None:
+        values["message"] = message
+    session.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def finish(
+    session: Session,
+    job_id: str,
+    state: JobState,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    assert state in READY_STATES
+    now = utcnow()
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state.not_in(READY_STATES))
+        .values(state=state, result=result, error=error, finished_at=now, updated_at=now)
+    )

@@ -1,0 +1,21 @@
+"""Every model, imported once so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from herald.channels.models import Channel
+from herald.core.db import Base
+from herald.jobs.models import Job
+from herald.posts.models import Post, PostTag
+from herald.scheduling.models import Heartbeat
+from herald.users.models import ApiToken, LoginFailure, User, Workspace
+
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Channel",
+    "Heartbeat",
+    "Job",
+    "LoginFailure",
+    "Post",
+    "PostTag",
+    "User",
+    "Workspace",
+]

@@ -1,0 +1,1 @@
+"""Posts: what a person writes once and Herald delivers everywhere."""

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from herald.core.deps import PrincipalDep, SessionDep
+from herald.core.errors import problem_responses
+from herald.core.pagination import Page
+from herald.posts import service
+from herald.posts.models import PostState
+from herald.posts.schemas import PostCreate, PostFilters, PostRead, PostSort, PostUpdate
+
+router = APIRouter(prefix="/posts", tags=["posts"], responses=problem_responses(401))
+
+
+@router.get("", responses=problem_responses(422))
+def list_posts(
+    principal: PrincipalDep,
+    session: SessionDep,
+    state: Annotated[list[PostState] | None, Query(description="Repeat to match any.")] = None,
+    tag: str | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text search.")] = None,
+    created_from: Annotated[datetime | None, Query(description="Inclusive, ISO 8601.")] = None,
+    created_to: Annotated[datetime | None, Query(description="Exclusive, ISO 8601.")] = None,
+    sort: PostSort = PostSort.CREATED_DESC,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> Page[PostRead]:
+    filters = PostFilters(
+        state=state, tag=tag, q=q, created_from=created_from, created_to=created_to
+    )
+    posts, next_cursor = service.list_posts(
+        session, principal, filters=filters, sort=sort, limit=limit, cursor=cursor
+    )
+    return Page[PostRead](
+        items=[PostRead.model_validate(p) for p in posts], next_cursor=next_cursor
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(422))
+def create_post(body: PostCreate, principal: PrincipalDep, session: SessionDep) -> PostRead:
+    return PostRead.model_validate(service.create_post(session, principal, body))
+
+
+@router.get("/{post_id}", responses=problem_responses(404))
+def get_post(post_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> PostRead:
+    return PostRead.model_validate(service.get_post(session, principal, post_id))
+
+
+@router.patch("/{post_id}", responses=problem_responses(404, 422))
+def update_post(
+    post_id: uuid.UUID, body: PostUpdate, principal: PrincipalDep, session: SessionDep
+) -> PostRead:
+    return PostRead.model_validate(service.update_post(session, principal, post_id, body))
+
+
+@router.delete(
+    "/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404)
+)
+def delete_post(post_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> None:
+    service.delete_post(session, principal, post_id)

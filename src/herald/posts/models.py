@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from herald.core.db import Base, IdMixin, TimestampMixin
+
+
+class PostState(StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    PUBLISHED = "published"
+    PARTIALLY_FAILED = "partially_failed"
+    FAILED = "failed"
+
+
+class Post(IdMixin, TimestampMixin, Base):
+    __tablename__ = "posts"
+    __table_args__ = (Index("ix_posts_workspace_created", "workspace_id", "created_at", "id"),)
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    author_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    excerpt: Mapped[str | None] = mapped_column(Text)
+    canonical_url: Mapped[str | None] = mapped_column(String(2048))
+    state: Mapped[PostState] = mapped_column(String(20), default=PostState.DRAFT, index=True)
+
+    tag_rows: Mapped[list[PostTag]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="PostTag.position"
+    )
+
+    @property
+    def tags(self) -> list[str]:
+        return [row.tag for row in self.tag_rows]
+
+    @tags.setter
+    def tags(self, values: list[str]) -> None:
+        self.tag_rows = [PostTag(tag=tag, position=i) for i, tag in enumerate(values)]
+
+
+class PostTag(Base):
+    """A post's tags, one row each, so filtering by tag is an indexed lookup everywhere."""
+
+    __tablename__ = "post_tags"
+    __table_args__ = (Index("ix_post_tags_tag", "tag"),)
+
+    post_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+    position: Mapped[int] = mapped_column(default=0)

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+
+from herald.posts.models import PostState
+
+Tag = str
+
+
+def _clean_tags(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    seen: dict[str, None] = {}
+    for value in values:
+        tag = value.strip()
+        if not tag:
+            raise ValueError("tags cannot be empty")
+        if len(tag) > 100:
+            raise ValueError("a tag is at most 100 characters")
+        seen.setdefault(tag, None)
+    return list(seen)
+
+
+class PostCreate(BaseModel):
+    title: str = Field(min_length=1, max_length=300)
+    body: str = Field("", max_length=200_000, description="Markdown.")
+    excerpt: str | None = Field(None, max_length=2000)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    canonical_url: AnyHttpUrl | None = None
+
+    _tags = field_validator("tags")(classmethod(lambda cls, v: _clean_tags(v)))
+
+
+class PostUpdate(BaseModel):
+    title: str | None = Field(None, min_length=1, max_length=300)
+    body: str | None = Field(None, max_length=200_000)
+    excerpt: str | None = Field(None, max_length=2000)
+    tags: list[str] | None = Field(None, max_length=50)
+    canonical_url: AnyHttpUrl | None = None
+
+    _tags = field_validator("tags")(classmethod(lambda cls, v: _clean_tags(v)))
+
+
+class PostRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    title: str
+    body: str
+    excerpt: str | None
+    tags: list[str]
+    canonical_url: str | None
+    state: PostState
+    author_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PostSort(StrEnum):
+    CREATED_DESC = "-created_at"
+    CREATED_ASC = "created_at"
+    UPDATED_DESC = "-updated_at"
+    UPDATED_ASC = "updated_at"
+    TITLE_ASC = "title"
+    TITLE_DESC = "-title"
+
+
+class PostFilters(BaseModel):
+    state: list[PostState] | None = None
+    tag: str | None = None
+    q: str | None = Field(None, description="Text to find in the title, body or excerpt.")
+    created_from: datetime | None = None
+    created_to: datetime | None = None

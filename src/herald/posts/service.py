@@ -1,0 +1,146 @@
+"""Posts: create, read, update, delete and list with filters and keyset pagination."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from herald.core.errors import InvalidInput, NotFound
+from herald.core.pagination import decode_cursor, encode_cursor
+from herald.posts.models import Post, PostTag
+from herald.posts.schemas import PostCreate, PostFilters, PostSort, PostUpdate
+from herald.users.service import Principal
+
+_SORT_COLUMNS: dict[PostSort, tuple[InstrumentedAttribute[Any], bool]] = {
+    PostSort.CREATED_DESC: (Post.created_at, True),
+    PostSort.CREATED_ASC: (Post.created_at, False),
+    PostSort.UPDATED_DESC: (Post.updated_at, True),
+    PostSort.UPDATED_ASC: (Post.updated_at, False),
+    PostSort.TITLE_ASC: (Post.title, False),
+    PostSort.TITLE_DESC: (Post.title, True),
+}
+
+
+def create_post(session: Session, principal: Principal, body: PostCreate) -> Post:
+    post = Post(
+        workspace_id=principal.workspace_id,
+        author_id=principal.user_id,
+        title=body.title,
+        body=body.body,
+        excerpt=body.excerpt,
+        canonical_url=str(body.canonical_url) if body.canonical_url else None,
+    )
+    post.tags = body.tags
+    session.add(post)
+    session.flush()
+    return post
+
+
+def get_post(session: Session, principal: Principal, post_id: uuid.UUID) -> Post:
+    post = session.get(Post, post_id)
+    if post is None or post.workspace_id != principal.workspace_id:
+        raise NotFound(f"No post {post_id}.")
+    return post
+
+
+def update_post(
+    session: Session, principal: Principal, post_id: uuid.UUID, body: PostUpdate
+) -> Post:
+    post = get_post(session, principal, post_id)
+    fields = body.model_dump(exclude_unset=True)
+    if "title" in fields and fields["title"] is None:
+        raise InvalidInput("title cannot be null", field="title")
+    for name in ("title", "excerpt"):
+        if name in fields:
+            setattr(post, name, fields[name])
+    if "body" in fields:
+        post.body = fields["body"] or ""
+    if "canonical_url" in fields:
+        post.canonical_url = str(body.canonical_url) if body.canonical_url else None
+    if "tags" in fields:
+        post.tags = fields["tags"] or []
+    session.flush()
+    return post
+
+
+def delete_post(session: Session, principal: Principal, post_id: uuid.UUID) -> None:
+    session.delete(get_post(session, principal, post_id))
+    session.flush()
+
+
+def _cursor_value(post: Post, column: InstrumentedAttribute[Any]) -> Any:
+    value = getattr(post, column.key)
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _parse_cursor_value(raw: Any, column: InstrumentedAttribute[Any]) -> Any:
+    if column.key in ("created_at", "updated_at"):
+        try:
+            return datetime.fromisoformat(str(raw)).astimezone(UTC)
+        except ValueError:
+            raise InvalidInput(
+                "cursor is malformed; start again without it.", field="cursor"
+            ) from None
+    return str(raw)
+
+
+def list_posts(
+    session: Session,
+    principal: Principal,
+    *,
+    filters: PostFilters,
+    sort: PostSort = PostSort.CREATED_DESC,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> tuple[list[Post], str | None]:
+    column, descending = _SORT_COLUMNS[sort]
+    conditions: list[ColumnElement[bool]] = [Post.workspace_id == principal.workspace_id]
+    if filters.state:
+        conditions.append(Post.state.in_(filters.state))
+    if filters.tag:
+        conditions.append(
+            Post.id.in_(select(PostTag.post_id).where(PostTag.tag == filters.tag.strip()))
+        )
+    if filters.q:
+        pattern = (
+            "%"
+            + filters.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            + "%"
+        )
+        conditions.append(
+            or_(
+                func.lower(Post.title).like(pattern, escape="\\"),
+                func.lower(Post.body).like(pattern, escape="\\"),
+                func.lower(func.coalesce(Post.excerpt, "")).like(pattern, escape="\\"),
+            )
+        )
+    if filters.created_from:
+        conditions.append(Post.created_at >= filters.created_from)
+    if filters.created_to:
+        conditions.append(Post.created_at < filters.created_to)
+    if cursor:
+        raw_value, raw_id = decode_cursor(cursor, 2)
+        value = _parse_cursor_value(raw_value, column)
+        try:
+            last_id = uuid.UUID(str(raw_id))
+        except ValueError:
+            raise InvalidInput(
+                "cursor is malformed; start again without it.", field="cursor"
+            ) from None
+        if descending:
+            conditions.append(or_(column < value, and_(column == value, Post.id < last_id)))
+        else:
+            conditions.append(or_(column > value, and_(column == value, Post.id > last_id)))
+
+    order = (column.desc(), Post.id.desc()) if descending else (column.asc(), Post.id.asc())
+    rows = list(session.scalars(select(Post).where(*conditions).order_by(*order).limit(limit + 1)))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor([_cursor_value(last, column), str(last.id)])
+    return rows, next_cursor

@@ -1,0 +1,1 @@
+"""The scheduler (Celery beat with Herald's scheduler) and its periodic jobs."""

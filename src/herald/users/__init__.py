@@ -1,0 +1,1 @@
+"""Workspaces, users, roles, logins and API tokens."""

@@ -1,0 +1,1 @@
+"""The web dashboard: a single page over the public API."""

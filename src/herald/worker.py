@@ -1,0 +1,92 @@
+"""The Celery app, configured from Herald's settings.
+
+``celery -A herald.worker worker|beat|flower`` works unchanged; ``herald worker`` and
+``herald beat`` are the same with Herald's defaults filled in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu.entity import Queue
+
+from herald.core.settings import Settings, get_settings
+
+QUEUES = ("publishing", "generation", "sources", "maintenance")
+
+# Routing by task-name prefix: every task is named "herald.<feature>.<name>".
+TASK_ROUTES: dict[str, dict[str, str]] = {
+    "herald.publishing.*": {"queue": "publishing"},
+    "herald.channels.*": {"queue": "publishing"},
+    "herald.agents.*": {"queue": "generation"},
+    "herald.sources.*": {"queue": "sources"},
+    "herald.scheduling.*": {"queue": "maintenance"},
+    "herald.maintenance.*": {"queue": "maintenance"},
+    "herald.backups.*": {"queue": "maintenance"},
+}
+
+TASK_MODULES = ["herald.channels.tasks"]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    transport = {"visibility_timeout": settings.visibility_timeout}
+    return {
+        "broker_url": settings.effective_broker_url,
+        "result_backend": settings.effective_result_backend_url,
+        # JSON only, everywhere: a broker message must never be able to run code.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": "maintenance",
+        "task_routes": TASK_ROUTES,
+        "task_create_missing_queues": False,
+        # Events on, so Flower (and `celery events`) see every task unchanged.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "task_soft_time_limit": settings.task_soft_time_limit,
+        "task_time_limit": settings.task_time_limit,
+        "worker_prefetch_multiplier": 1,
+        # Ack after the run: a worker that dies mid-task leaves the message to be
+        # redelivered; the database claim makes the second run harmless.
+        "task_acks_late": True,
+        # Herald never asks the broker to hold a message (no ETA/countdown), so the
+        # visibility timeout only has to outlast one task run. Same value both sides.
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "result_expires": 24 * 3600,
+        "broker_connection_retry_on_startup": True,
+        # Don't hang an API request when the broker is down: fail fast, the row stays
+        # queued in the database and the reconciler sends it later.
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        "broker_connection_timeout": 2.0,
+        "redis_socket_connect_timeout": 2.0,
+        "redis_socket_timeout": 10.0,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_pool": settings.worker_pool,
+        "worker_hijack_root_logger": False,
+        "beat_scheduler": "herald.scheduling.beat:HeraldScheduler",
+        "imports": TASK_MODULES,
+    }
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery = Celery("herald")
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+app = create_celery()

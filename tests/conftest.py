@@ -1,0 +1,182 @@
+"""Suite-wide fixtures: a real database per backend (SQLite and PostgreSQL), the API
+client, users and tokens. Each test starts from empty tables."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Settings are read once per process: point the data dir somewhere private before any
+# herald module is imported. Each xdist worker gets its own.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+_DATA_DIR = Path(tempfile.mkdtemp(prefix=f"herald-test-{_WORKER}-"))
+os.environ["HERALD_DATA_DIR"] = str(_DATA_DIR)
+for _name in ("HERALD_DATABASE_URL", "HERALD_BROKER_URL", "HERALD_RESULT_BACKEND_URL", "HERALD_ENV"):
+    os.environ.pop(_name, None)
+
+from sqlalchemy import text  # noqa: E402
+
+from tests.services import (  # noqa: E402
+    PG_ADMIN_URL,
+    REDIS_URL,
+    postgres_available,
+    redis_available,
+    service_missing,
+)
+
+_migrated: dict[str, str] = {}
+
+
+def _pg_url() -> str:
+    import psycopg
+
+    name = f"herald_test_{_WORKER}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}"
+
+
+def _database_url(backend: str) -> str:
+    if backend in _migrated:
+        return _migrated[backend]
+    from herald.core.migrate import upgrade
+
+    if backend == "sqlite":
+        url = f"sqlite:///{_DATA_DIR / 'test.db'}"
+    else:
+        reason = postgres_available()
+        if reason:
+            service_missing("PostgreSQL", reason)
+        url = _pg_url()
+    upgrade(url)  # the migrations themselves are under test here
+    _migrated[backend] = url
+    return url
+
+
+def _truncate_all() -> None:
+    from herald.core.db import get_engine
+    from herald.models import Base
+
+    engine = get_engine()
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once on SQLite and once on PostgreSQL, each on empty tables."""
+    from herald.core.db import reset_engine
+    from herald.core.settings import get_settings
+
+    settings = get_settings()
+    settings.database_url = _database_url(request.param)
+    reset_engine()
+    try:
+        yield request.param
+    finally:
+        _truncate_all()
+        reset_engine()
+        settings.database_url = None
+
+
+@pytest.fixture
+def db(db_backend: str) -> object:
+    """``with db() as s:`` opens one short transaction for arranging or checking.
+
+    Keep it short: on SQLite every transaction takes the write lock (BEGIN IMMEDIATE),
+    so a session held open across an API call would block the call.
+    """
+    from herald.core.db import session_scope
+
+    return session_scope
+
+
+@pytest.fixture
+def redis_broker() -> Iterator[str]:
+    """A private Redis database as the Celery broker, emptied before and after."""
+    import redis
+
+    reason = redis_available()
+    if reason:
+        service_missing("Redis", reason)
+    db = 1 + (int(_WORKER[2:]) if _WORKER[2:].isdigit() else 0)
+    url = f"{REDIS_URL}/{db}"
+    redis.Redis.from_url(url).flushdb()
+    from herald.worker import app as celery_app
+
+    previous = celery_app.conf.broker_url
+    celery_app.conf.broker_url = url
+    celery_app.conf.result_backend = url
+    celery_app.pool.force_close_all()
+    try:
+        yield url
+    finally:
+        celery_app.conf.broker_url = previous
+        celery_app.pool.force_close_all()
+        redis.Redis.from_url(url).flushdb()
+
+
+@pytest.fixture
+def client(db_backend: str) -> Iterator[object]:
+    from fastapi.testclient import TestClient
+
+    from herald.app import create_app
+
+    with TestClient(create_app(), raise_server_exceptions=False) as c:
+        yield c
+
+
+@dataclass
+class Account:
+    email: str
+    password: str
+    token: str
+    user_id: uuid.UUID
+    workspace_id: uuid.UUID
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def make_account(db_backend: str):  # type: ignore[no-untyped-def]
+    """Create a user (with a workspace) and a login token for it."""
+    from herald.core.db import session_scope
+    from herald.users.models import Role, TokenKind
+    from herald.users.service import create_user, issue_token
+
+    def make(
+        email: str | None = None, *, workspace: str = "acme", admin: bool = True
+    ) -> Account:
+        email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+        with session_scope() as s:
+            user, password = create_user(
+                s,
+                email=email,
+                password="correct horse battery",
+                role=Role.ADMIN if admin else Role.MEMBER,
+                workspace_name=workspace,
+            )
+            issued = issue_token(s, user, kind=TokenKind.PERSONAL, name="test", expires_at=None)
+            return Account(email, password, issued.token, user.id, user.workspace_id)
+
+    return make
+
+
+@pytest.fixture
+def account(make_account) -> Account:  # type: ignore[no-untyped-def]
+    return make_account("owner@example.com")  # type: ignore[no-any-return]
