@@ -17,14 +17,18 @@ import pytest
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 _DATA_DIR = Path(tempfile.mkdtemp(prefix=f"herald-test-{_WORKER}-"))
 os.environ["HERALD_DATA_DIR"] = str(_DATA_DIR)
-for _name in ("HERALD_DATABASE_URL", "HERALD_BROKER_URL", "HERALD_RESULT_BACKEND_URL", "HERALD_ENV"):
+for _name in ("HERALD_DATABASE_URL", "HERALD_RESULT_BACKEND_URL", "HERALD_ENV"):
     os.environ.pop(_name, None)
+# The suite's broker: the machine's Redis, one database per xdist worker.
+_REDIS_DB = 1 + (int(_WORKER[2:]) if _WORKER[2:].isdigit() else 0)
+os.environ["HERALD_BROKER_URL"] = (
+    os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379") + f"/{_REDIS_DB}"
+)
 
 from sqlalchemy import text  # noqa: E402
 
 from tests.services import (  # noqa: E402
     PG_ADMIN_URL,
-    REDIS_URL,
     postgres_available,
     redis_available,
     service_missing,
@@ -106,26 +110,17 @@ def db(db_backend: str) -> object:
 
 @pytest.fixture
 def redis_broker() -> Iterator[str]:
-    """A private Redis database as the Celery broker, emptied before and after."""
+    """The suite's Redis broker database (this worker's own), emptied before and after."""
     import redis
 
-    reason = redis_available()
+    url = os.environ["HERALD_BROKER_URL"]
+    reason = redis_available(url)
     if reason:
         service_missing("Redis", reason)
-    db = 1 + (int(_WORKER[2:]) if _WORKER[2:].isdigit() else 0)
-    url = f"{REDIS_URL}/{db}"
     redis.Redis.from_url(url).flushdb()
-    from herald.worker import app as celery_app
-
-    previous = celery_app.conf.broker_url
-    celery_app.conf.broker_url = url
-    celery_app.conf.result_backend = url
-    celery_app.pool.force_close_all()
     try:
         yield url
     finally:
-        celery_app.conf.broker_url = previous
-        celery_app.pool.force_close_all()
         redis.Redis.from_url(url).flushdb()
 
 
