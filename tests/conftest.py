@@ -154,9 +154,7 @@ def make_account(db_backend: str):  # type: ignore[no-untyped-def]
     from herald.users.models import Role, TokenKind
     from herald.users.service import create_user, issue_token
 
-    def make(
-        email: str | None = None, *, workspace: str = "acme", admin: bool = True
-    ) -> Account:
+    def make(email: str | None = None, *, workspace: str = "acme", admin: bool = True) -> Account:
         email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
         with session_scope() as s:
             user, password = create_user(

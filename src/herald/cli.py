@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -378,15 +377,16 @@ def main() -> None:
 
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.stderr.write("herald: aborted\n")
         sys.exit(130)
-    except click.UsageError as exc:
-        sys.stderr.write(f"herald: error: {exc.format_message()} (see --help)\n")
-        sys.exit(2)
-    except click.ClickException as exc:
-        sys.stderr.write(f"herald: error: {exc.format_message()}\n")
-        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:
+        # Typer's own usage errors (a missing option, a bad value), as one line.
+        message = getattr(exc, "format_message", lambda: str(exc))()
+        code = int(getattr(exc, "exit_code", 2))
+        hint = " (see --help)" if code == 2 else ""
+        sys.stderr.write(f"herald: error: {message}{hint}\n")
+        sys.exit(code)
     except HeraldError as exc:
         sys.stderr.write(f"herald: error: {exc.message}\n")
         sys.exit(1)

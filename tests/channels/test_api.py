@@ -64,7 +64,11 @@ def test_credentials_never_appear_in_responses_or_logs(
     # A rejected credential must not be echoed back either.
     invalid = client.post(
         "/api/v1/channels",
-        json={"platform": "webhook", "name": "bad", "credentials": {"url": "ftp://x", "secret": SECRET}},
+        json={
+            "platform": "webhook",
+            "name": "bad",
+            "credentials": {"url": "ftp://x", "secret": SECRET},
+        },
         headers=account.headers,
     )
     assert invalid.status_code == 422
@@ -100,7 +104,10 @@ def test_unknown_platform_and_bad_credentials_are_422(client: TestClient, accoun
 
 
 def test_duplicate_name_is_409(client: TestClient, account: Account) -> None:
-    assert client.post("/api/v1/channels", json=webhook_channel(), headers=account.headers).status_code == 201
+    assert (
+        client.post("/api/v1/channels", json=webhook_channel(), headers=account.headers).status_code
+        == 201
+    )
     again = client.post("/api/v1/channels", json=webhook_channel(), headers=account.headers)
     assert again.status_code == 409
     assert again.headers["content-type"] == "application/problem+json"
@@ -118,7 +125,10 @@ def test_other_workspace_gets_404(client: TestClient, make_account) -> None:
             f"/api/v1/channels/{channel_id}", headers=theirs.headers, **kwargs
         )
         assert response.status_code == 404, method
-    assert client.post(f"/api/v1/channels/{channel_id}/test", headers=theirs.headers).status_code == 404
+    assert (
+        client.post(f"/api/v1/channels/{channel_id}/test", headers=theirs.headers).status_code
+        == 404
+    )
     assert client.get("/api/v1/channels", headers=theirs.headers).json() == []
 
 
@@ -137,7 +147,11 @@ def test_verify_runs_as_a_job(
 
     # The message went to the publishing queue after the commit, carrying only the id.
     queued = redis.Redis.from_url(redis_broker).lrange("publishing", 0, -1)
-    assert len(queued) == 1 and job_id.encode() in queued[0] and str(tmp_path).encode() not in queued[0]
+    assert (
+        len(queued) == 1
+        and job_id.encode() in queued[0]
+        and str(tmp_path).encode() not in queued[0]
+    )
 
     job = client.get(f"/api/v1/jobs/{job_id}", headers=account.headers).json()
     assert job["state"] == "PENDING" and job["ready"] is False
@@ -157,7 +171,9 @@ def test_failed_verify_marks_channel_needs_reconnect(
     gone = tmp_path / "missing"
     folder = {"platform": "folder", "name": "site", "credentials": {"path": str(gone)}}
     channel_id = client.post("/api/v1/channels", json=folder, headers=account.headers).json()["id"]
-    job_id = client.post(f"/api/v1/channels/{channel_id}/test", headers=account.headers).json()["job_id"]
+    job_id = client.post(f"/api/v1/channels/{channel_id}/test", headers=account.headers).json()[
+        "job_id"
+    ]
     verify_channel(job_id)
     job = client.get(f"/api/v1/jobs/{job_id}", headers=account.headers).json()
     assert job["state"] == "FAILURE"

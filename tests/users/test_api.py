@@ -18,9 +18,7 @@ def test_login_returns_a_bearer_token_that_works(client: TestClient, account: Ac
     body = response.json()
     assert body["token_type"] == "bearer"
     assert body["access_token"].startswith("hld_")
-    me = client.get(
-        "/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"}
-    )
+    me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status_code == 200
     assert me.json()["email"] == "owner@example.com"
     assert me.json()["workspace_name"] == "acme"
@@ -53,9 +51,7 @@ def test_failures_from_one_address_are_limited_across_accounts(
 
     settings = get_settings()
     limit = settings.login_max_failures_per_ip
-    statuses = [
-        login(client, f"nobody{i}@example.com", "x").status_code for i in range(limit)
-    ]
+    statuses = [login(client, f"nobody{i}@example.com", "x").status_code for i in range(limit)]
     assert statuses[:-1] == [401] * (limit - 1)
     assert statuses[-1] == 429
 
@@ -121,16 +117,12 @@ def test_only_admins_create_users(client: TestClient, make_account) -> None:
     )
     assert refused.status_code == 403
     assert refused.headers["content-type"] == "application/problem+json"
-    created = client.post(
-        "/api/v1/users", json={"email": "new@example.com"}, headers=admin.headers
-    )
+    created = client.post("/api/v1/users", json={"email": "new@example.com"}, headers=admin.headers)
     assert created.status_code == 201
     assert created.json()["workspace_id"] == str(admin.workspace_id)
     generated = created.json()["password"]
     assert login(client, "new@example.com", generated).status_code == 200
-    again = client.post(
-        "/api/v1/users", json={"email": "NEW@example.com"}, headers=admin.headers
-    )
+    again = client.post("/api/v1/users", json={"email": "NEW@example.com"}, headers=admin.headers)
     assert again.status_code == 409
 
 
