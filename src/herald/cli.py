@@ -382,7 +382,8 @@ def main() -> None:
         sys.exit(130)
     except typer.TyperException as exc:
         # Typer's own usage errors (a missing option, a bad value), as one line.
-        message = getattr(exc, "format_message", lambda: str(exc))()
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if callable(format_message) else str(exc)
         code = int(getattr(exc, "exit_code", 2))
         hint = " (see --help)" if code == 2 else ""
         sys.stderr.write(f"herald: error: {message}{hint}\n")
