@@ -16,6 +16,7 @@ from herald.health.api import router as health_router
 from herald.jobs.api import router as jobs_router
 from herald.posts.api import router as posts_router
 from herald.users.api import auth_router, users_router
+from herald.web.routes import mount_static
 from herald.web.routes import router as web_router
 
 DESCRIPTION = """
@@ -63,6 +64,7 @@ def create_app() -> FastAPI:
     app.include_router(api)
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(web_router)
+    mount_static(app)
 
     # Problem is referenced by every error response; make sure it is in the schema.
     original_openapi = app.openapi

@@ -62,7 +62,7 @@ class FolderAdapter(Adapter[FolderCredentials, FolderSettings]):
             raise AuthError(f"{directory} is not a directory")
         if not os.access(directory, os.W_OK | os.X_OK):
             raise AuthError(f"{directory} is not writable by Herald")
-        return Identity(name=str(directory.resolve()))
+        return Identity(name=f"folder {directory.name!r} is writable")
 
     def render(self, post: PostContent) -> Rendition:
         front: dict[str, object] = {"title": post.title, "date": utcnow().isoformat()}

@@ -79,7 +79,10 @@ class WebhookAdapter(Adapter[WebhookCredentials, WebhookSettings]):
 
     def verify(self) -> Identity:
         response = self._post("ping", {}, idempotency_key=f"ping-{time.time_ns()}")
-        return Identity(name=str(self.credentials.url), detail={"status": response.status_code})
+        # The host only: a webhook URL often carries its own token in the path.
+        return Identity(
+            name=self.credentials.url.host or "webhook", detail={"status": response.status_code}
+        )
 
     def render(self, post: PostContent) -> Rendition:
         document = {

@@ -30,6 +30,12 @@ class Health(BaseModel):
     components: dict[str, Component]
 
 
+def _describe(exc: Exception) -> str:
+    # Unauthenticated endpoint: the error's kind and first line only, never SQL or a trace.
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:200]
+
+
 def _timed() -> float:
     return time.perf_counter()
 
@@ -44,7 +50,7 @@ def check_database() -> Component:
         with session_scope() as session:
             session.execute(text("SELECT 1"))
     except Exception as exc:
-        return Component(status=Status.DOWN, detail=f"{type(exc).__name__}: {exc}"[:300])
+        return Component(status=Status.DOWN, detail=_describe(exc))
     return Component(status=Status.UP, latency_ms=_ms(start))
 
 
@@ -56,7 +62,7 @@ def check_broker() -> Component:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception as exc:
-        return Component(status=Status.DOWN, detail=f"{type(exc).__name__}: {exc}"[:300])
+        return Component(status=Status.DOWN, detail=_describe(exc))
     return Component(status=Status.UP, latency_ms=_ms(start))
 
 
@@ -67,7 +73,7 @@ def check_workers() -> Component:
     try:
         replies = app.control.ping(timeout=get_settings().worker_ping_timeout)
     except Exception as exc:
-        return Component(status=Status.DOWN, detail=f"{type(exc).__name__}: {exc}"[:300])
+        return Component(status=Status.DOWN, detail=_describe(exc))
     names = sorted(name for reply in replies for name in reply)
     if not names:
         return Component(status=Status.DOWN, detail="no worker answered the ping")
@@ -81,7 +87,7 @@ def check_scheduler() -> Component:
         with session_scope() as session:
             beat_at = last_beat(session)
     except Exception as exc:
-        return Component(status=Status.DOWN, detail=f"{type(exc).__name__}: {exc}"[:300])
+        return Component(status=Status.DOWN, detail=_describe(exc))
     if beat_at is None:
         return Component(status=Status.DOWN, detail="the scheduler (herald beat) has never run")
     age = (utcnow() - beat_at).total_seconds()
