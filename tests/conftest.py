@@ -3,6 +3,7 @@ client, users and tokens. Each test starts from empty tables."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import tempfile
 import uuid
@@ -40,12 +41,24 @@ _migrated: dict[str, str] = {}
 def _pg_url() -> str:
     import psycopg
 
-    name = f"herald_test_{_WORKER}"
+    # Unique per process, so two test runs on one machine never share a database.
+    name = f"herald_test_{_WORKER}_{os.getpid()}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+    atexit.register(_drop_pg, name)
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
     return f"{base}/{name}"
+
+
+def _drop_pg(name: str) -> None:
+    import psycopg
+
+    from herald.core.db import reset_engine
+
+    reset_engine()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _database_url(backend: str) -> str:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
+
+from herald.core.settings import get_settings
 
 _hasher = PasswordHash((Argon2Hasher(),))
 # Verifying against this when the account does not exist keeps the timing the same.
@@ -36,5 +39,7 @@ def new_token() -> str:
 
 
 def token_digest(token: str) -> str:
-    # Tokens carry 256 random bits, so a fast hash is enough (no dictionary to attack).
-    return hashlib.sha256(token.encode()).hexdigest()
+    # Tokens carry 256 random bits, so a fast hash is enough (no dictionary to attack);
+    # keyed with the secret key, so a copy of the database alone cannot check a token.
+    key = get_settings().secret_key_value().encode()
+    return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()

@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr | None = Field(
         None,
-        description="Signs session material. Unset in development: generated into the data dir.",
+        description="Keys the stored hashes of login and API tokens (changing it signs everyone "
+        "out). Unset in development: generated into the data dir.",
     )
     encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
