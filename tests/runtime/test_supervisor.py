@@ -1,0 +1,360 @@
+"""`herald up` and its supervisor: restarts with back-off, giving up, and clean stops."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from herald.runtime.embedded_redis import EmbeddedRedis
+from herald.runtime.supervisor import Child, GaveUp, Supervisor, restart_delay
+
+PY = sys.executable
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def alive(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def up_dir() -> Iterator[Path]:
+    # Short on purpose: the embedded Redis's unix socket path must fit in 104 bytes.
+    path = Path(tempfile.mkdtemp(prefix="hu-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- the supervisor with stand-in children ------------------------------------------------
+
+
+def test_restart_delay_doubles_up_to_thirty_seconds() -> None:
+    assert [restart_delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+
+
+def test_a_child_that_keeps_exiting_is_given_up_after_five_failures_in_a_minute() -> None:
+    clock = FakeClock()
+    child = Child("api", [PY, "-c", "raise SystemExit(3)"])
+    supervisor = Supervisor([child], clock=clock)
+    supervisor.start_all()
+    delays: list[float] = []
+
+    def crash_until_given_up() -> None:
+        for _ in range(10):
+            assert child.proc is not None
+            child.proc.wait(timeout=10)
+            supervisor.poll()  # reaps it and schedules the restart
+            assert child.proc is None and child.restart_at is not None
+            delays.append(child.restart_at - clock.now)
+            clock.now = child.restart_at
+            supervisor.poll()  # back-off over: started again
+
+    try:
+        with pytest.raises(GaveUp, match=r"the api process exited 5 times within 60 s") as info:
+            crash_until_given_up()
+        assert "last: exit code 3" in str(info.value)
+        assert delays == [1, 2, 4, 8]
+    finally:
+        supervisor.stop(grace=1)
+
+
+def test_the_back_off_resets_once_a_child_has_stayed_up_for_a_minute() -> None:
+    clock = FakeClock()
+    child = Child("worker", [PY, "-c", "import time; time.sleep(600)"])
+    supervisor = Supervisor([child], clock=clock)
+    supervisor.start_all()
+
+    def crash_and_restart() -> float:
+        assert child.proc is not None
+        child.proc.kill()
+        child.proc.wait(timeout=10)
+        supervisor.poll()
+        assert child.restart_at is not None
+        delay = child.restart_at - clock.now
+        clock.now = child.restart_at
+        supervisor.poll()
+        assert child.proc is not None
+        return delay
+
+    try:
+        assert crash_and_restart() == 1
+        assert crash_and_restart() == 2
+        clock.now += 60
+        supervisor.poll()  # still running after a minute: the count starts over
+        assert crash_and_restart() == 1
+        # Failures more than a minute apart never add up to giving up.
+        for _ in range(5):
+            clock.now += 61
+            assert crash_and_restart() == 1
+    finally:
+        supervisor.stop(grace=1)
+    assert child.proc is None
+
+
+def test_stop_kills_the_whole_group_of_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
+    marker = tmp_path / "grandchild.pid"
+    script = (
+        "import signal, subprocess, time, pathlib\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "grandchild = subprocess.Popen(['sleep', '600'])\n"
+        f"pathlib.Path({str(marker)!r}).write_text(str(grandchild.pid))\n"
+        "time.sleep(600)\n"
+    )
+    child = Child("stubborn", [PY, "-c", script])
+    supervisor = Supervisor([child])
+    supervisor.start_all()
+    assert child.proc is not None
+    proc = child.proc
+    wait_for(lambda: marker.exists() and marker.read_text(), 10, "the stand-in to start")
+    grandchild = psutil.Process(int(marker.read_text()))
+
+    started = time.monotonic()
+    supervisor.stop(grace=0.5)
+    elapsed = time.monotonic() - started
+
+    assert 0.5 <= elapsed < 3
+    assert proc.returncode == -signal.SIGKILL
+    wait_for(lambda: not alive(grandchild), 2, "the grandchild to die")
+
+
+def test_a_dead_embedded_redis_is_started_again_with_its_queue(up_dir: Path) -> None:
+    server = EmbeddedRedis(up_dir)
+    clock = FakeClock()
+    child = Child("redis", launch=server.launch)
+    supervisor = Supervisor([child], clock=clock)
+    try:
+        supervisor.start_all()
+        with server.client() as client:
+            client.lpush("publishing", "queued")
+        old_pid = child.pid
+        assert old_pid is not None and old_pid == server.pid
+        assert child.proc is not None
+        child.proc.kill()
+        child.proc.wait(timeout=10)
+        supervisor.poll()
+        assert child.restart_at == clock.now + 1
+        clock.now += 1
+        supervisor.poll()
+        assert child.pid not in (None, old_pid)
+        assert child.pid == server.pid
+        with server.client() as client:
+            assert client.lrange("publishing", 0, -1) == [b"queued"]
+    finally:
+        server.stop()
+
+
+# --- herald up, for real ------------------------------------------------------------------
+
+
+class Up:
+    """A `python -m herald up` process on a private data dir, with its output in files."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+        # No database or broker URL: SQLite and the embedded Redis, as a new user gets.
+        env.update(HERALD_DATA_DIR=str(data_dir), HERALD_WORKER_CONCURRENCY="2")
+        self.stdout_path = data_dir / "up.out"
+        self.stderr_path = data_dir / "up.err"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [PY, "-m", "herald", "up", "--port", str(port)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
+        self.seen: dict[int, psutil.Process] = {}
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def tree(self) -> list[psutil.Process]:
+        """Every live descendant now; also remembered, to check none outlives the stop."""
+        try:
+            procs: list[psutil.Process] = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        for proc in procs:
+            self.seen.setdefault(proc.pid, proc)
+        return procs
+
+    def child(self, name: str) -> psutil.Process | None:
+        for proc in self.tree():
+            try:
+                if proc.ppid() == self.proc.pid and proc.cmdline()[-1:] == [name]:
+                    return proc
+            except psutil.NoSuchProcess:
+                continue
+        return None
+
+    def check_running(self) -> None:
+        if self.proc.poll() is not None:
+            pytest.fail(f"herald up exited with {self.proc.returncode}:\n{self.stderr[-3000:]}")
+
+    def healthy(self) -> bool:
+        self.check_running()
+        try:
+            response = httpx.get(f"http://127.0.0.1:{self.port}/api/v1/health", timeout=3)
+        except httpx.HTTPError:
+            return False
+        body = response.json()
+        return response.status_code == 200 and all(
+            component["status"] == "up" for component in body["components"].values()
+        )
+
+    def kill(self) -> None:
+        """Last resort after a failed test: nothing may outlive the suite."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for proc in self.seen.values():
+            if alive(proc):
+                proc.kill()
+
+
+@pytest.fixture
+def herald_up(up_dir: Path) -> Iterator[Up]:
+    up = Up(up_dir, free_port())
+    try:
+        yield up
+    finally:
+        up.kill()
+
+
+def _stop_and_check_nothing_is_left(up: Up) -> None:
+    up.tree()
+    assert len(up.seen) >= 6, "redis, api, worker + its pool, beat"
+    started = time.monotonic()
+    up.proc.send_signal(signal.SIGTERM)
+    code = up.proc.wait(timeout=15)
+    elapsed = time.monotonic() - started
+    assert code == 0, up.stderr[-3000:]
+    assert elapsed < 10
+    # A SIGKILLed orphan may take a moment to be reaped by init; nothing may survive it.
+    survivors = [p for p in up.seen.values() if alive(p)]
+    deadline = time.monotonic() + 1
+    while survivors and time.monotonic() < deadline:
+        time.sleep(0.05)
+        survivors = [p for p in survivors if alive(p)]
+    assert survivors == []
+
+
+@pytest.mark.integration
+def test_herald_up_runs_everything_and_stops_cleanly(herald_up: Up) -> None:
+    wait_for(herald_up.healthy, 60, "GET /api/v1/health to answer 200 with everything up")
+
+    out = herald_up.stdout
+    assert f"http://127.0.0.1:{herald_up.port}" in out
+    assert f"http://127.0.0.1:{herald_up.port}/docs" in out
+    assert "Admin created: admin@herald.localhost / " in out
+    assert "shown once" in out
+    names = [" ".join(p.cmdline()) for p in herald_up.tree()]
+    assert any("redis-server" in name and "redis.sock" in name for name in names)
+    worker = herald_up.child("worker")
+    assert worker is not None and worker.children(), "the worker's pool processes"
+    assert (herald_up.data_dir / "appendonly.aof").exists()
+
+    _stop_and_check_nothing_is_left(herald_up)
+    assert not (herald_up.data_dir / "redis.sock").exists()
+
+
+@pytest.mark.integration
+def test_a_killed_worker_comes_back(herald_up: Up) -> None:
+    def worker_with_pool() -> psutil.Process | None:
+        herald_up.check_running()
+        worker = herald_up.child("worker")
+        return worker if worker is not None and worker.children() else None
+
+    wait_for(worker_with_pool, 60, "the worker and its pool to start")
+    old = worker_with_pool()
+    assert old is not None
+    old_pool = old.children()
+
+    old.send_signal(signal.SIGKILL)
+
+    def new_worker() -> bool:
+        herald_up.check_running()
+        worker = herald_up.child("worker")
+        return worker is not None and worker.pid != old.pid
+
+    wait_for(new_worker, 10, "the worker to be restarted")  # first back-off: 1 s
+    # Its orphaned pool processes went with it.
+    wait_for(lambda: not any(alive(p) for p in old_pool), 2, "the old pool to die")
+    assert "worker (pid" in herald_up.stderr and "restarting in 1 s" in herald_up.stderr
+    wait_for(worker_with_pool, 60, "the new worker and its pool to start")
+
+    _stop_and_check_nothing_is_left(herald_up)
+
+
+@pytest.mark.integration
+def test_herald_up_says_so_when_the_port_is_taken(up_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        up = Up(up_dir, port)
+        try:
+            assert up.proc.wait(timeout=30) == 1
+        finally:
+            up.kill()
+    lines = up.stderr.strip().splitlines()
+    assert lines[-1] == f"herald: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert not (up_dir / "redis.sock").exists()
+
+
+@pytest.mark.integration
+def test_herald_up_refuses_a_data_dir_in_use(up_dir: Path) -> None:
+    with EmbeddedRedis(up_dir) as running:
+        up = Up(up_dir, free_port())
+        try:
+            assert up.proc.wait(timeout=30) == 1
+        finally:
+            up.kill()
+        with running.client() as client:
+            assert client.ping() is True
+    last_line = up.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("herald: error: another Herald is running with this data dir")
+    assert up.stdout == ""
