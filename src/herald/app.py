@@ -15,6 +15,8 @@ from herald.core.metrics import metrics_endpoint, metrics_middleware
 from herald.health.api import router as health_router
 from herald.jobs.api import router as jobs_router
 from herald.posts.api import router as posts_router
+from herald.publishing.api import posts_router as publish_router
+from herald.publishing.api import publications_router, tasks_router
 from herald.users.api import auth_router, users_router
 from herald.web.routes import mount_static
 from herald.web.routes import router as web_router
@@ -58,6 +60,9 @@ def create_app() -> FastAPI:
         platforms_router,
         channels_router,
         posts_router,
+        publish_router,
+        publications_router,
+        tasks_router,
         jobs_router,
     ):
         api.include_router(router)

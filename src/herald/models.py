@@ -4,6 +4,7 @@ from herald.channels.models import Channel
 from herald.core.db import Base
 from herald.jobs.models import Job
 from herald.posts.models import Post, PostTag
+from herald.publishing.models import Publication, PublicationAttempt
 from herald.scheduling.models import Heartbeat
 from herald.users.models import ApiToken, LoginFailure, User, Workspace
 
@@ -16,6 +17,8 @@ __all__ = [
     "LoginFailure",
     "Post",
     "PostTag",
+    "Publication",
+    "PublicationAttempt",
     "User",
     "Workspace",
 ]

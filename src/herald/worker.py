@@ -26,7 +26,22 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "herald.backups.*": {"queue": "maintenance"},
 }
 
-TASK_MODULES = ["herald.channels.tasks"]
+TASK_MODULES = ["herald.channels.tasks", "herald.publishing.tasks"]
+
+# Periodic jobs. Each is safe to run twice at once: they claim rows with conditional
+# updates. Expiry drops a run that waited in the queue past its period.
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "dispatch-due-deliveries": {
+        "task": "herald.scheduling.dispatch_due",
+        "schedule": 1.0,
+        "options": {"expires": 5},
+    },
+    "reconcile-stuck-deliveries": {
+        "task": "herald.scheduling.reconcile",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+}
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -79,6 +94,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "beat_scheduler": "herald.scheduling.beat:HeraldScheduler",
         "imports": TASK_MODULES,
+        "beat_schedule": BEAT_SCHEDULE,
     }
 
 

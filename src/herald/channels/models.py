@@ -30,3 +30,7 @@ class Channel(IdMixin, TimestampMixin, Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[ChannelState] = mapped_column(String(20), default=ChannelState.ACTIVE)
     state_reason: Mapped[str | None] = mapped_column(Text)
+    # Retry policy for deliveries: exponential back-off with full jitter.
+    max_retries: Mapped[int] = mapped_column(default=3)
+    retry_base_seconds: Mapped[float] = mapped_column(default=2.0)
+    retry_max_seconds: Mapped[float] = mapped_column(default=600.0)

@@ -9,6 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from herald.channels.models import ChannelState
 
 
+class RetryPolicy(BaseModel):
+    max_retries: int = Field(3, ge=0, le=20, description="Retries after the first attempt.")
+    retry_base_seconds: float = Field(2.0, gt=0, le=3600)
+    retry_max_seconds: float = Field(600.0, gt=0, le=86400)
+
+
 class ChannelCreate(BaseModel):
     platform: str = Field(examples=["webhook"], description="See GET /api/v1/platforms.")
     name: str = Field(min_length=1, max_length=100, examples=["Team webhook"])
@@ -17,6 +23,7 @@ class ChannelCreate(BaseModel):
         examples=[{"url": "https://example.com/hook", "secret": "a-long-shared-secret"}],
     )
     settings: dict[str, Any] = Field(default_factory=dict)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
 class ChannelUpdate(BaseModel):
@@ -28,6 +35,7 @@ class ChannelUpdate(BaseModel):
     state: ChannelState | None = Field(
         None, description="`paused` stops deliveries; `active` resumes them."
     )
+    retry: RetryPolicy | None = None
 
 
 class ChannelRead(BaseModel):
@@ -39,6 +47,9 @@ class ChannelRead(BaseModel):
     settings: dict[str, Any]
     state: ChannelState
     state_reason: str | None
+    max_retries: int
+    retry_base_seconds: float
+    retry_max_seconds: float
     created_at: datetime
     updated_at: datetime
 

@@ -46,6 +46,7 @@ def create_channel(session: Session, principal: Principal, body: ChannelCreate) 
         name=body.name,
         credentials_encrypted=encrypt_json(credentials),
         settings=settings,
+        **body.retry.model_dump(),
     )
     session.add(channel)
     _flush_unique(session, body.name)
@@ -90,6 +91,9 @@ def update_channel(
             channel.state, channel.state_reason = ChannelState.ACTIVE, None
     if body.settings is not None:
         channel.settings = _validated(cls.settings_model, body.settings, "settings")
+    if body.retry is not None:
+        for key, value in body.retry.model_dump().items():
+            setattr(channel, key, value)
     if body.state is not None:
         if body.state == ChannelState.NEEDS_RECONNECT:
             raise InvalidInput(

@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     scheduler_heartbeat_stale_seconds: int = Field(
         30, description="Scheduler heartbeat older than this is reported down by the health check."
     )
+    publish_lease_seconds: int = Field(
+        120,
+        description="How long a worker owns a delivery it claimed; past that the reconciler "
+        "re-examines it (worker died).",
+    )
+    queued_grace_seconds: int = Field(
+        120, description="A delivery queued longer than this is sent to the broker again."
+    )
     log_level: str = Field("INFO", description="Log level for every process.")
 
     @field_validator("encryption_keys", mode="before")

@@ -88,3 +88,19 @@ def finish(
         .where(Job.id == job_id, Job.state.not_in(READY_STATES))
         .values(state=state, result=result, error=error, finished_at=now, updated_at=now)
     )
+
+
+def cancel(session: Session, job: Job) -> str:
+    """Cancel a job: certain while pending, requested (checked by the task) while running."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.state == JobState.PENDING)
+        .values(state=JobState.REVOKED, finished_at=utcnow(), cancel_requested=True)
+    )
+    if getattr(result, "rowcount", 0):
+        return "cancelled"
+    session.refresh(job)
+    if job.state in READY_STATES:
+        return str(job.state).lower()
+    job.cancel_requested = True
+    return "cancel_requested"

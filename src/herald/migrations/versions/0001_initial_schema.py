@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 13:27:08.161958
+Create Date: 2026-11-23 14:14:42.302752
 """
 
 from collections.abc import Sequence
@@ -57,6 +57,9 @@ def upgrade() -> None:
         sa.Column("settings", sa.JSON(), nullable=False),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("state_reason", sa.Text(), nullable=True),
+        sa.Column("max_retries", sa.Integer(), nullable=False),
+        sa.Column("retry_base_seconds", sa.Double(), nullable=False),
+        sa.Column("retry_max_seconds", sa.Double(), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("created_at", herald.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", herald.core.db.UTCDateTime(timezone=True), nullable=False),
@@ -203,11 +206,100 @@ def upgrade() -> None:
     with op.batch_alter_table("post_tags", schema=None) as batch_op:
         batch_op.create_index("ix_post_tags_tag", ["tag"], unique=False)
 
+    op.create_table(
+        "publications",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("post_id", sa.Uuid(), nullable=False),
+        sa.Column("channel_id", sa.Uuid(), nullable=False),
+        sa.Column("task_id", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.String(length=20), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=64), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("max_attempts", sa.Integer(), nullable=False),
+        sa.Column("due_at", herald.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("enqueued_at", herald.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("lease_until", herald.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("cancel_requested", sa.Boolean(), nullable=False),
+        sa.Column("external_id", sa.String(length=255), nullable=True),
+        sa.Column("external_url", sa.String(length=2048), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("error_kind", sa.String(length=20), nullable=True),
+        sa.Column("published_at", herald.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", herald.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", herald.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["channel_id"],
+            ["channels.id"],
+            name=op.f("fk_publications_channel_id_channels"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["post_id"],
+            ["posts.id"],
+            name=op.f("fk_publications_post_id_posts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["task_id"], ["jobs.id"], name=op.f("fk_publications_task_id_jobs"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_publications_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_publications")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_publications_idempotency_key")),
+        sa.UniqueConstraint("task_id", name=op.f("uq_publications_task_id")),
+    )
+    with op.batch_alter_table("publications", schema=None) as batch_op:
+        batch_op.create_index("ix_publications_post", ["post_id"], unique=False)
+        batch_op.create_index("ix_publications_state_due", ["state", "due_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_publications_workspace_id"), ["workspace_id"], unique=False
+        )
+
+    op.create_table(
+        "publication_attempts",
+        sa.Column("publication_id", sa.Uuid(), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("started_at", herald.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", herald.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("outcome", sa.String(length=20), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("external_id", sa.String(length=255), nullable=True),
+        sa.Column("external_url", sa.String(length=2048), nullable=True),
+        sa.Column("retry_at", herald.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["publication_id"],
+            ["publications.id"],
+            name=op.f("fk_publication_attempts_publication_id_publications"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_publication_attempts")),
+    )
+    with op.batch_alter_table("publication_attempts", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_publication_attempts_publication_id"), ["publication_id"], unique=False
+        )
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("publication_attempts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_publication_attempts_publication_id"))
+
+    op.drop_table("publication_attempts")
+    with op.batch_alter_table("publications", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_publications_workspace_id"))
+        batch_op.drop_index("ix_publications_state_due")
+        batch_op.drop_index("ix_publications_post")
+
+    op.drop_table("publications")
     with op.batch_alter_table("post_tags", schema=None) as batch_op:
         batch_op.drop_index("ix_post_tags_tag")
 

@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from herald.channels.models import Channel
+from herald.core.deps import PrincipalDep, SessionDep
+from herald.core.errors import NotFound, problem_responses
+from herald.health.service import Health, Status, check_broker, check_scheduler, check_workers
+from herald.jobs import service as jobs
+from herald.jobs.models import ACTIVE_STATES, READY_STATES, Job, JobState
+from herald.jobs.schemas import JobRead
+from herald.posts.service import get_post
+from herald.publishing import service
+from herald.publishing.models import Publication, PublicationState
+from herald.publishing.schemas import (
+    CancelResult,
+    PlatformInfo,
+    PublicationRead,
+    PublishAccepted,
+    PublishRequest,
+    RetryFailedResult,
+    TaskAccepted,
+    TaskPublishRequest,
+    TaskStatus,
+)
+
+log = logging.getLogger(__name__)
+posts_router = APIRouter(prefix="/posts", tags=["publishing"], responses=problem_responses(401))
+tasks_router = APIRouter(prefix="/tasks", tags=["tasks"], responses=problem_responses(401))
+publications_router = APIRouter(
+    prefix="/publications", tags=["publishing"], responses=problem_responses(401)
+)
+
+
+@posts_router.post(
+    "/{post_id}/publish",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(404, 422),
+)
+def publish_post(
+    post_id: uuid.UUID, body: PublishRequest, principal: PrincipalDep, session: SessionDep
+) -> PublishAccepted:
+    """Deliver the post to each channel now: one delivery (and task) per channel.
+
+    A channel that already has an active or published delivery of this post gets that
+    one back instead of a second delivery.
+    """
+    publications = service.create_publications(session, principal, post_id, body.channel_ids)
+    return PublishAccepted(
+        post_id=post_id, publications=[PublicationRead.model_validate(p) for p in publications]
+    )
+
+
+@posts_router.get("/{post_id}/publications", responses=problem_responses(404))
+def list_publications(
+    post_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> list[PublicationRead]:
+    """Every delivery of the post, with every attempt."""
+    get_post(session, principal, post_id)
+    rows = session.scalars(
+        select(Publication).where(Publication.post_id == post_id).order_by(Publication.created_at)
+    )
+    return [PublicationRead.model_validate(p) for p in rows]
+
+
+@tasks_router.post(
+    "/publish-post", status_code=status.HTTP_202_ACCEPTED, responses=problem_responses(404, 422)
+)
+def task_publish_post(
+    body: TaskPublishRequest, principal: PrincipalDep, session: SessionDep
+) -> TaskAccepted:
+    """Task-style entry point: publish one post to one channel."""
+    (publication,) = service.create_publications(
+        session, principal, body.post_id, [body.channel_id]
+    )
+    return TaskAccepted(task_id=publication.task_id, message=f"Delivery {publication.state}.")
+
+
+def _task_status(session: Session, job: Job) -> TaskStatus:
+    publication = None
+    if job.kind == "publish":
+        publication = session.scalars(
+            select(Publication).where(Publication.task_id == job.id)
+        ).first()
+    state = service.JOB_STATE[publication.state] if publication else job.state
+    result: dict[str, Any] | None = job.result
+    error = job.error
+    platform_info = None
+    if publication is not None:
+        channel = session.get(Channel, publication.channel_id)
+        error = publication.last_error if state in (JobState.FAILURE, JobState.RETRY) else None
+        if publication.state == PublicationState.PUBLISHED:
+            data = {"id": publication.external_id, "url": publication.external_url}
+            result = {"platform": channel.platform if channel else None, "data": data}
+            platform_info = PlatformInfo(platform=result["platform"] or "", data=data)
+    return TaskStatus(
+        task_id=job.id,
+        status=state,
+        ready=state in READY_STATES,
+        successful=state == JobState.SUCCESS,
+        failed=state == JobState.FAILURE,
+        result=result,
+        error=error,
+        progress={"done": job.progress_done, "total": job.progress_total}
+        if job.progress_total
+        else None,
+        platform_info=platform_info,
+        publication=PublicationRead.model_validate(publication) if publication else None,
+    )
+
+
+@tasks_router.get("/status/{task_id}", responses=problem_responses(404))
+def task_status(task_id: str, principal: PrincipalDep, session: SessionDep) -> TaskStatus:
+    """A task's state from Herald's own records (never expires; unknown id → 404)."""
+    return _task_status(session, jobs.get_job(session, principal, task_id))
+
+
+@tasks_router.get("/status/post/{post_id}", responses=problem_responses(404))
+def task_status_for_post(
+    post_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> list[TaskStatus]:
+    """The status of every delivery of a post."""
+    get_post(session, principal, post_id)
+    task_ids = session.scalars(
+        select(Publication.task_id)
+        .where(Publication.post_id == post_id)
+        .order_by(Publication.created_at)
+    )
+    return [_task_status(session, session.get_one(Job, task_id)) for task_id in task_ids]
+
+
+@tasks_router.delete("/cancel/{task_id}", responses=problem_responses(404, 409))
+def cancel_task(task_id: str, principal: PrincipalDep, session: SessionDep) -> CancelResult:
+    """Cancel a task: a waiting delivery for sure, a running one at best effort.
+
+    A delivery that already went out answers 409: it is never reported cancelled.
+    """
+    job = jobs.get_job(session, principal, task_id)
+    if job.kind == "publish":
+        publication = service.get_publication_by_task(session, principal, task_id)
+        outcome = service.cancel(session, publication)
+    else:
+        outcome = jobs.cancel(session, job)
+    if outcome == "cancel_requested":
+        _revoke(task_id)
+    return CancelResult(task_id=task_id, outcome=outcome)
+
+
+def _revoke(task_id: str) -> None:
+    # Best effort only: the database flag is what the task checks.
+    from herald.worker import app
+
+    try:
+        app.control.revoke(task_id)
+    except Exception as exc:
+        log.warning("could not send revoke for %s: %s", task_id, exc)
+
+
+@tasks_router.get("/active")
+def active_tasks(
+    principal: PrincipalDep,
+    session: SessionDep,
+    live: Annotated[bool, Query(description="Also ask the workers (Celery inspect).")] = False,
+) -> dict[str, Any]:
+    """Queued, waiting and running tasks of this workspace, from Herald's records."""
+    rows = jobs.list_jobs(session, principal, states=ACTIVE_STATES, limit=500)
+    answer: dict[str, Any] = {"tasks": [JobRead.of(j).model_dump(mode="json") for j in rows]}
+    if live:
+        answer["workers"] = _inspect()
+    return answer
+
+
+def _inspect() -> dict[str, Any]:
+    from herald.worker import app
+
+    try:
+        inspector = app.control.inspect(timeout=1.0)
+        return {"active": inspector.active() or {}, "reserved": inspector.reserved() or {}}
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+@tasks_router.get(
+    "/health",
+    responses={503: {"model": Health, "description": "Broker, workers or scheduler down."}},
+)
+def tasks_health(principal: PrincipalDep) -> Health:
+    """Broker, workers and scheduler: what background work needs."""
+    components = {"broker": check_broker()}
+    components["workers"] = (
+        check_workers() if components["broker"].status is Status.UP else components["broker"]
+    )
+    components["scheduler"] = check_scheduler()
+    up = all(c.status is Status.UP for c in components.values())
+    return Health(status=Status.UP if up else Status.DOWN, components=components)
+
+
+@tasks_router.post("/retry-failed")
+def retry_failed(principal: PrincipalDep, session: SessionDep) -> RetryFailedResult:
+    """Re-queue this workspace's deliveries that failed for a retryable reason."""
+    return RetryFailedResult(requeued=service.retry_failed(session, principal))
+
+
+@publications_router.post("/{publication_id}/retry", responses=problem_responses(404, 409))
+def retry_publication(
+    publication_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> PublicationRead:
+    """Send a failed or unconfirmed delivery again (you decided it did not go out)."""
+    publication = session.get(Publication, publication_id)
+    if publication is None or publication.workspace_id != principal.workspace_id:
+        raise NotFound(f"No publication {publication_id}.")
+    if not service.retry(session, publication):
+        raise service.AlreadyPublished(
+            f"Only a failed or unconfirmed delivery can be retried; this one is "
+            f"{publication.state}."
+        )
+    session.refresh(publication)
+    return PublicationRead.model_validate(publication)

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from herald.core.clock import utcnow
+from herald.core.db import Base, IdMixin, TimestampMixin
+
+
+class PublicationState(StrEnum):
+    SCHEDULED = "scheduled"  # waits for due_at
+    QUEUED = "queued"  # a message is (or should be) on the broker
+    PUBLISHING = "publishing"  # claimed by a worker, lease_until set
+    PUBLISHED = "published"
+    RETRY_WAIT = "retry_wait"  # failed for a retryable reason; due_at is the next try
+    FAILED = "failed"  # permanent error, or out of retries
+    UNCONFIRMED = "unconfirmed"  # may have been posted, cannot tell: a person decides
+    CANCELLED = "cancelled"
+
+
+WAITING = frozenset(
+    {PublicationState.SCHEDULED, PublicationState.QUEUED, PublicationState.RETRY_WAIT}
+)
+ACTIVE = WAITING | {PublicationState.PUBLISHING}
+SETTLED = frozenset(
+    {
+        PublicationState.PUBLISHED,
+        PublicationState.FAILED,
+        PublicationState.UNCONFIRMED,
+        PublicationState.CANCELLED,
+    }
+)
+
+
+class Publication(IdMixin, TimestampMixin, Base):
+    """One post on one channel: the unit that is delivered exactly once."""
+
+    __tablename__ = "publications"
+    __table_args__ = (
+        Index("ix_publications_state_due", "state", "due_at"),
+        Index("ix_publications_post", "post_id"),
+        UniqueConstraint("idempotency_key"),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    post_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    channel_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    # The job (= Celery task id) that carries this delivery, for the task endpoints.
+    task_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    state: Mapped[PublicationState] = mapped_column(String(20))
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=4)
+    due_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    external_url: Mapped[str | None] = mapped_column(String(2048))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_kind: Mapped[str | None] = mapped_column(String(20))
+    published_at: Mapped[datetime | None]
+
+    attempts: Mapped[list[PublicationAttempt]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="PublicationAttempt.number"
+    )
+
+
+class PublicationAttempt(IdMixin, Base):
+    __tablename__ = "publication_attempts"
+
+    publication_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("publications.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(20))  # published, retry, failed, ...
+    error: Mapped[str | None] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    external_url: Mapped[str | None] = mapped_column(String(2048))
+    retry_at: Mapped[datetime | None]

@@ -1,0 +1,617 @@
+"""Deliveries: request, claim, attempt, record, dispatch, reconcile, cancel, retry.
+
+Every state change is a conditional UPDATE on the current state (compare-and-set): a
+worker or scheduler that loses the race changes nothing and stops. The adapter call
+happens outside any transaction, between a committed claim and a committed outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.orm import Session
+
+from herald.adapters.base import (
+    Adapter,
+    AdapterError,
+    AmbiguousError,
+    AuthError,
+    PermanentError,
+    PostContent,
+    Receipt,
+    RetryableError,
+)
+from herald.adapters.registry import get_adapter_class
+from herald.channels.models import Channel, ChannelState
+from herald.channels.service import adapter_for, get_channel
+from herald.core.clock import utcnow
+from herald.core.errors import Conflict, NotFound
+from herald.core.settings import get_settings
+from herald.core.tx import after_commit
+from herald.jobs import service as jobs
+from herald.jobs.models import Job, JobState
+from herald.posts.models import Post, PostState
+from herald.posts.service import get_post
+from herald.publishing.models import (
+    ACTIVE,
+    SETTLED,
+    WAITING,
+    Publication,
+    PublicationAttempt,
+    PublicationState,
+)
+from herald.users.service import Principal
+
+log = logging.getLogger(__name__)
+S = PublicationState
+
+# The Celery state a client sees for each delivery state.
+JOB_STATE = {
+    S.SCHEDULED: JobState.PENDING,
+    S.QUEUED: JobState.PENDING,
+    S.PUBLISHING: JobState.STARTED,
+    S.RETRY_WAIT: JobState.RETRY,
+    S.PUBLISHED: JobState.SUCCESS,
+    S.FAILED: JobState.FAILURE,
+    S.UNCONFIRMED: JobState.FAILURE,
+    S.CANCELLED: JobState.REVOKED,
+}
+
+
+class AlreadyPublished(Conflict):
+    pass
+
+
+# --- state changes -------------------------------------------------------------------
+
+
+def transition(
+    session: Session,
+    publication_id: uuid.UUID,
+    from_states: Iterable[PublicationState],
+    to_state: PublicationState,
+    *,
+    extra: ColumnElement[bool] | None = None,
+    **values: Any,
+) -> bool:
+    """Compare-and-set: move to ``to_state`` only from one of ``from_states``."""
+    now = utcnow()
+    condition = [Publication.id == publication_id, Publication.state.in_(list(from_states))]
+    if extra is not None:
+        condition.append(extra)
+    result = session.execute(
+        update(Publication)
+        .where(*condition)
+        .values(state=to_state, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    changed = bool(getattr(result, "rowcount", 0))
+    if changed:
+        _sync_job(session, publication_id, to_state)
+    return changed
+
+
+def _sync_job(session: Session, publication_id: uuid.UUID, state: PublicationState) -> None:
+    row = session.execute(
+        select(Publication.task_id, Publication.workspace_id, Publication.post_id).where(
+            Publication.id == publication_id
+        )
+    ).one()
+    job_state = JOB_STATE[state]
+    now = utcnow()
+    values: dict[str, Any] = {"state": job_state, "updated_at": now}
+    if job_state == JobState.STARTED:
+        values["started_at"] = now
+    if state in SETTLED:
+        values["finished_at"] = now
+    session.execute(update(Job).where(Job.id == row.task_id).values(**values))
+    _emit(session, row.workspace_id, publication_id, row.task_id, state)
+    if state in SETTLED or state in (S.QUEUED, S.SCHEDULED):
+        refresh_post_state(session, row.post_id)
+
+
+def _emit(
+    session: Session,
+    workspace_id: uuid.UUID,
+    publication_id: uuid.UUID,
+    task_id: str,
+    state: PublicationState,
+) -> None:
+    try:
+        from herald.events.service import publish_after_commit
+    except ImportError:  # pragma: no cover - events arrive with their own module
+        return
+    publish_after_commit(
+        session,
+        workspace_id,
+        "publication.state",
+        {"publication_id": str(publication_id), "task_id": task_id, "state": str(state)},
+    )
+
+
+def refresh_post_state(session: Session, post_id: uuid.UUID) -> None:
+    """A post's state follows its deliveries."""
+    states = set(session.scalars(select(Publication.state).where(Publication.post_id == post_id)))
+    states.discard(S.CANCELLED)
+    if not states:
+        new = PostState.DRAFT
+    elif states & ACTIVE:
+        new = PostState.SCHEDULED
+    elif states == {S.PUBLISHED}:
+        new = PostState.PUBLISHED
+    elif S.PUBLISHED in states:
+        new = PostState.PARTIALLY_FAILED
+    else:
+        new = PostState.FAILED
+    session.execute(
+        update(Post)
+        .where(Post.id == post_id, Post.state != new)
+        .values(state=new)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- requesting deliveries -----------------------------------------------------------
+
+
+def enqueue(publication_id: uuid.UUID, task_id: str) -> None:
+    """Send the pointer to the broker (call after commit)."""
+    from herald.publishing.tasks import deliver
+
+    deliver.apply_async((str(publication_id),), task_id=task_id)
+
+
+def enqueue_after_commit(session: Session, publications: Iterable[Publication]) -> None:
+    pending = [(p.id, p.task_id) for p in publications if p.state == S.QUEUED]
+    if not pending:
+        return
+
+    def send() -> None:
+        for publication_id, task_id in pending:
+            try:
+                enqueue(publication_id, task_id)
+            except Exception as exc:
+                # The row stays queued; the reconciler sends it when the broker is back.
+                log.warning("broker unavailable, delivery %s stays queued: %s", task_id, exc)
+
+    after_commit(session, send)
+
+
+def create_publications(
+    session: Session,
+    principal: Principal,
+    post_id: uuid.UUID,
+    channel_ids: Iterable[uuid.UUID],
+    *,
+    due_at: datetime | None = None,
+) -> list[Publication]:
+    """One delivery per channel; an active or published one is returned, not duplicated."""
+    post = get_post(session, principal, post_id)
+    channels = [get_channel(session, principal, cid) for cid in dict.fromkeys(channel_ids)]
+    existing = {
+        p.channel_id: p
+        for p in session.scalars(
+            select(Publication).where(
+                Publication.post_id == post.id,
+                Publication.state.in_([*ACTIVE, S.PUBLISHED]),
+            )
+        )
+    }
+    now = utcnow()
+    result = []
+    for channel in channels:
+        if channel.id in existing:
+            result.append(existing[channel.id])
+            continue
+        publication_id = uuid.uuid4()
+        job = jobs.create_job(
+            session,
+            workspace_id=principal.workspace_id,
+            owner_id=principal.user_id,
+            kind="publish",
+            params={
+                "publication_id": str(publication_id),
+                "post_id": str(post.id),
+                "channel_id": str(channel.id),
+            },
+        )
+        state = S.SCHEDULED if due_at is not None and due_at > now else S.QUEUED
+        publication = Publication(
+            id=publication_id,
+            workspace_id=principal.workspace_id,
+            post_id=post.id,
+            channel_id=channel.id,
+            task_id=job.id,
+            state=state,
+            idempotency_key=f"herald-{publication_id.hex}",
+            max_attempts=channel.max_retries + 1,
+            due_at=due_at or now,
+            enqueued_at=now if state == S.QUEUED else None,
+        )
+        session.add(publication)
+        result.append(publication)
+    session.flush()
+    for publication in result:
+        _emit(
+            session,
+            publication.workspace_id,
+            publication.id,
+            publication.task_id,
+            publication.state,
+        )
+    refresh_post_state(session, post.id)
+    enqueue_after_commit(session, result)
+    return result
+
+
+# --- the delivery itself --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    publication_id: uuid.UUID
+    attempt: int
+
+
+def claim(session: Session, publication_id: uuid.UUID) -> Claim | None:
+    """queued → publishing, only if the channel is active; None if someone else has it."""
+    now = utcnow()
+    lease = timedelta(seconds=get_settings().publish_lease_seconds)
+    active_channels = select(Channel.id).where(Channel.state == ChannelState.ACTIVE)
+    if not transition(
+        session,
+        publication_id,
+        [S.QUEUED],
+        S.PUBLISHING,
+        extra=Publication.channel_id.in_(active_channels) & Publication.cancel_requested.is_(False),
+        lease_until=now + lease,
+        attempt=Publication.attempt + 1,
+    ):
+        return None
+    attempt = session.scalar(select(Publication.attempt).where(Publication.id == publication_id))
+    session.add(
+        PublicationAttempt(publication_id=publication_id, number=attempt or 1, outcome="started")
+    )
+    return Claim(publication_id, attempt or 1)
+
+
+def backoff_seconds(channel: Channel, attempt: int, retry_after: float | None) -> float:
+    """Full jitter: uniform in [0, min(max, base·2^(attempt-1))], never before Retry-After."""
+    ceiling = min(channel.retry_max_seconds, channel.retry_base_seconds * 2 ** (attempt - 1))
+    delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # published, retry, failed, auth, unconfirmed, cancelled
+    receipt: Receipt | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
+    """Claim, send, record: the body of the ``deliver`` task. None when not claimed."""
+    from herald.core.db import session_scope
+
+    with session_scope() as session:
+        claimed = claim(session, publication_id)
+    if claimed is None:
+        return None
+
+    with session_scope() as session:
+        publication = session.get_one(Publication, publication_id)
+        post = session.get_one(Post, publication.post_id)
+        channel = session.get_one(Channel, publication.channel_id)
+        content = PostContent(
+            id=post.id,
+            title=post.title,
+            body=post.body,
+            excerpt=post.excerpt,
+            tags=tuple(post.tags),
+            canonical_url=post.canonical_url,
+        )
+        key = publication.idempotency_key
+        cancelled = publication.cancel_requested
+        adapter = adapter_for(channel)
+
+    # No transaction is open while we talk to the platform.
+    if cancelled:
+        outcome = Outcome("cancelled", error="cancelled before sending")
+    else:
+        outcome = _send(adapter, content, key, claimed.attempt)
+
+    with session_scope() as session:
+        record_outcome(session, claimed, outcome)
+    return outcome
+
+
+def _send(adapter: Any, content: PostContent, key: str, attempt: int) -> Outcome:
+    try:
+        rendition = adapter.render(content)
+    except AdapterError as exc:
+        return Outcome("failed", error=exc.message)
+    if attempt > 1:
+        # An earlier attempt may have gone through: look before sending again.
+        try:
+            existing = adapter.find_existing(rendition, key)
+        except AdapterError:
+            existing = None
+        if existing is not None:
+            return Outcome("published", receipt=existing)
+    try:
+        return Outcome("published", receipt=adapter.publish(rendition, key))
+    except RetryableError as exc:
+        return Outcome("retry", error=exc.message, retry_after=exc.retry_after)
+    except PermanentError as exc:
+        return Outcome("failed", error=exc.message)
+    except AuthError as exc:
+        return Outcome("auth", error=exc.message)
+    except AmbiguousError as exc:
+        return _after_ambiguous(adapter, rendition, key, exc.message)
+    except Exception as exc:  # a bug or an unexpected library error mid-request
+        log.exception("adapter %s raised unexpectedly", adapter.platform)
+        return _after_ambiguous(adapter, rendition, key, f"{type(exc).__name__}: {exc}")
+
+
+def _after_ambiguous(adapter: Any, rendition: Any, key: str, message: str) -> Outcome:
+    if adapter.honours_idempotency_key:
+        # The platform deduplicates by our key: sending again cannot post twice.
+        return Outcome("retry", error=message)
+    try:
+        existing = adapter.find_existing(rendition, key)
+    except AdapterError:
+        existing = None
+    if existing is not None:
+        return Outcome("published", receipt=existing)
+    return Outcome("unconfirmed", error=message)
+
+
+def record_outcome(session: Session, claimed: Claim, outcome: Outcome) -> None:
+    publication = session.get_one(Publication, claimed.publication_id)
+    channel = session.get_one(Channel, publication.channel_id)
+    now = utcnow()
+    mine = Publication.attempt == claimed.attempt  # a reconciled, re-claimed row is not ours
+    attempt_row = session.scalars(
+        select(PublicationAttempt).where(
+            PublicationAttempt.publication_id == publication.id,
+            PublicationAttempt.number == claimed.attempt,
+        )
+    ).first()
+    kind = outcome.kind
+    retry_at = None
+    values: dict[str, Any] = {"lease_until": None, "last_error": outcome.error}
+
+    if kind == "published" and outcome.receipt is not None:
+        target = S.PUBLISHED
+        values |= {
+            "external_id": outcome.receipt.external_id,
+            "external_url": outcome.receipt.url,
+            "published_at": now,
+            "error_kind": None,
+            "last_error": None,
+        }
+    elif kind == "retry" and claimed.attempt < publication.max_attempts:
+        target = S.RETRY_WAIT
+        retry_at = now + timedelta(
+            seconds=backoff_seconds(channel, claimed.attempt, outcome.retry_after)
+        )
+        values |= {"due_at": retry_at, "error_kind": "retryable"}
+    elif kind == "retry":
+        target = S.FAILED
+        values |= {"error_kind": "retryable", "last_error": f"out of retries: {outcome.error}"}
+    elif kind == "auth":
+        # Hold it: it goes out once the channel is reconnected (credentials updated).
+        target = S.RETRY_WAIT
+        retry_at = now
+        values |= {
+            "due_at": now,
+            "error_kind": "auth",
+            "last_error": f"held until the channel is reconnected: {outcome.error}",
+        }
+        channel.state = ChannelState.NEEDS_RECONNECT
+        channel.state_reason = outcome.error
+    elif kind == "unconfirmed":
+        target = S.UNCONFIRMED
+        values["error_kind"] = "ambiguous"
+    elif kind == "cancelled":
+        target = S.CANCELLED
+    else:
+        target = S.FAILED
+        values["error_kind"] = "permanent"
+
+    if not transition(session, publication.id, [S.PUBLISHING], target, extra=mine, **values):
+        log.warning(
+            "delivery %s changed hands while attempt %s ran", publication.id, claimed.attempt
+        )
+    if attempt_row is not None:
+        attempt_row.finished_at = now
+        attempt_row.outcome = kind if kind != "retry" or retry_at else "failed"
+        attempt_row.error = outcome.error
+        attempt_row.retry_at = retry_at
+        if outcome.receipt is not None:
+            attempt_row.external_id = outcome.receipt.external_id
+            attempt_row.external_url = outcome.receipt.url
+
+
+# --- scheduler and reconciler ----------------------------------------------------------
+
+
+def dispatch_due(session: Session, *, limit: int = 500) -> list[tuple[uuid.UUID, str]]:
+    """Move due scheduled/retry_wait deliveries of active channels to queued.
+
+    Claimed with FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite's single writer needs
+    none), so two schedulers never take the same row. Returns (id, task_id) to enqueue
+    after commit.
+    """
+    now = utcnow()
+    due = (
+        select(Publication.id)
+        .where(
+            Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]),
+            Publication.due_at <= now,
+            Publication.cancel_requested.is_(False),
+            Publication.channel_id.in_(
+                select(Channel.id).where(Channel.state == ChannelState.ACTIVE)
+            ),
+        )
+        .order_by(Publication.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.scalars(due))
+    if not ids:
+        return []
+    rows = session.execute(
+        update(Publication)
+        .where(Publication.id.in_(ids), Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]))
+        .values(state=S.QUEUED, enqueued_at=now, updated_at=now)
+        .returning(Publication.id, Publication.task_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    for publication_id, _ in rows:
+        _sync_job(session, publication_id, S.QUEUED)
+    return [(r[0], r[1]) for r in rows]
+
+
+def reconcile(session: Session) -> dict[str, int]:
+    """Re-send deliveries stuck in queued; re-examine publishing ones whose lease ran out."""
+    settings = get_settings()
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.queued_grace_seconds)
+    resend: list[tuple[uuid.UUID, str]] = [
+        (row[0], row[1])
+        for row in session.execute(
+            select(Publication.id, Publication.task_id).where(
+                Publication.state == S.QUEUED,
+                (Publication.enqueued_at.is_(None)) | (Publication.enqueued_at < stale),
+            )
+        )
+    ]
+    if resend:
+        session.execute(
+            update(Publication)
+            .where(Publication.id.in_([r[0] for r in resend]), Publication.state == S.QUEUED)
+            .values(enqueued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    expired = list(
+        session.scalars(
+            select(Publication).where(
+                Publication.state == S.PUBLISHING, Publication.lease_until < now
+            )
+        )
+    )
+    requeued = unconfirmed = 0
+    for publication in expired:
+        channel = session.get_one(Channel, publication.channel_id)
+        adapter_cls = get_adapter_class(channel.platform)
+        can_look_up = adapter_cls.find_existing is not Adapter.find_existing
+        # The worker died mid-attempt. Resending is safe only where the platform
+        # deduplicates by our key, or we can look the post up first (the next attempt does).
+        if adapter_cls.honours_idempotency_key or can_look_up:
+            if transition(
+                session,
+                publication.id,
+                [S.PUBLISHING],
+                S.QUEUED,
+                extra=Publication.attempt == publication.attempt,
+                enqueued_at=now,
+                lease_until=None,
+                last_error="the worker stopped during the attempt; trying again",
+            ):
+                resend.append((publication.id, publication.task_id))
+                requeued += 1
+        elif transition(
+            session,
+            publication.id,
+            [S.PUBLISHING],
+            S.UNCONFIRMED,
+            extra=Publication.attempt == publication.attempt,
+            lease_until=None,
+            error_kind="ambiguous",
+            last_error="the worker stopped during the attempt; it may have been posted",
+        ):
+            unconfirmed += 1
+    after_commit(session, lambda: send_all(resend))
+    return {"resent": len(resend) - requeued, "requeued": requeued, "unconfirmed": unconfirmed}
+
+
+def send_all(pairs: Iterable[tuple[uuid.UUID, str]]) -> None:
+    for publication_id, task_id in pairs:
+        try:
+            enqueue(publication_id, task_id)
+        except Exception as exc:
+            log.warning("broker unavailable; %s stays queued: %s", task_id, exc)
+            return
+
+
+# --- control --------------------------------------------------------------------------
+
+
+def get_publication_by_task(session: Session, principal: Principal, task_id: str) -> Publication:
+    publication = session.scalars(select(Publication).where(Publication.task_id == task_id)).first()
+    if publication is None or publication.workspace_id != principal.workspace_id:
+        raise NotFound(f"No task {task_id}.")
+    return publication
+
+
+def cancel(session: Session, publication: Publication) -> str:
+    """Cancel a delivery: certain while it waits, best effort while it runs."""
+    if transition(session, publication.id, WAITING, S.CANCELLED, last_error="cancelled"):
+        return "cancelled"
+    session.refresh(publication)
+    if publication.state == S.PUBLISHING:
+        session.execute(
+            update(Publication)
+            .where(Publication.id == publication.id)
+            .values(cancel_requested=True)
+            .execution_options(synchronize_session=False)
+        )
+        return "cancel_requested"
+    if publication.state == S.PUBLISHED:
+        raise AlreadyPublished("This delivery was already published; it cannot be cancelled.")
+    return str(publication.state)
+
+
+def retry(session: Session, publication: Publication) -> bool:
+    """Send a failed delivery again (a person decided; unconfirmed included)."""
+    now = utcnow()
+    channel = session.get_one(Channel, publication.channel_id)
+    changed = transition(
+        session,
+        publication.id,
+        [S.FAILED, S.UNCONFIRMED],
+        S.QUEUED,
+        enqueued_at=now,
+        due_at=now,
+        # A fresh set of attempts on top of those already made.
+        max_attempts=Publication.attempt + 1 + channel.max_retries,
+        cancel_requested=False,
+    )
+    if changed:
+        after_commit(session, lambda: send_all([(publication.id, publication.task_id)]))
+    return changed
+
+
+def retry_failed(session: Session, principal: Principal) -> int:
+    """Re-queue this workspace's deliveries that failed for a retryable reason."""
+    failed = list(
+        session.scalars(
+            select(Publication).where(
+                Publication.workspace_id == principal.workspace_id,
+                Publication.state == S.FAILED,
+                Publication.error_kind == "retryable",
+            )
+        )
+    )
+    return sum(1 for publication in failed if retry(session, publication))

@@ -1,0 +1,347 @@
+"""The delivery engine against a real database (SQLite and PostgreSQL), a real Redis
+broker and a local webhook receiver; task bodies are called as the worker would."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from herald.core.clock import set_clock, utcnow
+from tests.conftest import Account
+from tests.fakes.webhook_receiver import Receiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def setup(client: TestClient, account: Account, receiver: Receiver, redis_broker: str):  # type: ignore[no-untyped-def]
+    channel = client.post(
+        "/api/v1/channels",
+        json={
+            "platform": "webhook",
+            "name": "hook",
+            "credentials": receiver.credentials(),
+            "retry": {"max_retries": 3, "retry_base_seconds": 2, "retry_max_seconds": 600},
+        },
+        headers=account.headers,
+    ).json()
+    post = client.post(
+        "/api/v1/posts", json={"title": "Hello", "body": "Hi"}, headers=account.headers
+    ).json()
+    return channel, post
+
+
+def publish(client: TestClient, account: Account, post_id: str, *channel_ids: str) -> list[dict]:  # type: ignore[type-arg]
+    response = client.post(
+        f"/api/v1/posts/{post_id}/publish",
+        json={"channel_ids": list(channel_ids)},
+        headers=account.headers,
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["publications"]  # type: ignore[no-any-return]
+
+
+def deliver(publication_id: str) -> str:
+    from herald.publishing.tasks import deliver as task
+
+    return task(publication_id)  # type: ignore[no-any-return]
+
+
+def dispatch_at(moment) -> int:  # type: ignore[no-untyped-def]
+    from herald.publishing.tasks import dispatch_due
+
+    set_clock(lambda: moment)
+    try:
+        return dispatch_due()  # type: ignore[no-any-return]
+    finally:
+        set_clock(None)
+
+
+def status(client: TestClient, account: Account, task_id: str) -> dict:  # type: ignore[type-arg]
+    return client.get(f"/api/v1/tasks/status/{task_id}", headers=account.headers).json()  # type: ignore[no-any-return]
+
+
+def test_publish_now_goes_out_once(client, account, setup, receiver, redis_broker) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    assert publication["state"] == "queued"
+    # One pointer on the publishing queue, sent after the commit.
+    queued = redis.Redis.from_url(redis_broker).lrange("publishing", 0, -1)
+    assert len(queued) == 1
+    assert publication["task_id"].encode() in queued[0]
+    assert status(client, account, publication["task_id"])["status"] == "PENDING"
+
+    assert deliver(publication["id"]) == "published"
+    assert len(receiver.posts()) == 1
+    sent = receiver.posts()[0]
+    assert sent.headers["idempotency-key"] == f"herald-{uuid.UUID(publication['id']).hex}"
+    assert sent.body["post"]["title"] == "Hello"
+
+    answer = status(client, account, publication["task_id"])
+    assert answer["status"] == "SUCCESS"
+    assert answer["ready"] and answer["successful"] and not answer["failed"]
+    assert answer["platform_info"]["platform"] == "webhook"
+    assert answer["platform_info"]["data"]["url"].startswith("https://example.test/")
+    assert (
+        client.get(f"/api/v1/posts/{post['id']}", headers=account.headers).json()["state"]
+        == "published"
+    )
+
+    # A second message for the same delivery (redelivery) does nothing.
+    assert deliver(publication["id"]) == "skipped"
+    assert len(receiver.posts()) == 1
+    # Publishing again to the same channel returns the same delivery.
+    (again,) = publish(client, account, post["id"], channel["id"])
+    assert again["id"] == publication["id"]
+
+
+def test_ten_concurrent_executions_send_exactly_once(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    results: list[str] = []
+    barrier = threading.Barrier(10)
+
+    def run() -> None:
+        barrier.wait()
+        results.append(deliver(publication["id"]))
+
+    threads = [threading.Thread(target=run) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(results) == ["published"] + ["skipped"] * 9
+    assert len(receiver.posts()) == 1
+
+
+def test_503_503_200_publishes_on_attempt_3_with_backoff(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    receiver.script = deque([503, 503])
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    pid = publication["id"]
+
+    assert deliver(pid) == "retry"
+    pubs = client.get(f"/api/v1/posts/{post['id']}/publications", headers=account.headers).json()
+    assert pubs[0]["state"] == "retry_wait"
+    assert "503" in pubs[0]["last_error"]
+    assert status(client, account, publication["task_id"])["status"] == "RETRY"
+    # Not due yet: the dispatcher leaves it alone; the wait is in due_at, not the broker.
+    assert dispatch_at(utcnow()) == 0 or pubs[0]["due_at"] <= utcnow().isoformat()
+    assert dispatch_at(utcnow() + timedelta(minutes=11)) == 1
+    assert deliver(pid) == "retry"
+    assert dispatch_at(utcnow() + timedelta(minutes=11)) == 1
+    assert deliver(pid) == "published"
+
+    (final,) = client.get(
+        f"/api/v1/posts/{post['id']}/publications", headers=account.headers
+    ).json()
+    assert final["state"] == "published"
+    assert final["attempt"] == 3
+    outcomes = [a["outcome"] for a in final["attempts"]]
+    assert outcomes == ["retry", "retry", "published"]
+    first_retry = final["attempts"][0]
+    assert first_retry["retry_at"] is not None  # the back-off is recorded
+    assert len(receiver.posts()) == 3 and len(receiver.delivered) == 1
+
+
+def test_retry_after_is_honoured(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    receiver.script = deque([429])
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    before = utcnow()
+    assert deliver(publication["id"]) == "retry"
+    (row,) = client.get(f"/api/v1/posts/{post['id']}/publications", headers=account.headers).json()
+    from datetime import datetime
+
+    assert datetime.fromisoformat(row["due_at"]) >= before + timedelta(seconds=1)
+
+
+def test_400_fails_at_once_with_the_receivers_message(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    receiver.script = deque([400])
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    assert deliver(publication["id"]) == "failed"
+    answer = status(client, account, publication["task_id"])
+    assert answer["status"] == "FAILURE"
+    assert "receiver says 400" in answer["error"]
+    assert (
+        client.get(f"/api/v1/posts/{post['id']}", headers=account.headers).json()["state"]
+        == "failed"
+    )
+    # Out of the retry path: dispatch finds nothing.
+    assert dispatch_at(utcnow() + timedelta(days=1)) == 0
+
+
+def test_401_marks_channel_needs_reconnect_and_holds(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    receiver.script = deque([401])
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    assert deliver(publication["id"]) == "auth"
+    ch = client.get(f"/api/v1/channels/{channel['id']}", headers=account.headers).json()
+    assert ch["state"] == "needs_reconnect"
+    (held,) = client.get(f"/api/v1/posts/{post['id']}/publications", headers=account.headers).json()
+    assert held["state"] == "retry_wait"
+    assert "reconnected" in held["last_error"]
+    assert dispatch_at(utcnow() + timedelta(hours=1)) == 0  # held while the channel is broken
+
+    fixed = client.patch(
+        f"/api/v1/channels/{channel['id']}",
+        json={"credentials": receiver.credentials()},
+        headers=account.headers,
+    )
+    assert fixed.json()["state"] == "active"
+    assert dispatch_at(utcnow()) == 1
+    assert deliver(publication["id"]) == "published"
+
+
+def test_ambiguous_timeout_resends_safely_with_the_key(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    client.patch(
+        f"/api/v1/channels/{channel['id']}",
+        json={"settings": {"read_timeout": 0.3}},
+        headers=account.headers,
+    )
+    receiver.hold_seconds = 1.0
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    assert deliver(publication["id"]) == "retry"  # webhook honours Idempotency-Key
+    receiver.hold_seconds = 0
+    assert dispatch_at(utcnow() + timedelta(minutes=11)) == 1
+    assert deliver(publication["id"]) == "published"
+    assert len(receiver.delivered) == 1  # the receiver deduplicated the resend
+
+
+def test_cancel(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    cancelled = client.delete(
+        f"/api/v1/tasks/cancel/{publication['task_id']}", headers=account.headers
+    )
+    assert cancelled.json()["outcome"] == "cancelled"
+    assert deliver(publication["id"]) == "skipped"
+    assert receiver.posts() == []
+    assert status(client, account, publication["task_id"])["status"] == "REVOKED"
+
+    other = client.post("/api/v1/posts", json={"title": "Two"}, headers=account.headers).json()
+    (sent,) = publish(client, account, other["id"], channel["id"])
+    deliver(sent["id"])
+    refused = client.delete(f"/api/v1/tasks/cancel/{sent['task_id']}", headers=account.headers)
+    assert refused.status_code == 409
+    assert status(client, account, sent["task_id"])["status"] == "SUCCESS"
+
+
+def test_unknown_task_is_404(client, account) -> None:  # type: ignore[no-untyped-def]
+    response = client.get(f"/api/v1/tasks/status/{uuid.uuid4()}", headers=account.headers)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_expired_lease_is_requeued_by_the_reconciler(client, account, setup, receiver, db) -> None:  # type: ignore[no-untyped-def]
+    from herald.publishing import service
+    from herald.publishing.tasks import reconcile
+
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    with db() as s:  # a worker claimed it and died before recording anything
+        assert service.claim(s, uuid.UUID(publication["id"])) is not None
+    later = utcnow() + timedelta(minutes=10)
+    set_clock(lambda: later)
+    try:
+        result = reconcile()
+    finally:
+        set_clock(None)
+    assert result["requeued"] == 1
+    assert deliver(publication["id"]) == "published"
+    assert len(receiver.delivered) == 1
+
+
+def test_broker_down_still_accepts_and_reconciler_sends_later(
+    client, account, setup, receiver, redis_broker, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from herald.publishing import service
+    from herald.publishing.tasks import reconcile
+
+    channel, post = setup
+    real_enqueue = service.enqueue
+
+    def broker_down(publication_id: uuid.UUID, task_id: str) -> None:
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(service, "enqueue", broker_down)
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    assert publication["state"] == "queued"
+    assert redis.Redis.from_url(redis_broker).llen("publishing") == 0
+
+    monkeypatch.setattr(service, "enqueue", real_enqueue)
+    later = utcnow() + timedelta(minutes=5)
+    set_clock(lambda: later)
+    try:
+        assert reconcile()["resent"] == 1
+    finally:
+        set_clock(None)
+    assert redis.Redis.from_url(redis_broker).llen("publishing") == 1
+    assert deliver(publication["id"]) == "published"
+
+
+def test_retry_failed_and_manual_retry(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    receiver.script = deque([400])
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    deliver(publication["id"])
+    # A permanent failure is not retried in bulk...
+    assert (
+        client.post("/api/v1/tasks/retry-failed", headers=account.headers).json()["requeued"] == 0
+    )
+    # ...but a person can send it again.
+    retried = client.post(
+        f"/api/v1/publications/{publication['id']}/retry", headers=account.headers
+    )
+    assert retried.status_code == 200
+    assert retried.json()["state"] == "queued"
+    assert deliver(publication["id"]) == "published"
+    again = client.post(f"/api/v1/publications/{publication['id']}/retry", headers=account.headers)
+    assert again.status_code == 409
+
+
+def test_other_workspace_cannot_see_or_cancel(client, make_account, receiver, redis_broker) -> None:  # type: ignore[no-untyped-def]
+    mine = make_account("me@example.com", workspace="one")
+    theirs = make_account("them@example.com", workspace="two")
+    channel = client.post(
+        "/api/v1/channels",
+        json={"platform": "webhook", "name": "hook", "credentials": receiver.credentials()},
+        headers=mine.headers,
+    ).json()
+    post = client.post("/api/v1/posts", json={"title": "x"}, headers=mine.headers).json()
+    (publication,) = publish(client, mine, post["id"], channel["id"])
+    assert (
+        client.get(
+            f"/api/v1/tasks/status/{publication['task_id']}", headers=theirs.headers
+        ).status_code
+        == 404
+    )
+    assert (
+        client.delete(
+            f"/api/v1/tasks/cancel/{publication['task_id']}", headers=theirs.headers
+        ).status_code
+        == 404
+    )
+    # Their channel ids are not usable from my post and vice versa.
+    refused = client.post(
+        f"/api/v1/posts/{post['id']}/publish",
+        json={"channel_ids": [channel["id"]]},
+        headers=theirs.headers,
+    )
+    assert refused.status_code == 404
+    assert client.get("/api/v1/tasks/active", headers=theirs.headers).json()["tasks"] == []
+    assert len(client.get("/api/v1/tasks/active", headers=mine.headers).json()["tasks"]) == 1
