@@ -1,0 +1,111 @@
+"""End to end with a real `herald worker` process and real Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import Account
+from tests.fakes.webhook_receiver import Receiver
+from tests.workers import WorkerProcess, running_worker, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+def publication_state(client: TestClient, account: Account, post_id: str) -> list[dict]:  # type: ignore[type-arg]
+    return client.get(f"/api/v1/posts/{post_id}/publications", headers=account.headers).json()  # type: ignore[no-any-return]
+
+
+def test_webhook_and_folder_published_by_a_real_worker(
+    client: TestClient, account: Account, receiver: Receiver, redis_broker: str, tmp_path: Path
+) -> None:
+    hook = client.post(
+        "/api/v1/channels",
+        json={"platform": "webhook", "name": "hook", "credentials": receiver.credentials()},
+        headers=account.headers,
+    ).json()
+    site = client.post(
+        "/api/v1/channels",
+        json={"platform": "folder", "name": "site", "credentials": {"path": str(tmp_path)}},
+        headers=account.headers,
+    ).json()
+    post = client.post(
+        "/api/v1/posts",
+        json={"title": "Zażółć gęślą jaźń", "body": "Hello **world**", "tags": ["news"]},
+        headers=account.headers,
+    ).json()
+    with running_worker():
+        response = client.post(
+            f"/api/v1/posts/{post['id']}/publish",
+            json={"channel_ids": [hook["id"], site["id"]]},
+            headers=account.headers,
+        )
+        assert response.status_code == 202
+        wait_for(
+            lambda: (
+                {p["state"] for p in publication_state(client, account, post["id"])}
+                == {"published"}
+            )
+        )
+    assert len(receiver.delivered) == 1
+    files = list(tmp_path.glob("*.md"))
+    assert len(files) == 1
+    assert "Zażółć gęślą jaźń" in files[0].read_text("utf-8")
+    assert client.get(f"/api/v1/posts/{post['id']}", headers=account.headers).json()["state"] == (
+        "published"
+    )
+
+
+def test_worker_killed_mid_delivery_ends_published_once(
+    client: TestClient, account: Account, receiver: Receiver, redis_broker: str
+) -> None:
+    from herald.core.settings import get_settings
+    from herald.publishing.tasks import reconcile
+
+    lease = {"HERALD_PUBLISH_LEASE_SECONDS": "2"}
+    hook = client.post(
+        "/api/v1/channels",
+        json={"platform": "webhook", "name": "hook", "credentials": receiver.credentials()},
+        headers=account.headers,
+    ).json()
+    post = client.post("/api/v1/posts", json={"title": "Crash"}, headers=account.headers).json()
+    receiver.hold_seconds = 5  # the receiver holds the request while the worker dies
+
+    worker = WorkerProcess(lease).start()
+    try:
+        client.post(
+            f"/api/v1/posts/{post['id']}/publish",
+            json={"channel_ids": [hook["id"]]},
+            headers=account.headers,
+        )
+        wait_for(lambda: len(receiver.posts()) == 1)
+        (in_flight,) = publication_state(client, account, post["id"])
+        assert in_flight["state"] == "publishing"
+        worker.kill()
+    finally:
+        worker.stop()
+    receiver.hold_seconds = 0
+
+    # After restart: the reconciler finds the expired lease and the delivery goes again;
+    # the receiver deduplicates by Idempotency-Key, so one effective delivery.
+    settings = get_settings()
+    settings.queued_grace_seconds = 120
+    with running_worker(lease):
+        wait_for(lambda: reconcile()["requeued"] == 1, timeout=15, interval=0.5)
+        wait_for(lambda: publication_state(client, account, post["id"])[0]["state"] == "published")
+    (final,) = publication_state(client, account, post["id"])
+    assert final["attempt"] == 2
+    assert len(receiver.delivered) == 1
+    assert len({r.headers["idempotency-key"] for r in receiver.posts()}) == 1
+    assert uuid.UUID(final["id"])
