@@ -144,3 +144,36 @@ def test_help_everywhere(command: list[str]) -> None:
     )
     assert result.returncode == 0
     assert "Usage" in result.stdout
+
+
+@pytest.mark.integration
+def test_publish_from_the_command_line_with_live_status(
+    db_backend: str, tmp_path: Path, redis_broker: str
+) -> None:
+    from tests.workers import running_worker
+
+    assert herald("user", "create", "--email", "ann@example.com", "--admin").returncode == 0
+    herald(
+        "channel",
+        "add",
+        "--platform",
+        "folder",
+        "--name",
+        "site",
+        "--credentials",
+        json.dumps({"path": str(tmp_path)}),
+    )
+    post = json.loads(herald("post", "create", "--title", "Live", "--json").stdout)
+    unknown = herald("post", "publish", post["id"], "--to", "nope")
+    assert unknown.returncode == 1
+    assert "no channel named 'nope'" in unknown.stderr
+
+    with running_worker():
+        published = herald("post", "publish", post["id"], "--to", "site", "--json")
+    assert published.returncode == 0, published.stderr
+    (row,) = json.loads(published.stdout)
+    assert row["state"] == "published"
+    assert row["channel"] == "site"
+    status = json.loads(herald("post", "status", post["id"], "--json").stdout)
+    assert status == [row]
+    assert len(list(tmp_path.glob("*.md"))) == 1

@@ -345,6 +345,159 @@ def post_list(
     out.print(table)
 
 
+def _resolve_post_id(value: str) -> Any:
+    import uuid
+
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise CliError(f"{value!r} is not a post id (a UUID, see `herald post list`)") from None
+
+
+def _resolve_channels(session: Any, principal: Any, values: list[str]) -> list[Any]:
+    """Channel ids or names, in this workspace."""
+    import uuid
+
+    from sqlalchemy import select
+
+    from herald.channels.models import Channel
+
+    ids = []
+    for value in values:
+        try:
+            ids.append(uuid.UUID(value))
+            continue
+        except ValueError:
+            pass
+        found = session.scalar(
+            select(Channel.id).where(
+                Channel.workspace_id == principal.workspace_id, Channel.name == value
+            )
+        )
+        if found is None:
+            raise CliError(f"no channel named {value!r}; see `herald channel list`")
+        ids.append(found)
+    return ids
+
+
+def _delivery_rows(post_id: Any) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from herald.channels.models import Channel
+    from herald.core.db import session_scope
+    from herald.publishing.models import Publication
+
+    with session_scope() as session:
+        rows = session.execute(
+            select(Publication, Channel.name, Channel.platform)
+            .join(Channel, Channel.id == Publication.channel_id)
+            .where(Publication.post_id == post_id)
+            .order_by(Publication.created_at)
+        ).all()
+        return [
+            {
+                "publication_id": str(pub.id),
+                "task_id": pub.task_id,
+                "channel": name,
+                "platform": platform,
+                "state": str(pub.state),
+                "attempt": pub.attempt,
+                "external_url": pub.external_url,
+                "error": pub.last_error,
+            }
+            for pub, name, platform in rows
+        ]
+
+
+_STATE_STYLE = {
+    "published": "green",
+    "failed": "red",
+    "unconfirmed": "yellow",
+    "cancelled": "dim",
+    "retry_wait": "yellow",
+    "publishing": "cyan",
+}
+
+
+def _delivery_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("channel", "platform", "state", "attempt", "where / why")
+    for row in rows:
+        style = _STATE_STYLE.get(row["state"], "")
+        table.add_row(
+            row["channel"],
+            row["platform"],
+            f"[{style}]{row['state']}[/]" if style else row["state"],
+            str(row["attempt"]),
+            row["external_url"] or row["error"] or "",
+        )
+    return table
+
+
+@post_app.command("publish")
+def post_publish(
+    post_id: Annotated[str, typer.Argument(help="The post's id.")],
+    to: Annotated[list[str], typer.Option("--to", help="Channel id or name; repeatable.")],
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Show live progress until all settle.")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait at most.")] = 300,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Publish a post to channels now (needs a running worker: `herald up`)."""
+    import time
+
+    from rich.live import Live
+
+    from herald.core.db import session_scope
+    from herald.publishing.models import SETTLED
+    from herald.publishing.service import create_publications
+
+    pid = _resolve_post_id(post_id)
+    principal = _principal_for(workspace)
+    with session_scope() as session:
+        create_publications(session, principal, pid, _resolve_channels(session, principal, to))
+    settled = {str(s) for s in SETTLED}
+    rows = _delivery_rows(pid)
+    if wait:
+        deadline = time.monotonic() + timeout
+        with Live(_delivery_table(rows), console=out, transient=as_json) as live:
+            while time.monotonic() < deadline:
+                rows = _delivery_rows(pid)
+                live.update(_delivery_table(rows))
+                if all(row["state"] in settled for row in rows):
+                    break
+                time.sleep(0.5)
+    if as_json:
+        _print_json(rows)
+    elif not wait:
+        out.print(_delivery_table(rows))
+    pending = [r for r in rows if r["state"] not in settled]
+    if wait and pending:
+        raise CliError(
+            f"{len(pending)} delivery(ies) still in progress after {timeout:.0f} s; "
+            f"see `herald post status {pid}` (is a worker running?)"
+        )
+    if any(r["state"] in ("failed", "unconfirmed") for r in rows):
+        raise typer.Exit(1)
+
+
+@post_app.command("status")
+def post_status(
+    post_id: Annotated[str, typer.Argument(help="The post's id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show every delivery of a post."""
+    rows = _delivery_rows(_resolve_post_id(post_id))
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        out.print("No deliveries yet.")
+        return
+    out.print(_delivery_table(rows))
+
+
 # --- keys -------------------------------------------------------------------------
 
 

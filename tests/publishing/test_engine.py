@@ -345,3 +345,39 @@ def test_other_workspace_cannot_see_or_cancel(client, make_account, receiver, re
     assert refused.status_code == 404
     assert client.get("/api/v1/tasks/active", headers=theirs.headers).json()["tasks"] == []
     assert len(client.get("/api/v1/tasks/active", headers=mine.headers).json()["tasks"]) == 1
+
+
+def test_batch_publish_fans_out_with_progress(
+    client, account, setup, receiver, redis_broker
+) -> None:  # type: ignore[no-untyped-def]
+    from herald.publishing.tasks import batch_publish
+
+    channel, post = setup
+    second = client.post("/api/v1/posts", json={"title": "Two"}, headers=account.headers).json()
+    missing = client.post(
+        "/api/v1/posts/batch-publish",
+        json={"post_ids": [post["id"], str(uuid.uuid4())], "channel_ids": [channel["id"]]},
+        headers=account.headers,
+    )
+    assert missing.status_code == 404  # checked before anything starts
+
+    accepted = client.post(
+        "/api/v1/posts/batch-publish",
+        json={"post_ids": [post["id"], second["id"]], "channel_ids": [channel["id"]]},
+        headers=account.headers,
+    )
+    assert accepted.status_code == 202
+    job_id = accepted.json()["task_id"]
+    assert status(client, account, job_id)["status"] == "PENDING"
+    batch_publish(job_id)
+    answer = status(client, account, job_id)
+    assert answer["status"] == "SUCCESS"
+    assert answer["progress"] == {"done": 2, "total": 2}
+    task_ids = answer["result"]["task_ids"]
+    assert len(task_ids) == 2
+    for task_id in task_ids:
+        publication = status(client, account, task_id)["publication"]
+        assert deliver(publication["id"]) == "published"
+    assert len(receiver.delivered) == 2
+    per_post = client.get(f"/api/v1/tasks/status/post/{post['id']}", headers=account.headers).json()
+    assert [t["status"] for t in per_post] == ["SUCCESS"]

@@ -19,6 +19,7 @@ from herald.posts.service import get_post
 from herald.publishing import service
 from herald.publishing.models import Publication, PublicationState
 from herald.publishing.schemas import (
+    BatchPublishRequest,
     CancelResult,
     PlatformInfo,
     PublicationRead,
@@ -54,6 +55,23 @@ def publish_post(
     publications = service.create_publications(session, principal, post_id, body.channel_ids)
     return PublishAccepted(
         post_id=post_id, publications=[PublicationRead.model_validate(p) for p in publications]
+    )
+
+
+@posts_router.post(
+    "/batch-publish",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(404, 422),
+)
+def batch_publish(
+    body: BatchPublishRequest, principal: PrincipalDep, session: SessionDep
+) -> TaskAccepted:
+    """Publish many posts to many channels as one job; poll its progress at
+    GET /api/v1/tasks/status/{task_id}."""
+    job = service.start_batch(session, principal, body.post_ids, body.channel_ids)
+    return TaskAccepted(
+        task_id=job.id,
+        message=f"Fanning out {len(body.post_ids)} post(s) to {len(body.channel_ids)} channel(s).",
     )
 
 

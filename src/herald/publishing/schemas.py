@@ -14,6 +14,11 @@ class PublishRequest(BaseModel):
     channel_ids: list[uuid.UUID] = Field(min_length=1, max_length=100)
 
 
+class BatchPublishRequest(BaseModel):
+    post_ids: list[uuid.UUID] = Field(min_length=1, max_length=1000)
+    channel_ids: list[uuid.UUID] = Field(min_length=1, max_length=100)
+
+
 class TaskPublishRequest(BaseModel):
     post_id: uuid.UUID
     channel_id: uuid.UUID

@@ -615,3 +615,70 @@ def retry_failed(session: Session, principal: Principal) -> int:
         )
     )
     return sum(1 for publication in failed if retry(session, publication))
+
+
+# --- batch -----------------------------------------------------------------------------
+
+
+def start_batch(
+    session: Session,
+    principal: Principal,
+    post_ids: list[uuid.UUID],
+    channel_ids: list[uuid.UUID],
+) -> Job:
+    """Check every id now (404 before anything starts), then fan out in a background job."""
+    posts = [get_post(session, principal, pid) for pid in dict.fromkeys(post_ids)]
+    channels = [get_channel(session, principal, cid) for cid in dict.fromkeys(channel_ids)]
+    job = jobs.create_job(
+        session,
+        workspace_id=principal.workspace_id,
+        owner_id=principal.user_id,
+        kind="batch_publish",
+        params={
+            "post_ids": [str(p.id) for p in posts],
+            "channel_ids": [str(c.id) for c in channels],
+        },
+        total=len(posts),
+    )
+    from herald.publishing.tasks import batch_publish
+
+    job_id = job.id
+    after_commit(session, lambda: batch_publish.apply_async((job_id,), task_id=job_id))
+    return job
+
+
+def run_batch(job_id: str) -> dict[str, Any]:
+    """Fan out one post at a time, each in its own transaction, so progress is real."""
+    from herald.core.db import session_scope
+    from herald.users.models import User
+
+    with session_scope() as session:
+        if not jobs.mark_started(session, job_id):
+            return {"skipped": True}
+        job = session.get_one(Job, job_id)
+        params, owner_id = dict(job.params), job.owner_id
+        owner = session.get(User, owner_id) if owner_id else None
+        if owner is None:
+            jobs.finish(session, job_id, JobState.FAILURE, error="the user who started it is gone")
+            return {"error": "owner gone"}
+        principal = Principal(owner.id, owner.workspace_id, owner.email, owner.role)
+    created: list[str] = []
+    channel_ids = [uuid.UUID(c) for c in params["channel_ids"]]
+    for done, post_id in enumerate(params["post_ids"], start=1):
+        with session_scope() as session:
+            if session.scalar(select(Job.cancel_requested).where(Job.id == job_id)):
+                jobs.finish(session, job_id, JobState.REVOKED, result={"task_ids": created})
+                return {"cancelled": True, "task_ids": created}
+            try:
+                publications = create_publications(
+                    session, principal, uuid.UUID(post_id), channel_ids
+                )
+                created += [p.task_id for p in publications]
+                message = f"post {done} of {len(params['post_ids'])} fanned out"
+            except NotFound as exc:  # deleted since the request: skip it, say so
+                message = f"post {done}: {exc.message}"
+            jobs.set_progress(session, job_id, done, message)
+    result = {"task_ids": created, "deliveries": len(created)}
+    with session_scope() as session:
+        jobs.finish(session, job_id, JobState.SUCCESS, result=result)
+    return result

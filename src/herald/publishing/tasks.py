@@ -28,3 +28,8 @@ def dispatch_due() -> int:
 def reconcile() -> dict[str, int]:
     with session_scope() as session:
         return service.reconcile(session)
+
+
+@app.task(name="herald.publishing.batch_publish", ignore_result=True)
+def batch_publish(job_id: str) -> dict[str, object]:
+    return service.run_batch(job_id)
