@@ -173,15 +173,7 @@ def enqueue_after_commit(session: Session, publications: Iterable[Publication]) 
     if not pending:
         return
 
-    def send() -> None:
-        for publication_id, task_id in pending:
-            try:
-                enqueue(publication_id, task_id)
-            except Exception as exc:
-                # The row stays queued; the reconciler sends it when the broker is back.
-                log.warning("broker unavailable, delivery %s stays queued: %s", task_id, exc)
-
-    after_commit(session, send)
+    after_commit(session, lambda: send_all(pending))
 
 
 def create_publications(
@@ -547,11 +539,13 @@ def reconcile(session: Session) -> dict[str, int]:
 
 
 def send_all(pairs: Iterable[tuple[uuid.UUID, str]]) -> None:
+    """Enqueue each pointer; at the first broker failure stop (each try costs time) and
+    leave the rest queued in the database for the reconciler."""
     for publication_id, task_id in pairs:
         try:
             enqueue(publication_id, task_id)
         except Exception as exc:
-            log.warning("broker unavailable; %s stays queued: %s", task_id, exc)
+            log.warning("broker unavailable; %s and later ones stay queued: %s", task_id, exc)
             return
 
 
