@@ -127,7 +127,7 @@ def test_only_admins_create_users(client: TestClient, make_account) -> None:
 
 
 def test_validation_errors_list_each_field(client: TestClient) -> None:
-    response = client.post("/api/v1/auth/login", json={"email": "not-an-email"})
+    response = client.post("/api/v1/auth/login", json={"email": ""})
     assert response.status_code == 422
     problem = response.json()
     assert problem["type"].endswith("validation-error")
