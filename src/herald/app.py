@@ -12,6 +12,7 @@ from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
 from herald.core.errors import Problem, install_error_handlers
 from herald.core.metrics import metrics_endpoint, metrics_middleware
+from herald.events.api import router as events_router
 from herald.health.api import router as health_router
 from herald.jobs.api import router as jobs_router
 from herald.posts.api import router as posts_router
@@ -64,6 +65,7 @@ def create_app() -> FastAPI:
         publications_router,
         tasks_router,
         jobs_router,
+        events_router,
     ):
         api.include_router(router)
     app.include_router(api)

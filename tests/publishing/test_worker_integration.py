@@ -59,6 +59,20 @@ def test_webhook_and_folder_published_by_a_real_worker(
             )
         )
     assert len(receiver.delivered) == 1
+    # Every transition of both deliveries went out as a live event, in order.
+    import json
+
+    import redis
+
+    from herald.events.service import stream_key
+
+    entries = redis.Redis.from_url(redis_broker).xrange(stream_key(account.workspace_id))
+    seen: dict[str, list[str]] = {}
+    for _, fields in entries:
+        if fields.get(b"kind") == b"publication.state":
+            data = json.loads(fields[b"data"])
+            seen.setdefault(data["publication_id"], []).append(data["state"])
+    assert sorted(seen.values()) == [["queued", "publishing", "published"]] * 2
     files = list(tmp_path.glob("*.md"))
     assert len(files) == 1
     assert "Zażółć gęślą jaźń" in files[0].read_text("utf-8")

@@ -23,12 +23,12 @@ def get_session() -> Iterator[Session]:
 # got 201 can read its row back at once, and a failed commit is a 500, not a lie.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
-_bearer = HTTPBearer(auto_error=False, description="A login token or a personal API token.")
+bearer_scheme = HTTPBearer(auto_error=False, description="A login token or a personal API token.")
 
 
 def get_principal(
     session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized()

@@ -35,6 +35,7 @@ from herald.core.clock import utcnow
 from herald.core.errors import Conflict, NotFound
 from herald.core.settings import get_settings
 from herald.core.tx import after_commit
+from herald.events.service import publish_after_commit
 from herald.jobs import service as jobs
 from herald.jobs.models import Job, JobState
 from herald.posts.models import Post, PostState
@@ -124,10 +125,6 @@ def _emit(
     task_id: str,
     state: PublicationState,
 ) -> None:
-    try:
-        from herald.events.service import publish_after_commit
-    except ImportError:  # pragma: no cover - events arrive with their own module
-        return
     publish_after_commit(
         session,
         workspace_id,
