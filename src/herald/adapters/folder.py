@@ -8,9 +8,10 @@ delivery finds the file already there and writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import tempfile
+import secrets
 import unicodedata
 from pathlib import Path
 
@@ -77,7 +78,7 @@ class FolderAdapter(Adapter[FolderCredentials, FolderSettings]):
         return Rendition(format="markdown", parts=(text,), title=post.title)
 
     def _filename(self, rendition: Rendition, idempotency_key: str) -> str:
-        digest = re.sub(r"[^A-Za-z0-9]", "", idempotency_key)[-8:] or "x"
+        digest = re.sub(r"[^A-Za-z0-9]", "", idempotency_key)[-12:] or "x"
         return f"{slugify(rendition.title or 'post')}-{digest}{self.settings.extension}"
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
@@ -90,19 +91,21 @@ class FolderAdapter(Adapter[FolderCredentials, FolderSettings]):
         if existing is not None:
             return existing
         target = self.directory / self._filename(rendition, idempotency_key)
+        tmp = self.directory / f".herald-{secrets.token_hex(8)}.tmp"
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".herald-", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(rendition.parts[0])
-                fh.flush()
-                os.fsync(fh.fileno())
-            # link() fails if the target exists, so two racing runs cannot both write it.
+            # os.open with 0o666 lets the umask decide the mode, as for any file we create.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             try:
-                os.link(tmp, target)
-            except FileExistsError:
-                pass
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(rendition.parts[0])
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                # link() fails if the target exists, so two racing runs cannot both write it.
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, target)
             finally:
-                os.unlink(tmp)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         except OSError as exc:
             raise PermanentError(f"cannot write {target}: {exc.strerror}") from exc
         return Receipt(external_id=target.name, url=target.as_uri())

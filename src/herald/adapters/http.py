@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -26,31 +28,63 @@ def make_client(*, connect_timeout: float = 5.0, read_timeout: float = 30.0) -> 
     )
 
 
+def _delay(seconds: float) -> float | None:
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _until(value: str, now: float) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return _delay(when.timestamp() - now)
+
+
 def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
     """Seconds to wait from ``Retry-After`` (delta or HTTP date) or a rate-limit reset header."""
     now = time.time() if now is None else now
-    value = response.headers.get("Retry-After")
+    value = response.headers.get("Retry-After", "").strip()
     if value:
-        value = value.strip()
-        if value.isdigit():
+        if value.isascii() and value.isdigit():
             return float(value)
-        try:
-            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
-        except (TypeError, ValueError):
-            pass
+        seconds = _until(value, now)
+        if seconds is not None:
+            return seconds
     for header in ("X-RateLimit-Reset", "X-Rate-Limit-Reset", "RateLimit-Reset"):
-        reset = response.headers.get(header)
-        if reset is None:
+        reset = response.headers.get(header, "").strip()
+        if not reset:
             continue
         try:
             number = float(reset)
         except ValueError:
-            try:
-                return max(0.0, email.utils.parsedate_to_datetime(reset).timestamp() - now)
-            except (TypeError, ValueError):
-                continue
-        # Epoch seconds if it looks like a timestamp, otherwise seconds from now.
-        return max(0.0, number - now) if number > 1_000_000_000 else number
+            seconds = _until(reset, now)
+        else:
+            # Epoch seconds if it looks like a timestamp, otherwise seconds from now.
+            seconds = _delay(number - now if number > 1_000_000_000 else number)
+        if seconds is not None:
+            return seconds
+    return None
+
+
+_MESSAGE_KEYS = ("error_description", "detail", "message", "msg", "error", "errors", "title")
+
+
+def _words(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, dict):
+        for key in _MESSAGE_KEYS:
+            found = _words(value.get(key))
+            if found:
+                return found
+        return None
+    if isinstance(value, list):
+        return "; ".join(w for w in map(_words, value) if w) or None
     return None
 
 
@@ -61,23 +95,18 @@ def error_message(response: httpx.Response) -> str:
     except ValueError:
         text = response.text.strip()
         return text[:MAX_MESSAGE] or response.reason_phrase
-    if isinstance(data, dict):
-        for key in ("error_description", "detail", "message", "error", "errors", "title"):
-            if data.get(key):
-                value = data[key]
-                return (value if isinstance(value, str) else str(value))[:MAX_MESSAGE]
-    return str(data)[:MAX_MESSAGE]
+    return (_words(data) or str(data))[:MAX_MESSAGE]
 
 
 def raise_for_status(response: httpx.Response, *, platform: str) -> None:
     """Map an HTTP error answer to the adapter error it means."""
     status = response.status_code
-    if status < 400:
+    if status < 300:
         return
     message = f"{platform} answered {status}: {error_message(response)}"
     if status in (401, 403):
         raise AuthError(message)
-    if status in RETRYABLE_STATUS:
+    if status in RETRYABLE_STATUS or (status >= 500 and status not in (501, 505)):
         raise RetryableError(message, retry_after=retry_after_seconds(response))
     raise PermanentError(message)
 

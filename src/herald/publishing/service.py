@@ -66,6 +66,9 @@ JOB_STATE = {
 }
 
 
+MAX_RETRY_AFTER = 7 * 24 * 3600.0
+
+
 class AlreadyPublished(Conflict):
     pass
 
@@ -276,7 +279,8 @@ def backoff_seconds(channel: Channel, attempt: int, retry_after: float | None) -
     ceiling = min(channel.retry_max_seconds, channel.retry_base_seconds * 2 ** (attempt - 1))
     delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
     if retry_after is not None:
-        delay = max(delay, retry_after)
+        # Bounded: a platform's absurd Retry-After must not overflow the clock.
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
     return delay
 
 

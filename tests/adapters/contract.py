@@ -1,0 +1,415 @@
+"""The adapter contract: one suite of tests that every platform adapter passes against
+its local fake. Modelled on huey's ``StorageTests`` mixin.
+
+To run it for a platform, subclass :class:`AdapterContract` in a ``test_*.py`` module
+(with a class name starting ``Test``), set ``platform`` (its registry key) and
+``capabilities``, and fill in the hooks: a ``fake`` fixture that starts the local fake,
+the credentials pointing at it, and what the platform now holds. HTTP platforms also say
+how to make the fake fail (``inject``). A test that needs a capability the platform
+lacks is skipped for it.
+
+The engine's side of the bargain (``herald.publishing.service``) is what these tests
+pin: ``RetryableError`` means nothing was posted, ``AmbiguousError`` means it may have
+been, and a second ``publish`` with the same key must never make a second post where
+the adapter claims ``honours_idempotency_key`` (otherwise ``find_existing`` finds it).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import pytest
+
+from herald.adapters.base import (
+    Adapter,
+    AdapterError,
+    AmbiguousError,
+    AuthError,
+    Identity,
+    PermanentError,
+    PostContent,
+    Receipt,
+    RetryableError,
+)
+from herald.adapters.registry import get_adapter_class
+
+HTTP = "http"  # capability: talks HTTP to the platform, so the fake can be made to fail
+
+T = TypeVar("T", bound=Callable[..., Any])
+
+
+def needs(*capabilities: str) -> Callable[[T], T]:
+    """Run this contract test only for platforms declaring these capabilities.
+
+    A subclass overriding a decorated test (say, to mark it ``xfail``) decorates the
+    override again.
+    """
+
+    def mark(test: T) -> T:
+        test.contract_needs = frozenset(capabilities)  # type: ignore[attr-defined]
+        return test
+
+    return mark
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How the fake answers the next request it accepts (after its own auth check)."""
+
+    status: int | None = None  # answer this status; the platform stores nothing
+    message: str = ""  # the platform's own error text, in the platform's error shape
+    headers: Mapping[str, str] = field(default_factory=dict)
+    hang: bool = False  # store the post, then never answer
+    drop: bool = False  # store the post, then close the connection without answering
+
+
+def new_key() -> str:
+    """An idempotency key shaped like the engine's (``herald-<publication id>``)."""
+    return f"herald-{uuid.uuid4().hex}"
+
+
+def sample_post(**changes: Any) -> PostContent:
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "title": "Café au lait — ünïcödé 日本語",
+        "body": "# Heading\n\nSome *Markdown* with a [link](https://example.org/a?b=c&d=e).\n",
+        "excerpt": "A short summary: with a colon",
+        "tags": ("python", "release-notes", "日本"),
+        "canonical_url": "https://blog.example.org/2024/cafe-au-lait",
+    }
+    return PostContent(**(values | changes))
+
+
+def exception_texts(exc: BaseException) -> list[str]:
+    """``str()`` of the exception and everything chained to it (what a log would show)."""
+    texts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts += [str(current), repr(current)]
+        current = current.__cause__ or current.__context__
+    return texts
+
+
+# Every way an HTTP call can go wrong that the contract names; for the secrets check.
+HTTP_ERROR_SCENARIOS = ("400", "401", "403", "429", "503", "timeout", "dropped", "refused")
+
+
+class AdapterContract:
+    """Mix-in of contract tests; see the module docstring for the hooks to fill in."""
+
+    platform: ClassVar[str]
+    capabilities: ClassVar[frozenset[str]] = frozenset({HTTP})
+    # Settings that make the adapter give up reading an answer quickly (HTTP).
+    short_timeout_settings: ClassVar[dict[str, Any]] = {}
+
+    # -- hooks a platform fills in ----------------------------------------------------
+
+    @pytest.fixture
+    def fake(self) -> Iterator[Any]:
+        """The platform's local fake, started; stopped afterwards."""
+        raise NotImplementedError(f"{type(self).__name__} must provide a `fake` fixture")
+
+    def credentials(self, fake: Any) -> dict[str, Any]:
+        """Good credentials for the fake."""
+        raise NotImplementedError
+
+    def bad_credentials(self, fake: Any) -> dict[str, dict[str, Any]]:
+        """Credentials the platform refuses, by a short description. At least one."""
+        raise NotImplementedError
+
+    def settings(self, fake: Any) -> dict[str, Any]:
+        return {}
+
+    def posts_on_platform(self, fake: Any) -> list[Any]:
+        """Everything the platform now holds as a post (one entry per post)."""
+        raise NotImplementedError
+
+    def secret_values(self, credentials: Mapping[str, Any]) -> list[str]:
+        """Values that must never appear in an exception; default: every credential string."""
+        return [v for v in credentials.values() if isinstance(v, str) and len(v) >= 8]
+
+    # HTTP platforms only.
+
+    def inject(self, fake: Any, fault: Fault) -> None:
+        """Make the fake answer its next request as ``fault`` says."""
+        raise NotImplementedError
+
+    def requests_received(self, fake: Any) -> int:
+        """How many requests have reached the fake."""
+        raise NotImplementedError
+
+    def unreachable_credentials(self, fake: Any, base_url: str) -> dict[str, Any]:
+        """Good credentials, but for a server at ``base_url`` where nothing listens."""
+        raise NotImplementedError
+
+    def rate_limit_headers(self, seconds: int, now: float) -> dict[str, dict[str, str]]:
+        """Header sets by which the platform says "wait ``seconds``"; override to match."""
+        return {
+            "Retry-After seconds": {"Retry-After": str(seconds)},
+            "Retry-After HTTP date": {
+                "Retry-After": email.utils.formatdate(now + seconds, usegmt=True)
+            },
+            "X-RateLimit-Reset epoch": {"X-RateLimit-Reset": str(int(now) + seconds)},
+        }
+
+    # -- machinery --------------------------------------------------------------------
+
+    @pytest.fixture(autouse=True)
+    def _capabilities(self, request: pytest.FixtureRequest) -> None:
+        wanted: frozenset[str] = getattr(request.function, "contract_needs", frozenset())
+        missing = wanted - self.capabilities
+        if missing:
+            pytest.skip(f"{self.platform} adapter has no {', '.join(sorted(missing))}")
+
+    def make_adapter(
+        self, credentials: Mapping[str, Any], settings: Mapping[str, Any] | None = None
+    ) -> Adapter[Any, Any]:
+        """Built the way the engine builds it: through the registry and the models."""
+        cls = get_adapter_class(self.platform)
+        return cls(
+            cls.credentials_model.model_validate(dict(credentials)),
+            cls.settings_model.model_validate(dict(settings or {})),
+        )
+
+    @pytest.fixture
+    def adapter(self, fake: Any) -> Adapter[Any, Any]:
+        return self.make_adapter(self.credentials(fake), self.settings(fake))
+
+    @pytest.fixture
+    def closed_port(self) -> Iterator[int]:
+        """A local port that refuses connections: bound, never listening."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        try:
+            yield sock.getsockname()[1]
+        finally:
+            sock.close()
+
+    def impatient_adapter(self, fake: Any) -> Adapter[Any, Any]:
+        """An adapter that stops waiting for an answer after a fraction of a second."""
+        assert self.short_timeout_settings, "declare short_timeout_settings for the timeout tests"
+        return self.make_adapter(
+            self.credentials(fake), self.settings(fake) | self.short_timeout_settings
+        )
+
+    def assert_no_secrets(self, exc: BaseException, credentials: Mapping[str, Any]) -> None:
+        secrets = self.secret_values(credentials)
+        for text in exception_texts(exc):
+            for secret in secrets:
+                assert secret not in text, f"a credential leaked into {type(exc).__name__}"
+
+    def publish_failing(self, adapter: Adapter[Any, Any], fake: Any, fault: Fault) -> AdapterError:
+        self.inject(fake, fault)
+        rendition = adapter.render(sample_post())
+        with pytest.raises(AdapterError) as info:
+            adapter.publish(rendition, new_key())
+        return info.value
+
+    # -- verify -----------------------------------------------------------------------
+
+    def test_verify_accepts_good_credentials(self, adapter: Adapter[Any, Any], fake: Any) -> None:
+        identity = adapter.verify()
+        assert isinstance(identity, Identity)
+        assert identity.name
+        shown = f"{identity.name} {identity.detail}"
+        for secret in self.secret_values(self.credentials(fake)):
+            assert secret not in shown
+        assert self.posts_on_platform(fake) == [], "verify must not post anything"
+
+    def test_verify_rejects_bad_credentials(self, fake: Any) -> None:
+        cases = self.bad_credentials(fake)
+        assert cases, "declare at least one kind of bad credentials"
+        for description, credentials in cases.items():
+            adapter = self.make_adapter(credentials, self.settings(fake))
+            with pytest.raises(AuthError) as info:
+                adapter.verify()
+            assert info.value.message, description
+            self.assert_no_secrets(info.value, credentials)
+
+    def test_publish_with_bad_credentials_is_an_auth_error(self, fake: Any) -> None:
+        for description, credentials in self.bad_credentials(fake).items():
+            adapter = self.make_adapter(credentials, self.settings(fake))
+            with pytest.raises(AuthError) as info:
+                adapter.publish(adapter.render(sample_post()), new_key())
+            self.assert_no_secrets(info.value, credentials)
+            assert self.posts_on_platform(fake) == [], description
+
+    # -- render -----------------------------------------------------------------------
+
+    def test_render_is_local_and_not_empty(self, adapter: Adapter[Any, Any], fake: Any) -> None:
+        rendition = adapter.render(sample_post())
+        assert rendition.parts
+        assert all(part.strip() for part in rendition.parts)
+        assert self.posts_on_platform(fake) == []
+        if HTTP in self.capabilities:
+            assert self.requests_received(fake) == 0, "render must not call the platform"
+
+    def test_render_fits_the_declared_length(self, adapter: Adapter[Any, Any]) -> None:
+        limit = adapter.limits.max_length
+        if limit is None:
+            pytest.skip(f"{self.platform} declares no max_length")
+        long_post = sample_post(body=" ".join(["wörd"] * (limit * 3)))
+        rendition = adapter.render(long_post)
+        assert all(len(part) <= limit for part in rendition.parts)
+
+    # -- publish ----------------------------------------------------------------------
+
+    def test_publish_returns_a_receipt(self, adapter: Adapter[Any, Any], fake: Any) -> None:
+        receipt = adapter.publish(adapter.render(sample_post()), new_key())
+        assert isinstance(receipt, Receipt)
+        assert isinstance(receipt.external_id, str)
+        assert receipt.external_id
+        assert len(self.posts_on_platform(fake)) == 1
+
+    def test_same_key_posts_once(self, adapter: Adapter[Any, Any], fake: Any) -> None:
+        rendition = adapter.render(sample_post())
+        key = new_key()
+        first = adapter.publish(rendition, key)
+        if adapter.honours_idempotency_key:
+            again = adapter.publish(rendition, key)
+        else:
+            # What the engine does on a second attempt: look first, send only if not found.
+            found = adapter.find_existing(rendition, key)
+            assert found is not None, "without idempotency keys, find_existing must find it"
+            again = found
+        assert again.external_id == first.external_id
+        assert len(self.posts_on_platform(fake)) == 1
+
+    def test_different_keys_post_twice(self, adapter: Adapter[Any, Any], fake: Any) -> None:
+        rendition = adapter.render(sample_post())
+        first = adapter.publish(rendition, new_key())
+        second = adapter.publish(rendition, new_key())
+        assert first.external_id != second.external_id
+        assert len(self.posts_on_platform(fake)) == 2
+
+    def test_find_existing_does_not_invent_posts(
+        self, adapter: Adapter[Any, Any], fake: Any
+    ) -> None:
+        rendition = adapter.render(sample_post())
+        adapter.publish(rendition, new_key())
+        assert adapter.find_existing(rendition, new_key()) is None
+
+    # -- how HTTP failures are classified ---------------------------------------------
+
+    @needs(HTTP)
+    def test_rate_limited_is_retryable_with_retry_after(
+        self, adapter: Adapter[Any, Any], fake: Any
+    ) -> None:
+        for description, headers in self.rate_limit_headers(30, time.time()).items():
+            exc = self.publish_failing(adapter, fake, Fault(429, "slow down", headers))
+            assert isinstance(exc, RetryableError), description
+            assert exc.retry_after is not None, description
+            assert 27 <= exc.retry_after <= 31, (description, exc.retry_after)
+        assert self.posts_on_platform(fake) == []
+
+    @needs(HTTP)
+    @pytest.mark.parametrize("status", [500, 502, 503, 504])
+    def test_server_error_is_retryable(
+        self, adapter: Adapter[Any, Any], fake: Any, status: int
+    ) -> None:
+        exc = self.publish_failing(adapter, fake, Fault(status, "upstream is unwell"))
+        assert isinstance(exc, RetryableError)
+        assert self.posts_on_platform(fake) == []
+
+    @needs(HTTP)
+    @pytest.mark.parametrize("status", [401, 403])
+    def test_unauthorised_is_an_auth_error(
+        self, adapter: Adapter[Any, Any], fake: Any, status: int
+    ) -> None:
+        exc = self.publish_failing(adapter, fake, Fault(status, "token revoked"))
+        assert isinstance(exc, AuthError)
+
+    @needs(HTTP)
+    @pytest.mark.parametrize("status", [400, 422])
+    def test_refusal_is_permanent_with_the_platforms_message(
+        self, adapter: Adapter[Any, Any], fake: Any, status: int
+    ) -> None:
+        message = "Le titre est trop long — 300 caractères au plus (champ « title »)"
+        exc = self.publish_failing(adapter, fake, Fault(status, message))
+        assert isinstance(exc, PermanentError)
+        assert message in exc.message
+        assert message in str(exc)
+
+    @needs(HTTP)
+    @pytest.mark.parametrize("status", [301, 302, 307, 308])
+    def test_redirect_is_not_taken_for_success(
+        self, adapter: Adapter[Any, Any], fake: Any, status: int
+    ) -> None:
+        # Redirects are not followed, so the post was not made: it must not be "published".
+        moved = {"Location": "https://elsewhere.example/hook"}
+        exc = self.publish_failing(adapter, fake, Fault(status, "moved", moved))
+        assert isinstance(exc, PermanentError)
+        assert self.posts_on_platform(fake) == []
+
+    @needs(HTTP)
+    def test_timeout_after_sending_is_ambiguous(self, fake: Any) -> None:
+        # The adapter decides "ambiguous"; whether to resend is the engine's call, even
+        # for platforms that honour idempotency keys.
+        adapter = self.impatient_adapter(fake)
+        exc = self.publish_failing(adapter, fake, Fault(hang=True))
+        assert isinstance(exc, AmbiguousError)
+        assert self.requests_received(fake) == 1
+
+    @needs(HTTP)
+    def test_connection_dropped_after_sending_is_ambiguous(
+        self, adapter: Adapter[Any, Any], fake: Any
+    ) -> None:
+        exc = self.publish_failing(adapter, fake, Fault(drop=True))
+        assert isinstance(exc, AmbiguousError)
+        assert self.requests_received(fake) == 1
+
+    @needs(HTTP)
+    def test_resend_after_ambiguous_failure_posts_once(self, fake: Any) -> None:
+        adapter = self.impatient_adapter(fake)
+        rendition = adapter.render(sample_post())
+        key = new_key()
+        self.inject(fake, Fault(hang=True))
+        with pytest.raises(AmbiguousError):
+            adapter.publish(rendition, key)
+        # The engine's next step: resend where the platform dedups, else look it up.
+        if adapter.honours_idempotency_key:
+            receipt: Receipt | None = adapter.publish(rendition, key)
+        else:
+            receipt = adapter.find_existing(rendition, key)
+        assert receipt is not None
+        assert len(self.posts_on_platform(fake)) == 1
+
+    @needs(HTTP)
+    def test_connection_refused_is_retryable(self, fake: Any, closed_port: int) -> None:
+        credentials = self.unreachable_credentials(fake, f"http://127.0.0.1:{closed_port}")
+        adapter = self.make_adapter(credentials, self.settings(fake))
+        with pytest.raises(RetryableError):
+            adapter.publish(adapter.render(sample_post()), new_key())
+        with pytest.raises(RetryableError):
+            adapter.verify()
+
+    # -- credentials stay secret (bad-credential errors are checked above) --------------
+
+    @needs(HTTP)
+    @pytest.mark.parametrize("scenario", HTTP_ERROR_SCENARIOS)
+    def test_http_errors_never_carry_credentials(
+        self, fake: Any, closed_port: int, scenario: str
+    ) -> None:
+        credentials = self.credentials(fake)
+        settings = self.settings(fake)
+        if scenario == "refused":
+            credentials = self.unreachable_credentials(fake, f"http://127.0.0.1:{closed_port}")
+        elif scenario == "timeout":
+            settings = settings | self.short_timeout_settings
+            self.inject(fake, Fault(hang=True))
+        elif scenario == "dropped":
+            self.inject(fake, Fault(drop=True))
+        else:
+            self.inject(fake, Fault(int(scenario), "no", {"Retry-After": "1"}))
+        adapter = self.make_adapter(credentials, settings)
+        with pytest.raises(AdapterError) as info:
+            adapter.publish(adapter.render(sample_post()), new_key())
+        self.assert_no_secrets(info.value, credentials)

@@ -1,0 +1,336 @@
+"""The HTTP error mapping every HTTP adapter shares (``herald.adapters.http``), on
+answers made by ``httpx.MockTransport``."""
+
+from __future__ import annotations
+
+import email.utils
+import math
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from herald.adapters.base import AmbiguousError, AuthError, PermanentError, RetryableError
+from herald.adapters.http import (
+    MAX_MESSAGE,
+    USER_AGENT,
+    error_message,
+    make_client,
+    raise_for_status,
+    retry_after_seconds,
+    send,
+)
+
+NOW = 1_714_564_800.0  # 2024-05-01T12:00:00Z
+URL = "https://platform.example/api/v1/statuses"
+
+Headers = dict[str, str] | list[tuple[bytes, bytes]]
+
+
+def answer(
+    status: int = 200,
+    *,
+    headers: Headers | None = None,
+    json: Any = None,
+    content: bytes | str | None = None,
+) -> httpx.Response:
+    """The response a client receives when the platform answers so."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers=headers, json=json, content=content)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        return client.post(URL)
+
+
+def http_date(at: float) -> str:
+    return email.utils.formatdate(at, usegmt=True)
+
+
+# -- retry_after_seconds ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        pytest.param({"Retry-After": "120"}, 120.0, id="delta seconds"),
+        pytest.param({"Retry-After": " 7 "}, 7.0, id="delta with spaces"),
+        pytest.param({"Retry-After": "0"}, 0.0, id="zero"),
+        pytest.param({"Retry-After": http_date(NOW + 90)}, 90.0, id="HTTP date"),
+        pytest.param({"Retry-After": http_date(NOW - 90)}, 0.0, id="HTTP date past"),
+        pytest.param({"X-RateLimit-Reset": str(int(NOW) + 45)}, 45.0, id="reset epoch"),
+        pytest.param({"X-Rate-Limit-Reset": str(int(NOW) + 45)}, 45.0, id="X reset epoch"),
+        pytest.param({"X-RateLimit-Reset": str(int(NOW) - 10)}, 0.0, id="reset epoch past"),
+        pytest.param({"X-RateLimit-Reset": "30"}, 30.0, id="reset delta"),
+        pytest.param({"RateLimit-Reset": "30"}, 30.0, id="IETF reset delta"),
+        pytest.param({"X-RateLimit-Reset": http_date(NOW + 60)}, 60.0, id="reset HTTP date"),
+        pytest.param(
+            {"Retry-After": "12", "X-RateLimit-Reset": str(int(NOW) + 999)},
+            12.0,
+            id="Retry-After wins",
+        ),
+        pytest.param(
+            {"Retry-After": "soon", "X-RateLimit-Reset": "30"}, 30.0, id="bad Retry-After"
+        ),
+        pytest.param(
+            # Mastodon's 429 carries no Retry-After, only this (Time#iso8601(6)).
+            {"X-RateLimit-Reset": "2024-05-01T12:05:00.000000Z"},
+            300.0,
+            id="reset ISO 8601 (Mastodon)",
+        ),
+        pytest.param({}, None, id="no header"),
+    ],
+)
+def test_retry_after_seconds(headers: dict[str, str], expected: float | None) -> None:
+    assert retry_after_seconds(answer(429, headers=headers), now=NOW) == expected
+
+
+def test_retry_after_seconds_defaults_to_the_wall_clock() -> None:
+    import time
+
+    seconds = retry_after_seconds(answer(429, headers={"X-RateLimit-Reset": str(time.time() + 60)}))
+    assert seconds is not None
+    assert 58 <= seconds <= 60
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Retry-After": "soon"},
+        {"Retry-After": ""},
+        {"Retry-After": "Wed, 99 Foo 2024 99:99:99 GMT"},
+        {"Retry-After": "-5"},
+        {"X-RateLimit-Reset": "soon"},
+        {"X-RateLimit-Reset": "tomorrow at noon"},
+    ],
+    ids=repr,
+)
+def test_retry_after_seconds_ignores_garbage(headers: dict[str, str]) -> None:
+    assert retry_after_seconds(answer(429, headers=headers), now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"X-RateLimit-Reset": "nan"}, id="reset nan"),
+        pytest.param({"X-RateLimit-Reset": "inf"}, id="reset inf"),
+        pytest.param({"X-RateLimit-Reset": "-5"}, id="reset negative delta"),
+        # Undecodable header bytes come back as Latin-1, and "²".isdigit() is True.
+        pytest.param([(b"Retry-After", b"\xb2")], id="Retry-After latin-1 digit"),
+        pytest.param({"Retry-After": "1e400"}, id="Retry-After overflow"),
+        pytest.param({"X-RateLimit-Reset": "1e3"}, id="reset exponent"),
+    ],
+)
+def test_retry_after_seconds_is_none_or_a_usable_delay(headers: Headers) -> None:
+    # The engine adds this to now as a timedelta: it must be finite and not negative.
+    seconds = retry_after_seconds(answer(429, headers=headers), now=NOW)
+    assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
+
+
+# -- error_message ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            {"error": "Validation failed: Text character limit of 500 exceeded"},
+            "Validation failed: Text character limit of 500 exceeded",
+            id="Mastodon",
+        ),
+        pytest.param(
+            {"error": "invalid_token", "error_description": "The access token was revoked"},
+            "The access token was revoked",
+            id="OAuth",
+        ),
+        pytest.param(
+            {
+                "code": "rest_cannot_create",
+                "message": "Sorry, you are not allowed to create posts as this user.",
+                "data": {"status": 401},
+            },
+            "Sorry, you are not allowed to create posts as this user.",
+            id="WordPress",
+        ),
+        pytest.param(
+            {"error": "InvalidRequest", "message": "Record/text must not be longer than 300"},
+            "Record/text must not be longer than 300",
+            id="Bluesky",
+        ),
+        pytest.param(
+            {
+                "title": "Invalid Request",
+                "detail": "One or more parameters to your request was invalid.",
+                "type": "https://api.twitter.com/2/problems/invalid-request",
+            },
+            "One or more parameters to your request was invalid.",
+            id="RFC 7807 / X v2",
+        ),
+        pytest.param(
+            {"error": "Title can't be blank", "status": 422}, "Title can't be blank", id="dev.to"
+        ),
+        pytest.param({"detail": "Not authenticated"}, "Not authenticated", id="FastAPI"),
+        pytest.param({"title": "Bad Request"}, "Bad Request", id="title only"),
+        pytest.param({"error": "", "message": "the real one"}, "the real one", id="empty skipped"),
+        pytest.param(
+            {"error": "Le titre est trop long — « title » 日本語"},
+            "Le titre est trop long — « title » 日本語",
+            id="non-ASCII verbatim",
+        ),
+        pytest.param("just a string", "just a string", id="JSON string"),
+    ],
+)
+def test_error_message_picks_the_platforms_words(body: Any, expected: str) -> None:
+    assert error_message(answer(422, json=body)) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "inner"),
+    [
+        pytest.param(
+            {
+                "errors": [
+                    {
+                        "message": "Validation error, cannot save post.",
+                        "context": "Value in [posts.title] exceeds maximum length of 255.",
+                        "type": "ValidationError",
+                    }
+                ]
+            },
+            "Validation error, cannot save post.",
+            id="Ghost",
+        ),
+        pytest.param(
+            {"data": None, "errors": [{"message": "Tag not found", "path": ["publishPost"]}]},
+            "Tag not found",
+            id="GraphQL / Hashnode",
+        ),
+        pytest.param(
+            {"errors": [{"code": 187, "message": "Status is a duplicate."}]},
+            "Status is a duplicate.",
+            id="X v1.1",
+        ),
+        pytest.param(
+            {"error": {"code": 400, "message": "Invalid value", "status": "INVALID_ARGUMENT"}},
+            "Invalid value",
+            id="Google style",
+        ),
+    ],
+)
+def test_error_message_digs_into_nested_errors(body: Any, inner: str) -> None:
+    message = error_message(answer(400, json=body))
+    assert inner in message
+    assert "{'" not in message
+    assert "[{" not in message
+
+
+def test_error_message_falls_back_to_text() -> None:
+    assert error_message(answer(400, content="Bad Request: missing title\n")) == (
+        "Bad Request: missing title"
+    )
+
+
+def test_error_message_falls_back_to_the_reason_phrase() -> None:
+    assert error_message(answer(422, content=b"")) == "Unprocessable Entity"
+    assert error_message(answer(503, content=b"  \n")) == "Service Unavailable"
+
+
+def test_error_message_is_kept_short() -> None:
+    assert len(error_message(answer(400, content="x" * 5000))) == MAX_MESSAGE
+    assert len(error_message(answer(400, json={"message": "y" * 5000}))) == MAX_MESSAGE
+
+
+# -- raise_for_status ---------------------------------------------------------------------
+
+
+MAPPING: list[Any] = [
+    *[pytest.param(s, None, id=str(s)) for s in (200, 201, 202, 204)],
+    *[pytest.param(s, PermanentError, id=str(s)) for s in (301, 302, 303, 307, 308)],
+    *[pytest.param(s, PermanentError, id=str(s)) for s in (400, 404, 405, 409, 410, 413, 422)],
+    *[pytest.param(s, AuthError, id=str(s)) for s in (401, 403)],
+    *[pytest.param(s, RetryableError, id=str(s)) for s in (408, 425, 429, 500, 502, 503, 504)],
+    # Cloudflare's origin errors and friends, in front of many self-hosted blogs.
+    *[pytest.param(s, RetryableError, id=str(s)) for s in (507, 520, 521, 522, 523, 529)],
+    # The endpoint or protocol will never work: retrying is pointless.
+    *[pytest.param(s, PermanentError, id=str(s)) for s in (501, 505)],
+]
+
+
+@pytest.mark.parametrize(("status", "error"), MAPPING)
+def test_raise_for_status_mapping(status: int, error: type[Exception] | None) -> None:
+    response = answer(status, json={"error": "the platform's words"})
+    if error is None:
+        raise_for_status(response, platform="mastodon")
+        return
+    with pytest.raises(error) as info:
+        raise_for_status(response, platform="mastodon")
+    assert type(info.value) is error
+    assert str(info.value).startswith(f"mastodon answered {status}")
+    assert "the platform's words" in str(info.value)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_raise_for_status_carries_retry_after(status: int) -> None:
+    with pytest.raises(RetryableError) as info:
+        raise_for_status(answer(status, headers={"Retry-After": "17"}), platform="p")
+    assert info.value.retry_after == 17.0
+
+
+def test_raise_for_status_without_retry_after() -> None:
+    with pytest.raises(RetryableError) as info:
+        raise_for_status(answer(502), platform="p")
+    assert info.value.retry_after is None
+
+
+# -- send: failures before and after the request left -------------------------------------
+
+
+def failing(exc_type: type[httpx.HTTPError], text: str) -> Callable[[httpx.Request], Any]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc_type(text, request=request)  # type: ignore[call-arg]
+
+    return handler
+
+
+def send_through(handler: Callable[[httpx.Request], Any]) -> httpx.Response:
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        return send(client, client.build_request("POST", URL), platform="mastodon")
+
+
+@pytest.mark.parametrize(
+    ("exc_type", "error"),
+    [
+        (httpx.ConnectError, RetryableError),
+        (httpx.ConnectTimeout, RetryableError),
+        (httpx.PoolTimeout, RetryableError),
+        (httpx.ReadTimeout, AmbiguousError),
+        (httpx.WriteTimeout, AmbiguousError),
+        (httpx.RemoteProtocolError, AmbiguousError),
+        (httpx.ReadError, AmbiguousError),
+    ],
+    ids=lambda v: v.__name__,
+)
+def test_send_classifies_transport_failures(
+    exc_type: type[httpx.HTTPError], error: type[Exception]
+) -> None:
+    with pytest.raises(error) as info:
+        send_through(failing(exc_type, "boom"))
+    assert type(info.value) is error
+    assert isinstance(info.value.__cause__, exc_type)
+    assert "mastodon" in str(info.value)
+
+
+def test_send_maps_error_answers_and_returns_good_ones() -> None:
+    with pytest.raises(PermanentError, match="too long"):
+        send_through(lambda request: httpx.Response(422, json={"error": "too long"}))
+    response = send_through(lambda request: httpx.Response(200, json={"id": "1"}))
+    assert response.json() == {"id": "1"}
+
+
+def test_make_client_never_follows_redirects() -> None:
+    with make_client(connect_timeout=2.0, read_timeout=9.0) as client:
+        assert client.follow_redirects is False
+        assert client.headers["User-Agent"] == USER_AGENT
+        assert client.timeout.connect == 2.0
+        assert client.timeout.read == 9.0
