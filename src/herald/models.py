@@ -5,7 +5,7 @@ from herald.core.db import Base
 from herald.jobs.models import Job
 from herald.posts.models import Post, PostTag
 from herald.publishing.models import Publication, PublicationAttempt
-from herald.scheduling.models import Heartbeat
+from herald.scheduling.models import Heartbeat, PeriodicRun
 from herald.users.models import ApiToken, LoginFailure, User, Workspace
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "Heartbeat",
     "Job",
     "LoginFailure",
+    "PeriodicRun",
     "Post",
     "PostTag",
     "Publication",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 14:14:42.302752
+Create Date: 2026-11-23 14:30:36.844913
 """
 
 from collections.abc import Sequence
@@ -40,6 +40,17 @@ def upgrade() -> None:
         batch_op.create_index("ix_login_failures_email_at", ["email", "at"], unique=False)
         batch_op.create_index("ix_login_failures_ip_at", ["ip", "at"], unique=False)
 
+    op.create_table(
+        "periodic_runs",
+        sa.Column("name", sa.String(length=80), nullable=False),
+        sa.Column("period_key", sa.BigInteger(), nullable=False),
+        sa.Column("last_run_at", herald.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_finished_at", herald.core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_status", sa.String(length=20), nullable=True),
+        sa.Column("last_result", sa.JSON(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_periodic_runs")),
+    )
     op.create_table(
         "workspaces",
         sa.Column("name", sa.String(length=100), nullable=False),
@@ -330,6 +341,7 @@ def downgrade() -> None:
 
     op.drop_table("channels")
     op.drop_table("workspaces")
+    op.drop_table("periodic_runs")
     with op.batch_alter_table("login_failures", schema=None) as batch_op:
         batch_op.drop_index("ix_login_failures_ip_at")
         batch_op.drop_index("ix_login_failures_email_at")
