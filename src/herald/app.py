@@ -18,6 +18,8 @@ from herald.jobs.api import router as jobs_router
 from herald.posts.api import router as posts_router
 from herald.publishing.api import posts_router as publish_router
 from herald.publishing.api import publications_router, tasks_router
+from herald.scheduling.api import posts_router as schedule_posts_router
+from herald.scheduling.api import schedule_router
 from herald.users.api import auth_router, users_router
 from herald.web.routes import mount_static
 from herald.web.routes import router as web_router
@@ -62,6 +64,8 @@ def create_app() -> FastAPI:
         channels_router,
         posts_router,
         publish_router,
+        schedule_posts_router,
+        schedule_router,
         publications_router,
         tasks_router,
         jobs_router,

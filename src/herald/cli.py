@@ -108,7 +108,21 @@ def beat() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    _print_beat_schedule()
     celery_app.start(["beat", f"--loglevel={settings.log_level}"])
+
+
+def _print_beat_schedule() -> None:
+    from herald.scheduling.dispatcher import MAX_SLEEP
+    from herald.worker import BEAT_SCHEDULE
+
+    table = Table("periodic job", "task", "schedule", title="Herald's scheduler")
+    table.add_row(
+        "dispatch-due-deliveries", "(in this process)", f"every tick, at most {MAX_SLEEP:g} s apart"
+    )
+    for name, entry in BEAT_SCHEDULE.items():
+        table.add_row(name, entry["task"], str(entry["schedule"]))
+    out.print(table)
 
 
 @app.command()
@@ -496,6 +510,72 @@ def post_status(
         out.print("No deliveries yet.")
         return
     out.print(_delivery_table(rows))
+
+
+@post_app.command("schedule")
+def post_schedule(
+    post_id: Annotated[str, typer.Argument(help="The post's id.")],
+    at: Annotated[
+        str,
+        typer.Option(help='When: "2026-12-03 10:00 Europe/Warsaw" or ISO 8601 with an offset.'),
+    ],
+    to: Annotated[list[str], typer.Option("--to", help="Channel id or name; repeatable.")],
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Publish a post to channels at an exact time."""
+    from herald.core.db import session_scope
+    from herald.scheduling.service import parse_when, schedule
+
+    pid = _resolve_post_id(post_id)
+    principal = _principal_for(workspace)
+    when = parse_when(at)
+    with session_scope() as session:
+        schedule(session, principal, pid, _resolve_channels(session, principal, to), when)
+    rows = _delivery_rows(pid)
+    if as_json:
+        _print_json(rows)
+        return
+    out.print(f"Scheduled for {when.isoformat()} (UTC):")
+    out.print(_delivery_table(rows))
+
+
+schedule_app = typer.Typer(help="Scheduled deliveries and periodic jobs.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("list")
+def schedule_list(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """Deliveries waiting for their time, soonest first."""
+    from sqlalchemy import select
+
+    from herald.channels.models import Channel
+    from herald.core.db import session_scope
+    from herald.posts.models import Post
+    from herald.scheduling.service import upcoming
+
+    principal = _principal_for(workspace)
+    with session_scope() as session:
+        rows = []
+        for pub in upcoming(session, principal):
+            title = session.scalar(select(Post.title).where(Post.id == pub.post_id))
+            channel = session.scalar(select(Channel.name).where(Channel.id == pub.channel_id))
+            rows.append(
+                {
+                    "due_at": pub.due_at.isoformat() if pub.due_at else None,
+                    "post": title,
+                    "channel": channel,
+                    "state": str(pub.state),
+                    "publication_id": str(pub.id),
+                }
+            )
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("due (UTC)", "post", "channel", "state")
+    for row in rows:
+        table.add_row((row["due_at"] or "")[:19], row["post"], row["channel"], row["state"])
+    out.print(table if rows else "Nothing scheduled.")
 
 
 # --- keys -------------------------------------------------------------------------

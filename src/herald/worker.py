@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 from kombu.entity import Queue
 
 from herald.core.settings import Settings, get_settings
@@ -26,20 +27,26 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "herald.backups.*": {"queue": "maintenance"},
 }
 
-TASK_MODULES = ["herald.channels.tasks", "herald.publishing.tasks"]
+TASK_MODULES = [
+    "herald.channels.tasks",
+    "herald.publishing.tasks",
+    "herald.scheduling.tasks",
+]
 
-# Periodic jobs. Each is safe to run twice at once: they claim rows with conditional
-# updates. Expiry drops a run that waited in the queue past its period.
+# Periodic jobs. The dispatcher of due deliveries is not one of them: it runs inside the
+# scheduler itself (herald.scheduling.dispatcher). Each job claims its period in the
+# database, so two schedulers sending it do no harm; expiry drops a run that waited in
+# the queue past its period.
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    "dispatch-due-deliveries": {
-        "task": "herald.scheduling.dispatch_due",
-        "schedule": 1.0,
-        "options": {"expires": 5},
-    },
     "reconcile-stuck-deliveries": {
         "task": "herald.scheduling.reconcile",
         "schedule": 60.0,
         "options": {"expires": 55},
+    },
+    "clean-old-records": {
+        "task": "herald.maintenance.clean_old_records",
+        "schedule": crontab(hour=3, minute=0),
+        "options": {"expires": 3600},
     },
 }
 

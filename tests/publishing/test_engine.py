@@ -60,7 +60,7 @@ def deliver(publication_id: str) -> str:
 
 
 def dispatch_at(moment) -> int:  # type: ignore[no-untyped-def]
-    from herald.publishing.tasks import dispatch_due
+    from herald.scheduling.dispatcher import dispatch_once as dispatch_due
 
     set_clock(lambda: moment)
     try:
@@ -249,7 +249,7 @@ def test_unknown_task_is_404(client, account) -> None:  # type: ignore[no-untype
 
 def test_expired_lease_is_requeued_by_the_reconciler(client, account, setup, receiver, db) -> None:  # type: ignore[no-untyped-def]
     from herald.publishing import service
-    from herald.publishing.tasks import reconcile
+    from herald.scheduling.tasks import reconcile
 
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
@@ -270,7 +270,7 @@ def test_broker_down_still_accepts_and_reconciler_sends_later(
     client, account, setup, receiver, redis_broker, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     from herald.publishing import service
-    from herald.publishing.tasks import reconcile
+    from herald.scheduling.tasks import reconcile
 
     channel, post = setup
     real_enqueue = service.enqueue

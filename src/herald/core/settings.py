@@ -106,6 +106,14 @@ class Settings(BaseSettings):
     queued_grace_seconds: int = Field(
         120, description="A delivery queued longer than this is sent to the broker again."
     )
+    missed_limit_seconds: int = Field(
+        6 * 3600,
+        description="A delivery that fell due while Herald was stopped goes out at start "
+        "unless it is later than this; then it fails with reason `missed`.",
+    )
+    job_retention_days: int = Field(
+        30, description="Finished job records older than this are deleted (daily, 03:00 UTC)."
+    )
     log_level: str = Field("INFO", description="Log level for every process.")
 
     @field_validator("encryption_keys", mode="before")

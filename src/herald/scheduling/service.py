@@ -1,0 +1,290 @@
+"""Scheduling: deliveries at an exact time, and periodic jobs that are safe to run twice."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from herald.core.clock import utcnow
+from herald.core.errors import Conflict, InvalidInput
+from herald.core.settings import get_settings
+from herald.jobs.models import READY_STATES, Job
+from herald.posts.service import get_post
+from herald.publishing import service as publishing
+from herald.publishing.models import Publication, PublicationState
+from herald.scheduling.models import PeriodicRun
+from herald.users.models import LoginFailure
+from herald.users.service import Principal
+
+S = PublicationState
+# Allow a little slack so "now" typed by a person is not refused as past.
+PAST_TOLERANCE = timedelta(seconds=60)
+_ZONE_SUFFIX = re.compile(
+    r"^(?P<local>.+?)(?:\s+|\[)(?P<zone>[A-Za-z_]+(?:/[A-Za-z0-9_+\-]+)*)\]?$"
+)
+
+
+def parse_when(value: str) -> datetime:
+    """ISO 8601 with an offset, or a local time followed by a zone name.
+
+    Accepts ``2026-12-03T10:00:00+01:00``, ``2026-12-03T09:00Z``,
+    ``2026-12-03 10:00 Europe/Warsaw`` and ``2026-12-03T10:00[Europe/Warsaw]`` (RFC 9557).
+    """
+    text = value.strip()
+    match = _ZONE_SUFFIX.match(text)
+    if match and not text.endswith("Z"):
+        try:
+            zone = ZoneInfo(match.group("zone"))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidInput(
+                f"unknown time zone {match.group('zone')!r}", field="scheduled_at"
+            ) from None
+        local = _parse_iso(match.group("local"))
+        if local.tzinfo is not None:
+            raise InvalidInput("give an offset or a zone name, not both", field="scheduled_at")
+        return local.replace(tzinfo=zone).astimezone(UTC)
+    moment = _parse_iso(text)
+    if moment.tzinfo is None:
+        raise InvalidInput(
+            "scheduled_at needs an offset (2026-12-03T10:00+01:00) or a zone name "
+            "(2026-12-03 10:00 Europe/Warsaw)",
+            field="scheduled_at",
+        )
+    return moment.astimezone(UTC)
+
+
+def _parse_iso(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
+    except ValueError:
+        raise InvalidInput(
+            f"{text!r} is not an ISO 8601 date and time", field="scheduled_at"
+        ) from None
+
+
+def _future(moment: datetime) -> datetime:
+    if moment < utcnow() - PAST_TOLERANCE:
+        raise InvalidInput(
+            f"scheduled_at {moment.isoformat()} is in the past; publish now instead",
+            field="scheduled_at",
+        )
+    return moment
+
+
+def schedule(
+    session: Session,
+    principal: Principal,
+    post_id: uuid.UUID,
+    channel_ids: list[uuid.UUID],
+    when: datetime,
+) -> list[Publication]:
+    return publishing.create_publications(
+        session, principal, post_id, channel_ids, due_at=_future(when)
+    )
+
+
+def _scheduled(
+    session: Session, principal: Principal, post_id: uuid.UUID, channel_ids: list[uuid.UUID] | None
+) -> list[Publication]:
+    get_post(session, principal, post_id)
+    query = select(Publication).where(
+        Publication.post_id == post_id, Publication.state == S.SCHEDULED
+    )
+    if channel_ids:
+        query = query.where(Publication.channel_id.in_(channel_ids))
+    return list(session.scalars(query))
+
+
+def reschedule(
+    session: Session,
+    principal: Principal,
+    post_id: uuid.UUID,
+    when: datetime,
+    channel_ids: list[uuid.UUID] | None = None,
+) -> list[Publication]:
+    """Move scheduled deliveries to a new time; those that already went out are left alone."""
+    when = _future(when)
+    moved = []
+    for publication in _scheduled(session, principal, post_id, channel_ids):
+        # Compare-and-set: a delivery the scheduler just took is not moved.
+        result = session.execute(
+            update(Publication)
+            .where(Publication.id == publication.id, Publication.state == S.SCHEDULED)
+            .values(due_at=when, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0):
+            moved.append(publication.id)
+    if not moved:
+        raise Conflict("Nothing to reschedule: no delivery of this post is still scheduled.")
+    session.expire_all()
+    return [session.get_one(Publication, pid) for pid in moved]
+
+
+def unschedule(
+    session: Session,
+    principal: Principal,
+    post_id: uuid.UUID,
+    channel_ids: list[uuid.UUID] | None = None,
+) -> int:
+    """Cancel deliveries that have not gone out; returns how many were cancelled."""
+    get_post(session, principal, post_id)
+    query = select(Publication).where(
+        Publication.post_id == post_id, Publication.state.in_([S.SCHEDULED, S.QUEUED, S.RETRY_WAIT])
+    )
+    if channel_ids:
+        query = query.where(Publication.channel_id.in_(channel_ids))
+    cancelled = 0
+    for publication in session.scalars(query):
+        if publishing.transition(
+            session,
+            publication.id,
+            [S.SCHEDULED, S.QUEUED, S.RETRY_WAIT],
+            S.CANCELLED,
+            last_error="unscheduled",
+        ):
+            cancelled += 1
+    return cancelled
+
+
+def upcoming(session: Session, principal: Principal, limit: int = 200) -> list[Publication]:
+    return list(
+        session.scalars(
+            select(Publication)
+            .where(
+                Publication.workspace_id == principal.workspace_id,
+                Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]),
+            )
+            .order_by(Publication.due_at)
+            .limit(limit)
+        )
+    )
+
+
+# --- missed while down ------------------------------------------------------------------
+
+
+def fail_missed(session: Session) -> int:
+    """Deliveries due longer ago than the limit fail with reason `missed`, never posted late."""
+    limit = timedelta(seconds=get_settings().missed_limit_seconds)
+    now = utcnow()
+    missed = list(
+        session.execute(
+            select(Publication.id, Publication.due_at).where(
+                Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]),
+                Publication.due_at < now - limit,
+            )
+        )
+    )
+    failed = 0
+    for publication_id, due_at in missed:
+        if due_at is None:  # the query's comparison excludes NULL; this tells mypy
+            continue
+        late = now - due_at
+        if publishing.transition(
+            session,
+            publication_id,
+            [S.SCHEDULED, S.RETRY_WAIT],
+            S.FAILED,
+            error_kind="missed",
+            last_error=(
+                f"missed: it was due at {due_at.isoformat()} and Herald was not running until "
+                f"{now.isoformat()} ({late.total_seconds() / 3600:.1f} h late, limit "
+                f"{limit.total_seconds() / 3600:g} h); publish it again if it is still wanted"
+            ),
+        ):
+            failed += 1
+    return failed
+
+
+def next_due_at(session: Session) -> datetime | None:
+    return session.scalar(
+        select(Publication.due_at)
+        .where(Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]))
+        .order_by(Publication.due_at)
+        .limit(1)
+    )
+
+
+# --- periodic jobs ----------------------------------------------------------------------
+
+
+def claim_period(session: Session, name: str, period_key: int) -> bool:
+    """True for the first run of ``name`` in this period; any later one gets False."""
+    now = utcnow()
+    result = session.execute(
+        update(PeriodicRun)
+        .where(PeriodicRun.name == name, PeriodicRun.period_key < period_key)
+        .values(period_key=period_key, last_run_at=now, last_status="running", last_error=None)
+    )
+    if getattr(result, "rowcount", 0):
+        return True
+    if session.get(PeriodicRun, name) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(
+                PeriodicRun(
+                    name=name, period_key=period_key, last_run_at=now, last_status="running"
+                )
+            )
+        return True
+    except IntegrityError:
+        return False
+
+
+def finish_period(
+    session: Session, name: str, *, result: dict[str, Any] | None, error: str | None
+) -> None:
+    session.execute(
+        update(PeriodicRun)
+        .where(PeriodicRun.name == name)
+        .values(
+            last_finished_at=utcnow(),
+            last_status="failed" if error else "ok",
+            last_result=result,
+            last_error=error,
+        )
+    )
+
+
+def periodic_runs(session: Session) -> dict[str, PeriodicRun]:
+    return {row.name: row for row in session.scalars(select(PeriodicRun))}
+
+
+def clean_old_records(session: Session) -> dict[str, int]:
+    """Delete finished job records past the retention, and expired login failures.
+
+    Job rows that carry a delivery stay: they are the delivery's task history.
+    """
+    settings = get_settings()
+    cutoff = utcnow() - timedelta(days=settings.job_retention_days)
+    carries_delivery = select(Publication.task_id)
+    jobs = session.execute(
+        delete(Job).where(
+            Job.state.in_(READY_STATES),
+            Job.finished_at < cutoff,
+            Job.id.not_in(carries_delivery),
+        )
+    )
+    window = utcnow() - timedelta(seconds=settings.login_window_seconds)
+    logins = session.execute(delete(LoginFailure).where(LoginFailure.at < window))
+    return {
+        "jobs_deleted": int(getattr(jobs, "rowcount", 0) or 0),
+        "login_failures_deleted": int(getattr(logins, "rowcount", 0) or 0),
+    }
+
+
+def epoch_key(moment: datetime, period_seconds: float) -> int:
+    return int(moment.timestamp() // period_seconds)
+
+
+def utc_day_key(moment: datetime) -> int:
+    return int(moment.astimezone(UTC).strftime("%Y%m%d"))
