@@ -91,3 +91,31 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.1) -> None:  # 
             return
         time.sleep(interval)
     raise TimeoutError("condition not met in time")
+
+
+class BeatProcess:
+    """A real `herald beat` (the scheduler and its dispatcher)."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.extra_env = extra_env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> BeatProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "herald", "beat"],
+            env=_env(self.extra_env),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
