@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email.utils
 import math
+import os
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +28,22 @@ def make_client(*, connect_timeout: float = 5.0, read_timeout: float = 30.0) -> 
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT},
     )
+
+
+_shared: tuple[int, httpx.Client] | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_client() -> httpx.Client:
+    """One pooled client per process: building one costs ~20 ms (the CA bundle is loaded
+    into a new SSL context each time), more than the request itself. Pass each request's
+    timeout with ``build_request(..., timeout=...)``. Made anew after a fork."""
+    global _shared  # noqa: PLW0603
+    pid = os.getpid()
+    with _shared_lock:
+        if _shared is None or _shared[0] != pid:
+            _shared = (pid, make_client())
+        return _shared[1]
 
 
 def _delay(seconds: float) -> float | None:

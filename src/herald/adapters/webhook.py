@@ -25,7 +25,7 @@ from herald.adapters.base import (
     Rendition,
     StrictModel,
 )
-from herald.adapters.http import make_client, send
+from herald.adapters.http import send, shared_client
 from herald.adapters.registry import register
 
 
@@ -69,13 +69,12 @@ class WebhookAdapter(Adapter[WebhookCredentials, WebhookSettings]):
             "X-Herald-Timestamp": timestamp,
             "X-Herald-Signature": sign(self.credentials.secret, timestamp, body),
         }
-        with make_client(
-            connect_timeout=self.settings.connect_timeout, read_timeout=self.settings.read_timeout
-        ) as client:
-            request = client.build_request(
-                "POST", str(self.credentials.url), content=body, headers=headers
-            )
-            return send(client, request, platform="webhook")
+        client = shared_client()
+        timeout = httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout)
+        request = client.build_request(
+            "POST", str(self.credentials.url), content=body, headers=headers, timeout=timeout
+        )
+        return send(client, request, platform="webhook")
 
     def verify(self) -> Identity:
         response = self._post("ping", {}, idempotency_key=f"ping-{time.time_ns()}")

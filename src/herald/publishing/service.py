@@ -69,6 +69,10 @@ JOB_STATE = {
 MAX_RETRY_AFTER = 7 * 24 * 3600.0
 
 
+# (task_id, workspace_id, post_id, channel_id, attempt) of a row a transition changed.
+ChangedRow = Any
+
+
 class AlreadyPublished(Conflict):
     pass
 
@@ -84,30 +88,37 @@ def transition(
     *,
     extra: ColumnElement[bool] | None = None,
     **values: Any,
-) -> bool:
-    """Compare-and-set: move to ``to_state`` only from one of ``from_states``."""
+) -> ChangedRow | None:
+    """Compare-and-set: move to ``to_state`` only from one of ``from_states``.
+
+    Returns the changed row's (task_id, workspace_id, post_id, channel_id, attempt), or
+    None when another actor got there first.
+    """
     now = utcnow()
     condition = [Publication.id == publication_id, Publication.state.in_(list(from_states))]
     if extra is not None:
         condition.append(extra)
-    result = session.execute(
+    row = session.execute(
         update(Publication)
         .where(*condition)
         .values(state=to_state, updated_at=now, **values)
-        .execution_options(synchronize_session=False)
-    )
-    changed = bool(getattr(result, "rowcount", 0))
-    if changed:
-        _sync_job(session, publication_id, to_state)
-    return changed
-
-
-def _sync_job(session: Session, publication_id: uuid.UUID, state: PublicationState) -> None:
-    row = session.execute(
-        select(Publication.task_id, Publication.workspace_id, Publication.post_id).where(
-            Publication.id == publication_id
+        .returning(
+            Publication.task_id,
+            Publication.workspace_id,
+            Publication.post_id,
+            Publication.channel_id,
+            Publication.attempt,
         )
-    ).one()
+        .execution_options(synchronize_session=False)
+    ).first()
+    if row is not None:
+        _sync_job(session, publication_id, to_state, row)
+    return row
+
+
+def _sync_job(
+    session: Session, publication_id: uuid.UUID, state: PublicationState, row: ChangedRow
+) -> None:
     job_state = JOB_STATE[state]
     now = utcnow()
     values: dict[str, Any] = {"state": job_state, "updated_at": now}
@@ -248,8 +259,17 @@ def create_publications(
 
 @dataclass(frozen=True)
 class Claim:
+    """A delivery this worker now owns, with everything needed to send and record it."""
+
     publication_id: uuid.UUID
     attempt: int
+    max_attempts: int
+    row: ChangedRow
+    content: PostContent
+    idempotency_key: str
+    adapter: Adapter[Any, Any]
+    retry_base_seconds: float
+    retry_max_seconds: float
 
 
 def claim(session: Session, publication_id: uuid.UUID) -> Claim | None:
@@ -257,7 +277,7 @@ def claim(session: Session, publication_id: uuid.UUID) -> Claim | None:
     now = utcnow()
     lease = timedelta(seconds=get_settings().publish_lease_seconds)
     active_channels = select(Channel.id).where(Channel.state == ChannelState.ACTIVE)
-    if not transition(
+    row = transition(
         session,
         publication_id,
         [S.QUEUED],
@@ -265,18 +285,38 @@ def claim(session: Session, publication_id: uuid.UUID) -> Claim | None:
         extra=Publication.channel_id.in_(active_channels) & Publication.cancel_requested.is_(False),
         lease_until=now + lease,
         attempt=Publication.attempt + 1,
-    ):
-        return None
-    attempt = session.scalar(select(Publication.attempt).where(Publication.id == publication_id))
-    session.add(
-        PublicationAttempt(publication_id=publication_id, number=attempt or 1, outcome="started")
     )
-    return Claim(publication_id, attempt or 1)
+    if row is None:
+        return None
+    publication = session.get_one(Publication, publication_id)
+    post = session.get_one(Post, row.post_id)
+    channel = session.get_one(Channel, row.channel_id)
+    session.add(
+        PublicationAttempt(publication_id=publication_id, number=row.attempt, outcome="started")
+    )
+    return Claim(
+        publication_id=publication_id,
+        attempt=row.attempt,
+        max_attempts=publication.max_attempts,
+        row=row,
+        content=PostContent(
+            id=post.id,
+            title=post.title,
+            body=post.body,
+            excerpt=post.excerpt,
+            tags=tuple(post.tags),
+            canonical_url=post.canonical_url,
+        ),
+        idempotency_key=publication.idempotency_key,
+        adapter=adapter_for(channel),
+        retry_base_seconds=channel.retry_base_seconds,
+        retry_max_seconds=channel.retry_max_seconds,
+    )
 
 
-def backoff_seconds(channel: Channel, attempt: int, retry_after: float | None) -> float:
+def backoff_seconds(base: float, maximum: float, attempt: int, retry_after: float | None) -> float:
     """Full jitter: uniform in [0, min(max, base·2^(attempt-1))], never before Retry-After."""
-    ceiling = min(channel.retry_max_seconds, channel.retry_base_seconds * 2 ** (attempt - 1))
+    ceiling = min(maximum, base * 2 ** (attempt - 1))
     delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
     if retry_after is not None:
         # Bounded: a platform's absurd Retry-After must not overflow the clock.
@@ -300,29 +340,8 @@ def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
         claimed = claim(session, publication_id)
     if claimed is None:
         return None
-
-    with session_scope() as session:
-        publication = session.get_one(Publication, publication_id)
-        post = session.get_one(Post, publication.post_id)
-        channel = session.get_one(Channel, publication.channel_id)
-        content = PostContent(
-            id=post.id,
-            title=post.title,
-            body=post.body,
-            excerpt=post.excerpt,
-            tags=tuple(post.tags),
-            canonical_url=post.canonical_url,
-        )
-        key = publication.idempotency_key
-        cancelled = publication.cancel_requested
-        adapter = adapter_for(channel)
-
     # No transaction is open while we talk to the platform.
-    if cancelled:
-        outcome = Outcome("cancelled", error="cancelled before sending")
-    else:
-        outcome = _send(adapter, content, key, claimed.attempt)
-
+    outcome = _send(claimed.adapter, claimed.content, claimed.idempotency_key, claimed.attempt)
     with session_scope() as session:
         record_outcome(session, claimed, outcome)
     return outcome
@@ -370,16 +389,7 @@ def _after_ambiguous(adapter: Any, rendition: Any, key: str, message: str) -> Ou
 
 
 def record_outcome(session: Session, claimed: Claim, outcome: Outcome) -> None:
-    publication = session.get_one(Publication, claimed.publication_id)
-    channel = session.get_one(Channel, publication.channel_id)
     now = utcnow()
-    mine = Publication.attempt == claimed.attempt  # a reconciled, re-claimed row is not ours
-    attempt_row = session.scalars(
-        select(PublicationAttempt).where(
-            PublicationAttempt.publication_id == publication.id,
-            PublicationAttempt.number == claimed.attempt,
-        )
-    ).first()
     kind = outcome.kind
     retry_at = None
     values: dict[str, Any] = {"lease_until": None, "last_error": outcome.error}
@@ -393,11 +403,15 @@ def record_outcome(session: Session, claimed: Claim, outcome: Outcome) -> None:
             "error_kind": None,
             "last_error": None,
         }
-    elif kind == "retry" and claimed.attempt < publication.max_attempts:
+    elif kind == "retry" and claimed.attempt < claimed.max_attempts:
         target = S.RETRY_WAIT
-        retry_at = now + timedelta(
-            seconds=backoff_seconds(channel, claimed.attempt, outcome.retry_after)
+        delay = backoff_seconds(
+            claimed.retry_base_seconds,
+            claimed.retry_max_seconds,
+            claimed.attempt,
+            outcome.retry_after,
         )
+        retry_at = now + timedelta(seconds=delay)
         values |= {"due_at": retry_at, "error_kind": "retryable"}
     elif kind == "retry":
         target = S.FAILED
@@ -411,8 +425,11 @@ def record_outcome(session: Session, claimed: Claim, outcome: Outcome) -> None:
             "error_kind": "auth",
             "last_error": f"held until the channel is reconnected: {outcome.error}",
         }
-        channel.state = ChannelState.NEEDS_RECONNECT
-        channel.state_reason = outcome.error
+        session.execute(
+            update(Channel)
+            .where(Channel.id == claimed.row.channel_id)
+            .values(state=ChannelState.NEEDS_RECONNECT, state_reason=outcome.error, updated_at=now)
+        )
     elif kind == "unconfirmed":
         target = S.UNCONFIRMED
         values["error_kind"] = "ambiguous"
@@ -422,18 +439,45 @@ def record_outcome(session: Session, claimed: Claim, outcome: Outcome) -> None:
         target = S.FAILED
         values["error_kind"] = "permanent"
 
-    if not transition(session, publication.id, [S.PUBLISHING], target, extra=mine, **values):
+    # Only if still ours: a reconciled, re-claimed delivery has a newer attempt.
+    mine = Publication.attempt == claimed.attempt
+    if transition(session, claimed.publication_id, [S.PUBLISHING], target, extra=mine, **values):
+        _cancel_if_requested(session, claimed, target)
+    else:
         log.warning(
-            "delivery %s changed hands while attempt %s ran", publication.id, claimed.attempt
+            "delivery %s changed hands while attempt %s ran",
+            claimed.publication_id,
+            claimed.attempt,
         )
-    if attempt_row is not None:
-        attempt_row.finished_at = now
-        attempt_row.outcome = kind if kind != "retry" or retry_at else "failed"
-        attempt_row.error = outcome.error
-        attempt_row.retry_at = retry_at
-        if outcome.receipt is not None:
-            attempt_row.external_id = outcome.receipt.external_id
-            attempt_row.external_url = outcome.receipt.url
+    session.execute(
+        update(PublicationAttempt)
+        .where(
+            PublicationAttempt.publication_id == claimed.publication_id,
+            PublicationAttempt.number == claimed.attempt,
+        )
+        .values(
+            finished_at=now,
+            outcome=kind if kind != "retry" or retry_at else "failed",
+            error=outcome.error,
+            retry_at=retry_at,
+            external_id=outcome.receipt.external_id if outcome.receipt else None,
+            external_url=outcome.receipt.url if outcome.receipt else None,
+        )
+    )
+
+
+def _cancel_if_requested(session: Session, claimed: Claim, target: PublicationState) -> None:
+    """A cancel asked for while the attempt ran: honour it unless the post went out."""
+    if target not in (S.RETRY_WAIT,):
+        return
+    transition(
+        session,
+        claimed.publication_id,
+        [S.RETRY_WAIT],
+        S.CANCELLED,
+        extra=Publication.cancel_requested.is_(True),
+        last_error="cancelled",
+    )
 
 
 # --- scheduler and reconciler ----------------------------------------------------------
@@ -468,12 +512,19 @@ def dispatch_due(session: Session, *, limit: int = 500) -> list[tuple[uuid.UUID,
         update(Publication)
         .where(Publication.id.in_(ids), Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]))
         .values(state=S.QUEUED, enqueued_at=now, updated_at=now)
-        .returning(Publication.id, Publication.task_id)
+        .returning(
+            Publication.id,
+            Publication.task_id,
+            Publication.workspace_id,
+            Publication.post_id,
+            Publication.channel_id,
+            Publication.attempt,
+        )
         .execution_options(synchronize_session=False)
     ).all()
-    for publication_id, _ in rows:
-        _sync_job(session, publication_id, S.QUEUED)
-    return [(r[0], r[1]) for r in rows]
+    for row in rows:
+        _sync_job(session, row.id, S.QUEUED, row)
+    return [(row.id, row.task_id) for row in rows]
 
 
 def reconcile(session: Session) -> dict[str, int]:
@@ -582,7 +633,7 @@ def retry(session: Session, publication: Publication) -> bool:
     """Send a failed delivery again (a person decided; unconfirmed included)."""
     now = utcnow()
     channel = session.get_one(Channel, publication.channel_id)
-    changed = transition(
+    row = transition(
         session,
         publication.id,
         [S.FAILED, S.UNCONFIRMED],
@@ -593,6 +644,7 @@ def retry(session: Session, publication: Publication) -> bool:
         max_attempts=Publication.attempt + 1 + channel.max_retries,
         cancel_requested=False,
     )
+    changed = row is not None
     if changed:
         after_commit(session, lambda: send_all([(publication.id, publication.task_id)]))
     return changed
