@@ -147,6 +147,16 @@ def client(db_backend: str) -> Iterator[object]:
         yield c
 
 
+@pytest.fixture
+def receiver() -> Iterator[object]:
+    """A local webhook receiver (signature check, dedup by Idempotency-Key, scripted answers)."""
+    from tests.fakes.webhook_receiver import Receiver
+
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
 @dataclass
 class Account:
     email: str

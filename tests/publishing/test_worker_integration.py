@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,6 @@ from tests.fakes.webhook_receiver import Receiver
 from tests.workers import WorkerProcess, running_worker, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def publication_state(client: TestClient, account: Account, post_id: str) -> list[dict]:  # type: ignore[type-arg]

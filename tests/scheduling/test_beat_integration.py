@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -14,13 +13,6 @@ from tests.fakes.webhook_receiver import Receiver
 from tests.workers import BeatProcess, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def schedule_many(client, account: Account, receiver: Receiver, count: int, over: float):  # type: ignore[no-untyped-def]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -39,13 +38,6 @@ def test_parse_when(text: str, expected: datetime) -> None:
 def test_parse_when_errors(text: str, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         parse_when(text)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture
