@@ -135,6 +135,8 @@ def test_sign_in_write_a_post_add_and_test_a_channel(
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#user-email")).to_have_text(account.email)
     expect(page.locator("#workspace-name")).to_have_text("Northwind")
+    # Live updates: the page holds the workspace's event stream open.
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
     health = page.locator("#health-list li")
     expect(health).to_have_count(4)
     expect(health.filter(has_text="Database")).to_have_class(re.compile(r"\bup\b"))
@@ -186,5 +188,6 @@ def test_sign_in_write_a_post_add_and_test_a_channel(
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
+    expect(page.locator("#live")).to_be_hidden()
     assert "Hello from the browser" not in page.content()
     assert page_errors == []

@@ -127,7 +127,7 @@ def _sync_job(
     if state in SETTLED:
         values["finished_at"] = now
     session.execute(update(Job).where(Job.id == row.task_id).values(**values))
-    _emit(session, row.workspace_id, publication_id, row.task_id, state)
+    _emit(session, row.workspace_id, publication_id, row.task_id, row.post_id, state)
     if state in SETTLED or state in (S.QUEUED, S.SCHEDULED):
         refresh_post_state(session, row.post_id)
 
@@ -137,13 +137,19 @@ def _emit(
     workspace_id: uuid.UUID,
     publication_id: uuid.UUID,
     task_id: str,
+    post_id: uuid.UUID,
     state: PublicationState,
 ) -> None:
     publish_after_commit(
         session,
         workspace_id,
         "publication.state",
-        {"publication_id": str(publication_id), "task_id": task_id, "state": str(state)},
+        {
+            "publication_id": str(publication_id),
+            "task_id": task_id,
+            "post_id": str(post_id),
+            "state": str(state),
+        },
     )
 
 
@@ -247,6 +253,7 @@ def create_publications(
             publication.workspace_id,
             publication.id,
             publication.task_id,
+            publication.post_id,
             publication.state,
         )
     refresh_post_state(session, post.id)

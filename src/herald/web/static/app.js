@@ -6,6 +6,13 @@ const TOKEN_KEY = "herald.access_token";
 const POLL_INTERVAL_MS = 1000;
 const POLL_GIVE_UP_MS = 10 * 60 * 1000;
 const HEALTH_INTERVAL_MS = 30 * 1000;
+// Live events: reopen a failed stream after 1 s, 2 s, 4 s … at most 30 s.
+const LIVE_RETRY_FIRST_MS = 1000;
+const LIVE_RETRY_MAX_MS = 30 * 1000;
+// A stream that stayed open this long was healthy: the next failure starts over at 1 s.
+const LIVE_HEALTHY_MS = 10 * 1000;
+// Events for deliveries this page has not seen are batched into one re-read.
+const SYNC_DELAY_MS = 300;
 const SECRET_NAME = /secret|token|password|passwd|key/i;
 
 const HEALTH_LABELS = {
@@ -24,6 +31,19 @@ const STATE_TONES = {
   partially_failed: "warn",
   failed: "bad",
 };
+// Each delivery state has a colour of its own (see .badge.delivery-* in app.css).
+const DELIVERY_LABELS = {
+  scheduled: "Scheduled",
+  queued: "Queued",
+  publishing: "Publishing",
+  published: "Published",
+  retry_wait: "Retry wait",
+  failed: "Failed",
+  unconfirmed: "Unconfirmed",
+  cancelled: "Cancelled",
+};
+const CANCELLABLE = new Set(["scheduled", "queued", "retry_wait", "publishing"]);
+const RETRYABLE = new Set(["failed", "unconfirmed"]);
 
 const $ = (id) => document.getElementById(id);
 
@@ -200,8 +220,17 @@ function showSignin(notice = "") {
 
 function endSession(notice = "") {
   sessionStorage.removeItem(TOKEN_KEY);
-  if (session) clearInterval(session.healthTimer);
+  if (session) {
+    clearInterval(session.healthTimer);
+    session.live?.close();
+  }
   session = null;
+  setLive("off");
+  postUi.clear();
+  deliveryPost.clear();
+  refreshing.clear();
+  clearTimeout(syncTimer);
+  syncTimer = null;
   // Drop everything the previous user could see.
   for (const id of ["posts-list", "channels-list", "health-list"]) $(id).replaceChildren();
   for (const id of ["user-email", "user-role", "workspace-name", "posts-status", "channels-status"]) {
@@ -216,13 +245,14 @@ function endSession(notice = "") {
 }
 
 async function startSession() {
-  const current = { healthTimer: null };
+  const current = { healthTimer: null, live: null };
   session = current;
   $("signin-view").hidden = true;
   $("app-view").hidden = false;
   current.healthTimer = setInterval(() => {
     if (!document.hidden) refreshHealth();
   }, HEALTH_INTERVAL_MS);
+  current.live = connectLive(current);
   await Promise.allSettled([loadMe(), refreshHealth(), loadPlatforms(), loadChannels(), loadPosts()]);
 }
 
@@ -316,9 +346,10 @@ function postItem(post) {
       ? h("a", { href: post.canonical_url, rel: "noopener noreferrer", target: "_blank" }, "canonical")
       : null;
   }
-  return h(
+  const ui = uiFor(post);
+  const item = h(
     "li",
-    { class: "item", "data-id": post.id },
+    { class: "item post", "data-id": post.id },
     h(
       "div",
       { class: "item-main" },
@@ -327,7 +358,7 @@ function postItem(post) {
       h(
         "p",
         { class: "item-meta" },
-        badge(post.state),
+        postStateBadge(post.state),
         h("time", { datetime: post.created_at }, formatDate(post.created_at)),
         post.tags.length ? h("span", { class: "tags" }, post.tags.map((tag) => h("span", { class: "tag" }, tag))) : null,
         canonical,
@@ -336,14 +367,55 @@ function postItem(post) {
     h(
       "div",
       { class: "item-actions" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "button small",
+          "data-role": "publish-toggle",
+          "data-focus-key": `post-publish-${post.id}`,
+          "aria-label": `Publish ${post.title}`,
+          "aria-expanded": String(ui.publishOpen),
+          "aria-controls": `publish-${post.id}`,
+          onclick: () => togglePublish(post.id),
+        },
+        "Publish",
+      ),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "button small",
+          "data-role": "deliveries-toggle",
+          "data-focus-key": `post-deliveries-${post.id}`,
+          "aria-label": `Deliveries of ${post.title}`,
+          "aria-expanded": String(ui.deliveriesOpen),
+          "aria-controls": `deliveries-${post.id}`,
+          onclick: () => toggleDeliveries(post.id),
+        },
+        "Deliveries",
+      ),
       deleteButton(`post “${post.title}”`, `post-delete-${post.id}`, async () => {
         await api(`/posts/${post.id}`, { method: "DELETE" });
+        postUi.delete(post.id);
         $("posts-status").textContent = `Deleted “${post.title}”.`;
         await loadPosts();
       }),
     ),
+    h("div", { class: "item-extra", "data-role": "publish-slot" }),
+    h("div", { class: "item-extra", "data-role": "deliveries-slot" }),
   );
+  renderPublish(post.id, item);
+  renderDeliveries(post.id, item);
+  return item;
 }
+
+const postStateBadge = (state) => {
+  const el = badge(state);
+  el.dataset.role = "post-state";
+  el.dataset.state = state;
+  return el;
+};
 
 async function loadPosts({ more = false } = {}) {
   const seq = ++posts.seq; // a newer request (another filter) wins over a slower older one
@@ -577,6 +649,11 @@ function renderChannels() {
   const list = $("channels-list");
   replaceKeepingFocus(list, channels.map(channelItem));
   if (!channels.length) $("channels-status").textContent = "No channels yet. Add one to publish somewhere.";
+  // Channel names and states also show in the posts' panels.
+  for (const [postId, ui] of postUi) {
+    if (ui.publishOpen) renderPublish(postId);
+    if (ui.deliveriesOpen) renderDeliveries(postId);
+  }
 }
 
 async function loadChannels() {
@@ -640,6 +717,633 @@ async function pollJob(jobId, owner, onProgress) {
     await sleep(POLL_INTERVAL_MS);
   }
   return null;
+}
+
+// ---------------------------------------------------------------- publishing and deliveries
+
+// Each post's panels, kept apart from the list so a re-render (a new filter, a re-read
+// after a reconnect) brings them back as they were.
+const postUi = new Map(); // post id -> panel state, see uiFor()
+const deliveryPost = new Map(); // publication id -> post id, to route live events
+const refreshing = new Map(); // post id -> { again, done } while its re-read runs
+const askedForChannels = new Set(); // channel ids looked up once because a delivery named them
+let channelsTimer = null;
+
+function uiFor(post) {
+  let ui = postUi.get(post.id);
+  if (!ui) {
+    ui = {
+      title: post.title,
+      publishOpen: false,
+      channelsLoading: false,
+      selected: new Set(), // channel ids ticked in the publish panel
+      publishError: "",
+      sending: false,
+      deliveriesOpen: false,
+      publications: null, // null until read
+      loadError: "",
+      notes: new Map(), // publication id -> { tone, text }: the outcome of the last action
+      busy: new Set(), // publication ids with a cancel or retry under way
+    };
+    postUi.set(post.id, ui);
+  }
+  ui.title = post.title;
+  return ui;
+}
+
+const postRow = (postId) => $("posts-list").querySelector(`:scope > li[data-id="${CSS.escape(postId)}"]`);
+const channelName = (channelId) => channels.find((c) => c.id === channelId)?.name ?? "Unknown channel";
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+function deliveryBadge(state) {
+  return h(
+    "span",
+    { class: `badge delivery-badge delivery-${state}`, "data-role": "delivery-state", "data-state": state },
+    DELIVERY_LABELS[state] ?? humanize(state),
+  );
+}
+
+/** Only an http(s) address becomes a link: an href is the one place text could turn into script. */
+function externalAddress(url) {
+  let safe = false;
+  try {
+    const parsed = new URL(url);
+    safe = parsed.protocol === "http:" || parsed.protocol === "https:";
+  } catch {
+    safe = false;
+  }
+  return h(
+    "p",
+    { class: "delivery-url" },
+    safe
+      ? h("a", { href: url, rel: "noopener noreferrer", target: "_blank" }, url)
+      : h("span", { class: "url-text", title: "Not a web address, so not a link" }, url),
+  );
+}
+
+function deliveryWhen(p) {
+  let label = null;
+  let iso = null;
+  if (p.state === "published" && p.published_at) [label, iso] = ["Published", p.published_at];
+  else if (p.state === "scheduled" && p.due_at) [label, iso] = ["Due", p.due_at];
+  else if (p.state === "retry_wait" && p.error_kind === "auth") {
+    return h("span", { class: "delivery-when" }, "Held: update the channel to send it");
+  } else if (p.state === "retry_wait" && p.due_at) [label, iso] = ["Next try", p.due_at];
+  if (!iso) return null;
+  return h("span", { class: "delivery-when" }, `${label} `, h("time", { datetime: iso }, formatDate(iso)));
+}
+
+function deliveryItem(postId, ui, p) {
+  const name = channelName(p.channel_id);
+  const note = ui.notes.get(p.id);
+  const busy = ui.busy.has(p.id) ? "true" : null;
+  const error =
+    p.state !== "published" && p.last_error && !(p.state === "cancelled" && p.last_error === "cancelled")
+      ? p.last_error
+      : null;
+  const serious = ["failed", "unconfirmed", "retry_wait"].includes(p.state);
+  return h(
+    "li",
+    { class: "delivery", "data-publication": p.id, "data-state": p.state },
+    h(
+      "div",
+      { class: "delivery-main" },
+      h(
+        "p",
+        { class: "delivery-head" },
+        h("span", { class: "delivery-channel" }, name),
+        deliveryBadge(p.state),
+        h("span", { class: "delivery-attempt", title: "Attempts made, of those allowed" }, `Attempt ${p.attempt}/${p.max_attempts}`),
+        deliveryWhen(p),
+      ),
+      p.external_url ? externalAddress(p.external_url) : null,
+      error
+        ? h("p", { class: `delivery-error${serious ? "" : " muted"}` }, serious ? "" : "Last error: ", error)
+        : null,
+      note ? h("p", { class: `check ${note.tone}`, role: "status" }, note.text) : null,
+    ),
+    h(
+      "div",
+      { class: "delivery-actions" },
+      CANCELLABLE.has(p.state)
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "button small",
+              "data-focus-key": `delivery-cancel-${p.id}`,
+              "aria-label": `Cancel delivery to ${name}`,
+              "aria-disabled": busy,
+              onclick: () => cancelDelivery(postId, p.id),
+            },
+            "Cancel",
+          )
+        : null,
+      RETRYABLE.has(p.state)
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "button small",
+              "data-focus-key": `delivery-retry-${p.id}`,
+              "aria-label": `Retry delivery to ${name}`,
+              "aria-disabled": busy,
+              onclick: () => retryDelivery(postId, p.id),
+            },
+            "Retry",
+          )
+        : null,
+    ),
+  );
+}
+
+function renderDeliveries(postId, row = postRow(postId)) {
+  const ui = postUi.get(postId);
+  if (!row || !ui) return;
+  row.querySelector('[data-role="deliveries-toggle"]').setAttribute("aria-expanded", String(ui.deliveriesOpen));
+  const slot = row.querySelector('[data-role="deliveries-slot"]');
+  if (!ui.deliveriesOpen) {
+    slot.replaceChildren();
+    return;
+  }
+  let body;
+  if (ui.publications === null) body = ui.loadError ? null : h("p", { class: "status" }, "Loading deliveries…");
+  else if (!ui.publications.length) body = h("p", { class: "status" }, "Not sent anywhere yet: use Publish.");
+  else body = h("ul", { class: "deliveries" }, ui.publications.map((p) => deliveryItem(postId, ui, p)));
+  replaceKeepingFocus(slot, [
+    h(
+      "section",
+      { id: `deliveries-${postId}`, class: "subpanel", "aria-label": `Deliveries of “${ui.title}”` },
+      h("h4", { class: "subpanel-title" }, "Deliveries"),
+      ui.loadError ? h("p", { class: "form-error", role: "alert" }, ui.loadError) : null,
+      body,
+    ),
+  ]);
+}
+
+function renderPublish(postId, row = postRow(postId)) {
+  const ui = postUi.get(postId);
+  if (!row || !ui) return;
+  row.querySelector('[data-role="publish-toggle"]').setAttribute("aria-expanded", String(ui.publishOpen));
+  const slot = row.querySelector('[data-role="publish-slot"]');
+  if (!ui.publishOpen) {
+    slot.replaceChildren();
+    return;
+  }
+  let choices;
+  if (ui.channelsLoading && !channels.length) choices = [h("p", { class: "hint" }, "Loading channels…")];
+  else if (!channels.length) choices = [h("p", { class: "hint" }, "No channels yet. Add one under Channels first.")];
+  else {
+    choices = channels.map((channel) => {
+      const usable = channel.state === "active";
+      if (!usable) ui.selected.delete(channel.id);
+      return h(
+        "label",
+        { class: `choice${usable ? "" : " disabled"}`, title: usable ? null : channel.state_reason },
+        h("input", {
+          type: "checkbox",
+          name: "channel_ids",
+          value: channel.id,
+          "data-focus-key": `publish-${postId}-${channel.id}`,
+          disabled: !usable,
+          checked: ui.selected.has(channel.id),
+          onchange: (event) => {
+            if (event.target.checked) ui.selected.add(channel.id);
+            else ui.selected.delete(channel.id);
+          },
+        }),
+        h("span", { class: "choice-name" }, channel.name),
+        h("span", { class: "hint-inline" }, platforms.get(channel.platform)?.display_name ?? channel.platform),
+        usable ? null : badge(channel.state),
+      );
+    });
+  }
+  const anyUsable = channels.some((c) => c.state === "active");
+  const form = h(
+    "form",
+    { id: `publish-${postId}`, class: "subpanel publish", "aria-label": `Publish “${ui.title}”`, novalidate: true },
+    h("fieldset", { class: "choices" }, h("legend", {}, "Send now to"), choices),
+    h("p", { class: "form-error", role: "alert", "data-role": "error" }, ui.publishError),
+    h(
+      "div",
+      { class: "actions" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "button small quiet",
+          "data-focus-key": `publish-close-${postId}`,
+          onclick: () => togglePublish(postId),
+        },
+        "Close",
+      ),
+      h(
+        "button",
+        {
+          type: "submit",
+          class: "button small primary",
+          "data-focus-key": `publish-send-${postId}`,
+          "aria-disabled": ui.sending || !anyUsable ? "true" : null,
+        },
+        ui.sending ? "Sending…" : "Send",
+      ),
+    ),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sendPublish(postId);
+  });
+  replaceKeepingFocus(slot, [form]);
+}
+
+async function togglePublish(postId) {
+  const ui = postUi.get(postId);
+  if (!ui) return;
+  ui.publishOpen = !ui.publishOpen;
+  ui.publishError = "";
+  if (!ui.publishOpen) {
+    renderPublish(postId);
+    postRow(postId)?.querySelector('[data-role="publish-toggle"]')?.focus();
+    return;
+  }
+  ui.channelsLoading = true;
+  renderPublish(postId);
+  await loadChannels(); // the states as they are now: one may need reconnecting since
+  ui.channelsLoading = false;
+  if (!ui.publishOpen) return;
+  renderPublish(postId);
+  postRow(postId)?.querySelector('input[name="channel_ids"]:not(:disabled)')?.focus();
+}
+
+function toggleDeliveries(postId) {
+  const ui = postUi.get(postId);
+  if (!ui) return;
+  ui.deliveriesOpen = !ui.deliveriesOpen;
+  renderDeliveries(postId);
+  if (ui.deliveriesOpen) refreshPost(postId);
+}
+
+async function sendPublish(postId) {
+  const ui = postUi.get(postId);
+  if (!ui || ui.sending) return;
+  const ids = channels.filter((c) => c.state === "active" && ui.selected.has(c.id)).map((c) => c.id);
+  if (!ids.length) {
+    ui.publishError = "Pick at least one channel.";
+    renderPublish(postId);
+    return;
+  }
+  const owner = session;
+  ui.sending = true;
+  ui.publishError = "";
+  renderPublish(postId);
+  try {
+    const accepted = await api(`/posts/${postId}/publish`, { method: "POST", body: { channel_ids: ids } });
+    if (owner !== session) return;
+    ui.publishOpen = false;
+    ui.selected.clear();
+    ui.deliveriesOpen = true;
+    mergePublications(postId, accepted.publications);
+    const already = accepted.publications.filter((p) => p.state === "published").map((p) => channelName(p.channel_id));
+    $("posts-status").textContent =
+      `Sending “${ui.title}” to ${plural(ids.length, "channel")}.` +
+      (already.length ? ` Already published on ${already.join(", ")}.` : "");
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (owner !== session || error.status === 401) return;
+    ui.publishError = error.message;
+  } finally {
+    ui.sending = false;
+  }
+  renderPublish(postId);
+  renderDeliveries(postId);
+  if (!ui.publishOpen) postRow(postId)?.querySelector('[data-role="publish-toggle"]')?.focus();
+  await refreshPost(postId);
+}
+
+/** Add or replace deliveries (by id), oldest first, as the API lists them. */
+function mergePublications(postId, list) {
+  const ui = postUi.get(postId);
+  if (!ui) return;
+  const byId = new Map((ui.publications ?? []).map((p) => [p.id, p]));
+  for (const p of list) {
+    byId.set(p.id, p);
+    deliveryPost.set(p.id, postId);
+  }
+  ui.publications = [...byId.values()].sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
+  const unknown = list.filter((p) => !channels.some((c) => c.id === p.channel_id) && !askedForChannels.has(p.channel_id));
+  if (unknown.length) {
+    for (const p of unknown) askedForChannels.add(p.channel_id);
+    loadChannelsSoon(); // a channel added in another tab: fetch its name
+  }
+}
+
+function setPublications(postId, list) {
+  const ui = postUi.get(postId);
+  if (!ui) return;
+  ui.publications = [];
+  mergePublications(postId, list);
+}
+
+async function deliveryAction(postId, publicationId, run) {
+  const ui = postUi.get(postId);
+  const publication = ui?.publications?.find((p) => p.id === publicationId);
+  if (!publication || ui.busy.has(publicationId)) return;
+  const owner = session;
+  ui.notes.delete(publicationId);
+  ui.busy.add(publicationId);
+  renderDeliveries(postId);
+  let note = null;
+  try {
+    note = await run(publication);
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (owner !== session || error.status === 401) return;
+    note = { tone: "bad", text: error.message };
+  } finally {
+    ui.busy.delete(publicationId);
+  }
+  if (owner !== session) return;
+  if (note) ui.notes.set(publicationId, note);
+  renderDeliveries(postId);
+  await refreshPost(postId);
+}
+
+function cancelDelivery(postId, publicationId) {
+  return deliveryAction(postId, publicationId, async (p) => {
+    const result = await api(`/tasks/cancel/${encodeURIComponent(p.task_id)}`, { method: "DELETE" });
+    if (result.outcome === "cancelled") return null;
+    if (result.outcome === "cancel_requested") {
+      return { tone: "pending", text: "Cancel requested: it stops unless it has already gone out." };
+    }
+    const label = DELIVERY_LABELS[result.outcome] ?? humanize(result.outcome);
+    return { tone: "bad", text: `Not cancelled: it is already ${label.toLowerCase()}.` };
+  });
+}
+
+function retryDelivery(postId, publicationId) {
+  return deliveryAction(postId, publicationId, async (p) => {
+    const updated = await api(`/publications/${encodeURIComponent(p.id)}/retry`, { method: "POST" });
+    mergePublications(postId, [updated]);
+    return null;
+  });
+}
+
+function patchPostState(post) {
+  const current = postRow(post.id)?.querySelector('[data-role="post-state"]');
+  if (current && current.dataset.state !== post.state) current.replaceWith(postStateBadge(post.state));
+}
+
+/**
+ * Re-read one post's state (and its deliveries while they are shown). Calls that come
+ * while one runs fold into a single re-read after it.
+ */
+function refreshPost(postId) {
+  const running = refreshing.get(postId);
+  if (running) {
+    running.again = true;
+    return running.done;
+  }
+  const owner = session;
+  const entry = { again: false, done: null };
+  refreshing.set(postId, entry);
+  entry.done = (async () => {
+    try {
+      do {
+        entry.again = false;
+        const ui = postUi.get(postId);
+        const [post, publications] = await Promise.all([
+          api(`/posts/${postId}`),
+          ui?.deliveriesOpen ? api(`/posts/${postId}/publications`) : null,
+        ]);
+        if (owner !== session) return;
+        patchPostState(post);
+        if (publications && ui) {
+          ui.loadError = "";
+          setPublications(postId, publications);
+          renderDeliveries(postId);
+        }
+      } while (entry.again && owner === session);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (owner !== session || error.status === 401) return;
+      const ui = postUi.get(postId);
+      if (ui?.deliveriesOpen) {
+        ui.loadError = error.status === 404 ? "This post was deleted." : error.message;
+        renderDeliveries(postId);
+      }
+    } finally {
+      if (refreshing.get(postId) === entry) refreshing.delete(postId);
+    }
+  })();
+  return entry.done;
+}
+
+function loadChannelsSoon() {
+  if (channelsTimer) return;
+  channelsTimer = setTimeout(() => {
+    channelsTimer = null;
+    if (session) loadChannels();
+  }, 500);
+}
+
+// ---------------------------------------------------------------- live events
+
+let syncTimer = null;
+let syncChannels = false;
+
+/** Re-read what the page shows, once, shortly: events for unknown deliveries, a reset, a reconnect. */
+function scheduleSync({ channels: alsoChannels = false } = {}) {
+  syncChannels ||= alsoChannels;
+  if (syncTimer) return;
+  syncTimer = setTimeout(async () => {
+    syncTimer = null;
+    const withChannels = syncChannels;
+    syncChannels = false;
+    if (session) await syncVisible(withChannels);
+  }, SYNC_DELAY_MS);
+}
+
+async function syncVisible(withChannels) {
+  const owner = session;
+  const tasks = [];
+  if (withChannels) tasks.push(loadChannels());
+  const rows = $("posts-list").children.length;
+  if (rows) {
+    // The same filters, as many rows as are shown: patch the state badges in place.
+    const params = postFilters();
+    params.set("limit", String(Math.min(100, Math.max(20, rows))));
+    tasks.push(
+      api(`/posts?${params}`).then(
+        (page) => owner === session && page.items.forEach(patchPostState),
+        () => null,
+      ),
+    );
+  }
+  for (const [postId, ui] of postUi) {
+    if (ui.deliveriesOpen && postRow(postId)) tasks.push(refreshPost(postId));
+  }
+  await Promise.allSettled(tasks);
+}
+
+function onPublicationEvent(data) {
+  const postId = deliveryPost.get(data.publication_id);
+  if (["retry_wait", "failed"].includes(data.state)) loadChannelsSoon(); // refused credentials mark the channel
+  if (!postId) {
+    scheduleSync(); // a delivery this page has not listed: the event does not say whose post
+    return;
+  }
+  const ui = postUi.get(postId);
+  if (!ui) return;
+  ui.notes.delete(data.publication_id);
+  const shown = ui.publications?.find((p) => p.id === data.publication_id);
+  if (shown && data.state && shown.state !== data.state) {
+    shown.state = data.state; // at once; the re-read below brings attempt, error and address
+    renderDeliveries(postId);
+  }
+  if (postRow(postId)) refreshPost(postId);
+}
+
+const LIVE_TEXT = { off: "", connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" };
+
+function setLive(state, detail = "") {
+  const el = $("live");
+  el.dataset.state = state;
+  el.hidden = state === "off";
+  el.title = detail;
+  el.querySelector('[data-role="text"]').textContent = LIVE_TEXT[state];
+  el.querySelector('[data-role="detail"]').textContent = detail ? `: ${detail}` : "";
+}
+
+/**
+ * Ask the events endpoint, with the token in a header, why the stream failed; the body of
+ * an error is a problem+json. Null when it would answer now.
+ */
+async function probeLive() {
+  const controller = new AbortController();
+  try {
+    const response = await fetch(`${API}/events`, {
+      headers: {
+        Accept: "text/event-stream, application/problem+json",
+        Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) ?? ""}`,
+      },
+      cache: "no-store",
+      signal: controller.signal,
+    });
+    if (response.ok) return null;
+    const data = await response.json().catch(() => null);
+    return { status: response.status, detail: typeof data?.detail === "string" ? data.detail : "" };
+  } catch {
+    return { status: 0, detail: "Herald cannot be reached." };
+  } finally {
+    controller.abort(); // a stream that answered 200 is not read: this was only a question
+  }
+}
+
+/**
+ * The workspace's event stream, reopened on failure after 1 s, 2 s, 4 s … 30 s. A browser's
+ * EventSource gives up for good on a 401 or 503, so every error closes it and the page
+ * reopens it itself, resuming after the last event seen; what the page shows is re-read
+ * once it is back, in case something was missed in between.
+ */
+function connectLive(owner) {
+  let source = null;
+  let timer = null;
+  let delay = LIVE_RETRY_FIRST_MS;
+  let openedAt = 0;
+  let lastId = "";
+  let missedSome = false;
+  let closed = false;
+
+  const alive = () => !closed && owner === session;
+
+  const open = () => {
+    const params = new URLSearchParams({ access_token: sessionStorage.getItem(TOKEN_KEY) ?? "" });
+    if (lastId) params.set("last_event_id", lastId);
+    const mine = new EventSource(`${API}/events?${params}`);
+    source = mine;
+    const track = (event) => {
+      if (event.lastEventId) lastId = event.lastEventId;
+    };
+    mine.addEventListener("open", () => {
+      if (source !== mine) return;
+      openedAt = Date.now();
+      setLive("live");
+      if (missedSome) {
+        missedSome = false;
+        scheduleSync({ channels: true });
+      }
+    });
+    mine.addEventListener("publication.state", (event) => {
+      if (source !== mine) return;
+      track(event);
+      let data = null;
+      try {
+        data = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (typeof data?.publication_id === "string") onPublicationEvent(data);
+    });
+    mine.addEventListener("reset", (event) => {
+      if (source !== mine) return;
+      track(event);
+      scheduleSync({ channels: true });
+    });
+    mine.addEventListener("error", () => {
+      if (source !== mine) return;
+      mine.close();
+      source = null;
+      if (openedAt && Date.now() - openedAt >= LIVE_HEALTHY_MS) delay = LIVE_RETRY_FIRST_MS;
+      openedAt = 0;
+      missedSome = true;
+      setLive("reconnecting");
+      later();
+    });
+  };
+
+  const later = () => {
+    clearTimeout(timer);
+    timer = setTimeout(reopen, delay);
+    delay = Math.min(delay * 2, LIVE_RETRY_MAX_MS);
+  };
+
+  const reopen = async () => {
+    timer = null;
+    if (!alive()) return;
+    const problem = await probeLive();
+    if (!alive() || source) return;
+    if (problem?.status === 401) {
+      endSession("Your session has ended. Sign in again.");
+      return;
+    }
+    if (problem) {
+      setLive("reconnecting", problem.detail);
+      later();
+      return;
+    }
+    open();
+  };
+
+  const online = () => {
+    if (timer && alive()) {
+      clearTimeout(timer);
+      delay = LIVE_RETRY_FIRST_MS;
+      reopen();
+    }
+  };
+  window.addEventListener("online", online);
+
+  setLive("connecting");
+  open();
+  return {
+    close() {
+      closed = true;
+      clearTimeout(timer);
+      source?.close();
+      source = null;
+      window.removeEventListener("online", online);
+    },
+  };
 }
 
 // ---------------------------------------------------------------- start
