@@ -1,0 +1,861 @@
+"""Shared pieces for Herald's benchmarks.
+
+- :class:`ManagedProcess`: a child in its own session, logged to a file, stopped with a
+  bounded wait (SIGTERM, then SIGKILL of its whole process group).
+- :func:`start_worker`: a real ``herald worker`` (Herald's CLI, Herald's settings) with extra
+  modules imported first: benchmark tasks, and optionally a per-task cProfile hook.
+- :class:`Receiver`: a webhook receiver in its own process (so it never competes with the
+  benchmark for the GIL) that checks signatures, records every hit with its time, and
+  answers like a real receiver; :func:`receiver_capacity` checks it is not the bottleneck.
+- :func:`postgres_database`, :func:`fresh_redis`: fresh services, cleaned up afterwards.
+- :class:`CpuMeter`: how much CPU everyone else used while a measurement ran.
+- :func:`hard_timeout`, :func:`wait_until`, :func:`machine_info`, and :func:`chart_svg`, a
+  self-contained SVG of completion curves and rate bars (no plotting library needed).
+
+``python -m bench._harness worker|receiver ...`` are the child-process entry points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import hashlib
+import hmac
+import importlib
+import json
+import math
+import os
+import platform
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+from xml.sax.saxutils import escape
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE_DIR_ENV = "BENCH_PROFILE_DIR"
+PROFILE_TASKS_ENV = "BENCH_PROFILE_TASKS"
+DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+T = TypeVar("T")
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot go on; the message says why."""
+
+
+class BenchTimeout(BenchError):
+    pass
+
+
+# --- time ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def hard_timeout(seconds: float) -> Iterator[None]:
+    """Raise BenchTimeout in the main thread once ``seconds`` have passed (cleanup still
+    runs: it is an exception, not a kill). SIGTERM becomes SystemExit for the same reason."""
+
+    def expired(_signum: int, _frame: object) -> None:
+        raise BenchTimeout(f"the whole run took longer than {seconds:g} s")
+
+    def terminated(_signum: int, _frame: object) -> None:
+        raise SystemExit(143)
+
+    previous_alarm = signal.signal(signal.SIGALRM, expired)
+    previous_term = signal.signal(signal.SIGTERM, terminated)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_alarm)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.02,
+    check: Callable[[], None] | None = None,
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; ``check`` may raise (a child
+    process died) to stop waiting early."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if check is not None:
+            check()
+        if time.monotonic() > deadline:
+            raise BenchTimeout(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+# --- the machine -----------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def source_info() -> dict[str, Any]:
+    """The commit under test, and whether src/ has changes on top of it."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    changed = [line for line in git("status", "--porcelain", "--", "src").splitlines() if line]
+    describe = f"{commit or 'unknown commit'}"
+    if changed:
+        describe += f" + {len(changed)} uncommitted change(s) in src/"
+    return {"commit": commit, "src_changes": changed, "describe": describe}
+
+
+# --- CPU used by others while we measure --------------------------------------------------
+
+
+def _machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def _group_jiffies(pids: set[int], groups: set[int]) -> int:
+    """utime + stime of the given processes and of every process in the given groups."""
+    used = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: split after the last ")".
+        fields = stat.rsplit(")", 1)[1].split()
+        pid, pgrp = int(entry.name), int(fields[2])
+        if pid in pids or pgrp in groups:
+            used += int(fields[11]) + int(fields[12])
+    return used
+
+
+@dataclass
+class CpuMeter:
+    """How many cores the machine, our own processes and everyone else used over an
+    interval (from /proc; Linux only, zeros elsewhere). "Ours" is this process plus the
+    process groups given (the worker and its pool, the receiver); shared services such as
+    Redis and PostgreSQL count as others."""
+
+    pids: set[int] = field(default_factory=lambda: {os.getpid()})
+    groups: set[int] = field(default_factory=set)
+    _start: tuple[float, int, int, int] | None = None
+
+    def _sample(self) -> tuple[float, int, int, int]:
+        busy, total = _machine_jiffies()
+        return time.monotonic(), busy, total, _group_jiffies(self.pids, self.groups)
+
+    def start(self) -> None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            self._start = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        if self._start is None:
+            return {}
+        try:
+            end = self._sample()
+        except (OSError, ValueError, IndexError):
+            return {}
+        t0, busy0, total0, ours0 = self._start
+        t1, busy1, total1, ours1 = end
+        cores = os.cpu_count() or 1
+        if total1 == total0:
+            return {}
+        machine = cores * (busy1 - busy0) / (total1 - total0)
+        hz = os.sysconf("SC_CLK_TCK")
+        ours = (ours1 - ours0) / hz / max(t1 - t0, 1e-9)
+        return {
+            "machine_cores_busy": round(machine, 2),
+            "our_cores": round(ours, 2),
+            "others_cores": round(max(0.0, machine - ours), 2),
+        }
+
+
+# --- processes -------------------------------------------------------------------------
+
+
+@dataclass
+class ManagedProcess:
+    """A child process in its own session (so its own children can be found and ended),
+    with stdout and stderr in ``log_path``."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: dict[str, str] | None = None
+    cwd: Path = REPO
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                list(self.argv),
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def check(self) -> None:
+        """Raise if the process has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise BenchError(
+                f"the {self.name} process exited with code {self.proc.returncode}; "
+                f"the end of {self.log_path}:\n{self.log_tail()}"
+            )
+
+    def stop(self, grace: float = 15.0) -> int | None:
+        """SIGTERM, wait up to ``grace`` s, then SIGKILL the whole process group. Idempotent."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self._kill_group()
+                proc.wait(timeout=5)
+        # Its own children (a pool whose parent was killed) share its process group.
+        if self._group_alive():
+            time.sleep(0.5)
+            if self._group_alive():
+                self._kill_group()
+        return proc.returncode
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+
+def child_env(**herald: str) -> dict[str, str]:
+    """This environment without any HERALD_* variable, plus the given ones
+    (``database_url="..."`` → ``HERALD_DATABASE_URL``), with the repository importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+    env.update({f"HERALD_{key.upper()}": value for key, value in herald.items()})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_worker(
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    imports: Sequence[str] = (),
+    args: Sequence[str] = (),
+    profile_dir: Path | None = None,
+    profile_tasks: Sequence[str] = (),
+) -> ManagedProcess:
+    """``herald worker [args]`` (Herald's CLI and settings, from ``env``), with ``imports``
+    imported first so their tasks are registered on Herald's app. With ``profile_dir``,
+    each pool process profiles the runs of ``profile_tasks`` (see :func:`load_profiles`)."""
+    env = dict(env)
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        env[PROFILE_DIR_ENV] = str(profile_dir)
+        env[PROFILE_TASKS_ENV] = ",".join(profile_tasks)
+    argv = [sys.executable, "-m", "bench._harness", "worker"]
+    for module in imports:
+        argv += ["--import", module]
+    return ManagedProcess("worker", [*argv, "--", *args], log_path, env=env).start()
+
+
+def _worker_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench._harness worker")
+    parser.add_argument("--import", dest="imports", action="append", default=[])
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    for module in args.imports:
+        importlib.import_module(module)
+    if os.environ.get(PROFILE_DIR_ENV):
+        _install_task_profiler(
+            Path(os.environ[PROFILE_DIR_ENV]),
+            {n for n in os.environ.get(PROFILE_TASKS_ENV, "").split(",") if n},
+        )
+    from herald.cli import main
+
+    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+    sys.argv = ["herald", "worker", *rest]
+    main()
+
+
+# --- profiling inside the worker ---------------------------------------------------------
+
+
+def _install_task_profiler(directory: Path, task_names: set[str]) -> None:
+    """cProfile every run of the named tasks, one profile per (process, thread, task);
+    dumped every few seconds and when the pool process exits."""
+    import atexit
+
+    from celery import signals
+
+    local = threading.local()
+    lock = threading.Lock()
+    profiles: dict[tuple[int, str], tuple[cProfile.Profile, dict[str, float]]] = {}
+    last_dump = [time.monotonic()]
+
+    def entry(name: str) -> tuple[cProfile.Profile, dict[str, float]]:
+        key = (threading.get_ident(), name)
+        with lock:
+            if key not in profiles:
+                profiles[key] = (cProfile.Profile(), {"runs": 0, "wall": 0.0})
+            return profiles[key]
+
+    def dump() -> None:
+        with lock:
+            items = list(profiles.items())
+        for (ident, name), (profile, counts) in items:
+            stem = directory / f"{name}.{os.getpid()}.{ident}"
+            profile.dump_stats(f"{stem}.pstats")
+            Path(f"{stem}.json").write_text(json.dumps({"task": name, **counts}))
+
+    @signals.task_prerun.connect(weak=False)
+    def started(task: Any = None, **_: Any) -> None:
+        if task is None or task.name not in task_names:
+            return
+        profile, _counts = entry(task.name)
+        local.started = time.perf_counter()
+        profile.enable()
+
+    @signals.task_postrun.connect(weak=False)
+    def finished(task: Any = None, **_: Any) -> None:
+        if task is None or task.name not in task_names:
+            return
+        profile, counts = entry(task.name)
+        profile.disable()
+        counts["runs"] += 1
+        counts["wall"] += time.perf_counter() - local.started
+        if time.monotonic() - last_dump[0] > 2.0:
+            last_dump[0] = time.monotonic()
+            dump()
+
+    @signals.worker_process_shutdown.connect(weak=False)
+    def exiting(**_: Any) -> None:
+        dump()
+
+    atexit.register(dump)
+
+
+@dataclass
+class ProfileSummary:
+    task: str
+    runs: int
+    wall: float  # seconds inside the task body (prerun → postrun), all processes
+    stats: pstats.Stats | None
+
+    @property
+    def per_run_ms(self) -> float:
+        return 1000 * self.wall / self.runs if self.runs else 0.0
+
+    def cumulative(self, module_suffix: str, function: str) -> tuple[float, int]:
+        """(cumulative seconds, calls) of one function across all processes."""
+        if self.stats is None:
+            return 0.0, 0
+        total, calls = 0.0, 0
+        for (filename, _line, name), row in self.stats.stats.items():  # type: ignore[attr-defined]
+            if name == function and filename.replace("\\", "/").endswith(module_suffix):
+                _cc, nc, _tt, ct, _callers = row
+                total += ct
+                calls += nc
+        return total, calls
+
+    def top(self, count: int = 12, key: str = "tottime") -> list[dict[str, Any]]:
+        if self.stats is None:
+            return []
+        index = {"tottime": 2, "cumtime": 3}[key]
+        rows = sorted(
+            self.stats.stats.items(),  # type: ignore[attr-defined]
+            key=lambda item: item[1][index],
+            reverse=True,
+        )[:count]
+        return [
+            {
+                "function": f"{_short(filename)}:{line}({name})",
+                "calls": row[1],
+                "tottime": round(row[2], 4),
+                "cumtime": round(row[3], 4),
+            }
+            for (filename, line, name), row in rows
+        ]
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/src/", "/lib/python"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+def load_profiles(directory: Path, task: str) -> ProfileSummary:
+    """Merge what every pool process wrote for ``task``."""
+    runs, wall = 0, 0.0
+    stats: pstats.Stats | None = None
+    for meta in sorted(directory.glob(f"{task}.*.json")):
+        counts = json.loads(meta.read_text())
+        runs += int(counts["runs"])
+        wall += float(counts["wall"])
+        data = meta.with_suffix(".pstats")
+        if data.exists():
+            if stats is None:
+                stats = pstats.Stats(str(data))
+            else:
+                stats.add(str(data))
+    return ProfileSummary(task, runs, wall, stats)
+
+
+# --- services --------------------------------------------------------------------------
+
+
+def fresh_redis(url: str) -> None:
+    """Check the Redis at ``url`` answers and empty its database."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        client.flushdb()
+        client.close()
+    except redis.RedisError as exc:
+        raise BenchError(f"Redis at {url} is not available: {exc}") from exc
+
+
+@contextlib.contextmanager
+def postgres_database(
+    admin_url: str = DEFAULT_PG_ADMIN_URL, prefix: str = "herald_bench"
+) -> Iterator[str]:
+    """A new, empty database (dropped afterwards); yields its SQLAlchemy (psycopg) URL."""
+    import psycopg
+
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        raise BenchError(f"PostgreSQL at {admin_url} is not available: {exc}") from exc
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the webhook receiver -----------------------------------------------------------------
+
+
+def _sign(secret: str, timestamp: str, body: bytes) -> str:
+    # Herald's webhook signature (herald.adapters.webhook.sign), kept here so the receiver
+    # process stays light.
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+def _receiver_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench._harness receiver")
+    parser.add_argument("--secret", required=True)
+    parser.add_argument("--port-file", required=True, type=Path)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+
+    lock = threading.Lock()
+    hits: list[tuple[str, str, float]] = []  # (idempotency key, event, time received)
+    delivered: set[str] = set()
+    bad = [0]
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            with lock:
+                if self.path == "/_count":
+                    self._json(200, {"count": len(delivered), "hits": len(hits)})
+                elif self.path == "/_hits":
+                    self._json(200, {"hits": list(hits), "bad_signatures": bad[0]})
+                else:
+                    self._json(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path == "/_reset":
+                with lock:
+                    hits.clear()
+                    delivered.clear()
+                    bad[0] = 0
+                self._json(200, {"ok": True})
+                return
+            at = time.time()
+            expected = _sign(args.secret, self.headers.get("X-Herald-Timestamp", ""), raw)
+            if not hmac.compare_digest(expected, self.headers.get("X-Herald-Signature", "")):
+                with lock:
+                    bad[0] += 1
+                self._json(401, {"error": "bad signature"})
+                return
+            key = self.headers.get("Idempotency-Key", "")
+            event = self.headers.get("X-Herald-Event", "")
+            with lock:
+                hits.append((key, event, at))
+                duplicate = key in delivered
+                if event == "post.published":
+                    delivered.add(key)
+            self._json(
+                200,
+                {
+                    "id": f"ext-{key[-8:]}",
+                    "url": f"https://example.test/{key}",
+                    "duplicate": duplicate,
+                },
+            )
+
+        def _json(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 256  # the default (5) drops bursts of new connections
+
+    server = Server((args.host, 0), Handler)
+    tmp = args.port_file.with_suffix(".tmp")
+    tmp.write_text(str(server.server_address[1]))
+    tmp.replace(args.port_file)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    server.serve_forever(poll_interval=0.2)
+    server.server_close()
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver in its own process: checks Herald's signature, records each hit
+    (Idempotency-Key, event, time), answers 200 with an id like a real receiver."""
+
+    workdir: Path
+    secret: str = field(default_factory=lambda: uuid.uuid4().hex)
+    process: ManagedProcess | None = None
+    port: int = 0
+    _client: httpx.Client | None = None
+
+    def start(self) -> Receiver:
+        port_file = self.workdir / f"receiver-{uuid.uuid4().hex[:6]}.port"
+        argv = [sys.executable, "-m", "bench._harness", "receiver"]
+        argv += ["--secret", self.secret, "--port-file", str(port_file)]
+        env = child_env()
+        self.process = ManagedProcess("receiver", argv, self.workdir / "receiver.log", env=env)
+        self.process.start()
+        wait_until(port_file.exists, 30, "the receiver to listen", check=self.process.check)
+        self.port = int(port_file.read_text())
+        self._client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self.process is not None:
+            self.process.stop(grace=5)
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def credentials(self) -> dict[str, str]:
+        return {"url": self.url, "secret": self.secret}
+
+    def _get(self, path: str) -> dict[str, Any]:
+        assert self._client is not None
+        response = self._client.get(path)
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    def delivered(self) -> int:
+        """Distinct Idempotency-Keys of post.published hits so far."""
+        return int(self._get("/_count")["count"])
+
+    def hits(self) -> tuple[list[tuple[str, str, float]], int]:
+        """Every hit (key, event, time) and the number of bad signatures."""
+        data = self._get("/_hits")
+        return [(k, e, float(t)) for k, e, t in data["hits"]], int(data["bad_signatures"])
+
+    def reset(self) -> None:
+        assert self._client is not None
+        self._client.post("/_reset", content=b"").raise_for_status()
+
+
+def receiver_capacity(receiver: Receiver, requests: int, threads: int = 4) -> float:
+    """Signed POSTs per second the receiver answers, each on a new connection like Herald's
+    webhook adapter, from ``threads`` client threads. A lower bound (the client shares this
+    process's GIL); compare it with the rate under test. Resets the receiver afterwards."""
+    import http.client
+
+    body = b'{"event":"post.published","post":{}}'
+    counter = iter(range(requests))
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def client() -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            timestamp = str(int(time.time()))
+            conn = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=10)
+            try:
+                conn.request(
+                    "POST",
+                    "/hook",
+                    body=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Idempotency-Key": f"capacity-{i}",
+                        "X-Herald-Event": "post.published",
+                        "X-Herald-Timestamp": timestamp,
+                        "X-Herald-Signature": _sign(receiver.secret, timestamp, body),
+                    },
+                )
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    errors.append(str(response.status))
+            finally:
+                conn.close()
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    elapsed = time.perf_counter() - started
+    receiver.reset()
+    if errors:
+        raise BenchError(f"the receiver answered {errors[0]} during its capacity check")
+    return requests / elapsed
+
+
+# --- the plot ----------------------------------------------------------------------------
+
+
+@dataclass
+class Curve:
+    label: str
+    times: Sequence[float]  # seconds from the start, one per completion
+    color: str
+
+
+@dataclass
+class Bar:
+    label: str
+    value: float
+    color: str
+    note: str = ""
+
+
+def _ticks(maximum: float, count: int = 5) -> list[float]:
+    maximum = max(maximum, 1e-9)
+    raw = maximum / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return [i * step for i in range(math.ceil(maximum / step - 1e-9) + 1)]
+
+
+def _fmt(value: float) -> str:
+    if value >= 100 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def chart_svg(
+    title: str, subtitle: str, curves: Sequence[Curve], bars: Sequence[Bar], *, unit: str
+) -> str:
+    """Completion over time (left) and rates (right), as one standalone SVG document."""
+    width, height = 960, 440
+    top, bottom = 70, 60
+    lx, lw = 70, 540  # the curves panel
+    bx, bw = 700, 220  # the bars panel
+    ph = height - top - bottom
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" '
+        'font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{lx}" y="26" font-size="17" font-weight="bold">{escape(title)}</text>',
+        f'<text x="{lx}" y="46" fill="#555">{escape(subtitle)}</text>',
+    ]
+
+    # Completion curves.
+    t_max = max((max(c.times) for c in curves if c.times), default=1.0)
+    n_max = max((len(c.times) for c in curves), default=1)
+    xt, yt = _ticks(t_max), _ticks(n_max)
+    x_scale, y_scale = lw / xt[-1], ph / yt[-1]
+    for value in xt:
+        x = lx + value * x_scale
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" stroke="#eee"/>')
+        out.append(
+            f'<text x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle">{_fmt(value)}</text>'
+        )
+    for value in yt:
+        y = top + ph - value * y_scale
+        out.append(f'<line x1="{lx}" y1="{y:.1f}" x2="{lx + lw}" y2="{y:.1f}" stroke="#eee"/>')
+        out.append(f'<text x="{lx - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(value)}</text>')
+    out.append(f'<rect x="{lx}" y="{top}" width="{lw}" height="{ph}" fill="none" stroke="#999"/>')
+    out.append(
+        f'<text x="{lx + lw / 2}" y="{height - 22}" text-anchor="middle">seconds from the '
+        "first send</text>"
+    )
+    out.append(
+        f'<text transform="translate(18 {top + ph / 2}) rotate(-90)" text-anchor="middle">'
+        f"{escape(unit)} completed</text>"
+    )
+    for index, curve in enumerate(curves):
+        times = sorted(curve.times)
+        stride = max(1, len(times) // 400)
+        points = [(0.0, 0)] + [(t, i + 1) for i, t in enumerate(times) if i % stride == 0]
+        if times:
+            points.append((times[-1], len(times)))
+        path = " ".join(f"{lx + t * x_scale:.1f},{top + ph - n * y_scale:.1f}" for t, n in points)
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="{curve.color}" stroke-width="2"/>'
+        )
+        # The legend sits bottom right, where completion curves never go.
+        ly = top + ph - 14 - 18 * (len(curves) - 1 - index)
+        out.append(
+            f'<line x1="{lx + lw - 32}" y1="{ly - 4}" x2="{lx + lw - 12}" y2="{ly - 4}" '
+            f'stroke="{curve.color}" stroke-width="3"/>'
+        )
+        out.append(
+            f'<text x="{lx + lw - 38}" y="{ly}" text-anchor="end">{escape(curve.label)}</text>'
+        )
+
+    # Rate bars.
+    v_max = max((b.value for b in bars), default=1.0)
+    vt = _ticks(v_max * 1.08)  # room for the value above the tallest bar
+    v_scale = ph / vt[-1]
+    for value in vt:
+        y = top + ph - value * v_scale
+        out.append(f'<line x1="{bx}" y1="{y:.1f}" x2="{bx + bw}" y2="{y:.1f}" stroke="#eee"/>')
+        out.append(f'<text x="{bx - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(value)}</text>')
+    slot = bw / max(len(bars), 1)
+    for index, bar in enumerate(bars):
+        h = bar.value * v_scale
+        x = bx + index * slot + slot * 0.15
+        out.append(
+            f'<rect x="{x:.1f}" y="{top + ph - h:.1f}" width="{slot * 0.7:.1f}" '
+            f'height="{h:.1f}" fill="{bar.color}"/>'
+        )
+        cx = x + slot * 0.35
+        out.append(
+            f'<text x="{cx:.1f}" y="{top + ph - h - 6:.1f}" text-anchor="middle" '
+            f'font-weight="bold">{_fmt(bar.value)}</text>'
+        )
+        label = escape(bar.label)
+        out.append(f'<text x="{cx:.1f}" y="{top + ph + 16}" text-anchor="middle">{label}</text>')
+        if bar.note:
+            out.append(
+                f'<text x="{cx:.1f}" y="{top + ph + 32}" text-anchor="middle" fill="#555">'
+                f"{escape(bar.note)}</text>"
+            )
+    out.append(f'<rect x="{bx}" y="{top}" width="{bw}" height="{ph}" fill="none" stroke="#999"/>')
+    out.append(
+        f'<text transform="translate({bx - 48} {top + ph / 2}) rotate(-90)" '
+        f'text-anchor="middle">{escape(unit)} per second</text>'
+    )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def new_workdir(prefix: str) -> Path:
+    # Short: a path under it may have to fit a unix socket name.
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+if __name__ == "__main__":
+    command, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
+    if command == "worker":
+        _worker_main(rest)
+    elif command == "receiver":
+        _receiver_main(rest)
+    else:
+        sys.exit("usage: python -m bench._harness worker|receiver ...")
