@@ -563,7 +563,6 @@ PRODUCER_PARTS = [
     ("  jobs.create_job", "herald/jobs/service.py", "create_job"),
     ("  _emit (event hook)", "herald/publishing/service.py", "_emit"),
     ("    imports at run time (_find_and_load)", "<frozen importlib._bootstrap>", "_find_and_load"),
-    ("events: send after commit (Redis)", "herald/events/service.py", "_send"),
     ("  refresh_post_state", "herald/publishing/service.py", "refresh_post_state"),
     (
         "session_scope (open, commit + after-commit send, close)",
@@ -571,6 +570,7 @@ PRODUCER_PARTS = [
         "session_scope",
     ),
     ("  enqueue (deliver.apply_async)", "herald/publishing/service.py", "enqueue"),
+    ("  events: send after commit (Redis)", "herald/events/service.py", "_send"),
     ("BEGIN IMMEDIATE (waiting for SQLite's lock)", "herald/core/db.py", "_sqlite_begin_immediate"),
     ("cursor.execute (all SQL, BEGIN included)", "sqlalchemy/engine/default.py", "do_execute"),
 ]

@@ -20,6 +20,7 @@ from herald.publishing.api import posts_router as publish_router
 from herald.publishing.api import publications_router, tasks_router
 from herald.scheduling.api import posts_router as schedule_posts_router
 from herald.scheduling.api import schedule_router
+from herald.scheduling.slots_api import routers as slots_routers
 from herald.users.api import auth_router, users_router
 from herald.web.routes import mount_static
 from herald.web.routes import router as web_router
@@ -70,6 +71,7 @@ def create_app() -> FastAPI:
         tasks_router,
         jobs_router,
         events_router,
+        *slots_routers,
     ):
         api.include_router(router)
     app.include_router(api)

@@ -6,12 +6,15 @@ from herald.jobs.models import Job
 from herald.posts.models import Post, PostTag
 from herald.publishing.models import Publication, PublicationAttempt
 from herald.scheduling.models import Heartbeat, PeriodicRun
+from herald.scheduling.slots import ChannelSchedule, ChannelSlot, SlotReservation
 from herald.users.models import ApiToken, LoginFailure, User, Workspace
 
 __all__ = [
     "ApiToken",
     "Base",
     "Channel",
+    "ChannelSchedule",
+    "ChannelSlot",
     "Heartbeat",
     "Job",
     "LoginFailure",
@@ -20,6 +23,7 @@ __all__ = [
     "PostTag",
     "Publication",
     "PublicationAttempt",
+    "SlotReservation",
     "User",
     "Workspace",
 ]

@@ -36,6 +36,7 @@ def schedule_many(client, account: Account, receiver: Receiver, count: int, over
     return due
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 def test_stop_and_restart_every_delivery_goes_out_once(
     client, account: Account, receiver: Receiver, redis_broker: str

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 log = logging.getLogger(__name__)
 _KEY = "herald_after_commit"
@@ -31,6 +31,9 @@ def _run_callbacks(session: Session) -> None:
             log.exception("after-commit callback failed; the reconciler will retry it")
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_callbacks(session: Session) -> None:
-    session.info.pop(_KEY, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_callbacks(session: Session, previous_transaction: SessionTransaction) -> None:
+    # Only the outermost transaction's rollback drops them: a rolled-back SAVEPOINT
+    # (begin_nested) leaves the work registered before it to be committed.
+    if previous_transaction.parent is None:
+        session.info.pop(_KEY, None)
