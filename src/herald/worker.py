@@ -10,6 +10,7 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import worker_process_init
 from kombu.entity import Queue
 
 from herald.core.settings import Settings, get_settings
@@ -113,3 +114,11 @@ def create_celery(settings: Settings | None = None) -> Celery:
 
 
 app = create_celery()
+
+
+@worker_process_init.connect
+def _fresh_database_connections(**_: Any) -> None:
+    # A prefork child must not share the parent's pooled database connections.
+    from herald.core.db import reset_engine
+
+    reset_engine(close=False)

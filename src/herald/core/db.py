@@ -118,9 +118,13 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-def reset_engine() -> None:
-    """Forget the cached engine (after settings change, in tests and after fork)."""
+def reset_engine(*, close: bool = True) -> None:
+    """Forget the cached engine (after settings change, in tests and after fork).
+
+    After a fork pass ``close=False``: the pooled connections belong to the parent, and
+    closing them from the child would break the parent's sockets.
+    """
     if get_engine.cache_info().currsize:
-        get_engine().dispose()
+        get_engine().dispose(close=close)
     get_engine.cache_clear()
     get_sessionmaker.cache_clear()
