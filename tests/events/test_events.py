@@ -12,7 +12,6 @@ import re
 import shutil
 import socket
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from herald.events import service
 from herald.events.api import router
 from herald.events.service import publish_after_commit, publish_event, stream_key
 from tests.conftest import Account
+from tests.servers import serve
 
 EVENTS = "/api/v1/events"
 STREAM_ID = re.compile(r"\d+-\d+")
@@ -69,29 +69,8 @@ def broker_url() -> Iterator[Any]:
 @pytest.fixture
 def server(db_backend: str, redis_broker: str) -> Iterator[str]:
     """The app under uvicorn in a thread; yields its base URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        make_app(), log_level="warning", ws="none", access_log=False, timeout_graceful_shutdown=3
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started or not thread.is_alive():
-                break
-            thread.join(0.05)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-        assert not thread.is_alive(), "uvicorn did not stop"
+    with serve(make_app()) as url:
+        yield url
 
 
 @pytest.fixture

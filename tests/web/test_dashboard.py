@@ -8,8 +8,6 @@ worker would, and the page's own polling picks up the outcome.
 from __future__ import annotations
 
 import re
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import Account
+from tests.servers import serve
 from tests.services import service_missing
 
 if TYPE_CHECKING:
@@ -43,30 +42,10 @@ pytestmark = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 @pytest.fixture
 def server(db_backend: str, redis_broker: str) -> Iterator[str]:
     """The real app under uvicorn in a thread; yields its base URL."""
-    import uvicorn
-
     from herald.app import create_app
 
-    # Bind first and hand the socket over, so no other process can take the port between.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(), log_level="warning", ws="none", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started or not thread.is_alive():
-                break
-            thread.join(0.05)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-        assert not thread.is_alive(), "uvicorn did not stop"
+    with serve(create_app()) as url:
+        yield url
 
 
 @pytest.fixture

@@ -69,7 +69,14 @@ JOB_STATE = {
 MAX_RETRY_AFTER = 7 * 24 * 3600.0
 
 
-# (task_id, workspace_id, post_id, channel_id, attempt) of a row a transition changed.
+# What a transition returns of the row it changed (RETURNING), so nothing is re-read.
+CHANGED_COLUMNS = (
+    Publication.task_id,
+    Publication.workspace_id,
+    Publication.post_id,
+    Publication.channel_id,
+    Publication.attempt,
+)
 ChangedRow = Any
 
 
@@ -102,13 +109,7 @@ def transition(
         update(Publication)
         .where(*condition)
         .values(state=to_state, updated_at=now, **values)
-        .returning(
-            Publication.task_id,
-            Publication.workspace_id,
-            Publication.post_id,
-            Publication.channel_id,
-            Publication.attempt,
-        )
+        .returning(*CHANGED_COLUMNS)
         .execution_options(synchronize_session=False)
     ).first()
     if row is not None:
@@ -519,14 +520,7 @@ def dispatch_due(session: Session, *, limit: int = 500) -> list[tuple[uuid.UUID,
         update(Publication)
         .where(Publication.id.in_(ids), Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]))
         .values(state=S.QUEUED, enqueued_at=now, updated_at=now)
-        .returning(
-            Publication.id,
-            Publication.task_id,
-            Publication.workspace_id,
-            Publication.post_id,
-            Publication.channel_id,
-            Publication.attempt,
-        )
+        .returning(Publication.id, *CHANGED_COLUMNS)
         .execution_options(synchronize_session=False)
     ).all()
     for row in rows:
