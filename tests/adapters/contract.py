@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import pytest
@@ -32,6 +33,7 @@ from herald.adapters.base import (
     AmbiguousError,
     AuthError,
     Identity,
+    MediaItem,
     PermanentError,
     PostContent,
     Receipt,
@@ -40,6 +42,8 @@ from herald.adapters.base import (
 from herald.adapters.registry import get_adapter_class
 
 HTTP = "http"  # capability: talks HTTP to the platform, so the fake can be made to fail
+THREAD = "thread"  # capability: long text goes out as a thread of replies
+MEDIA = "media"  # capability: images are uploaded and attached, with alt text
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -84,6 +88,43 @@ def sample_post(**changes: Any) -> PostContent:
         "canonical_url": "https://blog.example.org/2024/cafe-au-lait",
     }
     return PostContent(**(values | changes))
+
+
+# Two links and non-ASCII text, about 1,200 characters: a thread on every short platform.
+THREAD_BODY = (
+    "Zażółć gęślą jaźń — this is a long note about shipping software that is written "
+    "once and delivered everywhere. "
+    * 6
+    + "The release notes live at https://example.org/releases/2026/11/herald-0.2?utm=x&y=ü "
+    "and the design at https://docs.example.com/design/claims-before-side-effects. "
+    + "Café crème, naïve façade, 日本語のテキスト, emoji 👩‍💻 and 🇵🇱 all count. "
+    * 6
+).strip()
+THREAD_LINKS = (
+    "https://example.org/releases/2026/11/herald-0.2?utm=x&y=ü",
+    "https://docs.example.com/design/claims-before-side-effects",
+)
+
+# The smallest valid PNG: one transparent pixel.
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+
+def sample_image(directory: Path, alt_text: str = "A tiny test pixel, ünïcödé") -> MediaItem:
+    path = directory / f"{uuid.uuid4().hex}.png"
+    path.write_bytes(PNG_1PX)
+    return MediaItem(
+        id=uuid.uuid4(),
+        path=path,
+        content_type="image/png",
+        size=len(PNG_1PX),
+        filename="pixel.png",
+        alt_text=alt_text,
+        width=1,
+        height=1,
+    )
 
 
 def exception_texts(exc: BaseException) -> list[str]:
@@ -132,6 +173,23 @@ class AdapterContract:
         """Everything the platform now holds as a post (one entry per post)."""
         raise NotImplementedError
 
+    def spec_violations(self, fake: Any) -> list[str]:
+        """Requests that broke the platform's published schema (checked after each test)."""
+        return list(getattr(fake, "violations", []))
+
+    # Platforms with threads (THREAD).
+
+    def thread_on_platform(self, fake: Any) -> list[str]:
+        """The texts of the newest thread, root first; the fake checks each part replies
+        to the one before it."""
+        raise NotImplementedError
+
+    # Platforms with media (MEDIA).
+
+    def media_on_platform(self, fake: Any) -> list[dict[str, Any]]:
+        """Images the platform holds: ``{"alt": str, "size": int}`` each, attached to a post."""
+        raise NotImplementedError
+
     def secret_values(self, credentials: Mapping[str, Any]) -> list[str]:
         """Values that must never appear in an exception; default: every credential string."""
         return [v for v in credentials.values() if isinstance(v, str) and len(v) >= 8]
@@ -163,11 +221,17 @@ class AdapterContract:
     # -- machinery --------------------------------------------------------------------
 
     @pytest.fixture(autouse=True)
-    def _capabilities(self, request: pytest.FixtureRequest) -> None:
+    def _capabilities(self, request: pytest.FixtureRequest) -> Iterator[None]:
         wanted: frozenset[str] = getattr(request.function, "contract_needs", frozenset())
         missing = wanted - self.capabilities
         if missing:
             pytest.skip(f"{self.platform} adapter has no {', '.join(sorted(missing))}")
+        # Set the fake up first, so it is still there when this checks it afterwards.
+        fake = request.getfixturevalue("fake") if "fake" in request.fixturenames else None
+        yield
+        if fake is not None:
+            violations = self.spec_violations(fake)
+            assert not violations, f"requests broke {self.platform}'s published schema"
 
     def make_adapter(
         self, credentials: Mapping[str, Any], settings: Mapping[str, Any] | None = None
@@ -258,7 +322,61 @@ class AdapterContract:
             pytest.skip(f"{self.platform} declares no max_length")
         long_post = sample_post(body=" ".join(["wörd"] * (limit * 3)))
         rendition = adapter.render(long_post)
-        assert all(len(part) <= limit for part in rendition.parts)
+        assert all(adapter.measure(part) <= limit for part in rendition.parts)
+
+    # -- threads ----------------------------------------------------------------------
+
+    @needs(THREAD)
+    def test_long_post_goes_out_as_a_thread(self, adapter: Adapter[Any, Any], fake: Any) -> None:
+        rendition = adapter.render(sample_post(title="", body=THREAD_BODY))
+        limit = adapter.limits.max_length
+        assert limit is not None
+        assert len(rendition.parts) > 1
+        assert all(adapter.measure(part) <= limit for part in rendition.parts)
+        for link in THREAD_LINKS:
+            assert any(link in part for part in rendition.parts), f"{link} was cut"
+        adapter.publish(rendition, new_key())
+        assert self.thread_on_platform(fake) == list(rendition.parts)
+
+    @needs(THREAD, HTTP)
+    def test_thread_retry_carries_on_where_it_stopped(
+        self, adapter: Adapter[Any, Any], fake: Any
+    ) -> None:
+        rendition = adapter.render(sample_post(title="", body=THREAD_BODY))
+        key = new_key()
+        posted_before = self.requests_received(fake)
+        adapter.publish(rendition, new_key())  # a first thread, to count requests per part
+        per_thread = self.requests_received(fake) - posted_before
+        assert per_thread >= len(rendition.parts)
+        # Fail a request in the middle of the second thread, then send it again.
+        fake_posts = len(self.posts_on_platform(fake))
+        self.inject_after(fake, per_thread // 2, Fault(503, "try later"))
+        with pytest.raises(RetryableError):
+            adapter.publish(rendition, key)
+        adapter.publish(rendition, key)
+        assert len(self.posts_on_platform(fake)) == fake_posts + len(rendition.parts)
+        assert self.thread_on_platform(fake) == list(rendition.parts)
+
+    def inject_after(self, fake: Any, requests: int, fault: Fault) -> None:
+        """Let ``requests`` requests through, then fail the next one as ``fault`` says."""
+        for _ in range(requests):
+            self.inject(fake, Fault())
+        self.inject(fake, fault)
+
+    # -- media ------------------------------------------------------------------------
+
+    @needs(MEDIA)
+    def test_image_arrives_with_its_alt_text(
+        self, adapter: Adapter[Any, Any], fake: Any, tmp_path: Path
+    ) -> None:
+        image = sample_image(tmp_path)
+        rendition = adapter.render(sample_post(media=(image,)))
+        assert rendition.media == (image,)
+        adapter.publish(rendition, new_key())
+        held = self.media_on_platform(fake)
+        assert len(held) == 1
+        assert held[0]["size"] == image.size
+        assert held[0]["alt"] == image.alt_text
 
     # -- publish ----------------------------------------------------------------------
 

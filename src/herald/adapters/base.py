@@ -11,9 +11,13 @@ Errors an adapter raises (the publishing engine decides what to do with each)::
 
 from __future__ import annotations
 
+import copy
+import threading
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -52,6 +56,23 @@ class NoSettings(StrictModel):
 
 
 @dataclass(frozen=True)
+class MediaItem:
+    """An image attached to a post: a file in the data directory, already validated."""
+
+    id: uuid.UUID
+    path: Path
+    content_type: str  # image/png, image/jpeg, image/gif or image/webp
+    size: int  # bytes
+    filename: str
+    alt_text: str = ""
+    width: int | None = None
+    height: int | None = None
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+
+@dataclass(frozen=True)
 class PostContent:
     """What an adapter sees of a post: plain data, never an ORM object."""
 
@@ -61,16 +82,22 @@ class PostContent:
     excerpt: str | None = None
     tags: tuple[str, ...] = ()
     canonical_url: str | None = None
+    media: tuple[MediaItem, ...] = ()
 
 
 @dataclass(frozen=True)
 class Rendition:
-    """Exactly what will be sent: one part, or several for a thread."""
+    """Exactly what will be sent: one part, or several for a thread.
+
+    ``media`` is what will be attached (at most ``limits.max_media``); for a thread it
+    goes with the first part unless the adapter says otherwise in ``extra``.
+    """
 
     format: str  # "html", "markdown", "text", "json"
     parts: tuple[str, ...]
     title: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    media: tuple[MediaItem, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,9 +117,81 @@ class Identity:
 
 @dataclass(frozen=True)
 class Limits:
-    max_length: int | None = None  # per part, in the platform's own unit
+    max_length: int | None = None  # per part, in the platform's own unit (see measure)
     max_media: int = 0
-    requests_per_minute: int | None = None
+    max_media_bytes: int | None = None  # per file
+    requests_per_minute: int | None = None  # the platform's documented write limit
+
+
+class ChannelStore(ABC):
+    """What an adapter may keep between deliveries, shared by every worker.
+
+    The engine's store keeps it in the database (encrypted); :class:`MemoryStore` keeps it
+    in memory, for tests and one-off use.
+
+    - ``session``: a cached login (say, Bluesky's JWTs), so a channel logs in once, not
+      once per post. Losing it costs one login.
+    - ``refresh_credentials``: replace credentials that expired (OAuth refresh), with no
+      other refresh of the same channel running, and the result stored before it is
+      used: single-use refresh tokens survive a crash after the refresh.
+    - ``progress``: how far a delivery got (the parts of a thread already posted), so a
+      retry carries on instead of posting the first parts again.
+    """
+
+    @abstractmethod
+    def session(self) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def save_session(self, data: dict[str, Any] | None) -> None: ...
+
+    @abstractmethod
+    def refresh_credentials(
+        self,
+        stale: Mapping[str, Any],
+        refresh: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """If the stored credentials still equal ``stale``, store ``refresh(stale)`` and
+        return it; otherwise another worker refreshed first: return what is stored.
+        Whatever ``refresh`` raises (an AuthError, say) propagates and nothing changes."""
+
+    @abstractmethod
+    def progress(self, idempotency_key: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def save_progress(self, idempotency_key: str, data: dict[str, Any]) -> None: ...
+
+
+class MemoryStore(ChannelStore):
+    """A :class:`ChannelStore` in this process's memory."""
+
+    def __init__(self, credentials: Mapping[str, Any] | None = None) -> None:
+        self.credentials: dict[str, Any] = dict(credentials or {})
+        self._session: dict[str, Any] | None = None
+        self._progress: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def session(self) -> dict[str, Any] | None:
+        return copy.deepcopy(self._session)
+
+    def save_session(self, data: dict[str, Any] | None) -> None:
+        self._session = copy.deepcopy(data)
+
+    def refresh_credentials(
+        self,
+        stale: Mapping[str, Any],
+        refresh: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        with self._lock:
+            if self.credentials and self.credentials != dict(stale):
+                return dict(self.credentials)
+            self.credentials = dict(refresh(dict(stale)))
+            return dict(self.credentials)
+
+    def progress(self, idempotency_key: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self._progress.get(idempotency_key))
+
+    def save_progress(self, idempotency_key: str, data: dict[str, Any]) -> None:
+        self._progress[idempotency_key] = copy.deepcopy(data)
 
 
 C = TypeVar("C", bound=BaseModel)
@@ -109,9 +208,15 @@ class Adapter(ABC, Generic[C, S]):
     # ambiguous failure cannot post twice.
     honours_idempotency_key: ClassVar[bool] = False
 
-    def __init__(self, credentials: C, settings: S) -> None:
+    def __init__(self, credentials: C, settings: S, store: ChannelStore | None = None) -> None:
         self.credentials = credentials
         self.settings = settings
+        self.store: ChannelStore = store or MemoryStore(credentials.model_dump(mode="json"))
+
+    def measure(self, text: str) -> int:
+        """A part's length in the unit of ``limits.max_length`` (characters by default;
+        graphemes on Bluesky, weighted characters on X)."""
+        return len(text)
 
     @abstractmethod
     def verify(self) -> Identity:
