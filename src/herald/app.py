@@ -15,6 +15,7 @@ from herald.core.metrics import metrics_endpoint, metrics_middleware
 from herald.events.api import router as events_router
 from herald.health.api import router as health_router
 from herald.jobs.api import router as jobs_router
+from herald.media.api import router as media_router
 from herald.posts.api import router as posts_router
 from herald.publishing.api import posts_router as publish_router
 from herald.publishing.api import publications_router, tasks_router
@@ -64,6 +65,7 @@ def create_app() -> FastAPI:
         platforms_router,
         channels_router,
         posts_router,
+        media_router,
         publish_router,
         schedule_posts_router,
         schedule_router,

@@ -602,6 +602,8 @@ def keys_rotate() -> None:
         channels = list(session.scalars(select(Channel)))
         for channel in channels:
             channel.credentials_encrypted = rotate(channel.credentials_encrypted)
+            if channel.session_encrypted:
+                channel.session_encrypted = rotate(channel.session_encrypted)
     out.print(f"Re-encrypted the credentials of {len(channels)} channel(s) with the newest key.")
 
 

@@ -3,6 +3,7 @@
 from herald.channels.models import Channel
 from herald.core.db import Base
 from herald.jobs.models import Job
+from herald.media.models import Media, PostMedia
 from herald.posts.models import Post, PostTag
 from herald.publishing.models import Publication, PublicationAttempt
 from herald.scheduling.models import Heartbeat, PeriodicRun
@@ -18,8 +19,10 @@ __all__ = [
     "Heartbeat",
     "Job",
     "LoginFailure",
+    "Media",
     "PeriodicRun",
     "Post",
+    "PostMedia",
     "PostTag",
     "Publication",
     "PublicationAttempt",

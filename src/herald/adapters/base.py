@@ -204,6 +204,7 @@ class Adapter(ABC, Generic[C, S]):
     credentials_model: ClassVar[type[BaseModel]]
     settings_model: ClassVar[type[BaseModel]] = NoSettings
     limits: ClassVar[Limits] = Limits()
+    length_unit: ClassVar[str] = "characters"  # what measure() counts
     # True when the platform deduplicates by our idempotency key, so a resend after an
     # ambiguous failure cannot post twice.
     honours_idempotency_key: ClassVar[bool] = False

@@ -27,6 +27,8 @@ class Channel(IdMixin, TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(100))
     # MultiFernet token of the JSON credentials; never leaves the server decrypted.
     credentials_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    # The adapter's cached login (e.g. Bluesky's JWTs), encrypted like the credentials.
+    session_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     state: Mapped[ChannelState] = mapped_column(String(20), default=ChannelState.ACTIVE)
     state_reason: Mapped[str | None] = mapped_column(Text)

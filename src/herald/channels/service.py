@@ -87,6 +87,7 @@ def update_channel(
     if body.credentials is not None:
         credentials = _validated(cls.credentials_model, body.credentials, "credentials")
         channel.credentials_encrypted = encrypt_json(credentials)
+        channel.session_encrypted = None  # a cached login belongs to the old credentials
         if channel.state == ChannelState.NEEDS_RECONNECT:
             channel.state, channel.state_reason = ChannelState.ACTIVE, None
     if body.settings is not None:
@@ -115,11 +116,14 @@ def delete_channel(session: Session, principal: Principal, channel_id: uuid.UUID
 
 
 def adapter_for(channel: Channel) -> Adapter[Any, Any]:
-    """The channel's adapter with its decrypted credentials (in memory only)."""
+    """The channel's adapter with its decrypted credentials (in memory only), keeping
+    its logins, refreshed tokens and thread progress in the database."""
+    from herald.channels.store import DatabaseStore
+
     cls = get_adapter_class(channel.platform)
     credentials = cls.credentials_model.model_validate(decrypt_json(channel.credentials_encrypted))
     settings = cls.settings_model.model_validate(channel.settings)
-    return cls(credentials, settings)
+    return cls(credentials, settings, DatabaseStore(channel.id))
 
 
 def start_verify(session: Session, principal: Principal, channel_id: uuid.UUID) -> Job:

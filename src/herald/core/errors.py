@@ -78,6 +78,16 @@ class TooManyRequests(HeraldError):
         self.retry_after = retry_after
 
 
+class PayloadTooLarge(HeraldError):
+    status_code = 413
+    slug = "payload-too-large"
+
+
+class UnsupportedMediaType(HeraldError):
+    status_code = 415
+    slug = "unsupported-media-type"
+
+
 class InvalidInput(HeraldError):
     status_code = 422
     slug = "invalid-input"

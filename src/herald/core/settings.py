@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     job_retention_days: int = Field(
         30, description="Finished job records older than this are deleted (daily, 03:00 UTC)."
     )
+    media_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        gt=0,
+        description="Largest image `POST /api/v1/media` accepts, in bytes (platforms have "
+        "their own, smaller limits: Herald says which before sending).",
+    )
     log_level: str = Field("INFO", description="Log level for every process.")
 
     @field_validator("encryption_keys", mode="before")

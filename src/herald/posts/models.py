@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from herald.core.db import Base, IdMixin, TimestampMixin
+
+if TYPE_CHECKING:
+    from herald.media.models import PostMedia
 
 
 class PostState(StrEnum):
@@ -34,6 +38,14 @@ class Post(IdMixin, TimestampMixin, Base):
     tag_rows: Mapped[list[PostTag]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="PostTag.position"
     )
+
+    media_rows: Mapped[list[PostMedia]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="PostMedia.position"
+    )
+
+    @property
+    def media_ids(self) -> list[uuid.UUID]:
+        return [row.media_id for row in self.media_rows]
 
     @property
     def tags(self) -> list[str]:

@@ -31,6 +31,9 @@ class PostCreate(BaseModel):
     excerpt: str | None = Field(None, max_length=2000)
     tags: list[str] = Field(default_factory=list, max_length=50)
     canonical_url: AnyHttpUrl | None = None
+    media_ids: list[uuid.UUID] = Field(
+        default_factory=list, max_length=10, description="Images from POST /media, in order."
+    )
 
     _tags = field_validator("tags")(classmethod(lambda cls, v: _clean_tags(v)))
 
@@ -41,6 +44,7 @@ class PostUpdate(BaseModel):
     excerpt: str | None = Field(None, max_length=2000)
     tags: list[str] | None = Field(None, max_length=50)
     canonical_url: AnyHttpUrl | None = None
+    media_ids: list[uuid.UUID] | None = Field(None, max_length=10)
 
     _tags = field_validator("tags")(classmethod(lambda cls, v: _clean_tags(v)))
 
@@ -54,6 +58,7 @@ class PostRead(BaseModel):
     excerpt: str | None
     tags: list[str]
     canonical_url: str | None
+    media_ids: list[uuid.UUID]
     state: PostState
     author_id: uuid.UUID | None
     created_at: datetime

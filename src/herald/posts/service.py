@@ -37,6 +37,10 @@ def create_post(session: Session, principal: Principal, body: PostCreate) -> Pos
     post.tags = body.tags
     session.add(post)
     session.flush()
+    if body.media_ids:
+        from herald.media.service import attach
+
+        attach(session, principal, post, body.media_ids)
     return post
 
 
@@ -63,6 +67,10 @@ def update_post(
         post.canonical_url = str(body.canonical_url) if body.canonical_url else None
     if "tags" in fields:
         post.tags = fields["tags"] or []
+    if "media_ids" in fields:
+        from herald.media.service import attach
+
+        attach(session, principal, post, body.media_ids or [])
     session.flush()
     return post
 

@@ -18,6 +18,7 @@ from herald.jobs.schemas import JobRead
 from herald.posts.service import get_post
 from herald.publishing import service
 from herald.publishing.models import Publication, PublicationState
+from herald.publishing.preview import Preview, preview
 from herald.publishing.schemas import (
     BatchPublishRequest,
     CancelResult,
@@ -73,6 +74,18 @@ def batch_publish(
         task_id=job.id,
         message=f"Fanning out {len(body.post_ids)} post(s) to {len(body.channel_ids)} channel(s).",
     )
+
+
+@posts_router.get("/{post_id}/preview", responses=problem_responses(404, 422))
+def preview_post(
+    post_id: uuid.UUID,
+    channel_id: Annotated[uuid.UUID, Query(description="The channel to render for.")],
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> Preview:
+    """Exactly what publishing to this channel would send: the rendered text or thread,
+    each part's length in the platform's unit, the images, and what would be dropped."""
+    return preview(session, principal, post_id, channel_id)
 
 
 @posts_router.get("/{post_id}/publications", responses=problem_responses(404))

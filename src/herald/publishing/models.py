@@ -3,8 +3,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from herald.core.clock import utcnow
@@ -66,6 +67,8 @@ class Publication(IdMixin, TimestampMixin, Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     error_kind: Mapped[str | None] = mapped_column(String(20))
     published_at: Mapped[datetime | None]
+    # How far the adapter got (the parts of a thread already posted), kept across retries.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     attempts: Mapped[list[PublicationAttempt]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="PublicationAttempt.number"

@@ -38,6 +38,7 @@ from herald.core.tx import after_commit
 from herald.events.service import publish_after_commit
 from herald.jobs import service as jobs
 from herald.jobs.models import Job, JobState
+from herald.media.service import media_items
 from herald.posts.models import Post, PostState
 from herald.posts.service import get_post
 from herald.publishing.models import (
@@ -280,6 +281,19 @@ class Claim:
     retry_max_seconds: float
 
 
+def post_content(session: Session, post: Post) -> PostContent:
+    """What an adapter sees of a post."""
+    return PostContent(
+        id=post.id,
+        title=post.title,
+        body=post.body,
+        excerpt=post.excerpt,
+        tags=tuple(post.tags),
+        canonical_url=post.canonical_url,
+        media=media_items(session, post.id) if post.media_rows else (),
+    )
+
+
 def claim(session: Session, publication_id: uuid.UUID) -> Claim | None:
     """queued → publishing, only if the channel is active; None if someone else has it."""
     now = utcnow()
@@ -307,14 +321,7 @@ def claim(session: Session, publication_id: uuid.UUID) -> Claim | None:
         attempt=row.attempt,
         max_attempts=publication.max_attempts,
         row=row,
-        content=PostContent(
-            id=post.id,
-            title=post.title,
-            body=post.body,
-            excerpt=post.excerpt,
-            tags=tuple(post.tags),
-            canonical_url=post.canonical_url,
-        ),
+        content=post_content(session, post),
         idempotency_key=publication.idempotency_key,
         adapter=adapter_for(channel),
         retry_base_seconds=channel.retry_base_seconds,

@@ -36,3 +36,6 @@ class PeriodicRun(Base):
     last_status: Mapped[str | None] = mapped_column(String(20))
     last_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Periods claimed (runs that did the work), and runs that found their period taken.
+    run_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    skipped_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

@@ -222,22 +222,37 @@ def claim_period(session: Session, name: str, period_key: int) -> bool:
     result = session.execute(
         update(PeriodicRun)
         .where(PeriodicRun.name == name, PeriodicRun.period_key < period_key)
-        .values(period_key=period_key, last_run_at=now, last_status="running", last_error=None)
+        .values(
+            period_key=period_key,
+            last_run_at=now,
+            last_status="running",
+            last_error=None,
+            run_count=PeriodicRun.run_count + 1,
+        )
     )
     if getattr(result, "rowcount", 0):
         return True
-    if session.get(PeriodicRun, name) is not None:
-        return False
-    try:
-        with session.begin_nested():
-            session.add(
-                PeriodicRun(
-                    name=name, period_key=period_key, last_run_at=now, last_status="running"
+    if session.get(PeriodicRun, name) is None:
+        try:
+            with session.begin_nested():
+                session.add(
+                    PeriodicRun(
+                        name=name,
+                        period_key=period_key,
+                        last_run_at=now,
+                        last_status="running",
+                        run_count=1,
+                    )
                 )
-            )
-        return True
-    except IntegrityError:
-        return False
+            return True
+        except IntegrityError:
+            pass
+    session.execute(
+        update(PeriodicRun)
+        .where(PeriodicRun.name == name)
+        .values(skipped_count=PeriodicRun.skipped_count + 1)
+    )
+    return False
 
 
 def finish_period(
