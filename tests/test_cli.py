@@ -198,3 +198,38 @@ def test_schedule_from_the_command_line(db_backend: str, tmp_path: Path) -> None
     naive = herald("post", "schedule", post["id"], "--at", "2099-12-03 10:00", "--to", "site")
     assert naive.returncode == 1
     assert "needs an offset" in naive.stderr
+
+
+def test_slots_and_queue_from_the_command_line(db_backend: str, tmp_path: Path) -> None:
+    assert herald("user", "create", "--email", "ann@example.com", "--admin").returncode == 0
+    herald(
+        "channel", "add", "--platform", "folder", "--name", "site",
+        "--credentials", json.dumps({"path": str(tmp_path)}),
+    )  # fmt: skip
+    post = json.loads(herald("post", "create", "--title", "Queued", "--json").stdout)
+
+    no_slots = herald("post", "queue", post["id"], "--to", "site")
+    assert no_slots.returncode == 1
+    assert "has no posting slots" in no_slots.stderr
+
+    bad = herald("channel", "slots", "site", "--slot", "someday 25:00")
+    assert bad.returncode != 0
+    configured = herald(
+        "channel", "slots", "site", "--timezone", "Europe/Warsaw",
+        "--slot", "mon,wed 09:00", "--slot", "daily 18:30", "--json",
+    )  # fmt: skip
+    assert configured.returncode == 0, configured.stderr
+    config = json.loads(configured.stdout)
+    assert config["timezone"] == "Europe/Warsaw"
+    assert "mon 09:00" in config["slots"] and "sun 18:30" in config["slots"]
+    assert len(config["slots"]) == 9
+
+    queued = herald("post", "queue", post["id"], "--to", "site", "--json")
+    assert queued.returncode == 0, queued.stderr
+    (row,) = json.loads(queued.stdout)
+    assert row["state"] == "scheduled"
+    assert row["timezone"] == "Europe/Warsaw"
+    assert row["local_at"][11:16] in ("09:00", "18:30")
+    again = json.loads(herald("post", "queue", post["id"], "--to", "site", "--json").stdout)
+    assert again[0]["already_there"] is True
+    assert again[0]["at"] == row["at"]

@@ -278,6 +278,70 @@ def channel_add(
     out.print(f"Added channel [bold]{row.name}[/] ({row.platform}): {row.id}")
 
 
+@channel_app.command("slots")
+def channel_slots(
+    channel: Annotated[str, typer.Argument(help="Channel id or name.")],
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA zone the slot times are in, e.g. Europe/Warsaw.")
+    ] = None,
+    slot: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slot",
+            help='"mon,wed,fri 09:00" (or "daily 18:30"); repeatable. Replaces all slots.',
+        ),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a channel's weekly posting slots, or set them with --slot / --timezone."""
+    from datetime import time as clock_time
+
+    from herald.core.db import session_scope
+    from herald.scheduling import slots as service
+
+    principal = _principal_for(workspace)
+    with session_scope() as session:
+        from herald.channels.service import get_channel
+
+        (channel_id,) = _resolve_channels(session, principal, [channel])
+        row = get_channel(session, principal, channel_id)
+        if slot is not None or timezone is not None:
+            current = service.get_config(session, principal, row.id)
+            zone = timezone or current.timezone
+            try:
+                service.load_zone(zone)
+            except ValueError as exc:
+                raise CliError(f"--timezone: {exc}") from None
+            pairs = list(current.slots) if slot is None else []
+            for rule in slot or []:
+                days, _, at = rule.strip().rpartition(" ")
+                try:
+                    moment = clock_time.fromisoformat(at)
+                    names = service.WEEKDAY_NAMES if days.strip() == "daily" else days.split(",")
+                    pairs += [(service.weekday_number(day.strip()), moment) for day in names]
+                except ValueError as exc:
+                    raise CliError(
+                        f"--slot {rule!r}: expected days then HH:MM, e.g. 'mon,wed 09:00' "
+                        f"or 'daily 18:30' ({exc})"
+                    ) from None
+            service.set_config(session, principal, row.id, timezone=zone, slots=pairs)
+        config = service.get_config(session, principal, row.id)
+        data = {
+            "channel": row.name,
+            "timezone": config.timezone,
+            "slots": [
+                f"{service.WEEKDAY_NAMES[day]} {moment.strftime('%H:%M')}"
+                for day, moment in config.slots
+            ],
+        }
+    if as_json:
+        _print_json(data)
+        return
+    slots_text = ", ".join(data["slots"]) or "none (set them with --slot)"
+    out.print(f"{data['channel']} ({data['timezone']}): {slots_text}")
+
+
 # --- posts ------------------------------------------------------------------------
 
 
@@ -538,6 +602,47 @@ def post_schedule(
         return
     out.print(f"Scheduled for {when.isoformat()} (UTC):")
     out.print(_delivery_table(rows))
+
+
+@post_app.command("queue")
+def post_queue(
+    post_id: Annotated[str, typer.Argument(help="The post's id.")],
+    to: Annotated[list[str], typer.Option("--to", help="Channel id or name; repeatable.")],
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put a post in each channel's next free posting slot (see `herald channel slots`)."""
+    from herald.core.db import session_scope
+    from herald.scheduling.slots import queue_post
+
+    pid = _resolve_post_id(post_id)
+    principal = _principal_for(workspace)
+    with session_scope() as session:
+        from herald.channels.service import get_channel
+
+        ids = _resolve_channels(session, principal, to)
+        queued = queue_post(session, principal, pid, ids)
+        names = {cid: get_channel(session, principal, cid).name for cid in ids}
+        rows = [
+            {
+                "channel": names[q.channel_id],
+                "channel_id": str(q.channel_id),
+                "at": q.at.isoformat(),
+                "local_at": q.local_at.isoformat(),
+                "timezone": q.timezone,
+                "state": str(q.publication.state),
+                "already_there": q.existing,
+            }
+            for q in queued
+        ]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("channel", "local time", "zone", "state")
+    for row in rows:
+        note = " (already there)" if row["already_there"] else ""
+        table.add_row(row["channel"], row["local_at"], row["timezone"], row["state"] + note)
+    out.print(table)
 
 
 schedule_app = typer.Typer(help="Scheduled deliveries and periodic jobs.", no_args_is_help=True)

@@ -2,15 +2,12 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from herald.core.db import Base, IdMixin, TimestampMixin
-
-if TYPE_CHECKING:
-    from herald.media.models import PostMedia
+from herald.media.models import PostMedia
 
 
 class PostState(StrEnum):

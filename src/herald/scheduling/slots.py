@@ -65,6 +65,24 @@ MAX_RANGE = timedelta(days=92)
 QUEUE_HORIZON = timedelta(days=366)
 QUEUE_WINDOW = timedelta(days=31)
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+FULL_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def weekday_number(value: int | str) -> int:
+    """0 = Monday ... 6 = Sunday, from a number or a (short or full) English name."""
+    if isinstance(value, str):
+        key = value.strip().lower()
+        for names in (WEEKDAY_NAMES, FULL_NAMES):
+            if key in names:
+                return names.index(key)
+        if not key.isdigit():
+            raise ValueError(
+                f"unknown weekday {value!r}; use 0-6 (0 = Monday) or mon, tue, ... sun"
+            )
+        value = int(key)
+    if 0 <= value <= 6:
+        return value
+    raise ValueError(f"weekday {value} is not 0 (Monday) to 6 (Sunday)")
 
 
 # --- models ------------------------------------------------------------------------------

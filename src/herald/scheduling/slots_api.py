@@ -41,23 +41,8 @@ ToQuery = Annotated[str | None, Query(alias="to", description="Exclusive. " + RA
 # --- schemas -----------------------------------------------------------------------------
 
 
-FULL_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-
-
 def _weekday(value: int | str) -> int:
-    if isinstance(value, str):
-        key = value.strip().lower()
-        for names in (service.WEEKDAY_NAMES, FULL_NAMES):
-            if key in names:
-                return names.index(key)
-        if not key.isdigit():
-            raise ValueError(
-                f"unknown weekday {value!r}; use 0-6 (0 = Monday) or mon, tue, ... sun"
-            )
-        value = int(key)
-    if 0 <= value <= 6:
-        return value
-    raise ValueError(f"weekday {value} is not 0 (Monday) to 6 (Sunday)")
+    return service.weekday_number(value)
 
 
 class SlotRule(BaseModel):
