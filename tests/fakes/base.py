@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -188,7 +188,7 @@ class FakePlatform:
 
         return app
 
-    def start(self) -> FakePlatform:
+    def start(self) -> Self:
         import uvicorn
 
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -224,7 +224,7 @@ class FakePlatform:
             self._sock.close()
         self._server = self._thread = self._sock = None
 
-    def __enter__(self) -> FakePlatform:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

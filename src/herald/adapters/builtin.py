@@ -1,5 +1,27 @@
 """The adapters that ship with Herald; importing this module registers them."""
 
-from herald.adapters import folder, webhook
+from herald.adapters import (
+    bluesky,
+    devto,
+    folder,
+    ghost,
+    hashnode,
+    mastodon,
+    medium,
+    webhook,
+    wordpress,
+    x,
+)
 
-__all__ = ["folder", "webhook"]
+__all__ = [
+    "bluesky",
+    "devto",
+    "folder",
+    "ghost",
+    "hashnode",
+    "mastodon",
+    "medium",
+    "webhook",
+    "wordpress",
+    "x",
+]

@@ -129,18 +129,37 @@ def raise_for_status(response: httpx.Response, *, platform: str) -> None:
     raise PermanentError(message)
 
 
-def send(client: httpx.Client, request: httpx.Request, *, platform: str) -> httpx.Response:
-    """Send one request; failures before the request left are retryable, after it ambiguous."""
+def transmit(
+    client: httpx.Client, request: httpx.Request, *, platform: str, may_post: bool = True
+) -> httpx.Response:
+    """Send one request and return the answer whatever its status (for platforms whose
+    error body, not the status, says what went wrong).
+
+    Failures before the request left are retryable. A lost answer after it left is
+    ambiguous when the call ``may_post``; a login, lookup or upload posts nothing, so
+    there it is retryable too.
+    """
     try:
-        response = client.send(request)
+        return client.send(request)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise RetryableError(f"could not reach {platform}: {exc!s}") from exc
     except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        if not may_post:
+            raise RetryableError(
+                f"{platform} did not answer {request.url.path} ({type(exc).__name__})"
+            ) from exc
         raise AmbiguousError(
             f"{platform} did not answer after the request was sent ({type(exc).__name__}); "
             "it may or may not have been posted"
         ) from exc
     except httpx.HTTPError as exc:
         raise RetryableError(f"{platform}: {exc!s}") from exc
+
+
+def send(
+    client: httpx.Client, request: httpx.Request, *, platform: str, may_post: bool = True
+) -> httpx.Response:
+    """:func:`transmit`, then map an error status to the adapter error it means."""
+    response = transmit(client, request, platform=platform, may_post=may_post)
     raise_for_status(response, platform=platform)
     return response

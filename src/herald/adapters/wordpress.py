@@ -1,0 +1,440 @@
+"""WordPress (self-hosted): a post through the REST API, authenticated with an
+application password.
+
+One publish is, in order: tags and categories looked up by name (and created when
+missing), the featured image uploaded (``POST /wp/v2/media``, raw body) and its alt text
+set, then ``POST /wp/v2/posts``. Only that last request can make a post, so only its
+failure after sending is ambiguous; the others are retryable.
+
+WordPress has no idempotency key. The receipt is remembered in the channel's progress
+after success, and the post's content ends with an invisible ``<!-- herald:<token> -->``
+(the token is derived from the idempotency key) so that ``find_existing`` can search
+for it when the create timed out after sending.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import re
+from collections.abc import Iterable
+from typing import Any, ClassVar, Literal
+
+import httpx
+from pydantic import Field, HttpUrl
+
+from herald.adapters.base import (
+    Adapter,
+    AdapterError,
+    AmbiguousError,
+    AuthError,
+    Identity,
+    Limits,
+    MediaItem,
+    PermanentError,
+    PostContent,
+    Receipt,
+    Rendition,
+    RetryableError,
+    StrictModel,
+)
+from herald.adapters.http import (
+    MAX_MESSAGE,
+    error_message,
+    raise_for_status,
+    shared_client,
+    transmit,
+)
+from herald.adapters.registry import register
+from herald.adapters.text import markdown_to_html
+
+PLATFORM = "wordpress"
+# Formats WordPress accepts for uploads by default (WebP since 5.8).
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+# Every status a post of ours may have; trash is left out on purpose.
+LIVE_STATUSES = "publish,future,draft,pending,private"
+_SINGULAR = {"tags": "tag", "categories": "category"}
+_EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+    "image/svg+xml": ".svg",
+}
+
+
+class WordPressCredentials(StrictModel):
+    url: HttpUrl = Field(
+        description="The site's address, e.g. https://blog.example.org (the REST API is "
+        "at <url>/wp-json/; pretty permalinks must be on)."
+    )
+    username: str = Field(min_length=1, description="The WordPress user's login name.")
+    application_password: str = Field(
+        min_length=1,
+        description="An application password (Users → Profile → Application Passwords), "
+        "spaces allowed.",
+    )
+
+
+class WordPressSettings(StrictModel):
+    status: Literal["publish", "draft"] = Field(
+        "publish", description="Publish the post, or leave it as a draft to review."
+    )
+    categories: list[str] = Field(
+        default_factory=list,
+        description="Category names to file every post under; missing ones are created.",
+    )
+    create_missing_terms: bool = Field(
+        True,
+        description="Create tags and categories that do not exist yet (needs the Editor "
+        "role); when false, names the site does not know are left out.",
+    )
+    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
+    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for an answer.")
+
+
+def send_unchecked(
+    client: httpx.Client, request: httpx.Request, *, platform: str
+) -> httpx.Response:
+    """:func:`herald.adapters.http.transmit`: an error answer is returned, not raised, for
+    platforms whose error bodies carry more than a message (WordPress's ``term_exists``
+    holds the existing term's id; Ghost's ``context`` explains a validation error)."""
+    return transmit(client, request, platform=platform)
+
+
+def raise_with_message(response: httpx.Response, *, platform: str, message: str) -> None:
+    """Classify an error answer as :func:`raise_for_status` does, with our own message."""
+    location = httpx.URL(response.headers.get("Location", ""))
+    if response.is_redirect and location.host:
+        # Usually http:// for https://, or a www. missing: say where the site lives now.
+        message += (
+            f" (the site redirects to {location.scheme}://{location.host}; "
+            "use that address in the channel's URL)"
+        )
+    try:
+        raise_for_status(response, platform=platform)
+    except RetryableError as exc:
+        raise RetryableError(message, retry_after=exc.retry_after) from None
+    except AdapterError as exc:
+        raise type(exc)(message) from None
+
+
+def api_json(
+    response: httpx.Response,
+    *path: str | int,
+    platform: str,
+    expect: type = dict,
+    ambiguous: bool = False,
+) -> Any:
+    """The JSON answer (or its part at ``path``) of type ``expect``. Anything else means the
+    URL does not lead to the platform's API; after a request that may have posted, that
+    is ambiguous."""
+    try:
+        node = response.json()
+        for step in path:
+            node = node[step]
+    except (ValueError, LookupError, TypeError):
+        node = None
+    if isinstance(node, expect) and not isinstance(node, bool):
+        return node
+    error = AmbiguousError if ambiguous else PermanentError
+    raise error(
+        f"{platform} answered {response.status_code} with something its API does not send; "
+        "check the channel's URL"
+    )
+
+
+def key_token(idempotency_key: str) -> str:
+    """A short, search-friendly stand-in for the idempotency key (hex only, so WordPress's
+    search and comment filtering leave it alone)."""
+    return "herald-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+
+
+def marker(idempotency_key: str) -> str:
+    return f"<!-- {key_token(idempotency_key)} -->"
+
+
+def _wp_message(response: httpx.Response) -> tuple[str, str]:
+    """``(code, message)`` from ``{"code", "message", "data": {"params": {...}}}``."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return "", error_message(response)
+    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+        return "", error_message(response)
+    message = html.unescape(body["message"])
+    data = body.get("data")
+    params = data.get("params") if isinstance(data, dict) else None
+    if isinstance(params, dict) and params:
+        message += " (" + "; ".join(str(v) for v in params.values()) + ")"
+    return str(body.get("code") or ""), message[:MAX_MESSAGE]
+
+
+def upload_filename(media: MediaItem) -> str:
+    """An ASCII file name with the extension of the content type (servers check it)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", media.filename.rsplit(".", 1)[0]).strip("-.")
+    return (stem or "image")[:80] + _EXTENSIONS.get(media.content_type, "")
+
+
+@register
+class WordPressAdapter(Adapter[WordPressCredentials, WordPressSettings]):
+    platform = PLATFORM
+    display_name = "WordPress"
+    credentials_model = WordPressCredentials
+    settings_model = WordPressSettings
+    # Post content is LONGTEXT: no practical length limit. One image, the featured image.
+    # Upload size is the site's own (PHP upload_max_filesize, often 2-128 MB), so it is not
+    # guessed here: a file too large is refused by WordPress with its own message. Core
+    # WordPress has no API rate limit (hosts may add one; 429s are retried).
+    limits = Limits(max_length=None, max_media=1, max_media_bytes=None, requests_per_minute=None)
+    honours_idempotency_key: ClassVar[bool] = False
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def _url(self, route: str) -> str:
+        return str(self.credentials.url).rstrip("/") + "/wp-json/wp/v2" + route
+
+    def _call(
+        self,
+        method: str,
+        route: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        may_post: bool = False,
+        check: bool = True,
+    ) -> httpx.Response:
+        """One request; an error answer raises unless ``check`` is off. Only a request that
+        may create the post (``may_post``) is ambiguous when it dies after sending."""
+        client = shared_client()
+        timeout = httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout)
+        basic = f"{self.credentials.username}:{self.credentials.application_password}"
+        request = client.build_request(
+            method,
+            self._url(route),
+            params=params,
+            json=json,
+            content=content,
+            headers={
+                "Accept": "application/json",
+                "Authorization": "Basic " + base64.b64encode(basic.encode()).decode(),
+                **(headers or {}),
+            },
+            timeout=timeout,
+        )
+        try:
+            response = send_unchecked(client, request, platform=PLATFORM)
+        except AmbiguousError as exc:
+            if may_post:
+                raise
+            raise RetryableError(
+                f"wordpress did not answer {method} {route}; no post was made yet"
+            ) from exc
+        if check:
+            _raise_for(response)
+        return response
+
+    # -- verify --------------------------------------------------------------------------
+
+    def verify(self) -> Identity:
+        me = api_json(self._call("GET", "/users/me", params={"context": "edit"}), platform=PLATFORM)
+        capabilities = me.get("capabilities") or {}
+        needed = "publish_posts" if self.settings.status == "publish" else "edit_posts"
+        roles = ", ".join(me.get("roles") or []) or "none"
+        name = str(me.get("name") or me.get("slug") or self.credentials.username)
+        if not capabilities.get(needed):
+            raise AuthError(
+                f"WordPress user {name!r} may not {needed.replace('_', ' ')} "
+                f"(roles: {roles}); give it the Author or Editor role"
+            )
+        return Identity(
+            name=f"{name} on {self.credentials.url.host}",
+            detail={
+                "user_id": me.get("id"),
+                "roles": me.get("roles") or [],
+                "can_upload_images": bool(capabilities.get("upload_files")),
+                "can_create_terms": bool(capabilities.get("manage_categories")),
+            },
+        )
+
+    # -- render --------------------------------------------------------------------------
+
+    def render(self, post: PostContent) -> Rendition:
+        media = tuple(m for m in post.media if m.content_type in IMAGE_TYPES)
+        return Rendition(
+            format="html",
+            parts=(markdown_to_html(post.body),),
+            title=post.title,
+            extra={
+                "excerpt": post.excerpt or "",
+                "tags": _unique(post.tags),
+                "categories": _unique(self.settings.categories),
+                "status": self.settings.status,
+            },
+            media=media[: self.limits.max_media],
+        )
+
+    # -- publish -------------------------------------------------------------------------
+
+    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+        progress = self.store.progress(idempotency_key) or {}
+        if "receipt" in progress:
+            return _receipt(progress["receipt"])
+        tag_ids = self._term_ids("tags", rendition.extra.get("tags", []))
+        category_ids = self._term_ids("categories", rendition.extra.get("categories", []))
+        featured = progress.get("featured_media")
+        if rendition.media and featured is None:
+            featured = self._upload(rendition.media[0])
+            progress["featured_media"] = featured
+            self.store.save_progress(idempotency_key, progress)
+
+        body: dict[str, Any] = {
+            "title": {"raw": rendition.title or ""},
+            "content": {"raw": rendition.parts[0] + "\n" + marker(idempotency_key)},
+            "status": rendition.extra.get("status", self.settings.status),
+            "tags": tag_ids,
+        }
+        if rendition.extra.get("excerpt"):
+            body["excerpt"] = {"raw": rendition.extra["excerpt"]}
+        if category_ids:
+            body["categories"] = category_ids
+        if featured is not None:
+            body["featured_media"] = featured
+        response = self._call("POST", "/posts", json=body, may_post=True)
+        post = api_json(response, platform=PLATFORM, ambiguous=True)
+        receipt = {
+            "external_id": str(
+                api_json(response, "id", platform=PLATFORM, expect=int, ambiguous=True)
+            ),
+            "url": post.get("link"),
+            "data": {"status": post.get("status")},
+        }
+        self.store.save_progress(idempotency_key, {**progress, "receipt": receipt})
+        return _receipt(receipt)
+
+    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+        progress = self.store.progress(idempotency_key) or {}
+        if "receipt" in progress:
+            return _receipt(progress["receipt"])
+        # WordPress searches title, excerpt and raw content, comments included.
+        found = self._call(
+            "GET",
+            "/posts",
+            params={
+                "search": key_token(idempotency_key),
+                "status": LIVE_STATUSES,
+                "context": "edit",
+                "per_page": 10,
+            },
+        )
+        wanted = marker(idempotency_key)
+        for post in api_json(found, platform=PLATFORM, expect=list):
+            content = post.get("content") if isinstance(post, dict) else None
+            if isinstance(content, dict) and wanted in str(content.get("raw") or ""):
+                return Receipt(
+                    external_id=str(post["id"]),
+                    url=post.get("link"),
+                    data={"status": post.get("status")},
+                )
+        return None
+
+    # -- terms and media -----------------------------------------------------------------
+
+    def _term_ids(self, taxonomy: str, names: Iterable[str]) -> list[int]:
+        ids: list[int] = []
+        for name in names:
+            term_id = self._find_term(taxonomy, name)
+            if term_id is None and self.settings.create_missing_terms:
+                term_id = self._create_term(taxonomy, name)
+            if term_id is not None and term_id not in ids:
+                ids.append(term_id)
+        return ids
+
+    def _find_term(self, taxonomy: str, name: str) -> int | None:
+        terms = self._call(
+            "GET",
+            f"/{taxonomy}",
+            # WordPress stores names with &, < and > escaped and searches that stored form
+            # ("R&amp;D"); a miss is caught by term_exists when creating.
+            params={"search": html.escape(name, quote=False), "per_page": 100},
+        )
+        wanted = name.strip().casefold()
+        for term in api_json(terms, platform=PLATFORM, expect=list):
+            # The search matches parts of names too: only an exact name will do.
+            if not isinstance(term, dict) or "id" not in term:
+                continue
+            if html.unescape(str(term.get("name", ""))).strip().casefold() == wanted:
+                return int(term["id"])
+        return None
+
+    def _create_term(self, taxonomy: str, name: str) -> int:
+        response = self._call("POST", f"/{taxonomy}", json={"name": name}, check=False)
+        body = _json_object(response)
+        if response.status_code < 300:
+            return int(api_json(response, "id", platform=PLATFORM, expect=int))
+        data = body.get("data")
+        if body.get("code") == "term_exists" and isinstance(data, dict) and "term_id" in data:
+            return int(data["term_id"])  # created meanwhile, by someone else or by a lost answer
+        if response.status_code == 403 and body.get("code") == "rest_cannot_create":
+            # Good credentials, but creating terms takes the Editor role.
+            _, message = _wp_message(response)
+            raise PermanentError(
+                f"wordpress answered 403: {message} Herald could not create the "
+                f"{_SINGULAR[taxonomy]} {name!r}: create it on the "
+                "site, give the user the Editor role, or set create_missing_terms to false"
+            )
+        _raise_for(response)
+        raise PermanentError(f"wordpress answered {response.status_code} without a term")
+
+    def _upload(self, media: MediaItem) -> int:
+        filename = upload_filename(media)
+        uploaded = self._call(
+            "POST",
+            "/media",
+            content=media.read(),
+            headers={
+                "Content-Type": media.content_type,
+                "Content-Disposition": f'attachment; filename="{filename}"',
+            },
+        )
+        media_id = int(api_json(uploaded, "id", platform=PLATFORM, expect=int))
+        if media.alt_text:
+            self._call("POST", f"/media/{media_id}", json={"alt_text": media.alt_text})
+        return media_id
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 300:
+        return
+    code, message = _wp_message(response)
+    text = f"wordpress answered {response.status_code}: {message}"
+    # A file type or size the site refuses comes back as a 500; it will not pass later.
+    if code == "rest_upload_sideload_error":
+        raise PermanentError(text)
+    raise_with_message(response, platform=PLATFORM, message=text)
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for name in names:
+        cleaned = name.strip()
+        if cleaned and cleaned.casefold() not in seen:
+            seen[cleaned.casefold()] = cleaned
+    return list(seen.values())
+
+
+def _receipt(data: dict[str, Any]) -> Receipt:
+    return Receipt(
+        external_id=str(data["external_id"]), url=data.get("url"), data=dict(data.get("data") or {})
+    )
