@@ -623,7 +623,7 @@ def post_queue(
         ids = _resolve_channels(session, principal, to)
         queued = queue_post(session, principal, pid, ids)
         names = {cid: get_channel(session, principal, cid).name for cid in ids}
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "channel": names[q.channel_id],
                 "channel_id": str(q.channel_id),

@@ -266,6 +266,7 @@ def _now() -> str:
 @register
 class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
     platform = "bluesky"
+    length_unit = "graphemes"
     display_name = "Bluesky"
     credentials_model = BlueskyCredentials
     settings_model = BlueskySettings

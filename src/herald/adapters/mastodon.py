@@ -226,6 +226,7 @@ class MastodonSettings(StrictModel):
 @register
 class MastodonAdapter(Adapter[MastodonCredentials, MastodonSettings]):
     platform = PLATFORM
+    length_unit = "characters (URLs count as the instance says, 23 by default)"
     display_name = "Mastodon"
     credentials_model = MastodonCredentials
     settings_model = MastodonSettings

@@ -225,6 +225,7 @@ def _rate_limit_wait(response: httpx.Response) -> float | None:
 @register
 class XAdapter(Adapter[XCredentials, XSettings]):
     platform = "x"
+    length_unit = "weighted characters (URLs count 23)"
     display_name = "X (Twitter)"
     credentials_model = XCredentials
     settings_model = XSettings
