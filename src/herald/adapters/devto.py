@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from typing import Any
@@ -43,7 +42,7 @@ from herald.adapters.base import (
 )
 from herald.adapters.http import send, shared_client
 from herald.adapters.registry import register
-from herald.adapters.text import split_thread
+from herald.adapters.text import key_digest, shorten
 
 PLATFORM = "devto"
 ACCEPT = "application/vnd.forem.api-v1+json"
@@ -68,18 +67,9 @@ def normalise_tags(tags: tuple[str, ...] | list[str]) -> list[str]:
     return out[:MAX_TAGS]
 
 
-def shorten(text: str, limit: int) -> str:
-    """``text`` cut between words to at most ``limit`` characters, with an ellipsis."""
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    return split_thread(text, limit - 1, numbering=False)[0].rstrip(" ,;:-") + "…"
-
-
 def delivery_marker(idempotency_key: str) -> str:
     """An HTML comment naming the delivery: invisible on the page, kept in the Markdown."""
-    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
-    return f"<!-- herald:{digest} -->"
+    return f"<!-- herald:{key_digest(idempotency_key)} -->"
 
 
 class DevtoCredentials(StrictModel):

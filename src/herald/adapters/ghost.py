@@ -16,7 +16,6 @@ shows tags starting with ``#`` to no reader; its slug is ``hash-herald-...``), s
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any, ClassVar, Literal
 
@@ -38,7 +37,7 @@ from herald.adapters.base import (
 )
 from herald.adapters.http import MAX_MESSAGE, error_message, shared_client
 from herald.adapters.registry import register
-from herald.adapters.text import markdown_to_html
+from herald.adapters.text import key_digest, markdown_to_html, shorten
 from herald.adapters.wordpress import (
     api_json,
     raise_with_message,
@@ -94,7 +93,7 @@ def admin_token(admin_api_key: str, now: float | None = None) -> str:
 
 def internal_tag(idempotency_key: str) -> str:
     """The hidden tag that marks a delivery; Ghost slugs it ``hash-herald-<hex>``."""
-    return "#herald-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
+    return "#herald-" + key_digest(idempotency_key, 16)
 
 
 def internal_tag_slug(idempotency_key: str) -> str:
@@ -113,15 +112,6 @@ def _ghost_message(response: httpx.Response) -> str:
     first = errors[0]
     parts = [str(first.get(k)) for k in ("message", "context") if first.get(k)]
     return " — ".join(parts)[:MAX_MESSAGE] or error_message(response)
-
-
-def _shorten(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    if " " in cut[limit // 2 :]:
-        cut = cut[: cut.rindex(" ")]
-    return cut.rstrip(" ,;:") + "…"
 
 
 @register
@@ -208,7 +198,7 @@ class GhostAdapter(Adapter[GhostCredentials, GhostSettings]):
             title=post.title,
             extra={
                 "tags": list(tags.values()),
-                "custom_excerpt": _shorten(post.excerpt, EXCERPT_LIMIT) if post.excerpt else None,
+                "custom_excerpt": shorten(post.excerpt, EXCERPT_LIMIT) if post.excerpt else None,
                 "canonical_url": post.canonical_url,
                 "status": self.settings.status,
             },

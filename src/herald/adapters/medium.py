@@ -46,10 +46,9 @@ from herald.adapters.base import (
     RetryableError,
     StrictModel,
 )
-from herald.adapters.devto import shorten
 from herald.adapters.http import send, shared_client
 from herald.adapters.registry import register
-from herald.adapters.text import markdown_to_html
+from herald.adapters.text import markdown_to_html, shorten
 
 PLATFORM = "medium"
 MAX_TAGS = 3  # "Only the first three will be used."

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from collections.abc import Callable
@@ -274,3 +275,20 @@ def split_thread(
             total = len(parts)
             return [f"{part}\n{i}/{total}" for i, part in enumerate(parts, start=1)]
         digits += 1
+
+
+# --- small helpers for adapters ----------------------------------------------------------
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut between words to at most ``limit`` characters, with an ellipsis."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    return split_thread(text, limit - 1, numbering=False)[0].rstrip(" ,;:-") + "…"
+
+
+def key_digest(idempotency_key: str, length: int = 24) -> str:
+    """A short hex stand-in for a delivery's key, for markers a platform keeps with a post
+    (a hidden comment, an internal tag) so the post can be found after a lost answer."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:length]

@@ -15,7 +15,6 @@ for it when the create timed out after sending.
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import re
 from collections.abc import Iterable
@@ -47,7 +46,7 @@ from herald.adapters.http import (
     transmit,
 )
 from herald.adapters.registry import register
-from herald.adapters.text import markdown_to_html
+from herald.adapters.text import key_digest, markdown_to_html
 
 PLATFORM = "wordpress"
 # Formats WordPress accepts for uploads by default (WebP since 5.8).
@@ -148,7 +147,7 @@ def api_json(
 def key_token(idempotency_key: str) -> str:
     """A short, search-friendly stand-in for the idempotency key (hex only, so WordPress's
     search and comment filtering leave it alone)."""
-    return "herald-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+    return "herald-" + key_digest(idempotency_key)
 
 
 def marker(idempotency_key: str) -> str:
