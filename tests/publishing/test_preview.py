@@ -10,16 +10,7 @@ from PIL import Image
 from herald.adapters.text import find_urls, graphemes
 from tests.adapters.contract import THREAD_BODY, THREAD_LINKS
 from tests.conftest import Account
-
-
-def channel(client: TestClient, account: Account, platform: str, credentials: object) -> str:
-    response = client.post(
-        "/api/v1/channels",
-        json={"platform": platform, "name": platform, "credentials": credentials},
-        headers=account.headers,
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
+from tests.publishing.test_platforms import add_channel as channel
 
 
 def post(client: TestClient, account: Account, **fields: object) -> str:
