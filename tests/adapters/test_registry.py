@@ -58,7 +58,25 @@ def test_unknown_platform_names_the_known_ones() -> None:
     assert isinstance(info.value, LookupError)
     message = str(info.value)
     assert "'myspace'" in message
-    assert "folder, webhook" in message
+    assert ", ".join(sorted(registry.platforms())) in message
+
+
+SHIPPED = {
+    "bluesky", "devto", "discord", "folder", "ghost", "hashnode", "linkedin", "mastodon",
+    "matrix", "medium", "slack", "telegram", "webhook", "wordpress", "x",
+}  # fmt: skip
+
+
+def test_every_shipped_platform_is_registered_with_its_docs() -> None:
+    from pathlib import Path
+
+    from herald.adapters import builtin
+
+    assert set(builtin.__all__) == SHIPPED
+    assert SHIPPED <= set(registry.platforms())
+    docs = Path(__file__).resolve().parents[2] / "docs" / "channels"
+    for key in SHIPPED - {"folder", "webhook"}:
+        assert (docs / f"{key}.md").is_file(), f"docs/channels/{key}.md is missing"
 
 
 def test_a_taken_key_cannot_be_registered_again() -> None:
@@ -78,5 +96,5 @@ def test_a_new_platform_registers_and_is_listed() -> None:
     assert registry.register(cls) is cls
     assert registry.get_adapter_class("carrier-pigeon") is cls
     assert "carrier-pigeon" in registry.platforms()
-    with pytest.raises(registry.UnknownPlatform, match="carrier-pigeon, folder, webhook"):
+    with pytest.raises(registry.UnknownPlatform, match="carrier-pigeon, devto"):
         registry.get_adapter_class("telegraph")
