@@ -73,7 +73,7 @@ def test_every_shipped_platform_is_registered_with_its_docs() -> None:
     from herald.adapters import builtin
 
     assert set(builtin.__all__) == SHIPPED
-    assert SHIPPED <= set(registry.platforms())
+    assert set(registry.platforms()) >= SHIPPED
     docs = Path(__file__).resolve().parents[2] / "docs" / "channels"
     for key in SHIPPED - {"folder", "webhook"}:
         assert (docs / f"{key}.md").is_file(), f"docs/channels/{key}.md is missing"
