@@ -237,11 +237,7 @@ class AdapterContract:
         self, credentials: Mapping[str, Any], settings: Mapping[str, Any] | None = None
     ) -> Adapter[Any, Any]:
         """Built the way the engine builds it: through the registry and the models."""
-        cls = get_adapter_class(self.platform)
-        return cls(
-            cls.credentials_model.model_validate(dict(credentials)),
-            cls.settings_model.model_validate(dict(settings or {})),
-        )
+        return get_adapter_class(self.platform).build(credentials, settings)
 
     @pytest.fixture
     def adapter(self, fake: Any) -> Adapter[Any, Any]:

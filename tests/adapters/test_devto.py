@@ -72,10 +72,7 @@ def fake() -> Iterator[FakeForem]:
 
 
 def make(fake: FakeForem, **settings: Any) -> DevtoAdapter:
-    adapter = DevtoAdapter(
-        DevtoAdapter.credentials_model.model_validate(fake.credentials()),
-        DevtoAdapter.settings_model.model_validate(settings),
-    )
+    adapter = DevtoAdapter.build(fake.credentials(), settings)
     assert isinstance(adapter, DevtoAdapter)
     return adapter
 
@@ -131,10 +128,7 @@ def test_canonical_url_description_and_title_are_sent(fake: FakeForem) -> None:
 
 
 def test_long_title_is_cut_between_words() -> None:
-    adapter = DevtoAdapter(
-        DevtoAdapter.credentials_model.model_validate({"api_key": "k"}),
-        DevtoAdapter.settings_model.model_validate({}),
-    )
+    adapter = DevtoAdapter.build({"api_key": "k"})
     title = "A title that goes on " * 10
     rendered = adapter.render(sample_post(title=title)).title
     assert rendered is not None

@@ -101,10 +101,7 @@ def fake() -> Iterator[FakeDiscord]:
 
 
 def make(fake: FakeDiscord, **settings: Any) -> DiscordAdapter:
-    return DiscordAdapter(
-        DiscordAdapter.credentials_model.model_validate({"webhook_url": fake.webhook_url}),
-        DiscordAdapter.settings_model.model_validate(settings),
-    )
+    return DiscordAdapter.build({"webhook_url": fake.webhook_url}, settings)
 
 
 @pytest.fixture

@@ -92,10 +92,7 @@ def site(tmp_path: Path) -> Site:
 
 
 def folder_adapter(directory: Path, **settings: Any) -> FolderAdapter:
-    return FolderAdapter(
-        FolderAdapter.credentials_model.model_validate({"path": str(directory)}),
-        FolderAdapter.settings_model.model_validate(settings),
-    )
+    return FolderAdapter.build({"path": str(directory)}, settings)
 
 
 @pytest.fixture

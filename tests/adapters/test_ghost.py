@@ -87,10 +87,7 @@ def fake() -> Iterator[FakeGhost]:
 
 
 def make(fake: FakeGhost, **settings: Any) -> GhostAdapter:
-    return GhostAdapter(
-        GhostAdapter.credentials_model.model_validate(fake.credentials()),
-        GhostAdapter.settings_model.model_validate(settings),
-    )
+    return GhostAdapter.build(fake.credentials(), settings)
 
 
 def only_post(fake: FakeGhost) -> dict[str, Any]:

@@ -67,10 +67,7 @@ def fake() -> Iterator[FakeHashnode]:
 
 
 def make(fake: FakeHashnode, **credentials: Any) -> HashnodeAdapter:
-    adapter = HashnodeAdapter(
-        HashnodeAdapter.credentials_model.model_validate(fake.credentials() | credentials),
-        HashnodeAdapter.settings_model.model_validate({}),
-    )
+    adapter = HashnodeAdapter.build(fake.credentials() | credentials)
     assert isinstance(adapter, HashnodeAdapter)
     return adapter
 
@@ -185,10 +182,7 @@ def test_tags_become_slug_and_name() -> None:
 
 
 def test_delisted_setting_is_sent(fake: FakeHashnode) -> None:
-    adapter = HashnodeAdapter(
-        HashnodeAdapter.credentials_model.model_validate(fake.credentials()),
-        HashnodeAdapter.settings_model.model_validate({"delisted": True}),
-    )
+    adapter = HashnodeAdapter.build(fake.credentials(), {"delisted": True})
     adapter.publish(adapter.render(sample_post()), new_key())
     assert fake.posts[0]["settings"] == {"delisted": True}
 
@@ -209,10 +203,7 @@ def test_find_existing_finds_the_marker_after_a_lost_answer(fake: FakeHashnode) 
 
 
 def test_lookup_that_times_out_is_retryable_not_ambiguous(fake: FakeHashnode) -> None:
-    adapter = HashnodeAdapter(
-        HashnodeAdapter.credentials_model.model_validate(fake.credentials()),
-        HashnodeAdapter.settings_model.model_validate({"read_timeout": 0.3}),
-    )
+    adapter = HashnodeAdapter.build(fake.credentials(), {"read_timeout": 0.3})
     fake.hang_next()
     with pytest.raises(RetryableError):
         adapter.find_existing(adapter.render(sample_post()), new_key())

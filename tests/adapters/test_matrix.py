@@ -98,11 +98,7 @@ def make(fake: FakeMatrix, **changes: Any) -> MatrixAdapter:
         "access_token": fake.access_token,
         "room": fake.room_id,
     } | changes
-    return MatrixAdapter(
-        MatrixAdapter.credentials_model.model_validate(credentials),
-        MatrixAdapter.settings_model.model_validate({}),
-        MemoryStore(),
-    )
+    return MatrixAdapter.build(credentials, {}, MemoryStore())
 
 
 @pytest.fixture
@@ -251,11 +247,9 @@ def test_long_post_is_split_by_bytes_with_one_txn_per_part(
 
 
 def test_notice_setting_sends_m_notice(fake: FakeMatrix) -> None:
-    adapter = MatrixAdapter(
-        MatrixAdapter.credentials_model.model_validate(
-            {"homeserver": fake.base_url, "access_token": fake.access_token, "room": fake.room_id}
-        ),
-        MatrixAdapter.settings_model.model_validate({"notice": True}),
+    adapter = MatrixAdapter.build(
+        {"homeserver": fake.base_url, "access_token": fake.access_token, "room": fake.room_id},
+        {"notice": True},
     )
     adapter.publish(adapter.render(sample_post()), new_key())
     assert fake.events[0].content["msgtype"] == "m.notice"

@@ -62,11 +62,7 @@ def fake() -> Iterator[FakeMedium]:
 
 
 def make(fake: FakeMedium, store: MemoryStore | None = None, **settings: Any) -> MediumAdapter:
-    adapter = MediumAdapter(
-        MediumAdapter.credentials_model.model_validate(fake.credentials()),
-        MediumAdapter.settings_model.model_validate(fake.settings() | settings),
-        store,
-    )
+    adapter = MediumAdapter.build(fake.credentials(), fake.settings() | settings, store)
     assert isinstance(adapter, MediumAdapter)
     return adapter
 
@@ -150,10 +146,7 @@ def test_tags_keep_three_of_at_most_25_characters() -> None:
 
 
 def test_long_title_is_shortened_for_medium() -> None:
-    adapter = MediumAdapter(
-        MediumAdapter.credentials_model.model_validate({"token": "t"}),
-        MediumAdapter.settings_model.model_validate({}),
-    )
+    adapter = MediumAdapter.build({"token": "t"})
     rendition = adapter.render(sample_post(title="word " * 40))
     assert rendition.title is not None
     assert len(rendition.title) <= 100
@@ -216,9 +209,6 @@ def test_feed_lookup_that_times_out_is_retryable_not_ambiguous(fake: FakeMedium)
 
 
 def test_revoked_token_on_verify_is_an_auth_error_with_mediums_words(fake: FakeMedium) -> None:
-    adapter = MediumAdapter(
-        MediumAdapter.credentials_model.model_validate({**fake.credentials(), "token": "bad"}),
-        MediumAdapter.settings_model.model_validate({}),
-    )
+    adapter = MediumAdapter.build({**fake.credentials(), "token": "bad"})
     with pytest.raises(AuthError, match="Token was invalid"):
         adapter.verify()

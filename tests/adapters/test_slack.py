@@ -108,10 +108,7 @@ def fake() -> Iterator[FakeSlack]:
 
 
 def make(credentials: dict[str, Any]) -> SlackAdapter:
-    return SlackAdapter(
-        SlackAdapter.credentials_model.model_validate(credentials),
-        SlackAdapter.settings_model.model_validate({}),
-    )
+    return SlackAdapter.build(credentials)
 
 
 @pytest.fixture

@@ -76,10 +76,7 @@ def fake() -> Iterator[FakeWebhook]:
 
 @pytest.fixture
 def adapter(fake: FakeWebhook) -> WebhookAdapter:
-    return WebhookAdapter(
-        WebhookAdapter.credentials_model.model_validate(fake.credentials()),
-        WebhookAdapter.settings_model.model_validate({}),
-    )
+    return WebhookAdapter.build(fake.credentials())
 
 
 def test_delivery_is_signed_over_timestamp_and_raw_body(

@@ -83,10 +83,7 @@ def fake() -> Iterator[FakeWordPress]:
 
 
 def make(fake: FakeWordPress, **settings: Any) -> WordPressAdapter:
-    return WordPressAdapter(
-        WordPressAdapter.credentials_model.model_validate(fake.credentials()),
-        WordPressAdapter.settings_model.model_validate(settings),
-    )
+    return WordPressAdapter.build(fake.credentials(), settings)
 
 
 def only_post(fake: FakeWordPress) -> dict[str, Any]:
@@ -293,10 +290,7 @@ def test_spaces_in_the_application_password_do_not_matter(fake: FakeWordPress) -
     squeezed = fake.credentials() | {
         "application_password": fake.application_password.replace(" ", "")
     }
-    adapter = WordPressAdapter(
-        WordPressAdapter.credentials_model.model_validate(squeezed),
-        WordPressAdapter.settings_model.model_validate({}),
-    )
+    adapter = WordPressAdapter.build(squeezed)
     assert adapter.verify().name
 
 

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -203,7 +203,9 @@ class Adapter(ABC, Generic[C, S]):
     display_name: ClassVar[str]
     credentials_model: ClassVar[type[BaseModel]]
     settings_model: ClassVar[type[BaseModel]] = NoSettings
-    limits: ClassVar[Limits] = Limits()
+    # The platform's documented limits; an adapter whose limits depend on the server (a
+    # Mastodon instance) sets its own on the instance.
+    limits: Limits = Limits()
     length_unit: ClassVar[str] = "characters"  # what measure() counts
     # True when the platform deduplicates by our idempotency key, so a resend after an
     # ambiguous failure cannot post twice.
@@ -213,6 +215,20 @@ class Adapter(ABC, Generic[C, S]):
         self.credentials = credentials
         self.settings = settings
         self.store: ChannelStore = store or MemoryStore(credentials.model_dump(mode="json"))
+
+    @classmethod
+    def build(
+        cls,
+        credentials: Mapping[str, Any],
+        settings: Mapping[str, Any] | None = None,
+        store: ChannelStore | None = None,
+    ) -> Self:
+        """The adapter for plain credentials and settings, validated by its models."""
+        return cls(
+            cls.credentials_model.model_validate(dict(credentials)),  # type: ignore[arg-type]
+            cls.settings_model.model_validate(dict(settings or {})),  # type: ignore[arg-type]
+            store,
+        )
 
     def measure(self, text: str) -> int:
         """A part's length in the unit of ``limits.max_length`` (characters by default;

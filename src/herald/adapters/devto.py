@@ -37,7 +37,6 @@ from herald.adapters.base import (
     PostContent,
     Receipt,
     Rendition,
-    RetryableError,
     StrictModel,
 )
 from herald.adapters.http import send, shared_client
@@ -122,13 +121,8 @@ class DevtoAdapter(Adapter[DevtoCredentials, DevtoSettings]):
                 self.settings.read_timeout, connect=self.settings.connect_timeout
             ),
         )
-        if method != "GET":
-            return send(client, request, platform=PLATFORM)
-        try:
-            return send(client, request, platform=PLATFORM)
-        except AmbiguousError as exc:
-            # A read posts nothing: an answer that never came is worth another try.
-            raise RetryableError(exc.message) from exc
+        # A read posts nothing: an answer that never came is worth another try.
+        return send(client, request, platform=PLATFORM, may_post=method != "GET")
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:

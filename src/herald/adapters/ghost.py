@@ -25,14 +25,12 @@ from pydantic import Field, HttpUrl
 
 from herald.adapters.base import (
     Adapter,
-    AmbiguousError,
     Identity,
     Limits,
     MediaItem,
     PostContent,
     Receipt,
     Rendition,
-    RetryableError,
     StrictModel,
 )
 from herald.adapters.http import MAX_MESSAGE, error_message, shared_client
@@ -159,14 +157,7 @@ class GhostAdapter(Adapter[GhostCredentials, GhostSettings]):
             headers=headers,
             timeout=timeout,
         )
-        try:
-            response = send_unchecked(client, request, platform=PLATFORM)
-        except AmbiguousError as exc:
-            if may_post:
-                raise
-            raise RetryableError(
-                f"ghost did not answer {method} {path}; no post was made yet"
-            ) from exc
+        response = send_unchecked(client, request, platform=PLATFORM, may_post=may_post)
         if response.status_code >= 300:
             message = f"ghost answered {response.status_code}: {_ghost_message(response)}"
             raise_with_message(response, platform=PLATFORM, message=message)

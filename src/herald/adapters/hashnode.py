@@ -165,13 +165,8 @@ class HashnodeAdapter(Adapter[HashnodeCredentials, HashnodeSettings]):
                 self.settings.read_timeout, connect=self.settings.connect_timeout
             ),
         )
-        try:
-            response = send(client, request, platform=PLATFORM)
-        except AmbiguousError as exc:
-            if not read:
-                raise
-            # A query posts nothing: an answer that never came is worth another try.
-            raise RetryableError(exc.message) from exc
+        # A query posts nothing: an answer that never came is worth another try.
+        response = send(client, request, platform=PLATFORM, may_post=not read)
         try:
             body = response.json()
         except ValueError:

@@ -4,6 +4,7 @@ by walking markdown-it's tokens; each platform subclasses :class:`ChatMarkup`.""
 from __future__ import annotations
 
 import html
+from abc import ABC, abstractmethod
 from functools import lru_cache
 from typing import ClassVar
 
@@ -19,7 +20,7 @@ def _markdown() -> MarkdownIt:
     return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 
-class ChatMarkup:
+class ChatMarkup(ABC):
     """Markdown to a chat platform's own markup, by walking markdown-it's tokens.
 
     Subclasses say how each element is written. Images are dropped (they travel as
@@ -37,8 +38,9 @@ class ChatMarkup:
     def bare_url(self, url: str) -> str:
         return url
 
+    @abstractmethod
     def link(self, label: str, href: str) -> str:
-        raise NotImplementedError
+        """A link as the platform writes it."""
 
     def code(self, text: str) -> str:
         return f"`{self.escape_text(text)}`" if "`" not in text else self.escape_text(text)

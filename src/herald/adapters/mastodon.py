@@ -249,9 +249,7 @@ class MastodonAdapter(Adapter[MastodonCredentials, MastodonSettings]):
 
     def _use(self, configuration: InstanceConfiguration) -> None:
         self.configuration = configuration
-        # ``limits`` is a class attribute in the contract; each instance has its own, so
-        # this adapter shadows it per object.
-        vars(self)["limits"] = configuration.limits()
+        self.limits = configuration.limits()  # the instance's own, not Mastodon's defaults
 
     # -- HTTP ---------------------------------------------------------------------------
 

@@ -43,7 +43,6 @@ from herald.adapters.base import (
     PostContent,
     Receipt,
     Rendition,
-    RetryableError,
     StrictModel,
 )
 from herald.adapters.http import send, shared_client
@@ -140,13 +139,8 @@ class MediumAdapter(Adapter[MediumCredentials, MediumSettings]):
                 self.settings.read_timeout, connect=self.settings.connect_timeout
             ),
         )
-        if method != "GET":
-            return send(client, request, platform=PLATFORM)
-        try:
-            return send(client, request, platform=PLATFORM)
-        except AmbiguousError as exc:
-            # A read posts nothing: an answer that never came is worth another try.
-            raise RetryableError(exc.message) from exc
+        # A read posts nothing: an answer that never came is worth another try.
+        return send(client, request, platform=PLATFORM, may_post=method != "GET")
 
     def _api(self, method: str, path: str, *, json: Any = None) -> dict[str, Any]:
         response = self._send(

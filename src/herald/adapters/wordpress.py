@@ -94,12 +94,12 @@ class WordPressSettings(StrictModel):
 
 
 def send_unchecked(
-    client: httpx.Client, request: httpx.Request, *, platform: str
+    client: httpx.Client, request: httpx.Request, *, platform: str, may_post: bool = True
 ) -> httpx.Response:
     """:func:`herald.adapters.http.transmit`: an error answer is returned, not raised, for
     platforms whose error bodies carry more than a message (WordPress's ``term_exists``
     holds the existing term's id; Ghost's ``context`` explains a validation error)."""
-    return transmit(client, request, platform=platform)
+    return transmit(client, request, platform=platform, may_post=may_post)
 
 
 def raise_with_message(response: httpx.Response, *, platform: str, message: str) -> None:
@@ -224,14 +224,7 @@ class WordPressAdapter(Adapter[WordPressCredentials, WordPressSettings]):
             },
             timeout=timeout,
         )
-        try:
-            response = send_unchecked(client, request, platform=PLATFORM)
-        except AmbiguousError as exc:
-            if may_post:
-                raise
-            raise RetryableError(
-                f"wordpress did not answer {method} {route}; no post was made yet"
-            ) from exc
+        response = send_unchecked(client, request, platform=PLATFORM, may_post=may_post)
         if check:
             _raise_for(response)
         return response

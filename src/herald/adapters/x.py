@@ -25,7 +25,7 @@ import html
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import regex
@@ -229,7 +229,7 @@ class XAdapter(Adapter[XCredentials, XSettings]):
     display_name = "X (Twitter)"
     credentials_model = XCredentials
     settings_model = XSettings
-    limits: ClassVar[Limits] = Limits(
+    limits = Limits(
         max_length=MAX_WEIGHTED_LENGTH,
         max_media=MAX_IMAGES,
         max_media_bytes=MAX_IMAGE_BYTES,
@@ -432,15 +432,10 @@ class XAdapter(Adapter[XCredentials, XSettings]):
         if self._expired():
             self._refresh()
             refreshed = True
-        try:
-            response = self._exchange(self._request(method, path, json, params))
-            if response.status_code == 401 and not refreshed:
-                self._refresh()
-                response = self._exchange(self._request(method, path, json, params))
-        except AmbiguousError as exc:
-            if creates:
-                raise
-            raise RetryableError(f"{exc.message} (nothing was posted)") from exc
+        response = self._exchange(self._request(method, path, json, params), may_post=creates)
+        if response.status_code == 401 and not refreshed:
+            self._refresh()
+            response = self._exchange(self._request(method, path, json, params), may_post=creates)
         self._check(response)
         return _json(response)
 
@@ -460,10 +455,10 @@ class XAdapter(Adapter[XCredentials, XSettings]):
             timeout=self._timeout(),
         )
 
-    def _exchange(self, request: httpx.Request) -> httpx.Response:
+    def _exchange(self, request: httpx.Request, *, may_post: bool) -> httpx.Response:
         """``http.transmit``: X's 401 (refresh first), 403 (two meanings) and error bodies
         need a closer look than the status mapping gives."""
-        return transmit(shared_client(), request, platform=PLATFORM)
+        return transmit(shared_client(), request, platform=PLATFORM, may_post=may_post)
 
     def _message(self, response: httpx.Response) -> str:
         """X's own words: ``errors[].message`` (400s) before ``detail`` (problems)."""
@@ -528,11 +523,8 @@ class XAdapter(Adapter[XCredentials, XSettings]):
             headers=headers,
             timeout=self._timeout(),
         )
-        try:
-            response = self._exchange(request)
-        except AmbiguousError as exc:
-            # The token may have rotated without our hearing of it; nothing was posted.
-            raise RetryableError(f"{exc.message} (refreshing the access token)") from exc
+        # Nothing is posted by a refresh, so a lost answer is worth another try.
+        response = self._exchange(request, may_post=False)
         if response.status_code in (400, 401, 403):
             raise AuthError(
                 f"{PLATFORM} refused to refresh the access token ({self._message(response)}); "

@@ -121,9 +121,8 @@ def adapter_for(channel: Channel) -> Adapter[Any, Any]:
     from herald.channels.store import DatabaseStore
 
     cls = get_adapter_class(channel.platform)
-    credentials = cls.credentials_model.model_validate(decrypt_json(channel.credentials_encrypted))
-    settings = cls.settings_model.model_validate(channel.settings)
-    return cls(credentials, settings, DatabaseStore(channel.id))
+    credentials = decrypt_json(channel.credentials_encrypted)
+    return cls.build(credentials, channel.settings, DatabaseStore(channel.id))
 
 
 def start_verify(session: Session, principal: Principal, channel_id: uuid.UUID) -> Job:
