@@ -35,6 +35,9 @@ def specs_dir() -> Path | None:
     for candidate in candidates:
         if (candidate / "README.md").is_file():
             return candidate
+    if os.environ.get("CI") == "true":
+        # CI must not quietly skip the conformance layer (.ci/run sets the path).
+        raise RuntimeError("CI=true but no platform specs folder: set HERALD_PLATFORM_SPECS")
     return None
 
 
