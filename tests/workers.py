@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psutil
@@ -55,24 +55,30 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool, as a crash would."""
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
         try:
             children = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             children = []
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return  # the whole group is gone already
         self.proc.wait(timeout=10)
         psutil.wait_procs(children, timeout=10)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> None:
+        """A warm shutdown, as `herald up` and a service manager stopping the main process
+        do: SIGTERM to the leader only, which lets running tasks finish. (Celery's pool
+        children reset SIGTERM to "die now", so signalling the whole group would kill
+        deliveries mid-flight, which is what `kill` is for.)"""
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        self.proc.send_signal(signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=timeout)
+        self.kill()  # also reaps what the leader left behind in its group
 
 
 @contextmanager

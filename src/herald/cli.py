@@ -102,7 +102,8 @@ def worker(
 
 @app.command()
 def beat() -> None:
-    """Run the scheduler (Celery beat with Herald's scheduler). One per deployment."""
+    """Run the scheduler (Celery beat with Herald's scheduler). A second one (say, on another
+    machine) does no harm: due deliveries and periodic runs are claimed in the database."""
     from herald.core.logging import configure_logging
     from herald.worker import app as celery_app
 
@@ -114,13 +115,13 @@ def beat() -> None:
 
 def _print_beat_schedule() -> None:
     from herald.scheduling.dispatcher import MAX_SLEEP
-    from herald.worker import BEAT_SCHEDULE
+    from herald.worker import app as celery_app
 
     table = Table("periodic job", "task", "schedule", title="Herald's scheduler")
     table.add_row(
         "dispatch-due-deliveries", "(in this process)", f"every tick, at most {MAX_SLEEP:g} s apart"
     )
-    for name, entry in BEAT_SCHEDULE.items():
+    for name, entry in celery_app.conf.beat_schedule.items():
         table.add_row(name, entry["task"], str(entry["schedule"]))
     out.print(table)
 

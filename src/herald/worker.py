@@ -34,22 +34,26 @@ TASK_MODULES = [
     "herald.scheduling.tasks",
 ]
 
-# Periodic jobs. The dispatcher of due deliveries is not one of them: it runs inside the
-# scheduler itself (herald.scheduling.dispatcher). Each job claims its period in the
-# database, so two schedulers sending it do no harm; expiry drops a run that waited in
-# the queue past its period.
-BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
-    "reconcile-stuck-deliveries": {
-        "task": "herald.scheduling.reconcile",
-        "schedule": 60.0,
-        "options": {"expires": 55},
-    },
-    "clean-old-records": {
-        "task": "herald.maintenance.clean_old_records",
-        "schedule": crontab(hour=3, minute=0),
-        "options": {"expires": 3600},
-    },
-}
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Periodic jobs. The dispatcher of due deliveries is not one of them: it runs inside
+    the scheduler itself (herald.scheduling.dispatcher). Each job claims its period in the
+    database, so two schedulers sending it do no harm; expiry drops a run that waited in
+    the queue past its period."""
+    interval = float(settings.reconcile_interval_seconds)
+    return {
+        "reconcile-stuck-deliveries": {
+            "task": "herald.scheduling.reconcile",
+            "schedule": interval,
+            # A run that waited in the queue into the next period would be skipped anyway.
+            "options": {"expires": max(1.0, interval * 0.9)},
+        },
+        "clean-old-records": {
+            "task": "herald.maintenance.clean_old_records",
+            "schedule": crontab(hour=3, minute=0),
+            "options": {"expires": 3600},
+        },
+    }
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -102,7 +106,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "beat_scheduler": "herald.scheduling.beat:HeraldScheduler",
         "imports": TASK_MODULES,
-        "beat_schedule": BEAT_SCHEDULE,
+        "beat_schedule": beat_schedule(settings),
     }
 
 

@@ -247,6 +247,32 @@ def test_queue_takes_the_next_free_slot_then_the_one_after(
     assert at_slot["local_at"] == "2026-06-02T13:00:00+02:00"
 
 
+def test_daily_cleanup_prunes_reservations_of_past_slots(api: TestClient, account: Account) -> None:
+    from sqlalchemy import func, select
+
+    from herald.scheduling.service import clean_old_records
+
+    channel = make_channel(api, account, "warsaw")
+    set_slots(api, account, channel, "Europe/Warsaw", [{"weekdays": WEEKDAYS, "time": "09:00"}])
+    posts = [make_post(api, account, f"Post {n}") for n in range(2)]
+    with frozen(MONDAY):
+        for post in posts:
+            assert queue(api, account, post, channel).status_code == 202
+
+    def reservations() -> int:
+        with session_scope() as s:
+            return int(s.scalar(select(func.count()).select_from(slots.SlotReservation)) or 0)
+
+    assert reservations() == 2
+    # Monday 09:00 has passed, Tuesday 09:00 has not: only Monday's reservation goes.
+    with frozen(datetime(2026, 6, 1, 12, tzinfo=UTC)), session_scope() as s:
+        assert clean_old_records(s)["slot_reservations_deleted"] == 1
+    assert reservations() == 1
+    with frozen(datetime(2026, 6, 1, 12, tzinfo=UTC)):  # the queue still skips Tuesday
+        (queued,) = queue(api, account, make_post(api, account, "Post 3"), channel).json()["queued"]
+    assert queued["local_at"] == "2026-06-03T09:00:00+02:00"
+
+
 def test_a_slot_whose_delivery_went_away_is_free_again(api: TestClient, account: Account) -> None:
     channel = make_channel(api, account)
     set_slots(api, account, channel, "UTC", [{"weekdays": WEEKDAYS, "time": "12:00"}])

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     queued_grace_seconds: int = Field(
         120, description="A delivery queued longer than this is sent to the broker again."
     )
+    reconcile_interval_seconds: int = Field(
+        60,
+        ge=1,
+        description="How often the reconciler (stuck and orphaned deliveries) runs; one run "
+        "per period however many schedulers send it.",
+    )
     missed_limit_seconds: int = Field(
         6 * 3600,
         description="A delivery that fell due while Herald was stopped goes out at start "

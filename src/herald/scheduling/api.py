@@ -80,7 +80,7 @@ def upcoming(principal: PrincipalDep, session: SessionDep) -> list[PublicationRe
 def periodic_jobs(principal: PrincipalDep, session: SessionDep) -> list[PeriodicJob]:
     """Every periodic job with its last and next run."""
     from herald.scheduling.dispatcher import MAX_SLEEP
-    from herald.worker import BEAT_SCHEDULE, app
+    from herald.worker import app
 
     runs = service.periodic_runs(session)
     beat_at = last_beat(session)
@@ -96,7 +96,7 @@ def periodic_jobs(principal: PrincipalDep, session: SessionDep) -> list[Periodic
             next_run_at=(beat_at or utcnow()) + timedelta(seconds=MAX_SLEEP),
         )
     ]
-    for name, entry in BEAT_SCHEDULE.items():
+    for name, entry in app.conf.beat_schedule.items():
         run = runs.get(name)
         schedule: Any = entry["schedule"]
         if isinstance(schedule, int | float):

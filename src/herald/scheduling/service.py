@@ -275,10 +275,13 @@ def periodic_runs(session: Session) -> dict[str, PeriodicRun]:
 
 
 def clean_old_records(session: Session) -> dict[str, int]:
-    """Delete finished job records past the retention, and expired login failures.
+    """Delete finished job records past the retention, expired login failures, and slot
+    reservations for instants already past (the queue only looks ahead of now).
 
     Job rows that carry a delivery stay: they are the delivery's task history.
     """
+    from herald.scheduling.slots import SlotReservation
+
     settings = get_settings()
     cutoff = utcnow() - timedelta(days=settings.job_retention_days)
     carries_delivery = select(Publication.task_id)
@@ -291,9 +294,11 @@ def clean_old_records(session: Session) -> dict[str, int]:
     )
     window = utcnow() - timedelta(seconds=settings.login_window_seconds)
     logins = session.execute(delete(LoginFailure).where(LoginFailure.at < window))
+    reservations = session.execute(delete(SlotReservation).where(SlotReservation.due_at < utcnow()))
     return {
         "jobs_deleted": int(getattr(jobs, "rowcount", 0) or 0),
         "login_failures_deleted": int(getattr(logins, "rowcount", 0) or 0),
+        "slot_reservations_deleted": int(getattr(reservations, "rowcount", 0) or 0),
     }
 
 

@@ -1,6 +1,6 @@
 """Periodic jobs. Each claims its period first, so two schedulers sending it do no harm.
 
-A job's period guard is named like its entry in ``herald.worker.BEAT_SCHEDULE``.
+A job's period guard is named like its entry in ``herald.worker.beat_schedule``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from herald.core.clock import utcnow
 from herald.core.db import session_scope
+from herald.core.settings import get_settings
 from herald.publishing import service as publishing
 from herald.scheduling import service
 from herald.worker import app
@@ -46,7 +47,9 @@ def run_periodic(
 def reconcile() -> dict[str, Any]:
     """Re-send stuck queued deliveries; re-examine those whose worker died."""
     return run_periodic(
-        "reconcile-stuck-deliveries", lambda now: service.epoch_key(now, 60), publishing.reconcile
+        "reconcile-stuck-deliveries",
+        lambda now: service.epoch_key(now, get_settings().reconcile_interval_seconds),
+        publishing.reconcile,
     )
 
 
