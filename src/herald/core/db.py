@@ -6,6 +6,10 @@ CLI command) commits through :func:`session_scope` or the ``get_session`` depend
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,16 +79,113 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Which threads hold the writer lock (through any connection), to let a nested write
+# transaction in the same thread fall back to SQLite's own busy wait instead of waiting
+# for itself.
+_writer_threads: set[int] = set()
+_writer_threads_guard = threading.Lock()
+
+
+class WriterLockedConnection(sqlite3.Connection):
+    """A pysqlite connection that queues its write transactions on a lock file.
+
+    SQLite lets one writer in at a time and makes the others poll: its busy handler sleeps
+    1, 2, 5, 10, 15, 20, 25… ms between tries, so under contention a writer sleeps far
+    longer than the transaction it waits for. Taking an exclusive ``flock`` on
+    ``<database>-writer.lock`` before ``BEGIN IMMEDIATE`` makes writers of every Herald
+    process (API, worker children, scheduler) wait in the kernel and start the moment the
+    previous one commits. The lock goes with the transaction (commit or rollback) and with
+    the process: a killed process releases it. Readers (WAL) never take it.
+    """
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        name = os.fspath(database) if isinstance(database, str | bytes | os.PathLike) else ""
+        name = name.decode() if isinstance(name, bytes) else name
+        in_memory = name in ("", ":memory:") or name.startswith("file:")
+        self._lock_path = None if in_memory else f"{name}-writer.lock"
+        self._lock_fd: int | None = None
+        self._holding = False
+
+    def acquire_writer_lock(self) -> None:
+        if self._lock_path is None or self._holding:
+            return
+        me = threading.get_ident()
+        with _writer_threads_guard:
+            if me in _writer_threads:
+                return  # nested in this thread: SQLite's busy timeout decides, as before
+            _writer_threads.add(me)
+        try:
+            if self._lock_fd is None:
+                self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        except BaseException:
+            with _writer_threads_guard:
+                _writer_threads.discard(me)
+            raise
+        self._holding = True
+
+    def release_writer_lock(self) -> None:
+        if not self._holding or self._lock_fd is None:
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        self._holding = False
+        with _writer_threads_guard:
+            _writer_threads.discard(threading.get_ident())
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_writer_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_writer_lock()
+
+    def close(self) -> None:
+        try:
+            self.release_writer_lock()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+        finally:
+            super().close()
+
+
+READ_ONLY = "herald_read_only"
+
+
 def _sqlite_begin_immediate(conn: Any) -> None:
+    if conn.get_execution_options().get(READ_ONLY):
+        # A reader (see read_scope): WAL gives it a snapshot without any lock.
+        conn.exec_driver_sql("BEGIN")
+        return
     # Take the write lock when the transaction starts: a deferred transaction that
     # reads and then writes can fail with SQLITE_BUSY without waiting on the timeout.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    dbapi_connection = conn.connection.dbapi_connection
+    if isinstance(dbapi_connection, WriterLockedConnection):
+        dbapi_connection.acquire_writer_lock()
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        if isinstance(dbapi_connection, WriterLockedConnection):
+            dbapi_connection.release_writer_lock()
+        raise
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+            url,
+            connect_args={
+                "check_same_thread": False,
+                "timeout": 30,
+                "factory": WriterLockedConnection,
+            },
+            **kwargs,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         # Let SQLAlchemy, not pysqlite, emit BEGIN (pysqlite's implicit BEGIN is deferred).
@@ -118,6 +219,23 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
+@lru_cache(maxsize=1)
+def _read_only_engine() -> Engine:
+    return get_engine().execution_options(**{READ_ONLY: True})
+
+
+@contextmanager
+def read_scope() -> Iterator[Session]:
+    """A transaction that only reads: on SQLite it neither takes nor waits for the write
+    lock, so it can run beside writers (WAL). Writing in it is a bug; it is rolled back."""
+    session = get_sessionmaker()(bind=_read_only_engine())
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
 def reset_engine(*, close: bool = True) -> None:
     """Forget the cached engine (after settings change, in tests and after fork).
 
@@ -128,3 +246,4 @@ def reset_engine(*, close: bool = True) -> None:
         get_engine().dispose(close=close)
     get_engine.cache_clear()
     get_sessionmaker.cache_clear()
+    _read_only_engine.cache_clear()
