@@ -257,6 +257,51 @@ def test_expired_lease_is_requeued_by_the_reconciler(client, account, setup, rec
     assert len(receiver.delivered) == 1
 
 
+def test_unreadable_channel_configuration_fails_the_delivery_not_loops(
+    client, account, setup, receiver, db
+) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from herald.channels.models import Channel
+
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    with db() as s:  # e.g. encrypted with a key that is no longer configured
+        s.execute(
+            update(Channel)
+            .where(Channel.id == uuid.UUID(channel["id"]))
+            .values(credentials_encrypted=b"not a fernet token")
+        )
+    assert deliver(publication["id"]) == "failed"
+    assert not receiver.posts()
+    body = status(client, account, publication["task_id"])
+    assert body["status"] == "FAILURE"
+    assert "stored configuration is unusable" in body["error"]
+
+
+def test_invalid_stored_credentials_fail_without_repeating_them(
+    client, account, setup, receiver, db
+) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from herald.channels.models import Channel
+    from herald.core.crypto import encrypt_json
+
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    with db() as s:  # stored by an older version, say, with a field this one refuses
+        s.execute(
+            update(Channel)
+            .where(Channel.id == uuid.UUID(channel["id"]))
+            .values(credentials_encrypted=encrypt_json({"url": 42, "secret": "hunter2-secret"}))
+        )
+    assert deliver(publication["id"]) == "failed"
+    error = status(client, account, publication["task_id"])["error"]
+    assert "stored configuration is unusable" in error
+    assert "url" in error
+    assert "hunter2" not in error
+
+
 def test_broker_down_still_accepts_and_reconciler_sends_later(
     client, account, setup, receiver, redis_broker, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]

@@ -118,11 +118,19 @@ def delete_channel(session: Session, principal: Principal, channel_id: uuid.UUID
 def adapter_for(channel: Channel) -> Adapter[Any, Any]:
     """The channel's adapter with its decrypted credentials (in memory only), keeping
     its logins, refreshed tokens and thread progress in the database."""
+    return build_adapter(
+        channel.platform, channel.credentials_encrypted, channel.settings, channel.id
+    )
+
+
+def build_adapter(
+    platform: str, credentials_encrypted: bytes, settings: dict[str, Any], channel_id: uuid.UUID
+) -> Adapter[Any, Any]:
+    """:func:`adapter_for` from the channel's stored columns."""
     from herald.channels.store import DatabaseStore
 
-    cls = get_adapter_class(channel.platform)
-    credentials = decrypt_json(channel.credentials_encrypted)
-    return cls.build(credentials, channel.settings, DatabaseStore(channel.id))
+    cls = get_adapter_class(platform)
+    return cls.build(decrypt_json(credentials_encrypted), settings, DatabaseStore(channel_id))
 
 
 def start_verify(session: Session, principal: Principal, channel_id: uuid.UUID) -> Job:

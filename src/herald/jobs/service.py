@@ -22,6 +22,7 @@ def create_job(
     params: dict[str, Any],
     owner_id: uuid.UUID | None = None,
     total: int | None = None,
+    flush: bool = True,
 ) -> Job:
     job = Job(
         id=str(uuid.uuid4()),
@@ -32,7 +33,8 @@ def create_job(
         progress_total=total,
     )
     session.add(job)
-    session.flush()
+    if flush:
+        session.flush()
     return job
 
 

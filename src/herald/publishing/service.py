@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
@@ -30,8 +31,9 @@ from herald.adapters.base import (
 )
 from herald.adapters.registry import get_adapter_class
 from herald.channels.models import Channel, ChannelState
-from herald.channels.service import adapter_for, get_channel
+from herald.channels.service import build_adapter, get_channel
 from herald.core.clock import utcnow
+from herald.core.crypto import CredentialsUnreadable
 from herald.core.errors import Conflict, NotFound
 from herald.core.settings import get_settings
 from herald.core.tx import after_commit
@@ -39,14 +41,13 @@ from herald.events.service import publish_after_commit
 from herald.jobs import service as jobs
 from herald.jobs.models import Job, JobState
 from herald.media.service import media_items
-from herald.posts.models import Post, PostState
+from herald.posts.models import Post
 from herald.posts.service import get_post
+from herald.publishing import statements
 from herald.publishing.models import (
-    ACTIVE,
     SETTLED,
     WAITING,
     Publication,
-    PublicationAttempt,
     PublicationState,
 )
 from herald.users.service import Principal
@@ -71,13 +72,7 @@ MAX_RETRY_AFTER = 7 * 24 * 3600.0
 
 
 # What a transition returns of the row it changed (RETURNING), so nothing is re-read.
-CHANGED_COLUMNS = (
-    Publication.task_id,
-    Publication.workspace_id,
-    Publication.post_id,
-    Publication.channel_id,
-    Publication.attempt,
-)
+CHANGED_COLUMNS = tuple(getattr(Publication, name) for name in statements.RETURNED)
 ChangedRow = Any
 
 
@@ -99,8 +94,7 @@ def transition(
 ) -> ChangedRow | None:
     """Compare-and-set: move to ``to_state`` only from one of ``from_states``.
 
-    Returns the changed row's (task_id, workspace_id, post_id, channel_id, attempt), or
-    None when another actor got there first.
+    Returns the changed row's CHANGED_COLUMNS, or None when another actor got there first.
     """
     now = utcnow()
     condition = [Publication.id == publication_id, Publication.state.in_(list(from_states))]
@@ -123,12 +117,17 @@ def _sync_job(
 ) -> None:
     job_state = JOB_STATE[state]
     now = utcnow()
-    values: dict[str, Any] = {"state": job_state, "updated_at": now}
-    if job_state == JobState.STARTED:
-        values["started_at"] = now
-    if state in SETTLED:
-        values["finished_at"] = now
-    session.execute(update(Job).where(Job.id == row.task_id).values(**values))
+    started, finished = job_state == JobState.STARTED, state in SETTLED
+    session.connection().execute(
+        statements.sync_job(started, finished),
+        {
+            "p_id": row.task_id,
+            "p_state": job_state,
+            "p_updated_at": now,
+            **({"p_started_at": now} if started else {}),
+            **({"p_finished_at": now} if finished else {}),
+        },
+    )
     _emit(session, row.workspace_id, publication_id, row.task_id, row.post_id, state)
     if state in SETTLED or state in (S.QUEUED, S.SCHEDULED):
         refresh_post_state(session, row.post_id)
@@ -156,25 +155,8 @@ def _emit(
 
 
 def refresh_post_state(session: Session, post_id: uuid.UUID) -> None:
-    """A post's state follows its deliveries."""
-    states = set(session.scalars(select(Publication.state).where(Publication.post_id == post_id)))
-    states.discard(S.CANCELLED)
-    if not states:
-        new = PostState.DRAFT
-    elif states & ACTIVE:
-        new = PostState.SCHEDULED
-    elif states == {S.PUBLISHED}:
-        new = PostState.PUBLISHED
-    elif S.PUBLISHED in states:
-        new = PostState.PARTIALLY_FAILED
-    else:
-        new = PostState.FAILED
-    session.execute(
-        update(Post)
-        .where(Post.id == post_id, Post.state != new)
-        .values(state=new)
-        .execution_options(synchronize_session=False)
-    )
+    """A post's state follows its deliveries (one statement, evaluated in the database)."""
+    session.connection().execute(statements.post_state(), {"p_post_id": post_id})
 
 
 # --- requesting deliveries -----------------------------------------------------------
@@ -204,22 +186,31 @@ def create_publications(
     due_at: datetime | None = None,
 ) -> list[Publication]:
     """One delivery per channel; an active or published one is returned, not duplicated."""
-    post = get_post(session, principal, post_id)
-    channels = [get_channel(session, principal, cid) for cid in dict.fromkeys(channel_ids)]
+    workspace = principal.workspace_id
+    found = session.execute(
+        statements.post_in_workspace(), {"p_id": post_id, "p_workspace_id": workspace}
+    ).first()
+    if found is None:  # another workspace's post is indistinguishable from a missing one
+        raise NotFound(f"No post {post_id}.")
+    wanted = list(dict.fromkeys(channel_ids))
+    max_retries: dict[uuid.UUID, int] = {
+        row.id: row.max_retries
+        for row in session.execute(
+            statements.channels_in_workspace(), {"p_ids": wanted, "p_workspace_id": workspace}
+        )
+    }
+    for channel_id in wanted:
+        if channel_id not in max_retries:
+            raise NotFound(f"No channel {channel_id}.")
     existing = {
         p.channel_id: p
-        for p in session.scalars(
-            select(Publication).where(
-                Publication.post_id == post.id,
-                Publication.state.in_([*ACTIVE, S.PUBLISHED]),
-            )
-        )
+        for p in session.scalars(statements.live_publications(), {"p_post_id": post_id})
     }
     now = utcnow()
     result = []
-    for channel in channels:
-        if channel.id in existing:
-            result.append(existing[channel.id])
+    for channel_id in wanted:
+        if channel_id in existing:
+            result.append(existing[channel_id])
             continue
         publication_id = uuid.uuid4()
         job = jobs.create_job(
@@ -229,20 +220,21 @@ def create_publications(
             kind="publish",
             params={
                 "publication_id": str(publication_id),
-                "post_id": str(post.id),
-                "channel_id": str(channel.id),
+                "post_id": str(post_id),
+                "channel_id": str(channel_id),
             },
+            flush=False,  # one flush below writes the jobs before their deliveries
         )
         state = S.SCHEDULED if due_at is not None and due_at > now else S.QUEUED
         publication = Publication(
             id=publication_id,
             workspace_id=principal.workspace_id,
-            post_id=post.id,
-            channel_id=channel.id,
+            post_id=post_id,
+            channel_id=channel_id,
             task_id=job.id,
             state=state,
             idempotency_key=f"herald-{publication_id.hex}",
-            max_attempts=channel.max_retries + 1,
+            max_attempts=max_retries[channel_id] + 1,
             due_at=due_at or now,
             enqueued_at=now if state == S.QUEUED else None,
         )
@@ -258,7 +250,7 @@ def create_publications(
             publication.post_id,
             publication.state,
         )
-    refresh_post_state(session, post.id)
+    refresh_post_state(session, post_id)
     enqueue_after_commit(session, result)
     return result
 
@@ -271,14 +263,10 @@ class Claim:
     """A delivery this worker now owns, with everything needed to send and record it."""
 
     publication_id: uuid.UUID
-    attempt: int
-    max_attempts: int
-    row: ChangedRow
+    row: ChangedRow  # the claim's RETURNING: attempt, max_attempts, idempotency_key...
     content: PostContent
-    idempotency_key: str
     adapter: Adapter[Any, Any]
-    retry_base_seconds: float
-    retry_max_seconds: float
+    retry_seconds: tuple[float, float]  # the channel's back-off base and maximum
 
 
 def post_content(session: Session, post: Post) -> PostContent:
@@ -294,38 +282,77 @@ def post_content(session: Session, post: Post) -> PostContent:
     )
 
 
-def claim(session: Session, publication_id: uuid.UUID) -> Claim | None:
-    """queued → publishing, only if the channel is active; None if someone else has it."""
+def claim(session: Session, publication_id: uuid.UUID) -> ChangedRow | None:
+    """queued → publishing, only if the channel is active; None if someone else has it.
+
+    Only writes, so the write transaction (on SQLite, the one writer's lock) is short;
+    :func:`prepare` then reads what the attempt needs without holding anything.
+    """
     now = utcnow()
     lease = timedelta(seconds=get_settings().publish_lease_seconds)
-    active_channels = select(Channel.id).where(Channel.state == ChannelState.ACTIVE)
-    row = transition(
-        session,
-        publication_id,
-        [S.QUEUED],
-        S.PUBLISHING,
-        extra=Publication.channel_id.in_(active_channels) & Publication.cancel_requested.is_(False),
-        lease_until=now + lease,
-        attempt=Publication.attempt + 1,
+    connection = session.connection()
+    row = connection.execute(
+        statements.claim(),
+        {"p_id": publication_id, "p_updated_at": now, "p_lease_until": now + lease},
+    ).first()
+    if row is not None:
+        _sync_job(session, publication_id, S.PUBLISHING, row)
+        connection.execute(
+            statements.start_attempt(),
+            {
+                "id": uuid.uuid4(),
+                "publication_id": publication_id,
+                "number": row.attempt,
+                "started_at": now,
+                "outcome": "started",
+            },
+        )
+    return row
+
+
+class NotPrepared(Exception):
+    """The claimed delivery cannot be attempted as stored (credentials, settings)."""
+
+
+def prepare(session: Session, publication_id: uuid.UUID, row: ChangedRow) -> Claim:
+    """Load the post and build the channel's adapter for a claimed delivery.
+
+    Plain column reads (post and channel in one row, then tags, then images only if the
+    post has any): this runs once per delivery, so it skips the ORM's object loading.
+    """
+    connection = session.connection()
+    found = connection.execute(
+        statements.delivery_content(), {"p_post_id": row.post_id, "p_channel_id": row.channel_id}
+    ).one()
+    tags = connection.execute(statements.tags(), {"p_post_id": row.post_id}).scalars()
+    content = PostContent(
+        id=row.post_id,
+        title=found.title,
+        body=found.body,
+        excerpt=found.excerpt,
+        tags=tuple(tags),
+        canonical_url=found.canonical_url,
+        media=media_items(session, row.post_id) if found.has_media else (),
     )
-    if row is None:
-        return None
-    publication = session.get_one(Publication, publication_id)
-    post = session.get_one(Post, row.post_id)
-    channel = session.get_one(Channel, row.channel_id)
-    session.add(
-        PublicationAttempt(publication_id=publication_id, number=row.attempt, outcome="started")
-    )
+    try:
+        adapter = build_adapter(
+            found.platform, found.credentials_encrypted, found.settings, row.channel_id
+        )
+    except ValidationError as exc:
+        # Field names and reasons only: pydantic's own text repeats the (secret) input.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        raise NotPrepared(f"the channel's stored configuration is unusable: {problems}") from None
+    except (CredentialsUnreadable, ValueError) as exc:
+        raise NotPrepared(f"the channel's stored configuration is unusable: {exc}") from exc
     return Claim(
         publication_id=publication_id,
-        attempt=row.attempt,
-        max_attempts=publication.max_attempts,
         row=row,
-        content=post_content(session, post),
-        idempotency_key=publication.idempotency_key,
-        adapter=adapter_for(channel),
-        retry_base_seconds=channel.retry_base_seconds,
-        retry_max_seconds=channel.retry_max_seconds,
+        content=content,
+        adapter=adapter,
+        retry_seconds=(found.retry_base_seconds, found.retry_max_seconds),
     )
 
 
@@ -349,16 +376,24 @@ class Outcome:
 
 def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
     """Claim, send, record: the body of the ``deliver`` task. None when not claimed."""
-    from herald.core.db import session_scope
+    from herald.core.db import read_scope, session_scope
 
     with session_scope() as session:
-        claimed = claim(session, publication_id)
-    if claimed is None:
+        row = claim(session, publication_id)
+    if row is None:
         return None
+    try:
+        with read_scope() as session:
+            claimed = prepare(session, publication_id, row)
+    except NotPrepared as exc:
+        outcome = Outcome("failed", error=str(exc))
+        with session_scope() as session:
+            record_outcome(session, publication_id, row, outcome, retry_seconds=(0.0, 0.0))
+        return outcome
     # No transaction is open while we talk to the platform.
-    outcome = _send(claimed.adapter, claimed.content, claimed.idempotency_key, claimed.attempt)
+    outcome = _send(claimed.adapter, claimed.content, row.idempotency_key, row.attempt)
     with session_scope() as session:
-        record_outcome(session, claimed, outcome)
+        record_outcome(session, publication_id, row, outcome, retry_seconds=claimed.retry_seconds)
     return outcome
 
 
@@ -403,7 +438,15 @@ def _after_ambiguous(adapter: Any, rendition: Any, key: str, message: str) -> Ou
     return Outcome("unconfirmed", error=message)
 
 
-def record_outcome(session: Session, claimed: Claim, outcome: Outcome) -> None:
+def record_outcome(
+    session: Session,
+    publication_id: uuid.UUID,
+    claimed: ChangedRow,
+    outcome: Outcome,
+    *,
+    retry_seconds: tuple[float, float],
+) -> None:
+    """Settle the attempt ``claimed`` (the claim's row) with its outcome."""
     now = utcnow()
     kind = outcome.kind
     retry_at = None
@@ -420,12 +463,7 @@ def record_outcome(session: Session, claimed: Claim, outcome: Outcome) -> None:
         }
     elif kind == "retry" and claimed.attempt < claimed.max_attempts:
         target = S.RETRY_WAIT
-        delay = backoff_seconds(
-            claimed.retry_base_seconds,
-            claimed.retry_max_seconds,
-            claimed.attempt,
-            outcome.retry_after,
-        )
+        delay = backoff_seconds(*retry_seconds, claimed.attempt, outcome.retry_after)
         retry_at = now + timedelta(seconds=delay)
         values |= {"due_at": retry_at, "error_kind": "retryable"}
     elif kind == "retry":
@@ -442,7 +480,7 @@ def record_outcome(session: Session, claimed: Claim, outcome: Outcome) -> None:
         }
         session.execute(
             update(Channel)
-            .where(Channel.id == claimed.row.channel_id)
+            .where(Channel.id == claimed.channel_id)
             .values(state=ChannelState.NEEDS_RECONNECT, state_reason=outcome.error, updated_at=now)
         )
     elif kind == "unconfirmed":
@@ -455,39 +493,48 @@ def record_outcome(session: Session, claimed: Claim, outcome: Outcome) -> None:
         values["error_kind"] = "permanent"
 
     # Only if still ours: a reconciled, re-claimed delivery has a newer attempt.
-    mine = Publication.attempt == claimed.attempt
-    if transition(session, claimed.publication_id, [S.PUBLISHING], target, extra=mine, **values):
-        _cancel_if_requested(session, claimed, target)
+    connection = session.connection()
+    row = connection.execute(
+        statements.settle(tuple(sorted(values))),
+        {
+            "p_id": publication_id,
+            "p_attempt": claimed.attempt,
+            "p_state": target,
+            "p_updated_at": now,
+            **{f"p_{column}": value for column, value in values.items()},
+        },
+    ).first()
+    if row is not None:
+        _sync_job(session, publication_id, target, row)
+        _cancel_if_requested(session, publication_id, target)
     else:
         log.warning(
-            "delivery %s changed hands while attempt %s ran",
-            claimed.publication_id,
-            claimed.attempt,
+            "delivery %s changed hands while attempt %s ran", publication_id, claimed.attempt
         )
-    session.execute(
-        update(PublicationAttempt)
-        .where(
-            PublicationAttempt.publication_id == claimed.publication_id,
-            PublicationAttempt.number == claimed.attempt,
-        )
-        .values(
-            finished_at=now,
-            outcome=kind if kind != "retry" or retry_at else "failed",
-            error=outcome.error,
-            retry_at=retry_at,
-            external_id=outcome.receipt.external_id if outcome.receipt else None,
-            external_url=outcome.receipt.url if outcome.receipt else None,
-        )
+    connection.execute(
+        statements.finish_attempt(),
+        {
+            "p_publication_id": publication_id,
+            "p_number": claimed.attempt,
+            "p_finished_at": now,
+            "p_outcome": kind if kind != "retry" or retry_at else "failed",
+            "p_error": outcome.error,
+            "p_retry_at": retry_at,
+            "p_external_id": outcome.receipt.external_id if outcome.receipt else None,
+            "p_external_url": outcome.receipt.url if outcome.receipt else None,
+        },
     )
 
 
-def _cancel_if_requested(session: Session, claimed: Claim, target: PublicationState) -> None:
+def _cancel_if_requested(
+    session: Session, publication_id: uuid.UUID, target: PublicationState
+) -> None:
     """A cancel asked for while the attempt ran: honour it unless the post went out."""
     if target not in (S.RETRY_WAIT,):
         return
     transition(
         session,
-        claimed.publication_id,
+        publication_id,
         [S.RETRY_WAIT],
         S.CANCELLED,
         extra=Publication.cancel_requested.is_(True),
@@ -530,8 +577,18 @@ def dispatch_due(session: Session, *, limit: int = 500) -> list[tuple[uuid.UUID,
         .returning(Publication.id, *CHANGED_COLUMNS)
         .execution_options(synchronize_session=False)
     ).all()
-    for row in rows:
-        _sync_job(session, row.id, S.QUEUED, row)
+    if rows:
+        # In bulk: a burst of due deliveries must not wait on one statement per row. From
+        # scheduled/retry_wait to queued a delivery stays active, so its post's state
+        # (scheduled while any delivery is active) does not change.
+        session.execute(
+            update(Job)
+            .where(Job.id.in_([row.task_id for row in rows]))
+            .values(state=JOB_STATE[S.QUEUED], updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        for row in rows:
+            _emit(session, row.workspace_id, row.id, row.task_id, row.post_id, S.QUEUED)
     return [(row.id, row.task_id) for row in rows]
 
 

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import uuid
 
+# Every adapter is imported with the task module, so the worker's parent loads them once
+# before the pool forks, instead of each child on its first delivery.
+import herald.adapters.builtin  # noqa: F401
 from herald.publishing import service
 from herald.worker import app
 
