@@ -60,6 +60,70 @@ class BenchTimeout(BenchError):
     pass
 
 
+# --- the command line and the outputs, the same for every benchmark -----------------------
+
+
+def add_stack_arguments(
+    parser: argparse.ArgumentParser, *, broker_db: int, timeout: float, workdir_holds: str
+) -> None:
+    """The options every benchmark has: where Herald's stack runs and where results go."""
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--broker-url",
+        default=f"redis://127.0.0.1:6379/{broker_db}",
+        help="Redis for broker (and result backend); its database is flushed before and after.",
+    )
+    parser.add_argument(
+        "--pg-admin-url",
+        default=os.environ.get("HERALD_BENCH_PG_URL", DEFAULT_PG_ADMIN_URL),
+        help="Where to create (and drop) the fresh PostgreSQL database.",
+    )
+    parser.add_argument("--concurrency", type=int, help="Worker concurrency (Herald's default).")
+    parser.add_argument("--pool", help="prefork, threads or solo (Herald's default: prefork).")
+    parser.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--keep-workdir",
+        action="store_true",
+        help=f"Keep the temporary directory ({workdir_holds}).",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=timeout, help="Hard limit for the run (s)."
+    )
+
+
+def write_outputs(out: Path, name: str, database: str, svg: str, document: Any) -> list[Path]:
+    """``<name>.svg/.json`` (the latest run) and ``<name>-<database>.svg/.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix in ("", f"-{database}"):
+        svg_path = out / f"{name}{suffix}.svg"
+        json_path = out / f"{name}{suffix}.json"
+        svg_path.write_text(svg)
+        json_path.write_text(json.dumps(document, indent=2) + "\n")
+        written += [svg_path, json_path]
+    return written
+
+
+def run_main(
+    name: str,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], list[str]],
+    argv: list[str] | None,
+) -> int:
+    """A benchmark's ``main``: its hard time limit; exit 1 with each problem (a failed
+    check) on stderr, 2 with a BenchError as one line."""
+    args = parse_args(argv)
+    try:
+        with hard_timeout(args.timeout):
+            problems = run(args)
+    except BenchError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(f"PROBLEM: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 # --- time ------------------------------------------------------------------------------
 
 
@@ -532,6 +596,13 @@ def _receiver_main(argv: list[str]) -> None:
     bad = [0]
 
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive, as any real HTTP endpoint does (HTTP/1.0 closes after each answer).
+        protocol_version = "HTTP/1.1"
+        # One write per answer (flushed after each request) and no Nagle: headers and body
+        # as two small writes would wait out the client's delayed ACK (~40 ms).
+        wbufsize = 64 * 1024
+        disable_nagle_algorithm = True
+
         def log_message(self, *_args: object) -> None:
             pass
 
@@ -664,9 +735,10 @@ class Receiver:
 
 
 def receiver_capacity(receiver: Receiver, requests: int, threads: int = 4) -> float:
-    """Signed POSTs per second the receiver answers, each on a new connection like Herald's
-    webhook adapter, from ``threads`` client threads. A lower bound (the client shares this
-    process's GIL); compare it with the rate under test. Resets the receiver afterwards."""
+    """Signed POSTs per second the receiver answers, each on a new connection (the worst
+    case: Herald's pooled client keeps its connections alive), from ``threads`` threads.
+    A lower bound (the client shares this process's GIL); compare it with the rate under
+    test. Resets the receiver afterwards."""
     import http.client
 
     body = b'{"event":"post.published","post":{}}'

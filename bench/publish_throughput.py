@@ -18,8 +18,8 @@ import argparse
 import contextlib
 import cProfile
 import importlib
-import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -33,8 +33,6 @@ if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._harness import (
-    DEFAULT_PG_ADMIN_URL,
-    REPO,
     Bar,
     BenchError,
     CpuMeter,
@@ -42,18 +40,20 @@ from bench._harness import (
     ManagedProcess,
     ProfileSummary,
     Receiver,
+    add_stack_arguments,
     chart_svg,
     child_env,
     fresh_redis,
-    hard_timeout,
     load_profiles,
     machine_info,
     new_workdir,
     postgres_database,
     receiver_capacity,
+    run_main,
     source_info,
     start_worker,
     wait_until,
+    write_outputs,
 )
 
 NAME = "publish_throughput"
@@ -81,19 +81,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Herald's deliveries/s against raw Celery's no-op tasks/s, side by side.",
     )
     parser.add_argument("--n", type=int, default=1000, help="Tasks / deliveries per mode.")
-    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument(
-        "--broker-url",
-        default="redis://127.0.0.1:6379/9",
-        help="Redis for broker (and result backend); its database is flushed before and after.",
+    add_stack_arguments(
+        parser,
+        broker_db=9,
+        timeout=900,
+        workdir_holds="worker and receiver logs, profiles, SQLite file",
     )
-    parser.add_argument(
-        "--pg-admin-url",
-        default=os.environ.get("HERALD_BENCH_PG_URL", DEFAULT_PG_ADMIN_URL),
-        help="Where to create (and drop) the fresh PostgreSQL database.",
-    )
-    parser.add_argument("--concurrency", type=int, help="Worker concurrency (Herald's default).")
-    parser.add_argument("--pool", help="prefork, threads or solo (Herald's default: prefork).")
     parser.add_argument(
         "--rounds",
         type=int,
@@ -113,13 +106,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="MODULE",
         help="Also import MODULE in the worker before it starts (to try a change out).",
     )
-    parser.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
-    parser.add_argument(
-        "--keep-workdir",
-        action="store_true",
-        help="Keep the temporary directory (worker and receiver logs, profiles, SQLite file).",
-    )
-    parser.add_argument("--timeout", type=float, default=900, help="Hard limit for the run (s).")
     args = parser.parse_args(argv)
     if args.n < 1 or args.rounds < 1:
         parser.error("--n and --rounds must be at least 1")
@@ -543,7 +529,8 @@ def print_report(
 WORKER_PARTS = [
     # (label, module path suffix, function); names that no longer exist show as 0
     ("attempt_delivery (the whole body)", "herald/publishing/service.py", "attempt_delivery"),
-    ("  claim (tx 1: CAS queued→publishing, load)", "herald/publishing/service.py", "claim"),
+    ("  claim (tx 1: CAS queued→publishing)", "herald/publishing/service.py", "claim"),
+    ("  prepare (read post, channel; no lock)", "herald/publishing/service.py", "prepare"),
     ("    adapter_for (decrypt credentials)", "herald/channels/service.py", "adapter_for"),
     ("  _send (render + HTTP POST)", "herald/publishing/service.py", "_send"),
     ("    make_client (a new httpx.Client)", "herald/adapters/http.py", "make_client"),
@@ -554,7 +541,7 @@ WORKER_PARTS = [
     ("events: send after commit (Redis)", "herald/events/service.py", "_send"),
     ("imports at run time (_find_and_load)", "<frozen importlib._bootstrap>", "_find_and_load"),
     ("session_scope (open, commit, close)", "herald/core/db.py", "session_scope"),
-    ("BEGIN IMMEDIATE (waiting for SQLite's lock)", "herald/core/db.py", "_sqlite_begin_immediate"),
+    ("BEGIN (waiting for SQLite's writer lock)", "herald/core/db.py", "_sqlite_begin_immediate"),
     ("cursor.execute (all SQL, BEGIN included)", "sqlalchemy/engine/default.py", "do_execute"),
 ]
 
@@ -571,7 +558,7 @@ PRODUCER_PARTS = [
     ),
     ("  enqueue (deliver.apply_async)", "herald/publishing/service.py", "enqueue"),
     ("  events: send after commit (Redis)", "herald/events/service.py", "_send"),
-    ("BEGIN IMMEDIATE (waiting for SQLite's lock)", "herald/core/db.py", "_sqlite_begin_immediate"),
+    ("BEGIN (waiting for SQLite's writer lock)", "herald/core/db.py", "_sqlite_begin_immediate"),
     ("cursor.execute (all SQL, BEGIN included)", "sqlalchemy/engine/default.py", "do_execute"),
 ]
 
@@ -686,14 +673,7 @@ def write_results(
         bars,
         unit="tasks / deliveries",
     )
-    written = []
-    for suffix in ("", f"-{bench.args.database}"):
-        svg_path = out / f"{NAME}{suffix}.svg"
-        json_path = out / f"{NAME}{suffix}.json"
-        svg_path.write_text(svg)
-        json_path.write_text(json.dumps(document, indent=2) + "\n")
-        written += [svg_path, json_path]
-    return written
+    return write_outputs(out, NAME, bench.args.database, svg, document)
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -716,34 +696,45 @@ def run_rounds(bench: Bench, post_ids: list[uuid.UUID]) -> list[ModeResult]:
     return results
 
 
-def run(args: argparse.Namespace) -> int:
+def set_up(
+    args: argparse.Namespace, stack: contextlib.ExitStack, prefix: str, deliveries: int
+) -> tuple[Path, str, dict[str, str], Receiver, float]:
+    """A work dir, a fresh database (migrated) and broker database, Herald's settings and
+    a receiver, all cleaned up by ``stack``. Returns the work dir, the database URL, the
+    children's environment, the receiver and its capacity (measured now, before any worker
+    competes with it)."""
+    workdir = new_workdir(prefix)
+    if args.keep_workdir:
+        stack.callback(print, f"kept {workdir}")
+    else:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+    if args.database == "postgresql":
+        database_url = stack.enter_context(postgres_database(args.pg_admin_url))
+    else:
+        database_url = f"sqlite:///{workdir / 'data' / 'herald.db'}"
+    fresh_redis(args.broker_url)
+    stack.callback(fresh_redis, args.broker_url)
+    env = configure_environment(args, workdir, database_url)
+
+    from herald.core.db import reset_engine
+    from herald.core.migrate import upgrade
+    from herald.core.settings import get_settings
+
+    get_settings()  # writes the data dir's secrets before the worker could race us
+    stack.callback(reset_engine)
+    upgrade(database_url)
+
+    receiver = stack.enter_context(Receiver(workdir))
+    capacity = receiver_capacity(receiver, requests=max(200, min(deliveries, 2000)))
+    return workdir, database_url, env, receiver, capacity
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    """The whole run; returns its problems (checks that failed)."""
     machine = machine_info()
     source = source_info()
     with contextlib.ExitStack() as stack:
-        workdir = new_workdir("hb-")
-        if args.keep_workdir:
-            stack.callback(print, f"kept {workdir}")
-        else:
-            stack.callback(_remove_tree, workdir)
-        if args.database == "postgresql":
-            database_url = stack.enter_context(postgres_database(args.pg_admin_url))
-        else:
-            database_url = f"sqlite:///{workdir / 'data' / 'herald.db'}"
-        fresh_redis(args.broker_url)
-        stack.callback(fresh_redis, args.broker_url)
-        env = configure_environment(args, workdir, database_url)
-
-        from herald.core.db import reset_engine
-        from herald.core.migrate import upgrade
-        from herald.core.settings import get_settings
-
-        get_settings()  # writes the data dir's secrets before the worker could race us
-        stack.callback(reset_engine)
-        upgrade(database_url)
-
-        receiver = stack.enter_context(Receiver(workdir))
-        # Before the worker starts, so nothing else competes while it is measured.
-        capacity = receiver_capacity(receiver, requests=max(200, min(args.n, 2000)))
+        workdir, database_url, env, receiver, capacity = set_up(args, stack, "hb-", args.n)
         bench = Bench(args, workdir, database_url, receiver)
 
         warm = 2 * (args.concurrency or os.cpu_count() or 2)
@@ -796,25 +787,11 @@ def run(args: argparse.Namespace) -> int:
             print("(profiled run: the rates above include cProfile's overhead)")
         for path in write_results(bench, results, ratio, document):
             print(f"wrote {path}")
-        for problem in bench.problems:
-            print(f"PROBLEM: {problem}", file=sys.stderr)
-        return 1 if bench.problems else 0
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+        return bench.problems
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        with hard_timeout(args.timeout):
-            return run(args)
-    except BenchError as exc:
-        print(f"{NAME}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_main(NAME, parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""Smoke test: the schedule-lateness benchmark runs end to end with tiny numbers (a real
+worker and a real `herald beat`, the suite's Redis, SQLite and PostgreSQL), prints its
+table and writes its plot and numbers. No timing assertions: the machine is shared."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.bench import broker_url, run_benchmark, xdist_workers
+
+SPREAD, SPREAD_SECONDS, BURST, THROUGHPUT = 20, 3, 30, 20
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
+    results = tmp_path / "results"
+    options = ["--spread-n", str(SPREAD), "--spread-seconds", str(SPREAD_SECONDS)]
+    options += ["--burst", str(BURST), "--throughput-n", str(THROUGHPUT)]
+    # Counted down from just below the publish-throughput smoke test's databases.
+    broker = broker_url(15 - xdist_workers())
+    returncode, out, err = run_benchmark(
+        "bench.schedule_lateness", options, database=database, broker=broker, results=results
+    )
+
+    assert returncode == 0, f"{out}\n{err}"
+    assert "Schedule lateness" in out
+    assert "Herald webhook delivery" in out
+    assert "deliveries/s" in out
+    assert f"{SPREAD} in {SPREAD_SECONDS} s" in out
+    assert "first ≤ 1 s, drain ≤ " in out
+    assert "Where the lateness goes" in out
+    assert "cores usable" in out
+
+    svg = (results / "schedule_lateness.svg").read_text()
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    assert "Spread:" in svg and "Bursts:" in svg
+    assert (results / f"schedule_lateness-{database}.svg").exists()
+    assert (results / f"schedule_lateness-{database}.json").exists()
+    data = json.loads((results / "schedule_lateness.json").read_text())
+    assert data["database"] == database
+    assert data["problems"] == []
+    assert data["throughput"]["n"] == THROUGHPUT
+    assert data["throughput_per_second"] > 0
+    modes = {run["mode"]: run for run in data["modes"]}
+    assert set(modes) == {"spread", "burst"}
+    spread, burst = modes["spread"], modes["burst"]
+    assert (spread["n"], burst["n"]) == (SPREAD, BURST)
+    assert {"p50", "p99", "max"} <= set(spread["lateness"])
+    assert set(spread["passed"]) == {"p99"}
+    assert {"first_lateness_seconds", "drain_seconds", "completions"} <= set(burst)
+    assert set(burst["targets"]) == {"first_seconds", "drain_seconds"}
+    assert set(burst["passed"]) == {"first", "drain"}
+    assert len(burst["completions"]) == BURST
+    for run in (spread, burst):
+        n = run["n"]
+        assert len(run["deliveries"]) == n
+        assert all(None not in row for row in run["deliveries"])
+        checks = run["checks"]
+        assert checks["receiver_distinct_keys"] == checks["receiver_requests"] == n
+        assert checks["states"] == {"published": n}
+        assert run["resent_by_reconciler"] == 0
+        assert set(run["phases"]) == {
+            "due_to_picked",
+            "picked_to_claimed",
+            "claimed_to_received",
+        }
