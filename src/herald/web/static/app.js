@@ -1186,10 +1186,10 @@ async function syncVisible(withChannels) {
 }
 
 function onPublicationEvent(data) {
-  const postId = deliveryPost.get(data.publication_id);
   if (["retry_wait", "failed"].includes(data.state)) loadChannelsSoon(); // refused credentials mark the channel
-  if (!postId) {
-    scheduleSync(); // a delivery this page has not listed: the event does not say whose post
+  const postId = deliveryPost.get(data.publication_id) ?? data.post_id;
+  if (typeof postId !== "string") {
+    scheduleSync(); // a delivery this page has not listed, from an event that does not say whose post
     return;
   }
   const ui = postUi.get(postId);
