@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import psutil
@@ -22,13 +23,27 @@ from herald.runtime.supervisor import Child, GaveUp, Supervisor, restart_delay
 
 PY = sys.executable
 
+T = TypeVar("T")
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll until ``predicate`` gives something true; return it."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (found := predicate()):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.05)
+    return found
+
+
+def pool_of(worker: psutil.Process) -> list[psutil.Process]:
+    """The worker's pool processes: forked children share its command line. (Others come
+    and go, such as the ``uname -p`` that Python's platform module runs for the banner.)"""
+    try:
+        command = worker.cmdline()
+        return [child for child in worker.children() if child.cmdline() == command]
+    except psutil.NoSuchProcess:
+        return []
 
 
 def alive(proc: psutil.Process) -> bool:
@@ -294,7 +309,7 @@ def test_herald_up_runs_everything_and_stops_cleanly(herald_up: Up) -> None:
     names = [" ".join(p.cmdline()) for p in herald_up.tree()]
     assert any("redis-server" in name and "redis.sock" in name for name in names)
     worker = herald_up.child("worker")
-    assert worker is not None and worker.children(), "the worker's pool processes"
+    assert worker is not None and pool_of(worker), "the worker's pool processes"
     assert (herald_up.data_dir / "appendonly.aof").exists()
 
     _stop_and_check_nothing_is_left(herald_up)
@@ -306,12 +321,10 @@ def test_a_killed_worker_comes_back(herald_up: Up) -> None:
     def worker_with_pool() -> psutil.Process | None:
         herald_up.check_running()
         worker = herald_up.child("worker")
-        return worker if worker is not None and worker.children() else None
+        return worker if worker is not None and pool_of(worker) else None
 
-    wait_for(worker_with_pool, 60, "the worker and its pool to start")
-    old = worker_with_pool()
-    assert old is not None
-    old_pool = old.children()
+    old = wait_for(worker_with_pool, 60, "the worker and its pool to start")
+    old_pool = pool_of(old)
 
     old.send_signal(signal.SIGKILL)
 
