@@ -417,3 +417,43 @@ def test_batch_publish_fans_out_with_progress(
     assert len(receiver.delivered) == 2
     per_post = client.get(f"/api/v1/tasks/status/post/{post['id']}", headers=account.headers).json()
     assert [t["status"] for t in per_post] == ["SUCCESS"]
+
+
+def test_publish_answers_from_the_rows_it_wrote(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+    """The 202 is built from the inserted rows (no re-read), and says what is stored."""
+    from sqlalchemy import event
+
+    from herald.core.db import get_engine
+
+    channel, post = setup
+    other = client.post(
+        "/api/v1/channels",
+        json={"platform": "webhook", "name": "hook 2", "credentials": receiver.credentials()},
+        headers=account.headers,
+    ).json()
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(" ".join(statement.split()))
+
+    event.listen(get_engine(), "before_cursor_execute", record)
+    try:
+        answered = publish(client, account, post["id"], channel["id"], other["id"])
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", record)
+
+    inserts = [s for s in seen if s.startswith("INSERT INTO publications")]
+    assert len(inserts) in (1, 2)  # one executemany (or one per row)
+    assert not [s for s in seen if "FROM publication_attempts" in s]
+    after_insert = seen[seen.index(inserts[-1]) + 1 :]
+    assert not [s for s in after_insert if s.startswith("SELECT") and "FROM publications" in s]
+
+    stored = client.get(f"/api/v1/posts/{post['id']}/publications", headers=account.headers)
+    by_id = {p["id"]: p for p in stored.json()}
+    assert [p["channel_id"] for p in answered] == [channel["id"], other["id"]]
+    for publication in answered:
+        assert publication == by_id[publication["id"]]
+        assert publication["state"] == "queued" and publication["attempts"] == []
+    # Asked again: the same deliveries come back, none is added.
+    again = publish(client, account, post["id"], other["id"], channel["id"])
+    assert [p["id"] for p in again] == [answered[1]["id"], answered[0]["id"]]

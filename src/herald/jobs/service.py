@@ -22,7 +22,6 @@ def create_job(
     params: dict[str, Any],
     owner_id: uuid.UUID | None = None,
     total: int | None = None,
-    flush: bool = True,
 ) -> Job:
     job = Job(
         id=str(uuid.uuid4()),
@@ -33,8 +32,7 @@ def create_job(
         progress_total=total,
     )
     session.add(job)
-    if flush:
-        session.flush()
+    session.flush()
     return job
 
 

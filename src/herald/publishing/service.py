@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from herald.adapters.base import (
     Adapter,
@@ -177,6 +178,24 @@ def enqueue_after_commit(session: Session, publications: Iterable[Publication]) 
     after_commit(session, lambda: send_all(pending))
 
 
+# A new delivery's columns before the request fills in its own.
+_NEW_PUBLICATION: dict[str, Any] = {
+    **dict.fromkeys(column.key for column in statements.publications.c),
+    "attempt": 0,
+    "cancel_requested": False,
+}
+
+
+def _loaded(session: Session, row: dict[str, Any]) -> Publication:
+    """The ORM object of a row just inserted with every column, in ``session`` as if it
+    had been loaded (no history, no expired attributes; it has no attempts yet)."""
+    publication = Publication(**row)
+    make_transient_to_detached(publication)
+    set_committed_value(publication, "attempts", [])
+    session.add(publication)
+    return publication
+
+
 def create_publications(
     session: Session,
     principal: Principal,
@@ -207,40 +226,56 @@ def create_publications(
         for p in session.scalars(statements.live_publications(), {"p_post_id": post_id})
     }
     now = utcnow()
-    result = []
+    result: list[Publication] = []
+    job_rows: list[dict[str, Any]] = []
+    new_rows: list[dict[str, Any]] = []
     for channel_id in wanted:
         if channel_id in existing:
             result.append(existing[channel_id])
             continue
-        publication_id = uuid.uuid4()
-        job = jobs.create_job(
-            session,
-            workspace_id=principal.workspace_id,
-            owner_id=principal.user_id,
-            kind="publish",
-            params={
-                "publication_id": str(publication_id),
-                "post_id": str(post_id),
-                "channel_id": str(channel_id),
-            },
-            flush=False,  # one flush below writes the jobs before their deliveries
-        )
+        publication_id, task_id = uuid.uuid4(), str(uuid.uuid4())
         state = S.SCHEDULED if due_at is not None and due_at > now else S.QUEUED
-        publication = Publication(
-            id=publication_id,
-            workspace_id=principal.workspace_id,
-            post_id=post_id,
-            channel_id=channel_id,
-            task_id=job.id,
-            state=state,
-            idempotency_key=f"herald-{publication_id.hex}",
-            max_attempts=max_retries[channel_id] + 1,
-            due_at=due_at or now,
-            enqueued_at=now if state == S.QUEUED else None,
+        job_rows.append(
+            {
+                "id": task_id,
+                "workspace_id": workspace,
+                "owner_id": principal.user_id,
+                "kind": "publish",
+                "params": {
+                    "publication_id": str(publication_id),
+                    "post_id": str(post_id),
+                    "channel_id": str(channel_id),
+                },
+                "state": JobState.PENDING,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
-        session.add(publication)
-        result.append(publication)
-    session.flush()
+        new_rows.append(
+            _NEW_PUBLICATION
+            | {
+                "id": publication_id,
+                "workspace_id": workspace,
+                "post_id": post_id,
+                "channel_id": channel_id,
+                "task_id": task_id,
+                "state": state,
+                "idempotency_key": f"herald-{publication_id.hex}",
+                "max_attempts": max_retries[channel_id] + 1,
+                "due_at": due_at or now,
+                "enqueued_at": now if state == S.QUEUED else None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    if new_rows:
+        # Plain inserts (the jobs first: deliveries refer to them), then the new rows join
+        # the session as if loaded, with every column known: no flush, no re-read.
+        connection = session.connection()
+        connection.execute(statements.insert_jobs(), job_rows)
+        connection.execute(statements.insert_publications(), new_rows)
+        made = {row["channel_id"]: _loaded(session, row) for row in new_rows}
+        result = [existing.get(channel_id) or made[channel_id] for channel_id in wanted]
     for publication in result:
         _emit(
             session,

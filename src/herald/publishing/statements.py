@@ -196,6 +196,18 @@ def tags() -> Any:
 
 
 @cache
+def insert_jobs() -> Any:
+    """New job rows; the parameters are their columns (one dict per row)."""
+    return insert(jobs)
+
+
+@cache
+def insert_publications() -> Any:
+    """New delivery rows; the parameters are their columns (one dict per row)."""
+    return insert(publications)
+
+
+@cache
 def post_in_workspace() -> Any:
     """The post's id if it is this workspace's. Parameters: p_id, p_workspace_id."""
     return select(Post.id).where(
