@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from herald.adapters.base import (
     Adapter,
@@ -178,11 +179,13 @@ def enqueue_after_commit(session: Session, publications: Iterable[Publication]) 
     after_commit(session, lambda: send_all(pending))
 
 
-# A new delivery's columns before the request fills in its own.
+# A new delivery's columns before the request fills in its own: the scalar defaults the
+# model declares (attempt 0, no cancel asked...), else None.
 _NEW_PUBLICATION: dict[str, Any] = {
-    **dict.fromkeys(column.key for column in statements.publications.c),
-    "attempt": 0,
-    "cancel_requested": False,
+    column.key: column.default.arg
+    if isinstance(column.default, ScalarElementColumnDefault)
+    else None
+    for column in statements.publications.c
 }
 
 
