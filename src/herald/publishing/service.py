@@ -309,14 +309,22 @@ class Claim:
 
 def post_content(session: Session, post: Post) -> PostContent:
     """What an adapter sees of a post."""
+    return _content(session, post.id, post, post.tags, has_media=bool(post.media_rows))
+
+
+def _content(
+    session: Session, post_id: uuid.UUID, text: Any, tags: Iterable[str], *, has_media: bool
+) -> PostContent:
+    """A post's :class:`PostContent` from anything with its text columns (title, body,
+    excerpt, canonical_url): the ORM object, or the delivery's one-row read."""
     return PostContent(
-        id=post.id,
-        title=post.title,
-        body=post.body,
-        excerpt=post.excerpt,
-        tags=tuple(post.tags),
-        canonical_url=post.canonical_url,
-        media=media_items(session, post.id) if post.media_rows else (),
+        id=post_id,
+        title=text.title,
+        body=text.body,
+        excerpt=text.excerpt,
+        tags=tuple(tags),
+        canonical_url=text.canonical_url,
+        media=media_items(session, post_id) if has_media else (),
     )
 
 
@@ -363,15 +371,7 @@ def prepare(session: Session, publication_id: uuid.UUID, row: ChangedRow) -> Cla
         statements.delivery_content(), {"p_post_id": row.post_id, "p_channel_id": row.channel_id}
     ).one()
     tags = connection.execute(statements.tags(), {"p_post_id": row.post_id}).scalars()
-    content = PostContent(
-        id=row.post_id,
-        title=found.title,
-        body=found.body,
-        excerpt=found.excerpt,
-        tags=tuple(tags),
-        canonical_url=found.canonical_url,
-        media=media_items(session, row.post_id) if found.has_media else (),
-    )
+    content = _content(session, row.post_id, found, tags, has_media=found.has_media)
     try:
         adapter = build_adapter(
             found.platform, found.credentials_encrypted, found.settings, row.channel_id
