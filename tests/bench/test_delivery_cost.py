@@ -1,0 +1,57 @@
+"""Smoke test: the delivery-cost benchmark runs with a tiny N on both backends, prints its
+part table and writes its plot and numbers. No timing assertions: the machine is shared."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.bench import broker_url, run_benchmark, xdist_workers
+
+N = 15
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
+    results = tmp_path / "results"
+    returncode, out, err = run_benchmark(
+        "bench.delivery_cost",
+        ["--n", str(N), "--warm", "3"],
+        database=database,
+        # Below publish_throughput's and schedule_lateness's databases.
+        broker=broker_url(15 - 2 * xdist_workers()),
+        results=results,
+    )
+
+    assert returncode == 0, f"{out}\n{err}"
+    assert "CPU per webhook delivery, part by part" in out
+    assert "claim (queued → publishing)" in out
+    assert "CPU ms per delivery" in out
+
+    svg = (results / "delivery_cost.svg").read_text()
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    assert (results / f"delivery_cost-{database}.json").exists()
+    data = json.loads((results / "delivery_cost.json").read_text())
+    assert data["database"] == database and data["n"] == N
+    assert data["problems"] == []
+    parts = {(row["side"], row["part"]): row for row in data["parts"]}
+    # Every part that runs once per delivery was seen once per delivery.
+    for key in [
+        ("request", "create_publications"),
+        ("request", "broker send (Celery apply_async)"),
+        ("delivery", "claim (queued → publishing)"),
+        ("delivery", "prepare (post, channel, adapter)"),
+        ("delivery", "render + HTTP POST to the receiver"),
+        ("delivery", "record the outcome"),
+    ]:
+        assert parts[key]["calls_per_delivery"] == 1, key
+    # The request's event and the claim's and the outcome's.
+    assert parts["request", "live event to Redis (after commit)"]["calls_per_delivery"] == 1
+    assert parts["delivery", "live event to Redis (after commit)"]["calls_per_delivery"] == 2
+    totals = data["cpu_ms_per_delivery"]
+    assert totals["total"] == pytest.approx(totals["request"] + totals["delivery"], rel=1e-3)
+    assert 0 < totals["herald_own"] < totals["total"]
