@@ -209,7 +209,12 @@ def create_publications(
 ) -> list[Publication]:
     """One delivery per channel; an active or published one is returned, not duplicated."""
     workspace = principal.workspace_id
-    found = session.execute(
+    # Core reads on the session's connection (its transaction), after one flush so that
+    # they see a post made in this session: the ORM layer is only needed for deliveries
+    # that already exist, which a first publish has none of.
+    session.flush()
+    connection = session.connection()
+    found = connection.execute(
         statements.post_in_workspace(), {"p_id": post_id, "p_workspace_id": workspace}
     ).first()
     if found is None:  # another workspace's post is indistinguishable from a missing one
@@ -217,17 +222,19 @@ def create_publications(
     wanted = list(dict.fromkeys(channel_ids))
     max_retries: dict[uuid.UUID, int] = {
         row.id: row.max_retries
-        for row in session.execute(
+        for row in connection.execute(
             statements.channels_in_workspace(), {"p_ids": wanted, "p_workspace_id": workspace}
         )
     }
     for channel_id in wanted:
         if channel_id not in max_retries:
             raise NotFound(f"No channel {channel_id}.")
-    existing = {
-        p.channel_id: p
-        for p in session.scalars(statements.live_publications(), {"p_post_id": post_id})
-    }
+    existing: dict[uuid.UUID, Publication] = {}
+    if connection.execute(statements.has_live_publications(), {"p_post_id": post_id}).first():
+        existing = {
+            p.channel_id: p
+            for p in session.scalars(statements.live_publications(), {"p_post_id": post_id})
+        }
     now = utcnow()
     result: list[Publication] = []
     job_rows: list[dict[str, Any]] = []
@@ -274,7 +281,6 @@ def create_publications(
     if new_rows:
         # Plain inserts (the jobs first: deliveries refer to them), then the new rows join
         # the session as if loaded, with every column known: no flush, no re-read.
-        connection = session.connection()
         connection.execute(statements.insert_jobs(), job_rows)
         connection.execute(statements.insert_publications(), new_rows)
         made = {row["channel_id"]: _loaded(session, row) for row in new_rows}
@@ -331,8 +337,7 @@ def _content(
 def claim(session: Session, publication_id: uuid.UUID) -> ChangedRow | None:
     """queued → publishing, only if the channel is active; None if someone else has it.
 
-    Only writes, so the write transaction (on SQLite, the one writer's lock) is short;
-    :func:`prepare` then reads what the attempt needs without holding anything.
+    :func:`attempt_delivery` then runs :func:`prepare` in the same transaction.
     """
     now = utcnow()
     lease = timedelta(seconds=get_settings().publish_lease_seconds)
@@ -414,17 +419,21 @@ class Outcome:
 
 def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
     """Claim, send, record: the body of the ``deliver`` task. None when not claimed."""
-    from herald.core.db import read_scope, session_scope
+    from herald.core.db import session_scope
 
+    claimed: Claim | NotPrepared
     with session_scope() as session:
         row = claim(session, publication_id)
-    if row is None:
-        return None
-    try:
-        with read_scope() as session:
+        if row is None:
+            return None
+        # In the claim's own transaction: a transaction costs more CPU than these two
+        # one-row reads hold the (SQLite) writer's lock. The claim commits either way.
+        try:
             claimed = prepare(session, publication_id, row)
-    except NotPrepared as exc:
-        outcome = Outcome("failed", error=str(exc))
+        except NotPrepared as exc:
+            claimed = exc
+    if isinstance(claimed, NotPrepared):
+        outcome = Outcome("failed", error=str(claimed))
         with session_scope() as session:
             record_outcome(session, publication_id, row, outcome, retry_seconds=(0.0, 0.0))
         return outcome

@@ -14,7 +14,17 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, case, exists, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    insert,
+    select,
+    update,
+)
 
 from herald.channels.models import Channel, ChannelState
 from herald.jobs.models import Job
@@ -192,7 +202,7 @@ def tags() -> Any:
     return select(t.c.tag).where(t.c.post_id == _param(t, "post_id")).order_by(t.c.position)
 
 
-# --- the request side (ORM-enabled, so the session flushes pending rows first) ----------
+# --- the request side (create_publications flushes the session before running these) ---
 
 
 @cache
@@ -226,10 +236,20 @@ def channels_in_workspace() -> Any:
     )
 
 
+def _live(post_id: Any) -> ColumnElement[bool]:
+    live = [*(s.value for s in ACTIVE), S.PUBLISHED.value]
+    return and_(publications.c.post_id == post_id, publications.c.state.in_(live))
+
+
+@cache
+def has_live_publications() -> Any:
+    """One row if the post has an active or published delivery (Core: a first publish
+    pays no ORM query). Parameter: p_post_id."""
+    p = publications
+    return select(p.c.id).where(_live(_param(p, "post_id"))).limit(1)
+
+
 @cache
 def live_publications() -> Any:
-    """A post's active or published deliveries. Parameter: p_post_id."""
-    return select(Publication).where(
-        Publication.post_id == bindparam("p_post_id", type_=publications.c.post_id.type),
-        Publication.state.in_([*(s.value for s in ACTIVE), S.PUBLISHED.value]),
-    )
+    """A post's active or published deliveries, as ORM objects. Parameter: p_post_id."""
+    return select(Publication).where(_live(_param(publications, "post_id")))
