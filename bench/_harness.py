@@ -92,7 +92,8 @@ def add_stack_arguments(
 
 
 def write_outputs(out: Path, name: str, database: str, svg: str, document: Any) -> list[Path]:
-    """``<name>.svg/.json`` (the latest run) and ``<name>-<database>.svg/.json``."""
+    """``<name>.svg/.json`` (the latest run) and ``<name>-<database>.svg/.json``, each
+    named on stdout as it is written."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix in ("", f"-{database}"):
@@ -101,6 +102,8 @@ def write_outputs(out: Path, name: str, database: str, svg: str, document: Any) 
         svg_path.write_text(svg)
         json_path.write_text(json.dumps(document, indent=2) + "\n")
         written += [svg_path, json_path]
+    for path in written:
+        print(f"wrote {path}")
     return written
 
 

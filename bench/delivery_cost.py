@@ -323,8 +323,7 @@ def run(args: argparse.Namespace) -> list[str]:
             f"{time.strftime('%Y-%m-%d %H:%M')}, {source['describe']}",
             rows,
         )
-        for path in write_outputs(args.results_dir, NAME, args.database, svg, document):
-            print(f"wrote {path}")
+        write_outputs(args.results_dir, NAME, args.database, svg, document)
         return problems
 
 

@@ -789,8 +789,7 @@ def run(args: argparse.Namespace) -> list[str]:
         if profile_dir is not None:
             document["profile"] = print_profile(profile_dir, bench)
             print("(profiled run: the rates above include cProfile's overhead)")
-        for path in write_results(bench, results, ratio, document):
-            print(f"wrote {path}")
+        write_results(bench, results, ratio, document)
         return bench.problems
 
 

@@ -729,8 +729,7 @@ def run(args: argparse.Namespace) -> list[str]:
         }
         cores = f"{machine['usable_cores']} cores, {args.database}"
         svg = plot(throughput, modes, cores)
-        for path in write_outputs(args.results_dir, NAME, args.database, svg, document):
-            print(f"wrote {path}")
+        write_outputs(args.results_dir, NAME, args.database, svg, document)
         print(f"timing targets: {'all met' if met else 'some MISSED (see the table)'}")
         print(f"the run took {time.monotonic() - began:.0f} s")
         return bench.problems

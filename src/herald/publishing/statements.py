@@ -220,9 +220,9 @@ def insert_publications() -> Any:
 @cache
 def post_in_workspace() -> Any:
     """The post's id if it is this workspace's. Parameters: p_id, p_workspace_id."""
-    return select(Post.id).where(
-        Post.id == bindparam("p_id", type_=posts.c.id.type),
-        Post.workspace_id == bindparam("p_workspace_id", type_=posts.c.workspace_id.type),
+    return select(posts.c.id).where(
+        posts.c.id == _param(posts, "id"),
+        posts.c.workspace_id == _param(posts, "workspace_id"),
     )
 
 
@@ -230,9 +230,10 @@ def post_in_workspace() -> Any:
 def channels_in_workspace() -> Any:
     """(id, max_retries) of those of p_ids (a list) that are this workspace's channels.
     Parameters: p_ids, p_workspace_id."""
-    return select(Channel.id, Channel.max_retries).where(
-        Channel.id.in_(bindparam("p_ids", expanding=True, type_=channels.c.id.type)),
-        Channel.workspace_id == bindparam("p_workspace_id", type_=channels.c.workspace_id.type),
+    c = channels.c
+    return select(c.id, c.max_retries).where(
+        c.id.in_(bindparam("p_ids", expanding=True, type_=c.id.type)),
+        c.workspace_id == _param(channels, "workspace_id"),
     )
 
 
