@@ -34,6 +34,7 @@ from herald.adapters.base import (
 from herald.adapters.registry import get_adapter_class
 from herald.channels.models import Channel, ChannelState
 from herald.channels.service import build_adapter, get_channel
+from herald.core import direct
 from herald.core.clock import utcnow
 from herald.core.crypto import CredentialsUnreadable
 from herald.core.errors import Conflict, NotFound
@@ -120,7 +121,8 @@ def _sync_job(
     job_state = JOB_STATE[state]
     now = utcnow()
     started, finished = job_state == JobState.STARTED, state in SETTLED
-    session.connection().execute(
+    direct.execute(
+        session.connection(),
         statements.sync_job(started, finished),
         {
             "p_id": row.task_id,
@@ -158,7 +160,7 @@ def _emit(
 
 def refresh_post_state(session: Session, post_id: uuid.UUID) -> None:
     """A post's state follows its deliveries (one statement, evaluated in the database)."""
-    session.connection().execute(statements.post_state(), {"p_post_id": post_id})
+    direct.execute(session.connection(), statements.post_state(), {"p_post_id": post_id})
 
 
 # --- requesting deliveries -----------------------------------------------------------
@@ -214,10 +216,10 @@ def create_publications(
     # that already exist, which a first publish has none of.
     session.flush()
     connection = session.connection()
-    found = connection.execute(
-        statements.post_in_workspace(), {"p_id": post_id, "p_workspace_id": workspace}
-    ).first()
-    if found is None:  # another workspace's post is indistinguishable from a missing one
+    found = direct.execute(
+        connection, statements.post_in_workspace(), {"p_id": post_id, "p_workspace_id": workspace}
+    )
+    if not found:  # another workspace's post is indistinguishable from a missing one
         raise NotFound(f"No post {post_id}.")
     wanted = list(dict.fromkeys(channel_ids))
     max_retries: dict[uuid.UUID, int] = {
@@ -230,7 +232,7 @@ def create_publications(
         if channel_id not in max_retries:
             raise NotFound(f"No channel {channel_id}.")
     existing: dict[uuid.UUID, Publication] = {}
-    if connection.execute(statements.has_live_publications(), {"p_post_id": post_id}).first():
+    if direct.execute(connection, statements.has_live_publications(), {"p_post_id": post_id}):
         existing = {
             p.channel_id: p
             for p in session.scalars(statements.live_publications(), {"p_post_id": post_id})
@@ -281,8 +283,8 @@ def create_publications(
     if new_rows:
         # Plain inserts (the jobs first: deliveries refer to them), then the new rows join
         # the session as if loaded, with every column known: no flush, no re-read.
-        connection.execute(statements.insert_jobs(), job_rows)
-        connection.execute(statements.insert_publications(), new_rows)
+        direct.execute(connection, statements.insert_jobs(), job_rows)
+        direct.execute(connection, statements.insert_publications(), new_rows)
         made = {row["channel_id"]: _loaded(session, row) for row in new_rows}
         result = [existing.get(channel_id) or made[channel_id] for channel_id in wanted]
     for publication in result:
@@ -342,13 +344,16 @@ def claim(session: Session, publication_id: uuid.UUID) -> ChangedRow | None:
     now = utcnow()
     lease = timedelta(seconds=get_settings().publish_lease_seconds)
     connection = session.connection()
-    row = connection.execute(
+    claimed = direct.execute(
+        connection,
         statements.claim(),
         {"p_id": publication_id, "p_updated_at": now, "p_lease_until": now + lease},
-    ).first()
+    )
+    row = claimed[0] if claimed else None
     if row is not None:
         _sync_job(session, publication_id, S.PUBLISHING, row)
-        connection.execute(
+        direct.execute(
+            connection,
             statements.start_attempt(),
             {
                 "id": uuid.uuid4(),
@@ -372,10 +377,14 @@ def prepare(session: Session, publication_id: uuid.UUID, row: ChangedRow) -> Cla
     post has any): this runs once per delivery, so it skips the ORM's object loading.
     """
     connection = session.connection()
-    found = connection.execute(
-        statements.delivery_content(), {"p_post_id": row.post_id, "p_channel_id": row.channel_id}
-    ).one()
-    tags = connection.execute(statements.tags(), {"p_post_id": row.post_id}).scalars()
+    (found,) = direct.execute(
+        connection,
+        statements.delivery_content(),
+        {"p_post_id": row.post_id, "p_channel_id": row.channel_id},
+    )
+    tags = [
+        tag for (tag,) in direct.execute(connection, statements.tags(), {"p_post_id": row.post_id})
+    ]
     content = _content(session, row.post_id, found, tags, has_media=found.has_media)
     try:
         adapter = build_adapter(
@@ -541,7 +550,8 @@ def record_outcome(
 
     # Only if still ours: a reconciled, re-claimed delivery has a newer attempt.
     connection = session.connection()
-    row = connection.execute(
+    settled = direct.execute(
+        connection,
         statements.settle(tuple(sorted(values))),
         {
             "p_id": publication_id,
@@ -550,7 +560,8 @@ def record_outcome(
             "p_updated_at": now,
             **{f"p_{column}": value for column, value in values.items()},
         },
-    ).first()
+    )
+    row = settled[0] if settled else None
     if row is not None:
         _sync_job(session, publication_id, target, row)
         _cancel_if_requested(session, publication_id, target)
@@ -558,7 +569,8 @@ def record_outcome(
         log.warning(
             "delivery %s changed hands while attempt %s ran", publication_id, claimed.attempt
         )
-    connection.execute(
+    direct.execute(
+        connection,
         statements.finish_attempt(),
         {
             "p_publication_id": publication_id,

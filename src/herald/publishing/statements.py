@@ -11,6 +11,7 @@ for the SET clause.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy import (
     case,
     exists,
     insert,
+    literal,
     select,
     update,
 )
@@ -56,6 +58,12 @@ RETURNED = (
 
 def _param(table: Table, column: str) -> Any:
     return bindparam(f"p_{column}", type_=table.c[column].type)
+
+
+def _one_of(column: Any, states: Iterable[PublicationState]) -> ColumnElement[bool]:
+    """``column IN (...)`` of constants, each its own bound value: a plain list would be
+    one "expanding" parameter, filled in per call (see herald.core.direct)."""
+    return column.in_([literal(state.value, column.type) for state in states])  # type: ignore[no-any-return]
 
 
 def _change(from_state: PublicationState, *conditions: Any, **values: Any) -> Any:
@@ -157,10 +165,10 @@ def post_state() -> Any:
         return exists().where(p.c.post_id == post_id, condition)
 
     new = case(
-        (some(p.c.state.in_([s.value for s in ACTIVE])), PostState.SCHEDULED.value),
+        (some(_one_of(p.c.state, ACTIVE)), PostState.SCHEDULED.value),
         (~some(p.c.state != S.CANCELLED.value), PostState.DRAFT.value),
         (
-            ~some(p.c.state.not_in([S.PUBLISHED.value, S.CANCELLED.value])),
+            ~some(~_one_of(p.c.state, [S.PUBLISHED, S.CANCELLED])),
             PostState.PUBLISHED.value,
         ),
         (some(p.c.state == S.PUBLISHED.value), PostState.PARTIALLY_FAILED.value),
@@ -238,8 +246,8 @@ def channels_in_workspace() -> Any:
 
 
 def _live(post_id: Any) -> ColumnElement[bool]:
-    live = [*(s.value for s in ACTIVE), S.PUBLISHED.value]
-    return and_(publications.c.post_id == post_id, publications.c.state.in_(live))
+    state = publications.c.state
+    return and_(publications.c.post_id == post_id, _one_of(state, [*ACTIVE, S.PUBLISHED]))
 
 
 @cache

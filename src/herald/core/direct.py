@@ -1,0 +1,216 @@
+"""Prebuilt Core statements run straight on the driver's cursor, for the delivery hot path.
+
+SQLAlchemy still does the SQL: each statement is compiled once per dialect (and, for an
+INSERT, per set of columns given), and values go in and out through the column types'
+own bind and result processors (UUIDs, aware datetimes, JSON, booleans). What is skipped
+is the per-call execution machinery: the execution context, cache-key lookup, event
+dispatch and Result objects. On SQLite that machinery costs several times the statement
+itself (about 50 µs against 10), and every delivery runs about a dozen statements.
+
+Rules:
+
+- Run inside a transaction SQLAlchemy began (``session.connection()``, ``engine.begin()``):
+  BEGIN, COMMIT, SQLite's writer lock and PostgreSQL's pool stay SQLAlchemy's.
+- Statements must be built once and kept (``functools.cache``), since plans are cached by
+  the statement object.
+- Every bind parameter must have one value: an expanding ``IN`` list is refused (build
+  IN lists of constants from ``literal()`` values instead), and an INSERT must be given
+  every column that has a Python-side default.
+- When anything listens for statements (``echo``, a ``before_cursor_execute`` hook such
+  as a tracer), SQLAlchemy runs them as usual, so what is watched sees every statement.
+- Driver errors come out as SQLAlchemy's (``IntegrityError``...), as from ``execute``;
+  a dropped connection is invalidated as SQLAlchemy would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.compiler import SQLCompiler
+
+Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    sql: str
+    positional: tuple[str, ...] | None  # bind names in order, for positional paramstyles
+    constants: dict[str, Any]  # the binds whose value is in the statement (literals)
+    keys: dict[str, str]  # parameter name -> bind name, where they differ
+    required: frozenset[str]  # binds a call must give a value for
+    defaults: tuple[tuple[str, Any], ...]  # (bind name, ColumnDefault): Python-side defaults
+    bind: tuple[tuple[str, Processor], ...]  # (bind name, its type's processor)
+    row: type[tuple[Any, ...]] | None  # a named tuple type when the statement returns rows
+    types: tuple[Any, ...]  # the returned columns' types, in order
+    # Their processors, made from the first cursor's description (a driver's column type
+    # codes decide some of them, as in SQLAlchemy): filled in once, then reused.
+    result: list[tuple[Processor | None, ...]] = field(default_factory=list)
+
+
+_plans: dict[tuple[int, str, tuple[str, ...] | None], tuple[Any, _Plan]] = {}
+_plans_guard = threading.Lock()
+
+
+def _plan(statement: Any, dialect: Dialect, columns: tuple[str, ...] | None) -> _Plan:
+    key = (id(statement), dialect.name, columns)
+    found = _plans.get(key)
+    if found is not None and found[0] is statement:
+        return found[1]
+    plan = _compile(statement, dialect, columns)
+    with _plans_guard:
+        # Holding the statement keeps its id from being reused by another object.
+        _plans[key] = (statement, plan)
+    return plan
+
+
+def _compile(statement: Any, dialect: Dialect, columns: tuple[str, ...] | None) -> _Plan:
+    compiled = statement.compile(dialect=dialect, column_keys=list(columns) if columns else None)
+    assert isinstance(compiled, SQLCompiler)
+    if compiled.literal_execute_params or compiled.post_compile_params:
+        refused = [b.key for b in (*compiled.literal_execute_params, *compiled.post_compile_params)]
+        raise ValueError(f"expanding or literal-execute parameters are not supported: {refused}")
+    names: dict[Any, str] = dict(compiled.bind_names)  # BindParameter -> its name in the SQL
+    if callables := [name for parameter, name in names.items() if parameter.callable]:
+        raise ValueError(f"bind parameters with callable values are not supported: {callables}")
+    constants = {
+        name: parameter.value
+        for parameter, name in names.items()
+        if parameter.value is not None and not parameter.required
+    }
+    # Columns the statement does not set but whose Python-side default (INSERT) or
+    # onupdate (UPDATE) SQLAlchemy computes before each execution: computed here too.
+    defaults: tuple[tuple[str, Any], ...] = (
+        *((column.key, column.default) for column in compiled.insert_prefetch),
+        *((column.key, column.onupdate) for column in compiled.update_prefetch),
+    )
+    for name, default in defaults:
+        if not (default.is_scalar or default.is_callable):
+            raise ValueError(f"unsupported default for {name}: {default!r}")
+    bind = tuple(
+        (name, processor)
+        for parameter, name in names.items()
+        if (processor := parameter.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    )
+    # Parameters are passed by key; the SQL may name a bind differently (escaping).
+    keys = {
+        parameter.key: name
+        for parameter, name in names.items()
+        if parameter.key != name and not parameter.key.startswith("%(")
+    }
+    required = frozenset(name for parameter, name in names.items() if parameter.required)
+    required -= {name for name, _ in defaults}
+    row: Any = None
+    types: tuple[Any, ...] = ()
+    if compiled.returning or statement.is_select:
+        exported = list(statement.exported_columns)
+        row = namedtuple("Row", [c.key for c in exported], rename=True)  # type: ignore[misc,no-redef]
+        types = tuple(c.type.dialect_impl(dialect) for c in exported)
+    positional = tuple(compiled.positiontup or ()) if compiled.positional else None
+    return _Plan(compiled.string, positional, constants, keys, required, defaults, bind, row, types)
+
+
+def _result_processors(plan: _Plan, dialect: Dialect, description: Any) -> tuple[Any, ...]:
+    if not plan.result:
+        plan.result.append(
+            tuple(
+                kind.result_processor(dialect, column[1])
+                for kind, column in zip(plan.types, description, strict=True)
+            )
+        )
+    return plan.result[0]
+
+
+def _driver_params(plan: _Plan, params: Mapping[str, Any]) -> Any:
+    values = dict(plan.constants)
+    keys = plan.keys
+    for name, value in params.items():
+        values[keys.get(name, name)] = value
+    if missing := plan.required - values.keys():
+        raise ValueError(f"a value is required for bind parameter(s) {sorted(missing)}")
+    for name, default in plan.defaults:
+        if name not in values:
+            values[name] = default.arg if default.is_scalar else default.arg(None)
+    for name, processor in plan.bind:
+        values[name] = processor(values.get(name))
+    if plan.positional is not None:
+        return tuple(values[name] for name in plan.positional)
+    return values
+
+
+def _watched(connection: Connection) -> bool:
+    dispatch = connection.dispatch
+    return bool(
+        connection.engine.echo
+        or dispatch.before_cursor_execute
+        or dispatch.after_cursor_execute
+        or dispatch.before_execute
+        or dispatch.after_execute
+    )
+
+
+def execute(
+    connection: Connection,
+    statement: Any,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+) -> list[Any]:
+    """Run ``statement`` with ``params`` (one mapping, or a list for many rows) on the
+    driver's cursor in ``connection``'s transaction; return its rows as named tuples
+    (empty when it returns none)."""
+    if not connection.in_transaction():
+        raise RuntimeError("herald.core.direct runs inside a transaction SQLAlchemy began")
+    if _watched(connection):
+        # Someone listens for statements (echo, tracing, a test): SQLAlchemy runs it.
+        result = connection.execute(statement, params)
+        return list(result) if result.returns_rows else []
+    many = isinstance(params, Sequence)
+    rows_in: Sequence[Mapping[str, Any]] = params if many else [params or {}]  # type: ignore[list-item,assignment]
+    if not rows_in:
+        return []
+    columns = None
+    if isinstance(statement, Insert):
+        columns = tuple(sorted(rows_in[0]))
+        if any(tuple(sorted(p)) != columns for p in rows_in[1:]):
+            raise ValueError("every row of a many-row INSERT must give the same columns")
+    dialect = connection.dialect
+    plan = _plan(statement, dialect, columns)
+    driver = [_driver_params(plan, p) for p in rows_in]
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
+    try:
+        if len(driver) == 1:
+            cursor.execute(plan.sql, driver[0])
+        else:
+            cursor.executemany(plan.sql, driver)
+        fetched = cursor.fetchall() if plan.row is not None else []
+        description = cursor.description
+    except dialect.loaded_dbapi.Error as exc:
+        gone = dialect.is_disconnect(exc, dbapi_connection, cursor)
+        if gone:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            plan.sql,
+            driver if many else driver[0],
+            exc,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=gone,
+            dialect=dialect,
+        ) from exc
+    finally:
+        cursor.close()
+    if plan.row is None:
+        return []
+    make, processors = plan.row, _result_processors(plan, dialect, description)
+    if not any(processors):
+        return [make(*raw) for raw in fetched]
+    return [
+        make(*(v if p is None else p(v) for p, v in zip(processors, raw, strict=True)))
+        for raw in fetched
+    ]

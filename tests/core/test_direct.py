@@ -1,0 +1,168 @@
+"""Prebuilt statements on the driver's cursor give what SQLAlchemy's own execution gives."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    bindparam,
+    event,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from herald.core import direct
+from herald.core.clock import utcnow
+from herald.core.db import UTCDateTime, get_engine
+
+metadata = MetaData()
+probe = Table(
+    "direct_probe",
+    metadata,
+    Column("id", Uuid, primary_key=True, default=uuid.uuid4),
+    Column("name", String(40), nullable=False),
+    Column("state", String(20), nullable=False, default="new"),
+    Column("flag", Boolean, nullable=False, default=False),
+    Column("n", Integer, nullable=False, default=0),
+    Column("ratio", Float, nullable=True),
+    Column("data", JSON, nullable=True),
+    Column("at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+INSERT = insert(probe)
+BUMP = (
+    update(probe)
+    .where(
+        probe.c.id == bindparam("p_id", type_=probe.c.id.type),
+        probe.c.state.in_([literal("new"), literal("old")]),
+    )
+    .values(n=probe.c.n + 1, state="bumped", at=bindparam("p_at", type_=probe.c.at.type))
+    .returning(probe.c.id, probe.c.n, probe.c.state, probe.c.at, probe.c.updated_at)
+)
+READ = select(
+    probe.c.id,
+    probe.c.name,
+    probe.c.flag,
+    probe.c.ratio,
+    probe.c.data,
+    probe.c.at,
+    probe.c.created_at,
+    (probe.c.n * 2).label("twice"),
+).where(probe.c.name == bindparam("p_name", type_=probe.c.name.type))
+
+
+@pytest.fixture
+def engine(db_backend: str) -> Iterator[Engine]:
+    engine = get_engine()
+    metadata.create_all(engine)
+    try:
+        yield engine
+    finally:
+        metadata.drop_all(engine)
+
+
+def _both(engine: Engine, statement: Any, params: Any) -> tuple[list[Any], list[Any]]:
+    """The same statement through direct and through SQLAlchemy, each in its own
+    transaction that is rolled back."""
+    with engine.connect() as connection, connection.begin() as tx:
+        ours = direct.execute(connection, statement, params)
+        tx.rollback()
+    with engine.connect() as connection, connection.begin() as tx:
+        result = connection.execute(statement, params)
+        theirs = list(result) if result.returns_rows else []
+        tx.rollback()
+    return ours, theirs
+
+
+def test_inserts_fill_python_defaults_and_values_round_trip(engine: Engine) -> None:
+    at = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    rows = [
+        {"name": "a", "ratio": 0.25, "data": {"k": [1, "x"]}, "at": at, "flag": True},
+        {"name": "b", "ratio": None, "data": None, "at": None, "flag": False},
+    ]
+    with engine.begin() as connection:
+        assert direct.execute(connection, INSERT, rows) == []
+    with engine.begin() as connection:
+        (a,) = direct.execute(connection, READ, {"p_name": "a"})
+        (b,) = direct.execute(connection, READ, {"p_name": "b"})
+        (sa_a,) = connection.execute(READ, {"p_name": "a"})
+    assert tuple(a) == tuple(sa_a)
+    assert isinstance(a.id, uuid.UUID)
+    assert (a.flag, a.ratio, a.data, a.at, a.twice) == (True, 0.25, {"k": [1, "x"]}, at, 0)
+    assert a.created_at.tzinfo is not None and abs(a.created_at - utcnow()) < timedelta(minutes=1)
+    assert (b.flag, b.ratio, b.data, b.at) == (False, None, None, None)
+    with engine.begin() as connection:
+        direct.execute(connection, INSERT, {"name": "c"})
+        (c,) = direct.execute(connection, READ, {"p_name": "c"})
+    assert (c.flag, c.ratio, c.at) == (False, None, None)  # the defaults
+
+
+def test_update_returning_matches_sqlalchemy_and_applies_onupdate(engine: Engine) -> None:
+    old = datetime(2000, 1, 1, tzinfo=UTC)
+    with engine.begin() as connection:
+        connection.execute(INSERT, {"name": "a", "updated_at": old})
+        (row_id,) = connection.execute(select(probe.c.id)).scalars()
+    at = utcnow()
+    ours, theirs = _both(engine, BUMP, {"p_id": row_id, "p_at": at})
+    assert len(ours) == len(theirs) == 1
+    assert ours[0][:4] == tuple(theirs[0])[:4] == (row_id, 1, "bumped", at)
+    assert ours[0].updated_at > old and theirs[0].updated_at > old  # onupdate ran in both
+    # A row the WHERE does not match: no rows, as from SQLAlchemy.
+    assert _both(engine, BUMP, {"p_id": uuid.uuid4(), "p_at": at}) == ([], [])
+
+
+def test_driver_errors_come_out_as_sqlalchemys(engine: Engine) -> None:
+    row_id = uuid.uuid4()
+    with engine.begin() as connection:
+        direct.execute(connection, INSERT, {"id": row_id, "name": "a"})
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        direct.execute(connection, INSERT, {"id": row_id, "name": "again"})
+
+
+def test_refuses_what_it_cannot_run_as_sqlalchemy_would(engine: Engine) -> None:
+    expanding = select(probe.c.id).where(probe.c.name.in_(bindparam("p_names", expanding=True)))
+    with engine.begin() as connection, pytest.raises(ValueError, match="expanding"):
+        direct.execute(connection, expanding, {"p_names": ["a"]})
+    with engine.begin() as connection, pytest.raises(ValueError, match="p_at"):
+        direct.execute(connection, BUMP, {"p_id": uuid.uuid4()})
+    uneven = [{"name": "a"}, {"name": "b", "flag": True}]
+    with engine.begin() as connection, pytest.raises(ValueError, match="same columns"):
+        direct.execute(connection, INSERT, uneven)
+    with engine.connect() as connection, pytest.raises(RuntimeError, match="transaction"):
+        direct.execute(connection, READ, {"p_name": "a"})
+
+
+def test_a_statement_listener_sees_every_statement(engine: Engine) -> None:
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with engine.begin() as connection:
+            direct.execute(connection, INSERT, {"name": "a"})
+            (row,) = direct.execute(connection, READ, {"p_name": "a"})
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert row.name == "a"
+    assert [s.split()[0] for s in seen if not s.startswith("BEGIN")] == ["INSERT", "SELECT"]
