@@ -334,3 +334,15 @@ def test_make_client_never_follows_redirects() -> None:
         assert client.headers["User-Agent"] == USER_AGENT
         assert client.timeout.connect == 2.0
         assert client.timeout.read == 9.0
+
+
+def test_make_client_keeps_no_cookies() -> None:
+    """The client is shared by every channel: one platform's cookie must not be sent on
+    another channel's request."""
+    with make_client() as client:
+        request = client.build_request("POST", URL)
+        answer = httpx.Response(200, headers={"Set-Cookie": "session=abc; Path=/"}, request=request)
+        client.cookies.extract_cookies(answer)
+        client.cookies.set("other", "x", domain="platform.example")
+        assert not client.cookies
+        assert "cookie" not in client.build_request("POST", URL).headers

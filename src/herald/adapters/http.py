@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar
 from typing import Any
 
 import httpx
@@ -20,6 +21,18 @@ RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_MESSAGE = 500
 
 
+class _NoCookies(CookieJar):
+    """A cookie jar that keeps nothing. One client serves every channel of every
+    workspace in a process, so a cookie one platform sets must not ride along on the next
+    request to that host made for someone else. No adapter logs in with cookies."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: Any) -> None:
+        return None
+
+
 def make_client(*, connect_timeout: float = 5.0, read_timeout: float = 30.0) -> httpx.Client:
     # Redirects are not followed: a platform API never needs one for a write, and a
     # redirect is how a user-supplied URL would be bounced to an internal address.
@@ -27,6 +40,7 @@ def make_client(*, connect_timeout: float = 5.0, read_timeout: float = 30.0) -> 
         timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT},
+        cookies=_NoCookies(),
     )
 
 
