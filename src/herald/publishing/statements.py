@@ -3,7 +3,9 @@
 Every delivery runs these (claim, job sync, attempt rows, settle). Building a SQLAlchemy
 statement and its cache key costs more than running it on SQLite, so each is built on
 first use and kept; calls pass only parameters. They are Core statements on the tables,
-run on the session's connection: no ORM bookkeeping, no identity map to synchronise.
+run in the session's transaction through :mod:`herald.core.direct` (the driver's cursor,
+SQLAlchemy's compiled SQL and type processors): no ORM bookkeeping, no identity map to
+synchronise, no per-call execution machinery.
 
 Bind parameters are named ``p_*``: a name equal to a column's is reserved by SQLAlchemy
 for the SET clause.
