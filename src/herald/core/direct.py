@@ -14,8 +14,9 @@ Rules:
 - Statements must be built once and kept (``functools.cache``), since plans are cached by
   the statement object.
 - Every bind parameter must have one value: an expanding ``IN`` list is refused (build
-  IN lists of constants from ``literal()`` values instead), and an INSERT must be given
-  every column that has a Python-side default.
+  IN lists of constants from ``literal()`` values instead), and so is a call that leaves a
+  parameter out. Columns a statement does not set get their Python-side ``default``
+  (INSERT) or ``onupdate`` (UPDATE), as SQLAlchemy gives them.
 - When anything listens for statements (``echo``, a ``before_cursor_execute`` hook such
   as a tracer), SQLAlchemy runs them as usual, so what is watched sees every statement.
 - Driver errors come out as SQLAlchemy's (``IntegrityError``...), as from ``execute``;
