@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 from kombu.entity import Queue
 
 from herald.core.settings import Settings, get_settings
@@ -126,3 +126,11 @@ def _fresh_database_connections(**_: Any) -> None:
     from herald.core.db import reset_engine
 
     reset_engine(close=False)
+
+
+@worker_process_shutdown.connect
+def _flush_live_events(**_: Any) -> None:
+    # A pool process ends with os._exit (no atexit): read Redis's last answers first.
+    from herald.events.service import flush_events
+
+    flush_events()

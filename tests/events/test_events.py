@@ -29,7 +29,7 @@ from fastapi.testclient import TestClient
 from herald.core.settings import get_settings
 from herald.events import service
 from herald.events.api import router
-from herald.events.service import publish_after_commit, publish_event, stream_key
+from herald.events.service import flush_events, publish_after_commit, publish_event, stream_key
 from tests.conftest import Account
 from tests.servers import serve
 
@@ -240,6 +240,7 @@ def test_an_id_the_stream_no_longer_holds_gets_a_reset(
     workspace = account.workspace_id
     for n in range(3):
         publish_event(workspace, "job.state", {"n": n})
+    flush_events()  # pipelined: Redis has them once it answered
     with redis.Redis.from_url(redis_broker, decode_responses=True) as client:
         ids = [entry_id for entry_id, _fields in client.xrange(stream_key(workspace))]
         assert len(ids) == 3
@@ -305,6 +306,7 @@ def test_publish_after_commit_sends_on_commit_only(
             publish_after_commit(session, account.workspace_id, "job.state", data)
             data["n"] = "changed later"  # encoded when scheduled
             assert client.xlen(key) == 0  # not before the commit
+        flush_events()
         [(_id, fields)] = client.xrange(key)
         assert fields == {"kind": "job.state", "data": '{"n":"committed"}', "prev": "0-0"}
 
@@ -389,6 +391,7 @@ def test_old_events_are_trimmed_recent_ones_kept(redis_broker: str) -> None:
         for n in range(1, 151):  # over one radix-tree node: approximate trims drop nodes
             client.xadd(stream_key(workspace), {"kind": "k", "data": "{}"}, id=f"{then}-{n}")
         publish_event(workspace, "job.state", {"n": "now"})
+        flush_events()
         return stream_key(workspace)
 
     with client:
@@ -422,6 +425,7 @@ def test_events_dropped_while_redis_was_down_become_a_reset(embedded_redis: Any)
 
     lost, other = uuid.uuid4(), uuid.uuid4()
     publish_event(lost, "job.state", {"n": 1})
+    flush_events()
 
     async def position() -> str:
         stream = await service.open_stream(lost, None)
@@ -453,6 +457,7 @@ def test_resume_and_reset_on_the_embedded_redis(embedded_redis: Any) -> None:
     workspace = uuid.uuid4()
     for n in range(4):
         publish_event(workspace, "job.state", {"n": n})
+    flush_events()
     with embedded_redis.client() as client:
         ids = [entry_id.decode() for entry_id, _ in client.xrange(stream_key(workspace))]
         client.xtrim(stream_key(workspace), maxlen=2, approximate=False)  # n=2, n=3 left
@@ -475,3 +480,99 @@ def test_resume_and_reset_on_the_embedded_redis(embedded_redis: Any) -> None:
     # A stream never written to (or lost): from the start is safe, any other id is not.
     assert asyncio.run(start("0-0", uuid.uuid4())) == (False, "0-0", [])
     assert asyncio.run(start(ids[2], uuid.uuid4())) == (True, "0-0", [])
+
+
+# --- pipelined publishing -------------------------------------------------------------
+
+
+def kinds_and_numbers(client: redis.Redis, workspace: uuid.UUID) -> list[tuple[str, Any]]:
+    return [
+        (fields[b"kind"].decode(), json.loads(fields[b"data"]).get("n"))
+        for _id, fields in client.xrange(stream_key(workspace))
+    ]
+
+
+def test_publishing_does_not_wait_for_redis_to_answer(embedded_redis: Any) -> None:
+    workspace = uuid.uuid4()
+    publish_event(workspace, "job.state", {"n": 0})  # connects, loads the script
+    flush_events()
+    with embedded_redis.client() as client:
+        # Redis holds every write (scripts included) for 0.8 s; reads still answer.
+        client.execute_command("CLIENT", "PAUSE", 800, "WRITE")
+        for n in range(1, 4):
+            publish_event(workspace, "job.state", {"n": n})
+        # Had publishing waited for Redis, the events would be in the stream by now.
+        assert client.xlen(stream_key(workspace)) == 1
+        flush_events()  # waits for the answers: the pause is over
+        assert kinds_and_numbers(client, workspace) == [("job.state", n) for n in range(4)]
+
+
+def test_an_append_redis_refuses_becomes_a_reset(
+    embedded_redis: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused, other = uuid.uuid4(), uuid.uuid4()
+    with embedded_redis.client() as client:
+        client.set(stream_key(refused), "not a stream")  # XADD answers WRONGTYPE
+        publish_event(refused, "job.state", {"n": 1})  # no error here: it is not read yet
+        flush_events()
+        assert "Redis refused it" in caplog.text
+        client.delete(stream_key(refused))
+        publish_event(other, "job.state", {"n": 2})  # carries the reset for `refused`
+        flush_events()
+        assert kinds_and_numbers(client, refused) == [("reset", None)]
+        assert kinds_and_numbers(client, other) == [("job.state", 2)]
+
+
+def test_a_flushed_script_cache_is_reloaded_and_the_lost_event_becomes_a_reset(
+    embedded_redis: Any,
+) -> None:
+    workspace = uuid.uuid4()
+    publish_event(workspace, "job.state", {"n": 0})
+    flush_events()
+    with embedded_redis.client() as client:
+        client.script_flush()
+        publish_event(workspace, "job.state", {"n": 1})  # answered NOSCRIPT
+        publish_event(workspace, "job.state", {"n": 2})  # loads the script again
+        flush_events()
+        assert kinds_and_numbers(client, workspace) == [
+            ("job.state", 0),
+            ("reset", None),
+            ("job.state", 2),
+        ]
+
+
+def test_a_restarted_redis_gets_the_next_event_on_a_new_connection(embedded_redis: Any) -> None:
+    workspace = uuid.uuid4()
+    publish_event(workspace, "job.state", {"n": 1})
+    flush_events()
+    embedded_redis.stop()
+    embedded_redis.start()  # AOF: the stream survives; the old connection is closed
+    publish_event(workspace, "job.state", {"n": 2})
+    flush_events()
+    with embedded_redis.client() as client:
+        # Nothing was lost, so no reset: the closed connection was noticed before sending.
+        assert kinds_and_numbers(client, workspace) == [("job.state", 1), ("job.state", 2)]
+
+
+def _publish_in_child(workspace: uuid.UUID) -> None:
+    publish_event(workspace, "job.state", {"n": "child"})
+    flush_events()
+
+
+def test_a_forked_child_publishes_on_its_own_connection(embedded_redis: Any) -> None:
+    import multiprocessing
+
+    workspace = uuid.uuid4()
+    publish_event(workspace, "job.state", {"n": "parent, before"})  # answer not read yet
+    child = multiprocessing.get_context("fork").Process(target=_publish_in_child, args=(workspace,))
+    child.start()
+    child.join(TIMEOUT)
+    assert child.exitcode == 0
+    publish_event(workspace, "job.state", {"n": "parent, after"})
+    flush_events()
+    with embedded_redis.client() as client:
+        assert kinds_and_numbers(client, workspace) == [
+            ("job.state", "parent, before"),
+            ("job.state", "child"),
+            ("job.state", "parent, after"),
+        ]
