@@ -225,9 +225,8 @@ def _machine_jiffies() -> tuple[int, int]:
     return total - idle, total
 
 
-def _group_jiffies(pids: set[int], groups: set[int]) -> int:
-    """utime + stime of the given processes and of every process in the given groups."""
-    used = 0
+def _processes() -> Iterator[tuple[int, int, str, int]]:
+    """(pid, process group, command name, utime + stime jiffies) of every process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -236,11 +235,14 @@ def _group_jiffies(pids: set[int], groups: set[int]) -> int:
         except OSError:
             continue
         # The command name may hold spaces and parentheses: split after the last ")".
-        fields = stat.rsplit(")", 1)[1].split()
-        pid, pgrp = int(entry.name), int(fields[2])
-        if pid in pids or pgrp in groups:
-            used += int(fields[11]) + int(fields[12])
-    return used
+        head, _, tail = stat.rpartition(")")
+        fields = tail.split()
+        jiffies = int(fields[11]) + int(fields[12])
+        yield int(entry.name), int(fields[2]), head.partition("(")[2], jiffies
+
+
+# Shared services, told apart by command name; their CPU counts as others' in the totals.
+SERVICES = {"redis": ("redis-server",), "database": ("postgres",)}
 
 
 @dataclass
@@ -248,15 +250,38 @@ class CpuMeter:
     """How many cores the machine, our own processes and everyone else used over an
     interval (from /proc; Linux only, zeros elsewhere). "Ours" is this process plus the
     process groups given (the worker and its pool, the receiver); shared services such as
-    Redis and PostgreSQL count as others."""
+    Redis and PostgreSQL count as others.
+
+    ``roles`` names process groups (leader pid → name) for :meth:`split`: the CPU seconds
+    each used, the leader apart from the rest of its group (a worker's parent and its
+    pool), this process as "bench", and Redis and PostgreSQL by command name."""
 
     pids: set[int] = field(default_factory=lambda: {os.getpid()})
     groups: set[int] = field(default_factory=set)
-    _start: tuple[float, int, int, int] | None = None
+    roles: dict[int, str] = field(default_factory=dict)
+    _start: tuple[float, int, int, dict[str, int]] | None = None
+    _split: dict[str, float] = field(default_factory=dict)
 
-    def _sample(self) -> tuple[float, int, int, int]:
+    def _role(self, pid: int, pgrp: int, name: str) -> str | None:
+        if pid in self.pids:
+            return "bench"
+        if pgrp in self.roles:
+            return self.roles[pgrp] if pid == pgrp else f"{self.roles[pgrp]} pool"
+        if pgrp in self.groups:
+            return "ours"
+        for role, names in SERVICES.items():
+            if name.startswith(names):
+                return role
+        return None
+
+    def _sample(self) -> tuple[float, int, int, dict[str, int]]:
         busy, total = _machine_jiffies()
-        return time.monotonic(), busy, total, _group_jiffies(self.pids, self.groups)
+        used: dict[str, int] = {}
+        for pid, pgrp, name, jiffies in _processes():
+            role = self._role(pid, pgrp, name)
+            if role is not None:
+                used[role] = used.get(role, 0) + jiffies
+        return time.monotonic(), busy, total, used
 
     def start(self) -> None:
         with contextlib.suppress(OSError, ValueError, IndexError):
@@ -269,19 +294,28 @@ class CpuMeter:
             end = self._sample()
         except (OSError, ValueError, IndexError):
             return {}
-        t0, busy0, total0, ours0 = self._start
-        t1, busy1, total1, ours1 = end
+        t0, busy0, total0, used0 = self._start
+        t1, busy1, total1, used1 = end
         cores = os.cpu_count() or 1
         if total1 == total0:
             return {}
         machine = cores * (busy1 - busy0) / (total1 - total0)
         hz = os.sysconf("SC_CLK_TCK")
-        ours = (ours1 - ours0) / hz / max(t1 - t0, 1e-9)
+        # A process that ended in between is left out of both samples' sums.
+        self._split = {
+            role: max(0, jiffies - used0.get(role, 0)) / hz for role, jiffies in used1.items()
+        }
+        ours = sum(v for k, v in self._split.items() if k not in SERVICES)
+        ours /= max(t1 - t0, 1e-9)
         return {
             "machine_cores_busy": round(machine, 2),
             "our_cores": round(ours, 2),
             "others_cores": round(max(0.0, machine - ours), 2),
         }
+
+    def split(self) -> dict[str, float]:
+        """CPU seconds by role over the last start → stop."""
+        return dict(self._split)
 
 
 # --- processes -------------------------------------------------------------------------

@@ -166,7 +166,10 @@ class Bench:
     def meter(self) -> CpuMeter:
         assert self.worker is not None
         assert self.receiver.process is not None
-        meter = CpuMeter(groups={self.worker.pid, self.receiver.process.pid})
+        meter = CpuMeter(
+            groups={self.worker.pid, self.receiver.process.pid},
+            roles={self.worker.pid: "worker", self.receiver.process.pid: "receiver"},
+        )
         meter.start()
         return meter
 
@@ -285,7 +288,8 @@ def run_raw(bench: Bench, n: int, round_: int) -> ModeResult:
     r.close()
     if len(times) != n:
         bench.problems.append(f"raw round {round_}: {len(times)} completions for {n} tasks")
-    return ModeResult(RAW, round_, n, enqueued, times[-1], times, {"cpu": cpu})
+    extra = {"cpu": cpu, "cpu_ms_per_task": cpu_per_task(meter, n)}
+    return ModeResult(RAW, round_, n, enqueued, times[-1], times, extra)
 
 
 def publish(bench: Bench, post_ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
@@ -432,8 +436,18 @@ def finish_herald(
         enqueued,
         times[-1],
         times,
-        {"recorded_seconds": round(recorded, 4), "cpu": cpu, "checks": checks},
+        {
+            "recorded_seconds": round(recorded, 4),
+            "cpu": cpu,
+            "cpu_ms_per_task": cpu_per_task(meter, n),
+            "checks": checks,
+        },
     )
+
+
+def cpu_per_task(meter: CpuMeter, n: int) -> dict[str, float]:
+    """Milliseconds of CPU per task, by process role (see :data:`CPU_ROLES`)."""
+    return {role: round(1000 * seconds / n, 3) for role, seconds in meter.split().items()}
 
 
 def warm_up(bench: Bench, post_ids: list[uuid.UUID]) -> None:
@@ -493,6 +507,7 @@ def print_report(
             "?" if others is None else f"{others:.2f} cores",
         )
     console.print(table)
+    print_cpu_split(console, results)
     verdict = "meets" if ratio >= TARGET_RATIO else "is BELOW"
     each = ", ".join(f"{ratios[i]:.3f}" for i in sorted(ratios))
     print(
@@ -528,6 +543,39 @@ def print_report(
         "(after its receiver hit, which ends the timing)"
     )
     return ratio
+
+
+# (role in CpuMeter.split(), column heading)
+CPU_ROLES = [
+    ("bench", "this script¹"),
+    ("worker", "worker parent"),
+    ("worker pool", "pool children"),
+    ("receiver", "receiver"),
+    ("redis", "Redis"),
+    ("database", "PostgreSQL"),
+]
+
+
+def print_cpu_split(console: Any, results: list[ModeResult]) -> None:
+    """CPU per task by process, the median of each mode's rounds: where the cores went."""
+    from rich.table import Table
+
+    table = Table(title="CPU ms per task, by process (median of the rounds)")
+    table.add_column("mode")
+    for _, heading in [*CPU_ROLES, ("", "total")]:
+        table.add_column(heading, justify="right")
+    for mode in MODES:
+        splits = [r.extra.get("cpu_ms_per_task") or {} for r in results if r.mode == mode]
+        if not splits or not any(splits):
+            continue
+        cells = [statistics.median(s.get(role, 0.0) for s in splits) for role, _ in CPU_ROLES]
+        total = statistics.median(sum(s.values()) for s in splits)
+        table.add_row(LABELS[mode], *(f"{c:.2f}" for c in cells), f"{total:.2f}")
+    console.print(table)
+    print(
+        "¹ the requests (raw: apply_async; Herald: create_publications + commit + send) and "
+        "the polling for the end; jiffies from /proc, 10 ms each"
+    )
 
 
 WORKER_PARTS = [

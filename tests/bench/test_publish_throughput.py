@@ -34,6 +34,7 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
     assert "Herald / raw = " in out
     assert "worker side only / raw = " in out
     assert "cores usable" in out
+    assert "CPU ms per task, by process" in out
 
     svg = (results / "publish_throughput.svg").read_text()
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
@@ -48,3 +49,8 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         checks = modes[mode]["checks"]
         assert checks["receiver_distinct_keys"] == checks["receiver_requests"] == N
         assert checks["states"] == {"published": N}
+    # CPU per task by process: this script, the worker's parent and its pool, the receiver.
+    for run in modes.values():
+        roles = set(run["cpu_ms_per_task"])
+        assert {"bench", "worker", "worker pool"} <= roles, roles
+        assert run["mode"] == "raw" or "receiver" in roles
