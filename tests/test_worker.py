@@ -26,9 +26,17 @@ def test_limits_prefetch_events_and_visibility_timeout() -> None:
     conf = app.conf
     assert conf.worker_prefetch_multiplier == 1
     assert conf.worker_send_task_events is True
-    assert conf.task_send_sent_event is True
+    assert conf.task_send_sent_event is False  # opt-in: HERALD_TASK_SENT_EVENTS
     assert conf.task_soft_time_limit == 50 * 60
     assert conf.task_time_limit == 60 * 60
     broker_vt = conf.broker_transport_options["visibility_timeout"]
     assert broker_vt == conf.result_backend_transport_options["visibility_timeout"]
     assert broker_vt == settings.visibility_timeout > conf.task_time_limit
+
+
+def test_task_sent_events_are_opt_in() -> None:
+    from herald.core.settings import Settings
+    from herald.worker import celery_config
+
+    assert celery_config(Settings(task_sent_events=True))["task_send_sent_event"] is True
+    assert celery_config(Settings())["task_send_sent_event"] is False

@@ -71,9 +71,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": "maintenance",
         "task_routes": TASK_ROUTES,
         "task_create_missing_queues": False,
-        # Events on, so Flower (and `celery events`) see every task unchanged.
+        # Events on, so Flower (and `celery events`) see every task from the moment a
+        # worker receives it. The task-sent event (a second PUBLISH with every message)
+        # is opt-in: Herald's own records already show what is queued.
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": settings.task_sent_events,
         "task_track_started": True,
         "task_soft_time_limit": settings.task_soft_time_limit,
         "task_time_limit": settings.task_time_limit,

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         None, description="Worker processes/threads. Unset: Celery's default (the CPU count)."
     )
     worker_pool: str = Field("prefork", description="Celery pool: prefork, threads or solo.")
+    task_sent_events: bool = Field(
+        False,
+        description="Also send Celery's task-sent event with every message (Flower then lists "
+        "a task before a worker takes it); costs about half of each send's CPU.",
+    )
     worker_ping_timeout: float = Field(
         1.0, description="Seconds the health check waits for workers to answer a ping."
     )
