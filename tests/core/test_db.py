@@ -83,3 +83,34 @@ def test_in_memory_databases_take_no_lock(tmp_path: Path) -> None:
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (n INTEGER)"))
     assert not list(tmp_path.iterdir())
+
+
+def test_a_begin_that_fails_is_sqlalchemys_error_and_releases_the_lock(tmp_path: Path) -> None:
+    import sqlite3
+
+    import pytest
+    from sqlalchemy.exc import OperationalError
+
+    engine = _engine(tmp_path)
+    raw = engine.raw_connection()  # the pool's one connection: make it wait 50 ms, not 30 s
+    raw.driver_connection.execute("PRAGMA busy_timeout=50")  # type: ignore[union-attr]
+    raw.close()
+    # A writer that is not Herald's takes SQLite's lock without the lock file.
+    outsider = sqlite3.connect(tmp_path / "h.db", isolation_level=None)
+    outsider.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="database is locked"), engine.begin():
+            pass
+    finally:
+        outsider.rollback()
+        outsider.close()
+    # The failed BEGIN let go of the lock file: Herald's next writer is not stuck behind it.
+    done = threading.Event()
+
+    def writer() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+        done.set()
+
+    threading.Thread(target=writer).start()
+    assert done.wait(timeout=5)

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -159,21 +160,32 @@ READ_ONLY = "herald_read_only"
 
 
 def _sqlite_begin_immediate(conn: Any) -> None:
+    # BEGIN goes to the driver's connection, as SQLAlchemy's own do_begin would: through
+    # exec_driver_sql it would cost an execution context of its own, a third of an
+    # empty transaction. Errors come out as SQLAlchemy's (OperationalError...).
+    dbapi_connection = conn.connection.dbapi_connection
     if conn.get_execution_options().get(READ_ONLY):
         # A reader (see read_scope): WAL gives it a snapshot without any lock.
-        conn.exec_driver_sql("BEGIN")
+        _begin(dbapi_connection, "BEGIN")
         return
     # Take the write lock when the transaction starts: a deferred transaction that
     # reads and then writes can fail with SQLITE_BUSY without waiting on the timeout.
-    dbapi_connection = conn.connection.dbapi_connection
-    if isinstance(dbapi_connection, WriterLockedConnection):
+    locked = isinstance(dbapi_connection, WriterLockedConnection)
+    if locked:
         dbapi_connection.acquire_writer_lock()
     try:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _begin(dbapi_connection, "BEGIN IMMEDIATE")
     except BaseException:
-        if isinstance(dbapi_connection, WriterLockedConnection):
+        if locked:
             dbapi_connection.release_writer_lock()
         raise
+
+
+def _begin(dbapi_connection: Any, statement: str) -> None:
+    try:
+        dbapi_connection.execute(statement)
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
