@@ -346,3 +346,5 @@ def test_make_client_keeps_no_cookies() -> None:
         client.cookies.set("other", "x", domain="platform.example")
         assert not client.cookies
         assert "cookie" not in client.build_request("POST", URL).headers
+        with pytest.raises(TypeError, match="keeps no cookies"):
+            client.cookies = {"session": "abc"}
