@@ -1,4 +1,5 @@
-"""The SQLite writer lock: writers queue on a lock file and start when the holder ends."""
+"""The database engine: the SQLite writer lock (writers queue on a lock file and start when
+the holder ends), a failed BEGIN, and the pooled connections tested only after idling."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from herald.core.db import WriterLockedConnection, make_engine
@@ -88,7 +90,6 @@ def test_in_memory_databases_take_no_lock(tmp_path: Path) -> None:
 def test_a_begin_that_fails_is_sqlalchemys_error_and_releases_the_lock(tmp_path: Path) -> None:
     import sqlite3
 
-    import pytest
     from sqlalchemy.exc import OperationalError
 
     engine = _engine(tmp_path)
@@ -114,3 +115,67 @@ def test_a_begin_that_fails_is_sqlalchemys_error_and_releases_the_lock(tmp_path:
 
     threading.Thread(target=writer).start()
     assert done.wait(timeout=5)
+
+
+def _postgres_engine():  # type: ignore[no-untyped-def]
+    from tests.services import PG_ADMIN_URL, postgres_available, service_missing
+
+    reason = postgres_available()
+    if reason:
+        service_missing("PostgreSQL", reason)
+    url = PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    return make_engine(url, pool_size=1, max_overflow=0)
+
+
+def _backend_pid(engine) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def test_a_pooled_connection_that_died_while_idle_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from herald.core import db
+    from tests.services import PG_ADMIN_URL
+
+    engine = _postgres_engine()
+
+    def kill(pid: int) -> None:  # as a server restart or an idle timeout would
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    try:
+        first = _backend_pid(engine)
+        kill(first)
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)  # it has been idle long enough
+        second = _backend_pid(engine)  # the ping failed, the pool connected afresh
+        assert second != first
+
+        kill(second)
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)  # a moment ago: no ping
+        with pytest.raises(OperationalError):
+            _backend_pid(engine)
+        assert _backend_pid(engine) != second  # SQLAlchemy dropped the dead one
+    finally:
+        engine.dispose()
+
+
+def test_only_an_idle_pooled_connection_is_pinged(monkeypatch: pytest.MonkeyPatch) -> None:
+    from herald.core import db
+
+    engine = _postgres_engine()
+    pings: list[object] = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda c: pings.append(c) or real_ping(c))
+    try:
+        _backend_pid(engine)  # a new connection: not pinged
+        _backend_pid(engine)  # back from use a moment ago: not pinged
+        assert pings == []
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+        _backend_pid(engine)  # idle (past the threshold): pinged
+        assert len(pings) == 1
+    finally:
+        engine.dispose()
