@@ -222,18 +222,12 @@ def create_publications(
     if not found:  # another workspace's post is indistinguishable from a missing one
         raise NotFound(f"No post {post_id}.")
     wanted = list(dict.fromkeys(channel_ids))
-    rows: Iterable[Any] = (
-        direct.execute(
-            connection,
-            statements.channel_in_workspace(),
-            {"p_id": wanted[0], "p_workspace_id": workspace},
-        )
-        if len(wanted) == 1
-        else connection.execute(
+    max_retries: dict[uuid.UUID, int] = {
+        row.id: row.max_retries
+        for row in connection.execute(
             statements.channels_in_workspace(), {"p_ids": wanted, "p_workspace_id": workspace}
         )
-    )
-    max_retries: dict[uuid.UUID, int] = {row.id: row.max_retries for row in rows}
+    }
     for channel_id in wanted:
         if channel_id not in max_retries:
             raise NotFound(f"No channel {channel_id}.")

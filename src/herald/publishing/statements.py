@@ -247,16 +247,6 @@ def channels_in_workspace() -> Any:
     )
 
 
-@cache
-def channel_in_workspace() -> Any:
-    """:func:`channels_in_workspace` for one channel (the common request), without the
-    expanding IN that core.direct cannot run. Parameters: p_id, p_workspace_id."""
-    c = channels.c
-    return select(c.id, c.max_retries).where(
-        c.id == _param(channels, "id"), c.workspace_id == _param(channels, "workspace_id")
-    )
-
-
 def _live(post_id: Any) -> ColumnElement[bool]:
     state = publications.c.state
     return and_(publications.c.post_id == post_id, _one_of(state, [*ACTIVE, S.PUBLISHED]))
