@@ -209,26 +209,18 @@ def flush_events() -> None:
 
 
 _PUBLISHERS: dict[str, _Publisher] = {}
-_PUBLISHERS_GUARD = threading.Lock()
 
 
 def _publisher(url: str) -> _Publisher:
     publisher = _PUBLISHERS.get(url)
-    if publisher is None:
-        with _PUBLISHERS_GUARD:
-            publisher = _PUBLISHERS.setdefault(url, _Publisher(url))
+    if publisher is None:  # setdefault is atomic: racing threads end up with one
+        publisher = _PUBLISHERS.setdefault(url, _Publisher(url))
     return publisher
 
 
-def _forget_publishers() -> None:
-    # A forked child (Celery's prefork pool) must not use, or read the answers on, its
-    # parent's connection; a lock held by another thread at the fork would never open.
-    global _PUBLISHERS_GUARD  # noqa: PLW0603
-    _PUBLISHERS.clear()
-    _PUBLISHERS_GUARD = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_publishers)
+# A forked child (Celery's prefork pool) must not use, or read the answers on, its
+# parent's connection, nor wait on a lock another thread held at the fork.
+os.register_at_fork(after_in_child=_PUBLISHERS.clear)
 atexit.register(flush_events)
 
 
