@@ -252,9 +252,9 @@ class CpuMeter:
     process groups given (the worker and its pool, the receiver); shared services such as
     Redis and PostgreSQL count as others.
 
-    ``roles`` names process groups (leader pid → name) for :meth:`split`: the CPU seconds
-    each used, the leader apart from the rest of its group (a worker's parent and its
-    pool), this process as "bench", and Redis and PostgreSQL by command name."""
+    ``roles`` names process groups of ours (leader pid → name) for :meth:`split`: the CPU
+    seconds each used, the leader apart from the rest of its group (a worker's parent and
+    its pool), this process as "bench", and Redis and PostgreSQL by command name."""
 
     pids: set[int] = field(default_factory=lambda: {os.getpid()})
     groups: set[int] = field(default_factory=set)

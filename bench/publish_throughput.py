@@ -166,10 +166,7 @@ class Bench:
     def meter(self) -> CpuMeter:
         assert self.worker is not None
         assert self.receiver.process is not None
-        meter = CpuMeter(
-            groups={self.worker.pid, self.receiver.process.pid},
-            roles={self.worker.pid: "worker", self.receiver.process.pid: "receiver"},
-        )
+        meter = CpuMeter(roles={self.worker.pid: "worker", self.receiver.process.pid: "receiver"})
         meter.start()
         return meter
 
