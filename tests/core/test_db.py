@@ -20,6 +20,19 @@ def _engine(tmp_path: Path):  # type: ignore[no-untyped-def]
     return engine
 
 
+def _a_writer_gets_in(engine) -> bool:  # type: ignore[no-untyped-def]
+    """Whether a writer in another thread commits within 5 s (the lock file is free)."""
+    done = threading.Event()
+
+    def writer() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (2)"))
+        done.set()
+
+    threading.Thread(target=writer).start()
+    return done.wait(timeout=5)
+
+
 def test_a_second_writer_starts_when_the_first_commits(tmp_path: Path) -> None:
     engine = _engine(tmp_path)
     order: list[str] = []
@@ -54,15 +67,7 @@ def test_a_rolled_back_or_failed_transaction_releases_the_lock(tmp_path: Path) -
             raise RuntimeError("boom")
     except RuntimeError:
         pass
-    done = threading.Event()
-
-    def writer() -> None:
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO t VALUES (2)"))
-        done.set()
-
-    threading.Thread(target=writer).start()
-    assert done.wait(timeout=5), "the lock outlived the rolled-back transaction"
+    assert _a_writer_gets_in(engine), "the lock outlived the rolled-back transaction"
 
 
 def test_a_nested_writer_in_the_same_thread_does_not_wait_for_itself(tmp_path: Path) -> None:
@@ -106,15 +111,7 @@ def test_a_begin_that_fails_is_sqlalchemys_error_and_releases_the_lock(tmp_path:
         outsider.rollback()
         outsider.close()
     # The failed BEGIN let go of the lock file: Herald's next writer is not stuck behind it.
-    done = threading.Event()
-
-    def writer() -> None:
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO t VALUES (1)"))
-        done.set()
-
-    threading.Thread(target=writer).start()
-    assert done.wait(timeout=5)
+    assert _a_writer_gets_in(engine)
 
 
 def _postgres_engine():  # type: ignore[no-untyped-def]
