@@ -55,11 +55,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 from redis.retry import Retry
 from redis.typing import EncodableT, FieldT
-from sqlalchemy.orm import Session
 
 from herald.core.errors import HeraldError, InvalidInput
 from herald.core.settings import get_settings
-from herald.core.tx import after_commit
+from herald.core.tx import Tx, after_commit
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +159,7 @@ def publish_event(workspace_id: uuid.UUID, kind: str, data: dict[str, Any]) -> N
 
 
 def publish_after_commit(
-    session: Session, workspace_id: uuid.UUID, kind: str, data: dict[str, Any]
+    session: Tx, workspace_id: uuid.UUID, kind: str, data: dict[str, Any]
 ) -> None:
     """Send the event once ``session``'s transaction commits; nothing on rollback.
 

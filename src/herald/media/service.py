@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from herald.adapters.base import MediaItem
@@ -234,18 +234,29 @@ def media_ids_of(session: Session, post_id: uuid.UUID) -> list[uuid.UUID]:
     )
 
 
-def media_items(session: Session, post_id: uuid.UUID) -> tuple[MediaItem, ...]:
-    """What an adapter sees of a post's images."""
-    rows = session.execute(
-        select(Media)
+def media_items(connection: Connection, post_id: uuid.UUID) -> tuple[MediaItem, ...]:
+    """What an adapter sees of a post's images (plain column reads: a delivery runs this
+    in a transaction without a Session, see herald.core.tx.core_scope)."""
+    media_dir = get_settings().media_dir
+    rows = connection.execute(
+        select(
+            Media.id,
+            Media.storage_path,
+            Media.content_type,
+            Media.size,
+            Media.filename,
+            Media.alt_text,
+            Media.width,
+            Media.height,
+        )
         .join(PostMedia, PostMedia.media_id == Media.id)
         .where(PostMedia.post_id == post_id)
         .order_by(PostMedia.position)
-    ).scalars()
+    )
     return tuple(
         MediaItem(
             id=m.id,
-            path=file_path(m),
+            path=media_dir / m.storage_path,
             content_type=m.content_type,
             size=m.size,
             filename=m.filename,

@@ -39,7 +39,7 @@ from herald.core.clock import utcnow
 from herald.core.crypto import CredentialsUnreadable
 from herald.core.errors import Conflict, NotFound
 from herald.core.settings import get_settings
-from herald.core.tx import after_commit
+from herald.core.tx import Tx, after_commit, core_scope
 from herald.events.service import publish_after_commit
 from herald.jobs import service as jobs
 from herald.jobs.models import Job, JobState
@@ -87,7 +87,7 @@ class AlreadyPublished(Conflict):
 
 
 def transition(
-    session: Session,
+    session: Tx,
     publication_id: uuid.UUID,
     from_states: Iterable[PublicationState],
     to_state: PublicationState,
@@ -116,7 +116,7 @@ def transition(
 
 
 def _sync_job(
-    session: Session, publication_id: uuid.UUID, state: PublicationState, row: ChangedRow
+    session: Tx, publication_id: uuid.UUID, state: PublicationState, row: ChangedRow
 ) -> None:
     job_state = JOB_STATE[state]
     now = utcnow()
@@ -138,7 +138,7 @@ def _sync_job(
 
 
 def _emit(
-    session: Session,
+    session: Tx,
     workspace_id: uuid.UUID,
     publication_id: uuid.UUID,
     task_id: str,
@@ -158,7 +158,7 @@ def _emit(
     )
 
 
-def refresh_post_state(session: Session, post_id: uuid.UUID) -> None:
+def refresh_post_state(session: Tx, post_id: uuid.UUID) -> None:
     """A post's state follows its deliveries (one statement, evaluated in the database)."""
     direct.execute(session.connection(), statements.post_state(), {"p_post_id": post_id})
 
@@ -321,7 +321,7 @@ def post_content(session: Session, post: Post) -> PostContent:
 
 
 def _content(
-    session: Session, post_id: uuid.UUID, text: Any, tags: Iterable[str], *, has_media: bool
+    session: Tx, post_id: uuid.UUID, text: Any, tags: Iterable[str], *, has_media: bool
 ) -> PostContent:
     """A post's :class:`PostContent` from anything with its text columns (title, body,
     excerpt, canonical_url): the ORM object, or the delivery's one-row read."""
@@ -332,11 +332,11 @@ def _content(
         excerpt=text.excerpt,
         tags=tuple(tags),
         canonical_url=text.canonical_url,
-        media=media_items(session, post_id) if has_media else (),
+        media=media_items(session.connection(), post_id) if has_media else (),
     )
 
 
-def claim(session: Session, publication_id: uuid.UUID) -> ChangedRow | None:
+def claim(session: Tx, publication_id: uuid.UUID) -> ChangedRow | None:
     """queued → publishing, only if the channel is active; None if someone else has it.
 
     :func:`attempt_delivery` then runs :func:`prepare` in the same transaction.
@@ -370,7 +370,7 @@ class NotPrepared(Exception):
     """The claimed delivery cannot be attempted as stored (credentials, settings)."""
 
 
-def prepare(session: Session, publication_id: uuid.UUID, row: ChangedRow) -> Claim:
+def prepare(session: Tx, publication_id: uuid.UUID, row: ChangedRow) -> Claim:
     """Load the post and build the channel's adapter for a claimed delivery.
 
     Plain column reads (post and channel in one row, then tags, then images only if the
@@ -428,28 +428,27 @@ class Outcome:
 
 def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
     """Claim, send, record: the body of the ``deliver`` task. None when not claimed."""
-    from herald.core.db import session_scope
-
     claimed: Claim | NotPrepared
-    with session_scope() as session:
-        row = claim(session, publication_id)
+    # Plain Core transactions: this path loads no ORM object (see core_scope).
+    with core_scope() as tx:
+        row = claim(tx, publication_id)
         if row is None:
             return None
         # In the claim's own transaction: a transaction costs more CPU than these two
         # one-row reads hold the (SQLite) writer's lock. The claim commits either way.
         try:
-            claimed = prepare(session, publication_id, row)
+            claimed = prepare(tx, publication_id, row)
         except NotPrepared as exc:
             claimed = exc
     if isinstance(claimed, NotPrepared):
         outcome = Outcome("failed", error=str(claimed))
-        with session_scope() as session:
-            record_outcome(session, publication_id, row, outcome, retry_seconds=(0.0, 0.0))
+        with core_scope() as tx:
+            record_outcome(tx, publication_id, row, outcome, retry_seconds=(0.0, 0.0))
         return outcome
     # No transaction is open while we talk to the platform.
     outcome = _send(claimed.adapter, claimed.content, row.idempotency_key, row.attempt)
-    with session_scope() as session:
-        record_outcome(session, publication_id, row, outcome, retry_seconds=claimed.retry_seconds)
+    with core_scope() as tx:
+        record_outcome(tx, publication_id, row, outcome, retry_seconds=claimed.retry_seconds)
     return outcome
 
 
@@ -495,7 +494,7 @@ def _after_ambiguous(adapter: Any, rendition: Any, key: str, message: str) -> Ou
 
 
 def record_outcome(
-    session: Session,
+    session: Tx,
     publication_id: uuid.UUID,
     claimed: ChangedRow,
     outcome: Outcome,
@@ -585,9 +584,7 @@ def record_outcome(
     )
 
 
-def _cancel_if_requested(
-    session: Session, publication_id: uuid.UUID, target: PublicationState
-) -> None:
+def _cancel_if_requested(session: Tx, publication_id: uuid.UUID, target: PublicationState) -> None:
     """A cancel asked for while the attempt ran: honour it unless the post went out."""
     if target not in (S.RETRY_WAIT,):
         return
