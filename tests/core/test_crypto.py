@@ -27,3 +27,11 @@ def test_rotation_keeps_old_credentials_readable() -> None:
     finally:
         settings.encryption_keys = original
         crypto.reset_crypto()
+
+
+def test_each_decryption_is_a_new_dict() -> None:
+    token = crypto.encrypt_json({"token": "abc", "scopes": ["write"]})
+    first = crypto.decrypt_json(token)
+    first["token"] = "changed"
+    first["scopes"].append("admin")
+    assert crypto.decrypt_json(token) == {"token": "abc", "scopes": ["write"]}
