@@ -302,6 +302,25 @@ def test_invalid_stored_credentials_fail_without_repeating_them(
     assert "hunter2" not in error
 
 
+def test_an_adapter_that_fails_to_build_fails_the_delivery_once(
+    client, account, setup, receiver, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from herald.adapters.webhook import WebhookAdapter
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("hunter2-secret in a traceback")
+
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    monkeypatch.setattr(WebhookAdapter, "build", classmethod(broken))
+    assert deliver(publication["id"]) == "failed"
+    assert deliver(publication["id"]) == "skipped"  # settled: a redelivered message does nothing
+    assert not receiver.posts()
+    error = status(client, account, publication["task_id"])["error"]
+    assert "webhook adapter could not be built (RuntimeError)" in error
+    assert "hunter2" not in error
+
+
 def test_broker_down_still_accepts_and_reconciler_sends_later(
     client, account, setup, receiver, redis_broker, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]

@@ -26,6 +26,7 @@ from herald.adapters.base import (
     AdapterError,
     AmbiguousError,
     AuthError,
+    MediaItem,
     PermanentError,
     PostContent,
     Receipt,
@@ -317,11 +318,12 @@ class Claim:
 
 def post_content(session: Session, post: Post) -> PostContent:
     """What an adapter sees of a post."""
-    return _content(session, post.id, post, post.tags, has_media=bool(post.media_rows))
+    media = media_items(session.connection(), post.id) if post.media_rows else ()
+    return _content(post.id, post, post.tags, media)
 
 
 def _content(
-    session: Tx, post_id: uuid.UUID, text: Any, tags: Iterable[str], *, has_media: bool
+    post_id: uuid.UUID, text: Any, tags: Iterable[str], media: tuple[MediaItem, ...]
 ) -> PostContent:
     """A post's :class:`PostContent` from anything with its text columns (title, body,
     excerpt, canonical_url): the ORM object, or the delivery's one-row read."""
@@ -332,7 +334,7 @@ def _content(
         excerpt=text.excerpt,
         tags=tuple(tags),
         canonical_url=text.canonical_url,
-        media=media_items(session.connection(), post_id) if has_media else (),
+        media=media,
     )
 
 
@@ -370,8 +372,18 @@ class NotPrepared(Exception):
     """The claimed delivery cannot be attempted as stored (credentials, settings)."""
 
 
-def prepare(session: Tx, publication_id: uuid.UUID, row: ChangedRow) -> Claim:
-    """Load the post and build the channel's adapter for a claimed delivery.
+@dataclass(frozen=True)
+class Stored:
+    """What a claimed delivery needs from the database: its post and channel columns
+    (``statements.delivery_content``), the post's tags and images."""
+
+    found: Any
+    tags: tuple[str, ...]
+    media: tuple[MediaItem, ...]
+
+
+def read_delivery(session: Tx, row: ChangedRow) -> Stored:
+    """The post and channel of a claimed delivery, in the claim's transaction.
 
     Plain column reads (post and channel in one row, then tags, then images only if the
     post has any): this runs once per delivery, so it skips the ORM's object loading.
@@ -382,10 +394,16 @@ def prepare(session: Tx, publication_id: uuid.UUID, row: ChangedRow) -> Claim:
         statements.delivery_content(),
         {"p_post_id": row.post_id, "p_channel_id": row.channel_id},
     )
-    tags = [
-        tag for (tag,) in direct.execute(connection, statements.tags(), {"p_post_id": row.post_id})
-    ]
-    content = _content(session, row.post_id, found, tags, has_media=found.has_media)
+    tags = direct.execute(connection, statements.tags(), {"p_post_id": row.post_id})
+    media = media_items(connection, row.post_id) if found.has_media else ()
+    return Stored(found, tuple(tag for (tag,) in tags), media)
+
+
+def prepare(publication_id: uuid.UUID, row: ChangedRow, stored: Stored) -> Claim:
+    """Build the channel's adapter for a claimed delivery (after the claim committed:
+    decrypting and validating its settings need no lock)."""
+    found = stored.found
+    content = _content(row.post_id, found, stored.tags, stored.media)
     try:
         adapter = build_adapter(
             found.platform, found.credentials_encrypted, found.settings, row.channel_id
@@ -399,6 +417,13 @@ def prepare(session: Tx, publication_id: uuid.UUID, row: ChangedRow) -> Claim:
         raise NotPrepared(f"the channel's stored configuration is unusable: {problems}") from None
     except (CredentialsUnreadable, ValueError) as exc:
         raise NotPrepared(f"the channel's stored configuration is unusable: {exc}") from exc
+    except Exception as exc:  # a bug in the adapter: this delivery fails, it does not loop
+        # Only the exception's type: its text may hold the decrypted credentials.
+        log.exception("building the %s adapter failed", found.platform)
+        raise NotPrepared(
+            f"the {found.platform} adapter could not be built ({type(exc).__name__}); "
+            "the worker's log has the details"
+        ) from exc
     return Claim(
         publication_id=publication_id,
         row=row,
@@ -434,12 +459,13 @@ def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
         row = claim(tx, publication_id)
         if row is None:
             return None
-        # In the claim's own transaction: a transaction costs more CPU than these two
-        # one-row reads hold the (SQLite) writer's lock. The claim commits either way.
-        try:
-            claimed = prepare(tx, publication_id, row)
-        except NotPrepared as exc:
-            claimed = exc
+        # In the claim's own transaction: a transaction costs more CPU than these
+        # one-row reads hold the (SQLite) writer's lock.
+        stored = read_delivery(tx, row)
+    try:
+        claimed = prepare(publication_id, row, stored)
+    except NotPrepared as exc:
+        claimed = exc
     if isinstance(claimed, NotPrepared):
         outcome = Outcome("failed", error=str(claimed))
         with core_scope() as tx:
