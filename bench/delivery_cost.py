@@ -119,6 +119,7 @@ class PartTimer:
 @contextlib.contextmanager
 def patched(timer: PartTimer) -> Iterator[None]:
     """Herald's functions, timed where the code under test looks them up."""
+    from sqlalchemy.engine import Transaction
     from sqlalchemy.orm import Session
 
     from herald.events import service as events
@@ -126,11 +127,13 @@ def patched(timer: PartTimer) -> Iterator[None]:
 
     targets: list[tuple[Any, str, str]] = [
         (service, "create_publications", "create_publications"),
-        (Session, "commit", "COMMIT (and flush)"),
+        (Session, "commit", "Session.commit (flush, bookkeeping)"),
+        (Transaction, "commit", "COMMIT"),
         (events, "_send", "live event to Redis (after commit)"),
         (service, "enqueue", "broker send (Celery apply_async)"),
         (service, "claim", "claim (queued → publishing)"),
-        (service, "prepare", "prepare (post, channel, adapter)"),
+        (service, "read_delivery", "read the post and channel"),
+        (service, "prepare", "build the adapter (after the claim)"),
         (service, "_send", "render + HTTP POST to the receiver"),
         (service, "record_outcome", "record the outcome"),
     ]
