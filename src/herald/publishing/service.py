@@ -341,7 +341,7 @@ def _content(
 def claim(session: Tx, publication_id: uuid.UUID) -> ChangedRow | None:
     """queued → publishing, only if the channel is active; None if someone else has it.
 
-    :func:`attempt_delivery` then runs :func:`prepare` in the same transaction.
+    :func:`attempt_delivery` then runs :func:`read_delivery` in the same transaction.
     """
     now = utcnow()
     lease = timedelta(seconds=get_settings().publish_lease_seconds)
