@@ -575,12 +575,16 @@ def print_cpu_split(console: Any, results: list[ModeResult]) -> None:
     )
 
 
+# SQLite's own work: core.direct and the BEGIN hook call the driver's cursor directly.
+SQLITE_EXECUTE = ("~", "<method 'execute' of 'sqlite3.Cursor' objects>")
+
 WORKER_PARTS = [
     # (label, module path suffix, function); names that no longer exist show as 0
     ("attempt_delivery (the whole body)", "herald/publishing/service.py", "attempt_delivery"),
     ("  claim (tx 1: CAS queued→publishing)", "herald/publishing/service.py", "claim"),
-    ("  prepare (read post, channel; no lock)", "herald/publishing/service.py", "prepare"),
-    ("    adapter_for (decrypt credentials)", "herald/channels/service.py", "adapter_for"),
+    ("  read_delivery (post, channel; tx 1)", "herald/publishing/service.py", "read_delivery"),
+    ("  prepare (the adapter, after tx 1)", "herald/publishing/service.py", "prepare"),
+    ("    build_adapter (credentials)", "herald/channels/service.py", "build_adapter"),
     ("  _send (render + HTTP POST)", "herald/publishing/service.py", "_send"),
     ("    make_client (a new httpx.Client)", "herald/adapters/http.py", "make_client"),
     ("    httpx Client.send (the request)", "httpx/_client.py", "send"),
@@ -589,14 +593,13 @@ WORKER_PARTS = [
     ("_emit (event hook)", "herald/publishing/service.py", "_emit"),
     ("events: send after commit (Redis)", "herald/events/service.py", "_send"),
     ("imports at run time (_find_and_load)", "<frozen importlib._bootstrap>", "_find_and_load"),
-    ("session_scope (open, commit, close)", "herald/core/db.py", "session_scope"),
+    ("core_scope (open, commit + after-commit work)", "herald/core/tx.py", "core_scope"),
     ("BEGIN (waiting for SQLite's writer lock)", "herald/core/db.py", "_sqlite_begin_immediate"),
-    ("cursor.execute (all SQL, BEGIN included)", "sqlalchemy/engine/default.py", "do_execute"),
+    ("cursor.execute (SQLite's own work)", *SQLITE_EXECUTE),
 ]
 
 PRODUCER_PARTS = [
     ("create_publications", "herald/publishing/service.py", "create_publications"),
-    ("  jobs.create_job", "herald/jobs/service.py", "create_job"),
     ("  _emit (event hook)", "herald/publishing/service.py", "_emit"),
     ("    imports at run time (_find_and_load)", "<frozen importlib._bootstrap>", "_find_and_load"),
     ("  refresh_post_state", "herald/publishing/service.py", "refresh_post_state"),
@@ -608,7 +611,7 @@ PRODUCER_PARTS = [
     ("  enqueue (deliver.apply_async)", "herald/publishing/service.py", "enqueue"),
     ("  events: send after commit (Redis)", "herald/events/service.py", "_send"),
     ("BEGIN (waiting for SQLite's writer lock)", "herald/core/db.py", "_sqlite_begin_immediate"),
-    ("cursor.execute (all SQL, BEGIN included)", "sqlalchemy/engine/default.py", "do_execute"),
+    ("cursor.execute (SQLite's own work)", *SQLITE_EXECUTE),
 ]
 
 
