@@ -231,6 +231,11 @@ def create_fixtures(bench: Bench, posts: int) -> list[uuid.UUID]:
                     PostCreate(title=f"Bench post {i}", body=BODY, tags=["bench", "throughput"]),
                 )
                 ids.append(post.id)
+    # This process then makes the requests, as the API's would: freeze its start-up
+    # objects as the API does when it starts (herald.core.heap).
+    from herald.core import heap
+
+    heap.freeze()
     return ids
 
 

@@ -10,9 +10,14 @@ from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import (
+    worker_before_create_process,
+    worker_process_init,
+    worker_process_shutdown,
+)
 from kombu.entity import Queue
 
+from herald.core import heap
 from herald.core.settings import Settings, get_settings
 
 QUEUES = ("publishing", "generation", "sources", "maintenance")
@@ -128,6 +133,20 @@ def _fresh_database_connections(**_: Any) -> None:
     from herald.core.db import reset_engine
 
     reset_engine(close=False)
+
+
+@worker_before_create_process.connect
+def _freeze_before_fork(**_: Any) -> None:
+    # The parent's start-up objects, frozen before each fork: the children inherit them
+    # frozen, and neither side's collector walks them again (see herald.core.heap).
+    heap.freeze()
+
+
+@worker_process_init.connect
+def _freeze_in_child(**_: Any) -> None:
+    # What the child made to start (its task tracers, its own engine); no collection: it
+    # would write to, and so copy, every page shared with the parent.
+    heap.freeze(collect=False)
 
 
 @worker_process_shutdown.connect

@@ -1,0 +1,28 @@
+"""Keep Python's cyclic garbage collector off the objects a process loads to start.
+
+A worker or API process ends its start-up holding about 160,000 objects the collector
+tracks (modules, SQLAlchemy's mappers and compiled statements, pydantic models, Celery's
+app) that live as long as the process. Every full collection walks all of them: about
+90 ms on a small VM, once every several hundred deliveries in a worker process, which
+stalls the delivery it lands in and costs a few percent of the worker's CPU on average.
+In a prefork child it also writes to every inherited object's header, so the memory the
+child shares with its parent is copied page by page.
+
+:func:`freeze` moves the objects alive now into the collector's permanent generation,
+which it never walks (see :func:`gc.freeze`). They are never freed, which start-up
+objects never would be anyway; everything made afterwards is collected as usual.
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+def freeze(*, collect: bool = True) -> int:
+    """Freeze what this process holds now, after collecting start-up's garbage first
+    (unless ``collect`` is False: a forked child, whose collection would touch, and so
+    copy, the memory it shares with its parent). Returns how many objects are frozen."""
+    if collect:
+        gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
