@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from herald import __version__
 from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
-from herald.core import heap
 from herald.core.errors import Problem, install_error_handlers
 from herald.core.metrics import metrics_endpoint, metrics_middleware
 from herald.events.api import router as events_router
@@ -46,16 +44,8 @@ async def request_id_middleware(
     return response
 
 
-@asynccontextmanager
-async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    # Start-up is done (routes, schemas, models): the collector can leave it alone.
-    heap.freeze()
-    yield
-
-
 def create_app() -> FastAPI:
     app = FastAPI(
-        lifespan=lifespan,
         title="Herald",
         version=__version__,
         description=DESCRIPTION,

@@ -66,13 +66,17 @@ def api(
     """Serve the API and the dashboard (uvicorn)."""
     import uvicorn
 
+    from herald.app import create_app
+    from herald.core import heap
     from herald.core.logging import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    application = create_app()
+    # Start-up is done (routes, schemas, models): the collector can leave it alone.
+    heap.freeze()
     uvicorn.run(
-        "herald.app:create_app",
-        factory=True,
+        application,
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,
