@@ -18,7 +18,7 @@ import uuid
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
@@ -178,7 +178,13 @@ def update_alt_text(
     return media
 
 
-def file_path(media: Media) -> Path:
+class _Stored(Protocol):
+    @property
+    def storage_path(self) -> str: ...
+
+
+def file_path(media: _Stored) -> Path:
+    """Where an image's file is: from a :class:`Media` or a row with its storage_path."""
     return get_settings().media_dir / media.storage_path
 
 
@@ -237,7 +243,6 @@ def media_ids_of(session: Session, post_id: uuid.UUID) -> list[uuid.UUID]:
 def media_items(connection: Connection, post_id: uuid.UUID) -> tuple[MediaItem, ...]:
     """What an adapter sees of a post's images (plain column reads: a delivery runs this
     in a transaction without a Session, see herald.core.tx.core_scope)."""
-    media_dir = get_settings().media_dir
     rows = connection.execute(
         select(
             Media.id,
@@ -256,7 +261,7 @@ def media_items(connection: Connection, post_id: uuid.UUID) -> tuple[MediaItem, 
     return tuple(
         MediaItem(
             id=m.id,
-            path=media_dir / m.storage_path,
+            path=file_path(m),
             content_type=m.content_type,
             size=m.size,
             filename=m.filename,

@@ -453,7 +453,6 @@ class Outcome:
 
 def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
     """Claim, send, record: the body of the ``deliver`` task. None when not claimed."""
-    claimed: Claim | NotPrepared
     # Plain Core transactions: this path loads no ORM object (see core_scope).
     with core_scope() as tx:
         row = claim(tx, publication_id)
@@ -465,9 +464,7 @@ def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
     try:
         claimed = prepare(publication_id, row, stored)
     except NotPrepared as exc:
-        claimed = exc
-    if isinstance(claimed, NotPrepared):
-        outcome = Outcome("failed", error=str(claimed))
+        outcome = Outcome("failed", error=str(exc))
         with core_scope() as tx:
             record_outcome(tx, publication_id, row, outcome, retry_seconds=(0.0, 0.0))
         return outcome
