@@ -63,9 +63,16 @@ class BenchTimeout(BenchError):
 
 
 def add_stack_arguments(
-    parser: argparse.ArgumentParser, *, broker_db: int, timeout: float, workdir_holds: str
+    parser: argparse.ArgumentParser,
+    *,
+    broker_db: int,
+    timeout: float,
+    workdir_holds: str,
+    worker: bool = True,
 ) -> None:
-    """The options every benchmark has: where Herald's stack runs and where results go."""
+    """The options every benchmark has: where Herald's stack runs and where results go;
+    with ``worker``, also the worker's pool options (a benchmark that runs no worker
+    has none to offer)."""
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument(
         "--broker-url",
@@ -77,8 +84,11 @@ def add_stack_arguments(
         default=os.environ.get("HERALD_BENCH_PG_URL", DEFAULT_PG_ADMIN_URL),
         help="Where to create (and drop) the fresh PostgreSQL database.",
     )
-    parser.add_argument("--concurrency", type=int, help="Worker concurrency (Herald's default).")
-    parser.add_argument("--pool", help="prefork, threads or solo (Herald's default: prefork).")
+    if worker:
+        parser.add_argument(
+            "--concurrency", type=int, help="Worker concurrency (Herald's default)."
+        )
+        parser.add_argument("--pool", help="prefork, threads or solo (Herald's default: prefork).")
     parser.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
     parser.add_argument(
         "--keep-workdir",

@@ -54,7 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--warm", type=int, default=20, help="Deliveries run first and not counted."
     )
-    add_stack_arguments(parser, broker_db=8, timeout=600, workdir_holds="receiver log, SQLite file")
+    add_stack_arguments(
+        parser,
+        broker_db=8,
+        timeout=600,
+        workdir_holds="receiver log, SQLite file",
+        worker=False,  # it runs the task bodies itself, serially
+    )
     args = parser.parse_args(argv)
     if args.n < 1 or args.warm < 0:
         parser.error("--n must be at least 1 and --warm not negative")

@@ -59,3 +59,14 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
     totals = data["cpu_ms_per_delivery"]
     assert totals["total"] == pytest.approx(totals["request"] + totals["delivery"], rel=1e-3)
     assert 0 < totals["herald_own"] < totals["total"]
+
+
+def test_it_offers_no_worker_options(capsys: pytest.CaptureFixture[str]) -> None:
+    # It runs the task bodies itself, serially: a pool option would be silently ignored.
+    from bench.delivery_cost import parse_args
+
+    assert parse_args(["--n", "5"]).n == 5
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--concurrency", "4"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --concurrency 4" in capsys.readouterr().err
