@@ -20,9 +20,8 @@ class Channel(IdMixin, TimestampMixin, Base):
     __tablename__ = "channels"
     __table_args__ = (UniqueConstraint("workspace_id", "name"),)
 
-    workspace_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
-    )
+    # Indexed by the unique (workspace_id, name) it leads.
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     platform: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(100))
     # MultiFernet token of the JSON credentials; never leaves the server decrypted.

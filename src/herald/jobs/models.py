@@ -33,9 +33,8 @@ class Job(Base):
 
     # The Celery task id, so Flower and Herald name a job the same way.
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    workspace_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
-    )
+    # Indexed by ix_jobs_workspace_state, which it leads.
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(60))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
