@@ -187,10 +187,11 @@ def configure_environment(args: argparse.Namespace, workdir: Path, database_url:
         "database_url": database_url,
         "broker_url": args.broker_url,
     }
-    if args.concurrency:
-        herald["worker_concurrency"] = str(args.concurrency)
-    if args.pool:
-        herald["worker_pool"] = args.pool
+    # delivery_cost shares this set-up but runs no worker, so it has no pool options.
+    if concurrency := getattr(args, "concurrency", None):
+        herald["worker_concurrency"] = str(concurrency)
+    if pool := getattr(args, "pool", None):
+        herald["worker_pool"] = pool
     env = child_env(**herald)
     for name in [k for k in os.environ if k.startswith("HERALD_")]:
         del os.environ[name]
