@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Executable, Result, event
 from sqlalchemy.orm import Session, SessionTransaction
 
+from herald.core.db import get_engine
+
 log = logging.getLogger(__name__)
 _KEY = "herald_after_commit"
 
@@ -56,8 +58,6 @@ def core_scope() -> Iterator[CoreTx]:
     For the worker's delivery path, which runs a handful of prebuilt statements and
     loads no ORM objects: a Session's own bookkeeping (its transaction states, identity
     map, events, closing) costs more CPU there than the statements do."""
-    from herald.core.db import get_engine
-
     with get_engine().begin() as connection:
         tx = CoreTx(connection)
         yield tx
