@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -159,6 +159,37 @@ class WriterLockedConnection(sqlite3.Connection):
 
 READ_ONLY = "herald_read_only"
 
+# The connections each thread has in a transaction, so that code about to wait on the
+# network (the guarded HTTP client) can refuse to while one is open; see transaction_open.
+_open = threading.local()
+
+
+def _opened(conn: Connection) -> None:
+    tracked: list[Connection] = _open.__dict__.setdefault("connections", [])
+    tracked.append(conn)
+
+
+def _closed(conn: Connection) -> None:
+    tracked: list[Connection] = _open.__dict__.get("connections", [])
+    if conn in tracked:
+        tracked.remove(conn)
+
+
+def transaction_open() -> bool:
+    """Whether this thread has a database transaction open (read or write), on any engine.
+
+    The guarded HTTP client refuses to send while one is: a transaction must never wait
+    on the network (DESIGN §2)."""
+    tracked: list[Connection] = _open.__dict__.get("connections", [])
+    tracked[:] = [c for c in tracked if not c.closed and c.in_transaction()]
+    return bool(tracked)
+
+
+def _track_transactions(engine: Engine) -> None:
+    event.listen(engine, "begin", _opened)
+    event.listen(engine, "commit", _closed)
+    event.listen(engine, "rollback", _closed)
+
 
 def _sqlite_begin_immediate(conn: Any) -> None:
     # BEGIN goes to the driver's connection, as SQLAlchemy's own do_begin would: through
@@ -204,9 +235,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # Let SQLAlchemy, not pysqlite, emit BEGIN (pysqlite's implicit BEGIN is deferred).
         event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
         event.listen(engine, "begin", _sqlite_begin_immediate)
+        _track_transactions(engine)
         return engine
     engine = create_engine(url, **kwargs)
     _ping_when_idle(engine)
+    _track_transactions(engine)
     return engine
 
 

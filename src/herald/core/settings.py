@@ -132,10 +132,56 @@ class Settings(BaseSettings):
         "their own, smaller limits: Herald says which before sending).",
     )
     log_level: str = Field("INFO", description="Log level for every process.")
+    database_write_wait_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How long a write waits for SQLite's one writer lock; past that a request "
+        "answers 503 with `Retry-After` (a task tries again later). Reads never wait.",
+    )
+    redis_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="Connect and read timeout of every Redis client (broker, results, events, "
+        "health), so a Redis that stops answering cannot hang Herald.",
+    )
+    allowed_private_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated CIDRs that outgoing requests to user-supplied URLs may "
+        "reach although private, e.g. `127.0.0.0/8,::1/128`. Unset: loopback, private, "
+        "link-local, CGNAT, multicast and reserved addresses are refused.",
+    )
+    http_max_response_bytes: int = Field(
+        10 * 1024 * 1024,
+        gt=0,
+        description="Largest answer Herald reads from a platform, feed or webhook, in bytes.",
+    )
+    folder_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated directories folder channels may write under. Unset: "
+        "`<data_dir>/sites`.",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or CIDRs of reverse proxies whose "
+        "`X-Forwarded-For` is believed. Unset: none (the peer's address is the client's).",
+    )
+    max_request_bytes: int = Field(
+        1024 * 1024,
+        gt=0,
+        description="Largest request body the API reads (413 past it); media uploads have "
+        "`HERALD_MEDIA_MAX_BYTES` instead.",
+    )
 
     @field_validator("encryption_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_private_networks", "folder_roots", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
@@ -165,6 +211,12 @@ class Settings(BaseSettings):
     @property
     def backups_dir(self) -> Path:
         return self.data_dir / "backups"
+
+    @property
+    def effective_folder_roots(self) -> list[Path]:
+        """Where folder channels may write: resolved, symlinks included."""
+        roots = self.folder_roots or [self.data_dir / "sites"]
+        return [root.expanduser().resolve() for root in roots]
 
     @property
     def effective_database_url(self) -> str:
