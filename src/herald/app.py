@@ -12,6 +12,7 @@ from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
 from herald.core.errors import Problem, install_error_handlers
 from herald.core.metrics import metrics_endpoint, metrics_middleware
+from herald.core.replay import ReplayOnLostConnection
 from herald.events.api import router as events_router
 from herald.health.api import router as health_router
 from herald.jobs.api import router as jobs_router
@@ -54,6 +55,7 @@ def create_app() -> FastAPI:
         redoc_url="/redoc",
     )
     install_error_handlers(app)
+    app.add_middleware(ReplayOnLostConnection)
     app.middleware("http")(metrics_middleware)
     app.middleware("http")(request_id_middleware)
 

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from herald.core.db import WriterLockedConnection, make_engine
+from herald.core.db import (
+    READ_ONLY,
+    WRITE_WAIT,
+    DatabaseBusy,
+    NestedWriteTransaction,
+    WriterLockedConnection,
+    make_engine,
+    transaction_open,
+)
 
 
 def _engine(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -70,19 +78,77 @@ def test_a_rolled_back_or_failed_transaction_releases_the_lock(tmp_path: Path) -
     assert _a_writer_gets_in(engine), "the lock outlived the rolled-back transaction"
 
 
-def test_a_nested_writer_in_the_same_thread_does_not_wait_for_itself(tmp_path: Path) -> None:
+def _hold_the_writer_lock(engine, release: threading.Event) -> threading.Event:  # type: ignore[no-untyped-def]
+    """Another thread opens a write transaction and keeps it until ``release``."""
+    holding = threading.Event()
+
+    def hold() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (9)"))
+            holding.set()
+            release.wait(timeout=30)
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert holding.wait(timeout=5)
+    return holding
+
+
+def test_a_writer_gives_up_after_the_write_wait_and_a_reader_never_waits(
+    tmp_path: Path,
+) -> None:
     engine = _engine(tmp_path)
-    with engine.begin() as outer:
-        outer.execute(text("INSERT INTO t VALUES (1)"))
-        raw = engine.raw_connection()
-        try:
-            # Takes no lock file, so SQLite's own busy timeout governs, as without it.
-            conn = raw.driver_connection
-            assert isinstance(conn, WriterLockedConnection)
-            conn.acquire_writer_lock()
-            assert not conn._holding
-        finally:
-            raw.close()
+    release = threading.Event()
+    _hold_the_writer_lock(engine, release)
+    try:
+        started = time.monotonic()
+        impatient = engine.execution_options(**{WRITE_WAIT: 0.2})
+        with pytest.raises(DatabaseBusy, match="busy") as caught, impatient.begin():
+            pass
+        waited = time.monotonic() - started
+        assert 0.2 <= waited < 2, waited
+        assert caught.value.status_code == 503
+        assert caught.value.headers["Retry-After"] == "1"
+
+        # A reader sees the last committed state at once (WAL), without the lock.
+        with engine.execution_options(**{READ_ONLY: True}).begin() as reader:
+            assert reader.execute(text("SELECT count(*) FROM t")).scalar() == 0
+    finally:
+        release.set()
+    assert _a_writer_gets_in(engine)
+
+
+def test_a_reader_cannot_write(tmp_path: Path) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    engine = _engine(tmp_path)
+    reading = engine.execution_options(**{READ_ONLY: True})
+    with pytest.raises(OperationalError, match="readonly"), reading.begin() as reader:
+        reader.execute(text("INSERT INTO t VALUES (1)"))
+    with engine.begin() as writer:  # the same pooled connection writes again afterwards
+        writer.execute(text("INSERT INTO t VALUES (1)"))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_second_write_transaction_on_a_thread_is_refused(tmp_path: Path, backend: str) -> None:
+    engine = _engine(tmp_path) if backend == "sqlite" else _postgres_engine(pool_size=2)
+    try:
+        with engine.begin() as outer:
+            outer.execute(text("SELECT 1"))
+            inner = engine.connect()
+            try:
+                with pytest.raises(NestedWriteTransaction):
+                    inner.begin()
+            finally:
+                inner.close()
+            # A read beside the write is allowed (it waits for nothing).
+            with engine.execution_options(**{READ_ONLY: True}).begin() as reader:
+                reader.execute(text("SELECT 1"))
+                assert transaction_open()
+        assert not transaction_open()
+        with engine.begin() as again:  # the refusal left nothing behind
+            again.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
 
 
 def test_in_memory_databases_take_no_lock(tmp_path: Path) -> None:
@@ -114,14 +180,14 @@ def test_a_begin_that_fails_is_sqlalchemys_error_and_releases_the_lock(tmp_path:
     assert _a_writer_gets_in(engine)
 
 
-def _postgres_engine():  # type: ignore[no-untyped-def]
+def _postgres_engine(pool_size: int = 1):  # type: ignore[no-untyped-def]
     from tests.services import PG_ADMIN_URL, postgres_available, service_missing
 
     reason = postgres_available()
     if reason:
         service_missing("PostgreSQL", reason)
     url = PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-    return make_engine(url, pool_size=1, max_overflow=0)
+    return make_engine(url, pool_size=pool_size, max_overflow=0)
 
 
 def _backend_pid(engine) -> int:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text, update
 
-from herald.core.db import get_engine, session_scope
+from herald.core.db import READ_ONLY, get_engine, session_scope
 from herald.publishing.models import Publication, PublicationState
 from herald.scheduling import slots
 from tests.conftest import Account
@@ -298,7 +298,8 @@ def test_a_slot_whose_delivery_went_away_is_free_again(api: TestClient, account:
 def _wait_for_lock_waiter(timeout: float = 10.0) -> None:
     """PostgreSQL: until some session waits on a lock (the racing reservation insert)."""
     deadline = wall.monotonic() + timeout
-    with get_engine().connect() as conn:
+    # A read-only connection: this thread already has the write transaction under test.
+    with get_engine().execution_options(**{READ_ONLY: True}).connect() as conn:
         while wall.monotonic() < deadline:
             waiting = conn.execute(
                 text(

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -25,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.types import TypeDecorator
 
 from herald.core.clock import utcnow
+from herald.core.errors import DatabaseUnavailable, ServiceUnavailable
 from herald.core.settings import get_settings
 
 NAMING_CONVENTION = {
@@ -72,20 +74,34 @@ class TimestampMixin:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the one writer; the busy timeout makes a second
-    # writer wait instead of failing at once with "database is locked".
+    # WAL lets readers run beside the one writer. Writers queue on the lock file first
+    # (WriterLockedConnection), so SQLite's own busy wait only matters for writers that
+    # are not Herald's; it waits as long as Herald's writers do.
+    wait_ms = int(get_settings().database_write_wait_seconds * 1000)
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={wait_ms}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
-# Which threads hold the writer lock (through any connection), to let a nested write
-# transaction in the same thread fall back to SQLite's own busy wait instead of waiting
-# for itself.
-_writer_threads: set[int] = set()
-_writer_threads_guard = threading.Lock()
+class DatabaseBusy(ServiceUnavailable):
+    """Another writer held the database longer than the write wait: try again shortly."""
+
+    slug = "database-busy"
+
+
+class NestedWriteTransaction(RuntimeError):
+    """A write transaction was opened on a thread that already has one open: a bug.
+
+    SQLite has one writer, so the inner one would wait for the outer one, which waits for
+    it; on PostgreSQL the two would not see each other's changes. Do the work in the
+    transaction that is open, or after it commits."""
+
+
+# Polling steps while another process holds the writer lock, in seconds: short at first
+# (most transactions last a millisecond or two), then capped so a long wait costs little.
+_LOCK_POLL = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016)
 
 
 class WriterLockedConnection(sqlite3.Connection):
@@ -94,10 +110,11 @@ class WriterLockedConnection(sqlite3.Connection):
     SQLite lets one writer in at a time and makes the others poll: its busy handler sleeps
     1, 2, 5, 10, 15, 20, 25… ms between tries, so under contention a writer sleeps far
     longer than the transaction it waits for. Taking an exclusive ``flock`` on
-    ``<database>-writer.lock`` before ``BEGIN IMMEDIATE`` makes writers of every Herald
-    process (API, worker children, scheduler) wait in the kernel and start the moment the
-    previous one commits. The lock goes with the transaction (commit or rollback) and with
-    the process: a killed process releases it. Readers (WAL) never take it.
+    ``<database>-writer.lock`` before ``BEGIN IMMEDIATE`` makes the writers of every Herald
+    process (API, worker children, scheduler) take turns on one lock whose holder is
+    visible (``/proc/locks``), for at most the write wait. The lock goes with the
+    transaction (commit or rollback) and with the process: a killed process releases it.
+    Readers (WAL) never take it.
     """
 
     def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
@@ -105,26 +122,33 @@ class WriterLockedConnection(sqlite3.Connection):
         name = os.fspath(database) if isinstance(database, str | bytes | os.PathLike) else ""
         name = name.decode() if isinstance(name, bytes) else name
         in_memory = name in ("", ":memory:") or name.startswith("file:")
-        self._lock_path = None if in_memory else f"{name}-writer.lock"
+        self.lock_path = None if in_memory else f"{name}-writer.lock"
         self._lock_fd: int | None = None
         self._holding = False
+        self.query_only = False
 
-    def acquire_writer_lock(self) -> None:
-        if self._lock_path is None or self._holding:
+    def acquire_writer_lock(self, wait: float) -> None:
+        """Take the lock file, waiting at most ``wait`` seconds, else raise DatabaseBusy."""
+        if self.lock_path is None or self._holding:
             return
-        me = threading.get_ident()
-        with _writer_threads_guard:
-            if me in _writer_threads:
-                return  # nested in this thread: SQLite's busy timeout decides, as before
-            _writer_threads.add(me)
-        try:
-            if self._lock_fd is None:
-                self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        except BaseException:
-            with _writer_threads_guard:
-                _writer_threads.discard(me)
-            raise
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + wait
+        step = 0
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DatabaseBusy(
+                        f"The database is busy: another writer held it for more than {wait:g} s. "
+                        "Try again in a moment.",
+                        headers={"Retry-After": "1"},
+                    ) from None
+                time.sleep(min(_LOCK_POLL[min(step, len(_LOCK_POLL) - 1)], left))
+                step += 1
         self._holding = True
 
     def release_writer_lock(self) -> None:
@@ -132,8 +156,6 @@ class WriterLockedConnection(sqlite3.Connection):
             return
         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         self._holding = False
-        with _writer_threads_guard:
-            _writer_threads.discard(threading.get_ident())
 
     def commit(self) -> None:
         try:
@@ -158,21 +180,36 @@ class WriterLockedConnection(sqlite3.Connection):
 
 
 READ_ONLY = "herald_read_only"
+WRITE_WAIT = "herald_write_wait"
 
-# The connections each thread has in a transaction, so that code about to wait on the
-# network (the guarded HTTP client) can refuse to while one is open; see transaction_open.
+# The connections a unit of work (a request, a task, a command) has in a transaction, so
+# that code about to wait on the network (the guarded HTTP client) can refuse to while
+# one is open (transaction_open), and a second write transaction is refused
+# (NestedWriteTransaction). Outside a request a unit of work is a thread; a request's
+# sync code hops between threadpool threads (a thread may even serve two requests in
+# turn), so each request gets its own list in a context variable (unit_of_work).
 _open = threading.local()
+_unit: ContextVar[list[Connection] | None] = ContextVar("herald_transactions", default=None)
 
 
-def _opened(conn: Connection) -> None:
-    tracked: list[Connection] = _open.__dict__.setdefault("connections", [])
-    tracked.append(conn)
+def _tracked() -> list[Connection]:
+    tracked = _unit.get()
+    if tracked is None:
+        tracked = _open.__dict__.setdefault("connections", [])
+    # A connection invalidated or closed mid-transaction fires no commit/rollback event.
+    tracked[:] = [c for c in tracked if not c.closed and c.in_transaction()]
+    return tracked
 
 
-def _closed(conn: Connection) -> None:
-    tracked: list[Connection] = _open.__dict__.get("connections", [])
-    if conn in tracked:
-        tracked.remove(conn)
+@contextmanager
+def unit_of_work() -> Iterator[None]:
+    """Track the transactions of the code inside (a request, across the threads it runs
+    its sync parts on) apart from everything else on its threads."""
+    token = _unit.set([])
+    try:
+        yield
+    finally:
+        _unit.reset(token)
 
 
 def transaction_open() -> bool:
@@ -180,36 +217,55 @@ def transaction_open() -> bool:
 
     The guarded HTTP client refuses to send while one is: a transaction must never wait
     on the network (DESIGN §2)."""
-    tracked: list[Connection] = _open.__dict__.get("connections", [])
-    tracked[:] = [c for c in tracked if not c.closed and c.in_transaction()]
-    return bool(tracked)
+    return bool(_tracked())
 
 
-def _track_transactions(engine: Engine) -> None:
-    event.listen(engine, "begin", _opened)
-    event.listen(engine, "commit", _closed)
-    event.listen(engine, "rollback", _closed)
+def _on_begin(conn: Connection) -> None:
+    """Every transaction starts here: refuse a nested writer, then track it (and on SQLite
+    start it: readers with a plain BEGIN, writers on the lock file with BEGIN IMMEDIATE)."""
+    read_only = bool(conn.get_execution_options().get(READ_ONLY))
+    tracked = _tracked()
+    if not read_only and any(not c.get_execution_options().get(READ_ONLY) for c in tracked):
+        raise NestedWriteTransaction(
+            "a write transaction was opened while this thread already has one open"
+        )
+    if conn.dialect.name == "sqlite":
+        _sqlite_begin(conn, read_only)
+    tracked.append(conn)
 
 
-def _sqlite_begin_immediate(conn: Any) -> None:
+def _on_end(conn: Connection) -> None:
+    tracked = _tracked()
+    if conn in tracked:
+        tracked.remove(conn)
+
+
+def _sqlite_begin(conn: Connection, read_only: bool) -> None:
     # BEGIN goes to the driver's connection, as SQLAlchemy's own do_begin would: through
     # exec_driver_sql it would cost an execution context of its own, a third of an
     # empty transaction. Errors come out as SQLAlchemy's (OperationalError...).
     dbapi_connection = conn.connection.dbapi_connection
-    if conn.get_execution_options().get(READ_ONLY):
+    locked = dbapi_connection if isinstance(dbapi_connection, WriterLockedConnection) else None
+    if locked is not None and locked.query_only != read_only:
+        # A reader cannot write by mistake: SQLite refuses ("readonly database").
+        _begin(locked, f"PRAGMA query_only={int(read_only)}")
+        locked.query_only = read_only
+    if read_only:
         # A reader (see read_scope): WAL gives it a snapshot without any lock.
         _begin(dbapi_connection, "BEGIN")
         return
     # Take the write lock when the transaction starts: a deferred transaction that
     # reads and then writes can fail with SQLITE_BUSY without waiting on the timeout.
-    locked = isinstance(dbapi_connection, WriterLockedConnection)
-    if locked:
-        dbapi_connection.acquire_writer_lock()
+    if locked is not None:
+        wait = conn.get_execution_options().get(WRITE_WAIT)
+        locked.acquire_writer_lock(
+            get_settings().database_write_wait_seconds if wait is None else wait
+        )
     try:
         _begin(dbapi_connection, "BEGIN IMMEDIATE")
     except BaseException:
-        if locked:
-            dbapi_connection.release_writer_lock()
+        if locked is not None:
+            locked.release_writer_lock()
         raise
 
 
@@ -220,13 +276,19 @@ def _begin(dbapi_connection: Any, statement: str) -> None:
         raise DBAPIError.instance(statement, (), exc, sqlite3.Error) from exc
 
 
+def _track_transactions(engine: Engine) -> None:
+    event.listen(engine, "begin", _on_begin)
+    event.listen(engine, "commit", _on_end)
+    event.listen(engine, "rollback", _on_end)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
             connect_args={
                 "check_same_thread": False,
-                "timeout": 30,
+                "timeout": get_settings().database_write_wait_seconds,
                 "factory": WriterLockedConnection,
             },
             **kwargs,
@@ -234,7 +296,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # Let SQLAlchemy, not pysqlite, emit BEGIN (pysqlite's implicit BEGIN is deferred).
         event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
-        event.listen(engine, "begin", _sqlite_begin_immediate)
         _track_transactions(engine)
         return engine
     engine = create_engine(url, **kwargs)
@@ -289,12 +350,27 @@ def get_sessionmaker() -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any error."""
-    session = get_sessionmaker()()
+def session_scope(*, write_wait: float | None = None) -> Iterator[Session]:
+    """One write transaction: commit on success, roll back on any error.
+
+    ``write_wait`` overrides how long to wait for SQLite's writer lock (0: take it now or
+    raise DatabaseBusy), for best-effort writes that must not hold anything up."""
+    make = get_sessionmaker()
+    if write_wait is None:
+        session = make()
+    else:
+        session = make(bind=get_engine().execution_options(**{WRITE_WAIT: write_wait}))
     try:
         yield session
-        session.commit()
+        try:
+            session.commit()
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise DatabaseUnavailable(
+                    "The connection to the database was lost while saving: the change may or "
+                    "may not have been saved. Check before trying again."
+                ) from exc
+            raise
     except BaseException:
         session.rollback()
         raise
@@ -310,8 +386,9 @@ def _read_only_engine() -> Engine:
 @contextmanager
 def read_scope() -> Iterator[Session]:
     """A transaction that only reads: on SQLite it neither takes nor waits for the write
-    lock, so it can run beside writers (WAL). Writing in it is a bug; it is rolled back."""
-    session = get_sessionmaker()(bind=_read_only_engine())
+    lock, so it runs beside writers (WAL), and writing in it fails ("readonly database").
+    It is rolled back at the end. ``session.info[READ_ONLY]`` tells code that it reads."""
+    session = get_sessionmaker()(bind=_read_only_engine(), info={READ_ONLY: True})
     try:
         yield session
     finally:

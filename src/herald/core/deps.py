@@ -9,13 +9,18 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from herald.core.db import session_scope
+from herald.core.db import read_scope, session_scope
 from herald.core.errors import Unauthorized
 from herald.users.service import Principal, authenticate
 
+# Requests that only read run in a read transaction: on SQLite they never take or wait
+# for the one writer lock, so a slow writer cannot stall them.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-def get_session() -> Iterator[Session]:
-    with session_scope() as session:
+
+def get_session(request: Request) -> Iterator[Session]:
+    scope = read_scope if request.method in READ_METHODS else session_scope
+    with scope() as session:
         yield session
 
 

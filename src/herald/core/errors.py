@@ -8,7 +8,16 @@ Hierarchy::
     ├── Unauthorized            401
     ├── Forbidden               403
     ├── TooManyRequests         429, with Retry-After
-    └── InvalidInput            422 for a rule the schema cannot express (field-level)
+    ├── PayloadTooLarge         413
+    ├── UnsupportedMediaType    415
+    ├── InvalidInput            422 for a rule the schema cannot express (field-level)
+    └── ServiceUnavailable      503, with Retry-After: try again shortly
+        ├── DatabaseBusy        (core.db) another writer held SQLite past the write wait
+        └── DatabaseUnavailable the connection to the database was lost
+
+A lost database connection before anything was committed is answered by replaying the
+request once (see :mod:`herald.core.replay`); if the replay fails too, or the connection
+was lost while committing (the change may or may not have been saved), the answer is 503.
 
 Payload validation errors (pydantic) are also 422, with ``errors`` listing each field.
 Unhandled exceptions become a 500 that shows only a request id; the traceback is logged
@@ -26,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -86,6 +96,23 @@ class PayloadTooLarge(HeraldError):
 class UnsupportedMediaType(HeraldError):
     status_code = 415
     slug = "unsupported-media-type"
+
+
+class ServiceUnavailable(HeraldError):
+    status_code = 503
+    slug = "service-unavailable"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "1", **(headers or {})})
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    slug = "database-unavailable"
+
+
+# Set on a 503 for a lost database connection that happened before anything was
+# committed: the replay middleware runs the request once more (and strips the header).
+REPLAYABLE_HEADER = "x-herald-replayable"
 
 
 class InvalidInput(HeraldError):
@@ -206,6 +233,30 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=dict(exc.headers) if exc.headers else None,
         )
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DBAPIError)
+        if exc.connection_invalidated:
+            # Raised before the commit (a lost commit is DatabaseUnavailable): nothing was
+            # saved, so the request can run again on a fresh connection.
+            response = problem_response(
+                503,
+                "The connection to the database was lost. Try again in a moment.",
+                slug="database-unavailable",
+                instance=request.url.path,
+                headers={"Retry-After": "1", REPLAYABLE_HEADER: "1"},
+            )
+            log.warning("database connection lost during %s %s", request.method, request.url.path)
+            return response
+        if _is_sqlite_busy(exc):
+            return problem_response(
+                503,
+                "The database is busy. Try again in a moment.",
+                slug="database-busy",
+                instance=request.url.path,
+                headers={"Retry-After": "1"},
+            )
+        return await unhandled(request, exc)
+
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
         log.error("unhandled error, request_id=%s", request_id, exc_info=exc)
@@ -220,7 +271,15 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HeraldError, herald_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(Exception, unhandled)
+
+
+def _is_sqlite_busy(exc: DBAPIError) -> bool:
+    # SQLITE_BUSY / SQLITE_LOCKED from a writer that is not Herald's (Herald's own writers
+    # queue on the lock file and raise DatabaseBusy).
+    code = getattr(exc.orig, "sqlite_errorname", "")
+    return code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.background import BackgroundTask
 
-from herald.core.db import session_scope
+from herald.core.db import read_scope
 from herald.core.deps import bearer_scheme
 from herald.core.errors import Unauthorized, problem_responses
 from herald.events import service
@@ -61,7 +61,7 @@ def stream_principal(
             "Sign in first: send 'Authorization: Bearer <token>', or '?access_token=<token>' "
             "from an EventSource."
         )
-    with session_scope() as session:
+    with read_scope() as session:
         return authenticate(session, token)
 
 
