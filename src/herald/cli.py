@@ -50,12 +50,31 @@ def _print_json(data: Any) -> None:
 def up(
     host: Annotated[str | None, typer.Option(help="Listen address [default: 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port [default: 8000].")] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Show every process's output here instead of in <data dir>/logs/.",
+        ),
+    ] = False,
+    start_timeout: Annotated[
+        float,
+        typer.Option(min=1, help="Seconds to wait for everything to be healthy before giving up."),
+    ] = 120,
 ) -> None:
-    """Start everything on this machine: API + dashboard, worker, scheduler (and Redis)."""
+    """Start everything on this machine: API + dashboard, worker, scheduler (and Redis).
+
+    The address and how to sign in are printed once everything is healthy."""
     from herald.runtime.supervisor import run_up
 
     settings = get_settings()
-    raise typer.Exit(run_up(host or settings.host, port or settings.port))
+    code = run_up(
+        host or settings.host,
+        port or settings.port,
+        verbose=verbose,
+        start_timeout=start_timeout,
+    )
+    raise typer.Exit(code)
 
 
 @app.command()
