@@ -13,6 +13,7 @@ from rich.table import Table
 
 from herald.core.errors import HeraldError
 from herald.core.settings import ConfigurationError, get_settings
+from herald.runtime import START_TIMEOUT
 
 app = typer.Typer(
     help="Herald: write once, publish everywhere, reliably.",
@@ -60,7 +61,7 @@ def up(
     start_timeout: Annotated[
         float,
         typer.Option(min=1, help="Seconds to wait for everything to be healthy before giving up."),
-    ] = 120,
+    ] = START_TIMEOUT,
 ) -> None:
     """Start everything on this machine: API + dashboard, worker, scheduler (and Redis).
 

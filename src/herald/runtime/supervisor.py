@@ -42,7 +42,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from herald.core.settings import Settings, get_settings
-from herald.runtime import describe_exit, signal_group, spawn
+from herald.runtime import START_TIMEOUT, describe_exit, signal_group, spawn
 from herald.runtime.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,6 @@ GIVE_UP_WINDOW = 60.0
 STOP_GRACE = 7.0
 REDIS_STOP_TIMEOUT = 2.0
 POLL_INTERVAL = 0.2
-START_TIMEOUT = 120.0
 HEALTH_CHECK_INTERVAL = 0.5
 HEALTH_REQUEST_TIMEOUT = 5.0
 LOG_TAIL_LINES = 10
@@ -165,7 +164,8 @@ class StartupWatch:
             now = self.clock()
             self.next_check_at = now + HEALTH_CHECK_INTERVAL
         if now - self.started_at >= self.timeout:
-            raise NotHealthy(self._describe(), [p for n in self.not_up if (p := self.logs.get(n))])
+            paths = [path for name in self.not_up if (path := self.logs.get(name))]
+            raise NotHealthy(self._describe(), list(dict.fromkeys(paths)))
         return False
 
     def _describe(self) -> str:
