@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import re
+import select
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
 
 
-def herald(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def herald_env() -> dict[str, str]:
     from herald.core.settings import get_settings
 
     settings = get_settings()
-    env = {
+    return {
         **os.environ,
         "HERALD_DATA_DIR": str(settings.data_dir),
         "HERALD_DATABASE_URL": settings.effective_database_url,
     }
+
+
+def herald(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "herald", *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=herald_env(),
         input=stdin,
         timeout=60,
         check=False,
@@ -56,6 +65,137 @@ def test_user_create_generates_and_prints_a_password(db_backend: str) -> None:
     )
     assert other.returncode == 0
     assert "team-b" in other.stdout and "long enough pw" not in other.stdout
+
+
+def test_user_create_accepts_the_names_herald_itself_uses(db_backend: str) -> None:
+    created = herald("user", "create", "--email", "second@herald.localhost", "--json")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["email"] == "second@herald.localhost"
+
+    malformed = herald("user", "create", "--email", "second@@herald.localhost")
+    assert malformed.returncode == 1
+    assert malformed.stderr.startswith(
+        "herald: error: 'second@@herald.localhost' is not a valid email address: "
+    )
+    assert malformed.stderr.count("\n") == 1
+    short = herald("user", "create", "--email", "third@herald.localhost", "--password", "short")
+    assert short.returncode == 1
+    assert short.stderr == "herald: error: The password must be at least 8 characters.\n"
+
+
+def _password_works(email: str, password: str) -> bool:
+    from sqlalchemy import select
+
+    from herald.core.db import session_scope
+    from herald.core.security import verify_password
+    from herald.users.models import User
+
+    with session_scope() as session:
+        stored = session.scalar(select(User.password_hash).where(User.email == email))
+    return verify_password(password, stored)
+
+
+def test_set_password_from_stdin_for_scripts(db_backend: str) -> None:
+    assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
+
+    changed = herald(
+        "user", "set-password", "--email", "Ann@herald.localhost", "--password-stdin", "--json",
+        stdin="a new pass phrase\n",
+    )  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout) == {
+        "email": "ann@herald.localhost",
+        "sessions_signed_out": 0,
+    }
+    # Only the line ending is dropped: spaces are part of a password.
+    assert _password_works("ann@herald.localhost", "a new pass phrase")
+
+    for args, stdin, message in [
+        (["--email", "ghost@herald.localhost"], "long enough\n", "No user with email"),
+        (["--email", "ann@herald.localhost"], "short\n", "at least 8 characters"),
+        (["--email", "ann@herald.localhost"], "", "no password on stdin"),
+    ]:
+        refused = herald("user", "set-password", *args, "--password-stdin", stdin=stdin)
+        assert refused.returncode == 1, refused.stderr
+        assert refused.stderr.startswith("herald: error: ") and message in refused.stderr
+        assert refused.stderr.count("\n") == 1
+        assert refused.stdout == ""
+    assert _password_works("ann@herald.localhost", "a new pass phrase")
+
+    # Without a terminal to prompt on, it says how to pass the password instead of hanging.
+    no_tty = herald("user", "set-password", "--email", "ann@herald.localhost", stdin="")
+    assert no_tty.returncode == 1
+    assert "--password-stdin" in no_tty.stderr and no_tty.stderr.count("\n") == 1
+
+
+class Terminal:
+    """A command on a pseudo-terminal of its own, as when a person types at it."""
+
+    def __init__(self, *args: str) -> None:
+        self.master, slave = pty.openpty()
+
+        def take_terminal() -> None:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # /dev/tty is this pty, as getpass expects
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "herald", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=herald_env(),
+            preexec_fn=take_terminal,  # noqa: PLW1509 - the test process forks nothing else
+        )
+        os.close(slave)
+        self.output = ""
+
+    def expect(self, pattern: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.output):
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {pattern!r} in {self.output!r}"
+            if select.select([self.master], [], [], left)[0]:
+                self.output += self._read()
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def finish(self, timeout: float = 30) -> int:
+        code = self.proc.wait(timeout=timeout)
+        while select.select([self.master], [], [], 0)[0] and (chunk := self._read()):
+            self.output += chunk
+        os.close(self.master)
+        return code
+
+    def _read(self) -> str:
+        try:
+            return os.read(self.master, 4096).decode(errors="replace")
+        except OSError:  # EIO: the other side is closed
+            return ""
+
+
+def test_set_password_prompts_twice_without_echo(db_backend: str) -> None:
+    assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
+
+    term = Terminal("user", "set-password", "--email", "ann@herald.localhost")
+    term.expect(r"New password: ")
+    term.type("typed at a terminal\n")
+    term.expect(r"Repeat it: ")
+    term.type("typed at a terminal\n")
+    assert term.finish() == 0, term.output
+    assert "Password changed for ann@herald.localhost" in re.sub(r"\x1b\[[\d;]*m", "", term.output)
+    assert "typed at a terminal" not in term.output  # never echoed
+    assert _password_works("ann@herald.localhost", "typed at a terminal")
+
+    mistyped = Terminal("user", "set-password", "--email", "ann@herald.localhost")
+    mistyped.expect(r"New password: ")
+    mistyped.type("first version!\n")
+    mistyped.expect(r"Repeat it: ")
+    mistyped.type("second version\n")
+    mistyped.expect(r"do not match")
+    mistyped.proc.send_signal(2)  # the person gives up with Ctrl-C
+    assert mistyped.finish() == 130
+    assert _password_works("ann@herald.localhost", "typed at a terminal")
 
 
 def test_errors_are_one_line_on_stderr(db_backend: str) -> None:
@@ -133,7 +273,9 @@ def test_channels_and_posts_from_the_command_line(db_backend: str, tmp_path: Pat
     assert wrong_state.returncode == 1 and "--state must be one of" in wrong_state.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["user"], ["post", "list"], ["up"]])
+@pytest.mark.parametrize(
+    "command", [[], ["user"], ["user", "set-password"], ["post", "list"], ["up"]]
+)
 def test_help_everywhere(command: list[str]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "herald", *command, "--help"],

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from herald.core.errors import HeraldError
 from herald.core.settings import ConfigurationError, get_settings
+from herald.runtime import START_TIMEOUT
 
 app = typer.Typer(
     help="Herald: write once, publish everywhere, reliably.",
@@ -50,12 +51,31 @@ def _print_json(data: Any) -> None:
 def up(
     host: Annotated[str | None, typer.Option(help="Listen address [default: 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port [default: 8000].")] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Show every process's output here instead of in <data dir>/logs/.",
+        ),
+    ] = False,
+    start_timeout: Annotated[
+        float,
+        typer.Option(min=1, help="Seconds to wait for everything to be healthy before giving up."),
+    ] = START_TIMEOUT,
 ) -> None:
-    """Start everything on this machine: API + dashboard, worker, scheduler (and Redis)."""
+    """Start everything on this machine: API + dashboard, worker, scheduler (and Redis).
+
+    The address and how to sign in are printed once everything is healthy."""
     from herald.runtime.supervisor import run_up
 
     settings = get_settings()
-    raise typer.Exit(run_up(host or settings.host, port or settings.port))
+    code = run_up(
+        host or settings.host,
+        port or settings.port,
+        verbose=verbose,
+        start_timeout=start_timeout,
+    )
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -146,7 +166,8 @@ def migrate() -> None:
 def user_create(
     email: Annotated[str, typer.Option(help="The user's email (their login).")],
     password: Annotated[
-        str | None, typer.Option(help="Unset: a password is generated and printed.")
+        str | None,
+        typer.Option(help="At least 8 characters. Unset: one is generated and printed."),
     ] = None,
     admin: Annotated[
         bool, typer.Option("--admin", help="Make the user a workspace admin.")
@@ -157,19 +178,10 @@ def user_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a user."""
-    from pydantic import TypeAdapter, ValidationError
-    from pydantic.networks import EmailStr
-
     from herald.core.db import session_scope
     from herald.users.models import Role
     from herald.users.service import create_user
 
-    try:
-        email = TypeAdapter(EmailStr).validate_python(email)
-    except ValidationError:
-        raise CliError(f"{email!r} is not a valid email address") from None
-    if password is not None and len(password) < 8:
-        raise CliError("the password must be at least 8 characters")
     with session_scope() as session:
         user, pw = create_user(
             session,
@@ -192,6 +204,64 @@ def user_create(
     out.print(f"Created {data['role']} [bold]{data['email']}[/] in workspace {data['workspace']}.")
     if password is None:
         out.print(f"Password (shown once): [bold]{pw}[/]")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    email: Annotated[str, typer.Option(help="The user's email (their login).")],
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the password from the first line of stdin (for scripts); "
+            "otherwise it is asked for twice, without echo.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a user a new password. Signs out every login of theirs; their personal API
+    tokens keep working."""
+    from herald.core.db import session_scope
+    from herald.users.service import set_password
+
+    password = _read_stdin_password() if password_stdin else _ask_new_password()
+    with session_scope() as session:
+        result = set_password(session, email=email, password=password)
+    if as_json:
+        _print_json({"email": result.email, "sessions_signed_out": result.sessions_signed_out})
+        return
+    out.print(
+        f"Password changed for [bold]{result.email}[/]; signed out "
+        f"{result.sessions_signed_out} login(s). Their personal API tokens still work."
+    )
+
+
+def _read_stdin_password() -> str:
+    # Only the line ending goes: spaces may be part of a password.
+    password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise CliError("no password on stdin (--password-stdin reads its first line)")
+    return password
+
+
+def _ask_new_password() -> str:
+    import click
+
+    from herald.users.schemas import check_password_length
+
+    if not sys.stdin.isatty():
+        raise CliError("stdin is not a terminal to ask on; pass the password with --password-stdin")
+
+    def checked(value: str) -> str:
+        try:
+            return check_password_length(value)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None  # said, then asked again
+
+    password: str = typer.prompt(
+        "New password", hide_input=True, confirmation_prompt="Repeat it", value_proc=checked
+    )
+    return password
 
 
 # --- channels ---------------------------------------------------------------------

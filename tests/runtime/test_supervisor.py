@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -19,7 +21,15 @@ import psutil
 import pytest
 
 from herald.runtime.embedded_redis import EmbeddedRedis
-from herald.runtime.supervisor import Child, GaveUp, Supervisor, restart_delay
+from herald.runtime.supervisor import (
+    HEALTH_CHECK_INTERVAL,
+    Child,
+    GaveUp,
+    NotHealthy,
+    StartupWatch,
+    Supervisor,
+    restart_delay,
+)
 
 PY = sys.executable
 
@@ -194,13 +204,120 @@ def test_a_dead_embedded_redis_is_started_again_with_its_queue(up_dir: Path) -> 
         server.stop()
 
 
+def test_a_child_with_a_log_writes_there_and_giving_up_points_to_it(tmp_path: Path) -> None:
+    clock = FakeClock()
+    log_path = tmp_path / "worker.log"
+    script = "import sys; print('banner line'); sys.exit('boom: bad config')"
+    child = Child("worker", [PY, "-c", script], log_path=log_path)
+    supervisor = Supervisor([child], clock=clock)
+    supervisor.start_all()
+
+    def crash_five_times() -> None:
+        for _ in range(5):
+            assert child.proc is not None
+            child.proc.wait(timeout=10)
+            supervisor.poll()
+            assert child.restart_at is not None
+            clock.now = child.restart_at
+            supervisor.poll()
+
+    try:
+        with pytest.raises(GaveUp) as info:
+            crash_five_times()
+    finally:
+        supervisor.stop(grace=1)
+    assert str(info.value).endswith(f"giving up, see {log_path}")
+    assert info.value.log_paths == [log_path]
+    text = log_path.read_text()
+    assert text.count("--- herald up: starting worker at ") == 5  # appended, one per start
+    assert text.count("banner line") == 5 and text.count("boom: bad config") == 5
+
+
+class FakeHealth:
+    """Answers for the startup watch: a status and body, or an exception, in turn."""
+
+    def __init__(self, *answers: tuple[int, dict[str, object]] | Exception) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    def __call__(self, url: str, timeout: float) -> tuple[int, dict[str, object]]:
+        assert url == "http://127.0.0.1:8000/api/v1/health" and 0 < timeout <= 5
+        answer = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+LOGS = {
+    "api": Path("d/logs/api.log"),
+    "database": Path("d/logs/api.log"),
+    "workers": Path("d/logs/worker.log"),
+    "scheduler": Path("d/logs/beat.log"),
+}
+DOWN = {
+    "status": "down",
+    "components": {
+        "database": {"status": "up"},
+        "broker": {"status": "up"},
+        "workers": {"status": "down", "detail": "no worker answered the ping"},
+        "scheduler": {"status": "down", "detail": "the scheduler (herald beat) has never run"},
+    },
+}
+
+
+def watch(health: FakeHealth, clock: FakeClock, timeout: float = 30) -> StartupWatch:
+    return StartupWatch(
+        "http://127.0.0.1:8000/api/v1/health", timeout=timeout, logs=LOGS, fetch=health, clock=clock
+    )
+
+
+def test_the_startup_watch_is_ready_only_when_health_answers_200() -> None:
+    clock = FakeClock()
+    health = FakeHealth(httpx.ConnectError("refused"), (503, DOWN), (200, {"status": "up"}))
+    startup = watch(health, clock)
+    assert startup.check() is False  # the API is not listening yet
+    assert startup.check() is False and health.calls == 1  # asks at most every interval
+    clock.now += HEALTH_CHECK_INTERVAL
+    assert startup.check() is False  # listening, but the worker and scheduler are not up
+    clock.now += HEALTH_CHECK_INTERVAL
+    assert startup.check() is True
+    assert health.calls == 3
+
+
+def test_a_start_that_is_not_healthy_in_time_says_which_component_and_where_to_look() -> None:
+    clock = FakeClock()
+    startup = watch(FakeHealth((503, DOWN)), clock, timeout=30)
+    while clock.now < 1029:
+        assert startup.check() is False
+        clock.now += HEALTH_CHECK_INTERVAL
+    clock.now = 1030
+    with pytest.raises(NotHealthy) as info:
+        startup.check()
+    assert str(info.value) == (
+        "Herald was not healthy within 30 s; "
+        "workers: no worker answered the ping (see d/logs/worker.log); "
+        "scheduler: the scheduler (herald beat) has never run (see d/logs/beat.log)"
+    )
+    assert info.value.log_paths == [LOGS["workers"], LOGS["scheduler"]]
+
+    silent = watch(FakeHealth(httpx.ConnectError("refused")), clock, timeout=5)
+    clock.now += 5
+    with pytest.raises(
+        NotHealthy,
+        match=r"within 5 s; api: http://127\.0\.0\.1:8000/api/v1/health "
+        r"does not answer \(ConnectError\) \(see d/logs/api\.log\)$",
+    ):
+        silent.check()
+
+
 # --- herald up, for real ------------------------------------------------------------------
 
 
 class Up:
     """A `python -m herald up` process on a private data dir, with its output in files."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, *args: str) -> None:
         self.data_dir = data_dir
         self.port = port
         env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
@@ -210,7 +327,7 @@ class Up:
         self.stderr_path = data_dir / "up.err"
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                [PY, "-m", "herald", "up", "--port", str(port)],
+                [PY, "-m", "herald", "up", "--port", str(port), *args],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -271,19 +388,19 @@ class Up:
 
 
 @pytest.fixture
-def herald_up(up_dir: Path) -> Iterator[Up]:
-    up = Up(up_dir, free_port())
+def herald_up(up_dir: Path, request: pytest.FixtureRequest) -> Iterator[Up]:
+    up = Up(up_dir, free_port(), *getattr(request, "param", ()))
     try:
         yield up
     finally:
         up.kill()
 
 
-def _stop_and_check_nothing_is_left(up: Up) -> None:
+def _stop_and_check_nothing_is_left(up: Up, sig: signal.Signals = signal.SIGTERM) -> None:
     up.tree()
     assert len(up.seen) >= 6, "redis, api, worker + its pool, beat"
     started = time.monotonic()
-    up.proc.send_signal(signal.SIGTERM)
+    up.proc.send_signal(sig)
     code = up.proc.wait(timeout=15)
     elapsed = time.monotonic() - started
     assert code == 0, up.stderr[-3000:]
@@ -297,15 +414,24 @@ def _stop_and_check_nothing_is_left(up: Up) -> None:
     assert survivors == []
 
 
+BANNERS = ("celery@", "[tasks]", "[queues]", "celery beat v", "Herald's scheduler", "Uvicorn")
+
+
 @pytest.mark.integration
+@pytest.mark.parametrize("herald_up", [("--verbose",)], indirect=True)
 def test_herald_up_runs_everything_and_stops_cleanly(herald_up: Up) -> None:
-    wait_for(herald_up.healthy, 60, "GET /api/v1/health to answer 200 with everything up")
+    wait_for(herald_up.healthy, 120, "GET /api/v1/health to answer 200 with everything up")
+    wait_for(lambda: "Press Ctrl-C to stop." in herald_up.stdout, 10, "the sign-in")
 
     out = herald_up.stdout
-    assert f"http://127.0.0.1:{herald_up.port}" in out
+    assert f"Herald is running at http://127.0.0.1:{herald_up.port}" in out
     assert f"http://127.0.0.1:{herald_up.port}/docs" in out
-    assert "Admin created: admin@herald.localhost / " in out
-    assert "shown once" in out
+    assert "Sign in as:  admin@herald.localhost" in out
+    assert "shown only this once" in out
+    # --verbose: every process's output is on the terminal, and no log files are written.
+    terminal = out + herald_up.stderr
+    assert all(banner in terminal for banner in BANNERS)
+    assert not (herald_up.data_dir / "logs").exists()
     names = [" ".join(p.cmdline()) for p in herald_up.tree()]
     assert any("redis-server" in name and "redis.sock" in name for name in names)
     worker = herald_up.child("worker")
@@ -314,6 +440,79 @@ def test_herald_up_runs_everything_and_stops_cleanly(herald_up: Up) -> None:
 
     _stop_and_check_nothing_is_left(herald_up)
     assert not (herald_up.data_dir / "redis.sock").exists()
+
+
+def sign_in_block(out: str) -> list[str] | None:
+    """The lines from the rule above the address to the rule below it, once printed."""
+    lines = out.splitlines()
+    rules = [i for i, line in enumerate(lines) if line.startswith("─" * 20)]
+    return lines[rules[0] : rules[1] + 1] if len(rules) >= 2 else None
+
+
+@pytest.mark.integration
+def test_herald_up_shows_the_sign_in_last_once_healthy_and_logs_the_rest(herald_up: Up) -> None:
+    def signed_in() -> bool:
+        herald_up.check_running()
+        return "Press Ctrl-C to stop." in herald_up.stdout
+
+    wait_for(signed_in, 120, "the address and sign-in to be printed")
+    # Printed only once everything answers: at that moment health is already 200.
+    assert herald_up.healthy(), "the sign-in was printed before /api/v1/health answered 200"
+
+    out = herald_up.stdout
+    block = sign_in_block(out)
+    assert block is not None, out
+    assert block[1:3] == [
+        f"  Herald is running at http://127.0.0.1:{herald_up.port}",
+        f"  API docs: http://127.0.0.1:{herald_up.port}/docs",
+    ]
+    found = re.search(r"Password:\s+(\S+)", "\n".join(block))
+    assert found is not None
+    password = found.group(1)
+    signed = httpx.post(
+        f"http://127.0.0.1:{herald_up.port}/api/v1/auth/login",
+        json={"email": "admin@herald.localhost", "password": password},
+        timeout=10,
+    )
+    assert signed.status_code == 200, signed.text
+
+    logs = herald_up.data_dir / "logs"
+    api_log = logs / "api.log"
+    # That request was logged, to the API's log: nothing is printed after the sign-in.
+    wait_for(lambda: "POST /api/v1/auth/login" in api_log.read_text(), 10, "the login in api.log")
+    out = herald_up.stdout
+    assert out.splitlines()[-len(block) :] == block, out
+    assert out.splitlines()[-len(block) - 1] == ""  # set apart
+    assert out.count(password) == 1
+    assert f"Logs: {logs}/ (up.log, api.log, worker.log, beat.log)" in out
+    assert not any(banner in out for banner in BANNERS), out
+    assert herald_up.stderr == ""
+    logged = {name: (logs / f"{name}.log").read_text() for name in ("up", "api", "worker", "beat")}
+    assert "[tasks]" in logged["worker"] and "ready." in logged["worker"]
+    assert "celery beat v" in logged["beat"] and "Herald's scheduler" in logged["beat"]
+    assert "Uvicorn running" in logged["api"]
+    assert "Running upgrade" in logged["up"]  # the migrations, run by herald up itself
+    assert not any(password in text for text in logged.values())
+
+    _stop_and_check_nothing_is_left(herald_up, signal.SIGINT)
+    assert herald_up.stdout.endswith("Stopping Herald...\nHerald stopped.\n")
+
+
+@pytest.mark.integration
+def test_herald_up_that_is_not_healthy_in_time_stops_and_says_what(up_dir: Path) -> None:
+    up = Up(up_dir, free_port(), "--start-timeout", "1")
+    try:
+        assert up.proc.wait(timeout=60) == 1
+    finally:
+        up.kill()
+    last_line = up.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("herald: error: Herald was not healthy within 1 s; "), up.stderr
+    assert f"(see {up_dir}/logs/" in last_line
+    assert "Password" not in up.stdout
+    # No admin was created whose password nobody saw: the next start creates and shows it.
+    with sqlite3.connect(up_dir / "herald.db") as db:
+        assert db.execute("SELECT count(*) FROM users").fetchone() == (0,)
+    assert not (up_dir / "redis.sock").exists()
 
 
 @pytest.mark.integration

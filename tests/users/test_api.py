@@ -134,3 +134,26 @@ def test_validation_errors_list_each_field(client: TestClient) -> None:
     locations = {tuple(e["loc"]) for e in problem["errors"]}
     assert ("body", "email") in locations
     assert ("body", "password") in locations
+
+
+def test_admins_add_users_on_local_names_with_the_rule_the_cli_uses(
+    client: TestClient, make_account
+) -> None:
+    admin = make_account("admin@herald.localhost", admin=True)
+    created = client.post(
+        "/api/v1/users", json={"email": "second@herald.localhost"}, headers=admin.headers
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["email"] == "second@herald.localhost"
+    assert login(client, "second@herald.localhost", created.json()["password"]).status_code == 200
+
+    malformed = client.post(
+        "/api/v1/users", json={"email": "second@@herald.localhost"}, headers=admin.headers
+    )
+    assert malformed.status_code == 422
+    assert malformed.headers["content-type"] == "application/problem+json"
+    (error,) = malformed.json()["errors"]
+    assert error["loc"] == ["body", "email"]
+    assert "not a valid email address" in error["msg"]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["UserCreate"]
+    assert schema["properties"]["email"]["format"] == "email"

@@ -1,4 +1,5 @@
-"""What `herald up` does before starting its processes: migrate, and create the first admin."""
+"""What `herald up` does around starting its processes: migrate first, and create the first
+admin once everything answers (so its one-time password is shown when it can be used)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ from herald.users.service import count_users, create_user
 FIRST_ADMIN_EMAIL = "admin@herald.localhost"
 
 
-def prepare() -> tuple[str, str] | None:
-    """Migrate to head; with no user at all, create an admin and return its login once."""
+def prepare() -> None:
+    """Bring the database schema to head before any process uses it."""
     upgrade()
+
+
+def create_first_admin() -> tuple[str, str] | None:
+    """With no user at all, create an admin and return its login, once; otherwise None."""
     with session_scope() as session:
         if count_users(session):
             return None

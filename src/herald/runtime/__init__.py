@@ -19,6 +19,9 @@ from typing import IO
 
 _PR_SET_PDEATHSIG = 1
 
+# How long `herald up` waits for everything to answer healthy before it gives up (seconds).
+START_TIMEOUT = 120.0
+
 Output = int | IO[bytes] | None
 
 

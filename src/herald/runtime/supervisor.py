@@ -1,9 +1,13 @@
 """`herald up`: every Herald process on one machine, supervised.
 
 Start order: the embedded Redis (when no broker is configured), then ``prepare()``
-(migrations, and the first admin on an empty database), then three children, each
-``python -m herald <api|worker|beat>`` in its own process group. All four are
-supervised:
+(migrations), then three children, each ``python -m herald <api|worker|beat>`` in its own
+process group, writing to ``<data_dir>/logs/<name>.log`` (to the terminal with
+``--verbose``). Only once ``GET /api/v1/health`` answers 200 (database, broker, a worker
+and the scheduler all up) is the first admin created (on an empty database) and the
+address and sign-in printed: last, set apart, the password once. A start that is not
+healthy within ``--start-timeout`` stops everything and says which component is not up.
+All four processes are supervised:
 
 - A child that exits while nobody asked it to is restarted after 1 s, 2 s, 4 s, ...
   (at most 30 s); the back-off resets once it has stayed up for a minute. A child that
@@ -28,12 +32,17 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
+import httpx
 from rich.console import Console
+from rich.markup import escape
 
 from herald.core.settings import Settings, get_settings
-from herald.runtime import describe_exit, signal_group, spawn
+from herald.runtime import START_TIMEOUT, describe_exit, signal_group, spawn
 from herald.runtime.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 
 log = logging.getLogger(__name__)
@@ -45,6 +54,9 @@ GIVE_UP_WINDOW = 60.0
 STOP_GRACE = 7.0
 REDIS_STOP_TIMEOUT = 2.0
 POLL_INTERVAL = 0.2
+HEALTH_CHECK_INTERVAL = 0.5
+HEALTH_REQUEST_TIMEOUT = 5.0
+LOG_TAIL_LINES = 10
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 Clock = Callable[[], float]
@@ -60,12 +72,14 @@ class Child:
     """One supervised process: how to start it, and its restart bookkeeping.
 
     Started as ``argv`` in its own process group, or by ``launch`` when it needs more
-    than a command line (the embedded Redis waits until it answers).
+    than a command line (the embedded Redis waits until it answers). With ``log_path``
+    its stdout and stderr are appended to that file instead of the terminal.
     """
 
     name: str
     argv: Sequence[str] = ()
     launch: Callable[[], subprocess.Popen[bytes]] | None = None
+    log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restart_at: float | None = None
@@ -77,8 +91,100 @@ class Child:
         return self.proc.pid if self.proc is not None else None
 
 
-class GaveUp(Exception):
+class Failure(Exception):
+    """Herald cannot run as started; ``log_paths`` are the logs that explain why."""
+
+    def __init__(self, message: str, log_paths: Sequence[Path] = ()) -> None:
+        super().__init__(message)
+        self.log_paths = list(log_paths)
+
+
+class GaveUp(Failure):
     """A child keeps exiting; the message says which and how."""
+
+
+class NotHealthy(Failure):
+    """Herald did not become healthy in time; the message says which component is not up."""
+
+
+Fetch = Callable[[str, float], tuple[int, dict[str, Any]]]
+
+
+def fetch_health(url: str, timeout: float) -> tuple[int, dict[str, Any]]:
+    """GET the health endpoint: its status code and JSON body. Raises httpx.HTTPError."""
+    # trust_env=False: an HTTP_PROXY in the environment must not carry a loopback call.
+    with httpx.Client(timeout=timeout, trust_env=False) as client:
+        response = client.get(url)
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    return response.status_code, body if isinstance(body, dict) else {}
+
+
+class StartupWatch:
+    """Polls Herald's own health endpoint until it answers 200, for at most ``timeout`` s.
+
+    ``check()`` is called from the supervisor's loop; it asks at most every
+    ``HEALTH_CHECK_INTERVAL`` s and never sleeps, so tests drive it with their own clock
+    and answers. ``logs`` maps a health component (and ``api``) to the log that explains it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = START_TIMEOUT,
+        logs: Mapping[str, Path] | None = None,
+        fetch: Fetch = fetch_health,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.logs = dict(logs or {})
+        self.fetch = fetch
+        self.clock = clock
+        self.started_at = clock()
+        self.next_check_at = self.started_at
+        self.not_up: dict[str, str] = {"api": "it has not answered yet"}
+
+    def check(self) -> bool:
+        """True once healthy; raises ``NotHealthy`` when the time is up."""
+        now = self.clock()
+        if now >= self.next_check_at:
+            left = self.started_at + self.timeout - now
+            try:
+                status, body = self.fetch(self.url, max(0.1, min(HEALTH_REQUEST_TIMEOUT, left)))
+            except httpx.HTTPError as exc:
+                self.not_up = {"api": f"{self.url} does not answer ({type(exc).__name__})"}
+            else:
+                if status == 200:
+                    return True
+                self.not_up = _components_down(body) or {"api": f"{self.url} answered {status}"}
+            now = self.clock()
+            self.next_check_at = now + HEALTH_CHECK_INTERVAL
+        if now - self.started_at >= self.timeout:
+            paths = [path for name in self.not_up if (path := self.logs.get(name))]
+            raise NotHealthy(self._describe(), list(dict.fromkeys(paths)))
+        return False
+
+    def _describe(self) -> str:
+        parts = []
+        for name, detail in self.not_up.items():
+            log_path = self.logs.get(name)
+            parts.append(f"{name}: {detail}" + (f" (see {log_path})" if log_path else ""))
+        return f"Herald was not healthy within {self.timeout:g} s; " + "; ".join(parts)
+
+
+def _components_down(body: dict[str, Any]) -> dict[str, str]:
+    components = body.get("components")
+    if not isinstance(components, dict):
+        return {}
+    return {
+        str(name): str(part.get("detail") or "down")
+        for name, part in components.items()
+        if isinstance(part, dict) and part.get("status") != "up"
+    }
 
 
 class Supervisor:
@@ -146,7 +252,19 @@ class Supervisor:
     # --- internals ----------------------------------------------------------------------
 
     def _start(self, child: Child) -> subprocess.Popen[bytes]:
-        child.proc = child.launch() if child.launch else spawn(child.argv, env=self.env)
+        if child.launch:
+            child.proc = child.launch()
+        elif child.log_path is not None:
+            with child.log_path.open("ab") as log_file:
+                stamp = datetime.now(UTC).isoformat(timespec="seconds")
+                log_file.write(f"--- herald up: starting {child.name} at {stamp}\n".encode())
+                log_file.flush()
+                # The child has its own copy of the descriptor; ours closes here.
+                child.proc = spawn(
+                    child.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT
+                )
+        else:
+            child.proc = spawn(child.argv, env=self.env)
         child.started_at = self.clock()
         child.restart_at = None
         return child.proc
@@ -165,9 +283,11 @@ class Supervisor:
             child.recent_failures.popleft()
         how = describe_exit(code)
         if len(child.recent_failures) >= GIVE_UP_FAILURES:
+            where = f"see {child.log_path}" if child.log_path else "see its output above"
             raise GaveUp(
                 f"the {child.name} process exited {len(child.recent_failures)} times within "
-                f"{GIVE_UP_WINDOW:g} s (last: {how}); giving up, see its output above"
+                f"{GIVE_UP_WINDOW:g} s (last: {how}); giving up, {where}",
+                [child.log_path] if child.log_path else [],
             )
         delay = restart_delay(child.consecutive_failures)
         child.restart_at = now + delay
@@ -215,19 +335,54 @@ def child_env(settings: Settings, host: str, port: int) -> dict[str, str]:
         HERALD_DATA_DIR=str(settings.data_dir.resolve()),
         HERALD_HOST=host,
         HERALD_PORT=str(port),
-        # Children write to the same terminal; unbuffered keeps their lines in order.
+        # Unbuffered: a child's lines reach its log (or the terminal) as they are written.
         PYTHONUNBUFFERED="1",
     )
     return env
 
 
-def herald_children(host: str, port: int) -> list[Child]:
+def herald_children(host: str, port: int, log_dir: Path | None = None) -> list[Child]:
+    """api, worker and beat; each writes to ``<log_dir>/<name>.log`` when a dir is given."""
     herald = [sys.executable, "-m", "herald"]
+    argvs = {
+        "api": [*herald, "api", "--host", host, "--port", str(port)],
+        "worker": [*herald, "worker"],
+        "beat": [*herald, "beat"],
+    }
     return [
-        Child("api", [*herald, "api", "--host", host, "--port", str(port)]),
-        Child("worker", [*herald, "worker"]),
-        Child("beat", [*herald, "beat"]),
+        Child(name, argv, log_path=log_dir / f"{name}.log" if log_dir else None)
+        for name, argv in argvs.items()
     ]
+
+
+LOG_NAMES = ("up", "api", "worker", "beat")
+
+
+def start_logs(log_dir: Path) -> Path:
+    """Make ``log_dir`` and send this process's log lines to ``up.log`` there; returns it.
+
+    Each start keeps the previous run's ``<name>.log`` as ``<name>.log.1``.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for name in LOG_NAMES:
+        current = log_dir / f"{name}.log"
+        if current.exists():
+            current.replace(log_dir / f"{name}.log.1")
+    _log_to_file(log_dir / "up.log")
+    return log_dir
+
+
+def _log_to_file(path: Path) -> None:
+    """This process's own log lines go to ``path``; the terminal keeps warnings and errors."""
+    root = logging.getLogger()
+    file_handler = logging.FileHandler(path, encoding="utf-8")
+    for handler in root.handlers:
+        # Same format and redaction as configure_logging() gave the terminal.
+        file_handler.setFormatter(handler.formatter)
+        for log_filter in handler.filters:
+            file_handler.addFilter(log_filter)
+        handler.setLevel(logging.WARNING)
+    root.addHandler(file_handler)
 
 
 def check_port_free(host: str, port: int) -> str | None:
@@ -245,30 +400,55 @@ def _connect_host(host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
 
 
-def _accepts_connections(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((_connect_host(host), port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _public_url(settings: Settings, host: str, port: int) -> str:
     if settings.public_url:
         return settings.public_url.rstrip("/")
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return f"http://{_url_host(host)}:{port}"
 
 
-def _announce(out: Console, url: str, login: tuple[str, str] | None) -> None:
-    out.print(f"[bold green]Herald is running[/] at [link={url}]{url}[/link]")
-    out.print(f"API docs: {url}/docs")
+def _announce(out: Console, url: str, login: tuple[str, str] | None, log_dir: Path | None) -> None:
+    """The address and how to sign in: set apart, and the last thing on the terminal."""
+    url = escape(url)
+    lines = [f"[bold green]Herald is running[/] at {url}", f"API docs: {url}/docs", ""]
     if login is not None:
-        email, password = login
-        out.print(f"[bold]Admin created:[/] {email} / {password} — shown once")
+        email, password = (escape(part) for part in login)
+        lines += [
+            f"Sign in as:  [bold]{email}[/]",
+            f"Password:    [bold]{password}[/]",
+            "The password is shown only this once: keep it now. (Lost it? "
+            f"`herald user set-password --email {email}`)",
+        ]
     else:
-        out.print("Sign in with your account (create one with `herald user create`).")
-    out.print("Press Ctrl-C to stop.")
+        lines.append("Sign in with your account (add one with `herald user create`).")
+    lines.append("")
+    if log_dir is not None:
+        names = ", ".join(f"{name}.log" for name in LOG_NAMES)
+        lines.append(f"Logs: {escape(str(log_dir))}{os.sep} ({names})")
+    lines.append("Press Ctrl-C to stop.")
+    out.print()
+    out.rule(style="green")
+    for line in lines:
+        # soft_wrap: a long URL or password is never broken across lines.
+        out.print(f"  {line}" if line else "", soft_wrap=True)
+    out.rule(style="green")
+
+
+def _tail(path: Path, count: int = LOG_TAIL_LINES) -> list[str]:
+    try:
+        return path.read_text(errors="replace").rstrip("\n").splitlines()[-count:]
+    except OSError:
+        return []
+
+
+def _show_log_tails(paths: Sequence[Path]) -> None:
+    for path in paths:
+        lines = _tail(path)
+        if lines:
+            sys.stderr.write(f"--- last lines of {path}:\n" + "\n".join(lines) + "\n")
 
 
 def _fail(message: str) -> int:
@@ -277,13 +457,29 @@ def _fail(message: str) -> int:
     return 1
 
 
-def run_up(host: str, port: int) -> int:
+def _component_logs(children: Sequence[Child], redis: EmbeddedRedis | None) -> dict[str, Path]:
+    """Which log explains each component of the health answer (and the API itself)."""
+    logs = {child.name: child.log_path for child in children}
+    found = {
+        "api": logs.get("api"),
+        "database": logs.get("api"),
+        "broker": redis.logfile if redis is not None else None,
+        "workers": logs.get("worker"),
+        "scheduler": logs.get("beat"),
+    }
+    return {name: path for name, path in found.items() if path is not None}
+
+
+def run_up(
+    host: str, port: int, *, verbose: bool = False, start_timeout: float = START_TIMEOUT
+) -> int:
     """Run Herald on this machine until asked to stop; the process exit code.
 
-    0 after a requested stop (SIGINT/SIGTERM/SIGHUP), 1 when something cannot start.
-    Must be called from the main thread (it installs signal handlers).
+    0 after a requested stop (SIGINT/SIGTERM/SIGHUP), 1 when something cannot start or
+    is not healthy within ``start_timeout`` s. Must be called from the main thread (it
+    installs signal handlers).
     """
-    from herald.core.bootstrap import prepare
+    from herald.core.bootstrap import create_first_admin, prepare
     from herald.core.logging import configure_logging
 
     settings = get_settings()
@@ -294,33 +490,51 @@ def run_up(host: str, port: int) -> int:
     if problem:
         return _fail(problem)
 
+    log_dir = None if verbose else start_logs(settings.data_dir / "logs")
     redis = EmbeddedRedis(settings.data_dir) if settings.embedded_broker else None
     # Two tiers: the broker is started first and stopped last.
     services = Supervisor([Child("redis", launch=redis.launch)] if redis else [])
-    herald = Supervisor(herald_children(host, port), env=child_env(settings, host, port))
-    failure: str | None = None
+    children = herald_children(host, port, log_dir)
+    herald = Supervisor(children, env=child_env(settings, host, port))
+    failure: Failure | EmbeddedRedisError | None = None
     with _StopRequests().installed() as stop:
         try:
             services.start_all()
             if redis is not None:
                 log.info("embedded Redis on %s (pid %s)", redis.socket, redis.pid)
-            login = prepare()
+            prepare()
             if not stop:
                 herald.start_all()
+                where = f" (logs: {log_dir}{os.sep})" if log_dir else ""
+                out.print(f"Starting Herald{where}...", soft_wrap=True)
+            watch = StartupWatch(
+                f"http://{_url_host(_connect_host(host))}:{port}/api/v1/health",
+                timeout=start_timeout,
+                logs=_component_logs(children, redis),
+            )
             announced = False
             while not stop:
                 services.poll()
                 herald.poll()
-                if not announced and _accepts_connections(host, port):
-                    _announce(out, _public_url(settings, host, port), login)
+                if not announced and watch.check():
+                    log.info("healthy %.1f s after start", time.monotonic() - watch.started_at)
+                    # Created only now, so its one-time password is shown when it works.
+                    login = create_first_admin()
+                    _announce(out, _public_url(settings, host, port), login, log_dir)
                     announced = True
                 time.sleep(POLL_INTERVAL)
-        except (EmbeddedRedisError, GaveUp) as exc:
-            failure = str(exc)
+        except (EmbeddedRedisError, Failure) as exc:
+            failure = exc
         finally:
+            if stop:
+                out.print("Stopping Herald...")
             herald.stop(hurry=lambda: stop.count > 1)
             if redis is not None:
                 redis.stop(timeout=REDIS_STOP_TIMEOUT)
             log.info("stopped")
-    # Last, so the reason is the final line on the terminal.
-    return _fail(failure) if failure else 0
+    if failure is not None:
+        _show_log_tails(failure.log_paths if isinstance(failure, Failure) else [])
+        # Last, so the reason is the final line on the terminal.
+        return _fail(str(failure))
+    out.print("Herald stopped.")
+    return 0

@@ -11,7 +11,14 @@ from sqlalchemy.orm import Session
 
 from herald.core.clock import utcnow
 from herald.core.db import READ_ONLY, DatabaseBusy, session_scope
-from herald.core.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
+from herald.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
 from herald.core.security import (
     generate_password,
     hash_password,
@@ -21,6 +28,7 @@ from herald.core.security import (
 )
 from herald.core.settings import get_settings
 from herald.users.models import ApiToken, LoginFailure, Role, TokenKind, User, Workspace
+from herald.users.schemas import check_email, check_password_length
 
 DEFAULT_WORKSPACE = "default"
 
@@ -53,6 +61,21 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+def valid_email(email: str) -> str:
+    """``email`` checked by Herald's one email rule (see ``users.schemas``) and normalized."""
+    try:
+        return normalize_email(check_email(email))
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="email") from None
+
+
+def valid_password(password: str) -> str:
+    try:
+        return check_password_length(password)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="password") from None
+
+
 def get_or_create_workspace(session: Session, name: str | None) -> Workspace:
     if name is None:
         first = session.scalars(select(Workspace).order_by(Workspace.created_at).limit(1)).first()
@@ -77,7 +100,9 @@ def create_user(
     workspace_name: str | None = None,
 ) -> tuple[User, str]:
     """Create a user; returns it with the password (generated when none is given)."""
-    email = normalize_email(email)
+    email = valid_email(email)
+    if password is not None:
+        valid_password(password)
     if session.scalars(select(User.id).where(User.email == email)).first() is not None:
         raise Conflict(f"A user with email {email} already exists.")
     if workspace is None:
@@ -92,6 +117,34 @@ def create_user(
     session.add(user)
     session.flush()
     return user, password
+
+
+@dataclass(frozen=True)
+class PasswordSet:
+    email: str
+    sessions_signed_out: int
+
+
+def set_password(session: Session, *, email: str, password: str) -> PasswordSet:
+    """Give a user a new password, as an operator does for someone who forgot theirs.
+
+    Every login (session token) of that user is signed out, since whoever knew the old
+    password may hold one; personal API tokens keep working (scripts are not broken by a
+    reset; they are listed and revoked one by one at ``/auth/tokens``). The account's
+    failed-login count is cleared, so a locked-out user can sign in at once.
+    """
+    valid_password(password)
+    email = normalize_email(email)
+    user = session.scalars(select(User).where(User.email == email)).first()
+    if user is None:
+        raise NotFound(f"No user with email {email}.")
+    user.password_hash = hash_password(password)
+    signed_out = session.execute(
+        delete(ApiToken).where(ApiToken.user_id == user.id, ApiToken.kind == TokenKind.SESSION)
+    )
+    session.execute(delete(LoginFailure).where(LoginFailure.email == email))
+    session.flush()
+    return PasswordSet(email=email, sessions_signed_out=int(getattr(signed_out, "rowcount", 0)))
 
 
 def count_users(session: Session) -> int:
