@@ -182,6 +182,11 @@ class MatrixAdapter(Adapter[MatrixCredentials, MatrixSettings]):
         return room_id
 
     def verify(self) -> Identity:
+        # The alias's room, resolved here, is stored once with the outcome.
+        with self.store.batch():
+            return self._verify()
+
+    def _verify(self) -> Identity:
         who = self._request("GET", f"{CLIENT}/account/whoami")
         room_id = self._room_id(fresh=True)
         joined = self._request("GET", f"{CLIENT}/joined_rooms").get("joined_rooms") or []
@@ -276,6 +281,12 @@ class MatrixAdapter(Adapter[MatrixCredentials, MatrixSettings]):
         }
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+        # Sent events are stored once at the end: a resend of one is deduplicated by its
+        # transaction id. Only an upload, which is not, is stored as soon as it is made.
+        with self.store.batch():
+            return self._publish(rendition, idempotency_key)
+
+    def _publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
         done = self.store.progress(idempotency_key) or {}
         if "receipt" in done:
             return Receipt(**done["receipt"])
@@ -303,6 +314,7 @@ class MatrixAdapter(Adapter[MatrixCredentials, MatrixSettings]):
                 if upload not in uploads:  # an upload is not idempotent: do it once
                     uploads[upload] = self._upload(step)
                     save()
+                    self.store.checkpoint()
                 content = self._image(step, uploads[upload])
             else:
                 content = step
