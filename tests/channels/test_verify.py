@@ -211,3 +211,27 @@ def test_matrix_test_refused_token_marks_the_channel_needs_reconnect(
     assert "M_UNKNOWN_TOKEN" in done["error"]
     assert channel(client, account, channel_id)["state"] == "needs_reconnect"
     assert platform_calls.inside_transaction() == []
+
+
+def test_a_test_that_refreshes_expired_credentials_keeps_them(
+    client: TestClient, account: Account, platform_calls: PlatformCalls, redis_broker: str
+) -> None:
+    from herald.channels.tasks import verify_channel
+    from tests.fakes.x import FakeX
+
+    with FakeX() as x:
+        channel_id = create_channel(client, account, "x", x.credentials())
+        x.expire_access_tokens()  # the test's first call is refused; X's adapter refreshes
+        job_id = start_test(client, account, channel_id)
+
+        verify_channel(job_id)
+
+        done = job(client, account, job_id)
+        assert done["state"] == "SUCCESS", done
+        assert x.refreshes == 1
+        assert platform_calls.inside_transaction() == []
+        # The refreshed pair was stored: a second test needs no refresh.
+        again = start_test(client, account, channel_id)
+        verify_channel(again)
+        assert job(client, account, again)["state"] == "SUCCESS"
+        assert x.refreshes == 1

@@ -257,7 +257,9 @@ def record_check(session: Session, job: Job, checked: Checked) -> dict[str, Any]
     channel = session.get(Channel, check.channel_id, with_for_update=True)
     if channel is None or channel.workspace_id != job.workspace_id:
         raise JobFailed("the channel was deleted while it was being tested")
-    if channel.credentials_encrypted != check.credentials_encrypted:
+    known = checked.store.credentials_encrypted if checked.store is not None else None
+    # The adapter may have refreshed them itself (OAuth): those are the ones it tested.
+    if channel.credentials_encrypted != (known or check.credentials_encrypted):
         raise JobFailed(
             "the channel's credentials were replaced while the old ones were being tested; "
             "test the channel again"

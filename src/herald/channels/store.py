@@ -193,6 +193,12 @@ class DatabaseStore(ChannelStore):
         self.flush()
 
     @property
+    def credentials_encrypted(self) -> bytes | None:
+        """The channel's credentials as this store last knew them: those the adapter was
+        built with, or those a refresh stored since."""
+        return self._credentials
+
+    @property
     def pending(self) -> bool:
         """Whether saves are waiting to be written."""
         return self._session_changed or bool(self._progress_changed)
