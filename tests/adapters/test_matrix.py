@@ -266,3 +266,64 @@ def test_fake_validates_against_the_event_schemas() -> None:
         "url: 'https://x/y.png' does not match '^mxc:\\\\/\\\\/'",
     ]
     assert content_errors({"msgtype": "m.text", "body": "x", "format": "org.matrix.custom.html"})
+
+
+# Room IDs as the spec's identifier grammar allows them (Appendices → Room IDs, and room
+# version 12: the create event's hash, no server part, as Synapse 1.163 creates them).
+ACCEPTED_ROOMS = [
+    "!AczZ8M2NqGdbm8_HJvJZbkLmQhb5u52S9UdTO6uClFg",  # room version 12
+    "!abcdefghijklmnopqr:example.org",  # versions 1 to 11
+    "!abc:example.org:8448",  # a port
+    "!abc:1.2.3.4",  # an IPv4 literal
+    "!abc:[1234:5678::abcd]:5678",  # an IPv6 literal with a port
+    "!Opaque-._~=+/ ID:example.org",  # any character but ':' and NUL
+    "#news:example.org",
+    "#nouvelles-été:example.org",  # an alias's localpart: any character but ':'
+    "  !abc:example.org  ",  # pasted with spaces around
+]
+REFUSED_ROOMS = {
+    "!abc": "has no server part",  # neither form
+    "!AczZ8M2NqGdbm8_HJvJZbkLmQhb5u52S9UdTO6uClF": "has no server part",  # 42 characters
+    "!AczZ8M2NqGdbm8+HJvJZbkLmQhb5u52S9UdTO6uClFg": "has no server part",  # not URL-safe
+    "!:example.org": "must be a room ID",
+    "abc:example.org": "must be a room ID",
+    "#news": "must be a room ID",
+    "!abc:": "must be a room ID",
+    "!abc:exa mple.org": "is not a server name",
+    "!abc\x00:example.org": "NUL",
+    "!" + "a" * 250 + ":example.org": "255 bytes",
+}
+
+
+@pytest.mark.parametrize("room", ACCEPTED_ROOMS)
+def test_every_room_id_form_the_spec_allows_is_accepted(room: str) -> None:
+    from herald.adapters.matrix import MatrixCredentials
+
+    credentials = MatrixCredentials.model_validate(
+        {"homeserver": "https://matrix.example.org", "access_token": "syt_x", "room": room}
+    )
+    assert credentials.room == room.strip()
+
+
+@pytest.mark.parametrize(("room", "reason"), REFUSED_ROOMS.items())
+def test_what_is_no_room_id_is_refused_with_the_reason(room: str, reason: str) -> None:
+    from pydantic import ValidationError
+
+    from herald.adapters.matrix import MatrixCredentials
+
+    with pytest.raises(ValidationError, match=reason):
+        MatrixCredentials.model_validate(
+            {"homeserver": "https://matrix.example.org", "access_token": "syt_x", "room": room}
+        )
+
+
+@pytest.mark.parametrize("by", ["room ID", "alias"])
+def test_posts_to_a_room_version_12_room(by: str) -> None:
+    with FakeMatrix(room_version=12) as fake:
+        assert ":" not in fake.room_id
+        adapter = make(fake, room=fake.room_id if by == "room ID" else fake.alias)
+        assert adapter.verify().detail["room_id"] == fake.room_id
+        receipt = adapter.publish(adapter.render(sample_post()), new_key())
+        assert [e.room_id for e in fake.events] == [fake.room_id]
+        assert receipt.url == f"https://matrix.to/#/{fake.room_id}/{receipt.external_id}"
+        assert fake.violations == []

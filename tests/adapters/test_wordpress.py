@@ -5,6 +5,7 @@ content marker that find_existing searches for, capabilities)."""
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -136,6 +137,8 @@ def test_an_author_cannot_create_terms_and_is_told_how_to_fix_it(fake: FakeWordP
 
 
 def test_html_is_rendered_and_sanitised(fake: FakeWordPress) -> None:
+    from herald.adapters.wordpress import marker_block
+
     adapter = make(fake)
     body = (
         "Some **bold** and a [link](https://example.org/?a=1&b=2).\n\n"
@@ -154,8 +157,9 @@ def test_html_is_rendered_and_sanitised(fake: FakeWordPress) -> None:
     adapter.publish(rendition, key)
     stored = only_post(fake)["content"]
     # Exactly the rendition, plus the invisible marker find_existing looks for.
-    assert stored == html + "\n" + marker(key)
+    assert stored == html + "\n\n" + marker_block(key)
     assert marker(key) == f"<!-- {key_token(key)} -->"
+    assert marker_block(key) == f"<!-- wp:html -->\n{marker(key)}\n<!-- /wp:html -->"
     assert key not in stored  # the key itself is not exposed, only a digest of it
 
 
@@ -319,4 +323,47 @@ def test_an_answer_that_is_not_the_api_is_not_taken_for_one() -> None:
         )
     assert (
         api_json(httpx.Response(201, json={"id": 5}), "id", platform="wordpress", expect=int) == 5
+    )
+
+
+def readers_see(fake: FakeWordPress) -> str:
+    """The published post's content as WordPress serves it (content.rendered)."""
+    response = httpx.get(f"{fake.base_url}/wp-json/wp/v2/posts")
+    (post,) = response.json()
+    return str(post["content"]["rendered"])
+
+
+def test_the_marker_adds_no_paragraph_readers_see(fake: FakeWordPress) -> None:
+    adapter = make(fake, status="publish")
+    rendition = adapter.render(sample_post(body="One paragraph.\n\n- a list\n- to end on"))
+    key = new_key()
+    adapter.publish(rendition, key)
+
+    shown = readers_see(fake)
+    # No paragraph holding nothing but a comment (wpautop wraps a bare one in <p>).
+    assert not re.search(r"<p>(?:\s|<!--.*?-->)*</p>", shown), shown
+    # Readers get exactly the rendition; the marker is a comment in the page source.
+    assert re.sub(r"\s+", " ", shown).strip() == re.sub(
+        r"\s+", " ", rendition.parts[0] + "\n" + marker(key)
+    )
+    # And find_existing still finds the post by it.
+    found = make(fake).find_existing(rendition, key)
+    assert found is not None and found.external_id == str(only_post(fake)["id"])
+
+
+def test_the_fake_serves_content_as_wordpress_does() -> None:
+    from tests.fakes.wordpress import the_content, wpautop
+
+    # wpautop, as WordPress core's own tests have it.
+    assert wpautop("foo\nbar") == "<p>foo<br />\nbar</p>\n"
+    assert wpautop("this is a test\n<p>and it works</p>") == (
+        "<p>this is a test</p>\n<p>and it works</p>\n"
+    )
+    # A bare comment after the content becomes a paragraph of its own: Herald's old marker.
+    assert wpautop("<p>Hello</p>\n<!-- herald-0f -->") == (
+        "<p>Hello</p>\n<p><!-- herald-0f --></p>\n"
+    )
+    # Content with a block is served as written, delimiters gone.
+    assert the_content("<p>Hello</p>\n<!-- wp:html -->\n<!-- herald-0f -->\n<!-- /wp:html -->") == (
+        "<p>Hello</p>\n\n<!-- herald-0f -->\n"
     )

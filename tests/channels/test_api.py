@@ -195,3 +195,30 @@ def test_platforms_lists_the_registry(client: TestClient) -> None:
     platforms = {p["platform"]: p for p in client.get("/api/v1/platforms").json()}
     assert {"webhook", "folder"} <= set(platforms)
     assert "secret" in platforms["webhook"]["credentials_schema"]["properties"]
+
+
+def test_matrix_channel_takes_a_room_version_12_room_id(
+    client: TestClient, account: Account
+) -> None:
+    def matrix(room: str) -> dict[str, object]:
+        credentials = {"homeserver": "https://matrix.example.org", "access_token": "syt_x"}
+        return {
+            "platform": "matrix",
+            "name": room[:20],
+            "credentials": credentials | {"room": room},
+        }
+
+    # Synapse 1.163 creates rooms of version 12, whose IDs have no server part.
+    created = client.post(
+        "/api/v1/channels",
+        json=matrix("!AczZ8M2NqGdbm8_HJvJZbkLmQhb5u52S9UdTO6uClFg"),
+        headers=account.headers,
+    )
+    assert created.status_code == 201, created.text
+
+    refused = client.post("/api/v1/channels", json=matrix("!abc"), headers=account.headers)
+    assert refused.status_code == 422
+    assert refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    assert problem["errors"][0]["loc"] == ["body", "credentials", "room"]
+    assert "has no server part" in problem["detail"]

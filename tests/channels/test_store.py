@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from herald.adapters.base import AuthError
+from tests.channels.conftest import PlatformCalls
 from tests.conftest import Account
 
 
@@ -135,7 +137,169 @@ def test_progress_is_per_delivery(
     store.save_progress(key, {"posted": ["1", "2"]})
     assert DatabaseStore(channel_id).progress(key) == {"posted": ["1", "2"]}
     # Another channel's store cannot read or write this delivery's progress.
-    other = DatabaseStore(uuid.uuid4())
-    other.save_progress(key, {"posted": []})
-    assert other.progress(key) is None
-    assert store.progress(key) == {"posted": ["1", "2"]}
+    other = uuid.uuid4()
+    DatabaseStore(other).save_progress(key, {"posted": []})
+    assert DatabaseStore(other).progress(key) is None
+    assert DatabaseStore(channel_id).progress(key) == {"posted": ["1", "2"]}
+
+
+def test_the_store_never_opens_a_transaction_inside_another(channel_id: uuid.UUID) -> None:
+    from herald.channels.store import DatabaseStore, TransactionOpen
+    from herald.core.db import session_scope
+
+    store = DatabaseStore(channel_id)
+    with session_scope() as open_:
+        open_.execute(text("SELECT 1"))
+        with pytest.raises(TransactionOpen):
+            store.session()  # a read would have waited for the open transaction (SQLite)
+        with pytest.raises(TransactionOpen):
+            store.save_session({"token": "x"})
+    # Read in the caller's transaction and written back in it, nothing of its own.
+    with session_scope() as session:
+        from herald.channels.models import Channel
+
+        row = session.get_one(Channel, channel_id)
+        seeded = DatabaseStore(
+            channel_id,
+            credentials_encrypted=row.credentials_encrypted,
+            session_encrypted=row.session_encrypted,
+            defer_writes=True,
+        )
+        assert seeded.session() is None
+        seeded.save_session({"token": "kept"})
+        seeded.write_back(session)
+    assert DatabaseStore(channel_id).session() == {"token": "kept"}
+
+
+def test_a_login_is_not_kept_for_credentials_replaced_meanwhile(
+    client: TestClient, account: Account, channel_id: uuid.UUID
+) -> None:
+    from herald.channels.models import Channel
+    from herald.channels.store import DatabaseStore
+    from herald.core.db import session_scope
+
+    with session_scope() as session:
+        built_with = session.get_one(Channel, channel_id).credentials_encrypted
+    store = DatabaseStore(channel_id, credentials_encrypted=built_with)
+    response = client.patch(
+        f"/api/v1/channels/{channel_id}",
+        json={"credentials": {"url": "https://hooks.example/y", "secret": "t" * 24}},
+        headers=account.headers,
+    )
+    assert response.status_code == 200, response.text
+    store.save_session({"token": "made with the old credentials"})
+    assert DatabaseStore(channel_id).session() is None
+
+
+def test_refresh_calls_the_platform_with_no_transaction_open(channel_id: uuid.UUID) -> None:
+    from herald.channels.store import DatabaseStore
+    from herald.core.db import transaction_open
+
+    stale = stored_credentials(channel_id)
+    seen: list[bool] = []
+
+    def refresh(current: dict[str, Any]) -> dict[str, Any]:
+        seen.append(transaction_open())
+        return current | {"secret": "rotated-" + "r" * 20}
+
+    fresh = DatabaseStore(channel_id).refresh_credentials(stale, refresh)
+    assert seen == [False]
+    assert fresh["secret"] == stored_credentials(channel_id)["secret"] == "rotated-" + "r" * 20
+
+
+def test_a_login_saved_during_a_refresh_keeps_the_refresh_exclusive(
+    channel_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from herald.channels import store as store_module
+    from herald.channels.store import DatabaseStore
+
+    stale = stored_credentials(channel_id)
+    rotated = stale | {"secret": "rotated-" + "r" * 20}
+    refreshes: list[str] = []
+    waiting = threading.Event()
+    pause = store_module.time.sleep
+
+    def waited(seconds: float) -> None:
+        waiting.set()  # the other delivery found the lease taken and waits for it
+        pause(seconds)
+
+    monkeypatch.setattr(store_module, "_pause", waited)
+    results: list[dict[str, Any]] = []
+
+    def other_delivery_refreshes() -> None:
+        def spend(current: dict[str, Any]) -> dict[str, Any]:
+            refreshes.append("second")
+            return current
+
+        results.append(DatabaseStore(channel_id).refresh_credentials(stale, spend))
+
+    other = threading.Thread(target=other_delivery_refreshes)
+
+    def refresh(current: dict[str, Any]) -> dict[str, Any]:
+        refreshes.append("first")
+        # Meanwhile another delivery stores a login, then needs a refresh too.
+        DatabaseStore(channel_id).save_session({"token": "other delivery"})
+        other.start()
+        assert waiting.wait(20), "the second refresh did not wait for the first"
+        return rotated
+
+    assert DatabaseStore(channel_id).refresh_credentials(stale, refresh) == rotated
+    other.join(30)
+    assert refreshes == ["first"]
+    assert results == [rotated]
+
+
+def test_a_one_part_bluesky_post_costs_three_store_transactions(
+    client: TestClient, account: Account, redis_broker: str, platform_calls: PlatformCalls
+) -> None:
+    """One read; the record key and the login stored before the create; the receipt
+    after it. It cost 7 (a transaction per save), and no transaction is open while
+    Bluesky answers."""
+    from sqlalchemy import event
+
+    from herald.channels.models import Channel
+    from herald.channels.service import build_adapter
+    from herald.channels.store import DatabaseStore
+    from herald.core.db import get_engine, session_scope
+    from herald.publishing.models import Publication
+    from tests.adapters.contract import sample_post
+    from tests.fakes.bluesky import FakeBluesky
+
+    with FakeBluesky() as fake:
+        created = client.post(
+            "/api/v1/channels",
+            json={"platform": "bluesky", "name": "sky", "credentials": fake.credentials()},
+            headers=account.headers,
+        )
+        assert created.status_code == 201, created.text
+        post = client.post("/api/v1/posts", json={"title": "t"}, headers=account.headers).json()
+        published = client.post(
+            f"/api/v1/posts/{post['id']}/publish",
+            json={"channel_ids": [created.json()["id"]]},
+            headers=account.headers,
+        )
+        assert published.status_code == 202, published.text
+        with session_scope() as session:
+            publication = session.get_one(
+                Publication, uuid.UUID(published.json()["publications"][0]["id"])
+            )
+            key = publication.idempotency_key
+            channel = session.get_one(Channel, publication.channel_id)
+            columns = (channel.credentials_encrypted, dict(channel.settings), channel.id)
+
+        adapter = build_adapter("bluesky", *columns)
+        rendition = adapter.render(sample_post(body="One short part.", canonical_url=None))
+        began: list[object] = []
+        count = began.append
+        event.listen(get_engine(), "begin", count)
+        try:
+            receipt = adapter.publish(rendition, key)
+        finally:
+            event.remove(get_engine(), "begin", count)
+
+        assert len(began) == 3
+        assert platform_calls.inside_transaction() == []
+        assert len(fake.posts()) == 1 and fake.logins == 1
+        stored = DatabaseStore(channel.id).progress(key)
+        assert stored is not None and stored["receipt"]["external_id"] == receipt.external_id
+        assert (DatabaseStore(channel.id).session() or {}).get("did") == fake.did

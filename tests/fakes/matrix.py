@@ -12,11 +12,15 @@
 - ``POST /_matrix/media/v3/upload``: raw bytes with ``Content-Type`` and ``?filename=``,
   answering ``{"content_uri": "mxc://…"}``.
 - ``GET /account/whoami``, ``/joined_rooms``, ``/directory/room/<alias>``.
+- Rooms of any version: ``room_version=12`` gives room IDs with no server part (the
+  create event's hash), as Synapse 1.163 makes by default.
 - Errors ``{"errcode", "error"}``; 429 is ``M_LIMIT_EXCEEDED`` with ``retry_after_ms``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
 import threading
@@ -97,6 +101,17 @@ def content_errors(content: Any) -> list[str]:
 # -- the fake ----------------------------------------------------------------------------
 
 
+def room_id(name: str, room_version: int) -> str:
+    """A room ID as a homeserver makes one: ``!<opaque>:<server>`` up to room version 11;
+    from version 12 (Synapse 1.163 creates these by default) the create event's reference
+    hash, URL-safe unpadded base64 of its SHA-256, with no server part."""
+    if room_version < 12:
+        return f"!{name}:{SERVER}"
+    create_event = json.dumps({"type": "m.room.create", "content": {"name": name}}).encode()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(create_event).digest())
+    return "!" + digest.decode().rstrip("=")
+
+
 @dataclass
 class Event:
     event_id: str
@@ -117,13 +132,15 @@ class Media:
 class FakeMatrix(FakePlatform):
     name = "matrix"
 
-    def __init__(self, *, max_upload: int = 50_000_000) -> None:
+    def __init__(self, *, max_upload: int = 50_000_000, room_version: int = 11) -> None:
         super().__init__()
         self.user_id = f"@herald:{SERVER}"
         self.access_token = "syt_aGVyYWxk_fakeAccessToken0123456789"
-        self.room_id = f"!news:{SERVER}"
+        self.room_version = room_version
+        self.room_id = room_id("news", room_version)
         self.alias = f"#news:{SERVER}"
-        self.other_room = f"!elsewhere:{SERVER}"  # exists; the bot has not joined it
+        # Exists; the bot has not joined it.
+        self.other_room = room_id("elsewhere", room_version)
         self.joined = {self.room_id}
         self.events: list[Event] = []
         self.media: dict[str, Media] = {}

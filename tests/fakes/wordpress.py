@@ -19,6 +19,9 @@
   Herald sends ``{"raw": ...}``, which both accept.)
 - Errors in WordPress's shape: ``{"code", "message", "data": {"status"}}``; an existing
   term answers ``term_exists`` with ``data.term_id``.
+- ``content.rendered`` is what WordPress serves readers: block content rendered, other
+  content through ``wpautop`` (``the_content``; see :func:`wpautop`), so a stray element
+  Herald adds shows there as WordPress would show it.
 - Faults: the posts, media and users routes take the shared fault queue (``inject``);
   the tags/categories routes take their own (``inject_terms``), because they are
   bookkeeping before the post: the contract suite's "the next request" is the post.
@@ -214,6 +217,126 @@ def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0, tzinfo=None).isoformat()
 
 
+# -- what readers get: the_content ----------------------------------------------------------
+#
+# WordPress serves a post's content through the ``the_content`` filters. Two of them shape
+# the HTML: ``do_blocks`` renders block-editor content (the ``<!-- wp:… -->`` delimiters
+# go, a static block's HTML stays, an unknown void block renders nothing) and, when the
+# content has any block, takes ``wpautop`` off for that content; otherwise ``wpautop``
+# turns double line breaks into paragraphs and single ones into ``<br />``, wrapping
+# every chunk that is not a block-level element (an HTML comment included) in ``<p>``.
+# Below, those two ported from wp-includes/blocks.php and formatting.php.
+
+_ALLBLOCKS = (
+    r"(?:table|thead|tfoot|caption|col|colgroup|tbody|tr|td|th|div|dl|dd|dt|ul|ol|li|pre"
+    r"|form|map|area|blockquote|address|math|style|p|h[1-6]|hr|fieldset|legend|section"
+    r"|article|aside|hgroup|header|footer|nav|figure|figcaption|details|menu|summary)"
+)
+# get_html_split_regex(): a comment, a CDATA section or an element, each up to its end.
+_HTML_SPLIT = re.compile(
+    r"(<(?:!(?=--)(?:-(?!->)[^-]*)*(?:-->)?"
+    r"|!\[CDATA\[[^\]]*(?:\](?!\]>)[^\]]*)*(?:\]\]>)?"
+    r"|[^>]*>?))"
+)
+_BLOCK_DELIMITER = re.compile(
+    r"<!--\s+/?wp:[a-z][a-z0-9_-]*(?:/[a-z][a-z0-9_-]*)?\s+(?:\{.*?\}\s+)?/?-->", re.S
+)
+
+
+def _sub(pattern: str, replacement: Any, text: str, flags: int = 0) -> str:
+    # PHP's PCRE without /u: \s is ASCII whitespace.
+    return re.sub(pattern, replacement, text, flags=flags | re.ASCII)
+
+
+def has_blocks(content: str) -> bool:
+    return "<!-- wp:" in content
+
+
+def render_blocks(content: str) -> str:
+    """``do_blocks`` for static and unknown blocks: the delimiters go, the HTML stays."""
+    return _BLOCK_DELIMITER.sub("", content)
+
+
+def wpautop(text: str, br: bool = True) -> str:
+    """WordPress's ``wpautop``, step for step."""
+    if text.strip() == "":
+        return ""
+    text += "\n"
+    pre_tags: dict[str, str] = {}
+    if "<pre" in text:
+        parts = text.split("</pre>")
+        last = parts.pop()
+        text = ""
+        for part in parts:
+            start = part.find("<pre")
+            if start < 0:  # malformed HTML
+                text += part
+                continue
+            name = f"<pre wp-pre-tag-{len(pre_tags)}></pre>"
+            pre_tags[name] = part[start:] + "</pre>"
+            text += part[:start] + name
+        text += last
+    text = _sub(r"<br\s*/?>\s*<br\s*/?>", "\n\n", text)
+    text = _sub(r"(<" + _ALLBLOCKS + r"[\s/>])", "\n\n\\1", text)
+    text = _sub(r"(</" + _ALLBLOCKS + r">)", "\\1\n\n", text)
+    text = _sub(r"(<hr\s*?/?>)", "\\1\n\n", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # Newlines inside tags and comments become placeholders (wp_replace_in_html_tags).
+    pieces = _HTML_SPLIT.split(text)
+    text = "".join(
+        piece.replace("\n", " <!-- wpnl --> ") if index % 2 else piece
+        for index, piece in enumerate(pieces)
+    )
+    if "<option" in text:
+        text = _sub(r"\s*<option", "<option", text)
+        text = _sub(r"</option>\s*", "</option>", text)
+    if "</object>" in text:
+        text = _sub(r"(<object[^>]*>)\s*", "\\1", text)
+        text = _sub(r"\s*</object>", "</object>", text)
+        text = _sub(r"\s*(</?(?:param|embed)[^>]*>)\s*", "\\1", text)
+    if "<source" in text or "<track" in text:
+        text = _sub(r"([<\[](?:audio|video)[^>\]]*[>\]])\s*", "\\1", text)
+        text = _sub(r"\s*([<\[]/(?:audio|video)[>\]])", "\\1", text)
+        text = _sub(r"\s*(<(?:source|track)[^>]*>)\s*", "\\1", text)
+    if "<figcaption" in text:
+        text = _sub(r"\s*(<figcaption[^>]*>)", "\\1", text)
+        text = _sub(r"</figcaption>\s*", "</figcaption>", text)
+    text = _sub(r"\n\n+", "\n\n", text)
+    paragraphs = [p for p in re.split(r"\n\s*\n", text, flags=re.ASCII) if p]
+    text = "".join("<p>" + p.strip("\n") + "</p>\n" for p in paragraphs)
+    text = _sub(r"<p>\s*</p>", "", text)
+    text = _sub(r"<p>([^<]+)</(div|address|form)>", "<p>\\1</p></\\2>", text)
+    text = _sub(r"<p>\s*(</?" + _ALLBLOCKS + r"[^>]*>)\s*</p>", "\\1", text)
+    text = _sub(r"<p>(<li.+?)</p>", "\\1", text)
+    text = _sub(r"<p><blockquote([^>]*)>", "<blockquote\\1><p>", text, re.IGNORECASE)
+    text = text.replace("</blockquote></p>", "</p></blockquote>")
+    text = _sub(r"<p>\s*(</?" + _ALLBLOCKS + r"[^>]*>)", "\\1", text)
+    text = _sub(r"(</?" + _ALLBLOCKS + r"[^>]*>)\s*</p>", "\\1", text)
+    if br:
+        text = _sub(
+            r"<(script|style|svg).*?</\1>",
+            lambda m: m[0].replace("\n", "<WPPreserveNewline />"),
+            text,
+            re.S,
+        )
+        text = text.replace("<br>", "<br />").replace("<br/>", "<br />")
+        text = _sub(r"(?<!<br />)\s*\n", "<br />\n", text)
+        text = text.replace("<WPPreserveNewline />", "\n")
+    text = _sub(r"(</?" + _ALLBLOCKS + r"[^>]*>)\s*<br />", "\\1", text)
+    text = _sub(r"<br />(\s*</?(?:p|li|div|dl|dd|dt|th|pre|td|ul|ol)[^>]*>)", "\\1", text)
+    text = _sub(r"\n</p>$", "</p>", text)
+    for name, original in pre_tags.items():
+        text = text.replace(name, original)
+    if "<!-- wpnl -->" in text:
+        text = text.replace(" <!-- wpnl --> ", "\n").replace("<!-- wpnl -->", "\n")
+    return text
+
+
+def the_content(content: str) -> str:
+    """What ``content.rendered`` holds: blocks rendered, or paragraphs made by wpautop."""
+    return render_blocks(content) if has_blocks(content) else wpautop(content)
+
+
 class FakeWordPress(FakePlatform):
     name = "wordpress"
 
@@ -342,8 +465,13 @@ class FakeWordPress(FakePlatform):
         return self.wp_error(400, "rest_invalid_param", message, params=invalid)
 
     def _post_json(self, post: dict[str, Any], context: str) -> dict[str, Any]:
+        # What readers get: the content through the_content, the excerpt through wpautop
+        # (the_excerpt's paragraphs). The raw text only in the edit context.
+        shown = {"title": post["title"], "content": the_content(post["content"])}
+        shown["excerpt"] = wpautop(post["excerpt"])
+
         def field(name: str) -> dict[str, Any]:
-            value = {"rendered": post[name]}
+            value = {"rendered": shown[name]}
             return value | {"raw": post[name]} if context == "edit" else value
 
         return {

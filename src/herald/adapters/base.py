@@ -15,7 +15,8 @@ import copy
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -130,16 +131,24 @@ class ChannelStore(ABC):
     in memory, for tests and one-off use.
 
     - ``session``: a cached login (say, Bluesky's JWTs), so a channel logs in once, not
-      once per post. Losing it costs one login.
+      once per post. Losing it costs one login. What was read is kept for the adapter's
+      lifetime; ``fresh=True`` reads what other workers stored since.
     - ``refresh_credentials``: replace credentials that expired (OAuth refresh), with no
       other refresh of the same channel running, and the result stored before it is
       used: single-use refresh tokens survive a crash after the refresh.
     - ``progress``: how far a delivery got (the parts of a thread already posted), so a
       retry carries on instead of posting the first parts again.
+
+    Writing: outside :meth:`batch`, each save is stored at once. Inside it, saves are
+    kept in memory and stored together when the outermost batch ends (whatever ends it),
+    or at a :meth:`checkpoint`: an adapter calls that before a request whose effect a
+    retry must know about (a record key chosen before the post that uses it). So a
+    delivery costs a write per checkpoint and one at the end, not one per save, and no
+    store ever waits on the database while the adapter waits on the platform.
     """
 
     @abstractmethod
-    def session(self) -> dict[str, Any] | None: ...
+    def session(self, *, fresh: bool = False) -> dict[str, Any] | None: ...
 
     @abstractmethod
     def save_session(self, data: dict[str, Any] | None) -> None: ...
@@ -160,6 +169,15 @@ class ChannelStore(ABC):
     @abstractmethod
     def save_progress(self, idempotency_key: str, data: dict[str, Any]) -> None: ...
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Keep the saves made inside in memory; store them when the outermost batch
+        ends. A store that writes nowhere slow (this default) has nothing to batch."""
+        yield
+
+    def checkpoint(self) -> None:  # noqa: B027 - nothing to do for an in-memory store
+        """Store what was saved so far, now: before a request a retry must know about."""
+
 
 class MemoryStore(ChannelStore):
     """A :class:`ChannelStore` in this process's memory."""
@@ -170,7 +188,7 @@ class MemoryStore(ChannelStore):
         self._progress: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def session(self) -> dict[str, Any] | None:
+    def session(self, *, fresh: bool = False) -> dict[str, Any] | None:
         return copy.deepcopy(self._session)
 
     def save_session(self, data: dict[str, Any] | None) -> None:

@@ -365,8 +365,8 @@ class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
         )
         return hashlib.sha256(material.encode()).hexdigest()
 
-    def _stored_session(self) -> dict[str, Any] | None:
-        session = self.store.session()
+    def _stored_session(self, *, fresh: bool = False) -> dict[str, Any] | None:
+        session = self.store.session(fresh=fresh)
         if not session or session.get("fingerprint") != self._fingerprint():
             return None
         if not all(isinstance(session.get(k), str) for k in ("accessJwt", "refreshJwt", "did")):
@@ -417,7 +417,7 @@ class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
 
     def _refresh(self, stale: dict[str, Any]) -> dict[str, Any]:
         # Another delivery may have renewed it meanwhile (the refresh token rotates).
-        current = self._stored_session()
+        current = self._stored_session(fresh=True)
         if (
             current is not None
             and current["accessJwt"] != stale["accessJwt"]
@@ -437,6 +437,11 @@ class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
     # -- verify -------------------------------------------------------------------------
 
     def verify(self) -> Identity:
+        # A login made here is stored once, with the outcome (see ChannelStore.batch).
+        with self.store.batch():
+            return self._verify()
+
+    def _verify(self) -> Identity:
         nsid = "com.atproto.server.getSession"
         logins = self.logins
         try:
@@ -490,6 +495,12 @@ class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
     # -- publish ------------------------------------------------------------------------
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+        # Progress and logins are stored at each checkpoint and once at the end, not at
+        # every step: one write transaction per part instead of three or four.
+        with self.store.batch():
+            return self._publish(rendition, idempotency_key)
+
+    def _publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
         progress = self.store.progress(idempotency_key) or {}
         if isinstance(progress.get("receipt"), dict):
             return Receipt(**progress["receipt"])
@@ -500,7 +511,6 @@ class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
         posted: list[dict[str, str]] = list(progress.get("posted", []))
         pending = progress.get("pending")
         progress = {"repo": repo, "rkeys": rkeys, "posted": posted}
-        # Every record key is fixed before the first request: a resend reuses them.
         self.store.save_progress(idempotency_key, progress)
         for index in range(len(posted), len(rendition.parts)):
             ref = self._lookup(repo, rkeys[index]) if pending == index else None
@@ -508,6 +518,9 @@ class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
                 record = self._record(rendition, index, posted)
                 progress["pending"] = index
                 self.store.save_progress(idempotency_key, progress)
+                # Stored before the create goes out: a resend after a crash reuses the
+                # record keys and looks this part up first, so it cannot post twice.
+                self.store.checkpoint()
                 ref = self._create(repo, rkeys[index], record)
             posted.append(ref)
             progress.pop("pending", None)
@@ -515,6 +528,10 @@ class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
         return self._finish(idempotency_key, progress)
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+        with self.store.batch():
+            return self._find_existing(rendition, idempotency_key)
+
+    def _find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
         progress = self.store.progress(idempotency_key)
         if not progress:
             return None  # nothing was ever sent under this key

@@ -63,6 +63,45 @@ HTML_FORMAT = "org.matrix.custom.html"
 _AUTH_CODES = frozenset({"M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_FORBIDDEN", "M_USER_LOCKED"})
 
 
+# Identifier grammar (spec, Appendices → Identifier Grammar, and Room Versions 1 to 12):
+# a server name is a hostname (IPv4, [IPv6] or DNS name) with an optional port.
+_SERVER_NAME = re.compile(r"(?:\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Za-z.-]{1,255})(?::[0-9]{1,5})?")
+# Room versions 12 and later: "!" and the create event's reference hash, URL-safe
+# unpadded base64 of a SHA-256 (43 characters), with no server part.
+_HASHED_ROOM_ID = re.compile(r"![0-9A-Za-z_-]{43}")
+MAX_IDENTIFIER_BYTES = 255
+ROOM_FORMS = (
+    "a room ID (!opaque_id:server.name, or !AczZ8M2NqGdbm8_HJvJZbkLmQhb5u52S9UdTO6uClFg "
+    "in rooms of version 12 and later) or an alias (#name:server.name)"
+)
+
+
+def room_problem(room: str) -> str | None:
+    """Why ``room`` is no room ID or alias the Matrix spec allows; None when it is one.
+
+    Room IDs of room versions 1 to 11 are ``!opaque_id:domain`` (the opaque part any
+    characters but ``:`` and NUL); from version 12 they are the create event's hash with
+    no domain. Aliases are ``#localpart:domain``. Each is at most 255 bytes."""
+    if len(room.encode()) > MAX_IDENTIFIER_BYTES:
+        return f"room must be at most {MAX_IDENTIFIER_BYTES} bytes long (Matrix's limit)"
+    if "\x00" in room:
+        return "room must not contain a NUL character"
+    if room.startswith("!") and ":" not in room:
+        if _HASHED_ROOM_ID.fullmatch(room):
+            return None
+        return (
+            f"room {room!r} has no server part: only a room ID of room version 12 or later "
+            "may lack one, and that is '!' and 43 characters of A-Z, a-z, 0-9, '-' and '_' "
+            "(such as !AczZ8M2NqGdbm8_HJvJZbkLmQhb5u52S9UdTO6uClFg)"
+        )
+    local, _, server = room[1:].partition(":")
+    if room[:1] not in ("!", "#") or not local or not server:
+        return f"room must be {ROOM_FORMS}"
+    if not _SERVER_NAME.fullmatch(server):
+        return f"room's server part {server!r} is not a server name (example.org, example.org:8448)"
+    return None
+
+
 def utf8_length(text: str) -> int:
     return len(text.encode("utf-8"))
 
@@ -78,8 +117,9 @@ class MatrixCredentials(StrictModel):
     )
     access_token: str = Field(min_length=1, description="The bot account's access token.")
     room: str = Field(
-        description="Room ID (!abc:example.org) or alias (#news:example.org) to post in; "
-        "the account must have joined it."
+        description="Room ID to post in: !abc:example.org, or in rooms of version 12 and "
+        "later !AczZ8M2NqGdbm8_HJvJZbkLmQhb5u52S9UdTO6uClFg (no server part); or an alias "
+        "such as #news:example.org. The account must have joined the room."
     )
 
     @field_validator("homeserver")
@@ -92,8 +132,10 @@ class MatrixCredentials(StrictModel):
     @field_validator("room")
     @classmethod
     def _room(cls, value: str) -> str:
-        if not re.match(r"^[!#][^:\s]+:\S+$", value):
-            raise ValueError("room must be a room ID (!id:server) or an alias (#name:server)")
+        value = value.strip()
+        problem = room_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 
@@ -182,6 +224,11 @@ class MatrixAdapter(Adapter[MatrixCredentials, MatrixSettings]):
         return room_id
 
     def verify(self) -> Identity:
+        # The alias's room, resolved here, is stored once with the outcome.
+        with self.store.batch():
+            return self._verify()
+
+    def _verify(self) -> Identity:
         who = self._request("GET", f"{CLIENT}/account/whoami")
         room_id = self._room_id(fresh=True)
         joined = self._request("GET", f"{CLIENT}/joined_rooms").get("joined_rooms") or []
@@ -276,6 +323,12 @@ class MatrixAdapter(Adapter[MatrixCredentials, MatrixSettings]):
         }
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+        # Sent events are stored once at the end: a resend of one is deduplicated by its
+        # transaction id. Only an upload, which is not, is stored as soon as it is made.
+        with self.store.batch():
+            return self._publish(rendition, idempotency_key)
+
+    def _publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
         done = self.store.progress(idempotency_key) or {}
         if "receipt" in done:
             return Receipt(**done["receipt"])
@@ -303,6 +356,7 @@ class MatrixAdapter(Adapter[MatrixCredentials, MatrixSettings]):
                 if upload not in uploads:  # an upload is not idempotent: do it once
                     uploads[upload] = self._upload(step)
                     save()
+                    self.store.checkpoint()
                 content = self._image(step, uploads[upload])
             else:
                 content = step

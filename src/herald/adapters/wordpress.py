@@ -7,9 +7,13 @@ set, then ``POST /wp/v2/posts``. Only that last request can make a post, so only
 failure after sending is ambiguous; the others are retryable.
 
 WordPress has no idempotency key. The receipt is remembered in the channel's progress
-after success, and the post's content ends with an invisible ``<!-- herald:<token> -->``
+after success, and the post's content ends with an invisible ``<!-- herald-<token> -->``
 (the token is derived from the idempotency key) so that ``find_existing`` can search
-for it when the create timed out after sending.
+for it when the create timed out after sending. The comment sits in a Custom HTML block
+(``<!-- wp:html -->``): a bare comment at the end of classic content is wrapped in
+``<p>…</p>`` by ``wpautop`` and shows as an empty paragraph, while content with a block
+is served as written (``do_blocks`` takes ``wpautop`` off), and a Custom HTML block keeps
+its comment as it is.
 """
 
 from __future__ import annotations
@@ -151,7 +155,14 @@ def key_token(idempotency_key: str) -> str:
 
 
 def marker(idempotency_key: str) -> str:
+    """The comment ``find_existing`` looks for in a post's raw content."""
     return f"<!-- {key_token(idempotency_key)} -->"
+
+
+def marker_block(idempotency_key: str) -> str:
+    """The marker as it ends a post: in a Custom HTML block, which WordPress serves as
+    written, so the comment adds no element readers see (see the module docstring)."""
+    return f"<!-- wp:html -->\n{marker(idempotency_key)}\n<!-- /wp:html -->"
 
 
 def _wp_message(response: httpx.Response) -> tuple[str, str]:
@@ -285,7 +296,7 @@ class WordPressAdapter(Adapter[WordPressCredentials, WordPressSettings]):
 
         body: dict[str, Any] = {
             "title": {"raw": rendition.title or ""},
-            "content": {"raw": rendition.parts[0] + "\n" + marker(idempotency_key)},
+            "content": {"raw": rendition.parts[0] + "\n\n" + marker_block(idempotency_key)},
             "status": rendition.extra.get("status", self.settings.status),
             "tags": tag_ids,
         }

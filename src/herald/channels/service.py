@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -10,16 +12,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from herald.adapters.base import Adapter
+from herald.adapters.base import Adapter, AdapterError, AuthError, Identity
 from herald.adapters.registry import UnknownPlatform, get_adapter_class
 from herald.channels.models import Channel, ChannelState
 from herald.channels.schemas import ChannelCreate, ChannelUpdate
-from herald.core.crypto import decrypt_json, encrypt_json
+from herald.channels.store import UNREAD, DatabaseStore, Unread
+from herald.core.crypto import CredentialsUnreadable, decrypt_json, encrypt_json
 from herald.core.errors import Conflict, InvalidInput, NotFound
 from herald.core.tx import after_commit
 from herald.jobs import service as jobs
 from herald.jobs.models import Job
+from herald.jobs.runner import JobFailed
 from herald.users.service import Principal
+from herald.worker import app as celery_app
+
+VERIFY_TASK = "herald.channels.verify"
 
 
 def _adapter_class(platform: str) -> type[Adapter[Any, Any]]:
@@ -124,13 +131,28 @@ def adapter_for(channel: Channel) -> Adapter[Any, Any]:
 
 
 def build_adapter(
-    platform: str, credentials_encrypted: bytes, settings: dict[str, Any], channel_id: uuid.UUID
+    platform: str,
+    credentials_encrypted: bytes,
+    settings: dict[str, Any],
+    channel_id: uuid.UUID,
+    *,
+    session_encrypted: bytes | Unread | None = UNREAD,
+    progress: Mapping[str, dict[str, Any] | None] | None = None,
+    defer_writes: bool = False,
 ) -> Adapter[Any, Any]:
-    """:func:`adapter_for` from the channel's stored columns."""
-    from herald.channels.store import DatabaseStore
-
+    """:func:`adapter_for` from the channel's stored columns. A caller that read the
+    cached login (``session_encrypted``) or a delivery's ``progress`` in its own
+    transaction passes them, and the store reads nothing; see DatabaseStore for
+    ``defer_writes``."""
     cls = get_adapter_class(platform)
-    return cls.build(decrypt_json(credentials_encrypted), settings, DatabaseStore(channel_id))
+    store = DatabaseStore(
+        channel_id,
+        credentials_encrypted=credentials_encrypted,
+        session_encrypted=session_encrypted,
+        progress=progress,
+        defer_writes=defer_writes,
+    )
+    return cls.build(decrypt_json(credentials_encrypted), settings, store)
 
 
 def start_verify(session: Session, principal: Principal, channel_id: uuid.UUID) -> Job:
@@ -144,8 +166,111 @@ def start_verify(session: Session, principal: Principal, channel_id: uuid.UUID) 
         kind="channel.verify",
         params={"channel_id": str(channel.id)},
     )
-    from herald.channels.tasks import verify_channel
-
     job_id = job.id
-    after_commit(session, lambda: verify_channel.apply_async((job_id,), task_id=job_id))
+    after_commit(
+        session,
+        lambda: celery_app.send_task(VERIFY_TASK, (job_id,), task_id=job_id),
+    )
     return job
+
+
+# -- the channel test, in three steps (see herald.jobs.runner) ----------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """What a channel test needs from the database, read in the job's claim."""
+
+    channel_id: uuid.UUID
+    platform: str
+    credentials_encrypted: bytes
+    session_encrypted: bytes | None
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What the platform said. ``identity`` when the credentials work; else ``problem``
+    (``auth``: they were refused, the channel needs reconnecting)."""
+
+    check: Check
+    store: DatabaseStore | None
+    identity: Identity | None = None
+    problem: str | None = None
+    auth: bool = False
+
+
+def read_check(session: Session, job: Job) -> Check:
+    """Step 1, in the job's claim: the channel's columns, nothing decrypted yet."""
+    channel = session.get(Channel, uuid.UUID(job.params["channel_id"]))
+    if channel is None or channel.workspace_id != job.workspace_id:
+        raise JobFailed("the channel was deleted")
+    return Check(
+        channel_id=channel.id,
+        platform=channel.platform,
+        credentials_encrypted=channel.credentials_encrypted,
+        session_encrypted=channel.session_encrypted,
+        settings=dict(channel.settings),
+    )
+
+
+def call_platform(check: Check) -> Checked:
+    """Step 2, with no transaction open: build the adapter and ask the platform. What
+    the adapter keeps (a login, a resolved room) waits in its store for step 3."""
+    try:
+        adapter = build_adapter(
+            check.platform,
+            check.credentials_encrypted,
+            check.settings,
+            check.channel_id,
+            session_encrypted=check.session_encrypted,
+            defer_writes=True,
+        )
+    except ValidationError as exc:
+        # Field names and reasons only: pydantic's own text repeats the (secret) input.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        return Checked(
+            check, None, problem=f"the channel's stored configuration is unusable: {problems}"
+        )
+    except (CredentialsUnreadable, UnknownPlatform, ValueError) as exc:
+        return Checked(
+            check, None, problem=f"the channel's stored configuration is unusable: {exc}"
+        )
+    store = adapter.store
+    assert isinstance(store, DatabaseStore)
+    try:
+        identity = adapter.verify()
+    except AuthError as exc:
+        return Checked(check, store, problem=exc.message, auth=True)
+    except AdapterError as exc:
+        return Checked(check, store, problem=exc.message)
+    return Checked(check, store, identity=identity)
+
+
+def record_check(session: Session, job: Job, checked: Checked) -> dict[str, Any]:
+    """Step 3, one short write: what the adapter kept, the channel's state, the job's
+    outcome. A check of credentials a person replaced meanwhile changes nothing."""
+    check = checked.check
+    channel = session.get(Channel, check.channel_id, with_for_update=True)
+    if channel is None or channel.workspace_id != job.workspace_id:
+        raise JobFailed("the channel was deleted while it was being tested")
+    known = checked.store.credentials_encrypted if checked.store is not None else None
+    # The adapter may have refreshed them itself (OAuth): those are the ones it tested.
+    if channel.credentials_encrypted != (known or check.credentials_encrypted):
+        raise JobFailed(
+            "the channel's credentials were replaced while the old ones were being tested; "
+            "test the channel again"
+        )
+    if checked.store is not None:
+        checked.store.write_back(session)
+        session.expire(channel)  # write_back updated the row beside the ORM
+    if checked.identity is None:
+        if checked.auth:
+            channel.state, channel.state_reason = ChannelState.NEEDS_RECONNECT, checked.problem
+        raise JobFailed(checked.problem or "the platform refused the check")
+    if channel.state == ChannelState.NEEDS_RECONNECT:
+        channel.state, channel.state_reason = ChannelState.ACTIVE, None
+    return {"ok": True, "identity": checked.identity.name, "platform": check.platform}
