@@ -476,3 +476,120 @@ def test_publish_answers_from_the_rows_it_wrote(client, account, setup, receiver
     # Asked again: the same deliveries come back, none is added.
     again = publish(client, account, post["id"], other["id"], channel["id"])
     assert [p["id"] for p in again] == [answered[1]["id"], answered[0]["id"]]
+
+
+# --- issue 16: attempts that never end, exceptions nobody classified, holds released ----
+
+
+def publications(client: TestClient, account: Account, post_id: str) -> list[dict]:  # type: ignore[type-arg]
+    return client.get(f"/api/v1/posts/{post_id}/publications", headers=account.headers).json()  # type: ignore[no-any-return]
+
+
+def reconcile_now(later: timedelta = timedelta(0)) -> dict[str, int]:
+    """One reconciler pass (without its period guard), ``later`` from now."""
+    from herald.core.db import session_scope
+    from herald.publishing.service import reconcile
+
+    moment = utcnow() + later
+    set_clock(lambda: moment)
+    try:
+        with session_scope() as session:
+            return reconcile(session)
+    finally:
+        set_clock(None)
+
+
+def set_columns(db, publication_id: str, **values: object) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from herald.publishing.models import Publication
+
+    with db() as s:
+        s.execute(
+            update(Publication).where(Publication.id == uuid.UUID(publication_id)).values(**values)
+        )
+
+
+def sent_to_broker(redis_broker: str, task_id: str) -> bool:
+    messages = redis.Redis.from_url(redis_broker).lrange("publishing", 0, -1)
+    return any(task_id.encode() in message for message in messages)
+
+
+def test_an_unexpected_exception_after_sending_ends_unconfirmed_after_one_attempt(
+    client, account, setup, receiver, redis_broker, monkeypatch, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    """The folder channel at ../../tmp/x: written, then Path.as_uri() raised ValueError,
+    in find_existing too; it was requeued every lease, attempt 14 of 4."""
+    import logging
+
+    from herald.adapters.webhook import WebhookAdapter
+
+    send = WebhookAdapter.publish
+
+    def publish_then_raise(self, rendition, key):  # type: ignore[no-untyped-def]
+        send(self, rendition, key)
+        raise ValueError(f"{self.credentials.url}?s={self.credentials.secret} is not a file URI")
+
+    def look_up_raises(self, rendition, key):  # type: ignore[no-untyped-def]
+        raise ValueError("relative path can't be expressed as a file URI")
+
+    monkeypatch.setattr(WebhookAdapter, "publish", publish_then_raise)
+    monkeypatch.setattr(WebhookAdapter, "find_existing", look_up_raises)
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    with caplog.at_level(logging.ERROR, logger="herald.publishing.service"):
+        assert deliver(publication["id"]) == "unconfirmed"
+    assert deliver(publication["id"]) == "skipped"  # settled: a redelivery does nothing
+    assert reconcile_now(timedelta(hours=1)) == {"resent": 0, "requeued": 0, "unconfirmed": 0}
+    assert len(receiver.posts()) == 1
+
+    (row,) = publications(client, account, post["id"])
+    assert (row["state"], row["attempt"], row["error_kind"]) == ("unconfirmed", 1, "ambiguous")
+    assert row["last_error"].startswith("unexpected ValueError in the webhook adapter's publish: ")
+    assert row["last_error"].endswith("it may have been posted")
+    assert receiver.secret not in row["last_error"] and receiver.url not in row["last_error"]
+    assert "[redacted]" in row["last_error"]
+    # Logged with its traceback (where the secret may be: the log is the operator's).
+    (logged,) = [r for r in caplog.records if "raised ValueError in publish" in r.getMessage()]
+    assert logged.exc_info is not None and logged.exc_info[0] is ValueError
+
+
+def test_an_unexpected_exception_in_render_fails_without_sending(
+    client, account, setup, receiver, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from herald.adapters.webhook import WebhookAdapter
+
+    def render(self, post):  # type: ignore[no-untyped-def]
+        return {}["front_matter"]
+
+    monkeypatch.setattr(WebhookAdapter, "render", render)
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    assert deliver(publication["id"]) == "failed"
+    assert receiver.posts() == []
+    (row,) = publications(client, account, post["id"])
+    assert (row["state"], row["attempt"]) == ("failed", 1)
+    assert (
+        row["last_error"] == "unexpected KeyError in the webhook adapter's render: 'front_matter'"
+    )
+
+
+def test_a_look_up_that_raises_before_a_resend_ends_unconfirmed_without_sending(
+    client, account, setup, receiver, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from herald.adapters.webhook import WebhookAdapter
+
+    channel, post = setup
+    receiver.script = deque([503])
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    assert deliver(publication["id"]) == "retry"
+    assert dispatch_at(utcnow() + timedelta(minutes=11)) == 1
+
+    def look_up(self, rendition, key):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the lookup is broken")
+
+    monkeypatch.setattr(WebhookAdapter, "find_existing", look_up)
+    assert deliver(publication["id"]) == "unconfirmed"  # never sent blind
+    assert len(receiver.posts()) == 1
+    (row,) = publications(client, account, post["id"])
+    assert "RuntimeError in the webhook adapter's find_existing" in row["last_error"]

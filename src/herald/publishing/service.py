@@ -476,16 +476,28 @@ def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
 
 
 def _send(adapter: Any, content: PostContent, key: str, attempt: int) -> Outcome:
+    """One attempt's calls to the adapter, and what their result means.
+
+    An exception the adapter did not classify (a bug, or a library error it did not
+    expect) ends the delivery at once: it would fail the same way again. Before anything
+    was sent (render) it fails; once a request may have gone out it is unconfirmed,
+    unless a look-up finds the post.
+    """
     try:
         rendition = adapter.render(content)
     except AdapterError as exc:
         return Outcome("failed", error=exc.message)
+    except Exception as exc:
+        return Outcome("failed", error=_unexpected(adapter, exc, "render"))
     if attempt > 1:
         # An earlier attempt may have gone through: look before sending again.
         try:
             existing = adapter.find_existing(rendition, key)
         except AdapterError:
             existing = None
+        except Exception as exc:
+            # It cannot look, and sending blind might post twice: a person decides.
+            return Outcome("unconfirmed", error=_unexpected(adapter, exc, "find_existing"))
         if existing is not None:
             return Outcome("published", receipt=existing)
     try:
@@ -498,22 +510,80 @@ def _send(adapter: Any, content: PostContent, key: str, attempt: int) -> Outcome
         return Outcome("auth", error=exc.message)
     except AmbiguousError as exc:
         return _after_ambiguous(adapter, rendition, key, exc.message)
-    except Exception as exc:  # a bug or an unexpected library error mid-request
-        log.exception("adapter %s raised unexpectedly", adapter.platform)
-        return _after_ambiguous(adapter, rendition, key, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        error = _unexpected(adapter, exc, "publish")
+        existing = _look_up(adapter, rendition, key)
+        if existing is not None:
+            return Outcome("published", receipt=existing)
+        return Outcome("unconfirmed", error=f"{error}; it may have been posted")
 
 
 def _after_ambiguous(adapter: Any, rendition: Any, key: str, message: str) -> Outcome:
     if adapter.honours_idempotency_key:
         # The platform deduplicates by our key: sending again cannot post twice.
         return Outcome("retry", error=message)
-    try:
-        existing = adapter.find_existing(rendition, key)
-    except AdapterError:
-        existing = None
+    existing = _look_up(adapter, rendition, key)
     if existing is not None:
         return Outcome("published", receipt=existing)
     return Outcome("unconfirmed", error=message)
+
+
+def _look_up(adapter: Any, rendition: Any, key: str) -> Receipt | None:
+    """The post sent with this key, or None when it cannot be told (whatever the look-up
+    raises: it only ever decides between "published" and "unconfirmed")."""
+    try:
+        found: Receipt | None = adapter.find_existing(rendition, key)
+    except AdapterError:
+        return None
+    except Exception as exc:
+        _unexpected(adapter, exc, "find_existing")
+        return None
+    return found
+
+
+MAX_ERROR = 500
+_MASK = "[redacted]"
+
+
+def _unexpected(adapter: Any, exc: Exception, step: str) -> str:
+    """Log an exception the adapter did not classify, with its traceback, and say what to
+    record: its type and message, the channel's credentials masked out of it."""
+    log.error(
+        "the %s adapter raised %s in %s, which it does not classify; the delivery is "
+        "not tried again",
+        adapter.platform,
+        type(exc).__name__,
+        step,
+        exc_info=exc,
+    )
+    text = str(exc)
+    for secret in _credential_strings(adapter):
+        text = text.replace(secret, _MASK)
+    return f"unexpected {type(exc).__name__} in the {adapter.platform} adapter's {step}: {text}"[
+        :MAX_ERROR
+    ]
+
+
+def _credential_strings(adapter: Any) -> list[str]:
+    """Every string in the adapter's credentials long enough to be a secret, longest
+    first (a token inside a URL is masked with the URL)."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str) and len(value) >= 6:
+            found.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    try:
+        walk(adapter.credentials.model_dump(mode="json"))
+    except Exception:  # no usable credentials model: mask nothing rather than fail here
+        return []
+    return sorted(set(found), key=len, reverse=True)
 
 
 def record_outcome(
