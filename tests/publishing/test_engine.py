@@ -593,3 +593,86 @@ def test_a_look_up_that_raises_before_a_resend_ends_unconfirmed_without_sending(
     assert len(receiver.posts()) == 1
     (row,) = publications(client, account, post["id"])
     assert "RuntimeError in the webhook adapter's find_existing" in row["last_error"]
+
+
+def test_the_reconciler_settles_an_expired_attempt_with_none_left(
+    client, account, setup, receiver, redis_broker, db
+) -> None:  # type: ignore[no-untyped-def]
+    from herald.core.db import session_scope
+    from herald.publishing import service
+
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    redis.Redis.from_url(redis_broker).delete("publishing")
+    set_columns(db, publication["id"], attempt=3)  # three attempts made, one left
+    with session_scope() as s:  # the fourth and last is claimed; its worker dies
+        assert service.claim(s, uuid.UUID(publication["id"])) is not None
+
+    assert reconcile_now(timedelta(minutes=10)) == {"resent": 0, "requeued": 0, "unconfirmed": 1}
+    assert not sent_to_broker(redis_broker, publication["task_id"])
+    assert deliver(publication["id"]) == "skipped"
+    assert receiver.posts() == []
+    (row,) = publications(client, account, post["id"])
+    assert (row["state"], row["attempt"], row["max_attempts"]) == ("unconfirmed", 4, 4)
+    assert "no attempt is left (4 of 4 made)" in row["last_error"]
+
+
+def test_a_queued_delivery_with_no_attempt_left_is_settled_not_sent(
+    client, account, setup, receiver, redis_broker, db
+) -> None:  # type: ignore[no-untyped-def]
+    """What the loop left behind (attempt 7 of 4, queued): no claim takes it, and the
+    reconciler settles it instead of sending it again every grace period."""
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    set_columns(db, publication["id"], attempt=7)
+    assert deliver(publication["id"]) == "skipped"
+    assert receiver.posts() == []
+    redis.Redis.from_url(redis_broker).delete("publishing")
+
+    assert reconcile_now(timedelta(minutes=10)) == {"resent": 0, "requeued": 0, "unconfirmed": 1}
+    assert not sent_to_broker(redis_broker, publication["task_id"])
+    (row,) = publications(client, account, post["id"])
+    assert (row["state"], row["attempt"]) == ("unconfirmed", 7)
+
+
+def test_a_running_attempt_keeps_its_lease_however_slow_the_platform(
+    client, account, setup, receiver, db
+) -> None:  # type: ignore[no-untyped-def]
+    """A receiver slower than the lease: the attempt renews its lease, so the reconciler,
+    run again and again meanwhile, never takes it for dead."""
+    from sqlalchemy import select
+
+    from herald.core.settings import get_settings
+    from herald.publishing.lease import keeper
+    from herald.publishing.models import Publication
+
+    channel, post = setup
+    settings = get_settings()
+    settings.publish_lease_seconds = 1
+    receiver.hold_seconds = 3.5
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    outcome: list[str] = []
+    attempt = threading.Thread(target=lambda: outcome.append(deliver(publication["id"])))
+    passes = 0
+    try:
+        attempt.start()
+        while attempt.is_alive():
+            assert reconcile_now() == {"resent": 0, "requeued": 0, "unconfirmed": 0}
+            passes += 1
+            with db() as s:
+                lease_until = s.scalar(
+                    select(Publication.lease_until).where(
+                        Publication.id == uuid.UUID(publication["id"])
+                    )
+                )
+            assert lease_until is None or lease_until > utcnow()
+            attempt.join(timeout=0.1)
+    finally:
+        attempt.join(timeout=30)
+        settings.publish_lease_seconds = 120
+    assert outcome == ["published"]
+    assert passes > 10  # the reconciler looked all along, past three leases
+    assert len(receiver.posts()) == 1
+    (row,) = publications(client, account, post["id"])
+    assert (row["state"], row["attempt"]) == ("published", 1)
+    assert keeper.running() == {}  # nothing kept once the attempt is recorded

@@ -48,6 +48,7 @@ from herald.media.service import media_items
 from herald.posts.models import Post
 from herald.posts.service import get_post
 from herald.publishing import statements
+from herald.publishing.lease import keeper
 from herald.publishing.models import (
     SETTLED,
     WAITING,
@@ -453,6 +454,7 @@ class Outcome:
 
 def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
     """Claim, send, record: the body of the ``deliver`` task. None when not claimed."""
+    claimed_at = utcnow()  # the claim's lease runs from this instant or a little later
     # Plain Core transactions: this path loads no ORM object (see core_scope).
     with core_scope() as tx:
         row = claim(tx, publication_id)
@@ -461,17 +463,20 @@ def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
         # In the claim's own transaction: a transaction costs more CPU than these
         # one-row reads hold the (SQLite) writer's lock.
         stored = read_delivery(tx, row)
-    try:
-        claimed = prepare(publication_id, row, stored)
-    except NotPrepared as exc:
-        outcome = Outcome("failed", error=str(exc))
+    # The lease is renewed until the outcome is recorded, however long the platform
+    # takes: the reconciler re-examines only attempts whose worker stopped.
+    with keeper.kept(publication_id, row.attempt, claimed_at):
+        try:
+            claimed = prepare(publication_id, row, stored)
+        except NotPrepared as exc:
+            outcome = Outcome("failed", error=str(exc))
+            with core_scope() as tx:
+                record_outcome(tx, publication_id, row, outcome, retry_seconds=(0.0, 0.0))
+            return outcome
+        # No transaction is open while we talk to the platform.
+        outcome = _send(claimed.adapter, claimed.content, row.idempotency_key, row.attempt)
         with core_scope() as tx:
-            record_outcome(tx, publication_id, row, outcome, retry_seconds=(0.0, 0.0))
-        return outcome
-    # No transaction is open while we talk to the platform.
-    outcome = _send(claimed.adapter, claimed.content, row.idempotency_key, row.attempt)
-    with core_scope() as tx:
-        record_outcome(tx, publication_id, row, outcome, retry_seconds=claimed.retry_seconds)
+            record_outcome(tx, publication_id, row, outcome, retry_seconds=claimed.retry_seconds)
     return outcome
 
 
@@ -619,9 +624,12 @@ def record_outcome(
         values |= {"error_kind": "retryable", "last_error": f"out of retries: {outcome.error}"}
     elif kind == "auth":
         # Hold it: it goes out once the channel is reconnected (credentials updated).
+        # Nothing was posted and the fault is the channel's: keep an attempt for then,
+        # even if this one was the last.
         target = S.RETRY_WAIT
         retry_at = now
         values |= {
+            "max_attempts": max(claimed.max_attempts, claimed.attempt + 1),
             "due_at": now,
             "error_kind": "auth",
             "last_error": f"held until the channel is reconnected: {outcome.error}",
@@ -741,20 +749,45 @@ def dispatch_due(session: Session, *, limit: int = 500) -> list[tuple[uuid.UUID,
     return [(row.id, row.task_id) for row in rows]
 
 
+def _out_of_attempts(how: str, attempt: int, max_attempts: int) -> str:
+    return (
+        f"{how} and no attempt is left ({attempt} of {max_attempts} made); it may have "
+        "been posted: check the platform, then retry or cancel it"
+    )
+
+
 def reconcile(session: Session) -> dict[str, int]:
-    """Re-send deliveries stuck in queued; re-examine publishing ones whose lease ran out."""
+    """Re-send deliveries stuck in queued; re-examine publishing ones whose lease ran out.
+
+    The attempt limit holds here too: a delivery with no attempt left is never sent
+    again but settled ``unconfirmed`` (its last attempt may have gone out)."""
     settings = get_settings()
     now = utcnow()
     stale = now - timedelta(seconds=settings.queued_grace_seconds)
-    resend: list[tuple[uuid.UUID, str]] = [
-        (row[0], row[1])
-        for row in session.execute(
-            select(Publication.id, Publication.task_id).where(
-                Publication.state == S.QUEUED,
-                (Publication.enqueued_at.is_(None)) | (Publication.enqueued_at < stale),
-            )
+    resend: list[tuple[uuid.UUID, str]] = []
+    unconfirmed = 0
+    for publication_id, task_id, attempt, max_attempts in session.execute(
+        select(
+            Publication.id, Publication.task_id, Publication.attempt, Publication.max_attempts
+        ).where(
+            Publication.state == S.QUEUED,
+            (Publication.enqueued_at.is_(None)) | (Publication.enqueued_at < stale),
         )
-    ]
+    ):
+        if attempt < max_attempts:
+            resend.append((publication_id, task_id))
+        # No claim takes a delivery whose attempts are spent (queued so by an older
+        # version): settle it instead of sending it again every grace period.
+        elif transition(
+            session,
+            publication_id,
+            [S.QUEUED],
+            S.UNCONFIRMED,
+            extra=Publication.attempt >= Publication.max_attempts,
+            error_kind="ambiguous",
+            last_error=_out_of_attempts("it was queued again", attempt, max_attempts),
+        ):
+            unconfirmed += 1
     if resend:
         session.execute(
             update(Publication)
@@ -769,14 +802,16 @@ def reconcile(session: Session) -> dict[str, int]:
             )
         )
     )
-    requeued = unconfirmed = 0
+    requeued = 0
     for publication in expired:
         channel = session.get_one(Channel, publication.channel_id)
         adapter_cls = get_adapter_class(channel.platform)
         can_look_up = adapter_cls.find_existing is not Adapter.find_existing
-        # The worker died mid-attempt. Resending is safe only where the platform
-        # deduplicates by our key, or we can look the post up first (the next attempt does).
-        if adapter_cls.honours_idempotency_key or can_look_up:
+        spent = publication.attempt >= publication.max_attempts
+        # The worker died mid-attempt (a running one renews its lease). Resending is safe
+        # only where the platform deduplicates by our key, or we can look the post up
+        # first (the next attempt does), and only while an attempt is left.
+        if not spent and (adapter_cls.honours_idempotency_key or can_look_up):
             if transition(
                 session,
                 publication.id,
@@ -797,7 +832,13 @@ def reconcile(session: Session) -> dict[str, int]:
             extra=Publication.attempt == publication.attempt,
             lease_until=None,
             error_kind="ambiguous",
-            last_error="the worker stopped during the attempt; it may have been posted",
+            last_error=_out_of_attempts(
+                "the worker stopped during the attempt",
+                publication.attempt,
+                publication.max_attempts,
+            )
+            if spent
+            else "the worker stopped during the attempt; it may have been posted",
         ):
             unconfirmed += 1
     after_commit(session, lambda: send_all(resend))
