@@ -193,7 +193,8 @@ def test_401_marks_channel_needs_reconnect_and_holds(client, account, setup, rec
         headers=account.headers,
     )
     assert fixed.json()["state"] == "active"
-    assert dispatch_at(utcnow()) == 1
+    # Released by the request that fixed the channel: nothing left for the dispatcher.
+    assert dispatch_at(utcnow()) == 0
     assert deliver(publication["id"]) == "published"
 
 
@@ -676,3 +677,75 @@ def test_a_running_attempt_keeps_its_lease_however_slow_the_platform(
     (row,) = publications(client, account, post["id"])
     assert (row["state"], row["attempt"]) == ("published", 1)
     assert keeper.running() == {}  # nothing kept once the attempt is recorded
+
+
+def test_fixing_a_channel_releases_its_held_deliveries_in_the_same_request(
+    client, account, setup, receiver, redis_broker
+) -> None:  # type: ignore[no-untyped-def]
+    """Both kinds of waiting delivery go out right after the fix: the one held by the 401,
+    and one whose message a worker took while the channel was broken (it stayed queued,
+    and waited for the reconciler: ~90-120 s)."""
+    channel, post = setup
+    receiver.script = deque([401])
+    (held,) = publish(client, account, post["id"], channel["id"])
+    assert deliver(held["id"]) == "auth"
+    other = client.post("/api/v1/posts", json={"title": "Two"}, headers=account.headers).json()
+    (waiting,) = publish(client, account, other["id"], channel["id"])
+    assert deliver(waiting["id"]) == "skipped"  # not claimed: the channel needs reconnecting
+    redis.Redis.from_url(redis_broker).delete("publishing")
+
+    fixed = client.patch(
+        f"/api/v1/channels/{channel['id']}",
+        json={"credentials": receiver.credentials()},
+        headers=account.headers,
+    )
+    assert fixed.status_code == 200 and fixed.json()["state"] == "active"
+    # Queued by the request, and on the broker once it committed: no timer involved.
+    for publication, post_id in ((held, post["id"]), (waiting, other["id"])):
+        (row,) = publications(client, account, post_id)
+        assert row["state"] == "queued"
+        assert sent_to_broker(redis_broker, publication["task_id"])
+    assert deliver(held["id"]) == "published"
+    assert deliver(waiting["id"]) == "published"
+    assert len(receiver.delivered) == 2
+
+
+def test_resuming_a_paused_channel_sends_what_waited(
+    client, account, setup, receiver, redis_broker
+) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    paused = client.patch(
+        f"/api/v1/channels/{channel['id']}", json={"state": "paused"}, headers=account.headers
+    )
+    assert paused.json()["state"] == "paused"
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    assert deliver(publication["id"]) == "skipped"
+    redis.Redis.from_url(redis_broker).delete("publishing")
+    client.patch(
+        f"/api/v1/channels/{channel['id']}", json={"name": "renamed"}, headers=account.headers
+    )
+    assert not sent_to_broker(redis_broker, publication["task_id"])  # still paused: held
+
+    client.patch(
+        f"/api/v1/channels/{channel['id']}", json={"state": "active"}, headers=account.headers
+    )
+    assert sent_to_broker(redis_broker, publication["task_id"])
+    assert deliver(publication["id"]) == "published"
+
+
+def test_a_hold_on_the_last_attempt_still_goes_out_after_the_fix(
+    client, account, setup, receiver, db
+) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    receiver.script = deque([401])
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    set_columns(db, publication["id"], max_attempts=1)
+    assert deliver(publication["id"]) == "auth"
+    client.patch(
+        f"/api/v1/channels/{channel['id']}",
+        json={"credentials": receiver.credentials()},
+        headers=account.headers,
+    )
+    assert deliver(publication["id"]) == "published"
+    (row,) = publications(client, account, post["id"])
+    assert (row["attempt"], row["max_attempts"]) == (2, 2)

@@ -702,24 +702,34 @@ def _cancel_if_requested(session: Tx, publication_id: uuid.UUID, target: Publica
 # --- scheduler and reconciler ----------------------------------------------------------
 
 
-def dispatch_due(session: Session, *, limit: int = 500) -> list[tuple[uuid.UUID, str]]:
-    """Move due scheduled/retry_wait deliveries of active channels to queued.
+def waiting_to_dispatch() -> list[ColumnElement[bool]]:
+    """Deliveries the dispatcher will move to queued once due: scheduled or waiting to
+    retry, not cancelled, on an active channel (a paused or broken channel holds its own)."""
+    return [
+        Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]),
+        Publication.cancel_requested.is_(False),
+        Publication.channel_id.in_(select(Channel.id).where(Channel.state == ChannelState.ACTIVE)),
+    ]
+
+
+def dispatch_due(
+    session: Session, *, limit: int = 500, channel_id: uuid.UUID | None = None
+) -> list[tuple[uuid.UUID, str]]:
+    """Move due scheduled/retry_wait deliveries of active channels (or of one channel) to
+    queued; never one due longer ago than the missed limit (the dispatcher fails those).
 
     Claimed with FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite's single writer needs
     none), so two schedulers never take the same row. Returns (id, task_id) to enqueue
     after commit.
     """
     now = utcnow()
+    missed = now - timedelta(seconds=get_settings().missed_limit_seconds)
+    conditions = [*waiting_to_dispatch(), Publication.due_at <= now, Publication.due_at >= missed]
+    if channel_id is not None:
+        conditions.append(Publication.channel_id == channel_id)
     due = (
         select(Publication.id)
-        .where(
-            Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]),
-            Publication.due_at <= now,
-            Publication.cancel_requested.is_(False),
-            Publication.channel_id.in_(
-                select(Channel.id).where(Channel.state == ChannelState.ACTIVE)
-            ),
-        )
+        .where(*conditions)
         .order_by(Publication.due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -747,6 +757,30 @@ def dispatch_due(session: Session, *, limit: int = 500) -> list[tuple[uuid.UUID,
         for row in rows:
             _emit(session, row.workspace_id, row.id, row.task_id, row.post_id, S.QUEUED)
     return [(row.id, row.task_id) for row in rows]
+
+
+def release_held(session: Session, channel_id: uuid.UUID) -> int:
+    """A channel is active again (reconnected, or resumed): what waited for it goes out
+    now, enqueued after this transaction commits, not at the reconciler's next look.
+
+    Its due deliveries move to queued, as the dispatcher moves them, and every queued one
+    is sent to the broker again: a worker that took its message while the channel was
+    inactive could not claim it and left it queued. Returns how many were sent."""
+    dispatch_due(session, channel_id=channel_id)
+    now = utcnow()
+    pending = [
+        (row.id, row.task_id)
+        for row in session.execute(
+            update(Publication)
+            .where(Publication.channel_id == channel_id, Publication.state == S.QUEUED)
+            .values(enqueued_at=now)
+            .returning(Publication.id, Publication.task_id)
+            .execution_options(synchronize_session=False)
+        )
+    ]
+    if pending:
+        after_commit(session, lambda: send_all(pending))
+    return len(pending)
 
 
 def _out_of_attempts(how: str, attempt: int, max_attempts: int) -> str:
