@@ -29,16 +29,30 @@ def _env(extra: dict[str, str] | None) -> dict[str, str]:
 
 
 class WorkerProcess:
-    def __init__(self, extra_env: dict[str, str] | None = None, *, pool: str = "prefork") -> None:
+    def __init__(
+        self,
+        extra_env: dict[str, str] | None = None,
+        *,
+        pool: str = "prefork",
+        preload: tuple[str, ...] = (),
+    ) -> None:
         self.extra_env = extra_env
         self.pool = pool
+        # Modules the worker imports before it starts (a test's own adapter, say).
+        self.preload = preload
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> WorkerProcess:
         from herald.worker import app
 
+        herald = ["-m", "herald"]
+        if self.preload:
+            herald = [
+                "-c",
+                f"import {', '.join(self.preload)}; from herald.cli import main; main()",
+            ]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "herald", "worker", "--concurrency", "2", "--pool", self.pool],
+            [sys.executable, *herald, "worker", "--concurrency", "2", "--pool", self.pool],
             env=_env(self.extra_env),
             start_new_session=True,
             stdout=subprocess.DEVNULL,

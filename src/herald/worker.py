@@ -40,18 +40,26 @@ TASK_MODULES = [
 ]
 
 
+# Periodic jobs the scheduler (`herald beat`) runs in its own process at the start of each
+# period, instead of sending them to a worker. The reconciler recovers deliveries whose
+# worker died or whose message was lost, so it must run on time whatever the workers
+# are doing; queued behind slow deliveries it ran a third as often as asked. It is a few
+# short statements, and the scheduler already dispatches due deliveries outside any
+# pool: no reserved slot or extra process is needed, and its period claim in the
+# database still makes a second scheduler harmless.
+RUN_IN_SCHEDULER = frozenset({"herald.scheduling.reconcile"})
+
+
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Periodic jobs. The dispatcher of due deliveries is not one of them: it runs inside
-    the scheduler itself (herald.scheduling.dispatcher). Each job claims its period in the
-    database, so two schedulers sending it do no harm; expiry drops a run that waited in
-    the queue past its period."""
-    interval = float(settings.reconcile_interval_seconds)
+    the scheduler itself (herald.scheduling.dispatcher), and so do those in
+    ``RUN_IN_SCHEDULER`` (their schedule is a period in seconds). Each job claims its
+    period in the database, so two schedulers running it do no harm; expiry drops a run
+    that waited in the queue past its period."""
     return {
         "reconcile-stuck-deliveries": {
             "task": "herald.scheduling.reconcile",
-            "schedule": interval,
-            # A run that waited in the queue into the next period would be skipped anyway.
-            "options": {"expires": max(1.0, interval * 0.9)},
+            "schedule": float(settings.reconcile_interval_seconds),
         },
         "clean-old-records": {
             "task": "herald.maintenance.clean_old_records",

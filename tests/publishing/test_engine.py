@@ -193,7 +193,8 @@ def test_401_marks_channel_needs_reconnect_and_holds(client, account, setup, rec
         headers=account.headers,
     )
     assert fixed.json()["state"] == "active"
-    assert dispatch_at(utcnow()) == 1
+    # Released by the request that fixed the channel: nothing left for the dispatcher.
+    assert dispatch_at(utcnow()) == 0
     assert deliver(publication["id"]) == "published"
 
 
@@ -476,3 +477,275 @@ def test_publish_answers_from_the_rows_it_wrote(client, account, setup, receiver
     # Asked again: the same deliveries come back, none is added.
     again = publish(client, account, post["id"], other["id"], channel["id"])
     assert [p["id"] for p in again] == [answered[1]["id"], answered[0]["id"]]
+
+
+# --- issue 16: attempts that never end, exceptions nobody classified, holds released ----
+
+
+def publications(client: TestClient, account: Account, post_id: str) -> list[dict]:  # type: ignore[type-arg]
+    return client.get(f"/api/v1/posts/{post_id}/publications", headers=account.headers).json()  # type: ignore[no-any-return]
+
+
+def reconcile_now(later: timedelta = timedelta(0)) -> dict[str, int]:
+    """One reconciler pass (without its period guard), ``later`` from now."""
+    from herald.core.db import session_scope
+    from herald.publishing.service import reconcile
+
+    moment = utcnow() + later
+    set_clock(lambda: moment)
+    try:
+        with session_scope() as session:
+            return reconcile(session)
+    finally:
+        set_clock(None)
+
+
+def set_columns(db, publication_id: str, **values: object) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from herald.publishing.models import Publication
+
+    with db() as s:
+        s.execute(
+            update(Publication).where(Publication.id == uuid.UUID(publication_id)).values(**values)
+        )
+
+
+def sent_to_broker(redis_broker: str, task_id: str) -> bool:
+    messages = redis.Redis.from_url(redis_broker).lrange("publishing", 0, -1)
+    return any(task_id.encode() in message for message in messages)
+
+
+def test_an_unexpected_exception_after_sending_ends_unconfirmed_after_one_attempt(
+    client, account, setup, receiver, redis_broker, monkeypatch, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    """The folder channel at ../../tmp/x: written, then Path.as_uri() raised ValueError,
+    in find_existing too; it was requeued every lease, attempt 14 of 4."""
+    import logging
+
+    from herald.adapters.webhook import WebhookAdapter
+
+    send = WebhookAdapter.publish
+
+    def publish_then_raise(self, rendition, key):  # type: ignore[no-untyped-def]
+        send(self, rendition, key)
+        raise ValueError(f"{self.credentials.url}?s={self.credentials.secret} is not a file URI")
+
+    def look_up_raises(self, rendition, key):  # type: ignore[no-untyped-def]
+        raise ValueError("relative path can't be expressed as a file URI")
+
+    monkeypatch.setattr(WebhookAdapter, "publish", publish_then_raise)
+    monkeypatch.setattr(WebhookAdapter, "find_existing", look_up_raises)
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    with caplog.at_level(logging.ERROR, logger="herald.publishing.service"):
+        assert deliver(publication["id"]) == "unconfirmed"
+    assert deliver(publication["id"]) == "skipped"  # settled: a redelivery does nothing
+    assert reconcile_now(timedelta(hours=1)) == {"resent": 0, "requeued": 0, "unconfirmed": 0}
+    assert len(receiver.posts()) == 1
+
+    (row,) = publications(client, account, post["id"])
+    assert (row["state"], row["attempt"], row["error_kind"]) == ("unconfirmed", 1, "ambiguous")
+    assert row["last_error"].startswith("unexpected ValueError in the webhook adapter's publish: ")
+    assert row["last_error"].endswith("it may have been posted")
+    assert receiver.secret not in row["last_error"] and receiver.url not in row["last_error"]
+    assert "[redacted]" in row["last_error"]
+    # Logged with its traceback (where the secret may be: the log is the operator's).
+    (logged,) = [r for r in caplog.records if "raised ValueError in publish" in r.getMessage()]
+    assert logged.exc_info is not None and logged.exc_info[0] is ValueError
+
+
+def test_an_unexpected_exception_in_render_fails_without_sending(
+    client, account, setup, receiver, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from herald.adapters.webhook import WebhookAdapter
+
+    def render(self, post):  # type: ignore[no-untyped-def]
+        return {}["front_matter"]
+
+    monkeypatch.setattr(WebhookAdapter, "render", render)
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    assert deliver(publication["id"]) == "failed"
+    assert receiver.posts() == []
+    (row,) = publications(client, account, post["id"])
+    assert (row["state"], row["attempt"]) == ("failed", 1)
+    assert (
+        row["last_error"] == "unexpected KeyError in the webhook adapter's render: 'front_matter'"
+    )
+
+
+def test_a_look_up_that_raises_before_a_resend_ends_unconfirmed_without_sending(
+    client, account, setup, receiver, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from herald.adapters.webhook import WebhookAdapter
+
+    channel, post = setup
+    receiver.script = deque([503])
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    assert deliver(publication["id"]) == "retry"
+    assert dispatch_at(utcnow() + timedelta(minutes=11)) == 1
+
+    def look_up(self, rendition, key):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the lookup is broken")
+
+    monkeypatch.setattr(WebhookAdapter, "find_existing", look_up)
+    assert deliver(publication["id"]) == "unconfirmed"  # never sent blind
+    assert len(receiver.posts()) == 1
+    (row,) = publications(client, account, post["id"])
+    assert "RuntimeError in the webhook adapter's find_existing" in row["last_error"]
+
+
+def test_the_reconciler_settles_an_expired_attempt_with_none_left(
+    client, account, setup, receiver, redis_broker, db
+) -> None:  # type: ignore[no-untyped-def]
+    from herald.core.db import session_scope
+    from herald.publishing import service
+
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    redis.Redis.from_url(redis_broker).delete("publishing")
+    set_columns(db, publication["id"], attempt=3)  # three attempts made, one left
+    with session_scope() as s:  # the fourth and last is claimed; its worker dies
+        assert service.claim(s, uuid.UUID(publication["id"])) is not None
+
+    assert reconcile_now(timedelta(minutes=10)) == {"resent": 0, "requeued": 0, "unconfirmed": 1}
+    assert not sent_to_broker(redis_broker, publication["task_id"])
+    assert deliver(publication["id"]) == "skipped"
+    assert receiver.posts() == []
+    (row,) = publications(client, account, post["id"])
+    assert (row["state"], row["attempt"], row["max_attempts"]) == ("unconfirmed", 4, 4)
+    assert "no attempt is left (4 of 4 made)" in row["last_error"]
+
+
+def test_a_queued_delivery_with_no_attempt_left_is_settled_not_sent(
+    client, account, setup, receiver, redis_broker, db
+) -> None:  # type: ignore[no-untyped-def]
+    """What the loop left behind (attempt 7 of 4, queued): no claim takes it, and the
+    reconciler settles it instead of sending it again every grace period."""
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    set_columns(db, publication["id"], attempt=7)
+    assert deliver(publication["id"]) == "skipped"
+    assert receiver.posts() == []
+    redis.Redis.from_url(redis_broker).delete("publishing")
+
+    assert reconcile_now(timedelta(minutes=10)) == {"resent": 0, "requeued": 0, "unconfirmed": 1}
+    assert not sent_to_broker(redis_broker, publication["task_id"])
+    (row,) = publications(client, account, post["id"])
+    assert (row["state"], row["attempt"]) == ("unconfirmed", 7)
+
+
+def test_a_running_attempt_keeps_its_lease_however_slow_the_platform(
+    client, account, setup, receiver, db
+) -> None:  # type: ignore[no-untyped-def]
+    """A receiver slower than the lease: the attempt renews its lease, so the reconciler,
+    run again and again meanwhile, never takes it for dead."""
+    from sqlalchemy import select
+
+    from herald.core.settings import get_settings
+    from herald.publishing.lease import keeper
+    from herald.publishing.models import Publication
+
+    channel, post = setup
+    settings = get_settings()
+    lease, settings.publish_lease_seconds = settings.publish_lease_seconds, 1
+    receiver.hold_seconds = 3.5
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    outcome: list[str] = []
+    attempt = threading.Thread(target=lambda: outcome.append(deliver(publication["id"])))
+    passes = 0
+    try:
+        attempt.start()
+        while attempt.is_alive():
+            assert reconcile_now() == {"resent": 0, "requeued": 0, "unconfirmed": 0}
+            passes += 1
+            with db() as s:
+                lease_until = s.scalar(
+                    select(Publication.lease_until).where(
+                        Publication.id == uuid.UUID(publication["id"])
+                    )
+                )
+            assert lease_until is None or lease_until > utcnow()
+            attempt.join(timeout=0.1)
+    finally:
+        attempt.join(timeout=30)
+        settings.publish_lease_seconds = lease
+    assert outcome == ["published"]
+    assert passes > 10  # the reconciler looked all along, past three leases
+    assert len(receiver.posts()) == 1
+    (row,) = publications(client, account, post["id"])
+    assert (row["state"], row["attempt"]) == ("published", 1)
+    assert keeper.running() == {}  # nothing kept once the attempt is recorded
+
+
+def test_fixing_a_channel_releases_its_held_deliveries_in_the_same_request(
+    client, account, setup, receiver, redis_broker
+) -> None:  # type: ignore[no-untyped-def]
+    """Both kinds of waiting delivery go out right after the fix: the one held by the 401,
+    and one whose message a worker took while the channel was broken (it stayed queued,
+    and waited for the reconciler: ~90-120 s)."""
+    channel, post = setup
+    receiver.script = deque([401])
+    (held,) = publish(client, account, post["id"], channel["id"])
+    assert deliver(held["id"]) == "auth"
+    other = client.post("/api/v1/posts", json={"title": "Two"}, headers=account.headers).json()
+    (waiting,) = publish(client, account, other["id"], channel["id"])
+    assert deliver(waiting["id"]) == "skipped"  # not claimed: the channel needs reconnecting
+    redis.Redis.from_url(redis_broker).delete("publishing")
+
+    fixed = client.patch(
+        f"/api/v1/channels/{channel['id']}",
+        json={"credentials": receiver.credentials()},
+        headers=account.headers,
+    )
+    assert fixed.status_code == 200 and fixed.json()["state"] == "active"
+    # Queued by the request, and on the broker once it committed: no timer involved.
+    for publication, post_id in ((held, post["id"]), (waiting, other["id"])):
+        (row,) = publications(client, account, post_id)
+        assert row["state"] == "queued"
+        assert sent_to_broker(redis_broker, publication["task_id"])
+    assert deliver(held["id"]) == "published"
+    assert deliver(waiting["id"]) == "published"
+    assert len(receiver.delivered) == 2
+
+
+def test_resuming_a_paused_channel_sends_what_waited(
+    client, account, setup, receiver, redis_broker
+) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    paused = client.patch(
+        f"/api/v1/channels/{channel['id']}", json={"state": "paused"}, headers=account.headers
+    )
+    assert paused.json()["state"] == "paused"
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    assert deliver(publication["id"]) == "skipped"
+    redis.Redis.from_url(redis_broker).delete("publishing")
+    client.patch(
+        f"/api/v1/channels/{channel['id']}", json={"name": "renamed"}, headers=account.headers
+    )
+    assert not sent_to_broker(redis_broker, publication["task_id"])  # still paused: held
+
+    client.patch(
+        f"/api/v1/channels/{channel['id']}", json={"state": "active"}, headers=account.headers
+    )
+    assert sent_to_broker(redis_broker, publication["task_id"])
+    assert deliver(publication["id"]) == "published"
+
+
+def test_a_hold_on_the_last_attempt_still_goes_out_after_the_fix(
+    client, account, setup, receiver, db
+) -> None:  # type: ignore[no-untyped-def]
+    channel, post = setup
+    receiver.script = deque([401])
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    set_columns(db, publication["id"], max_attempts=1)
+    assert deliver(publication["id"]) == "auth"
+    client.patch(
+        f"/api/v1/channels/{channel['id']}",
+        json={"credentials": receiver.credentials()},
+        headers=account.headers,
+    )
+    assert deliver(publication["id"]) == "published"
+    (row,) = publications(client, account, post["id"])
+    assert (row["attempt"], row["max_attempts"]) == (2, 2)

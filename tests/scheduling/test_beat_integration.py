@@ -127,3 +127,65 @@ def test_two_schedulers_at_once_post_once_and_run_each_period_once(
     assert run_count <= periods, (run_count, periods)
     assert run_count >= periods // 2, (run_count, periods)
     assert skipped > 0, (skipped, run_count)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("db_backend", ["sqlite", "postgresql"], indirect=True)
+def test_the_reconciler_runs_every_period_while_slow_deliveries_fill_the_pool(
+    client, account: Account, receiver: Receiver, redis_broker: str, db
+) -> None:  # type: ignore[no-untyped-def]
+    """It shared the pool with publishing: with both pool processes busy on slow
+    deliveries it ran 4 times in 2 minutes instead of 12."""
+    from herald.scheduling.heartbeat import last_beat
+    from herald.scheduling.models import PeriodicRun
+    from herald.scheduling.service import epoch_key
+
+    def runs() -> int:
+        with db() as s:
+            run = s.get(PeriodicRun, "reconcile-stuck-deliveries")
+            return run.run_count if run is not None else 0
+
+    def scheduler_started() -> bool:
+        with db() as s:
+            return last_beat(s) is not None
+
+    period = 2
+    env = {"HERALD_RECONCILE_INTERVAL_SECONDS": str(period)}
+    channel = client.post(
+        "/api/v1/channels",
+        json={
+            "platform": "webhook",
+            "name": "slow",
+            "credentials": receiver.credentials(),
+            "settings": {"read_timeout": 60},
+        },
+        headers=account.headers,
+    ).json()
+    receiver.hold_seconds = 40  # longer than the test: the pool stays full throughout
+    for i in range(4):  # two for the two pool processes, two waiting behind them
+        post = client.post("/api/v1/posts", json={"title": f"s{i}"}, headers=account.headers)
+        client.post(
+            f"/api/v1/posts/{post.json()['id']}/publish",
+            json={"channel_ids": [channel["id"]]},
+            headers=account.headers,
+        )
+    beat = BeatProcess(env).start()
+    worker = WorkerProcess(env)
+    try:
+        wait_for(scheduler_started, timeout=60)
+        worker.start()  # --concurrency 2
+        wait_for(lambda: len(receiver.posts()) == 2, timeout=30)  # the pool is full
+        before, started = runs(), utcnow()
+        wanted = 5
+        try:
+            wait_for(lambda: runs() >= before + wanted, timeout=(wanted + 2) * period)
+        except TimeoutError:
+            pytest.fail(f"{runs() - before} reconciler runs in {(wanted + 2) * period} s")
+        ended, ran = utcnow(), runs() - before
+        assert len(receiver.posts()) == 2  # still full: nothing finished meanwhile
+    finally:
+        beat.stop()
+        worker.kill()  # its tasks are held by the receiver for a while yet
+    periods = epoch_key(ended, period) - epoch_key(started, period)
+    print(f"reconciler: {ran} runs in {periods} periods with the pool full")
+    assert ran >= periods - 1  # one each period (the first may have run before `before`)

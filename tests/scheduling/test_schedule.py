@@ -208,6 +208,29 @@ def test_two_dispatchers_at_once_queue_each_delivery_once(client, account, setup
     assert sum(counts) == 40
 
 
+def test_a_held_delivery_does_not_keep_the_scheduler_awake(client, account, setup, db) -> None:  # type: ignore[no-untyped-def]
+    """A delivery held by a broken channel (due long ago) used to make the scheduler
+    tick every 10 ms, a write transaction each, until the channel was fixed."""
+    from sqlalchemy import update
+
+    from herald.channels.models import Channel, ChannelState
+    from herald.scheduling.dispatcher import MAX_SLEEP, seconds_until_next
+
+    channel, post = setup
+    when = utcnow() + timedelta(minutes=5)
+    client.post(
+        f"/api/v1/posts/{post['id']}/schedule",
+        json={"scheduled_at": when.isoformat(), "channel_ids": [channel["id"]]},
+        headers=account.headers,
+    )
+    later = when + timedelta(hours=1)
+    assert seconds_until_next(later) < MAX_SLEEP  # due: dispatch at once
+    with db() as s:
+        s.execute(update(Channel).values(state=ChannelState.NEEDS_RECONNECT))
+    assert seconds_until_next(later) == MAX_SLEEP  # held: nothing to hurry for
+    assert at(later) == 0
+
+
 def test_periodic_job_runs_once_per_period(db) -> None:  # type: ignore[no-untyped-def]
     from herald.scheduling.service import claim_period
 

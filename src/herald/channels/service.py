@@ -90,6 +90,7 @@ def update_channel(
     session: Session, principal: Principal, channel_id: uuid.UUID, body: ChannelUpdate
 ) -> Channel:
     channel = get_channel(session, principal, channel_id)
+    was_active = channel.state == ChannelState.ACTIVE
     cls = _adapter_class(channel.platform)
     if body.credentials is not None:
         credentials = _validated(cls.credentials_model, body.credentials, "credentials")
@@ -114,6 +115,11 @@ def update_channel(
         channel.name = body.name
         _flush_unique(session, body.name)
     session.flush()
+    if channel.state == ChannelState.ACTIVE and not was_active:
+        # Imported here: publishing builds its adapters through this module.
+        from herald.publishing.service import release_held
+
+        release_held(session, channel.id)
     return channel
 
 

@@ -105,8 +105,10 @@ class Settings(BaseSettings):
     )
     publish_lease_seconds: int = Field(
         120,
-        description="How long a worker owns a delivery it claimed; past that the reconciler "
-        "re-examines it (worker died).",
+        ge=1,
+        description="How long a worker owns a delivery it claimed without renewing it. The "
+        "worker renews it while the attempt runs, however slow the platform; once it runs "
+        "out (the worker died) the reconciler re-examines the delivery.",
     )
     queued_grace_seconds: int = Field(
         120, description="A delivery queued longer than this is sent to the broker again."

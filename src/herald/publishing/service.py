@@ -48,6 +48,7 @@ from herald.media.service import media_items
 from herald.posts.models import Post
 from herald.posts.service import get_post
 from herald.publishing import statements
+from herald.publishing.lease import keeper
 from herald.publishing.models import (
     SETTLED,
     WAITING,
@@ -453,6 +454,7 @@ class Outcome:
 
 def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
     """Claim, send, record: the body of the ``deliver`` task. None when not claimed."""
+    claimed_at = utcnow()  # the claim's lease runs from this instant or a little later
     # Plain Core transactions: this path loads no ORM object (see core_scope).
     with core_scope() as tx:
         row = claim(tx, publication_id)
@@ -461,31 +463,46 @@ def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
         # In the claim's own transaction: a transaction costs more CPU than these
         # one-row reads hold the (SQLite) writer's lock.
         stored = read_delivery(tx, row)
-    try:
-        claimed = prepare(publication_id, row, stored)
-    except NotPrepared as exc:
-        outcome = Outcome("failed", error=str(exc))
+    # The lease is renewed until the outcome is recorded, however long the platform
+    # takes: the reconciler re-examines only attempts whose worker stopped.
+    with keeper.kept(publication_id, row.attempt, claimed_at):
+        try:
+            claimed = prepare(publication_id, row, stored)
+        except NotPrepared as exc:
+            outcome = Outcome("failed", error=str(exc))
+            with core_scope() as tx:
+                record_outcome(tx, publication_id, row, outcome, retry_seconds=(0.0, 0.0))
+            return outcome
+        # No transaction is open while we talk to the platform.
+        outcome = _send(claimed.adapter, claimed.content, row.idempotency_key, row.attempt)
         with core_scope() as tx:
-            record_outcome(tx, publication_id, row, outcome, retry_seconds=(0.0, 0.0))
-        return outcome
-    # No transaction is open while we talk to the platform.
-    outcome = _send(claimed.adapter, claimed.content, row.idempotency_key, row.attempt)
-    with core_scope() as tx:
-        record_outcome(tx, publication_id, row, outcome, retry_seconds=claimed.retry_seconds)
+            record_outcome(tx, publication_id, row, outcome, retry_seconds=claimed.retry_seconds)
     return outcome
 
 
 def _send(adapter: Any, content: PostContent, key: str, attempt: int) -> Outcome:
+    """One attempt's calls to the adapter, and what their result means.
+
+    An exception the adapter did not classify (a bug, or a library error it did not
+    expect) ends the delivery at once: it would fail the same way again. Before anything
+    was sent (render) it fails; once a request may have gone out it is unconfirmed,
+    unless a look-up finds the post.
+    """
     try:
         rendition = adapter.render(content)
     except AdapterError as exc:
         return Outcome("failed", error=exc.message)
+    except Exception as exc:
+        return Outcome("failed", error=_unexpected(adapter, exc, "render"))
     if attempt > 1:
         # An earlier attempt may have gone through: look before sending again.
         try:
             existing = adapter.find_existing(rendition, key)
         except AdapterError:
             existing = None
+        except Exception as exc:
+            # It cannot look, and sending blind might post twice: a person decides.
+            return Outcome("unconfirmed", error=_unexpected(adapter, exc, "find_existing"))
         if existing is not None:
             return Outcome("published", receipt=existing)
     try:
@@ -498,22 +515,80 @@ def _send(adapter: Any, content: PostContent, key: str, attempt: int) -> Outcome
         return Outcome("auth", error=exc.message)
     except AmbiguousError as exc:
         return _after_ambiguous(adapter, rendition, key, exc.message)
-    except Exception as exc:  # a bug or an unexpected library error mid-request
-        log.exception("adapter %s raised unexpectedly", adapter.platform)
-        return _after_ambiguous(adapter, rendition, key, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        error = _unexpected(adapter, exc, "publish")
+        existing = _look_up(adapter, rendition, key)
+        if existing is not None:
+            return Outcome("published", receipt=existing)
+        return Outcome("unconfirmed", error=f"{error}; it may have been posted")
 
 
 def _after_ambiguous(adapter: Any, rendition: Any, key: str, message: str) -> Outcome:
     if adapter.honours_idempotency_key:
         # The platform deduplicates by our key: sending again cannot post twice.
         return Outcome("retry", error=message)
-    try:
-        existing = adapter.find_existing(rendition, key)
-    except AdapterError:
-        existing = None
+    existing = _look_up(adapter, rendition, key)
     if existing is not None:
         return Outcome("published", receipt=existing)
     return Outcome("unconfirmed", error=message)
+
+
+def _look_up(adapter: Any, rendition: Any, key: str) -> Receipt | None:
+    """The post sent with this key, or None when it cannot be told (whatever the look-up
+    raises: it only ever decides between "published" and "unconfirmed")."""
+    try:
+        found: Receipt | None = adapter.find_existing(rendition, key)
+    except AdapterError:
+        return None
+    except Exception as exc:
+        _unexpected(adapter, exc, "find_existing")
+        return None
+    return found
+
+
+MAX_ERROR = 500
+_MASK = "[redacted]"
+
+
+def _unexpected(adapter: Any, exc: Exception, step: str) -> str:
+    """Log an exception the adapter did not classify, with its traceback, and say what to
+    record: its type and message, the channel's credentials masked out of it."""
+    log.error(
+        "the %s adapter raised %s in %s, which it does not classify; the delivery is "
+        "not tried again",
+        adapter.platform,
+        type(exc).__name__,
+        step,
+        exc_info=exc,
+    )
+    text = str(exc)
+    for secret in _credential_strings(adapter):
+        text = text.replace(secret, _MASK)
+    return f"unexpected {type(exc).__name__} in the {adapter.platform} adapter's {step}: {text}"[
+        :MAX_ERROR
+    ]
+
+
+def _credential_strings(adapter: Any) -> list[str]:
+    """Every string in the adapter's credentials long enough to be a secret, longest
+    first (a token inside a URL is masked with the URL)."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str) and len(value) >= 6:
+            found.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    try:
+        walk(adapter.credentials.model_dump(mode="json"))
+    except Exception:  # no usable credentials model: mask nothing rather than fail here
+        return []
+    return sorted(set(found), key=len, reverse=True)
 
 
 def record_outcome(
@@ -549,9 +624,12 @@ def record_outcome(
         values |= {"error_kind": "retryable", "last_error": f"out of retries: {outcome.error}"}
     elif kind == "auth":
         # Hold it: it goes out once the channel is reconnected (credentials updated).
+        # Nothing was posted and the fault is the channel's: keep an attempt for then,
+        # even if this one was the last.
         target = S.RETRY_WAIT
         retry_at = now
         values |= {
+            "max_attempts": max(claimed.max_attempts, claimed.attempt + 1),
             "due_at": now,
             "error_kind": "auth",
             "last_error": f"held until the channel is reconnected: {outcome.error}",
@@ -624,24 +702,34 @@ def _cancel_if_requested(session: Tx, publication_id: uuid.UUID, target: Publica
 # --- scheduler and reconciler ----------------------------------------------------------
 
 
-def dispatch_due(session: Session, *, limit: int = 500) -> list[tuple[uuid.UUID, str]]:
-    """Move due scheduled/retry_wait deliveries of active channels to queued.
+def waiting_to_dispatch() -> list[ColumnElement[bool]]:
+    """Deliveries the dispatcher will move to queued once due: scheduled or waiting to
+    retry, not cancelled, on an active channel (a paused or broken channel holds its own)."""
+    return [
+        Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]),
+        Publication.cancel_requested.is_(False),
+        Publication.channel_id.in_(select(Channel.id).where(Channel.state == ChannelState.ACTIVE)),
+    ]
+
+
+def dispatch_due(
+    session: Session, *, limit: int = 500, channel_id: uuid.UUID | None = None
+) -> list[tuple[uuid.UUID, str]]:
+    """Move due scheduled/retry_wait deliveries of active channels (or of one channel) to
+    queued; never one due longer ago than the missed limit (the dispatcher fails those).
 
     Claimed with FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite's single writer needs
     none), so two schedulers never take the same row. Returns (id, task_id) to enqueue
     after commit.
     """
     now = utcnow()
+    missed = now - timedelta(seconds=get_settings().missed_limit_seconds)
+    conditions = [*waiting_to_dispatch(), Publication.due_at <= now, Publication.due_at >= missed]
+    if channel_id is not None:
+        conditions.append(Publication.channel_id == channel_id)
     due = (
         select(Publication.id)
-        .where(
-            Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]),
-            Publication.due_at <= now,
-            Publication.cancel_requested.is_(False),
-            Publication.channel_id.in_(
-                select(Channel.id).where(Channel.state == ChannelState.ACTIVE)
-            ),
-        )
+        .where(*conditions)
         .order_by(Publication.due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -671,20 +759,69 @@ def dispatch_due(session: Session, *, limit: int = 500) -> list[tuple[uuid.UUID,
     return [(row.id, row.task_id) for row in rows]
 
 
+def release_held(session: Session, channel_id: uuid.UUID) -> int:
+    """A channel is active again (reconnected, or resumed): what waited for it goes out
+    now, enqueued after this transaction commits, not at the reconciler's next look.
+
+    Its due deliveries move to queued, as the dispatcher moves them, and every queued one
+    is sent to the broker again: a worker that took its message while the channel was
+    inactive could not claim it and left it queued. Returns how many were sent."""
+    dispatch_due(session, channel_id=channel_id)
+    now = utcnow()
+    pending = [
+        (row.id, row.task_id)
+        for row in session.execute(
+            update(Publication)
+            .where(Publication.channel_id == channel_id, Publication.state == S.QUEUED)
+            .values(enqueued_at=now)
+            .returning(Publication.id, Publication.task_id)
+            .execution_options(synchronize_session=False)
+        )
+    ]
+    if pending:
+        after_commit(session, lambda: send_all(pending))
+    return len(pending)
+
+
+def _out_of_attempts(how: str, attempt: int, max_attempts: int) -> str:
+    return (
+        f"{how} and no attempt is left ({attempt} of {max_attempts} made); it may have "
+        "been posted: check the platform, then retry or cancel it"
+    )
+
+
 def reconcile(session: Session) -> dict[str, int]:
-    """Re-send deliveries stuck in queued; re-examine publishing ones whose lease ran out."""
+    """Re-send deliveries stuck in queued; re-examine publishing ones whose lease ran out.
+
+    The attempt limit holds here too: a delivery with no attempt left is never sent
+    again but settled ``unconfirmed`` (its last attempt may have gone out)."""
     settings = get_settings()
     now = utcnow()
     stale = now - timedelta(seconds=settings.queued_grace_seconds)
-    resend: list[tuple[uuid.UUID, str]] = [
-        (row[0], row[1])
-        for row in session.execute(
-            select(Publication.id, Publication.task_id).where(
-                Publication.state == S.QUEUED,
-                (Publication.enqueued_at.is_(None)) | (Publication.enqueued_at < stale),
-            )
+    resend: list[tuple[uuid.UUID, str]] = []
+    unconfirmed = 0
+    for publication_id, task_id, attempt, max_attempts in session.execute(
+        select(
+            Publication.id, Publication.task_id, Publication.attempt, Publication.max_attempts
+        ).where(
+            Publication.state == S.QUEUED,
+            (Publication.enqueued_at.is_(None)) | (Publication.enqueued_at < stale),
         )
-    ]
+    ):
+        if attempt < max_attempts:
+            resend.append((publication_id, task_id))
+        # No claim takes a delivery whose attempts are spent (queued so by an older
+        # version): settle it instead of sending it again every grace period.
+        elif transition(
+            session,
+            publication_id,
+            [S.QUEUED],
+            S.UNCONFIRMED,
+            extra=Publication.attempt >= Publication.max_attempts,
+            error_kind="ambiguous",
+            last_error=_out_of_attempts("it was queued again", attempt, max_attempts),
+        ):
+            unconfirmed += 1
     if resend:
         session.execute(
             update(Publication)
@@ -699,14 +836,16 @@ def reconcile(session: Session) -> dict[str, int]:
             )
         )
     )
-    requeued = unconfirmed = 0
+    requeued = 0
     for publication in expired:
         channel = session.get_one(Channel, publication.channel_id)
         adapter_cls = get_adapter_class(channel.platform)
         can_look_up = adapter_cls.find_existing is not Adapter.find_existing
-        # The worker died mid-attempt. Resending is safe only where the platform
-        # deduplicates by our key, or we can look the post up first (the next attempt does).
-        if adapter_cls.honours_idempotency_key or can_look_up:
+        spent = publication.attempt >= publication.max_attempts
+        # The worker died mid-attempt (a running one renews its lease). Resending is safe
+        # only where the platform deduplicates by our key, or we can look the post up
+        # first (the next attempt does), and only while an attempt is left.
+        if not spent and (adapter_cls.honours_idempotency_key or can_look_up):
             if transition(
                 session,
                 publication.id,
@@ -727,7 +866,13 @@ def reconcile(session: Session) -> dict[str, int]:
             extra=Publication.attempt == publication.attempt,
             lease_until=None,
             error_kind="ambiguous",
-            last_error="the worker stopped during the attempt; it may have been posted",
+            last_error=_out_of_attempts(
+                "the worker stopped during the attempt",
+                publication.attempt,
+                publication.max_attempts,
+            )
+            if spent
+            else "the worker stopped during the attempt; it may have been posted",
         ):
             unconfirmed += 1
     after_commit(session, lambda: send_all(resend))

@@ -82,12 +82,14 @@ def _change(from_state: PublicationState, *conditions: Any, **values: Any) -> An
 
 @cache
 def claim() -> Any:
-    """queued → publishing, one attempt more, if the channel is active and no cancel was
-    asked for. Parameters: p_id, p_updated_at, p_lease_until."""
+    """queued → publishing, one attempt more, if the channel is active, no cancel was
+    asked for and an attempt is left (the limit holds whatever queued the row).
+    Parameters: p_id, p_updated_at, p_lease_until."""
     p = publications
     return _change(
         S.QUEUED,
         p.c.cancel_requested.is_(False),
+        p.c.attempt < p.c.max_attempts,
         p.c.channel_id.in_(
             select(channels.c.id).where(channels.c.state == ChannelState.ACTIVE.value)
         ),
@@ -108,6 +110,23 @@ def settle(columns: tuple[str, ...]) -> Any:
         p.c.attempt == _param(p, "attempt"),
         state=_param(p, "state"),
         **{column: _param(p, column) for column in columns},
+    )
+
+
+@cache
+def renew_lease() -> Any:
+    """Move the lease of attempt p_attempt on, while that attempt still holds the delivery.
+    Parameters: p_id, p_attempt, p_lease_until. Returns the id when renewed."""
+    p = publications
+    return (
+        update(p)
+        .where(
+            p.c.id == _param(p, "id"),
+            p.c.state == S.PUBLISHING.value,
+            p.c.attempt == _param(p, "attempt"),
+        )
+        .values(lease_until=_param(p, "lease_until"))
+        .returning(p.c.id)
     )
 
 

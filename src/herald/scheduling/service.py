@@ -205,9 +205,12 @@ def fail_missed(session: Session) -> int:
 
 
 def next_due_at(session: Session) -> datetime | None:
+    """When the dispatcher next has something to do. Deliveries held by a paused or
+    broken channel do not count: due long ago, they would keep the scheduler from
+    sleeping at all until the channel is fixed (its fix releases them itself)."""
     return session.scalar(
         select(Publication.due_at)
-        .where(Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]))
+        .where(*publishing.waiting_to_dispatch())
         .order_by(Publication.due_at)
         .limit(1)
     )
