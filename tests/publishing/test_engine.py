@@ -710,6 +710,28 @@ def test_fixing_a_channel_releases_its_held_deliveries_in_the_same_request(
     assert len(receiver.delivered) == 2
 
 
+def test_a_channel_test_that_passes_again_releases_what_waited(
+    client, account, setup, receiver, redis_broker
+) -> None:  # type: ignore[no-untyped-def]
+    """The platform took the credentials back (a 401 held the delivery), then accepts them
+    again: the channel test that finds them working sends what waited, at once."""
+    from herald.channels.tasks import verify_channel
+
+    channel, post = setup
+    receiver.script = deque([401])
+    (held,) = publish(client, account, post["id"], channel["id"])
+    assert deliver(held["id"]) == "auth"
+    redis.Redis.from_url(redis_broker).delete("publishing")
+
+    started = client.post(f"/api/v1/channels/{channel['id']}/test", headers=account.headers)
+    verify_channel(started.json()["job_id"])
+
+    (row,) = publications(client, account, post["id"])
+    assert row["state"] == "queued"
+    assert sent_to_broker(redis_broker, held["task_id"])
+    assert deliver(held["id"]) == "published"
+
+
 def test_resuming_a_paused_channel_sends_what_waited(
     client, account, setup, receiver, redis_broker
 ) -> None:  # type: ignore[no-untyped-def]

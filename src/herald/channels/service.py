@@ -116,11 +116,16 @@ def update_channel(
         _flush_unique(session, body.name)
     session.flush()
     if channel.state == ChannelState.ACTIVE and not was_active:
-        # Imported here: publishing builds its adapters through this module.
-        from herald.publishing.service import release_held
-
-        release_held(session, channel.id)
+        _release_held(session, channel.id)
     return channel
+
+
+def _release_held(session: Session, channel_id: uuid.UUID) -> None:
+    """The channel is active again: what waited for it goes out after this commit."""
+    # Imported here: publishing builds its adapters through this module.
+    from herald.publishing.service import release_held
+
+    release_held(session, channel_id)
 
 
 def delete_channel(session: Session, principal: Principal, channel_id: uuid.UUID) -> None:
@@ -279,4 +284,6 @@ def record_check(session: Session, job: Job, checked: Checked) -> dict[str, Any]
         raise JobFailed(checked.problem or "the platform refused the check")
     if channel.state == ChannelState.NEEDS_RECONNECT:
         channel.state, channel.state_reason = ChannelState.ACTIVE, None
+        session.flush()
+        _release_held(session, channel.id)
     return {"ok": True, "identity": checked.identity.name, "platform": check.platform}
