@@ -1,6 +1,6 @@
-"""The fault suite's fixtures. Every test in this folder is marked ``faults`` (and
-``integration``) and, under xdist, runs in one group: two cases that kill processes
-and time their recovery should not share two cores with each other.
+"""The fault suite's fixtures. Every test in this folder is marked ``faults`` (those on
+real services ``integration`` too) and, under xdist, runs in one group: two cases that
+kill processes and time their recovery should not share two cores with each other.
 
 For a case: ``fault_stack`` (a :class:`~tests.faults.stack.FaultStack` on the test's
 backend: private Redis, worker and beat on demand, deliveries to the ``receiver``) and
@@ -21,6 +21,7 @@ from tests.faults.report import Record
 from tests.faults.stack import FaultStack, fault_stack_for
 
 HERE = Path(__file__).parent
+CASE_TIMEOUT = 180
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -29,7 +30,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if HERE not in item.path.parents:
             continue
         item.add_marker(pytest.mark.faults)
-        item.add_marker(pytest.mark.integration)
+        if "db_backend" in getattr(item, "fixturenames", ()):  # real services and processes
+            item.add_marker(pytest.mark.integration)
+        # A safety net well above a case's ~30 s; a test's own timeout mark comes first.
+        item.add_marker(pytest.mark.timeout(CASE_TIMEOUT))
         if grouped:
             item.add_marker(pytest.mark.xdist_group("faults"))
 

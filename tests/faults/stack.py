@@ -5,13 +5,21 @@ receiver, counted at the end (:class:`~tests.faults.report.Tally`).
 
 A case, through the ``fault_stack`` fixture (``tests/faults/conftest.py``)::
 
-    batch = fault_stack.schedule(30)             # 30 deliveries, parked an hour ahead
-    fault_stack.start_beat(); fault_stack.start_worker()
-    batch.release(over=4.0)                      # due from now on, spread over 4 s
-    ... inject the fault: fault_stack.redis.kill(), worker.kill(), ...
-    tally = fault_stack.finish("case name", batch, note="what was done, as measured")
-    fault_report(tally)                          # the closing table
-    tally.assert_clean()                         # lost, twice and stuck are 0
+    fault_stack.env["HERALD_PUBLISH_LEASE_SECONDS"] = "2"  # optional, before start()
+    batch = fault_stack.schedule(30)        # 30 posts to the receiver, parked an hour ahead
+    fault_stack.start()                     # beat + worker (start(beats=2), start_worker())
+    batch.release(over=4.0)                 # due from now on, spread over 4 s
+    poll(lambda: batch.in_flight_after(10), 30, "mid-flight")
+    ... the fault: fault_stack.workers[0].kill(), fault_stack.redis.kill() / .restart(),
+        .pause() / .resume(), terminate_backends(database_url()) ...
+    tally = fault_stack.finish("case", batch, note="what was done, as measured")
+    fault_stack.assert_clean(tally)         # lost, twice and stuck are 0 (logs if not)
+
+``finish`` waits (at most 30 s) until every delivery has settled, counts
+(:func:`tally`) and puts the row in the session's closing table. ``schedule(n,
+channel_id=fault_stack.channel(settings=..., platform=..., credentials=...))`` sends
+to another channel; the receiver (``receiver`` fixture) holds or scripts its answers as
+usual, but set its script before ``schedule``: the count maps answers by arrival order.
 
 Deliveries go through the real scheduler: each is due at its own instant, the beat's
 dispatcher queues it and sends it to the broker, a worker delivers it, the reconciler
@@ -61,6 +69,8 @@ STACK_ENV = {
     "HERALD_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8,::1/128",
 }
 CHANNEL_SETTINGS = {"connect_timeout": 1.0, "read_timeout": 2.0}
+# A bound, not a wait: a worker answers in a few seconds, far slower on a crowded machine.
+START_TIMEOUT = 60.0
 PARKED = timedelta(hours=1)
 
 
@@ -194,6 +204,9 @@ def terminate_backends(database_url: str) -> int:
     return int(row[0]) if row else 0
 
 
+States = dict[uuid.UUID, tuple[PublicationState, int]]  # state and attempt, per delivery
+
+
 @dataclass
 class Batch:
     """N deliveries of N posts to one webhook channel, in the order they fall due."""
@@ -223,8 +236,8 @@ class Batch:
             session.execute(update(Publication), rows)
         self.released_at = time.monotonic()
 
-    def states(self) -> dict[uuid.UUID, tuple[PublicationState, int]]:
-        def read() -> dict[uuid.UUID, tuple[PublicationState, int]]:
+    def states(self) -> States:
+        def read() -> States:
             with session_scope() as session:
                 rows = session.execute(
                     select(Publication.id, Publication.state, Publication.attempt).where(
@@ -278,40 +291,51 @@ class Batch:
 
 def tally(case: str, backend: str, batch: Batch, seconds: float, note: str = "") -> Tally:
     """Count what the receiver got against what the database says."""
-    states = batch.states()
+    return count(case, backend, batch.keys, batch.states(), batch.received(), seconds, note)
+
+
+def count(
+    case: str,
+    backend: str,
+    keys: dict[uuid.UUID, str],
+    states: States,
+    received: list[tuple[Received, int]],
+    seconds: float = 0.0,
+    note: str = "",
+) -> Tally:
+    """The columns of :class:`Tally` from each delivery's key and final state, and the
+    POSTs the receiver got (in arrival order, each with the status it answered)."""
     seen: dict[str, int] = {}  # POSTs per key
-    accepted: dict[str, int] = {}  # POSTs per key answered 200
-    posts_by_id: dict[str, set[str]] = {}  # keys per post that were accepted
+    accepted: set[str] = set()  # keys answered 200 at least once
+    keys_by_post: dict[str, set[str]] = {}  # the keys each post was accepted under
     would_dup = 0
-    for item, status in batch.received():
+    for item, status in received:
         key = item.headers["idempotency-key"]
         seen[key] = seen.get(key, 0) + 1
         if status == 200:
-            if accepted.get(key):
-                would_dup += 1
-            accepted[key] = accepted.get(key, 0) + 1
-            posts_by_id.setdefault(str(item.body["post"]["id"]), set()).add(key)
+            would_dup += key in accepted
+            accepted.add(key)
+            keys_by_post.setdefault(str(item.body["post"]["id"]), set()).add(key)
     settled_badly = (PublicationState.FAILED, PublicationState.UNCONFIRMED)
-    lost = sum(
-        1
-        for pid, key in batch.keys.items()
-        if key not in accepted and states[pid][0] not in settled_badly
-    )
-    # The receiver takes one new post per key, so a post twice is one sent under two keys.
-    twice = sum(len(keys) - 1 for keys in posts_by_id.values())
+    final = [state for state, _ in states.values()]
     return Tally(
         case=case,
         backend=backend,
-        n=batch.n,
-        published=sum(1 for s, _ in states.values() if s == PublicationState.PUBLISHED),
-        failed=sum(1 for s, _ in states.values() if s == PublicationState.FAILED),
-        unconfirmed=sum(1 for s, _ in states.values() if s == PublicationState.UNCONFIRMED),
-        lost=lost,
-        twice=twice,
-        resent=sum(count - 1 for count in seen.values()),
+        n=len(keys),
+        published=final.count(PublicationState.PUBLISHED),
+        failed=final.count(PublicationState.FAILED),
+        unconfirmed=final.count(PublicationState.UNCONFIRMED),
+        lost=sum(
+            1
+            for pid, key in keys.items()
+            if key not in accepted and states[pid][0] not in settled_badly
+        ),
+        # The receiver takes one new post per key: a post twice is one sent under two keys.
+        twice=sum(len(post_keys) - 1 for post_keys in keys_by_post.values()),
+        resent=sum(n - 1 for n in seen.values()),
         would_dup=would_dup,
-        stuck=sum(1 for s, _ in states.values() if s not in SETTLED),
-        max_attempt=max((a for _, a in states.values()), default=0),
+        stuck=sum(1 for state in final if state not in SETTLED),
+        max_attempt=max((attempt for _, attempt in states.values()), default=0),
         seconds=round(seconds, 1),
         note=note,
     )
@@ -359,7 +383,7 @@ class FaultStack:
         """A ``herald worker`` (2 pool processes), once it answers a ping."""
         worker = WorkerProcess(self.env, log=self.workdir / "worker.log")
         self.workers.append(worker)
-        return worker.start()
+        return worker.start(timeout=START_TIMEOUT)
 
     def start_beat(self, *, wait: bool = True) -> BeatProcess:
         """A ``herald beat``; with ``wait``, once its first heartbeat is written."""
@@ -382,7 +406,7 @@ class FaultStack:
                 pids = session.scalars(select(Heartbeat.pid).where(Heartbeat.pid == proc.pid))
                 return proc.pid in pids
 
-        poll(lambda: retrying(beating), 30, "the scheduler's heartbeat", interval=0.2)
+        poll(lambda: retrying(beating), START_TIMEOUT, "the scheduler's heartbeat", interval=0.2)
 
     def close(self) -> None:
         for beat in self.beats:
@@ -395,14 +419,23 @@ class FaultStack:
 
     # --- deliveries ------------------------------------------------------------------
 
-    def channel(self, settings: dict[str, Any] | None = None) -> str:
+    def channel(
+        self,
+        settings: dict[str, Any] | None = None,
+        *,
+        platform: str = "webhook",
+        credentials: dict[str, Any] | None = None,
+    ) -> str:
+        """A channel (by default a webhook to the receiver, with short timeouts); its id."""
+        if settings is None:
+            settings = CHANNEL_SETTINGS if platform == "webhook" else {}
         response = self.client.post(
             "/api/v1/channels",
             json={
-                "platform": "webhook",
-                "name": "fault receiver",
-                "credentials": self.receiver.credentials(),
-                "settings": CHANNEL_SETTINGS if settings is None else settings,
+                "platform": platform,
+                "name": f"fault {platform}",
+                "credentials": self.receiver.credentials() if credentials is None else credentials,
+                "settings": settings,
             },
             headers=self.account.headers,
         )
