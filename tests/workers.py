@@ -7,13 +7,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import psutil
 from celery import Celery
+
+T = TypeVar("T")
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -129,13 +131,18 @@ def running_worker(extra_env: dict[str, str] | None = None) -> Iterator[WorkerPr
         worker.stop()
 
 
-def wait_for(predicate, timeout: float = 30, interval: float = 0.1) -> None:  # type: ignore[no-untyped-def]
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 30, interval: float = 0.1, what: str = "condition"
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not met within {timeout:g} s")
         time.sleep(interval)
-    raise TimeoutError("condition not met in time")
 
 
 class BeatProcess:

@@ -9,7 +9,7 @@ A case, through the ``fault_stack`` fixture (``tests/faults/conftest.py``)::
     batch = fault_stack.schedule(30)        # 30 posts to the receiver, parked an hour ahead
     fault_stack.start()                     # beat + worker (start(beats=2), start_worker())
     batch.release(over=4.0)                 # due from now on, spread over 4 s
-    poll(lambda: batch.in_flight_after(10), 30, "mid-flight")
+    wait_for(lambda: batch.in_flight_after(10), 30, what="mid-flight")
     ... the fault: fault_stack.workers[0].kill(), fault_stack.redis.kill() / .restart(),
         .pause() / .resume(), terminate_backends(database_url()) ...
     tally = fault_stack.finish("case", batch, note="what was done, as measured")
@@ -55,7 +55,7 @@ from tests.conftest import Account
 from tests.fakes.webhook_receiver import Received, Receiver
 from tests.faults.report import Tally
 from tests.services import PG_ADMIN_URL
-from tests.workers import BeatProcess, WorkerProcess
+from tests.workers import BeatProcess, WorkerProcess, wait_for
 
 T = TypeVar("T")
 
@@ -72,18 +72,6 @@ CHANNEL_SETTINGS = {"connect_timeout": 1.0, "read_timeout": 2.0}
 # A bound, not a wait: a worker answers in a few seconds, far slower on a crowded machine.
 START_TIMEOUT = 60.0
 PARKED = timedelta(hours=1)
-
-
-def poll(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Wait for ``predicate`` to return something truthy, and return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:g} s")
-        time.sleep(interval)
 
 
 def retrying(read: Callable[[], T], attempts: int = 5) -> T:
@@ -142,7 +130,7 @@ class PrivateRedis:
             )
         client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
         try:
-            poll(lambda: self._answers(client), timeout, "the private Redis answering")
+            wait_for(lambda: self._answers(client), timeout, what="the private Redis answering")
         finally:
             client.close()
         return self
@@ -406,7 +394,7 @@ class FaultStack:
                 pids = session.scalars(select(Heartbeat.pid).where(Heartbeat.pid == proc.pid))
                 return proc.pid in pids
 
-        poll(lambda: retrying(beating), START_TIMEOUT, "the scheduler's heartbeat", interval=0.2)
+        wait_for(lambda: retrying(beating), START_TIMEOUT, 0.2, what="the scheduler's heartbeat")
 
     def close(self) -> None:
         for beat in self.beats:
@@ -483,7 +471,7 @@ class FaultStack:
         closing table. ``note`` says what was done, as measured (a callable is asked once
         the deliveries have settled)."""
         with suppress(TimeoutError):
-            poll(batch.settled, settle_timeout, "every delivery settled", interval=0.25)
+            wait_for(batch.settled, settle_timeout, 0.25, what="every delivery settled")
         seconds = time.monotonic() - self.started
         said = [note if isinstance(note, str) else note(), *self.exits()]
         counted = tally(case, self.backend, batch, seconds, "; ".join(filter(None, said)))

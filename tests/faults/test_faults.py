@@ -18,7 +18,8 @@ import pytest
 from herald.core.clock import utcnow
 from herald.publishing.models import PublicationState
 from tests.fakes.webhook_receiver import Receiver
-from tests.faults.stack import FaultStack, database_url, poll, terminate_backends
+from tests.faults.stack import FaultStack, database_url, terminate_backends
+from tests.workers import wait_for
 
 N = 30
 PUBLISHING = PublicationState.PUBLISHING
@@ -35,7 +36,7 @@ def test_worker_sigkill_mid_delivery(fault_stack: FaultStack, receiver: Receiver
     fault_stack.start()
     batch.release(over=4.0)
 
-    poll(lambda: batch.in_flight_after(N // 3), 30, "a third delivered, one in flight")
+    wait_for(lambda: batch.in_flight_after(N // 3), 30, what="a third delivered, one in flight")
     in_flight, received = batch.count(PUBLISHING), batch.posts_received()
     (worker,) = fault_stack.workers
     worker.kill()
@@ -60,13 +61,13 @@ def test_redis_kill_9_and_restart(fault_stack: FaultStack, receiver: Receiver) -
     fault_stack.start()
     batch.release(over=6.0)
 
-    poll(lambda: batch.in_flight_after(N // 3), 30, "a third delivered, one in flight")
+    wait_for(lambda: batch.in_flight_after(N // 3), 30, what="a third delivered, one in flight")
     received = batch.posts_received()
     killed_at = utcnow()
     fault_stack.redis.kill()
     killed = time.monotonic()
     # Down until the scheduler has queued deliveries whose messages cannot get through.
-    poll(lambda: batch.enqueued_since(killed_at) >= 3, 20, "deliveries queued while down")
+    wait_for(lambda: batch.enqueued_since(killed_at) >= 3, 20, what="deliveries queued while down")
     during = batch.enqueued_since(killed_at)
     fault_stack.redis.restart()
     tally = fault_stack.finish(
@@ -86,7 +87,7 @@ def test_redis_sigstop_for_10_s(fault_stack: FaultStack, receiver: Receiver) -> 
     fault_stack.start()
     batch.release(over=8.0)
 
-    poll(lambda: batch.posts_received() >= N // 4, 30, "a quarter delivered", interval=0.05)
+    wait_for(lambda: batch.posts_received() >= N // 4, 30, 0.05, what="a quarter delivered")
     received_before = batch.posts_received()
     fault_stack.redis.pause()
     frozen = time.monotonic()
@@ -118,7 +119,7 @@ def test_postgresql_backends_terminated(fault_stack: FaultStack, receiver: Recei
     fault_stack.start()
     batch.release(over=6.0)
 
-    poll(lambda: batch.posts_received() >= N // 4, 30, "a quarter delivered", interval=0.05)
+    wait_for(lambda: batch.posts_received() >= N // 4, 30, 0.05, what="a quarter delivered")
     url, rounds, terminated = database_url(), 0, 0
     deadline = time.monotonic() + 15
     while batch.posts_received() < 3 * N // 4 and time.monotonic() < deadline:
