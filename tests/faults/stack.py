@@ -237,7 +237,10 @@ class Batch:
         return retrying(read)
 
     def count(self, *states: PublicationState) -> int:
-        return sum(1 for state, _ in self.states().values() if state in states)
+        return len(self.ids_in(*states))
+
+    def ids_in(self, *states: PublicationState) -> set[uuid.UUID]:
+        return {pid for pid, (state, _) in self.states().items() if state in states}
 
     def enqueued_since(self, moment: datetime) -> int:
         """How many were sent to the broker (by the dispatcher or the reconciler) since."""
