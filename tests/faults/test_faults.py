@@ -56,7 +56,8 @@ def test_redis_kill_9_and_restart(fault_stack: FaultStack, receiver: Receiver) -
     with deliveries in flight. It stays down while the worker finishes those (their acks
     have nowhere to go) and the scheduler queues more into it; then a fresh, empty Redis
     comes back on the same port. The database still knows every delivery."""
-    receiver.hold_seconds = 0.3  # in flight: the worker holds unacknowledged messages
+    # A quick receiver: Redis dies while the worker is busy taking and acking messages.
+    receiver.hold_seconds = 0.05
     batch = fault_stack.schedule(N)
     fault_stack.start()
     batch.release(over=6.0)
