@@ -12,8 +12,10 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
+from typing import TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,6 +23,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import Account
 from tests.workers import _env
 
+R = TypeVar("R")
 HOLD_SECONDS = 10.0
 WRITE_WAIT = 0.5
 READ_BOUND = 1.0
@@ -48,6 +51,7 @@ class Holder:
 
     def holding(self) -> bool:
         """Still inside its transaction (it prints when it lets go, then exits)."""
+        assert self.proc.stdout is not None
         return self.proc.poll() is None and not select.select([self.proc.stdout], [], [], 0)[0]
 
 
@@ -74,7 +78,7 @@ def writer_lock_held(seconds: float) -> Iterator[Holder]:
         proc.stdout.close()
 
 
-def timed(call):  # type: ignore[no-untyped-def]
+def timed(call: Callable[[], R]) -> tuple[R, float]:
     start = time.perf_counter()
     response = call()
     return response, time.perf_counter() - start
@@ -104,11 +108,9 @@ def test_reads_answer_and_a_write_gives_up_while_another_process_holds_the_write
     ]
 
     with writer_lock_held(HOLD_SECONDS) as holder:
-        answered = {
-            path: timed(lambda path=path: client.get(path, headers=headers)) for path in reads
-        }
+        answered = {path: timed(partial(client.get, path, headers=headers)) for path in reads}
         write, write_seconds = timed(
-            lambda: client.post("/api/v1/posts", json={"title": "during"}, headers=headers)
+            partial(client.post, "/api/v1/posts", json={"title": "during"}, headers=headers)
         )
         held_throughout = holder.holding()
 
