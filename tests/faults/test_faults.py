@@ -137,7 +137,8 @@ def test_postgresql_backends_terminated(fault_stack: FaultStack, receiver: Recei
         note=f"{terminated} connections terminated in {rounds} rounds "
         "while the 2nd and 3rd quarters went out",
     )
-    assert terminated >= rounds  # every round found Herald connected: the fault was real
+    # A connection or more per round on average: the fault hit Herald, not an idle database.
+    assert terminated >= rounds
     fault_stack.assert_clean(tally, all_published=True)
 
 
