@@ -35,6 +35,10 @@ from tests.services import (  # noqa: E402
     service_missing,
 )
 
+# The fault suite's closing table (lost / twice / stuck), printed at the end of any run
+# that ran a fault case; a plugin here, so that under xdist the controller prints it too.
+pytest_plugins = ("tests.faults.report",)
+
 _migrated: dict[str, str] = {}
 
 

@@ -7,11 +7,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO, TypeVar
 
 import psutil
+from celery import Celery
+
+T = TypeVar("T")
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -28,6 +32,49 @@ def _env(extra: dict[str, str] | None) -> dict[str, str]:
     }
 
 
+def _spawn(
+    args: list[str],
+    extra_env: dict[str, str] | None,
+    log: Path | None,
+    *,
+    preload: tuple[str, ...] = (),
+) -> subprocess.Popen[bytes]:
+    """``python -m herald <args>`` in its own session, after importing ``preload``; its
+    output appended to ``log`` (worth keeping when a test kills things on purpose), else
+    dropped."""
+    herald = ["-m", "herald"]
+    if preload:
+        herald = ["-c", f"import {', '.join(preload)}; from herald.cli import main; main()"]
+    output: IO[bytes] | int = log.open("ab") if log is not None else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(
+            [sys.executable, *herald, *args],
+            env=_env(extra_env),
+            start_new_session=True,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        if not isinstance(output, int):
+            output.close()  # the child has its own copy
+
+
+@contextmanager
+def _control(extra_env: dict[str, str] | None) -> Iterator[Celery]:
+    """A Celery app on the broker the worker was given (the suite's own by default)."""
+    from herald.worker import app
+
+    broker = (extra_env or {}).get("HERALD_BROKER_URL")
+    if broker is None:
+        yield app
+        return
+    own = Celery("herald-test-control", broker=broker, set_as_current=False)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 class WorkerProcess:
     def __init__(
         self,
@@ -35,35 +82,29 @@ class WorkerProcess:
         *,
         pool: str = "prefork",
         preload: tuple[str, ...] = (),
+        log: Path | None = None,
     ) -> None:
         self.extra_env = extra_env
         self.pool = pool
         # Modules the worker imports before it starts (a test's own adapter, say).
         self.preload = preload
+        self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> WorkerProcess:
-        from herald.worker import app
-
-        herald = ["-m", "herald"]
-        if self.preload:
-            herald = [
-                "-c",
-                f"import {', '.join(self.preload)}; from herald.cli import main; main()",
-            ]
-        self.proc = subprocess.Popen(
-            [sys.executable, *herald, "worker", "--concurrency", "2", "--pool", self.pool],
-            env=_env(self.extra_env),
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.proc = _spawn(
+            ["worker", "--concurrency", "2", "--pool", self.pool],
+            self.extra_env,
+            self.log,
+            preload=self.preload,
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}")
-            if app.control.ping(timeout=0.5):
-                return self
+        with _control(self.extra_env) as app:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"worker exited with {self.proc.returncode}")
+                if app.control.ping(timeout=0.5):
+                    return self
         self.kill()
         raise TimeoutError("worker did not answer a ping")
 
@@ -104,30 +145,30 @@ def running_worker(extra_env: dict[str, str] | None = None) -> Iterator[WorkerPr
         worker.stop()
 
 
-def wait_for(predicate, timeout: float = 30, interval: float = 0.1) -> None:  # type: ignore[no-untyped-def]
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 30, interval: float = 0.1, what: str = "condition"
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not met within {timeout:g} s")
         time.sleep(interval)
-    raise TimeoutError("condition not met in time")
 
 
 class BeatProcess:
     """A real `herald beat` (the scheduler and its dispatcher)."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, extra_env: dict[str, str] | None = None, *, log: Path | None = None) -> None:
         self.extra_env = extra_env
+        self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> BeatProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "herald", "beat"],
-            env=_env(self.extra_env),
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.proc = _spawn(["beat"], self.extra_env, self.log)
         return self
 
     def stop(self) -> None:
