@@ -17,10 +17,12 @@ from celery.signals import (
 )
 from kombu.entity import Queue
 
-from herald.core import heap
+from herald.core import heap, kombu_fixes
 from herald.core.settings import Settings, get_settings
 
 QUEUES = ("publishing", "generation", "sources", "maintenance")
+
+kombu_fixes.apply()
 
 # Routing by task-name prefix: every task is named "herald.<feature>.<name>".
 TASK_ROUTES: dict[str, dict[str, str]] = {
