@@ -13,6 +13,7 @@ from herald.core import kombu_fixes
 def test_the_names_the_workaround_relies_on_are_still_there() -> None:
     assert callable(kombu_redis.QoS.ack)
     assert callable(kombu_redis.QoS.reject)
+    assert callable(kombu_redis.QoS.restore_unacked)
     assert callable(kombu_redis.Channel._connparams)
 
 
@@ -30,3 +31,5 @@ def test_acking_on_a_closed_connection_is_a_connection_error(redis_broker: str) 
         qos.ack("a-delivery-tag")
     with pytest.raises(ConnectionError, match="closed"):
         qos.reject("a-delivery-tag", requeue=False)
+    with pytest.raises(ConnectionError, match="closed"):
+        qos.restore_unacked()

@@ -4,7 +4,8 @@ A worker acks a message (``task_acks_late``) on the channel it came on. When the
 connection was lost while the task ran, that channel's connection is already closed and
 kombu 5.x fails inside ``QoS.ack`` with ``AttributeError: 'NoneType' object has no
 attribute 'hostname'`` (it builds a new pool from a connection whose ``client`` is
-gone). Celery treats an AttributeError there as unrecoverable and the worker exits
+gone); the same happens when Celery closes the lost connection and kombu restores its
+unacked messages. Celery treats an AttributeError there as unrecoverable and the worker exits
 (code 0), so after a Redis restart nothing consumes the queues any more. Turning it into
 a connection error lets Celery log "Couldn't ack" and carry on reconnecting: the message
 stays in Redis's unacked set and is restored after the visibility timeout, which is
@@ -29,13 +30,13 @@ def _connection_gone(qos: Any) -> bool:
 
 
 def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
-    def guarded(qos: Any, delivery_tag: Any, *args: Any, **kwargs: Any) -> Any:
+    def guarded(qos: Any, *args: Any, **kwargs: Any) -> Any:
         if _connection_gone(qos):
             raise ConnectionError(
-                f"cannot settle message {delivery_tag}: the broker connection it came on is "
-                "closed (Redis restores it after the visibility timeout)"
+                f"cannot {method.__name__.replace('_', ' ')}: the broker connection the "
+                "messages came on is closed (Redis restores them after the visibility timeout)"
             )
-        return method(qos, delivery_tag, *args, **kwargs)
+        return method(qos, *args, **kwargs)
 
     setattr(guarded, _PATCHED, True)
     guarded.__doc__ = method.__doc__
@@ -43,9 +44,10 @@ def _guard(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def apply() -> None:
-    """Guard the Redis transport's ack and reject (idempotent)."""
+    """Guard the Redis transport's ack, reject and restore of unacked messages
+    (idempotent)."""
     qos = kombu_redis.QoS
-    for name in ("ack", "reject"):
+    for name in ("ack", "reject", "restore_unacked"):
         method = getattr(qos, name)
         if not getattr(method, _PATCHED, False):
             setattr(qos, name, _guard(method))
