@@ -112,6 +112,7 @@ REFUSED_NETWORKS: tuple[tuple[IPNetwork, str], ...] = (
     (_V4("240.0.0.0/4"), "a reserved address"),
     (_V6("::/128"), "an unspecified address"),
     (_V6("::1/128"), "a loopback address"),
+    (_V6("::/96"), "a reserved (IPv4-compatible IPv6) address"),
     (_V6("64:ff9b:1::/48"), "a private (local NAT64) address"),
     (_V6("100::/64"), "a reserved (discard) address"),
     (_V6("2001::/23"), "a reserved (IETF protocol assignments) address"),
@@ -361,8 +362,8 @@ class GuardedBackend(httpcore.NetworkBackend):
 # --- the answer ------------------------------------------------------------------------
 
 # A compressed answer goes to the decompressor in pieces this small, so that one piece
-# inflates (deflate: ~1032 times at most) to a few megabytes before the count is checked.
-_COMPRESSED_PIECE = 8 * 1024
+# inflates (deflate: ~1032 times at most) to about 2 MB before the count is checked.
+_COMPRESSED_PIECE = 2 * 1024
 
 
 def _too_large(host: str, limit: int) -> ResponseTooLarge:
@@ -537,17 +538,19 @@ def make_client(
     allowed: Sequence[str] | None = None,
     max_response_bytes: int | None = None,
     resolver: Resolver = system_resolver,
+    network: httpcore.NetworkBackend | None = None,
 ) -> GuardedClient:
     """A guarded client; ``allowed`` (CIDRs) and ``max_response_bytes`` default to the
     settings. Redirects are not followed: a platform API never needs one for a write, and
     a redirect is how a URL would be bounced elsewhere (a caller that follows one anyway
-    goes through the same check for every hop)."""
+    goes through the same check for every hop). ``resolver`` and ``network`` (what opens
+    the socket to a checked address) are for tests."""
     settings = get_settings()
     networks = parse_networks(
         tuple(settings.allowed_private_networks if allowed is None else allowed)
     )
     transport = GuardedTransport(
-        GuardedBackend(allowed=networks, resolver=resolver),
+        GuardedBackend(allowed=networks, resolver=resolver, inner=network),
         max_response_bytes=max_response_bytes or settings.http_max_response_bytes,
     )
     return GuardedClient(
