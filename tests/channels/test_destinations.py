@@ -135,6 +135,25 @@ def test_allowed_networks_may_be_saved(client: TestClient, account: Account) -> 
     assert answer.status_code == 201, answer.text
 
 
+def test_a_channel_test_says_which_address_was_refused(
+    client: TestClient, account: Account, receiver: Any, redis_broker: str
+) -> None:
+    """Saved while loopback was allowed; tested after it no longer is: the job fails with
+    the refusal's words and the receiver hears nothing."""
+    from herald.channels.tasks import verify_channel
+
+    channel = create(client, account, "webhook", receiver.credentials()).json()
+    with private_networks_refused():
+        started = client.post(f"{CHANNELS}/{channel['id']}/test", headers=account.headers)
+        assert started.status_code == 202
+        verify_channel(started.json()["job_id"])
+    job = client.get(f"/api/v1/jobs/{started.json()['job_id']}", headers=account.headers).json()
+    assert job["state"] == "FAILURE"
+    assert "127.0.0.1 is a loopback address" in job["error"]
+    assert "HERALD_ALLOWED_PRIVATE_NETWORKS" in job["error"]
+    assert receiver.received == []
+
+
 # -- folders ----------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,6 +31,7 @@ from herald.core.http import (
     TransactionOpenError,
     check_url,
     make_client,
+    network_in_transaction_waived,
     parse_ipv4,
     refusal,
 )
@@ -96,6 +98,13 @@ class Server:
                     self.send_header("Content-Length", "2")
                     self.end_headers()
                     self.wfile.write(b"ok")
+
+            def do_HEAD(self) -> None:
+                with state.lock:
+                    state.hits.append(f"HEAD {self.path}")
+                self.send_response(200)
+                self.send_header("Content-Length", str(400 * MB))
+                self.end_headers()
 
             def _stream(self, size: int) -> None:
                 self.send_response(200)
@@ -513,11 +522,11 @@ def test_a_stream_past_the_cap_is_cut_off(server: Server) -> None:
 
 
 def test_a_declared_length_past_the_cap_is_refused_before_reading(server: Server) -> None:
-    with (
-        make_client(allowed=["127.0.0.1/32"], max_response_bytes=MB) as client,
-        pytest.raises(ResponseTooLarge),
-    ):
-        client.get(server.url("/declared"))
+    with make_client(allowed=["127.0.0.1/32"], max_response_bytes=MB) as client:
+        with pytest.raises(ResponseTooLarge):
+            client.get(server.url("/declared"))
+        # A HEAD answer declares the length of a body it does not carry.
+        assert client.head(server.url("/declared")).status_code == 200
 
 
 def test_streaming_callers_are_capped_too(server: Server) -> None:
@@ -580,6 +589,39 @@ def test_no_request_while_a_transaction_is_open(
                 client.get(server.url("/"))
         assert server.hits == []
         assert client.get(server.url("/")).text == "ok"  # after the commit
+    assert server.hits == ["/"]
+
+
+# Callers that still call the network inside a transaction, until they are restructured
+# (issue 16, item 2: branch hard-chan). This list may only shrink; when it is empty, the
+# waiver goes too and the guard is always on.
+KNOWN_WAIVERS = {"herald/channels/tasks.py", "herald/channels/store.py"}
+
+
+def test_the_guard_is_waived_only_where_a_known_bug_still_needs_it() -> None:
+    import herald
+
+    package = Path(herald.__file__).parent
+    users = {
+        str(path.relative_to(package.parent))
+        for path in package.rglob("*.py")
+        if "network_in_transaction_waived(" in path.read_text(encoding="utf-8")
+        and path != package / "core" / "http.py"
+    }
+    assert users == KNOWN_WAIVERS
+
+
+def test_a_waiver_holds_only_inside_its_block(db_backend: str, server: Server) -> None:
+    from sqlalchemy import text
+
+    from herald.core.db import session_scope
+
+    with make_client(allowed=["127.0.0.1/32"]) as client, session_scope() as session:
+        session.execute(text("SELECT 1"))
+        with network_in_transaction_waived("a test"):
+            assert client.get(server.url("/")).text == "ok"
+        with pytest.raises(TransactionOpenError):
+            client.get(server.url("/"))
     assert server.hits == ["/"]
 
 

@@ -18,6 +18,7 @@ from herald.adapters.base import ChannelStore
 from herald.channels.models import Channel
 from herald.core.crypto import decrypt_json, encrypt_json
 from herald.core.db import session_scope
+from herald.core.http import network_in_transaction_waived
 from herald.publishing.models import Publication
 
 
@@ -54,7 +55,9 @@ class DatabaseStore(ChannelStore):
             current = decrypt_json(channel.credentials_encrypted)
             if current != dict(stale):
                 return current
-            fresh = refresh(current)
+            # TEMPORARY (issue 16, item 2): the refresh call holds the row lock.
+            with network_in_transaction_waived("an OAuth refresh (DatabaseStore)"):
+                fresh = refresh(current)
             channel.credentials_encrypted = encrypt_json(fresh)
             # Stale cached logins belong to the old credentials.
             channel.session_encrypted = None

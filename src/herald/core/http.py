@@ -456,7 +456,8 @@ class GuardedTransport(httpx.HTTPTransport):
         limit = self.max_response_bytes
         host = request.url.host
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
+        bodiless = request.method == "HEAD" or response.status_code in (204, 304)
+        if declared.isdigit() and int(declared) > limit and not bodiless:
             response.close()
             raise _too_large(host, limit)
         assert isinstance(response.stream, httpx.SyncByteStream)
@@ -505,6 +506,24 @@ class _Cookieless(httpx.Cookies):
         return None
 
 
+_waived = threading.local()
+
+
+@contextlib.contextmanager
+def network_in_transaction_waived(caller: str) -> Iterator[None]:
+    """TEMPORARY, for the transition of issue 16 (item 2) only: let a known ``caller`` that
+    still calls the network inside a transaction keep working until it is restructured
+    (short read, commit, call, short write). Each use is a known bug, listed in
+    tests/core/test_http.py; the guard is meant to be always on, so this goes with its
+    last use."""
+    depth: int = getattr(_waived, "depth", 0)
+    _waived.depth = depth + 1
+    try:
+        yield
+    finally:
+        _waived.depth = depth
+
+
 class GuardedClient(httpx.Client):
     """``httpx.Client`` over a :class:`GuardedTransport`, keeping no cookies and refusing
     to send while a database transaction is open on this thread."""
@@ -522,7 +541,7 @@ class GuardedClient(httpx.Client):
         raise TypeError("Herald's HTTP client keeps no cookies")
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        if transaction_open():
+        if transaction_open() and not getattr(_waived, "depth", 0):
             raise TransactionOpenError(
                 f"an HTTP request to {request.url.host} was about to be sent while this "
                 "thread has a database transaction open; commit (or roll back) before "
@@ -537,7 +556,7 @@ def make_client(
     read_timeout: float = 30.0,
     allowed: Sequence[str] | None = None,
     max_response_bytes: int | None = None,
-    resolver: Resolver = system_resolver,
+    resolver: Resolver | None = None,
     network: httpcore.NetworkBackend | None = None,
 ) -> GuardedClient:
     """A guarded client; ``allowed`` (CIDRs) and ``max_response_bytes`` default to the
@@ -550,7 +569,7 @@ def make_client(
         tuple(settings.allowed_private_networks if allowed is None else allowed)
     )
     transport = GuardedTransport(
-        GuardedBackend(allowed=networks, resolver=resolver, inner=network),
+        GuardedBackend(allowed=networks, resolver=resolver or system_resolver, inner=network),
         max_response_bytes=max_response_bytes or settings.http_max_response_bytes,
     )
     return GuardedClient(
