@@ -406,15 +406,15 @@ class _CappedResponse(httpx.Response):
 
     def __init__(self, *args: Any, limit: int, host: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._limit = limit
-        self._host = host
+        self.herald_limit = limit
+        self.herald_host = host
 
     def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]:
         seen = 0
         for chunk in super().iter_bytes(chunk_size):
             seen += len(chunk)
-            if seen > self._limit:
-                raise _too_large(self._host, self._limit)
+            if seen > self.herald_limit:
+                raise _too_large(self.herald_host, self.herald_limit)
             yield chunk
 
 
