@@ -186,6 +186,9 @@ def configure_environment(args: argparse.Namespace, workdir: Path, database_url:
         "data_dir": str(workdir / "data"),
         "database_url": database_url,
         "broker_url": args.broker_url,
+        # The receiver listens on loopback, which the guarded HTTP client refuses unless
+        # allowed (as on one machine).
+        "allowed_private_networks": "127.0.0.0/8",
     }
     # delivery_cost shares this set-up but runs no worker, so it has no pool options.
     if concurrency := getattr(args, "concurrency", None):

@@ -20,6 +20,10 @@ _DATA_DIR = Path(tempfile.mkdtemp(prefix=f"herald-test-{_WORKER}-"))
 os.environ["HERALD_DATA_DIR"] = str(_DATA_DIR)
 for _name in ("HERALD_DATABASE_URL", "HERALD_RESULT_BACKEND_URL", "HERALD_ENV"):
     os.environ.pop(_name, None)
+# Every fake platform and receiver listens on loopback, which the guarded HTTP client
+# refuses unless allowed; folder channels write under the temporary directory (tmp_path).
+os.environ["HERALD_ALLOWED_PRIVATE_NETWORKS"] = "127.0.0.0/8,::1/128"
+os.environ["HERALD_FOLDER_ROOTS"] = str(Path(tempfile.gettempdir()).resolve())
 # The suite's broker: the machine's Redis, one database per xdist worker.
 _REDIS_DB = 1 + (int(_WORKER[2:]) if _WORKER[2:].isdigit() else 0)
 os.environ["HERALD_BROKER_URL"] = (

@@ -16,6 +16,7 @@ the adapter claims ``honours_idempotency_key`` (otherwise ``find_existing`` find
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import socket
 import time
@@ -137,6 +138,24 @@ def exception_texts(exc: BaseException) -> list[str]:
         texts += [str(current), repr(current)]
         current = current.__cause__ or current.__context__
     return texts
+
+
+@contextlib.contextmanager
+def private_networks_refused() -> Iterator[None]:
+    """Production's default inside: no private network allowed (the suite allows loopback,
+    where every fake listens), with the shared HTTP client rebuilt for it and after it."""
+    from herald.core.http import reset_shared_client
+    from herald.core.settings import get_settings
+
+    settings = get_settings()
+    allowed = settings.allowed_private_networks
+    settings.allowed_private_networks = []
+    reset_shared_client()
+    try:
+        yield
+    finally:
+        settings.allowed_private_networks = allowed
+        reset_shared_client()
 
 
 # Every way an HTTP call can go wrong that the contract names; for the secrets check.
@@ -504,6 +523,23 @@ class AdapterContract:
             adapter.publish(adapter.render(sample_post()), new_key())
         with pytest.raises(RetryableError):
             adapter.verify()
+
+    @needs(HTTP)
+    def test_an_address_herald_may_not_reach_is_refused_before_sending(self, fake: Any) -> None:
+        """Every request goes through the guarded client: once loopback is not allowed,
+        the fake (on 127.0.0.1) is refused, permanently, and never reached."""
+        credentials = self.credentials(fake)
+        adapter = self.make_adapter(credentials, self.settings(fake))
+        with private_networks_refused():
+            with pytest.raises(PermanentError) as info:
+                adapter.publish(adapter.render(sample_post()), new_key())
+            with pytest.raises(AdapterError) as verified:
+                adapter.verify()
+        for refused in (info.value, verified.value):
+            assert "127.0.0.1 is a loopback address" in refused.message
+            assert "HERALD_ALLOWED_PRIVATE_NETWORKS" in refused.message
+            self.assert_no_secrets(refused, credentials)
+        assert self.requests_received(fake) == 0
 
     # -- credentials stay secret (bad-credential errors are checked above) --------------
 

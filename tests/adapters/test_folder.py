@@ -1,5 +1,6 @@
 """The folder adapter: the contract suite with a temporary directory as the "platform",
-plus what is particular to files (front matter, atomic writes, file names)."""
+plus what is particular to files (front matter, atomic writes, file names, and writing
+only under the configured roots)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from herald.adapters.base import AuthError, PermanentError, Receipt
-from herald.adapters.folder import FolderAdapter
+from herald.adapters.base import AdapterError, AuthError, PermanentError, Receipt
+from herald.adapters.folder import OUTSIDE_ROOTS, FolderAdapter
 from herald.core.clock import set_clock
+from herald.core.settings import get_settings
 from tests.adapters.contract import AdapterContract, new_key, sample_post
 
 
@@ -257,10 +259,13 @@ def test_file_is_readable_like_any_file_herald_creates(adapter: FolderAdapter, s
     assert oct(mode) == oct(0o666 & ~current_umask())
 
 
-def test_read_only_directory_is_an_auth_error(tmp_path: Path) -> None:
+def test_read_only_directory_is_an_auth_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     directory = read_only_directory(tmp_path)
     if directory is None:
         pytest.skip("running as root with no read-only filesystem to point at")
+    monkeypatch.setattr(get_settings(), "folder_roots", [directory.parent])
     adapter = folder_adapter(directory)
     with pytest.raises(AuthError, match="not writable"):
         adapter.verify()
@@ -279,3 +284,181 @@ def test_not_a_directory_is_an_auth_error(tmp_path: Path, where: str) -> None:
     with pytest.raises(AuthError, match="not a directory"):
         adapter.publish(adapter.render(sample_post()), new_key())
     assert sorted(p.name for p in tmp_path.iterdir()) == (["post.md"] if where == "a file" else [])
+
+
+# -- only under the configured roots (HERALD_FOLDER_ROOTS) ------------------------------
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The one root folder channels may write under; beside it, things they may not."""
+    root = tmp_path / "sites"
+    (root / "blog").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    monkeypatch.setattr(get_settings(), "folder_roots", [root])
+    return root
+
+
+def refused_everywhere(adapter: FolderAdapter) -> None:
+    """verify, find_existing and publish all refuse, with the one message."""
+    rendition = adapter.render(sample_post())
+    for call in (
+        adapter.verify,
+        lambda: adapter.find_existing(rendition, new_key()),
+        lambda: adapter.publish(rendition, new_key()),
+    ):
+        with pytest.raises(AuthError) as refused:
+            call()
+        assert refused.value.message == OUTSIDE_ROOTS
+
+
+def all_files(top: Path) -> list[str]:
+    """Every regular file under ``top`` (symlinks not followed, not counted)."""
+    return sorted(
+        str(p.relative_to(top)) for p in top.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+
+
+def test_the_reported_relative_path_is_refused_and_nothing_is_written(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bug: a channel at ``../../tmp/x`` wrote its file relative to the worker's
+    directory, then ``Path.as_uri()`` raised ValueError (a relative path) in publish and
+    find_existing, and the delivery looped. A relative path is now taken from the root,
+    so this one leads outside it: refused, as an adapter error, before anything is
+    written."""
+    worker_cwd = tmp_path / "a" / "b"
+    worker_cwd.mkdir(parents=True)
+    monkeypatch.chdir(worker_cwd)
+    target = tmp_path / "outside"
+    adapter = folder_adapter(Path("../../outside"))
+    assert (worker_cwd / "../../outside").resolve() == target  # where it used to write
+    with pytest.raises(AuthError, match="configured roots"):  # was: ValueError, after writing
+        adapter.publish(adapter.render(sample_post()), new_key())
+    refused_everywhere(adapter)
+    assert all_files(tmp_path) == []
+
+
+def test_a_relative_path_is_under_the_first_root(root: Path, tmp_path: Path) -> None:
+    adapter = folder_adapter(Path("blog"))
+    receipt = adapter.publish(adapter.render(sample_post()), new_key())
+    assert all_files(tmp_path) == [f"sites/blog/{receipt.external_id}"]
+    assert receipt.url == (root / "blog" / receipt.external_id).as_uri()
+    assert adapter.find_existing(adapter.render(sample_post()), "nothing-sent") is None
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc",
+        "/root",
+        "/",
+        "/nonexistent/herald/site",
+        "../outside",
+        "blog/../../outside",
+        "{root}/../outside",
+        "{root}/blog/../../outside",
+        "{root}-evil",  # a sibling sharing the root's name as a prefix
+        "{tmp}/outside",
+        "{root}/blog/escape",  # a symlink in the root, to outside it
+        "{root}/blog/escape/deeper",
+        "{root}/loop",  # a symlink loop
+    ],
+)
+def test_paths_outside_the_roots_are_refused_with_one_message(
+    root: Path, tmp_path: Path, path: str
+) -> None:
+    (root / "blog" / "escape").symlink_to(tmp_path / "outside")
+    (root / "loop").symlink_to(root / "loop")
+    (tmp_path / "sites-evil").mkdir()
+    refused_everywhere(folder_adapter(Path(path.format(root=root, tmp=tmp_path))))
+    assert all_files(tmp_path) == []
+
+
+def test_the_refusal_says_nothing_about_what_exists(root: Path, tmp_path: Path) -> None:
+    """/etc exists, /nonexistent does not, /root cannot be read: the same words."""
+    messages = set()
+    for path in ("/etc", "/nonexistent/x", "/root", "/etc/passwd", str(tmp_path / "outside")):
+        with pytest.raises(AuthError) as refused:
+            folder_adapter(Path(path)).verify()
+        messages.add(refused.value.message)
+    assert messages == {OUTSIDE_ROOTS}
+
+
+def test_tilde_is_a_name_not_the_home_directory(root: Path, tmp_path: Path) -> None:
+    (root / "~" / "blog").mkdir(parents=True)
+    adapter = folder_adapter(Path("~/blog"))
+    receipt = adapter.publish(adapter.render(sample_post()), new_key())
+    assert all_files(tmp_path) == [f"sites/~/blog/{receipt.external_id}"]
+    with pytest.raises(AuthError, match="is not a directory"):
+        folder_adapter(Path("~/missing")).verify()
+
+
+def test_a_symlink_inside_the_roots_to_inside_them_is_fine(root: Path, tmp_path: Path) -> None:
+    (root / "current").symlink_to(root / "blog")
+    adapter = folder_adapter(root / "current")
+    receipt = adapter.publish(adapter.render(sample_post()), new_key())
+    assert all_files(tmp_path) == [f"sites/blog/{receipt.external_id}"]
+    assert receipt.url == (root / "blog" / receipt.external_id).as_uri()
+
+
+def test_a_symlink_swapped_in_after_the_check_is_not_followed(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between resolving the path and writing, ``blog`` becomes a symlink to a directory
+    outside the root: the write refuses instead of following it."""
+    real_realpath = os.path.realpath
+
+    def realpath_then_swap(path: Any, **kwargs: Any) -> Any:
+        resolved = real_realpath(path, **kwargs)
+        if (root / "blog").is_dir() and not (root / "blog").is_symlink():
+            (root / "blog").rename(root / "blog-moved")
+            (root / "blog").symlink_to(tmp_path / "outside")
+        return resolved
+
+    adapter = folder_adapter(root / "blog")
+    monkeypatch.setattr(os.path, "realpath", realpath_then_swap)  # the module the adapter calls
+    with pytest.raises(AuthError) as refused:
+        adapter.publish(adapter.render(sample_post()), new_key())
+    monkeypatch.undo()
+    assert refused.value.message == OUTSIDE_ROOTS
+    assert all_files(tmp_path / "outside") == []
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["../../../etc/cron.d/x", "/etc/passwd", "a/b\\c", ".hidden", "..", "~root", "con:aux*?"],
+)
+def test_file_names_come_only_from_the_slug(root: Path, tmp_path: Path, title: str) -> None:
+    adapter = folder_adapter(root / "blog")
+    receipt = adapter.publish(adapter.render(sample_post(title=title)), new_key())
+    assert all_files(tmp_path) == [f"sites/blog/{receipt.external_id}"]
+    assert "/" not in receipt.external_id and not receipt.external_id.startswith(".")
+
+
+def test_a_stored_path_that_is_no_file_name_is_refused_when_saved() -> None:
+    from pydantic import ValidationError
+
+    for path in ("blog\x00/../../etc", "\ud800"):
+        with pytest.raises(ValidationError):
+            FolderAdapter.build({"path": path})
+
+
+def test_the_filesystem_never_raises_past_the_adapter(
+    adapter: FolderAdapter, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the filesystem raises, the engine sees an adapter error it can classify."""
+
+    def fsync(fd: int) -> None:
+        raise ValueError("a library bug")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(AdapterError, match="a library bug"):
+        adapter.publish(adapter.render(sample_post()), new_key())
+
+
+def test_the_default_root_is_sites_in_the_data_dir(tmp_path: Path) -> None:
+    from herald.core.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, folder_roots=[])
+    assert settings.effective_folder_roots == [(tmp_path / "sites").resolve()]

@@ -1,5 +1,6 @@
 """The HTTP error mapping every HTTP adapter shares (``herald.adapters.http``), on
-answers made by ``httpx.MockTransport``."""
+answers made by ``httpx.MockTransport``; and what an adapter makes of the guarded
+client's refusals (the client itself: tests/core/test_http.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ import pytest
 from herald.adapters.base import AmbiguousError, AuthError, PermanentError, RetryableError
 from herald.adapters.http import (
     MAX_MESSAGE,
-    USER_AGENT,
     error_message,
-    make_client,
     raise_for_status,
     retry_after_seconds,
     send,
 )
+from herald.adapters.webhook import WebhookAdapter
+from herald.core.http import AddressNotAllowed, ResponseTooLarge
+from tests.adapters.contract import new_key, private_networks_refused, sample_post
+from tests.fakes.webhook_receiver import Receiver
 
 NOW = 1_714_564_800.0  # 2024-05-01T12:00:00Z
 URL = "https://platform.example/api/v1/statuses"
@@ -328,23 +331,68 @@ def test_send_maps_error_answers_and_returns_good_ones() -> None:
     assert response.json() == {"id": "1"}
 
 
-def test_make_client_never_follows_redirects() -> None:
-    with make_client(connect_timeout=2.0, read_timeout=9.0) as client:
-        assert client.follow_redirects is False
-        assert client.headers["User-Agent"] == USER_AGENT
-        assert client.timeout.connect == 2.0
-        assert client.timeout.read == 9.0
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        AddressNotAllowed(
+            "10.0.0.1 is a private address: Herald does not send requests there unless "
+            "HERALD_ALLOWED_PRIVATE_NETWORKS includes it"
+        ),
+        ResponseTooLarge(
+            "the answer from platform.example is larger than 10485760 bytes "
+            "(HERALD_HTTP_MAX_RESPONSE_BYTES); Herald stopped reading it"
+        ),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+@pytest.mark.parametrize("may_post", [True, False])
+def test_what_the_guarded_client_refuses_is_permanent(refusal: Exception, may_post: bool) -> None:
+    """Sending again would be refused again (the address) or fetch the same flood (the
+    size): permanent, with the words that say which setting decides."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise refusal
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(PermanentError) as info,
+    ):
+        send(client, client.build_request("POST", URL), platform="mastodon", may_post=may_post)
+    assert type(info.value) is PermanentError
+    assert str(info.value).startswith("mastodon: ")
+    assert "HERALD_" in str(info.value)
+    assert info.value.__cause__ is refusal
 
 
-def test_make_client_keeps_no_cookies() -> None:
-    """The client is shared by every channel: one platform's cookie must not be sent on
-    another channel's request."""
-    with make_client() as client:
-        request = client.build_request("POST", URL)
-        answer = httpx.Response(200, headers={"Set-Cookie": "session=abc; Path=/"}, request=request)
-        client.cookies.extract_cookies(answer)
-        client.cookies.set("other", "x", domain="platform.example")
-        assert not client.cookies
-        assert "cookie" not in client.build_request("POST", URL).headers
-        with pytest.raises(TypeError, match="keeps no cookies"):
-            client.cookies = {"session": "abc"}
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "127.1",
+        "0x7f000001",
+        "2130706433",
+        "0177.0.0.1",
+        "127.0.0.1.",
+        "localhost",
+        "LOCALHOST.",
+        "[::ffff:127.0.0.1]",
+    ],
+)
+def test_a_webhook_at_loopback_is_never_contacted(host: str) -> None:
+    """The audit's finding: channels were accepted and contacted at loopback in any
+    spelling. With loopback not allowed (production's default), the receiver listening
+    there sees nothing and the delivery fails for good, saying why."""
+    receiver = Receiver().start()
+    try:
+        assert receiver.server is not None
+        port = receiver.server.server_address[1]
+        adapter = WebhookAdapter.build(
+            {"url": f"http://{host}:{port}/hook", "secret": receiver.secret}
+        )
+        with private_networks_refused(), pytest.raises(PermanentError) as info:
+            adapter.publish(adapter.render(sample_post()), new_key())
+        assert "loopback address" in info.value.message
+        assert "HERALD_ALLOWED_PRIVATE_NETWORKS" in info.value.message
+        assert receiver.received == []
+    finally:
+        receiver.stop()

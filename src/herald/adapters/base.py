@@ -23,6 +23,9 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from herald.core.errors import InvalidInput
+from herald.core.http import AddressNotAllowed, check_url
+
 
 class AdapterError(Exception):
     def __init__(self, message: str) -> None:
@@ -212,6 +215,19 @@ class MemoryStore(ChannelStore):
         self._progress[idempotency_key] = copy.deepcopy(data)
 
 
+def _urls(
+    value: Any, location: tuple[str | int, ...] = ()
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every http(s) URL in a JSON document, with where it is."""
+    if isinstance(value, str):
+        return [(location, value)] if value[:8].lower().startswith(("http://", "https://")) else []
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in _urls(item, (*location, key))]
+    if isinstance(value, list):
+        return [found for i, item in enumerate(value) for found in _urls(item, (*location, i))]
+    return []
+
+
 C = TypeVar("C", bound=BaseModel)
 S = TypeVar("S", bound=BaseModel)
 
@@ -247,6 +263,33 @@ class Adapter(ABC, Generic[C, S]):
             cls.settings_model.model_validate(dict(settings or {})),  # type: ignore[arg-type]
             store,
         )
+
+    def check_destination(self) -> None:
+        """Refuse, before a channel is saved, a destination Herald must never reach, by
+        its text alone: this runs inside the request's transaction, so no DNS and no
+        network. Raises :class:`~herald.core.errors.InvalidInput` (a 422).
+
+        By default every http(s) URL anywhere in the credentials and settings must pass
+        :func:`herald.core.http.check_url` (no loopback, private, link-local... address in
+        any notation). That is the early, friendly refusal; the guarded HTTP client
+        checks the address it actually connects to. An adapter whose destination is not
+        a URL (a folder) checks it here too."""
+        for part, values in (("credentials", self.credentials), ("settings", self.settings)):
+            for location, url in _urls(values.model_dump(mode="json")):
+                try:
+                    check_url(url)
+                except AddressNotAllowed as exc:
+                    where = ".".join(str(step) for step in (part, *location))
+                    raise InvalidInput(
+                        f"{where}: {exc.message}",
+                        errors=[
+                            {
+                                "loc": ["body", part, *location],
+                                "msg": exc.message,
+                                "type": "address_not_allowed",
+                            }
+                        ],
+                    ) from None
 
     def measure(self, text: str) -> int:
         """A part's length in the unit of ``limits.max_length`` (characters by default;

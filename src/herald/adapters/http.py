@@ -1,90 +1,45 @@
-"""HTTP plumbing every HTTP adapter shares: one client shape, one error mapping."""
+"""HTTP plumbing every HTTP adapter shares: the guarded client (``herald.core.http``) and
+one mapping from what can go wrong with a request to the adapter error it means.
+
+The client itself lives in ``herald.core.http`` (every request to a user-supplied URL,
+not only an adapter's, goes through it); ``make_client`` and ``shared_client`` are
+re-exported here for the adapters.
+"""
 
 from __future__ import annotations
 
 import email.utils
 import math
-import os
-import threading
 import time
 from datetime import UTC, datetime
-from http.cookiejar import CookieJar
 from typing import Any
 
 import httpx
 
-from herald import __version__
 from herald.adapters.base import AmbiguousError, AuthError, PermanentError, RetryableError
+from herald.core.http import (
+    USER_AGENT,
+    AddressNotAllowed,
+    ResponseTooLarge,
+    make_client,
+    shared_client,
+)
 
-USER_AGENT = f"Herald/{__version__} (+https://herald.dev)"
+__all__ = [
+    "MAX_MESSAGE",
+    "RETRYABLE_STATUS",
+    "USER_AGENT",
+    "error_message",
+    "make_client",
+    "raise_for_status",
+    "retry_after_seconds",
+    "send",
+    "shared_client",
+    "transmit",
+]
+
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_MESSAGE = 500
-
-
-class _NoCookies(CookieJar):
-    """A cookie jar that keeps nothing. One client serves every channel of every
-    workspace in a process, so a cookie one platform sets must not ride along on the next
-    request to that host made for someone else. No adapter logs in with cookies."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-    def set_cookie(self, cookie: Any) -> None:
-        return None
-
-
-class _Cookieless(httpx.Cookies):
-    """httpx's cookies over :class:`_NoCookies`, without reading ``Set-Cookie`` at all:
-    httpx wraps every answer and its request in urllib objects for the jar first, about
-    30 µs a request spent on a jar that keeps nothing."""
-
-    def __init__(self) -> None:
-        super().__init__(_NoCookies())
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-
-class _Client(httpx.Client):
-    """An ``httpx.Client`` that keeps no cookies (see :class:`_NoCookies`)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._no_cookies = _Cookieless()
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return self._no_cookies
-
-    @cookies.setter
-    def cookies(self, cookies: Any) -> None:
-        raise TypeError("Herald's HTTP client keeps no cookies")
-
-
-def make_client(*, connect_timeout: float = 5.0, read_timeout: float = 30.0) -> httpx.Client:
-    # Redirects are not followed: a platform API never needs one for a write, and a
-    # redirect is how a user-supplied URL would be bounced to an internal address.
-    return _Client(
-        timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-        follow_redirects=False,
-        headers={"User-Agent": USER_AGENT},
-    )
-
-
-_shared: tuple[int, httpx.Client] | None = None
-_shared_lock = threading.Lock()
-
-
-def shared_client() -> httpx.Client:
-    """One pooled client per process: building one costs ~20 ms (the CA bundle is loaded
-    into a new SSL context each time), more than the request itself. Pass each request's
-    timeout with ``build_request(..., timeout=...)``. Made anew after a fork."""
-    global _shared  # noqa: PLW0603
-    pid = os.getpid()
-    with _shared_lock:
-        if _shared is None or _shared[0] != pid:
-            _shared = (pid, make_client())
-        return _shared[1]
 
 
 def _delay(seconds: float) -> float | None:
@@ -179,9 +134,21 @@ def transmit(
     Failures before the request left are retryable. A lost answer after it left is
     ambiguous when the call ``may_post``; a login, lookup or upload posts nothing, so
     there it is retryable too.
+
+    What the guarded client refuses is permanent: an address Herald may not reach stays
+    refused until someone changes the channel (or the setting), and an answer larger
+    than the cap is no platform's answer to an API call (the URL leads elsewhere), so
+    sending again would only fetch it again.
     """
     try:
         return client.send(request)
+    except AddressNotAllowed as exc:
+        raise PermanentError(f"{platform}: {exc.message}") from exc
+    except ResponseTooLarge as exc:
+        raise PermanentError(
+            f"{platform}: {exc.message}; that is not an answer from {platform}'s API: "
+            "check the channel's URL"
+        ) from exc
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise RetryableError(f"could not reach {platform}: {exc!s}") from exc
     except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:

@@ -47,6 +47,7 @@ def create_channel(session: Session, principal: Principal, body: ChannelCreate) 
     cls = _adapter_class(body.platform)
     credentials = _validated(cls.credentials_model, body.credentials, "credentials")
     settings = _validated(cls.settings_model, body.settings, "settings")
+    cls.build(credentials, settings).check_destination()
     channel = Channel(
         workspace_id=principal.workspace_id,
         platform=body.platform,
@@ -92,6 +93,7 @@ def update_channel(
     channel = get_channel(session, principal, channel_id)
     was_active = channel.state == ChannelState.ACTIVE
     cls = _adapter_class(channel.platform)
+    credentials: dict[str, Any] | None = None
     if body.credentials is not None:
         credentials = _validated(cls.credentials_model, body.credentials, "credentials")
         channel.credentials_encrypted = encrypt_json(credentials)
@@ -100,6 +102,10 @@ def update_channel(
             channel.state, channel.state_reason = ChannelState.ACTIVE, None
     if body.settings is not None:
         channel.settings = _validated(cls.settings_model, body.settings, "settings")
+    if body.credentials is not None or body.settings is not None:
+        if credentials is None:
+            credentials = decrypt_json(channel.credentials_encrypted)
+        cls.build(credentials, channel.settings).check_destination()
     if body.retry is not None:
         for key, value in body.retry.model_dump().items():
             setattr(channel, key, value)

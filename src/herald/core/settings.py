@@ -7,6 +7,7 @@ Herald refuses to start unless both come from the environment or that file.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -155,12 +156,13 @@ class Settings(BaseSettings):
     http_max_response_bytes: int = Field(
         10 * 1024 * 1024,
         gt=0,
-        description="Largest answer Herald reads from a platform, feed or webhook, in bytes.",
+        description="Largest answer Herald reads from a platform, feed or webhook, in bytes "
+        "(decompressed); reading stops past it.",
     )
     folder_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated directories folder channels may write under. Unset: "
-        "`<data_dir>/sites`.",
+        description="Comma-separated directories folder channels may write under; a channel's "
+        "relative path is taken from the first. Unset: `<data_dir>/sites`.",
     )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -186,6 +188,18 @@ class Settings(BaseSettings):
     def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_private_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{network!r} is not a network; write CIDRs such as 127.0.0.0/8,::1/128"
+                ) from None
         return value
 
     # --- derived values -------------------------------------------------------------
