@@ -6,6 +6,7 @@ from enum import StrEnum
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
+from herald.core.dates import UtcDateTime
 from herald.posts.models import PostState
 
 Tag = str
@@ -78,5 +79,5 @@ class PostFilters(BaseModel):
     state: list[PostState] | None = None
     tag: str | None = None
     q: str | None = Field(None, description="Text to find in the title, body or excerpt.")
-    created_from: datetime | None = None
-    created_to: datetime | None = None
+    created_from: UtcDateTime | None = None
+    created_to: UtcDateTime | None = None

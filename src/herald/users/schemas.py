@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from herald.core.dates import UtcDateTime
 from herald.users.models import Role
 
 
@@ -23,7 +24,9 @@ class AccessToken(BaseModel):
 
 class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, examples=["ci-deploy"])
-    expires_at: datetime | None = Field(None, description="Unset: valid until revoked.")
+    expires_at: UtcDateTime | None = Field(
+        None, description="ISO 8601 with an offset. Unset: valid until revoked."
+    )
 
 
 class TokenRead(BaseModel):
