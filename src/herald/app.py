@@ -11,6 +11,7 @@ from herald import __version__
 from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
 from herald.core.errors import Problem, install_error_handlers
+from herald.core.limits import install_limits
 from herald.core.metrics import metrics_endpoint, metrics_middleware
 from herald.events.api import router as events_router
 from herald.health.api import router as health_router
@@ -54,6 +55,7 @@ def create_app() -> FastAPI:
         redoc_url="/redoc",
     )
     install_error_handlers(app)
+    install_limits(app)
     app.middleware("http")(metrics_middleware)
     app.middleware("http")(request_id_middleware)
 

@@ -49,7 +49,7 @@ def _weekday(value: int | str) -> int:
 
 
 class SlotRule(BaseModel):
-    weekdays: list[int | str] = Field(
+    weekdays: list[int | Annotated[str, Field(max_length=9)]] = Field(
         min_length=1,
         max_length=7,
         description="0 = Monday ... 6 = Sunday, or names (mon, tue, ... / monday, ...).",
