@@ -55,7 +55,7 @@ def create_app() -> FastAPI:
         redoc_url="/redoc",
     )
     install_error_handlers(app)
-    install_limits(app)
+    install_limits(app)  # before the routers: each route takes the app's dependencies
     app.middleware("http")(metrics_middleware)
     app.middleware("http")(request_id_middleware)
 

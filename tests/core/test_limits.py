@@ -1,4 +1,5 @@
-"""What a request may carry: a body limit (413) and bounded free-form documents (422)."""
+"""What a request may carry: a body limit (413), bounded free-form documents (422), and
+no NUL character anywhere (422, on both backends: PostgreSQL answered 500)."""
 
 from __future__ import annotations
 
@@ -205,3 +206,55 @@ def test_a_body_of_unknown_keys_is_bounded_by_the_limit(client: TestClient) -> N
         "/api/v1/auth/login", content=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 413
+
+
+# --- NUL characters ----------------------------------------------------------------------
+
+
+def _nul_cases() -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        ("POST", "/api/v1/auth/login", {"json": {"email": "a\x00@x.io", "password": "pw"}}),
+        ("GET", "/api/v1/posts?q=%00", {}),
+        ("GET", "/api/v1/posts?tag=news%00", {}),
+        ("GET", "/api/v1/jobs/abc%00def", {}),
+        ("GET", "/api/v1/tasks/status/abc%00def", {}),
+        ("POST", "/api/v1/posts", {"json": {"title": "Hello\x00"}}),
+        ("POST", "/api/v1/posts", {"json": {"title": "Hi", "tags": ["ok", "n\x00"]}}),
+        ("POST", "/api/v1/channels", {"json": _webhook({"url": URL, "secret": "s" * 20 + "\x00"})}),
+        ("POST", "/api/v1/channels", {"json": _webhook({"url": URL, "x\x00": "s" * 20})}),
+        ("POST", "/api/v1/auth/tokens", {"json": {"name": "ci\x00"}}),
+        ("POST", "/api/v1/media", {"files": {"file": ("a.png", b"\x89PNG", "image/png")},
+                                   "data": {"alt_text": "red\x00"}}),
+        ("GET", "/api/v1/calendar?tz=UTC%00", {}),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs"), _nul_cases(), ids=[f"{m} {u}" for m, u, _ in _nul_cases()]
+)
+def test_nul_anywhere_is_a_422_on_both_backends(
+    client: TestClient, account: Account, method: str, url: str, kwargs: dict[str, Any]
+) -> None:
+    response = client.request(method, url, headers=account.headers, **kwargs)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert "NUL character" in problem["detail"]
+    assert problem["errors"][0]["type"] == "string_nul"
+
+
+def test_nul_is_located_in_the_body(client: TestClient, account: Account) -> None:
+    body = _webhook({"url": URL, "secret": "s" * 20 + "\x00"})
+    problem = client.post("/api/v1/channels", json=body, headers=account.headers).json()
+    assert problem["errors"][0]["loc"] == ["body", "credentials", "secret"]
+    assert problem["detail"].startswith("credentials.secret: contains a NUL character")
+
+
+def test_an_escaped_backslash_before_u0000_is_just_text(
+    client: TestClient, account: Account
+) -> None:
+    # JSON "C:\\u0000" is the six characters \u0000 after "C:", not a NUL.
+    title = "C:\\u0000 and \\\\u0000"
+    response = client.post("/api/v1/posts", json={"title": title}, headers=account.headers)
+    assert response.status_code == 201, response.text
+    assert response.json()["title"] == title

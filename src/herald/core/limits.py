@@ -5,23 +5,28 @@
   ``Content-Length`` says so, otherwise as soon as the bytes streamed in (chunked) pass
   the limit, so nothing past it is ever held in memory. ``POST /api/v1/media`` has
   ``HERALD_MEDIA_MAX_BYTES`` (plus the multipart envelope) instead.
+- **NUL characters.** :func:`refuse_nul_characters`, a dependency of every route, answers
+  422 when a path, a query parameter, a JSON body or a form field holds U+0000: PostgreSQL
+  cannot store it in text (a 500 there), and no field of Herald's means anything by it.
 - **Shape.** :func:`bounded_document` caps a free-form JSON object (channel credentials
   and settings): keys, nesting, list and string lengths.
 
-:func:`install_limits` puts the first on the app.
+:func:`install_limits` puts the first two on the app.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from pydantic import AfterValidator
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from herald.core.errors import ContentTooLarge, problem_response
+from herald.core.errors import ContentTooLarge, InvalidInput, problem_response
 from herald.core.settings import Settings, get_settings
 
 # Room for the multipart envelope around an image: boundaries, part headers, alt_text.
@@ -115,6 +120,67 @@ async def _answer(exc: ContentTooLarge, scope: Scope, receive: Receive, send: Se
     await response(scope, receive, send)
 
 
+# --- NUL characters ----------------------------------------------------------------------
+
+# A JSON string escape of U+0000: "\u0000" after an even number of backslashes (an odd
+# number would make the first backslash of it a literal one: "\\u0000" is six characters).
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _nul_problem(loc: list[Any]) -> InvalidInput:
+    where = ".".join(str(part) for part in loc if part != "body") or "body"
+    message = (
+        f"{where}: contains a NUL character (U+0000, '\\u0000'), which Herald does not "
+        "accept in any text; remove it and send again."
+    )
+    return InvalidInput(message, errors=[{"loc": loc, "msg": message, "type": "string_nul"}])
+
+
+def _nul_path(value: Any, loc: list[Any]) -> list[Any] | None:
+    """Where in a parsed JSON document the first string (key or value) with NUL is."""
+    if isinstance(value, str):
+        return loc if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return [*loc, key.replace("\x00", "\\u0000")]
+            found = _nul_path(item, [*loc, key])
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_path(item, [*loc, index])
+            if found is not None:
+                return found
+    return None
+
+
+async def refuse_nul_characters(request: Request) -> None:
+    """422 when the path, a query parameter, the JSON body or a form field holds U+0000."""
+    if "\x00" in request.scope.get("path", ""):
+        raise _nul_problem(["path"])
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise _nul_problem(["query", name.replace("\x00", "\\u0000")])
+    if request.headers.get("content-type", "").lower().startswith(_FORMS):
+        form = await request.form()  # FastAPI parsed it already; this is its cached copy
+        for name, field in form.multi_items():
+            text = field if isinstance(field, str) else field.filename or ""
+            if "\x00" in name or "\x00" in text:
+                raise _nul_problem(["body", name.replace("\x00", "\\u0000")])
+        return
+    body = await request.body()
+    # The plain search is a memchr-speed scan; the regex (which reads the backslashes
+    # before it) runs only on a body that has the six characters at all.
+    if b"\\u0000" in body and _JSON_NUL.search(body):
+        try:
+            where = _nul_path(json.loads(body), ["body"])
+        except ValueError:
+            where = None
+        raise _nul_problem(where or ["body"])
+
+
 # --- free-form documents -----------------------------------------------------------------
 
 MAX_KEYS = 50
@@ -163,5 +229,7 @@ DOCUMENT_LIMITS = (
 
 
 def install_limits(app: FastAPI) -> None:
-    """The body limit on every request of ``app``."""
+    """The body limit and the NUL check on every route of ``app``; call it before any
+    router is included (a route takes the app's dependencies when it is added)."""
     app.add_middleware(BodyLimit)
+    app.router.dependencies.append(Depends(refuse_nul_characters))
