@@ -8,7 +8,7 @@
 - **NUL characters.** :func:`refuse_nul_characters`, a dependency of every route, answers
   422 when a path, a query parameter, a JSON body or a form field holds U+0000: PostgreSQL
   cannot store it in text (a 500 there), and no field of Herald's means anything by it.
-- **Shape.** :func:`bounded_document` caps a free-form JSON object (channel credentials
+- **Shape.** :data:`BoundedDocument` caps a free-form JSON object (channel credentials
   and settings): keys, nesting, list and string lengths.
 
 :func:`install_limits` puts the first two on the app.
