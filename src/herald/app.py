@@ -11,6 +11,7 @@ from herald import __version__
 from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
 from herald.core.errors import Problem, install_error_handlers
+from herald.core.limits import install_limits
 from herald.core.metrics import metrics_endpoint, metrics_middleware
 from herald.core.replay import ReplayOnLostConnection
 from herald.events.api import router as events_router
@@ -56,6 +57,8 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(ReplayOnLostConnection)
+    # After the replay middleware, so the body limit sits outside it and is checked first.
+    install_limits(app)  # before the routers: each route takes the app's dependencies
     app.middleware("http")(metrics_middleware)
     app.middleware("http")(request_id_middleware)
 

@@ -89,6 +89,7 @@ def api(
     from herald.app import create_app
     from herald.core import heap
     from herald.core.logging import configure_logging
+    from herald.core.proxies import uvicorn_proxy_options
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -100,7 +101,7 @@ def api(
         host=host or settings.host,
         port=port or settings.port,
         log_config=None,
-        proxy_headers=True,
+        **uvicorn_proxy_options(settings),
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from herald.channels.models import ChannelState
+from herald.core.limits import DOCUMENT_LIMITS, BoundedDocument
 
 
 class RetryPolicy(BaseModel):
@@ -16,22 +17,27 @@ class RetryPolicy(BaseModel):
 
 
 class ChannelCreate(BaseModel):
-    platform: str = Field(examples=["webhook"], description="See GET /api/v1/platforms.")
+    platform: str = Field(
+        max_length=50, examples=["webhook"], description="See GET /api/v1/platforms."
+    )
     name: str = Field(min_length=1, max_length=100, examples=["Team webhook"])
-    credentials: dict[str, Any] = Field(
-        description="Platform credentials; encrypted at rest and never returned.",
+    credentials: BoundedDocument = Field(
+        description="Platform credentials; encrypted at rest and never returned. "
+        + DOCUMENT_LIMITS,
         examples=[{"url": "https://example.com/hook", "secret": "a-long-shared-secret"}],
     )
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: BoundedDocument = Field(default_factory=dict, description=DOCUMENT_LIMITS)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
 class ChannelUpdate(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=100)
-    credentials: dict[str, Any] | None = Field(
-        None, description="Replaces the stored credentials (and clears needs_reconnect)."
+    credentials: BoundedDocument | None = Field(
+        None,
+        description="Replaces the stored credentials (and clears needs_reconnect). "
+        + DOCUMENT_LIMITS,
     )
-    settings: dict[str, Any] | None = None
+    settings: BoundedDocument | None = Field(None, description=DOCUMENT_LIMITS)
     state: ChannelState | None = Field(
         None, description="`paused` stops deliveries; `active` resumes them."
     )

@@ -8,7 +8,7 @@ Hierarchy::
     ├── Unauthorized            401
     ├── Forbidden               403
     ├── TooManyRequests         429, with Retry-After
-    ├── PayloadTooLarge         413
+    ├── PayloadTooLarge         413 (an image past HERALD_MEDIA_MAX_BYTES)
     ├── UnsupportedMediaType    415
     ├── InvalidInput            422 for a rule the schema cannot express (field-level)
     └── ServiceUnavailable      503, with Retry-After: try again shortly
@@ -19,9 +19,10 @@ A lost database connection before anything was committed is answered by replayin
 request once (see :mod:`herald.core.replay`); if the replay fails too, or the connection
 was lost while committing (the change may or may not have been saved), the answer is 503.
 
-Payload validation errors (pydantic) are also 422, with ``errors`` listing each field.
-Unhandled exceptions become a 500 that shows only a request id; the traceback is logged
-with that id.
+ContentTooLarge (413, a request body past its limit) is a Starlette HTTPException instead,
+as it is raised while the body is read. Payload validation errors (pydantic) are also 422,
+with ``errors`` listing each field. Unhandled exceptions become a 500 that shows only a
+request id; the traceback is logged with that id.
 """
 
 from __future__ import annotations
@@ -91,6 +92,24 @@ class TooManyRequests(HeraldError):
 class PayloadTooLarge(HeraldError):
     status_code = 413
     slug = "payload-too-large"
+
+
+class ContentTooLarge(StarletteHTTPException):
+    """413: a request body past its limit (``herald.core.limits.BodyLimit``).
+
+    An HTTPException, not a HeraldError: it is raised while FastAPI reads the body, and
+    FastAPI turns anything else raised there into a 400."""
+
+    slug = "payload-too-large"
+
+    def __init__(self, limit: int, setting: str) -> None:
+        super().__init__(
+            413,
+            detail=f"The request body is larger than {limit:,} bytes ({setting}); "
+            "send less (for a long text, split it; an image goes to POST /api/v1/media).",
+        )
+        self.limit = limit
+        self.setting = setting
 
 
 class UnsupportedMediaType(HeraldError):
@@ -229,6 +248,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(
             exc.status_code,
             detail,
+            slug=getattr(exc, "slug", None),
             instance=request.url.path,
             headers=dict(exc.headers) if exc.headers else None,
         )

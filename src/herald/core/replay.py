@@ -30,9 +30,11 @@ class ReplayOnLostConnection:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > get_settings().max_request_bytes:
-            # Only a body small enough to keep in memory can be sent again.
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"0")
+        streamed = b"transfer-encoding" in headers
+        if streamed or not length.isdigit() or int(length) > get_settings().max_request_bytes:
+            # Only a body of known, small size is kept in memory to be sent again.
             with unit_of_work():
                 await self.app(scope, receive, _unmarked(send))
             return

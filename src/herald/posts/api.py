@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from herald.core.dates import UtcDateTime
 from herald.core.deps import PrincipalDep, SessionDep
 from herald.core.errors import problem_responses
 from herald.core.pagination import Page
@@ -21,13 +21,19 @@ def list_posts(
     principal: PrincipalDep,
     session: SessionDep,
     state: Annotated[list[PostState] | None, Query(description="Repeat to match any.")] = None,
-    tag: str | None = None,
+    tag: Annotated[str | None, Query(max_length=100, description="One tag.")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text search.")] = None,
-    created_from: Annotated[datetime | None, Query(description="Inclusive, ISO 8601.")] = None,
-    created_to: Annotated[datetime | None, Query(description="Exclusive, ISO 8601.")] = None,
+    created_from: Annotated[
+        UtcDateTime | None, Query(description="Inclusive, ISO 8601 with an offset.")
+    ] = None,
+    created_to: Annotated[
+        UtcDateTime | None, Query(description="Exclusive, ISO 8601 with an offset.")
+    ] = None,
     sort: PostSort = PostSort.CREATED_DESC,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None, Query(max_length=1024, description="`next_cursor` of the page before.")
+    ] = None,
 ) -> Page[PostRead]:
     filters = PostFilters(
         state=state, tag=tag, q=q, created_from=created_from, created_to=created_to

@@ -3,12 +3,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, UrlConstraints, field_validator
 
+from herald.core.dates import UtcDateTime
 from herald.posts.models import PostState
 
 Tag = str
+# The longest URL browsers and platforms reliably take.
+Url = Annotated[AnyHttpUrl, UrlConstraints(max_length=2083)]
 
 
 def _clean_tags(values: list[str] | None) -> list[str] | None:
@@ -30,7 +34,7 @@ class PostCreate(BaseModel):
     body: str = Field("", max_length=200_000, description="Markdown.")
     excerpt: str | None = Field(None, max_length=2000)
     tags: list[str] = Field(default_factory=list, max_length=50)
-    canonical_url: AnyHttpUrl | None = None
+    canonical_url: Url | None = None
     media_ids: list[uuid.UUID] = Field(
         default_factory=list, max_length=10, description="Images from POST /media, in order."
     )
@@ -43,7 +47,7 @@ class PostUpdate(BaseModel):
     body: str | None = Field(None, max_length=200_000)
     excerpt: str | None = Field(None, max_length=2000)
     tags: list[str] | None = Field(None, max_length=50)
-    canonical_url: AnyHttpUrl | None = None
+    canonical_url: Url | None = None
     media_ids: list[uuid.UUID] | None = Field(None, max_length=10)
 
     _tags = field_validator("tags")(classmethod(lambda cls, v: _clean_tags(v)))
@@ -78,5 +82,5 @@ class PostFilters(BaseModel):
     state: list[PostState] | None = None
     tag: str | None = None
     q: str | None = Field(None, description="Text to find in the title, body or excerpt.")
-    created_from: datetime | None = None
-    created_to: datetime | None = None
+    created_from: UtcDateTime | None = None
+    created_to: UtcDateTime | None = None

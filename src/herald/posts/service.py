@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from herald.core.dates import to_utc
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.pagination import decode_cursor, encode_cursor
 from herald.posts.models import Post, PostTag
@@ -88,11 +89,13 @@ def _cursor_value(post: Post, column: InstrumentedAttribute[Any]) -> Any:
 def _parse_cursor_value(raw: Any, column: InstrumentedAttribute[Any]) -> Any:
     if column.key in ("created_at", "updated_at"):
         try:
-            return datetime.fromisoformat(str(raw)).astimezone(UTC)
+            return to_utc(datetime.fromisoformat(str(raw)))
         except ValueError:
             raise InvalidInput(
                 "cursor is malformed; start again without it.", field="cursor"
             ) from None
+    if "\x00" in str(raw):  # decoded from base64, so the edge's NUL check never saw it
+        raise InvalidInput("cursor is malformed; start again without it.", field="cursor")
     return str(raw)
 
 

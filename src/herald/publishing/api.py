@@ -31,6 +31,7 @@ from herald.publishing.schemas import (
     TaskPublishRequest,
     TaskStatus,
 )
+from herald.users.service import Principal
 
 log = logging.getLogger(__name__)
 posts_router = APIRouter(prefix="/posts", tags=["publishing"], responses=problem_responses(401))
@@ -197,13 +198,21 @@ def _revoke(task_id: str) -> None:
 def active_tasks(
     principal: PrincipalDep,
     session: SessionDep,
-    live: Annotated[bool, Query(description="Also ask the workers (Celery inspect).")] = False,
+    live: Annotated[
+        bool, Query(description="Also ask the workers (Celery inspect) for this workspace's tasks.")
+    ] = False,
 ) -> dict[str, Any]:
-    """Queued, waiting and running tasks of this workspace, from Herald's records."""
+    """Queued, waiting and running tasks of this workspace, from Herald's records.
+
+    With ``live``, ``workers`` adds what each worker is running (``active``) and holds
+    (``reserved``) of this workspace's tasks; other workspaces' tasks are left out.
+    """
     rows = jobs.list_jobs(session, principal, states=ACTIVE_STATES, limit=500)
     answer: dict[str, Any] = {"tasks": [JobRead.of(j).model_dump(mode="json") for j in rows]}
     if live:
-        answer["workers"] = _inspect()
+        # The workers answer over the broker: no transaction may wait on that (DESIGN §2).
+        session.commit()
+        answer["workers"] = _own_tasks(session, principal, _inspect())
     return answer
 
 
@@ -215,6 +224,39 @@ def _inspect() -> dict[str, Any]:
         return {"active": inspector.active() or {}, "reserved": inspector.reserved() or {}}
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _own_tasks(session: Session, principal: Principal, seen: dict[str, Any]) -> dict[str, Any]:
+    """The workers' view with only the caller's tasks in it.
+
+    Every task Herald sends for a workspace carries the id of that workspace's job (a
+    delivery's, a channel test's, a batch's); anything else (another workspace's, the
+    periodic maintenance) is not the caller's to see.
+    """
+    if "error" in seen:
+        return {"error": seen["error"]}
+    views = {name: seen.get(name) or {} for name in ("active", "reserved")}
+    task_ids = {
+        str(task.get("id"))
+        for view in views.values()
+        for tasks in view.values()
+        for task in tasks or ()
+        if isinstance(task, dict)
+    }
+    own = set(
+        session.scalars(
+            select(Job.id).where(Job.workspace_id == principal.workspace_id, Job.id.in_(task_ids))
+        )
+        if task_ids
+        else ()
+    )
+    return {
+        name: {
+            worker: [t for t in tasks or () if isinstance(t, dict) and str(t.get("id")) in own]
+            for worker, tasks in view.items()
+        }
+        for name, view in views.items()
+    }
 
 
 @tasks_router.get(

@@ -10,6 +10,7 @@ from herald.publishing.schemas import PublicationRead
 
 class ScheduleRequest(BaseModel):
     scheduled_at: str = Field(
+        max_length=100,
         description="ISO 8601 with an offset, or a local time and a zone name.",
         examples=["2026-12-03T10:00:00+01:00", "2026-12-03 10:00 Europe/Warsaw"],
     )
@@ -17,7 +18,7 @@ class ScheduleRequest(BaseModel):
 
 
 class RescheduleRequest(BaseModel):
-    scheduled_at: str = Field(examples=["2026-12-03 11:30 Europe/Warsaw"])
+    scheduled_at: str = Field(max_length=100, examples=["2026-12-03 11:30 Europe/Warsaw"])
     channel_ids: list[uuid.UUID] | None = Field(
         None, description="Only these channels' deliveries; unset: all still scheduled."
     )

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from herald.core.clock import utcnow
+from herald.core.dates import to_utc
 from herald.core.errors import Conflict, InvalidInput
 from herald.core.settings import get_settings
 from herald.jobs.models import READY_STATES, Job
@@ -49,7 +50,7 @@ def parse_when(value: str) -> datetime:
         local = _parse_iso(match.group("local"))
         if local.tzinfo is not None:
             raise InvalidInput("give an offset or a zone name, not both", field="scheduled_at")
-        return local.replace(tzinfo=zone).astimezone(UTC)
+        return _in_utc(local.replace(tzinfo=zone))
     moment = _parse_iso(text)
     if moment.tzinfo is None:
         raise InvalidInput(
@@ -57,7 +58,14 @@ def parse_when(value: str) -> datetime:
             "(2026-12-03 10:00 Europe/Warsaw)",
             field="scheduled_at",
         )
-    return moment.astimezone(UTC)
+    return _in_utc(moment)
+
+
+def _in_utc(moment: datetime) -> datetime:
+    try:
+        return to_utc(moment)
+    except ValueError as exc:
+        raise InvalidInput(f"scheduled_at: {exc}", field="scheduled_at") from None
 
 
 def _parse_iso(text: str) -> datetime:

@@ -48,6 +48,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from herald.channels.models import Channel
 from herald.channels.service import get_channel
 from herald.core.clock import utcnow
+from herald.core.dates import check_day, to_utc
 from herald.core.db import Base, IdMixin
 from herald.core.errors import Conflict, InvalidInput
 from herald.posts.service import get_post
@@ -173,20 +174,27 @@ def _bound(value: str | None, zone: ZoneInfo, *, field: str, end: bool) -> datet
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            moment = local_instant(day + timedelta(days=1) if end else day, time(0), zone)
         else:
             moment = datetime.fromisoformat(text)
     except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
         message = (
             f"{field}: give a date (2026-10-25) or a date and time with an offset "
             f"(2026-10-25T09:00:00+02:00), not {value!r}"
         )
         raise InvalidInput(
             message, errors=[{"loc": ["query", field], "msg": message, "type": "value_error"}]
-        )
-    return moment.astimezone(UTC)
+        ) from None
+    try:
+        if len(text) == 10:
+            # Checked before any arithmetic: the day after 9999-12-31 does not exist.
+            check_day(day)
+            moment = local_instant(day + timedelta(days=1) if end else day, time(0), zone)
+        return to_utc(moment)
+    except ValueError as exc:
+        message = f"{field}: {exc}"
+        raise InvalidInput(
+            message, errors=[{"loc": ["query", field], "msg": message, "type": "value_error"}]
+        ) from None
 
 
 def parse_range(start: str | None, end: str | None, zone: ZoneInfo) -> tuple[datetime, datetime]:

@@ -33,9 +33,12 @@ RANGE_HELP = (
     "date and time with an offset. Default: now → +14 days; at most 92 days."
 )
 FromQuery = Annotated[
-    str | None, Query(alias="from", description=RANGE_HELP.format(zone="the zone"))
+    str | None,
+    Query(alias="from", max_length=64, description=RANGE_HELP.format(zone="the zone")),
 ]
-ToQuery = Annotated[str | None, Query(alias="to", description="Exclusive. " + RANGE_HELP)]
+ToQuery = Annotated[
+    str | None, Query(alias="to", max_length=64, description="Exclusive. " + RANGE_HELP)
+]
 
 
 # --- schemas -----------------------------------------------------------------------------
@@ -46,7 +49,7 @@ def _weekday(value: int | str) -> int:
 
 
 class SlotRule(BaseModel):
-    weekdays: list[int | str] = Field(
+    weekdays: list[int | Annotated[str, Field(max_length=9)]] = Field(
         min_length=1,
         max_length=7,
         description="0 = Monday ... 6 = Sunday, or names (mon, tue, ... / monday, ...).",

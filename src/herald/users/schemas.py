@@ -16,6 +16,7 @@ from typing import Annotated
 import email_validator
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from herald.core.dates import UtcDateTime
 from herald.users.models import Role
 
 PASSWORD_MIN_LENGTH = 8
@@ -80,7 +81,9 @@ class AccessToken(BaseModel):
 
 class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, examples=["ci-deploy"])
-    expires_at: datetime | None = Field(None, description="Unset: valid until revoked.")
+    expires_at: UtcDateTime | None = Field(
+        None, description="ISO 8601 with an offset. Unset: valid until revoked."
+    )
 
 
 class TokenRead(BaseModel):
