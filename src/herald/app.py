@@ -10,8 +10,9 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from herald import __version__
 from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
-from herald.core.errors import Problem, install_error_handlers
+from herald.core.errors import install_error_handlers
 from herald.core.metrics import metrics_endpoint, metrics_middleware
+from herald.core.openapi import install_openapi
 from herald.events.api import router as events_router
 from herald.health.api import router as health_router
 from herald.jobs.api import router as jobs_router
@@ -81,14 +82,5 @@ def create_app() -> FastAPI:
     app.include_router(web_router)
     mount_static(app)
 
-    # Problem is referenced by every error response; make sure it is in the schema.
-    original_openapi = app.openapi
-
-    def openapi() -> dict[str, object]:
-        schema = original_openapi()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.setdefault("Problem", Problem.model_json_schema())
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    install_openapi(app)
     return app

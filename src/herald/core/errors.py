@@ -168,9 +168,9 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HeraldError)
         errors = None
         if isinstance(exc, InvalidInput):
-            errors = exc.errors
-            if errors is None and exc.field:
-                errors = [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}]
+            # Every 422 lists its errors (the OpenAPI document promises it), if only one.
+            loc = ["body", exc.field] if exc.field else []
+            errors = exc.errors or [{"loc": loc, "msg": exc.message, "type": "value_error"}]
         return problem_response(
             exc.status_code,
             exc.message,
@@ -224,10 +224,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries documenting problem+json errors."""
+    """OpenAPI ``responses=`` entries for problem+json errors that are the route's own.
+
+    Only for what :func:`herald.core.openapi.document_errors` cannot infer from the
+    operation (403, 409, 415, 429, a 404 for an id in the body, a 422 for a rule on a route
+    that takes no input): 401, 404 for path ids, 400/413/422 and 503 are added to every
+    operation that can answer them.
+    """
     return {
         status: {
-            "model": Problem,
             "description": HTTPStatus(status).phrase,
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
