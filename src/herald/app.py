@@ -24,7 +24,7 @@ from herald.scheduling.api import posts_router as schedule_posts_router
 from herald.scheduling.api import schedule_router
 from herald.scheduling.slots_api import routers as slots_routers
 from herald.users.api import auth_router, users_router
-from herald.web.routes import mount_static
+from herald.web.routes import mount_docs, mount_static
 from herald.web.routes import router as web_router
 
 DESCRIPTION = """
@@ -51,8 +51,9 @@ def create_app() -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         openapi_url="/openapi.json",
-        docs_url="/docs",
-        redoc_url="/redoc",
+        # Served by herald.web.routes.mount_docs from Herald's own assets, not a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.middleware("http")(metrics_middleware)
@@ -81,6 +82,7 @@ def create_app() -> FastAPI:
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(web_router)
     mount_static(app)
+    mount_docs(app)
 
     install_openapi(app)
     return app
