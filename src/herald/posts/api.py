@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -9,6 +8,7 @@ from fastapi import APIRouter, Query, status
 from herald.core.deps import PrincipalDep, SessionDep
 from herald.core.errors import problem_responses
 from herald.core.pagination import Page
+from herald.core.types import IsoDateTime
 from herald.posts import service
 from herald.posts.models import PostState
 from herald.posts.schemas import PostCreate, PostFilters, PostRead, PostSort, PostUpdate
@@ -23,8 +23,8 @@ def list_posts(
     state: Annotated[list[PostState] | None, Query(description="Repeat to match any.")] = None,
     tag: str | None = None,
     q: Annotated[str | None, Query(max_length=200, description="Text search.")] = None,
-    created_from: Annotated[datetime | None, Query(description="Inclusive, ISO 8601.")] = None,
-    created_to: Annotated[datetime | None, Query(description="Exclusive, ISO 8601.")] = None,
+    created_from: Annotated[IsoDateTime | None, Query(description="Inclusive, ISO 8601.")] = None,
+    created_to: Annotated[IsoDateTime | None, Query(description="Exclusive, ISO 8601.")] = None,
     sort: PostSort = PostSort.CREATED_DESC,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: str | None = None,

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from herald.core.types import IsoDateTime
 from herald.users.models import Role
 
 
@@ -23,7 +24,7 @@ class AccessToken(BaseModel):
 
 class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, examples=["ci-deploy"])
-    expires_at: datetime | None = Field(None, description="Unset: valid until revoked.")
+    expires_at: IsoDateTime | None = Field(None, description="Unset: valid until revoked.")
 
 
 class TokenRead(BaseModel):
