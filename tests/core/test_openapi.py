@@ -126,6 +126,7 @@ def test_an_undecodable_body_is_a_documented_400(
     )
     assert response.status_code == 400
     validate(spec, "/api/v1/posts", "post", 400, response)
+    assert "send JSON encoded as UTF-8" in response.json()["detail"]
 
 
 def test_bad_json_is_a_documented_422_with_errors(

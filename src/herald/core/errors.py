@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://herald.dev/problems/"
+# FastAPI's 400 for a body it cannot decode (not UTF-8, a broken multipart form).
+UNREADABLE_BODY = "There was an error parsing the body"
 
 
 class HeraldError(Exception):
@@ -216,6 +218,11 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No such endpoint: {request.method} {request.url.path}"
+        if exc.status_code == 400 and detail == UNREADABLE_BODY:  # FastAPI's own words
+            detail = (
+                "Herald could not read the request body: send JSON encoded as UTF-8 "
+                "(Content-Type: application/json), or multipart/form-data for an upload."
+            )
         headers = dict(exc.headers) if exc.headers else {}
         if exc.status_code == 405:
             headers["Allow"] = _allowed_methods(request)
