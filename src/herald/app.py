@@ -10,9 +10,10 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from herald import __version__
 from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
-from herald.core.errors import Problem, install_error_handlers
+from herald.core.errors import install_error_handlers
 from herald.core.limits import install_limits
 from herald.core.metrics import metrics_endpoint, metrics_middleware
+from herald.core.openapi import install_openapi
 from herald.core.replay import ReplayOnLostConnection
 from herald.events.api import router as events_router
 from herald.health.api import router as health_router
@@ -25,7 +26,7 @@ from herald.scheduling.api import posts_router as schedule_posts_router
 from herald.scheduling.api import schedule_router
 from herald.scheduling.slots_api import routers as slots_routers
 from herald.users.api import auth_router, users_router
-from herald.web.routes import mount_static
+from herald.web.routes import mount_docs, mount_static
 from herald.web.routes import router as web_router
 
 DESCRIPTION = """
@@ -52,8 +53,9 @@ def create_app() -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         openapi_url="/openapi.json",
-        docs_url="/docs",
-        redoc_url="/redoc",
+        # Served by herald.web.routes.mount_docs from Herald's own assets, not a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(ReplayOnLostConnection)
@@ -85,15 +87,7 @@ def create_app() -> FastAPI:
     app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(web_router)
     mount_static(app)
+    mount_docs(app)
 
-    # Problem is referenced by every error response; make sure it is in the schema.
-    original_openapi = app.openapi
-
-    def openapi() -> dict[str, object]:
-        schema = original_openapi()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.setdefault("Problem", Problem.model_json_schema())
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    install_openapi(app)
     return app

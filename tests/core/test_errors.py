@@ -20,6 +20,19 @@ def test_method_not_allowed_is_problem_json(client: TestClient) -> None:
     assert response.json()["title"] == "Method Not Allowed"
 
 
+def test_method_not_allowed_lists_every_method_of_the_path(client: TestClient) -> None:
+    # GET and POST /posts are two routes; Starlette's own Allow named only the first.
+    for path, allowed in (
+        ("/api/v1/posts", "GET, POST"),
+        ("/api/v1/posts/00000000-0000-0000-0000-000000000000", "GET, PATCH, DELETE"),
+        ("/api/v1/channels/00000000-0000-0000-0000-000000000000/slots/config", "GET, PUT"),
+    ):
+        response = client.options(path)
+        assert response.status_code == 405, path
+        assert response.headers["allow"] == allowed, path
+        assert response.headers["content-type"] == "application/problem+json"
+
+
 def test_unhandled_error_shows_only_a_request_id(
     db_backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:

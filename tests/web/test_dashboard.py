@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -33,6 +34,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 SCREENSHOT = Path("/tmp/herald-dashboard.png")
 NARROW_SCREENSHOT = Path("/tmp/herald-dashboard-narrow.png")
 
@@ -50,17 +52,30 @@ def server(db_backend: str, redis_broker: str) -> Iterator[str]:
 
 @pytest.fixture
 def page(server: str) -> Iterator[Page]:
+    """A Chromium tab that may reach only loopback: a request for any other host is
+    refused, and fails the test (Herald's pages must work on a machine with no internet)."""
     if not CHROMIUM.exists():
         service_missing("Chromium", f"{CHROMIUM} does not exist")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import Route, sync_playwright
+
+    other_hosts: list[str] = []
+
+    def loopback_only(route: Route) -> None:
+        if urlsplit(route.request.url).hostname in LOOPBACK:
+            route.continue_()
+        else:
+            other_hosts.append(route.request.url)
+            route.abort("internetdisconnected")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.route("**/*", loopback_only)
             yield context.new_page()
         finally:
             browser.close()
+    assert other_hosts == [], "the page asked another host for something"
 
 
 def test_static_assets_are_served_with_their_content_types(server: str) -> None:

@@ -8,12 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from herald.channels.models import ChannelState
 from herald.core.limits import DOCUMENT_LIMITS, BoundedDocument
+from herald.core.types import StrictFloat, StrictInt
 
 
 class RetryPolicy(BaseModel):
-    max_retries: int = Field(3, ge=0, le=20, description="Retries after the first attempt.")
-    retry_base_seconds: float = Field(2.0, gt=0, le=3600)
-    retry_max_seconds: float = Field(600.0, gt=0, le=86400)
+    max_retries: StrictInt = Field(3, ge=0, le=20, description="Retries after the first attempt.")
+    retry_base_seconds: StrictFloat = Field(2.0, gt=0, le=3600)
+    retry_max_seconds: StrictFloat = Field(600.0, gt=0, le=86400)
 
 
 class ChannelCreate(BaseModel):

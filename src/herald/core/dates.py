@@ -14,7 +14,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
+
+from herald.core.types import refuse_numbers
 
 EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
 LATEST = datetime(9998, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
@@ -43,5 +45,6 @@ def check_day(day: date) -> date:
     return day
 
 
-# A datetime field or query parameter: an offset is required, the value arrives in UTC.
-UtcDateTime = Annotated[AwareDatetime, AfterValidator(to_utc)]
+# A datetime field or query parameter: ISO 8601 (never a Unix timestamp) with an offset;
+# the value arrives in UTC.
+UtcDateTime = Annotated[AwareDatetime, BeforeValidator(refuse_numbers), AfterValidator(to_utc)]

@@ -38,11 +38,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://herald.dev/problems/"
+# FastAPI's 400 for a body it cannot decode (not UTF-8, a broken multipart form).
+UNREADABLE_BODY = "There was an error parsing the body"
 
 
 class HeraldError(Exception):
@@ -209,14 +212,30 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method the request's path answers to, for a 405's ``Allow``.
+
+    Starlette's 405 names only the first route that matched the path, though
+    ``GET /posts`` and ``POST /posts`` are two routes.
+    """
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def herald_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HeraldError)
         errors = None
         if isinstance(exc, InvalidInput):
-            errors = exc.errors
-            if errors is None and exc.field:
-                errors = [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}]
+            # Every 422 lists its errors (the OpenAPI document promises it), if only one.
+            loc = ["body", exc.field] if exc.field else []
+            errors = exc.errors or [{"loc": loc, "msg": exc.message, "type": "value_error"}]
         return problem_response(
             exc.status_code,
             exc.message,
@@ -245,12 +264,20 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No such endpoint: {request.method} {request.url.path}"
+        if exc.status_code == 400 and detail == UNREADABLE_BODY:  # FastAPI's own words
+            detail = (
+                "Herald could not read the request body: send JSON encoded as UTF-8 "
+                "(Content-Type: application/json), or multipart/form-data for an upload."
+            )
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
         return problem_response(
             exc.status_code,
             detail,
             slug=getattr(exc, "slug", None),
             instance=request.url.path,
-            headers=dict(exc.headers) if exc.headers else None,
+            headers=headers or None,
         )
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -303,10 +330,15 @@ def _is_sqlite_busy(exc: DBAPIError) -> bool:
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries documenting problem+json errors."""
+    """OpenAPI ``responses=`` entries for problem+json errors that are the route's own.
+
+    Only for what :func:`herald.core.openapi.document_errors` cannot infer from the
+    operation (403, 409, 415, 429, a 404 for an id in the body, a 422 for a rule on a route
+    that takes no input): 401, 404 for path ids, 400/413/422 and 503 are added to every
+    operation that can answer them.
+    """
     return {
         status: {
-            "model": Problem,
             "description": HTTPStatus(status).phrase,
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }

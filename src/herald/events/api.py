@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 import redis
@@ -25,15 +25,7 @@ log = logging.getLogger(__name__)
 RETRY_MS = 3000
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    # Without "model", FastAPI would also list the Problem schema under text/event-stream.
-    return {
-        status: {key: value for key, value in spec.items() if key != "model"}
-        for status, spec in problem_responses(*statuses).items()
-    }
-
-
-router = APIRouter(prefix="/events", tags=["events"], responses=_problems(401, 503))
+router = APIRouter(prefix="/events", tags=["events"], responses=problem_responses(503))
 
 
 class EventStreamResponse(StreamingResponse):
@@ -73,7 +65,6 @@ def stream_principal(
             "description": "A `text/event-stream` that stays open.",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        **_problems(422),
     },
 )
 async def stream_events(

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from herald.core.deps import PrincipalDep, SessionDep
 from herald.core.errors import problem_responses
+from herald.core.types import StrictInt
 from herald.publishing.models import PublicationState
 from herald.publishing.schemas import PublicationRead
 from herald.scheduling import calendar as calendar_service
@@ -49,7 +50,7 @@ def _weekday(value: int | str) -> int:
 
 
 class SlotRule(BaseModel):
-    weekdays: list[int | Annotated[str, Field(max_length=9)]] = Field(
+    weekdays: list[StrictInt | Annotated[str, Field(max_length=9)]] = Field(
         min_length=1,
         max_length=7,
         description="0 = Monday ... 6 = Sunday, or names (mon, tue, ... / monday, ...).",
