@@ -11,8 +11,9 @@ from herald.core.dates import UtcDateTime
 from herald.posts.models import PostState
 
 Tag = str
-# The longest URL browsers and platforms reliably take.
-Url = Annotated[AnyHttpUrl, UrlConstraints(max_length=2083)]
+# As long as the column that keeps it (posts.canonical_url), near the longest URL browsers
+# and platforms reliably take (2,083).
+Url = Annotated[AnyHttpUrl, UrlConstraints(max_length=2048)]
 
 
 def _clean_tags(values: list[str] | None) -> list[str] | None:
