@@ -42,11 +42,12 @@ def test_validation(client: TestClient, account: Account) -> None:
     )
     assert bad_url.status_code == 422
     # Longer than the column keeps (found by Schemathesis: PostgreSQL answered 500).
-    long_url = "https://example.com/" + "a" * 2030
-    too_long = client.post(
-        "/api/v1/posts", json={"title": "t", "canonical_url": long_url}, headers=account.headers
-    )
-    assert too_long.status_code == 422
+    # A bare host gains a "/" when normalised: 2,048 characters sent, 2,049 stored.
+    for long_url in ("https://example.com/" + "a" * 2030, "https://" + "a." * 1018 + "aaaa"):
+        too_long = client.post(
+            "/api/v1/posts", json={"title": "t", "canonical_url": long_url}, headers=account.headers
+        )
+        assert too_long.status_code == 422, (len(long_url), too_long.text)
     empty_tag = client.post(
         "/api/v1/posts", json={"title": "t", "tags": [" "]}, headers=account.headers
     )
