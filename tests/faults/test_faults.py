@@ -137,8 +137,9 @@ def test_postgresql_backends_terminated(fault_stack: FaultStack, receiver: Recei
         note=f"{terminated} connections terminated in {rounds} rounds "
         "while the 2nd and 3rd quarters went out",
     )
-    # A connection or more per round on average: the fault hit Herald, not an idle database.
-    assert terminated >= rounds
+    # The fault hit Herald, not an idle database: connections died in at least half the
+    # rounds' worth (between rounds the pools may not have connected again yet).
+    assert terminated >= max(3, rounds // 2), (terminated, rounds)
     fault_stack.assert_clean(tally, all_published=True)
 
 
