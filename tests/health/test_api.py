@@ -18,7 +18,7 @@ def test_health_reports_each_component(client: TestClient, redis_broker: str, db
     assert components["database"]["status"] == "up"
     assert components["broker"]["status"] == "up"
     assert components["workers"]["status"] == "down"
-    assert components["workers"]["detail"] == "no worker answered the ping"
+    assert components["workers"]["detail"].startswith("no worker answered the ping")
     assert components["scheduler"]["status"] == "down"
 
     with db() as s:
