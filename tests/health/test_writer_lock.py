@@ -10,11 +10,12 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from herald.core.clock import set_clock, utcnow
 from tests.conftest import Account
+from tests.servers import serve
 from tests.workers import _env
 
 pytestmark = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
@@ -30,6 +31,16 @@ with get_engine().begin() as connection:
     print("holding", flush=True)
     sys.stdin.readline()
 """
+
+
+@pytest.fixture
+def client(db_backend: str) -> Iterator[httpx.Client]:
+    """The app on a real server: a health check that waited on the lock would time out
+    here (a failure), where the in-process client would wait with it for good."""
+    from herald.app import create_app
+
+    with serve(create_app()) as url, httpx.Client(base_url=url, timeout=10) as client:
+        yield client
 
 
 @pytest.fixture
@@ -54,7 +65,7 @@ def holder(db_backend: str) -> Iterator[subprocess.Popen[str]]:
 
 
 def test_a_stopped_process_holding_the_writer_lock_is_named_within_2_s(
-    client: TestClient, account: Account, holder: subprocess.Popen[str]
+    client: httpx.Client, account: Account, holder: subprocess.Popen[str]
 ) -> None:
     os.kill(holder.pid, signal.SIGSTOP)
     for path in ("/api/v1/health", "/api/v1/tasks/health"):
@@ -82,7 +93,7 @@ def test_a_stopped_process_holding_the_writer_lock_is_named_within_2_s(
 
 
 def test_a_lock_held_past_the_write_wait_is_down(
-    client: TestClient, holder: subprocess.Popen[str]
+    client: httpx.Client, holder: subprocess.Popen[str]
 ) -> None:
     from herald.core.settings import get_settings
 
@@ -110,7 +121,7 @@ def test_a_lock_held_past_the_write_wait_is_down(
 
 
 def test_a_lock_that_changed_hands_starts_counting_again(
-    client: TestClient, db_backend: str
+    client: httpx.Client, db_backend: str
 ) -> None:
     """A busy database, held at every check by a different transaction, is not stuck."""
     from herald.core.db import get_engine
