@@ -181,7 +181,7 @@ def test_health_answers_at_the_first_worker_reply(
         response = client.get("/api/v1/health")
         elapsed = time.perf_counter() - start
     assert response.status_code == 200, response.json()
+    assert elapsed < 1.0, f"health took {elapsed:.2f} s"
     workers = response.json()["components"]["workers"]
     assert workers["status"] == "up"
     assert workers["info"]["first_to_answer"].startswith("celery@")
-    assert elapsed < 1.0
