@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import (
@@ -71,8 +72,25 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
+def _give_up_after_a_timeout(exc: BaseException, _interval: float) -> None:
+    """Called by kombu before each retry of a send: a send that timed out found the
+    broker hung (it took the connection and never answered), and trying again would wait
+    as long again, in an API request. Give up; the delivery stays queued in the database
+    and the reconciler sends it. A refused or dropped connection fails at once: retry."""
+    if isinstance(exc, redis.TimeoutError | TimeoutError):
+        raise exc
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
-    transport = {"visibility_timeout": settings.visibility_timeout}
+    timeout = settings.redis_timeout_seconds
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        # Without a read timeout, a Redis that stops answering (SIGSTOP, a half-open
+        # connection) hangs every send and health check for good (kombu's default: None).
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry_on_timeout": False,
+    }
     return {
         "broker_url": settings.effective_broker_url,
         "result_backend": settings.effective_result_backend_url,
@@ -112,10 +130,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "interval_start": 0,
             "interval_step": 0.2,
             "interval_max": 0.5,
+            # So a hung broker costs a send one timeout, not one per try.
+            "errback": _give_up_after_a_timeout,
         },
         "broker_connection_timeout": 2.0,
-        "redis_socket_connect_timeout": 2.0,
-        "redis_socket_timeout": 10.0,
+        "redis_socket_connect_timeout": timeout,
+        "redis_socket_timeout": timeout,
+        "redis_retry_on_timeout": False,
         "timezone": "UTC",
         "enable_utc": True,
         "worker_concurrency": settings.worker_concurrency,

@@ -99,7 +99,9 @@ class Settings(BaseSettings):
         "a task before a worker takes it); costs about half of each send's CPU.",
     )
     worker_ping_timeout: float = Field(
-        1.0, description="Seconds the health check waits for workers to answer a ping."
+        1.0,
+        description="Longest the health check waits for a worker to answer a ping (it stops "
+        "at the first answer, and within its own 1 s limit).",
     )
     scheduler_heartbeat_stale_seconds: int = Field(
         30, description="Scheduler heartbeat older than this is reported down by the health check."

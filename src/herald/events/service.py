@@ -74,8 +74,6 @@ MAX_EVENTS = 20_000
 # Longest XREAD BLOCK before the endpoint sends a keepalive comment.
 KEEPALIVE_SECONDS = 15.0
 READ_BATCH = 100
-CONNECT_TIMEOUT = 0.5
-PUBLISH_TIMEOUT = 1.0
 # After Redis failed to answer, publishing drops events without trying for this long.
 PAUSE_AFTER_FAILURE = 1.0
 # Appends sent without their answer read before publishing waits for the oldest answer.
@@ -199,7 +197,7 @@ def _send(workspace_id: uuid.UUID, fields: Fields) -> None:
 
 def flush_events() -> None:
     """Wait until Redis has answered every event this process sent (at most about
-    :data:`PUBLISH_TIMEOUT`); a lost one is remembered for a ``reset``, as in publishing.
+    ``HERALD_REDIS_TIMEOUT_SECONDS``); a lost one is remembered for a ``reset``, as in publishing.
 
     Publishing does not need it. It is for a reader in this process that must see its
     own events in the stream (tests), and for a process about to exit."""
@@ -249,11 +247,13 @@ class _Publisher:
     """
 
     def __init__(self, url: str) -> None:
-        # No retries: redis-py's default retries a refused connect for seconds.
+        # No retries: redis-py's default retries a refused connect for seconds. The
+        # timeouts bound a Redis that takes the connection and never answers (stopped).
+        timeout = get_settings().redis_timeout_seconds
         self._pool = redis.ConnectionPool.from_url(
             url,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=PUBLISH_TIMEOUT,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
         self._connection: _Wire | None = None
@@ -453,18 +453,19 @@ async def open_stream(workspace_id: uuid.UUID, last_event_id: str | None) -> Eve
             "Everything else works; poll the API for changes instead."
         )
     # One connection of its own: XREAD BLOCK holds it. The socket timeout outlasts a block.
+    timeout = get_settings().redis_timeout_seconds
     client = aioredis.Redis.from_url(
         url,
         decode_responses=True,
         single_connection_client=True,
-        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_connect_timeout=timeout,
         socket_timeout=KEEPALIVE_SECONDS + 10,
         retry=AsyncRetry(NoBackoff(), 0),
     )
     key = stream_key(workspace_id)
     try:
-        # A hung Redis answers 503 in a second, not after the long read timeout.
-        with anyio.fail_after(CONNECT_TIMEOUT + PUBLISH_TIMEOUT):
+        # A hung Redis answers 503 within the Redis timeout, not after the long read one.
+        with anyio.fail_after(timeout):
             cursor, missed = await _starting_point(client, key, position)
     except BaseException as exc:
         with anyio.CancelScope(shield=True):

@@ -5,13 +5,15 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from herald.channels.models import Channel
 from herald.core.deps import PrincipalDep, SessionDep
 from herald.core.errors import NotFound, problem_responses
-from herald.health.service import Health, Status, check_broker, check_scheduler, check_workers
+from herald.health.api import DOWN_RESPONSE, CallerDep, health_response
+from herald.health.service import Health
 from herald.jobs import service as jobs
 from herald.jobs.models import ACTIVE_STATES, READY_STATES, Job, JobState
 from herald.jobs.schemas import JobRead
@@ -259,19 +261,11 @@ def _own_tasks(session: Session, principal: Principal, seen: dict[str, Any]) -> 
     }
 
 
-@tasks_router.get(
-    "/health",
-    responses={503: {"model": Health, "description": "Broker, workers or scheduler down."}},
-)
-def tasks_health(principal: PrincipalDep) -> Health:
-    """Broker, workers and scheduler: what background work needs."""
-    components = {"broker": check_broker()}
-    components["workers"] = (
-        check_workers() if components["broker"].status is Status.UP else components["broker"]
-    )
-    components["scheduler"] = check_scheduler()
-    up = all(c.status is Status.UP for c in components.values())
-    return Health(status=Status.UP if up else Status.DOWN, components=components)
+@tasks_router.get("/health", response_model=Health, responses=DOWN_RESPONSE)
+def tasks_health(principal: CallerDep) -> JSONResponse:
+    """What background work needs (database, broker, workers, scheduler heartbeat), as
+    GET /api/v1/health: 200 when all are up, else 503, within 2 s."""
+    return health_response()
 
 
 @tasks_router.post("/retry-failed")
