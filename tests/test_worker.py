@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import socket
+import time
+
+import pytest
+
 from herald.core.settings import get_settings
 from herald.worker import QUEUES, app
 
@@ -40,3 +45,33 @@ def test_task_sent_events_are_opt_in() -> None:
 
     assert celery_config(Settings(task_sent_events=True))["task_send_sent_event"] is True
     assert celery_config(Settings())["task_send_sent_event"] is False
+
+
+@pytest.mark.parametrize("keeps_result", [False, True])
+def test_a_send_to_a_hung_redis_gives_up_after_one_timeout(keeps_result: bool) -> None:
+    """A Redis that takes connections and never answers (the backlog of a socket nobody
+    accepts on) costs a send one Redis timeout, not one per retry, nor forever; a task
+    whose result is kept first subscribes to it on the result backend: one more."""
+    from celery import Celery
+    from kombu.exceptions import OperationalError
+
+    from herald.core.settings import Settings
+    from herald.worker import celery_config
+
+    timeout = 0.3
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        url = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
+        celery = Celery("hung")
+        celery.conf.update(celery_config(Settings(broker_url=url, redis_timeout_seconds=timeout)))
+        start = time.perf_counter()
+        with pytest.raises((OperationalError, RuntimeError)):
+            celery.send_task(
+                "herald.publishing.deliver", ("x",), queue="publishing",
+                ignore_result=not keeps_result,
+            )  # fmt: skip
+        elapsed = time.perf_counter() - start
+        celery.close()
+    timeouts = 2 if keeps_result else 1
+    assert timeouts * timeout <= elapsed < timeouts * timeout + 0.5

@@ -119,7 +119,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Herald never asks the broker to hold a message (no ETA/countdown), so the
         # visibility timeout only has to outlast one task run. Same value both sides.
         "broker_transport_options": transport,
-        "result_backend_transport_options": transport,
+        "result_backend_transport_options": {
+            **transport,
+            # Celery's default retries a lost result connection 20 times, a Redis timeout
+            # each when Redis hangs; sending a task whose result is kept subscribes to it
+            # first. Retry what fails fast (a refused connection), not a timeout.
+            "retry_policy": {
+                "max_retries": 2,
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.5,
+                "timeout": timeout / 2,
+            },
+        },
         "result_expires": 24 * 3600,
         "broker_connection_retry_on_startup": True,
         # Don't hang an API request when the broker is down: fail fast, the row stays

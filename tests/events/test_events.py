@@ -369,6 +369,27 @@ def test_publish_with_redis_unreachable_returns_quickly_without_raising(
     assert "dropped" in caplog.text
 
 
+@pytest.mark.parametrize("timeout", [0.2, 1.5])
+def test_a_hung_redis_costs_a_publish_one_redis_timeout(
+    broker_url: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    timeout: float,
+) -> None:
+    """HERALD_REDIS_TIMEOUT_SECONDS bounds the events connection to a Redis that takes the
+    connection and never answers (the backlog of a socket nobody accepts on)."""
+    monkeypatch.setattr(get_settings(), "redis_timeout_seconds", timeout)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        broker_url(f"redis://127.0.0.1:{hung.getsockname()[1]}/0")
+        start = time.perf_counter()
+        publish_event(uuid.uuid4(), "job.state", {"n": 1})
+        elapsed = time.perf_counter() - start
+    assert timeout <= elapsed < timeout + 0.5
+    assert "dropped" in caplog.text
+
+
 def test_publish_skips_bad_input_without_raising(
     redis_broker: str, caplog: pytest.LogCaptureFixture
 ) -> None:

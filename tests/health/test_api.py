@@ -4,6 +4,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,7 +15,7 @@ from tests.conftest import Account
 from tests.workers import running_worker
 
 
-def test_health_reports_each_component(client: TestClient, redis_broker: str, db) -> None:
+def test_health_reports_each_component(client: TestClient, redis_broker: str, db: Any) -> None:
     from herald.scheduling.heartbeat import beat
 
     # No worker runs in this test and the scheduler never beat: 503 with reasons.
@@ -34,7 +35,7 @@ def test_health_reports_each_component(client: TestClient, redis_broker: str, db
     assert scheduler["info"]["heartbeat_age_seconds"] < 5
 
 
-def test_stale_heartbeat_is_down(client: TestClient, redis_broker: str, db) -> None:
+def test_stale_heartbeat_is_down(client: TestClient, redis_broker: str, db: Any) -> None:
     from herald.core.clock import set_clock
     from herald.scheduling.heartbeat import beat
 
@@ -169,7 +170,7 @@ def test_health_only_reads(client: TestClient, account: Account, redis_broker: s
 
 @pytest.mark.integration
 def test_health_answers_at_the_first_worker_reply(
-    client: TestClient, redis_broker: str, db, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, redis_broker: str, db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from herald.core.settings import get_settings
     from herald.scheduling.heartbeat import beat
