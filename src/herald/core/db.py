@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
@@ -104,6 +105,13 @@ class NestedWriteTransaction(RuntimeError):
 _LOCK_POLL = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016)
 
 
+def writer_lock_path(database: str | None) -> Path | None:
+    """The writer lock file of an SQLite database file; None for an in-memory database."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(f"{database}-writer.lock")
+
+
 class WriterLockedConnection(sqlite3.Connection):
     """A pysqlite connection that queues its write transactions on a lock file.
 
@@ -121,8 +129,8 @@ class WriterLockedConnection(sqlite3.Connection):
         super().__init__(database, *args, **kwargs)
         name = os.fspath(database) if isinstance(database, str | bytes | os.PathLike) else ""
         name = name.decode() if isinstance(name, bytes) else name
-        in_memory = name in ("", ":memory:") or name.startswith("file:")
-        self.lock_path = None if in_memory else f"{name}-writer.lock"
+        path = writer_lock_path(name)
+        self.lock_path = None if path is None else str(path)
         self._lock_fd: int | None = None
         self._holding = False
         self.query_only = False

@@ -27,7 +27,7 @@ from sqlalchemy import text
 
 from herald import worker
 from herald.core.clock import utcnow
-from herald.core.db import get_engine, read_scope
+from herald.core.db import get_engine, read_scope, writer_lock_path
 from herald.core.settings import get_settings
 from herald.health import writer_lock
 from herald.scheduling.heartbeat import last_beat
@@ -77,7 +77,7 @@ def check_database(budget: float = TIMEOUT_SECONDS) -> Component:
         return Component(status=Status.DOWN, detail=_describe(exc))
     latency = _ms(start)
     engine = get_engine()
-    path = writer_lock.lock_path(engine.url.database) if engine.dialect.name == "sqlite" else None
+    path = writer_lock_path(engine.url.database) if engine.dialect.name == "sqlite" else None
     if path is None:
         return Component(status=Status.UP, latency_ms=latency)
     wait = get_settings().database_write_wait_seconds

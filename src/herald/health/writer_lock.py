@@ -61,13 +61,6 @@ class Holder:
         return f"{who} ({self.program})" if self.program else who
 
 
-def lock_path(database: str | None) -> Path | None:
-    """The writer lock file of an SQLite database path; None for an in-memory database."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(f"{database}-writer.lock")
-
-
 # The holder each lock file was first seen with, and when: {lock file: (holder, since)}.
 _first_seen: dict[Path, tuple[tuple[int | None, str], datetime]] = {}
 _first_seen_guard = threading.Lock()
