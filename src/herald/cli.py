@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from herald.core.errors import HeraldError
+from herald.core.errors import HeraldError, HeraldException
 from herald.core.settings import ConfigurationError, get_settings
 from herald.runtime import START_TIMEOUT
 
@@ -33,7 +33,7 @@ app.add_typer(keys_app, name="keys")
 out = Console()
 
 
-class CliError(Exception):
+class CliError(HeraldException):
     """A mistake in what the user typed; printed as one line."""
 
 

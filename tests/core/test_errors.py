@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
+import re
 
 import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
+
+import herald
+from herald.core import errors
+from herald.core.errors import ControlFlow, HeraldError, HeraldException, HeraldFault
 
 
 def test_unknown_endpoint_is_problem_json(client: TestClient) -> None:
@@ -87,3 +94,75 @@ def test_openapi_documents_every_endpoint_and_its_errors(client: TestClient) -> 
     assert {"401", "422", "429"} <= set(login)
     assert "application/problem+json" in login["429"]["content"]
     assert "404" in paths["/api/v1/posts/{post_id}"]["get"]["responses"]
+
+
+# Exceptions whose base line is in a file another branch rewrites: drawn under the base
+# named here, and given it by the lead at merge, who then empties this. Each must still be
+# outside the tree, so an entry cannot outlive its fix.
+OUTSIDE_UNTIL_MERGE: dict[str, str] = {"NotPrepared": "HeraldFault"}
+
+# A drawn class: "├── Name" or "└── Name" after one "│   " or "    " per level above it.
+DRAWN = re.compile(r"^(?P<above>[│ ]*)[├└]── (?P<name>\w+)")
+
+
+def herald_exceptions() -> dict[str, type[BaseException]]:
+    """Every exception class defined in a ``herald`` module, by name, all modules imported."""
+    for module in pkgutil.walk_packages(herald.__path__, "herald."):
+        if not module.name.endswith(".__main__"):  # __main__ runs the command line
+            importlib.import_module(module.name)
+    found: dict[str, type[BaseException]] = {}
+    pending: list[type[BaseException]] = [BaseException]
+    while pending:
+        for subclass in pending.pop().__subclasses__():
+            if subclass.__module__.startswith("herald."):
+                assert found.get(subclass.__name__, subclass) is subclass, (
+                    f"two exceptions named {subclass.__name__}: the drawing cannot tell them apart"
+                )
+                found[subclass.__name__] = subclass
+            pending.append(subclass)
+    return found
+
+
+def drawn_parents() -> dict[str, str | None]:
+    """Each class in core/errors.py's drawing, with the class it is drawn under."""
+    doc = errors.__doc__ or ""
+    lines = doc.split("Hierarchy::\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    root = lines[0].split()[0]
+    parents: dict[str, str | None] = {root: None}
+    path = [root]  # the last class drawn at each depth
+    for line in lines[1:]:
+        drawn = DRAWN.match(line.removeprefix("    "))
+        if drawn is None:
+            continue  # a description carried on to the next line
+        depth = len(drawn["above"]) // 4 + 1
+        del path[depth:]
+        parents[drawn["name"]] = path[depth - 1]
+        path.append(drawn["name"])
+    return parents
+
+
+def test_every_herald_exception_is_drawn_under_its_base_from_the_root() -> None:
+    exceptions = herald_exceptions()
+    parents = drawn_parents()
+    assert next(name for name, parent in parents.items() if parent is None) == "HeraldException"
+    assert not parents.keys() - exceptions.keys(), "drawn but not defined"
+    outside = []
+    for name, cls in sorted(exceptions.items()):
+        assert name in parents, f"{cls.__module__}.{name} is missing from the drawing"
+        if name in OUTSIDE_UNTIL_MERGE:
+            assert parents[name] == OUTSIDE_UNTIL_MERGE[name], name
+            assert not issubclass(cls, HeraldException), f"{name} is in: empty its entry"
+            continue
+        if not issubclass(cls, HeraldException):
+            outside.append(f"{cls.__module__}.{name}")
+        parent = parents[name]
+        if parent is not None:
+            assert issubclass(cls, exceptions[parent]), f"{name} is drawn under {parent}"
+    assert not outside, f"outside the HeraldException tree: {outside}"
+
+
+def test_control_flow_is_apart_from_failures() -> None:
+    control_flow = [cls for cls in herald_exceptions().values() if issubclass(cls, ControlFlow)]
+    assert len(control_flow) > 1  # the marker itself and the adapters' retry and hold
+    for cls in control_flow:
+        assert not issubclass(cls, (HeraldError, HeraldFault)), cls

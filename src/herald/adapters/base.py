@@ -23,17 +23,17 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from herald.core.errors import InvalidInput
+from herald.core.errors import ControlFlow, HeraldException, InvalidInput
 from herald.core.http import AddressNotAllowed, check_url
 
 
-class AdapterError(Exception):
+class AdapterError(HeraldException):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-class RetryableError(AdapterError):
+class RetryableError(AdapterError, ControlFlow):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
@@ -43,7 +43,7 @@ class PermanentError(AdapterError):
     pass
 
 
-class AuthError(AdapterError):
+class AuthError(AdapterError, ControlFlow):
     pass
 
 

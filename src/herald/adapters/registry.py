@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from herald.adapters.base import Adapter
+from herald.core.errors import HeraldFault
 
 _REGISTRY: dict[str, type[Adapter[Any, Any]]] = {}
 
 
-class UnknownPlatform(LookupError):
+class UnknownPlatform(HeraldFault, LookupError):
     pass
 
 

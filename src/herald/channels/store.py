@@ -35,6 +35,7 @@ from herald.adapters.base import ChannelStore, RetryableError
 from herald.channels.models import Channel
 from herald.core.crypto import decrypt_json, encrypt_json
 from herald.core.db import read_scope, session_scope, transaction_open
+from herald.core.errors import HeraldFault
 from herald.core.tx import Tx
 from herald.publishing.models import Publication
 
@@ -50,7 +51,7 @@ _LEASE: Final = "herald.refresh_lease"
 _pause = time.sleep  # how a worker waits for another's refresh (tests watch it)
 
 
-class TransactionOpen(RuntimeError):
+class TransactionOpen(HeraldFault, RuntimeError):
     """The store was used while a database transaction is open on this thread: the
     adapter must be called between transactions (read, commit, call the platform, write)."""
 

@@ -9,10 +9,11 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from herald.core.errors import HeraldFault
 from herald.core.settings import get_settings
 
 
-class CredentialsUnreadable(RuntimeError):
+class CredentialsUnreadable(HeraldFault, RuntimeError):
     """Stored credentials cannot be decrypted with any configured key."""
 
 

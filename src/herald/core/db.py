@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.types import TypeDecorator
 
 from herald.core.clock import utcnow
-from herald.core.errors import DatabaseUnavailable, ServiceUnavailable
+from herald.core.errors import DatabaseUnavailable, HeraldFault, ServiceUnavailable
 from herald.core.settings import get_settings
 
 NAMING_CONVENTION = {
@@ -92,7 +92,7 @@ class DatabaseBusy(ServiceUnavailable):
     slug = "database-busy"
 
 
-class NestedWriteTransaction(RuntimeError):
+class NestedWriteTransaction(HeraldFault, RuntimeError):
     """A write transaction was opened on a thread that already has one open: a bug.
 
     SQLite has one writer, so the inner one would wait for the outer one, which waits for

@@ -1,28 +1,79 @@
-"""Herald's errors and their RFC 9457 problem+json rendering.
+"""Herald's exceptions, and the RFC 9457 problem+json rendering of its HTTP errors.
+
+Every exception Herald defines derives from :class:`HeraldException` (a test walks every
+``herald`` module to keep it so, and to keep this drawing complete). A name in brackets is
+the module the class lives in when it is not this one; "also X" is a second, builtin base
+kept for callers (and tests) that catch the builtin.
 
 Hierarchy::
 
-    HeraldError                 message + HTTP status; every business error
-    ├── NotFound                404 (also for another workspace's row)
-    ├── Conflict                409
-    ├── Unauthorized            401
-    ├── Forbidden               403
-    ├── TooManyRequests         429, with Retry-After
-    ├── PayloadTooLarge         413 (an image past HERALD_MEDIA_MAX_BYTES)
-    ├── UnsupportedMediaType    415
-    ├── InvalidInput            422 for a rule the schema cannot express (field-level)
-    └── ServiceUnavailable      503, with Retry-After: try again shortly
-        ├── DatabaseBusy        (core.db) another writer held SQLite past the write wait
-        └── DatabaseUnavailable the connection to the database was lost
+    HeraldException                 the root: every exception Herald defines
+    ├── HeraldError                 an API caller's request cannot be done: message + status
+    │   ├── NotFound                404 (also for another workspace's row)
+    │   ├── Conflict                409
+    │   │   └── AlreadyPublished    [publishing.service] the delivery has already gone out
+    │   ├── Unauthorized            401
+    │   ├── Forbidden               403
+    │   ├── TooManyRequests         429, with Retry-After
+    │   ├── PayloadTooLarge         413 (an image past HERALD_MEDIA_MAX_BYTES)
+    │   ├── UnsupportedMediaType    415
+    │   ├── InvalidInput            422 for a rule the schema cannot express (field-level)
+    │   ├── OutgoingRequestRefused  [core.http] the guarded client would not send or read this
+    │   │   ├── AddressNotAllowed   422: the host is, or resolves to, a refused address
+    │   │   └── ResponseTooLarge    502: the answer is larger than the configured cap
+    │   ├── TransactionOpenError    [core.http] 500: a request sent with a transaction open (a bug)
+    │   ├── EventsUnavailable       [events.service] 503: live events cannot be served now
+    │   └── ServiceUnavailable      503, with Retry-After: try again shortly
+    │       ├── DatabaseBusy        [core.db] another writer held SQLite past the write wait
+    │       └── DatabaseUnavailable the connection to the database was lost
+    ├── ContentTooLarge             413, a request body past its limit (also Starlette's
+    │                               HTTPException: it is raised while FastAPI reads the body)
+    ├── CliError                    [cli] the command line's HeraldError: a mistake in what
+    │                               the user typed, printed as one line
+    ├── HeraldFault                 a failure outside any HTTP answer: Herald's setup, its
+    │   │                           stored data, a job or a bug; reported in a job's record,
+    │   │                           on the command line or in the log
+    │   ├── ConfigurationError      [core.settings] settings that cannot work (also RuntimeError)
+    │   ├── CredentialsUnreadable   [core.crypto] no configured key decrypts stored credentials
+    │   │                           (also RuntimeError)
+    │   ├── UnknownPlatform         [adapters.registry] no adapter for a stored platform key
+    │   │                           (also LookupError, as the registry lookup it wraps)
+    │   ├── NotPrepared             [publishing] a claimed delivery cannot be attempted as
+    │   │                           stored (its channel's credentials or settings are unusable)
+    │   ├── JobFailed               [jobs.runner] an expected failure: the job ends FAILURE
+    │   │                           with this message and what its step wrote
+    │   ├── NestedWriteTransaction  [core.db] a write transaction opened inside another (a bug;
+    │   │                           also RuntimeError)
+    │   ├── TransactionOpen         [channels.store] the adapter store used inside a transaction
+    │   │                           (a bug; also RuntimeError)
+    │   ├── EmbeddedRedisError      [runtime.embedded_redis] the embedded Redis cannot start
+    │   │                           (also RuntimeError)
+    │   └── Failure                 [runtime.supervisor] `herald up` cannot run as started
+    │       ├── GaveUp              a child process keeps exiting
+    │       └── NotHealthy          Herald did not become healthy in time
+    ├── AdapterError                [adapters.base] a platform call that did not succeed; the
+    │   │                           publishing engine decides what the delivery does next
+    │   ├── PermanentError          failure: the platform refused the content; retrying won't help
+    │   ├── AmbiguousError          failure: the request may have reached the platform; a person
+    │   │                           decides (the delivery becomes unconfirmed)
+    │   ├── RetryableError          control flow (also ControlFlow): nothing was posted; try
+    │   │                           again at retry_after (connect error, 5xx, 429)
+    │   └── AuthError               control flow (also ControlFlow): hold the channel's deliveries
+    │                               until it is reconnected
+    └── ControlFlow                 not a failure: tells the caller what to do next (wait and
+                                    retry, hold), as Dramatiq's Retry and Celery's Retry do;
+                                    RetryableError and AuthError above are its members
+
+The publishing engine's own outcomes (published, retry later, hold, give up) are values it
+returns, not exceptions.
 
 A lost database connection before anything was committed is answered by replaying the
 request once (see :mod:`herald.core.replay`); if the replay fails too, or the connection
 was lost while committing (the change may or may not have been saved), the answer is 503.
 
-ContentTooLarge (413, a request body past its limit) is a Starlette HTTPException instead,
-as it is raised while the body is read. Payload validation errors (pydantic) are also 422,
-with ``errors`` listing each field. Unhandled exceptions become a 500 that shows only a
-request id; the traceback is logged with that id.
+Payload validation errors (pydantic) are also 422, with ``errors`` listing each field.
+Unhandled exceptions become a 500 that shows only a request id; the traceback is logged
+with that id.
 """
 
 from __future__ import annotations
@@ -48,7 +99,24 @@ TYPE_BASE = "https://herald.dev/problems/"
 UNREADABLE_BODY = "There was an error parsing the body"
 
 
-class HeraldError(Exception):
+class HeraldException(Exception):
+    """The root of every exception Herald defines (see the drawing above)."""
+
+
+class HeraldFault(HeraldException):
+    """Herald cannot do what it was asked, outside any HTTP answer: its setup, its stored
+    data, a job or a bug. Reported in a job's record, on the command line or in the log."""
+
+
+class ControlFlow(HeraldException):
+    """Not a failure: the raiser tells its caller what to do next (wait and retry, hold).
+
+    A marker base, kept apart from the failures as Dramatiq's ``Retry`` is."""
+
+
+class HeraldError(HeraldException):
+    """An API caller's request cannot be done: rendered as problem+json with its status."""
+
     status_code: int = 400
     slug: str = "bad-request"
 
@@ -97,7 +165,7 @@ class PayloadTooLarge(HeraldError):
     slug = "payload-too-large"
 
 
-class ContentTooLarge(StarletteHTTPException):
+class ContentTooLarge(StarletteHTTPException, HeraldException):
     """413: a request body past its limit (``herald.core.limits.BodyLimit``).
 
     An HTTPException, not a HeraldError: it is raised while FastAPI reads the body, and

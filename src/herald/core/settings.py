@@ -20,6 +20,8 @@ from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from herald.core.errors import HeraldFault
+
 SECRETS_FILE = "secrets.json"
 # Values that must never be accepted as a secret outside development.
 KNOWN_DEFAULTS = frozenset({"", "changeme", "change-me", "secret", "herald", "dev"})
@@ -30,7 +32,7 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
-class ConfigurationError(RuntimeError):
+class ConfigurationError(HeraldFault, RuntimeError):
     """The settings cannot be used as they are; the message says what to change."""
 
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from herald.core.db import session_scope
+from herald.core.errors import HeraldFault
 from herald.jobs import service
 from herald.jobs.models import Job, JobState
 
@@ -31,7 +32,7 @@ P = TypeVar("P")
 R = TypeVar("R")
 
 
-class JobFailed(Exception):
+class JobFailed(HeraldFault):
     """An expected failure: recorded on the job with what the step wrote so far."""
 
 

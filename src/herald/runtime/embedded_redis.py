@@ -19,6 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from herald.core.errors import HeraldFault
 from herald.runtime import signal_group, spawn
 
 SOCKET_NAME = "redis.sock"
@@ -30,7 +31,7 @@ MAX_SOCKET_PATH = 103
 _POLL = 0.05
 
 
-class EmbeddedRedisError(RuntimeError):
+class EmbeddedRedisError(HeraldFault, RuntimeError):
     """The embedded Redis cannot be started; the message says why, in one line."""
 
 

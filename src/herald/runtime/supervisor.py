@@ -41,6 +41,7 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
+from herald.core.errors import HeraldFault
 from herald.core.settings import Settings, get_settings
 from herald.runtime import START_TIMEOUT, describe_exit, signal_group, spawn
 from herald.runtime.embedded_redis import EmbeddedRedis, EmbeddedRedisError
@@ -91,7 +92,7 @@ class Child:
         return self.proc.pid if self.proc is not None else None
 
 
-class Failure(Exception):
+class Failure(HeraldFault):
     """Herald cannot run as started; ``log_paths`` are the logs that explain why."""
 
     def __init__(self, message: str, log_paths: Sequence[Path] = ()) -> None:
