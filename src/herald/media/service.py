@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from PIL import Image, UnidentifiedImageError
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
@@ -28,7 +29,6 @@ from herald.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from herald.core.errors import UnsupportedMediaType as UnsupportedType
 from herald.core.settings import get_settings
 from herald.media.models import Media, PostMedia
-from herald.posts.models import Post
 from herald.users.service import Principal
 
 # Pillow format name → (MIME type, file extension). What every image platform takes.
@@ -58,8 +58,6 @@ def _read_limited(stream: BinaryIO, limit: int) -> bytes:
 
 def inspect_image(data: bytes) -> tuple[str, str, int, int]:
     """``(content type, extension, width, height)``; raises if it is not a whole image."""
-    from PIL import Image, UnidentifiedImageError
-
     accepted = ", ".join(sorted(mime for mime, _ in FORMATS.values()))
     if not data:
         raise InvalidInput("The upload is empty.", field="file")
@@ -203,10 +201,11 @@ def delete_media(session: Session, principal: Principal, media_id: uuid.UUID) ->
         path.unlink()
 
 
-def attach(
-    session: Session, principal: Principal, post: Post, media_ids: Iterable[uuid.UUID]
-) -> None:
-    """Make ``media_ids`` the post's images, in that order (replacing what it had)."""
+def attachments(
+    session: Session, principal: Principal, media_ids: Iterable[uuid.UUID]
+) -> list[PostMedia]:
+    """The rows that make ``media_ids`` a post's images, in that order, once each is known
+    to be an image of the caller's workspace (posts own the list; media knows no post)."""
     wanted = list(dict.fromkeys(media_ids))
     if len(wanted) > MAX_MEDIA_PER_POST:
         raise InvalidInput(
@@ -224,10 +223,7 @@ def attach(
         raise InvalidInput(
             f"No such image(s) in this workspace: {', '.join(missing)}.", field="media_ids"
         )
-    post.media_rows = [
-        PostMedia(media_id=media_id, position=i) for i, media_id in enumerate(wanted)
-    ]
-    session.flush()
+    return [PostMedia(media_id=media_id, position=i) for i, media_id in enumerate(wanted)]
 
 
 def media_ids_of(session: Session, post_id: uuid.UUID) -> list[uuid.UUID]:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from herald.core.dates import to_utc
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.pagination import decode_cursor, encode_cursor
+from herald.media.service import attachments
 from herald.posts.models import Post, PostTag
 from herald.posts.schemas import PostCreate, PostFilters, PostSort, PostUpdate
 from herald.users.service import Principal
@@ -39,9 +40,8 @@ def create_post(session: Session, principal: Principal, body: PostCreate) -> Pos
     session.add(post)
     session.flush()
     if body.media_ids:
-        from herald.media.service import attach
-
-        attach(session, principal, post, body.media_ids)
+        post.media_rows = attachments(session, principal, body.media_ids)
+        session.flush()
     return post
 
 
@@ -69,9 +69,7 @@ def update_post(
     if "tags" in fields:
         post.tags = fields["tags"] or []
     if "media_ids" in fields:
-        from herald.media.service import attach
-
-        attach(session, principal, post, body.media_ids or [])
+        post.media_rows = attachments(session, principal, body.media_ids or [])
     session.flush()
     return post
 
