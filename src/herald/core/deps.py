@@ -1,17 +1,18 @@
-"""FastAPI dependencies shared by every feature: the session and the caller."""
+"""FastAPI dependencies shared by every feature: the session, the bearer scheme, the
+client's address. The caller (``PrincipalDep``) is :mod:`herald.users.deps`: core imports
+no feature."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from sqlalchemy.orm import Session
 
 from herald.core.db import read_scope, session_scope
-from herald.core.errors import Unauthorized
-from herald.users.service import Principal, authenticate
 
 # Requests that only read run in a read transaction: on SQLite they never take or wait
 # for the one writer lock, so a slow writer cannot stall them.
@@ -31,17 +32,19 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 bearer_scheme = HTTPBearer(auto_error=False, description="A login token or a personal API token.")
 
 
-def get_principal(
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized()
-    return authenticate(session, credentials.credentials)
-
-
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+# Transition, removed at merge: api modules on other branches still import the caller's
+# dependency from here. Lazily, as herald.users.deps imports this module.
+if TYPE_CHECKING:
+    # "as": a re-export, for mypy
+    from herald.users.deps import PrincipalDep as PrincipalDep  # noqa: PLC0414
+    from herald.users.deps import get_principal as get_principal  # noqa: PLC0414
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name in {"PrincipalDep", "get_principal"}:
+            return getattr(importlib.import_module("herald.users.deps"), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

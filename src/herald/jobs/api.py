@@ -4,11 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from herald.core.deps import PrincipalDep, SessionDep
+from herald.core.deps import SessionDep
 from herald.core.errors import problem_responses
 from herald.jobs import service
 from herald.jobs.models import JobState
 from herald.jobs.schemas import JobRead
+from herald.users.deps import PrincipalDep
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=problem_responses(401))
 

@@ -6,11 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile, status
 from fastapi.responses import FileResponse
 
-from herald.core.deps import PrincipalDep, SessionDep
+from herald.core.deps import SessionDep
 from herald.core.errors import NotFound, problem_responses
 from herald.media import service
 from herald.media.models import Media
 from herald.media.schemas import MediaRead, MediaUpdate
+from herald.users.deps import PrincipalDep
 
 router = APIRouter(prefix="/media", tags=["media"], responses=problem_responses(401))
 

@@ -6,12 +6,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from herald.core.dates import UtcDateTime
-from herald.core.deps import PrincipalDep, SessionDep
+from herald.core.deps import SessionDep
 from herald.core.errors import problem_responses
 from herald.core.pagination import Page
 from herald.posts import service
 from herald.posts.models import PostState
 from herald.posts.schemas import PostCreate, PostFilters, PostRead, PostSort, PostUpdate
+from herald.users.deps import PrincipalDep
 
 router = APIRouter(prefix="/posts", tags=["posts"], responses=problem_responses(401))
 

@@ -42,8 +42,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from herald.core.errors import HeraldFault
+from herald.core.logging import configure_logging
 from herald.core.settings import Settings, get_settings
 from herald.runtime import START_TIMEOUT, describe_exit, signal_group, spawn
+from herald.runtime.bootstrap import create_first_admin, prepare
 from herald.runtime.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 
 log = logging.getLogger(__name__)
@@ -480,9 +482,6 @@ def run_up(
     is not healthy within ``start_timeout`` s. Must be called from the main thread (it
     installs signal handlers).
     """
-    from herald.core.bootstrap import create_first_admin, prepare
-    from herald.core.logging import configure_logging
-
     settings = get_settings()
     configure_logging(settings.log_level)
     out = Console(highlight=False)

@@ -5,9 +5,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
-from herald.core.deps import PrincipalDep, SessionDep, client_ip
+from herald.core.deps import SessionDep, client_ip
 from herald.core.errors import TooManyRequests, Unauthorized, problem_responses
 from herald.users import service
+from herald.users.deps import PrincipalDep
 from herald.users.models import User
 from herald.users.schemas import (
     AccessToken,
