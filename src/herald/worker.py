@@ -19,7 +19,9 @@ from celery.signals import (
 from kombu.entity import Queue
 
 from herald.core import heap, kombu_fixes
+from herald.core.db import reset_engine
 from herald.core.settings import Settings, get_settings
+from herald.events.service import flush_events
 
 QUEUES = ("publishing", "generation", "sources", "maintenance")
 
@@ -173,8 +175,6 @@ app = create_celery()
 @worker_process_init.connect
 def _fresh_database_connections(**_: Any) -> None:
     # A prefork child must not share the parent's pooled database connections.
-    from herald.core.db import reset_engine
-
     reset_engine(close=False)
 
 
@@ -195,6 +195,4 @@ def _freeze_in_child(**_: Any) -> None:
 @worker_process_shutdown.connect
 def _flush_live_events(**_: Any) -> None:
     # A pool process ends with os._exit (no atexit): read Redis's last answers first.
-    from herald.events.service import flush_events
-
     flush_events()

@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
 import herald
+from herald.app import create_app
 from herald.core import errors
 from herald.core.errors import ControlFlow, HeraldError, HeraldException, HeraldFault
 
@@ -43,8 +44,6 @@ def test_method_not_allowed_lists_every_method_of_the_path(client: TestClient) -
 def test_unhandled_error_shows_only_a_request_id(
     db_backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from herald.app import create_app
-
     app = create_app()
     boom = APIRouter()
 

