@@ -65,7 +65,10 @@ Hierarchy::
                                     RetryableError and AuthError above are its members
 
 The publishing engine's own outcomes (published, retry later, hold, give up) are values it
-returns, not exceptions.
+returns, not exceptions. Builtins are raised where Python or a library expects one:
+ValueError for a bad argument or from a pydantic validator, TypeError from a JSON encoder's
+default, ConnectionError for kombu to reconnect, AttributeError from a module's
+``__getattr__``, RuntimeError from a guard on library internals Herald relies on.
 
 A lost database connection before anything was committed is answered by replaying the
 request once (see :mod:`herald.core.replay`); if the replay fails too, or the connection
