@@ -52,8 +52,8 @@ from herald.core.dates import check_day, to_utc
 from herald.core.db import Base, IdMixin
 from herald.core.errors import Conflict, InvalidInput
 from herald.posts.service import get_post
+from herald.publishing import actions
 from herald.publishing.models import ACTIVE, Publication, PublicationState
-from herald.publishing.service import create_publications
 from herald.users.service import Principal
 
 S = PublicationState
@@ -531,9 +531,7 @@ def queue_post(
             )
             continue
         instant, reservation_id = chosen[channel.id]
-        (publication,) = create_publications(
-            session, principal, post.id, [channel.id], due_at=instant
-        )
+        (publication,) = actions.publish(session, principal, post.id, [channel.id], due_at=instant)
         session.execute(
             update(SlotReservation)
             .where(SlotReservation.id == reservation_id)
