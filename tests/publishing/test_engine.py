@@ -240,13 +240,13 @@ def test_unknown_task_is_404(client, account) -> None:  # type: ignore[no-untype
 
 
 def test_expired_lease_is_requeued_by_the_reconciler(client, account, setup, receiver, db) -> None:  # type: ignore[no-untyped-def]
-    from herald.publishing import service
+    from herald.publishing import actions
     from herald.scheduling.tasks import reconcile
 
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
     with db() as s:  # a worker claimed it and died before recording anything
-        assert service.claim(s, uuid.UUID(publication["id"])) is not None
+        assert actions.claim(s, uuid.UUID(publication["id"])) is not None
     later = utcnow() + timedelta(minutes=10)
     set_clock(lambda: later)
     try:
@@ -325,21 +325,21 @@ def test_an_adapter_that_fails_to_build_fails_the_delivery_once(
 def test_broker_down_still_accepts_and_reconciler_sends_later(
     client, account, setup, receiver, redis_broker, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from herald.publishing import service
+    from herald.publishing.actions import compare_and_set
     from herald.scheduling.tasks import reconcile
 
     channel, post = setup
-    real_enqueue = service.enqueue
+    real_enqueue = compare_and_set.enqueue
 
     def broker_down(publication_id: uuid.UUID, task_id: str) -> None:
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(service, "enqueue", broker_down)
+    monkeypatch.setattr(compare_and_set, "enqueue", broker_down)
     (publication,) = publish(client, account, post["id"], channel["id"])
     assert publication["state"] == "queued"
     assert redis.Redis.from_url(redis_broker).llen("publishing") == 0
 
-    monkeypatch.setattr(service, "enqueue", real_enqueue)
+    monkeypatch.setattr(compare_and_set, "enqueue", real_enqueue)
     later = utcnow() + timedelta(minutes=5)
     set_clock(lambda: later)
     try:
@@ -489,7 +489,7 @@ def publications(client: TestClient, account: Account, post_id: str) -> list[dic
 def reconcile_now(later: timedelta = timedelta(0)) -> dict[str, int]:
     """One reconciler pass (without its period guard), ``later`` from now."""
     from herald.core.db import session_scope
-    from herald.publishing.service import reconcile
+    from herald.publishing.reconcile import reconcile
 
     moment = utcnow() + later
     set_clock(lambda: moment)
@@ -538,7 +538,7 @@ def test_an_unexpected_exception_after_sending_ends_unconfirmed_after_one_attemp
     monkeypatch.setattr(WebhookAdapter, "find_existing", look_up_raises)
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
-    with caplog.at_level(logging.ERROR, logger="herald.publishing.service"):
+    with caplog.at_level(logging.ERROR, logger="herald.publishing.delivery"):
         assert deliver(publication["id"]) == "unconfirmed"
     assert deliver(publication["id"]) == "skipped"  # settled: a redelivery does nothing
     assert reconcile_now(timedelta(hours=1)) == {"resent": 0, "requeued": 0, "unconfirmed": 0}
@@ -600,14 +600,14 @@ def test_the_reconciler_settles_an_expired_attempt_with_none_left(
     client, account, setup, receiver, redis_broker, db
 ) -> None:  # type: ignore[no-untyped-def]
     from herald.core.db import session_scope
-    from herald.publishing import service
+    from herald.publishing import actions
 
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
     redis.Redis.from_url(redis_broker).delete("publishing")
     set_columns(db, publication["id"], attempt=3)  # three attempts made, one left
     with session_scope() as s:  # the fourth and last is claimed; its worker dies
-        assert service.claim(s, uuid.UUID(publication["id"])) is not None
+        assert actions.claim(s, uuid.UUID(publication["id"])) is not None
 
     assert reconcile_now(timedelta(minutes=10)) == {"resent": 0, "requeued": 0, "unconfirmed": 1}
     assert not sent_to_broker(redis_broker, publication["task_id"])

@@ -78,7 +78,7 @@ def test_worker_killed_mid_delivery_ends_published_once(
 ) -> None:
     from herald.core.db import session_scope
     from herald.core.settings import get_settings
-    from herald.publishing.service import reconcile as reconcile_pass
+    from herald.publishing.reconcile import reconcile as reconcile_pass
 
     def reconcile() -> dict[str, int]:  # the periodic job's body, without its period guard
         with session_scope() as session:

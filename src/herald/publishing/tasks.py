@@ -6,7 +6,7 @@ import uuid
 # before the pool forks, instead of each child on its first delivery.
 import herald.adapters.builtin  # noqa: F401
 from herald.publishing import batch, delivery
-from herald.publishing.actions.transition import DELIVER_TASK
+from herald.publishing.actions.compare_and_set import DELIVER_TASK
 from herald.publishing.batch import BATCH_TASK
 from herald.worker import app
 

@@ -15,6 +15,14 @@ the post's state in step.
 """
 
 from herald.publishing.actions.attempt import backoff_seconds, claim, record_outcome
+from herald.publishing.actions.compare_and_set import (
+    JOB_STATE,
+    ChangedRow,
+    IllegalTransition,
+    enqueue,
+    send_all,
+    transition,
+)
 from herald.publishing.actions.control import (
     AlreadyPublished,
     cancel,
@@ -35,14 +43,6 @@ from herald.publishing.actions.dispatch import (
     waiting_to_dispatch,
 )
 from herald.publishing.actions.request import publish
-from herald.publishing.actions.transition import (
-    JOB_STATE,
-    ChangedRow,
-    IllegalTransition,
-    enqueue,
-    send_all,
-    transition,
-)
 
 __all__ = [
     "JOB_STATE",

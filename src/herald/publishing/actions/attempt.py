@@ -1,7 +1,7 @@
 """A worker's moves: claim a queued delivery, settle it with its attempt's outcome.
 
 Both run the hot path's prebuilt statements (``publishing.statements``) through the one
-compare-and-set, :func:`~herald.publishing.actions.transition.transition`.
+compare-and-set, :func:`~herald.publishing.actions.compare_and_set.transition`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from herald.core.clock import utcnow
 from herald.core.settings import get_settings
 from herald.core.tx import Tx
 from herald.publishing import statements
-from herald.publishing.actions.transition import ChangedRow, transition
+from herald.publishing.actions.compare_and_set import ChangedRow, transition
 from herald.publishing.models import ErrorKind, Publication, PublicationState
 from herald.publishing.outcomes import (
     Cancelled,

@@ -27,7 +27,7 @@ from herald.core.clock import utcnow
 from herald.core.errors import Conflict, NotFound
 from herald.core.tx import after_commit
 from herald.posts.service import get_post
-from herald.publishing.actions.transition import send_after_commit, transition
+from herald.publishing.actions.compare_and_set import send_after_commit, transition
 from herald.publishing.models import (
     ACTIVE,
     RETRYABLE,

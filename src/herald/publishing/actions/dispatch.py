@@ -16,7 +16,7 @@ from herald.channels.models import Channel, ChannelState
 from herald.core.clock import utcnow
 from herald.core.settings import get_settings
 from herald.core.tx import Tx
-from herald.publishing.actions.transition import send_after_commit, transition
+from herald.publishing.actions.compare_and_set import send_after_commit, transition
 from herald.publishing.models import DUE, ErrorKind, Publication, PublicationState
 
 S = PublicationState

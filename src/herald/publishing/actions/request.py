@@ -17,7 +17,7 @@ from herald.core.clock import utcnow
 from herald.core.errors import NotFound
 from herald.jobs.models import JobState
 from herald.publishing import statements
-from herald.publishing.actions.transition import emit, refresh_post_state, send_after_commit
+from herald.publishing.actions.compare_and_set import emit, refresh_post_state, send_after_commit
 from herald.publishing.models import Publication, PublicationState
 from herald.users.service import Principal
 
