@@ -4,8 +4,12 @@ import logging
 from pathlib import Path
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from herald.channels.models import Channel
+from herald.channels.tasks import verify_channel
 from tests.conftest import Account
 
 SECRET = "super-secret-signing-key-0123456789"
@@ -44,10 +48,6 @@ def test_create_list_get_update_delete(client: TestClient, account: Account) -> 
 def test_credentials_never_appear_in_responses_or_logs(
     client: TestClient, account: Account, caplog: pytest.LogCaptureFixture, db
 ) -> None:
-    from sqlalchemy import select
-
-    from herald.channels.models import Channel
-
     caplog.set_level(logging.DEBUG)
     bodies: list[str] = []
     created = client.post("/api/v1/channels", json=webhook_channel(), headers=account.headers)
@@ -135,10 +135,6 @@ def test_other_workspace_gets_404(client: TestClient, make_account) -> None:
 def test_verify_runs_as_a_job(
     client: TestClient, account: Account, tmp_path: Path, redis_broker: str
 ) -> None:
-    import redis
-
-    from herald.channels.tasks import verify_channel
-
     folder = {"platform": "folder", "name": "site", "credentials": {"path": str(tmp_path)}}
     channel_id = client.post("/api/v1/channels", json=folder, headers=account.headers).json()["id"]
     started = client.post(f"/api/v1/channels/{channel_id}/test", headers=account.headers)
@@ -166,8 +162,6 @@ def test_verify_runs_as_a_job(
 def test_failed_verify_marks_channel_needs_reconnect(
     client: TestClient, account: Account, tmp_path: Path, redis_broker: str
 ) -> None:
-    from herald.channels.tasks import verify_channel
-
     gone = tmp_path / "missing"
     folder = {"platform": "folder", "name": "site", "credentials": {"path": str(gone)}}
     channel_id = client.post("/api/v1/channels", json=folder, headers=account.headers).json()["id"]

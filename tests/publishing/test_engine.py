@@ -3,16 +3,33 @@ broker and a local webhook receiver; task bodies are called as the worker would.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import deque
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import event, select, update
 
+from herald.adapters.webhook import WebhookAdapter
+from herald.channels.models import Channel
+from herald.channels.tasks import verify_channel
 from herald.core.clock import set_clock, utcnow
+from herald.core.crypto import encrypt_json
+from herald.core.db import get_engine, session_scope
+from herald.core.settings import get_settings
+from herald.publishing import actions
+from herald.publishing.actions import compare_and_set
+from herald.publishing.lease import keeper
+from herald.publishing.models import Publication
+from herald.publishing.reconcile import reconcile as reconcile_pass
+from herald.publishing.tasks import batch_publish
+from herald.publishing.tasks import deliver as task
+from herald.scheduling.dispatcher import dispatch_once as dispatch_due
+from herald.scheduling.tasks import reconcile
 from tests.conftest import Account
 from tests.fakes.webhook_receiver import Receiver
 
@@ -46,13 +63,10 @@ def publish(client: TestClient, account: Account, post_id: str, *channel_ids: st
 
 
 def deliver(publication_id: str) -> str:
-    from herald.publishing.tasks import deliver as task
-
     return task(publication_id)  # type: ignore[no-any-return]
 
 
 def dispatch_at(moment) -> int:  # type: ignore[no-untyped-def]
-    from herald.scheduling.dispatcher import dispatch_once as dispatch_due
 
     set_clock(lambda: moment)
     try:
@@ -154,7 +168,6 @@ def test_retry_after_is_honoured(client, account, setup, receiver) -> None:  # t
     before = utcnow()
     assert deliver(publication["id"]) == "retry"
     (row,) = client.get(f"/api/v1/posts/{post['id']}/publications", headers=account.headers).json()
-    from datetime import datetime
 
     assert datetime.fromisoformat(row["due_at"]) >= before + timedelta(seconds=1)
 
@@ -240,8 +253,6 @@ def test_unknown_task_is_404(client, account) -> None:  # type: ignore[no-untype
 
 
 def test_expired_lease_is_requeued_by_the_reconciler(client, account, setup, receiver, db) -> None:  # type: ignore[no-untyped-def]
-    from herald.publishing import actions
-    from herald.scheduling.tasks import reconcile
 
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
@@ -261,9 +272,6 @@ def test_expired_lease_is_requeued_by_the_reconciler(client, account, setup, rec
 def test_unreadable_channel_configuration_fails_the_delivery_not_loops(
     client, account, setup, receiver, db
 ) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import update
-
-    from herald.channels.models import Channel
 
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
@@ -283,10 +291,6 @@ def test_unreadable_channel_configuration_fails_the_delivery_not_loops(
 def test_invalid_stored_credentials_fail_without_repeating_them(
     client, account, setup, receiver, db
 ) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import update
-
-    from herald.channels.models import Channel
-    from herald.core.crypto import encrypt_json
 
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
@@ -306,7 +310,6 @@ def test_invalid_stored_credentials_fail_without_repeating_them(
 def test_an_adapter_that_fails_to_build_fails_the_delivery_once(
     client, account, setup, receiver, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from herald.adapters.webhook import WebhookAdapter
 
     def broken(*_args: object) -> None:
         raise RuntimeError("hunter2-secret in a traceback")
@@ -325,8 +328,6 @@ def test_an_adapter_that_fails_to_build_fails_the_delivery_once(
 def test_broker_down_still_accepts_and_reconciler_sends_later(
     client, account, setup, receiver, redis_broker, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from herald.publishing.actions import compare_and_set
-    from herald.scheduling.tasks import reconcile
 
     channel, post = setup
     real_enqueue = compare_and_set.enqueue
@@ -406,7 +407,6 @@ def test_other_workspace_cannot_see_or_cancel(client, make_account, receiver, re
 def test_batch_publish_fans_out_with_progress(
     client, account, setup, receiver, redis_broker
 ) -> None:  # type: ignore[no-untyped-def]
-    from herald.publishing.tasks import batch_publish
 
     channel, post = setup
     second = client.post("/api/v1/posts", json={"title": "Two"}, headers=account.headers).json()
@@ -441,9 +441,6 @@ def test_batch_publish_fans_out_with_progress(
 
 def test_publish_answers_from_the_rows_it_wrote(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
     """The 202 is built from the inserted rows (no re-read), and says what is stored."""
-    from sqlalchemy import event
-
-    from herald.core.db import get_engine
 
     channel, post = setup
     other = client.post(
@@ -488,22 +485,16 @@ def publications(client: TestClient, account: Account, post_id: str) -> list[dic
 
 def reconcile_now(later: timedelta = timedelta(0)) -> dict[str, int]:
     """One reconciler pass (without its period guard), ``later`` from now."""
-    from herald.core.db import session_scope
-    from herald.publishing.reconcile import reconcile
-
     moment = utcnow() + later
     set_clock(lambda: moment)
     try:
         with session_scope() as session:
-            return reconcile(session)
+            return reconcile_pass(session)
     finally:
         set_clock(None)
 
 
 def set_columns(db, publication_id: str, **values: object) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import update
-
-    from herald.publishing.models import Publication
 
     with db() as s:
         s.execute(
@@ -521,9 +512,6 @@ def test_an_unexpected_exception_after_sending_ends_unconfirmed_after_one_attemp
 ) -> None:  # type: ignore[no-untyped-def]
     """The folder channel at ../../tmp/x: written, then Path.as_uri() raised ValueError,
     in find_existing too; it was requeued every lease, attempt 14 of 4."""
-    import logging
-
-    from herald.adapters.webhook import WebhookAdapter
 
     send = WebhookAdapter.publish
 
@@ -558,7 +546,6 @@ def test_an_unexpected_exception_after_sending_ends_unconfirmed_after_one_attemp
 def test_an_unexpected_exception_in_render_fails_without_sending(
     client, account, setup, receiver, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from herald.adapters.webhook import WebhookAdapter
 
     def render(self, post):  # type: ignore[no-untyped-def]
         return {}["front_matter"]
@@ -578,7 +565,6 @@ def test_an_unexpected_exception_in_render_fails_without_sending(
 def test_a_look_up_that_raises_before_a_resend_ends_unconfirmed_without_sending(
     client, account, setup, receiver, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from herald.adapters.webhook import WebhookAdapter
 
     channel, post = setup
     receiver.script = deque([503])
@@ -599,8 +585,6 @@ def test_a_look_up_that_raises_before_a_resend_ends_unconfirmed_without_sending(
 def test_the_reconciler_settles_an_expired_attempt_with_none_left(
     client, account, setup, receiver, redis_broker, db
 ) -> None:  # type: ignore[no-untyped-def]
-    from herald.core.db import session_scope
-    from herald.publishing import actions
 
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
@@ -641,11 +625,6 @@ def test_a_running_attempt_keeps_its_lease_however_slow_the_platform(
 ) -> None:  # type: ignore[no-untyped-def]
     """A receiver slower than the lease: the attempt renews its lease, so the reconciler,
     run again and again meanwhile, never takes it for dead."""
-    from sqlalchemy import select
-
-    from herald.core.settings import get_settings
-    from herald.publishing.lease import keeper
-    from herald.publishing.models import Publication
 
     channel, post = setup
     settings = get_settings()
@@ -715,7 +694,6 @@ def test_a_channel_test_that_passes_again_releases_what_waited(
 ) -> None:  # type: ignore[no-untyped-def]
     """The platform took the credentials back (a 401 held the delivery), then accepts them
     again: the channel test that finds them working sends what waited, at once."""
-    from herald.channels.tasks import verify_channel
 
     channel, post = setup
     receiver.script = deque([401])

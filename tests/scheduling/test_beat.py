@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from herald.core.clock import set_clock
+from herald.core.settings import get_settings
+from herald.scheduling.beat import HeraldScheduler
+from herald.scheduling.models import PeriodicRun
+from herald.worker import app
 
 
 def test_the_scheduler_runs_the_reconciler_itself_once_per_period(db, redis_broker) -> None:  # type: ignore[no-untyped-def]
-    from herald.core.settings import get_settings
-    from herald.scheduling.beat import HeraldScheduler
-    from herald.scheduling.models import PeriodicRun
-    from herald.worker import app
 
     one, two = HeraldScheduler(app=app), HeraldScheduler(app=app)
     # Never sent to a worker, where it would wait behind deliveries for a free slot.

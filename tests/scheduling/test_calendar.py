@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from herald.core.db import session_scope
-from herald.publishing.models import Publication, PublicationState
 from herald.publishing.actions import publish
+from herald.publishing.models import Publication, PublicationState
 from tests.conftest import Account
 from tests.scheduling import frozen, include_slot_routers, make_channel, make_post, principal_of
 

@@ -5,10 +5,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
+from herald.channels.models import Channel, ChannelState
+from herald.channels.tasks import verify_channel
 from herald.core.clock import set_clock, utcnow
 from herald.core.errors import InvalidInput
-from herald.scheduling.service import parse_when
+from herald.jobs.models import Job
+from herald.publishing.tasks import deliver
+from herald.scheduling.dispatcher import MAX_SLEEP, dispatch_once, seconds_until_next
+from herald.scheduling.service import claim_period, clean_old_records, parse_when
+from herald.scheduling.tasks import reconcile
 from tests.conftest import Account
 from tests.fakes.webhook_receiver import Receiver
 
@@ -52,7 +59,6 @@ def setup(client: TestClient, account: Account, receiver: Receiver, redis_broker
 
 
 def at(moment: datetime):  # type: ignore[no-untyped-def]
-    from herald.scheduling.dispatcher import dispatch_once
 
     set_clock(lambda: moment)
     try:
@@ -62,8 +68,6 @@ def at(moment: datetime):  # type: ignore[no-untyped-def]
 
 
 def deliver_all(client: TestClient, account: Account, post_id: str) -> list[str]:
-    from herald.publishing.tasks import deliver
-
     rows = client.get(f"/api/v1/posts/{post_id}/publications", headers=account.headers).json()
     return [deliver(p["id"]) for p in rows if p["state"] == "queued"]
 
@@ -211,10 +215,6 @@ def test_two_dispatchers_at_once_queue_each_delivery_once(client, account, setup
 def test_a_held_delivery_does_not_keep_the_scheduler_awake(client, account, setup, db) -> None:  # type: ignore[no-untyped-def]
     """A delivery held by a broken channel (due long ago) used to make the scheduler
     tick every 10 ms, a write transaction each, until the channel was fixed."""
-    from sqlalchemy import update
-
-    from herald.channels.models import Channel, ChannelState
-    from herald.scheduling.dispatcher import MAX_SLEEP, seconds_until_next
 
     channel, post = setup
     when = utcnow() + timedelta(minutes=5)
@@ -232,7 +232,6 @@ def test_a_held_delivery_does_not_keep_the_scheduler_awake(client, account, setu
 
 
 def test_periodic_job_runs_once_per_period(db) -> None:  # type: ignore[no-untyped-def]
-    from herald.scheduling.service import claim_period
 
     with db() as s:
         assert claim_period(s, "job", 100) is True
@@ -243,7 +242,6 @@ def test_periodic_job_runs_once_per_period(db) -> None:  # type: ignore[no-untyp
 
 
 def test_periodic_endpoint_lists_last_and_next_runs(client, account, db) -> None:  # type: ignore[no-untyped-def]
-    from herald.scheduling.tasks import reconcile
 
     reconcile()
     jobs = {
@@ -260,11 +258,6 @@ def test_periodic_endpoint_lists_last_and_next_runs(client, account, db) -> None
 
 
 def test_clean_old_records_keeps_delivery_history(client, account, setup, db) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import select
-
-    from herald.jobs.models import Job
-    from herald.publishing.tasks import deliver
-    from herald.scheduling.service import clean_old_records
 
     channel, post = setup
     (pub,) = client.post(
@@ -274,7 +267,6 @@ def test_clean_old_records_keeps_delivery_history(client, account, setup, db) ->
     ).json()["publications"]
     deliver(pub["id"])
     started = client.post(f"/api/v1/channels/{channel['id']}/test", headers=account.headers).json()
-    from herald.channels.tasks import verify_channel
 
     verify_channel(started["job_id"])
     later = utcnow() + timedelta(days=31)

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from playwright.sync_api import Route, expect
 
+from herald.publishing.tasks import deliver
 from tests.conftest import Account
 from tests.web.test_dashboard import page, server  # noqa: F401 - fixtures
 
@@ -127,8 +129,6 @@ class ApiTraffic:
 
 
 def sign_in(tab: Page, base: str, account: Account) -> None:
-    from playwright.sync_api import expect
-
     tab.goto(base + "/")
     tab.get_by_label("Email").fill(account.email)
     tab.get_by_label("Password").fill("correct horse battery")
@@ -154,10 +154,6 @@ def test_publish_from_the_page_and_watch_the_delivery_go_live(
     make_api,
     tmp_path: Path,
 ) -> None:
-    from playwright.sync_api import expect
-
-    from herald.publishing.tasks import deliver
-
     account: Account = make_account("editor@example.com")
     api = make_api(account)
     site = tmp_path / "site"
@@ -226,10 +222,6 @@ def test_failed_and_held_deliveries_show_their_errors_and_a_retry(
     make_api,
     tmp_path: Path,
 ) -> None:
-    from playwright.sync_api import expect
-
-    from herald.publishing.tasks import deliver
-
     account: Account = make_account("editor@example.com")
     api = make_api(account)
     good_dir, gone_dir = tmp_path / "good", tmp_path / "gone"
@@ -322,9 +314,6 @@ def test_the_stream_is_reopened_after_a_refusal_and_the_page_catches_up(
 ) -> None:
     """A browser's EventSource gives up for good on a 503: the page reopens it itself,
     and re-reads what it shows, so a change made while it was away still appears."""
-    from playwright.sync_api import Route, expect
-
-    from herald.publishing.tasks import deliver
 
     account: Account = make_account("editor@example.com")
     api = make_api(account)

@@ -19,8 +19,7 @@ from herald.core.settings import get_settings
 from herald.jobs.models import READY_STATES, Job
 from herald.publishing import actions
 from herald.publishing.models import DUE, Publication
-from herald.scheduling.models import PeriodicRun
-from herald.scheduling.slots import SlotReservation
+from herald.scheduling.models import PeriodicRun, SlotReservation
 from herald.users.models import LoginFailure
 from herald.users.service import Principal
 
