@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -46,7 +47,7 @@ def test_create_list_get_update_delete(client: TestClient, account: Account) -> 
 
 
 def test_credentials_never_appear_in_responses_or_logs(
-    client: TestClient, account: Account, caplog: pytest.LogCaptureFixture, db
+    client: TestClient, account: Account, caplog: pytest.LogCaptureFixture, db: Any
 ) -> None:
     caplog.set_level(logging.DEBUG)
     bodies: list[str] = []
@@ -113,7 +114,7 @@ def test_duplicate_name_is_409(client: TestClient, account: Account) -> None:
     assert again.headers["content-type"] == "application/problem+json"
 
 
-def test_other_workspace_gets_404(client: TestClient, make_account) -> None:
+def test_other_workspace_gets_404(client: TestClient, make_account: Any) -> None:
     mine = make_account("me@example.com", workspace="one")
     theirs = make_account("them@example.com", workspace="two")
     channel_id = client.post(

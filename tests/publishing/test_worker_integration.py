@@ -61,8 +61,8 @@ def test_webhook_and_folder_published_by_a_real_worker(
 
     entries = redis.Redis.from_url(redis_broker).xrange(stream_key(account.workspace_id))
     seen: dict[str, list[str]] = {}
-    for _, fields in entries:
-        if fields.get(b"kind") == b"publication.state":
+    for _, fields in entries or ():
+        if fields and fields.get(b"kind") == b"publication.state":
             data = json.loads(fields[b"data"])
             seen.setdefault(data["publication_id"], []).append(data["state"])
     assert sorted(seen.values()) == [["queued", "publishing", "published"]] * 2

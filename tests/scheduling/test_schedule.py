@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,6 +19,9 @@ from herald.scheduling.service import claim_period, clean_old_records, parse_whe
 from herald.scheduling.tasks import reconcile
 from tests.conftest import Account
 from tests.fakes.webhook_receiver import Receiver
+
+# The channel and the post the setup fixture made (as the API returned them).
+Setup = tuple[dict[str, Any], dict[str, Any]]
 
 
 @pytest.mark.parametrize(
@@ -72,7 +76,9 @@ def deliver_all(client: TestClient, account: Account, post_id: str) -> list[str]
     return [deliver(p["id"]) for p in rows if p["state"] == "queued"]
 
 
-def test_schedule_goes_out_at_its_time_only(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_schedule_goes_out_at_its_time_only(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     when = utcnow() + timedelta(hours=1)
     response = client.post(
@@ -95,7 +101,9 @@ def test_schedule_goes_out_at_its_time_only(client, account, setup, receiver) ->
     assert len(receiver.posts()) == 1
 
 
-def test_unschedule_one_second_before_sends_nothing(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_unschedule_one_second_before_sends_nothing(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     when = utcnow() + timedelta(minutes=10)
     client.post(
@@ -114,7 +122,9 @@ def test_unschedule_one_second_before_sends_nothing(client, account, setup, rece
     assert receiver.posts() == []
 
 
-def test_reschedule_goes_out_at_the_new_time_only(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_reschedule_goes_out_at_the_new_time_only(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     first = utcnow() + timedelta(minutes=10)
     second = first + timedelta(minutes=30)
@@ -140,7 +150,7 @@ def test_reschedule_goes_out_at_the_new_time_only(client, account, setup, receiv
     assert again.status_code == 409
 
 
-def test_past_time_is_refused(client, account, setup) -> None:  # type: ignore[no-untyped-def]
+def test_past_time_is_refused(client: TestClient, account: Account, setup: Setup) -> None:
     channel, post = setup
     response = client.post(
         f"/api/v1/posts/{post['id']}/schedule",
@@ -152,8 +162,8 @@ def test_past_time_is_refused(client, account, setup) -> None:  # type: ignore[n
 
 
 def test_missed_beyond_the_limit_fails_instead_of_posting_late(
-    client, account, setup, receiver
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     soon = utcnow() + timedelta(minutes=5)
     other = client.post("/api/v1/posts", json={"title": "Recent"}, headers=account.headers).json()
@@ -187,7 +197,9 @@ def test_missed_beyond_the_limit_fails_instead_of_posting_late(
     assert len(receiver.posts()) == 1
 
 
-def test_two_dispatchers_at_once_queue_each_delivery_once(client, account, setup, db) -> None:  # type: ignore[no-untyped-def]
+def test_two_dispatchers_at_once_queue_each_delivery_once(
+    client: TestClient, account: Account, setup: Setup, db: Any
+) -> None:
     channel, _ = setup
     when = utcnow() + timedelta(minutes=1)
     for i in range(40):
@@ -212,7 +224,9 @@ def test_two_dispatchers_at_once_queue_each_delivery_once(client, account, setup
     assert sum(counts) == 40
 
 
-def test_a_held_delivery_does_not_keep_the_scheduler_awake(client, account, setup, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_held_delivery_does_not_keep_the_scheduler_awake(
+    client: TestClient, account: Account, setup: Setup, db: Any
+) -> None:
     """A delivery held by a broken channel (due long ago) used to make the scheduler
     tick every 10 ms, a write transaction each, until the channel was fixed."""
 
@@ -231,8 +245,7 @@ def test_a_held_delivery_does_not_keep_the_scheduler_awake(client, account, setu
     assert at(later) == 0
 
 
-def test_periodic_job_runs_once_per_period(db) -> None:  # type: ignore[no-untyped-def]
-
+def test_periodic_job_runs_once_per_period(db: Any) -> None:
     with db() as s:
         assert claim_period(s, "job", 100) is True
     with db() as s:
@@ -241,8 +254,9 @@ def test_periodic_job_runs_once_per_period(db) -> None:  # type: ignore[no-untyp
         assert claim_period(s, "job", 101) is True
 
 
-def test_periodic_endpoint_lists_last_and_next_runs(client, account, db) -> None:  # type: ignore[no-untyped-def]
-
+def test_periodic_endpoint_lists_last_and_next_runs(
+    client: TestClient, account: Account, db: Any
+) -> None:
     reconcile()
     jobs = {
         j["name"]: j
@@ -257,8 +271,9 @@ def test_periodic_endpoint_lists_last_and_next_runs(client, account, db) -> None
     assert reconcile() == {"skipped": True}  # same minute: the period is taken
 
 
-def test_clean_old_records_keeps_delivery_history(client, account, setup, db) -> None:  # type: ignore[no-untyped-def]
-
+def test_clean_old_records_keeps_delivery_history(
+    client: TestClient, account: Account, setup: Setup, db: Any
+) -> None:
     channel, post = setup
     (pub,) = client.post(
         f"/api/v1/posts/{post['id']}/publish",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -95,7 +95,7 @@ def test_static_assets_are_served_with_their_content_types(server: str) -> None:
 
 
 def test_sign_in_write_a_post_add_and_test_a_channel(
-    server: str, page: Page, make_account, tmp_path: Path
+    server: str, page: Page, make_account: Any, tmp_path: Path
 ) -> None:
     account: Account = make_account("editor@example.com", workspace="Northwind")
     site = tmp_path / "site-content"

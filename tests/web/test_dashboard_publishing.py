@@ -150,8 +150,8 @@ def delivery(row: Locator, channel: str) -> Locator:
 def test_publish_from_the_page_and_watch_the_delivery_go_live(
     server: str,  # noqa: F811
     page: Page,  # noqa: F811
-    make_account,
-    make_api,
+    make_account: Any,
+    make_api: Callable[[Account], Api],
     tmp_path: Path,
 ) -> None:
     account: Account = make_account("editor@example.com")
@@ -218,8 +218,8 @@ def test_publish_from_the_page_and_watch_the_delivery_go_live(
 def test_failed_and_held_deliveries_show_their_errors_and_a_retry(
     server: str,  # noqa: F811
     page: Page,  # noqa: F811
-    make_account,
-    make_api,
+    make_account: Any,
+    make_api: Callable[[Account], Api],
     tmp_path: Path,
 ) -> None:
     account: Account = make_account("editor@example.com")
@@ -308,8 +308,8 @@ def test_failed_and_held_deliveries_show_their_errors_and_a_retry(
 def test_the_stream_is_reopened_after_a_refusal_and_the_page_catches_up(
     server: str,  # noqa: F811
     page: Page,  # noqa: F811
-    make_account,
-    make_api,
+    make_account: Any,
+    make_api: Callable[[Account], Api],
     tmp_path: Path,
 ) -> None:
     """A browser's EventSource gives up for good on a 503: the page reopens it itself,
@@ -324,7 +324,11 @@ def test_the_stream_is_reopened_after_a_refusal_and_the_page_catches_up(
     errors = watch_errors(page, allowed=("EventSource's response has a MIME type",))
 
     refused: list[str] = []
-    problem = {"title": "Events unavailable", "status": 503, "detail": "Redis is away (test)."}
+    problem: dict[str, Any] = {
+        "title": "Events unavailable",
+        "status": 503,
+        "detail": "Redis is away (test).",
+    }
 
     def refuse(route: Route) -> None:
         if blocked:
@@ -340,7 +344,7 @@ def test_the_stream_is_reopened_after_a_refusal_and_the_page_catches_up(
     sign_in(page, server, account)
     live = page.locator("#live")
     expect(live).to_have_attribute("data-state", "reconnecting")
-    expect(live).to_have_attribute("title", problem["detail"], timeout=LIVE)
+    expect(live).to_have_attribute("title", str(problem["detail"]), timeout=LIVE)
     assert "eventsource" in refused and "fetch" in refused  # the stream, then the probe
 
     row = post_row(page, "Written offline")
