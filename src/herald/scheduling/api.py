@@ -63,7 +63,9 @@ def unschedule_post(
     session: SessionDep,
     channel_id: Annotated[list[uuid.UUID] | None, Query(description="Repeatable.")] = None,
 ) -> Unscheduled:
-    """Cancel the post's deliveries that have not gone out yet."""
+    """Cancel the post's deliveries that have not gone out yet, by the one cancel rule
+    (as DELETE /api/v1/tasks/cancel/{task_id}): a waiting one is cancelled for certain
+    and counted; a running one is only asked to stop; a published one is left alone."""
     cancelled = actions.unschedule(session, principal, post_id, channel_id)
     return Unscheduled(post_id=post_id, cancelled=cancelled)
 
