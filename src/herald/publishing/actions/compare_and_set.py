@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, update
@@ -21,7 +22,7 @@ from herald.core import direct
 from herald.core.clock import utcnow
 from herald.core.tx import Tx, after_commit
 from herald.events.service import publish_after_commit
-from herald.jobs.models import JobState
+from herald.jobs.models import Job, JobState
 from herald.publishing import statements
 from herald.publishing.models import ACTIVE, SETTLED, TRANSITIONS, Publication, PublicationState
 from herald.worker import app
@@ -116,25 +117,34 @@ def _follow(
     state: PublicationState,
     *,
     refresh_post: bool,
-    now: Any,
+    now: datetime,
 ) -> None:
     """What follows every change: the job rows, the events, the posts' states."""
     job_state = JOB_STATE[state]
     started, finished = job_state == JobState.STARTED, state in SETTLED
-    params = [
-        {
-            "p_id": row.task_id,
-            "p_state": job_state,
-            "p_updated_at": now,
-            **({"p_started_at": now} if started else {}),
-            **({"p_finished_at": now} if finished else {}),
-        }
-        for _, row in changed
-    ]
-    connection = tx.connection()
-    direct.execute(
-        connection, statements.sync_job(started, finished), params if len(params) > 1 else params[0]
-    )
+    if len(changed) == 1:
+        ((_, row),) = changed
+        direct.execute(
+            tx.connection(),
+            statements.sync_job(started, finished),
+            {
+                "p_id": row.task_id,
+                "p_state": job_state,
+                "p_updated_at": now,
+                **({"p_started_at": now} if started else {}),
+                **({"p_finished_at": now} if finished else {}),
+            },
+        )
+    else:
+        # A burst (the dispatcher's) in one statement, not one per row.
+        stamps = {"started_at": now} if started else {}
+        stamps |= {"finished_at": now} if finished else {}
+        tx.execute(
+            update(Job)
+            .where(Job.id.in_([row.task_id for _, row in changed]))
+            .values(state=job_state, updated_at=now, **stamps)
+            .execution_options(synchronize_session=False)
+        )
     for publication_id, row in changed:
         emit(tx, row.workspace_id, publication_id, row.task_id, row.post_id, state)
     if refresh_post:
