@@ -129,19 +129,20 @@ def patched(timer: PartTimer) -> Iterator[None]:
     from sqlalchemy.orm import Session
 
     from herald.events import service as events
-    from herald.publishing import service
+    from herald.publishing import actions, delivery
+    from herald.publishing.actions import compare_and_set
 
     targets: list[tuple[Any, str, str]] = [
-        (service, "create_publications", "create_publications"),
+        (actions, "publish", "create_publications"),
         (Session, "commit", "Session.commit (flush, bookkeeping)"),
         (Transaction, "commit", "COMMIT"),
         (events, "_send", "live event to Redis (after commit)"),
-        (service, "enqueue", "broker send (Celery apply_async)"),
-        (service, "claim", "claim (queued → publishing)"),
-        (service, "read_delivery", "read the post and channel"),
-        (service, "prepare", "build the adapter (after the claim)"),
-        (service, "_send", "render + HTTP POST to the receiver"),
-        (service, "record_outcome", "record the outcome"),
+        (compare_and_set, "enqueue", "broker send (Celery apply_async)"),
+        (actions, "claim", "claim (queued → publishing)"),
+        (delivery, "read_delivery", "read the post and channel"),
+        (delivery, "prepare", "build the adapter (after the claim)"),
+        (delivery, "_send", "render + HTTP POST to the receiver"),
+        (actions, "record_outcome", "record the outcome"),
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in targets]
     try:
@@ -159,16 +160,14 @@ def patched(timer: PartTimer) -> Iterator[None]:
 def deliver_all(bench: Any, timer: PartTimer, post_ids: list[uuid.UUID]) -> list[Any]:
     """Each post: one request, then its delivery, one after the other."""
     from herald.core.db import session_scope
-    from herald.publishing import service
+    from herald.publishing import actions, delivery
 
     outcomes = []
     for post_id in post_ids:
         with timer.total(REQUEST), session_scope() as session:
-            (publication,) = service.create_publications(
-                session, bench.principal, post_id, [bench.channel_id]
-            )
+            (publication,) = actions.publish(session, bench.principal, post_id, [bench.channel_id])
         with timer.total(DELIVERY):
-            outcomes.append(service.attempt_delivery(publication.id))
+            outcomes.append(delivery.attempt_delivery(publication.id))
     return outcomes
 
 

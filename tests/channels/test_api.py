@@ -2,10 +2,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from herald.channels.models import Channel
+from herald.channels.tasks import verify_channel
 from tests.conftest import Account
 
 SECRET = "super-secret-signing-key-0123456789"
@@ -42,12 +47,8 @@ def test_create_list_get_update_delete(client: TestClient, account: Account) -> 
 
 
 def test_credentials_never_appear_in_responses_or_logs(
-    client: TestClient, account: Account, caplog: pytest.LogCaptureFixture, db
+    client: TestClient, account: Account, caplog: pytest.LogCaptureFixture, db: Any
 ) -> None:
-    from sqlalchemy import select
-
-    from herald.channels.models import Channel
-
     caplog.set_level(logging.DEBUG)
     bodies: list[str] = []
     created = client.post("/api/v1/channels", json=webhook_channel(), headers=account.headers)
@@ -113,7 +114,7 @@ def test_duplicate_name_is_409(client: TestClient, account: Account) -> None:
     assert again.headers["content-type"] == "application/problem+json"
 
 
-def test_other_workspace_gets_404(client: TestClient, make_account) -> None:
+def test_other_workspace_gets_404(client: TestClient, make_account: Any) -> None:
     mine = make_account("me@example.com", workspace="one")
     theirs = make_account("them@example.com", workspace="two")
     channel_id = client.post(
@@ -135,10 +136,6 @@ def test_other_workspace_gets_404(client: TestClient, make_account) -> None:
 def test_verify_runs_as_a_job(
     client: TestClient, account: Account, tmp_path: Path, redis_broker: str
 ) -> None:
-    import redis
-
-    from herald.channels.tasks import verify_channel
-
     folder = {"platform": "folder", "name": "site", "credentials": {"path": str(tmp_path)}}
     channel_id = client.post("/api/v1/channels", json=folder, headers=account.headers).json()["id"]
     started = client.post(f"/api/v1/channels/{channel_id}/test", headers=account.headers)
@@ -166,8 +163,6 @@ def test_verify_runs_as_a_job(
 def test_failed_verify_marks_channel_needs_reconnect(
     client: TestClient, account: Account, tmp_path: Path, redis_broker: str
 ) -> None:
-    from herald.channels.tasks import verify_channel
-
     gone = tmp_path / "missing"
     folder = {"platform": "folder", "name": "site", "credentials": {"path": str(gone)}}
     channel_id = client.post("/api/v1/channels", json=folder, headers=account.headers).json()["id"]

@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from herald.channels.store import DatabaseStore
+from herald.channels.tasks import verify_channel
 from tests.channels.conftest import PlatformCalls
 from tests.conftest import Account
 from tests.fakes.bluesky import FakeBluesky
 from tests.fakes.matrix import FakeMatrix
+from tests.fakes.x import FakeX
 
 # A write that waits for the channel test's transaction would wait for it to end (30 s
 # and "database is locked" before the fix); one that does not takes milliseconds.
@@ -69,7 +72,6 @@ def run_test_with_a_write_meanwhile(
 ) -> float:
     """Run the channel test's task body in a worker thread; while its first platform
     request is in flight, make an API write. Returns how long that write took."""
-    from herald.channels.tasks import verify_channel
 
     in_flight, written = threading.Event(), threading.Event()
 
@@ -103,8 +105,6 @@ def test_bluesky_test_calls_the_platform_outside_any_transaction(
     platform_calls: PlatformCalls,
     redis_broker: str,
 ) -> None:
-    from herald.channels.store import DatabaseStore
-
     channel_id = create_channel(client, account, "bluesky", bluesky.credentials())
     job_id = start_test(client, account, channel_id)
 
@@ -123,7 +123,6 @@ def test_bluesky_test_calls_the_platform_outside_any_transaction(
     # The login was kept (written with the outcome): the next test logs in no more.
     assert (DatabaseStore(uuid.UUID(channel_id)).session() or {}).get("did") == bluesky.did
     again = start_test(client, account, channel_id)
-    from herald.channels.tasks import verify_channel
 
     verify_channel(again)
     assert job(client, account, again)["state"] == "SUCCESS"
@@ -137,8 +136,6 @@ def test_matrix_by_alias_test_calls_the_platform_outside_any_transaction(
     platform_calls: PlatformCalls,
     redis_broker: str,
 ) -> None:
-    from herald.channels.store import DatabaseStore
-
     credentials = {
         "homeserver": matrix.base_url,
         "access_token": matrix.access_token,
@@ -169,8 +166,6 @@ def test_wrong_bluesky_password_marks_the_channel_needs_reconnect(
     platform_calls: PlatformCalls,
     redis_broker: str,
 ) -> None:
-    from herald.channels.tasks import verify_channel
-
     wrong = bluesky.credentials() | {"app_password": "wxyz-2345-wxyz-2345"}
     channel_id = create_channel(client, account, "bluesky", wrong)
     job_id = start_test(client, account, channel_id)
@@ -194,8 +189,6 @@ def test_matrix_test_refused_token_marks_the_channel_needs_reconnect(
     platform_calls: PlatformCalls,
     redis_broker: str,
 ) -> None:
-    from herald.channels.tasks import verify_channel
-
     credentials = {
         "homeserver": matrix.base_url,
         "access_token": "syt_revoked",
@@ -216,9 +209,6 @@ def test_matrix_test_refused_token_marks_the_channel_needs_reconnect(
 def test_a_test_that_refreshes_expired_credentials_keeps_them(
     client: TestClient, account: Account, platform_calls: PlatformCalls, redis_broker: str
 ) -> None:
-    from herald.channels.tasks import verify_channel
-    from tests.fakes.x import FakeX
-
     with FakeX() as x:
         channel_id = create_channel(client, account, "x", x.credentials())
         x.expire_access_tokens()  # the test's first call is refused; X's adapter refreshes

@@ -9,6 +9,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from herald.core.db import session_scope, transaction_open
+from herald.core.settings import get_settings
+from herald.jobs.service import create_job
+from herald.worker import app
 from tests.conftest import Account
 from tests.fakes.webhook_receiver import Receiver
 from tests.workers import running_worker, wait_for
@@ -35,8 +39,6 @@ def _start_delivery(client: TestClient, account: Account, receiver: Receiver) ->
 
 
 def _running_task_ids() -> set[str]:
-    from herald.worker import app
-
     active = app.control.inspect(timeout=1.0).active() or {}
     return {task["id"] for tasks in active.values() for task in tasks}
 
@@ -48,8 +50,6 @@ def test_live_view_shows_only_the_callers_running_tasks(
     redis_broker: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from herald.core.settings import get_settings
-
     monkeypatch.setattr(get_settings(), "allowed_private_networks", [LOOPBACK])
     ann = make_account("ann@example.com", workspace="ann-co")
     bob = make_account("bob@example.com", workspace="bob-co")
@@ -88,8 +88,6 @@ class _Inspector:
         self.transaction_open_while_asking: list[bool] = []
 
     def _asked(self) -> None:
-        from herald.core.db import transaction_open
-
         self.transaction_open_while_asking.append(transaction_open())
 
     def active(self) -> dict[str, list[dict[str, Any]]]:
@@ -104,10 +102,6 @@ class _Inspector:
 def test_live_view_asks_the_workers_outside_any_transaction(
     client: TestClient, make_account: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from herald.core.db import session_scope
-    from herald.jobs.service import create_job
-    from herald.worker import app
-
     ann = make_account("ann@example.com", workspace="ann-co")
     bob = make_account("bob@example.com", workspace="bob-co")
     with session_scope() as session:

@@ -3,18 +3,39 @@ broker and a local webhook receiver; task bodies are called as the worker would.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections import deque
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import event, select, update
 
+from herald.adapters.webhook import WebhookAdapter
+from herald.channels.models import Channel
+from herald.channels.tasks import verify_channel
 from herald.core.clock import set_clock, utcnow
+from herald.core.crypto import encrypt_json
+from herald.core.db import get_engine, session_scope
+from herald.core.settings import get_settings
+from herald.publishing import actions
+from herald.publishing.actions import compare_and_set
+from herald.publishing.lease import keeper
+from herald.publishing.models import Publication
+from herald.publishing.reconcile import reconcile as reconcile_pass
+from herald.publishing.tasks import batch_publish
+from herald.publishing.tasks import deliver as task
+from herald.scheduling.dispatcher import dispatch_once as dispatch_due
+from herald.scheduling.tasks import reconcile
 from tests.conftest import Account
 from tests.fakes.webhook_receiver import Receiver
+
+# The channel and the post the setup fixture made (as the API returned them).
+Setup = tuple[dict[str, Any], dict[str, Any]]
 
 
 @pytest.fixture
@@ -46,17 +67,13 @@ def publish(client: TestClient, account: Account, post_id: str, *channel_ids: st
 
 
 def deliver(publication_id: str) -> str:
-    from herald.publishing.tasks import deliver as task
-
     return task(publication_id)  # type: ignore[no-any-return]
 
 
-def dispatch_at(moment) -> int:  # type: ignore[no-untyped-def]
-    from herald.scheduling.dispatcher import dispatch_once as dispatch_due
-
+def dispatch_at(moment: datetime) -> int:
     set_clock(lambda: moment)
     try:
-        return dispatch_due()  # type: ignore[no-any-return]
+        return dispatch_due()
     finally:
         set_clock(None)
 
@@ -65,7 +82,9 @@ def status(client: TestClient, account: Account, task_id: str) -> dict:  # type:
     return client.get(f"/api/v1/tasks/status/{task_id}", headers=account.headers).json()  # type: ignore[no-any-return]
 
 
-def test_publish_now_goes_out_once(client, account, setup, receiver, redis_broker) -> None:  # type: ignore[no-untyped-def]
+def test_publish_now_goes_out_once(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver, redis_broker: str
+) -> None:
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
     assert publication["state"] == "queued"
@@ -99,7 +118,9 @@ def test_publish_now_goes_out_once(client, account, setup, receiver, redis_broke
     assert again["id"] == publication["id"]
 
 
-def test_ten_concurrent_executions_send_exactly_once(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_ten_concurrent_executions_send_exactly_once(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
     results: list[str] = []
@@ -118,7 +139,9 @@ def test_ten_concurrent_executions_send_exactly_once(client, account, setup, rec
     assert len(receiver.posts()) == 1
 
 
-def test_503_503_200_publishes_on_attempt_3_with_backoff(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_503_503_200_publishes_on_attempt_3_with_backoff(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     receiver.script = deque([503, 503])
     (publication,) = publish(client, account, post["id"], channel["id"])
@@ -147,19 +170,22 @@ def test_503_503_200_publishes_on_attempt_3_with_backoff(client, account, setup,
     assert len(receiver.posts()) == 3 and len(receiver.delivered) == 1
 
 
-def test_retry_after_is_honoured(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_retry_after_is_honoured(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     receiver.script = deque([429])
     (publication,) = publish(client, account, post["id"], channel["id"])
     before = utcnow()
     assert deliver(publication["id"]) == "retry"
     (row,) = client.get(f"/api/v1/posts/{post['id']}/publications", headers=account.headers).json()
-    from datetime import datetime
 
     assert datetime.fromisoformat(row["due_at"]) >= before + timedelta(seconds=1)
 
 
-def test_400_fails_at_once_with_the_receivers_message(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_400_fails_at_once_with_the_receivers_message(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     receiver.script = deque([400])
     (publication,) = publish(client, account, post["id"], channel["id"])
@@ -175,7 +201,9 @@ def test_400_fails_at_once_with_the_receivers_message(client, account, setup, re
     assert dispatch_at(utcnow() + timedelta(days=1)) == 0
 
 
-def test_401_marks_channel_needs_reconnect_and_holds(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_401_marks_channel_needs_reconnect_and_holds(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     receiver.script = deque([401])
     (publication,) = publish(client, account, post["id"], channel["id"])
@@ -198,7 +226,9 @@ def test_401_marks_channel_needs_reconnect_and_holds(client, account, setup, rec
     assert deliver(publication["id"]) == "published"
 
 
-def test_ambiguous_timeout_resends_safely_with_the_key(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_ambiguous_timeout_resends_safely_with_the_key(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     client.patch(
         f"/api/v1/channels/{channel['id']}",
@@ -214,7 +244,7 @@ def test_ambiguous_timeout_resends_safely_with_the_key(client, account, setup, r
     assert len(receiver.delivered) == 1  # the receiver deduplicated the resend
 
 
-def test_cancel(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_cancel(client: TestClient, account: Account, setup: Setup, receiver: Receiver) -> None:
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
     cancelled = client.delete(
@@ -233,20 +263,19 @@ def test_cancel(client, account, setup, receiver) -> None:  # type: ignore[no-un
     assert status(client, account, sent["task_id"])["status"] == "SUCCESS"
 
 
-def test_unknown_task_is_404(client, account) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_task_is_404(client: TestClient, account: Account) -> None:
     response = client.get(f"/api/v1/tasks/status/{uuid.uuid4()}", headers=account.headers)
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_expired_lease_is_requeued_by_the_reconciler(client, account, setup, receiver, db) -> None:  # type: ignore[no-untyped-def]
-    from herald.publishing import service
-    from herald.scheduling.tasks import reconcile
-
+def test_expired_lease_is_requeued_by_the_reconciler(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver, db: Any
+) -> None:
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
     with db() as s:  # a worker claimed it and died before recording anything
-        assert service.claim(s, uuid.UUID(publication["id"])) is not None
+        assert actions.claim(s, uuid.UUID(publication["id"])) is not None
     later = utcnow() + timedelta(minutes=10)
     set_clock(lambda: later)
     try:
@@ -259,12 +288,8 @@ def test_expired_lease_is_requeued_by_the_reconciler(client, account, setup, rec
 
 
 def test_unreadable_channel_configuration_fails_the_delivery_not_loops(
-    client, account, setup, receiver, db
-) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import update
-
-    from herald.channels.models import Channel
-
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver, db: Any
+) -> None:
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
     with db() as s:  # e.g. encrypted with a key that is no longer configured
@@ -281,13 +306,8 @@ def test_unreadable_channel_configuration_fails_the_delivery_not_loops(
 
 
 def test_invalid_stored_credentials_fail_without_repeating_them(
-    client, account, setup, receiver, db
-) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import update
-
-    from herald.channels.models import Channel
-    from herald.core.crypto import encrypt_json
-
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver, db: Any
+) -> None:
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
     with db() as s:  # stored by an older version, say, with a field this one refuses
@@ -304,10 +324,12 @@ def test_invalid_stored_credentials_fail_without_repeating_them(
 
 
 def test_an_adapter_that_fails_to_build_fails_the_delivery_once(
-    client, account, setup, receiver, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
-    from herald.adapters.webhook import WebhookAdapter
-
+    client: TestClient,
+    account: Account,
+    setup: Setup,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def broken(*_args: object) -> None:
         raise RuntimeError("hunter2-secret in a traceback")
 
@@ -323,23 +345,25 @@ def test_an_adapter_that_fails_to_build_fails_the_delivery_once(
 
 
 def test_broker_down_still_accepts_and_reconciler_sends_later(
-    client, account, setup, receiver, redis_broker, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
-    from herald.publishing import service
-    from herald.scheduling.tasks import reconcile
-
+    client: TestClient,
+    account: Account,
+    setup: Setup,
+    receiver: Receiver,
+    redis_broker: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     channel, post = setup
-    real_enqueue = service.enqueue
+    real_enqueue = compare_and_set.enqueue
 
     def broker_down(publication_id: uuid.UUID, task_id: str) -> None:
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(service, "enqueue", broker_down)
+    monkeypatch.setattr(compare_and_set, "enqueue", broker_down)
     (publication,) = publish(client, account, post["id"], channel["id"])
     assert publication["state"] == "queued"
     assert redis.Redis.from_url(redis_broker).llen("publishing") == 0
 
-    monkeypatch.setattr(service, "enqueue", real_enqueue)
+    monkeypatch.setattr(compare_and_set, "enqueue", real_enqueue)
     later = utcnow() + timedelta(minutes=5)
     set_clock(lambda: later)
     try:
@@ -350,7 +374,9 @@ def test_broker_down_still_accepts_and_reconciler_sends_later(
     assert deliver(publication["id"]) == "published"
 
 
-def test_retry_failed_and_manual_retry(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_retry_failed_and_manual_retry(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     receiver.script = deque([400])
     (publication,) = publish(client, account, post["id"], channel["id"])
@@ -370,7 +396,9 @@ def test_retry_failed_and_manual_retry(client, account, setup, receiver) -> None
     assert again.status_code == 409
 
 
-def test_other_workspace_cannot_see_or_cancel(client, make_account, receiver, redis_broker) -> None:  # type: ignore[no-untyped-def]
+def test_other_workspace_cannot_see_or_cancel(
+    client: TestClient, make_account: Any, receiver: Receiver, redis_broker: str
+) -> None:
     mine = make_account("me@example.com", workspace="one")
     theirs = make_account("them@example.com", workspace="two")
     channel = client.post(
@@ -404,10 +432,8 @@ def test_other_workspace_cannot_see_or_cancel(client, make_account, receiver, re
 
 
 def test_batch_publish_fans_out_with_progress(
-    client, account, setup, receiver, redis_broker
-) -> None:  # type: ignore[no-untyped-def]
-    from herald.publishing.tasks import batch_publish
-
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver, redis_broker: str
+) -> None:
     channel, post = setup
     second = client.post("/api/v1/posts", json={"title": "Two"}, headers=account.headers).json()
     missing = client.post(
@@ -439,11 +465,10 @@ def test_batch_publish_fans_out_with_progress(
     assert [t["status"] for t in per_post] == ["SUCCESS"]
 
 
-def test_publish_answers_from_the_rows_it_wrote(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_publish_answers_from_the_rows_it_wrote(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     """The 202 is built from the inserted rows (no re-read), and says what is stored."""
-    from sqlalchemy import event
-
-    from herald.core.db import get_engine
 
     channel, post = setup
     other = client.post(
@@ -488,22 +513,16 @@ def publications(client: TestClient, account: Account, post_id: str) -> list[dic
 
 def reconcile_now(later: timedelta = timedelta(0)) -> dict[str, int]:
     """One reconciler pass (without its period guard), ``later`` from now."""
-    from herald.core.db import session_scope
-    from herald.publishing.service import reconcile
-
     moment = utcnow() + later
     set_clock(lambda: moment)
     try:
         with session_scope() as session:
-            return reconcile(session)
+            return reconcile_pass(session)
     finally:
         set_clock(None)
 
 
 def set_columns(db, publication_id: str, **values: object) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import update
-
-    from herald.publishing.models import Publication
 
     with db() as s:
         s.execute(
@@ -517,13 +536,16 @@ def sent_to_broker(redis_broker: str, task_id: str) -> bool:
 
 
 def test_an_unexpected_exception_after_sending_ends_unconfirmed_after_one_attempt(
-    client, account, setup, receiver, redis_broker, monkeypatch, caplog
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient,
+    account: Account,
+    setup: Setup,
+    receiver: Receiver,
+    redis_broker: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The folder channel at ../../tmp/x: written, then Path.as_uri() raised ValueError,
     in find_existing too; it was requeued every lease, attempt 14 of 4."""
-    import logging
-
-    from herald.adapters.webhook import WebhookAdapter
 
     send = WebhookAdapter.publish
 
@@ -538,7 +560,7 @@ def test_an_unexpected_exception_after_sending_ends_unconfirmed_after_one_attemp
     monkeypatch.setattr(WebhookAdapter, "find_existing", look_up_raises)
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
-    with caplog.at_level(logging.ERROR, logger="herald.publishing.service"):
+    with caplog.at_level(logging.ERROR, logger="herald.publishing.delivery"):
         assert deliver(publication["id"]) == "unconfirmed"
     assert deliver(publication["id"]) == "skipped"  # settled: a redelivery does nothing
     assert reconcile_now(timedelta(hours=1)) == {"resent": 0, "requeued": 0, "unconfirmed": 0}
@@ -556,12 +578,15 @@ def test_an_unexpected_exception_after_sending_ends_unconfirmed_after_one_attemp
 
 
 def test_an_unexpected_exception_in_render_fails_without_sending(
-    client, account, setup, receiver, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
-    from herald.adapters.webhook import WebhookAdapter
-
-    def render(self, post):  # type: ignore[no-untyped-def]
-        return {}["front_matter"]
+    client: TestClient,
+    account: Account,
+    setup: Setup,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def render(self: WebhookAdapter, post: object) -> object:
+        no_front_matter: dict[str, object] = {}
+        return no_front_matter["front_matter"]
 
     monkeypatch.setattr(WebhookAdapter, "render", render)
     channel, post = setup
@@ -576,10 +601,12 @@ def test_an_unexpected_exception_in_render_fails_without_sending(
 
 
 def test_a_look_up_that_raises_before_a_resend_ends_unconfirmed_without_sending(
-    client, account, setup, receiver, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
-    from herald.adapters.webhook import WebhookAdapter
-
+    client: TestClient,
+    account: Account,
+    setup: Setup,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     channel, post = setup
     receiver.script = deque([503])
     (publication,) = publish(client, account, post["id"], channel["id"])
@@ -597,17 +624,19 @@ def test_a_look_up_that_raises_before_a_resend_ends_unconfirmed_without_sending(
 
 
 def test_the_reconciler_settles_an_expired_attempt_with_none_left(
-    client, account, setup, receiver, redis_broker, db
-) -> None:  # type: ignore[no-untyped-def]
-    from herald.core.db import session_scope
-    from herald.publishing import service
-
+    client: TestClient,
+    account: Account,
+    setup: Setup,
+    receiver: Receiver,
+    redis_broker: str,
+    db: Any,
+) -> None:
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
     redis.Redis.from_url(redis_broker).delete("publishing")
     set_columns(db, publication["id"], attempt=3)  # three attempts made, one left
     with session_scope() as s:  # the fourth and last is claimed; its worker dies
-        assert service.claim(s, uuid.UUID(publication["id"])) is not None
+        assert actions.claim(s, uuid.UUID(publication["id"])) is not None
 
     assert reconcile_now(timedelta(minutes=10)) == {"resent": 0, "requeued": 0, "unconfirmed": 1}
     assert not sent_to_broker(redis_broker, publication["task_id"])
@@ -619,8 +648,13 @@ def test_the_reconciler_settles_an_expired_attempt_with_none_left(
 
 
 def test_a_queued_delivery_with_no_attempt_left_is_settled_not_sent(
-    client, account, setup, receiver, redis_broker, db
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient,
+    account: Account,
+    setup: Setup,
+    receiver: Receiver,
+    redis_broker: str,
+    db: Any,
+) -> None:
     """What the loop left behind (attempt 7 of 4, queued): no claim takes it, and the
     reconciler settles it instead of sending it again every grace period."""
     channel, post = setup
@@ -637,15 +671,10 @@ def test_a_queued_delivery_with_no_attempt_left_is_settled_not_sent(
 
 
 def test_a_running_attempt_keeps_its_lease_however_slow_the_platform(
-    client, account, setup, receiver, db
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver, db: Any
+) -> None:
     """A receiver slower than the lease: the attempt renews its lease, so the reconciler,
     run again and again meanwhile, never takes it for dead."""
-    from sqlalchemy import select
-
-    from herald.core.settings import get_settings
-    from herald.publishing.lease import keeper
-    from herald.publishing.models import Publication
 
     channel, post = setup
     settings = get_settings()
@@ -680,8 +709,8 @@ def test_a_running_attempt_keeps_its_lease_however_slow_the_platform(
 
 
 def test_fixing_a_channel_releases_its_held_deliveries_in_the_same_request(
-    client, account, setup, receiver, redis_broker
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver, redis_broker: str
+) -> None:
     """Both kinds of waiting delivery go out right after the fix: the one held by the 401,
     and one whose message a worker took while the channel was broken (it stayed queued,
     and waited for the reconciler: ~90-120 s)."""
@@ -711,11 +740,10 @@ def test_fixing_a_channel_releases_its_held_deliveries_in_the_same_request(
 
 
 def test_a_channel_test_that_passes_again_releases_what_waited(
-    client, account, setup, receiver, redis_broker
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver, redis_broker: str
+) -> None:
     """The platform took the credentials back (a 401 held the delivery), then accepts them
     again: the channel test that finds them working sends what waited, at once."""
-    from herald.channels.tasks import verify_channel
 
     channel, post = setup
     receiver.script = deque([401])
@@ -733,8 +761,8 @@ def test_a_channel_test_that_passes_again_releases_what_waited(
 
 
 def test_resuming_a_paused_channel_sends_what_waited(
-    client, account, setup, receiver, redis_broker
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver, redis_broker: str
+) -> None:
     channel, post = setup
     paused = client.patch(
         f"/api/v1/channels/{channel['id']}", json={"state": "paused"}, headers=account.headers
@@ -756,8 +784,8 @@ def test_resuming_a_paused_channel_sends_what_waited(
 
 
 def test_a_hold_on_the_last_attempt_still_goes_out_after_the_fix(
-    client, account, setup, receiver, db
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver, db: Any
+) -> None:
     channel, post = setup
     receiver.script = deque([401])
     (publication,) = publish(client, account, post["id"], channel["id"])

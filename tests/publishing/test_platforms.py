@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from herald.channels.models import Channel
+from herald.core.crypto import decrypt_json
+from herald.core.db import session_scope
 from tests.conftest import Account
 from tests.fakes.bluesky import FakeBluesky
 from tests.fakes.x import FakeX
@@ -35,10 +38,6 @@ def new_post(client: TestClient, account: Account, body: str) -> str:
 
 
 def stored_credentials(channel_id: str) -> dict[str, Any]:
-    from herald.channels.models import Channel
-    from herald.core.crypto import decrypt_json
-    from herald.core.db import session_scope
-
     with session_scope() as session:
         channel = session.get_one(Channel, uuid.UUID(channel_id))
         return decrypt_json(channel.credentials_encrypted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -77,8 +78,7 @@ def test_preview_names_images_that_will_not_go_out(client: TestClient, account: 
 
 
 def test_preview_of_another_workspaces_channel_is_404(
-    client: TestClient,
-    make_account,  # type: ignore[no-untyped-def]
+    client: TestClient, make_account: Any
 ) -> None:
     owner = make_account("a@example.com", workspace="a")
     other = make_account("b@example.com", workspace="b")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
+from herald.core.db import session_scope
+from herald.core.settings import get_settings
+from herald.events.service import stream_key
+from herald.publishing.reconcile import reconcile as reconcile_pass
 from tests.conftest import Account
 from tests.fakes.webhook_receiver import Receiver
 from tests.workers import WorkerProcess, running_worker, wait_for
@@ -52,16 +58,11 @@ def test_webhook_and_folder_published_by_a_real_worker(
         )
     assert len(receiver.delivered) == 1
     # Every transition of both deliveries went out as a live event, in order.
-    import json
-
-    import redis
-
-    from herald.events.service import stream_key
 
     entries = redis.Redis.from_url(redis_broker).xrange(stream_key(account.workspace_id))
     seen: dict[str, list[str]] = {}
-    for _, fields in entries:
-        if fields.get(b"kind") == b"publication.state":
+    for _, fields in entries or ():
+        if fields and fields.get(b"kind") == b"publication.state":
             data = json.loads(fields[b"data"])
             seen.setdefault(data["publication_id"], []).append(data["state"])
     assert sorted(seen.values()) == [["queued", "publishing", "published"]] * 2
@@ -76,10 +77,6 @@ def test_webhook_and_folder_published_by_a_real_worker(
 def test_worker_killed_mid_delivery_ends_published_once(
     client: TestClient, account: Account, receiver: Receiver, redis_broker: str
 ) -> None:
-    from herald.core.db import session_scope
-    from herald.core.settings import get_settings
-    from herald.publishing.service import reconcile as reconcile_pass
-
     def reconcile() -> dict[str, int]:  # the periodic job's body, without its period guard
         with session_scope() as session:
             return reconcile_pass(session)

@@ -11,12 +11,15 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from herald.core.clock import set_clock
+from herald.core.db import session_scope
+from herald.scheduling.slots_api import routers
+from herald.users.models import User
+from herald.users.service import Principal
 from tests.conftest import Account
 
 
 def include_slot_routers(client: TestClient) -> TestClient:
     """Mount the slot routers under /api/v1 unless app.py already does."""
-    from herald.scheduling.slots_api import routers
 
     app: Any = client.app
     paths = {getattr(route, "path", "") for route in app.routes}
@@ -65,10 +68,6 @@ def set_slots(
 
 
 def principal_of(account: Account) -> Any:
-    from herald.core.db import session_scope
-    from herald.users.models import User
-    from herald.users.service import Principal
-
     with session_scope() as session:
         user = session.get_one(User, account.user_id)
         return Principal(user.id, user.workspace_id, user.email, user.role)

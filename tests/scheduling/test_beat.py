@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from herald.core.clock import set_clock
+from herald.core.settings import get_settings
+from herald.scheduling.beat import HeraldScheduler
+from herald.scheduling.models import PeriodicRun
+from herald.worker import app
+
+
+def _constant(moment: datetime) -> datetime:
+    return moment
 
 
 def test_the_scheduler_runs_the_reconciler_itself_once_per_period(db, redis_broker) -> None:  # type: ignore[no-untyped-def]
-    from herald.core.settings import get_settings
-    from herald.scheduling.beat import HeraldScheduler
-    from herald.scheduling.models import PeriodicRun
-    from herald.worker import app
 
     one, two = HeraldScheduler(app=app), HeraldScheduler(app=app)
     # Never sent to a worker, where it would wait behind deliveries for a free slot.
@@ -23,7 +28,7 @@ def test_the_scheduler_runs_the_reconciler_itself_once_per_period(db, redis_brok
     try:
         for n in range(3):
             moment = start + timedelta(seconds=n * period + 0.5)
-            set_clock(lambda moment=moment: moment)
+            set_clock(partial(_constant, moment))
             # Each scheduler ticks many times a period: one run per period in all.
             for scheduler in (one, two, one, two):
                 scheduler.run_own_jobs()

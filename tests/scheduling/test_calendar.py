@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from herald.core.db import session_scope
+from herald.publishing.actions import publish
 from herald.publishing.models import Publication, PublicationState
-from herald.publishing.service import create_publications
 from tests.conftest import Account
 from tests.scheduling import frozen, include_slot_routers, make_channel, make_post, principal_of
 
@@ -38,7 +38,7 @@ def delivery(
 ) -> str:
     post_id = make_post(api, account, title)
     with frozen(EARLIER), session_scope() as session:
-        (publication,) = create_publications(
+        (publication,) = publish(
             session,
             principal_of(account),
             uuid.UUID(post_id),

@@ -2,15 +2,26 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
+from herald.channels.models import Channel, ChannelState
+from herald.channels.tasks import verify_channel
 from herald.core.clock import set_clock, utcnow
 from herald.core.errors import InvalidInput
-from herald.scheduling.service import parse_when
+from herald.jobs.models import Job
+from herald.publishing.tasks import deliver
+from herald.scheduling.dispatcher import MAX_SLEEP, dispatch_once, seconds_until_next
+from herald.scheduling.service import claim_period, clean_old_records, parse_when
+from herald.scheduling.tasks import reconcile
 from tests.conftest import Account
 from tests.fakes.webhook_receiver import Receiver
+
+# The channel and the post the setup fixture made (as the API returned them).
+Setup = tuple[dict[str, Any], dict[str, Any]]
 
 
 @pytest.mark.parametrize(
@@ -52,7 +63,6 @@ def setup(client: TestClient, account: Account, receiver: Receiver, redis_broker
 
 
 def at(moment: datetime):  # type: ignore[no-untyped-def]
-    from herald.scheduling.dispatcher import dispatch_once
 
     set_clock(lambda: moment)
     try:
@@ -62,13 +72,13 @@ def at(moment: datetime):  # type: ignore[no-untyped-def]
 
 
 def deliver_all(client: TestClient, account: Account, post_id: str) -> list[str]:
-    from herald.publishing.tasks import deliver
-
     rows = client.get(f"/api/v1/posts/{post_id}/publications", headers=account.headers).json()
     return [deliver(p["id"]) for p in rows if p["state"] == "queued"]
 
 
-def test_schedule_goes_out_at_its_time_only(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_schedule_goes_out_at_its_time_only(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     when = utcnow() + timedelta(hours=1)
     response = client.post(
@@ -91,7 +101,9 @@ def test_schedule_goes_out_at_its_time_only(client, account, setup, receiver) ->
     assert len(receiver.posts()) == 1
 
 
-def test_unschedule_one_second_before_sends_nothing(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_unschedule_one_second_before_sends_nothing(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     when = utcnow() + timedelta(minutes=10)
     client.post(
@@ -110,7 +122,9 @@ def test_unschedule_one_second_before_sends_nothing(client, account, setup, rece
     assert receiver.posts() == []
 
 
-def test_reschedule_goes_out_at_the_new_time_only(client, account, setup, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_reschedule_goes_out_at_the_new_time_only(
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     first = utcnow() + timedelta(minutes=10)
     second = first + timedelta(minutes=30)
@@ -136,7 +150,7 @@ def test_reschedule_goes_out_at_the_new_time_only(client, account, setup, receiv
     assert again.status_code == 409
 
 
-def test_past_time_is_refused(client, account, setup) -> None:  # type: ignore[no-untyped-def]
+def test_past_time_is_refused(client: TestClient, account: Account, setup: Setup) -> None:
     channel, post = setup
     response = client.post(
         f"/api/v1/posts/{post['id']}/schedule",
@@ -148,8 +162,8 @@ def test_past_time_is_refused(client, account, setup) -> None:  # type: ignore[n
 
 
 def test_missed_beyond_the_limit_fails_instead_of_posting_late(
-    client, account, setup, receiver
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient, account: Account, setup: Setup, receiver: Receiver
+) -> None:
     channel, post = setup
     soon = utcnow() + timedelta(minutes=5)
     other = client.post("/api/v1/posts", json={"title": "Recent"}, headers=account.headers).json()
@@ -183,7 +197,9 @@ def test_missed_beyond_the_limit_fails_instead_of_posting_late(
     assert len(receiver.posts()) == 1
 
 
-def test_two_dispatchers_at_once_queue_each_delivery_once(client, account, setup, db) -> None:  # type: ignore[no-untyped-def]
+def test_two_dispatchers_at_once_queue_each_delivery_once(
+    client: TestClient, account: Account, setup: Setup, db: Any
+) -> None:
     channel, _ = setup
     when = utcnow() + timedelta(minutes=1)
     for i in range(40):
@@ -208,13 +224,11 @@ def test_two_dispatchers_at_once_queue_each_delivery_once(client, account, setup
     assert sum(counts) == 40
 
 
-def test_a_held_delivery_does_not_keep_the_scheduler_awake(client, account, setup, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_held_delivery_does_not_keep_the_scheduler_awake(
+    client: TestClient, account: Account, setup: Setup, db: Any
+) -> None:
     """A delivery held by a broken channel (due long ago) used to make the scheduler
     tick every 10 ms, a write transaction each, until the channel was fixed."""
-    from sqlalchemy import update
-
-    from herald.channels.models import Channel, ChannelState
-    from herald.scheduling.dispatcher import MAX_SLEEP, seconds_until_next
 
     channel, post = setup
     when = utcnow() + timedelta(minutes=5)
@@ -231,9 +245,7 @@ def test_a_held_delivery_does_not_keep_the_scheduler_awake(client, account, setu
     assert at(later) == 0
 
 
-def test_periodic_job_runs_once_per_period(db) -> None:  # type: ignore[no-untyped-def]
-    from herald.scheduling.service import claim_period
-
+def test_periodic_job_runs_once_per_period(db: Any) -> None:
     with db() as s:
         assert claim_period(s, "job", 100) is True
     with db() as s:
@@ -242,9 +254,9 @@ def test_periodic_job_runs_once_per_period(db) -> None:  # type: ignore[no-untyp
         assert claim_period(s, "job", 101) is True
 
 
-def test_periodic_endpoint_lists_last_and_next_runs(client, account, db) -> None:  # type: ignore[no-untyped-def]
-    from herald.scheduling.tasks import reconcile
-
+def test_periodic_endpoint_lists_last_and_next_runs(
+    client: TestClient, account: Account, db: Any
+) -> None:
     reconcile()
     jobs = {
         j["name"]: j
@@ -259,13 +271,9 @@ def test_periodic_endpoint_lists_last_and_next_runs(client, account, db) -> None
     assert reconcile() == {"skipped": True}  # same minute: the period is taken
 
 
-def test_clean_old_records_keeps_delivery_history(client, account, setup, db) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import select
-
-    from herald.jobs.models import Job
-    from herald.publishing.tasks import deliver
-    from herald.scheduling.service import clean_old_records
-
+def test_clean_old_records_keeps_delivery_history(
+    client: TestClient, account: Account, setup: Setup, db: Any
+) -> None:
     channel, post = setup
     (pub,) = client.post(
         f"/api/v1/posts/{post['id']}/publish",
@@ -274,7 +282,6 @@ def test_clean_old_records_keeps_delivery_history(client, account, setup, db) ->
     ).json()["publications"]
     deliver(pub["id"])
     started = client.post(f"/api/v1/channels/{channel['id']}/test", headers=account.headers).json()
-    from herald.channels.tasks import verify_channel
 
     verify_channel(started["job_id"])
     later = utcnow() + timedelta(days=31)

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text, update
+from sqlalchemy import func, select, text, update
 
 from herald.core.db import READ_ONLY, get_engine, session_scope
 from herald.publishing.models import Publication, PublicationState
 from herald.scheduling import slots
+from herald.scheduling.service import clean_old_records
 from tests.conftest import Account
 from tests.scheduling import (
     frozen,
@@ -248,10 +249,6 @@ def test_queue_takes_the_next_free_slot_then_the_one_after(
 
 
 def test_daily_cleanup_prunes_reservations_of_past_slots(api: TestClient, account: Account) -> None:
-    from sqlalchemy import func, select
-
-    from herald.scheduling.service import clean_old_records
-
     channel = make_channel(api, account, "warsaw")
     set_slots(api, account, channel, "Europe/Warsaw", [{"weekdays": WEEKDAYS, "time": "09:00"}])
     posts = [make_post(api, account, f"Post {n}") for n in range(2)]

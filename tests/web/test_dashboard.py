@@ -10,12 +10,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from playwright.sync_api import Route, expect, sync_playwright
+from sqlalchemy import select
 
+from herald.app import create_app
+from herald.channels.tasks import verify_channel
+from herald.core.db import session_scope
+from herald.jobs.models import Job
 from tests.conftest import Account
 from tests.servers import serve
 from tests.services import service_missing
@@ -44,7 +50,6 @@ pytestmark = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 @pytest.fixture
 def server(db_backend: str, redis_broker: str) -> Iterator[str]:
     """The real app under uvicorn in a thread; yields its base URL."""
-    from herald.app import create_app
 
     with serve(create_app()) as url:
         yield url
@@ -56,7 +61,6 @@ def page(server: str) -> Iterator[Page]:
     refused, and fails the test (Herald's pages must work on a machine with no internet)."""
     if not CHROMIUM.exists():
         service_missing("Chromium", f"{CHROMIUM} does not exist")
-    from playwright.sync_api import Route, sync_playwright
 
     other_hosts: list[str] = []
 
@@ -91,15 +95,8 @@ def test_static_assets_are_served_with_their_content_types(server: str) -> None:
 
 
 def test_sign_in_write_a_post_add_and_test_a_channel(
-    server: str, page: Page, make_account, tmp_path: Path
+    server: str, page: Page, make_account: Any, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import expect
-    from sqlalchemy import select
-
-    from herald.channels.tasks import verify_channel
-    from herald.core.db import session_scope
-    from herald.jobs.models import Job
-
     account: Account = make_account("editor@example.com", workspace="Northwind")
     site = tmp_path / "site-content"
     site.mkdir()

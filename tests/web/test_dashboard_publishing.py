@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from playwright.sync_api import Route, expect
 
+from herald.publishing.tasks import deliver
 from tests.conftest import Account
 from tests.web.test_dashboard import page, server  # noqa: F401 - fixtures
 
@@ -127,8 +129,6 @@ class ApiTraffic:
 
 
 def sign_in(tab: Page, base: str, account: Account) -> None:
-    from playwright.sync_api import expect
-
     tab.goto(base + "/")
     tab.get_by_label("Email").fill(account.email)
     tab.get_by_label("Password").fill("correct horse battery")
@@ -150,14 +150,10 @@ def delivery(row: Locator, channel: str) -> Locator:
 def test_publish_from_the_page_and_watch_the_delivery_go_live(
     server: str,  # noqa: F811
     page: Page,  # noqa: F811
-    make_account,
-    make_api,
+    make_account: Any,
+    make_api: Callable[[Account], Api],
     tmp_path: Path,
 ) -> None:
-    from playwright.sync_api import expect
-
-    from herald.publishing.tasks import deliver
-
     account: Account = make_account("editor@example.com")
     api = make_api(account)
     site = tmp_path / "site"
@@ -222,14 +218,10 @@ def test_publish_from_the_page_and_watch_the_delivery_go_live(
 def test_failed_and_held_deliveries_show_their_errors_and_a_retry(
     server: str,  # noqa: F811
     page: Page,  # noqa: F811
-    make_account,
-    make_api,
+    make_account: Any,
+    make_api: Callable[[Account], Api],
     tmp_path: Path,
 ) -> None:
-    from playwright.sync_api import expect
-
-    from herald.publishing.tasks import deliver
-
     account: Account = make_account("editor@example.com")
     api = make_api(account)
     good_dir, gone_dir = tmp_path / "good", tmp_path / "gone"
@@ -316,15 +308,12 @@ def test_failed_and_held_deliveries_show_their_errors_and_a_retry(
 def test_the_stream_is_reopened_after_a_refusal_and_the_page_catches_up(
     server: str,  # noqa: F811
     page: Page,  # noqa: F811
-    make_account,
-    make_api,
+    make_account: Any,
+    make_api: Callable[[Account], Api],
     tmp_path: Path,
 ) -> None:
     """A browser's EventSource gives up for good on a 503: the page reopens it itself,
     and re-reads what it shows, so a change made while it was away still appears."""
-    from playwright.sync_api import Route, expect
-
-    from herald.publishing.tasks import deliver
 
     account: Account = make_account("editor@example.com")
     api = make_api(account)
@@ -335,7 +324,11 @@ def test_the_stream_is_reopened_after_a_refusal_and_the_page_catches_up(
     errors = watch_errors(page, allowed=("EventSource's response has a MIME type",))
 
     refused: list[str] = []
-    problem = {"title": "Events unavailable", "status": 503, "detail": "Redis is away (test)."}
+    problem: dict[str, Any] = {
+        "title": "Events unavailable",
+        "status": 503,
+        "detail": "Redis is away (test).",
+    }
 
     def refuse(route: Route) -> None:
         if blocked:
@@ -351,7 +344,7 @@ def test_the_stream_is_reopened_after_a_refusal_and_the_page_catches_up(
     sign_in(page, server, account)
     live = page.locator("#live")
     expect(live).to_have_attribute("data-state", "reconnecting")
-    expect(live).to_have_attribute("title", problem["detail"], timeout=LIVE)
+    expect(live).to_have_attribute("title", str(problem["detail"]), timeout=LIVE)
     assert "eventsource" in refused and "fetch" in refused  # the stream, then the probe
 
     row = post_row(page, "Written offline")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.web.test_dashboard import page, server  # noqa: F401 - fixtures
 
@@ -51,7 +52,6 @@ def test_docs_assets_are_served_by_herald(server: str) -> None:  # noqa: F811
 
 
 def test_swagger_ui_renders_every_operation_offline(server: str, page: Page) -> None:  # noqa: F811
-    from playwright.sync_api import expect
 
     operations = sum(
         len(item) for item in httpx.get(server + "/openapi.json").json()["paths"].values()
@@ -68,7 +68,6 @@ def test_swagger_ui_renders_every_operation_offline(server: str, page: Page) -> 
 
 
 def test_redoc_renders_offline(server: str, page: Page) -> None:  # noqa: F811
-    from playwright.sync_api import expect
 
     errors = watch_errors(page)
     page.goto(server + "/redoc")

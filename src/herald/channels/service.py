@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,12 +126,23 @@ def update_channel(
     return channel
 
 
+# Called with (session, channel id) when a channel becomes active again, in the same
+# transaction. Publishing registers the release of the deliveries the channel held:
+# channels must not import publishing, which builds its adapters through this module.
+ReactivatedHook = Callable[[Session, uuid.UUID], object]
+_on_reactivated: list[ReactivatedHook] = []
+
+
+def on_reactivated(hook: ReactivatedHook) -> ReactivatedHook:
+    """Register ``hook`` to run when a channel is active again (reconnected, resumed)."""
+    _on_reactivated.append(hook)
+    return hook
+
+
 def _release_held(session: Session, channel_id: uuid.UUID) -> None:
     """The channel is active again: what waited for it goes out after this commit."""
-    # Imported here: publishing builds its adapters through this module.
-    from herald.publishing.service import release_held
-
-    release_held(session, channel_id)
+    for hook in _on_reactivated:
+        hook(session, channel_id)
 
 
 def delete_channel(session: Session, principal: Principal, channel_id: uuid.UUID) -> None:

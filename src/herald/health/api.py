@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from herald.core.db import read_scope
 from herald.core.deps import bearer_scheme, get_principal
+from herald.core.errors import problem_responses
 from herald.health.service import Health, Status, check_all
 from herald.users.service import Principal
 
@@ -47,4 +48,16 @@ def health() -> JSONResponse:
     No authentication, so load balancers and monitors can call it. Answers within 2 s
     whatever hangs; a component that does not answer by then is reported down.
     """
+    return health_response()
+
+
+@router.get(
+    "/tasks/health",
+    tags=["tasks"],
+    response_model=Health,
+    responses={**DOWN_RESPONSE, **problem_responses(401)},
+)
+def tasks_health(principal: CallerDep) -> JSONResponse:
+    """What background work needs (database, broker, workers, scheduler heartbeat), as
+    GET /api/v1/health: 200 when all are up, else 503, within 2 s."""
     return health_response()

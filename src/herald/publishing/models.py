@@ -23,18 +23,51 @@ class PublicationState(StrEnum):
     CANCELLED = "cancelled"
 
 
-WAITING = frozenset(
-    {PublicationState.SCHEDULED, PublicationState.QUEUED, PublicationState.RETRY_WAIT}
-)
-ACTIVE = WAITING | {PublicationState.PUBLISHING}
-SETTLED = frozenset(
-    {
-        PublicationState.PUBLISHED,
-        PublicationState.FAILED,
-        PublicationState.UNCONFIRMED,
-        PublicationState.CANCELLED,
-    }
-)
+S = PublicationState
+
+# Named groups, as in celery/states.py. A client reads them (and TRANSITIONS) from
+# GET /api/v1/publications/states instead of copying them.
+DUE = frozenset({S.SCHEDULED, S.RETRY_WAIT})  # wait for due_at, then the dispatcher queues them
+WAITING = DUE | {S.QUEUED}  # not started: a cancel is certain
+ACTIVE = WAITING | {S.PUBLISHING}  # not over: the post is still "scheduled"
+SETTLED = frozenset({S.PUBLISHED, S.FAILED, S.UNCONFIRMED, S.CANCELLED})
+RETRYABLE = frozenset({S.FAILED, S.UNCONFIRMED})  # a person may send these again
+
+# Every move a delivery may make, and who makes it. The one compare-and-set in
+# herald.publishing.actions refuses any other (a bug, not a race).
+TRANSITIONS: dict[PublicationState, frozenset[PublicationState]] = {
+    # reschedule (same state, new due_at), dispatch, cancel, missed by too long
+    S.SCHEDULED: frozenset({S.SCHEDULED, S.QUEUED, S.CANCELLED, S.FAILED}),
+    # claim, cancel, reconcile (queued with no attempt left)
+    S.QUEUED: frozenset({S.PUBLISHING, S.CANCELLED, S.UNCONFIRMED}),
+    # the attempt's outcome; reconcile after the worker died (queued again or unconfirmed)
+    S.PUBLISHING: frozenset(
+        {S.PUBLISHED, S.RETRY_WAIT, S.FAILED, S.UNCONFIRMED, S.CANCELLED, S.QUEUED}
+    ),
+    # dispatch (due, or released by a reconnected channel), cancel, missed by too long
+    S.RETRY_WAIT: frozenset({S.QUEUED, S.CANCELLED, S.FAILED}),
+    S.PUBLISHED: frozenset(),
+    S.FAILED: frozenset({S.QUEUED}),  # retry: a person decided
+    S.UNCONFIRMED: frozenset({S.QUEUED}),  # retry: a person checked it did not go out
+    S.CANCELLED: frozenset(),
+}
+GROUPS: dict[str, frozenset[PublicationState]] = {
+    "due": DUE,
+    "waiting": WAITING,
+    "active": ACTIVE,
+    "settled": SETTLED,
+    "retryable": RETRYABLE,
+}
+
+
+class ErrorKind(StrEnum):
+    """Why a delivery's last attempt did not publish (stored in ``error_kind``)."""
+
+    RETRYABLE = "retryable"  # the platform may accept it later
+    PERMANENT = "permanent"  # it never will as it is
+    AUTH = "auth"  # the channel's credentials were refused: held until reconnected
+    AMBIGUOUS = "ambiguous"  # it may have been posted
+    MISSED = "missed"  # due while Herald was down, longer ago than the limit
 
 
 class Publication(IdMixin, TimestampMixin, Base):
@@ -65,7 +98,7 @@ class Publication(IdMixin, TimestampMixin, Base):
     external_id: Mapped[str | None] = mapped_column(String(255))
     external_url: Mapped[str | None] = mapped_column(String(2048))
     last_error: Mapped[str | None] = mapped_column(Text)
-    error_kind: Mapped[str | None] = mapped_column(String(20))
+    error_kind: Mapped[ErrorKind | None] = mapped_column(String(20))
     published_at: Mapped[datetime | None]
     # How far the adapter got (the parts of a thread already posted), kept across retries.
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)

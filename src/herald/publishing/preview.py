@@ -11,7 +11,7 @@ from herald.adapters.base import AdapterError
 from herald.channels.service import adapter_for, get_channel
 from herald.core.errors import InvalidInput
 from herald.posts.service import get_post
-from herald.publishing.service import post_content
+from herald.publishing.delivery import post_content
 from herald.users.service import Principal
 
 

@@ -97,3 +97,19 @@ class CancelResult(BaseModel):
 
 class RetryFailedResult(BaseModel):
     requeued: int
+
+
+class DeliveryStates(BaseModel):
+    """The delivery state machine, as ``herald.publishing.models`` declares it."""
+
+    states: list[PublicationState] = Field(
+        description="Every state, in the order of a delivery's life."
+    )
+    groups: dict[str, list[PublicationState]] = Field(
+        description="Named groups: `due` (waits for its time), `waiting` (not started: a "
+        "cancel is certain), `active` (not over), `settled` (over), `retryable` (a person "
+        "may send it again)."
+    )
+    transitions: dict[PublicationState, list[PublicationState]] = Field(
+        description="For each state, the states a delivery may move to from it."
+    )

@@ -1,17 +1,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from herald.core.clock import utcnow
 from herald.core.deps import PrincipalDep, SessionDep
 from herald.core.errors import problem_responses
+from herald.publishing import actions
 from herald.publishing.schemas import PublicationRead
-from herald.scheduling import service
-from herald.scheduling.heartbeat import last_beat
+from herald.scheduling import periodic, service
 from herald.scheduling.schemas import (
     PeriodicJob,
     RescheduleRequest,
@@ -65,8 +63,10 @@ def unschedule_post(
     session: SessionDep,
     channel_id: Annotated[list[uuid.UUID] | None, Query(description="Repeatable.")] = None,
 ) -> Unscheduled:
-    """Cancel the post's deliveries that have not gone out yet."""
-    cancelled = service.unschedule(session, principal, post_id, channel_id)
+    """Cancel the post's deliveries that have not gone out yet, by the one cancel rule
+    (as DELETE /api/v1/tasks/cancel/{task_id}): a waiting one is cancelled for certain
+    and counted; a running one is only asked to stop; a published one is left alone."""
+    cancelled = actions.unschedule(session, principal, post_id, channel_id)
     return Unscheduled(post_id=post_id, cancelled=cancelled)
 
 
@@ -79,44 +79,4 @@ def upcoming(principal: PrincipalDep, session: SessionDep) -> list[PublicationRe
 @schedule_router.get("/periodic")
 def periodic_jobs(principal: PrincipalDep, session: SessionDep) -> list[PeriodicJob]:
     """Every periodic job with its last and next run."""
-    from herald.scheduling.dispatcher import MAX_SLEEP
-    from herald.worker import app
-
-    runs = service.periodic_runs(session)
-    beat_at = last_beat(session)
-    jobs = [
-        PeriodicJob(
-            name="dispatch-due-deliveries",
-            task="(inside herald beat)",
-            schedule=f"every tick, at most {MAX_SLEEP:g} s apart",
-            last_run_at=beat_at,
-            last_finished_at=beat_at,
-            last_status="ok" if beat_at else None,
-            last_error=None,
-            next_run_at=(beat_at or utcnow()) + timedelta(seconds=MAX_SLEEP),
-        )
-    ]
-    for name, entry in app.conf.beat_schedule.items():
-        run = runs.get(name)
-        schedule: Any = entry["schedule"]
-        if isinstance(schedule, int | float):
-            description = f"every {schedule:g} s"
-            next_run = (run.last_run_at if run else utcnow()) + timedelta(seconds=schedule)
-        else:
-            cron = app.conf.beat_schedule[name]["schedule"]
-            description = f"cron {cron._orig_minute} {cron._orig_hour} * * * (UTC)"
-            remaining = cron.remaining_estimate(run.last_run_at if run else utcnow())
-            next_run = utcnow() + remaining
-        jobs.append(
-            PeriodicJob(
-                name=name,
-                task=entry["task"],
-                schedule=description,
-                last_run_at=run.last_run_at if run else None,
-                last_finished_at=run.last_finished_at if run else None,
-                last_status=run.last_status if run else None,
-                last_error=run.last_error if run else None,
-                next_run_at=next_run,
-            )
-        )
-    return jobs
+    return periodic.periodic_jobs(session)

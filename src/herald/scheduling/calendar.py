@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from herald.channels.models import Channel
@@ -51,18 +51,12 @@ class Calendar:
     days: list[CalendarDay]
 
 
-def calendar(
-    session: Session,
-    principal: Principal,
-    *,
-    start: str | None = None,
-    end: str | None = None,
-    channel_id: uuid.UUID | None = None,
-    tz: str = "UTC",
-) -> Calendar:
-    zone = zone_or_422(tz, field="tz")
-    begin, finish = parse_range(start, end, zone)
-    query = (
+def _in_range(
+    principal: Principal, begin: datetime, finish: datetime
+) -> Select[Publication, str, str, str]:
+    """The workspace's deliveries due (or published) in [begin, finish), with their post's
+    title and their channel's name and platform."""
+    return (
         select(Publication, Post.title, Channel.name, Channel.platform)
         .join(Post, Post.id == Publication.post_id)
         .join(Channel, Channel.id == Publication.channel_id)
@@ -82,6 +76,20 @@ def calendar(
             ),
         )
     )
+
+
+def calendar(
+    session: Session,
+    principal: Principal,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    channel_id: uuid.UUID | None = None,
+    tz: str = "UTC",
+) -> Calendar:
+    zone = zone_or_422(tz, field="tz")
+    begin, finish = parse_range(start, end, zone)
+    query = _in_range(principal, begin, finish)
     if channel_id is not None:
         get_channel(session, principal, channel_id)  # another workspace's: 404
         query = query.where(Publication.channel_id == channel_id)

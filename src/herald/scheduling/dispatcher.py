@@ -13,7 +13,7 @@ from datetime import datetime
 
 from herald.core.clock import utcnow
 from herald.core.db import session_scope
-from herald.publishing import service as publishing
+from herald.publishing import actions
 from herald.scheduling import service
 
 log = logging.getLogger(__name__)
@@ -27,11 +27,11 @@ def dispatch_once() -> int:
     total = 0
     while True:
         with session_scope() as session:
-            missed = service.fail_missed(session)
-            pairs = publishing.dispatch_due(session, limit=BATCH)
+            missed = actions.fail_missed(session)
+            pairs = actions.dispatch_due(session, limit=BATCH)
         if missed:
             log.warning("%d delivery(ies) missed by more than the limit; marked failed", missed)
-        publishing.send_all(pairs)
+        actions.send_all(pairs)
         total += len(pairs)
         if len(pairs) < BATCH:  # drained; a full batch means more may be due right now
             return total

@@ -32,7 +32,7 @@ class Scheduled(BaseModel):
 
 class Unscheduled(BaseModel):
     post_id: uuid.UUID
-    cancelled: int
+    cancelled: int = Field(description="How many waiting deliveries were cancelled for certain.")
 
 
 class PeriodicJob(BaseModel):

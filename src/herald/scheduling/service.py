@@ -14,17 +14,15 @@ from sqlalchemy.orm import Session
 
 from herald.core.clock import utcnow
 from herald.core.dates import to_utc
-from herald.core.errors import Conflict, InvalidInput
+from herald.core.errors import InvalidInput
 from herald.core.settings import get_settings
 from herald.jobs.models import READY_STATES, Job
-from herald.posts.service import get_post
-from herald.publishing import service as publishing
-from herald.publishing.models import Publication, PublicationState
-from herald.scheduling.models import PeriodicRun
+from herald.publishing import actions
+from herald.publishing.models import DUE, Publication
+from herald.scheduling.models import PeriodicRun, SlotReservation
 from herald.users.models import LoginFailure
 from herald.users.service import Principal
 
-S = PublicationState
 # Allow a little slack so "now" typed by a person is not refused as past.
 PAST_TOLERANCE = timedelta(seconds=60)
 _ZONE_SUFFIX = re.compile(
@@ -93,21 +91,8 @@ def schedule(
     channel_ids: list[uuid.UUID],
     when: datetime,
 ) -> list[Publication]:
-    return publishing.create_publications(
-        session, principal, post_id, channel_ids, due_at=_future(when)
-    )
-
-
-def _scheduled(
-    session: Session, principal: Principal, post_id: uuid.UUID, channel_ids: list[uuid.UUID] | None
-) -> list[Publication]:
-    get_post(session, principal, post_id)
-    query = select(Publication).where(
-        Publication.post_id == post_id, Publication.state == S.SCHEDULED
-    )
-    if channel_ids:
-        query = query.where(Publication.channel_id.in_(channel_ids))
-    return list(session.scalars(query))
+    """Deliver the post to each channel at ``when`` (not in the past)."""
+    return actions.publish(session, principal, post_id, channel_ids, due_at=_future(when))
 
 
 def reschedule(
@@ -118,48 +103,7 @@ def reschedule(
     channel_ids: list[uuid.UUID] | None = None,
 ) -> list[Publication]:
     """Move scheduled deliveries to a new time; those that already went out are left alone."""
-    when = _future(when)
-    moved = []
-    for publication in _scheduled(session, principal, post_id, channel_ids):
-        # Compare-and-set: a delivery the scheduler just took is not moved.
-        result = session.execute(
-            update(Publication)
-            .where(Publication.id == publication.id, Publication.state == S.SCHEDULED)
-            .values(due_at=when, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(result, "rowcount", 0):
-            moved.append(publication.id)
-    if not moved:
-        raise Conflict("Nothing to reschedule: no delivery of this post is still scheduled.")
-    session.expire_all()
-    return [session.get_one(Publication, pid) for pid in moved]
-
-
-def unschedule(
-    session: Session,
-    principal: Principal,
-    post_id: uuid.UUID,
-    channel_ids: list[uuid.UUID] | None = None,
-) -> int:
-    """Cancel deliveries that have not gone out; returns how many were cancelled."""
-    get_post(session, principal, post_id)
-    query = select(Publication).where(
-        Publication.post_id == post_id, Publication.state.in_([S.SCHEDULED, S.QUEUED, S.RETRY_WAIT])
-    )
-    if channel_ids:
-        query = query.where(Publication.channel_id.in_(channel_ids))
-    cancelled = 0
-    for publication in session.scalars(query):
-        if publishing.transition(
-            session,
-            publication.id,
-            [S.SCHEDULED, S.QUEUED, S.RETRY_WAIT],
-            S.CANCELLED,
-            last_error="unscheduled",
-        ):
-            cancelled += 1
-    return cancelled
+    return actions.reschedule(session, principal, post_id, _future(when), channel_ids)
 
 
 def upcoming(session: Session, principal: Principal, limit: int = 200) -> list[Publication]:
@@ -168,7 +112,7 @@ def upcoming(session: Session, principal: Principal, limit: int = 200) -> list[P
             select(Publication)
             .where(
                 Publication.workspace_id == principal.workspace_id,
-                Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]),
+                Publication.state.in_(list(DUE)),
             )
             .order_by(Publication.due_at)
             .limit(limit)
@@ -176,40 +120,7 @@ def upcoming(session: Session, principal: Principal, limit: int = 200) -> list[P
     )
 
 
-# --- missed while down ------------------------------------------------------------------
-
-
-def fail_missed(session: Session) -> int:
-    """Deliveries due longer ago than the limit fail with reason `missed`, never posted late."""
-    limit = timedelta(seconds=get_settings().missed_limit_seconds)
-    now = utcnow()
-    missed = list(
-        session.execute(
-            select(Publication.id, Publication.due_at).where(
-                Publication.state.in_([S.SCHEDULED, S.RETRY_WAIT]),
-                Publication.due_at < now - limit,
-            )
-        )
-    )
-    failed = 0
-    for publication_id, due_at in missed:
-        if due_at is None:  # the query's comparison excludes NULL; this tells mypy
-            continue
-        late = now - due_at
-        if publishing.transition(
-            session,
-            publication_id,
-            [S.SCHEDULED, S.RETRY_WAIT],
-            S.FAILED,
-            error_kind="missed",
-            last_error=(
-                f"missed: it was due at {due_at.isoformat()} and Herald was not running until "
-                f"{now.isoformat()} ({late.total_seconds() / 3600:.1f} h late, limit "
-                f"{limit.total_seconds() / 3600:g} h); publish it again if it is still wanted"
-            ),
-        ):
-            failed += 1
-    return failed
+# --- the dispatcher ----------------------------------------------------------------------
 
 
 def next_due_at(session: Session) -> datetime | None:
@@ -218,7 +129,7 @@ def next_due_at(session: Session) -> datetime | None:
     sleeping at all until the channel is fixed (its fix releases them itself)."""
     return session.scalar(
         select(Publication.due_at)
-        .where(*publishing.waiting_to_dispatch())
+        .where(*actions.waiting_to_dispatch())
         .order_by(Publication.due_at)
         .limit(1)
     )
@@ -291,8 +202,6 @@ def clean_old_records(session: Session) -> dict[str, int]:
 
     Job rows that carry a delivery stay: they are the delivery's task history.
     """
-    from herald.scheduling.slots import SlotReservation
-
     settings = get_settings()
     cutoff = utcnow() - timedelta(days=settings.job_retention_days)
     carries_delivery = select(Publication.task_id)

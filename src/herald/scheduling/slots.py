@@ -30,12 +30,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import (
-    CheckConstraint,
-    ForeignKey,
-    Index,
-    String,
-    Time,
-    UniqueConstraint,
     delete,
     exists,
     insert,
@@ -43,23 +37,28 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from herald.channels.models import Channel
 from herald.channels.service import get_channel
 from herald.core.clock import utcnow
 from herald.core.dates import check_day, to_utc
-from herald.core.db import Base, IdMixin
 from herald.core.errors import Conflict, InvalidInput
 from herald.posts.service import get_post
+from herald.publishing import actions
 from herald.publishing.models import ACTIVE, Publication, PublicationState
-from herald.publishing.service import create_publications
+from herald.scheduling.models import DEFAULT_TIMEZONE
+
+# The slot models live in scheduling.models; re-exported (PEP 484's "as" form) because
+# herald.models and the tests import them from here.
+from herald.scheduling.models import ChannelSchedule as ChannelSchedule  # noqa: PLC0414
+from herald.scheduling.models import ChannelSlot as ChannelSlot  # noqa: PLC0414
+from herald.scheduling.models import SlotReservation as SlotReservation  # noqa: PLC0414
 from herald.users.service import Principal
 
 S = PublicationState
 # A delivery in one of these states at a slot's instant holds the slot.
-TAKEN = frozenset({S.SCHEDULED, S.QUEUED, S.PUBLISHING, S.PUBLISHED, S.RETRY_WAIT})
-DEFAULT_TIMEZONE = "UTC"
+TAKEN = ACTIVE | {S.PUBLISHED}
 DEFAULT_RANGE = timedelta(days=14)
 MAX_RANGE = timedelta(days=92)
 # How far ahead the queue looks for a free slot, and in what steps it reads deliveries.
@@ -84,61 +83,6 @@ def weekday_number(value: int | str) -> int:
     if 0 <= value <= 6:
         return value
     raise ValueError(f"weekday {value} is not 0 (Monday) to 6 (Sunday)")
-
-
-# --- models ------------------------------------------------------------------------------
-
-
-class ChannelSchedule(Base):
-    """A channel's slot settings: its time zone (the channels table stays as it is)."""
-
-    __tablename__ = "channel_schedules"
-
-    channel_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True
-    )
-    workspace_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
-    )
-    timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIMEZONE)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-
-
-class ChannelSlot(IdMixin, Base):
-    """One weekly posting slot: a weekday (0 = Monday) and a local wall-clock time."""
-
-    __tablename__ = "channel_slots"
-    __table_args__ = (
-        UniqueConstraint("channel_id", "weekday", "local_time"),
-        CheckConstraint("weekday >= 0 AND weekday <= 6", name="weekday_range"),
-    )
-
-    workspace_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
-    )
-    channel_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
-    weekday: Mapped[int]
-    local_time: Mapped[time] = mapped_column(Time())
-
-
-class SlotReservation(IdMixin, Base):
-    """A slot instant claimed by a queued delivery; unique per channel and instant."""
-
-    __tablename__ = "slot_reservations"
-    __table_args__ = (
-        UniqueConstraint("channel_id", "due_at"),
-        Index("ix_slot_reservations_publication", "publication_id"),
-    )
-
-    workspace_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
-    )
-    channel_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
-    due_at: Mapped[datetime]
-    publication_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("publications.id", ondelete="CASCADE")
-    )
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # --- time zones and ranges ---------------------------------------------------------------
@@ -477,6 +421,13 @@ def _next_free_slot(
     )
 
 
+def _already_there(publication: Publication, timezone: str, now: datetime) -> QueuedDelivery:
+    """The delivery the post already has on the channel: returned, no slot used."""
+    at = publication.due_at or now
+    local = at.astimezone(load_zone(timezone))
+    return QueuedDelivery(publication.channel_id, timezone, at, local, publication, existing=True)
+
+
 def queue_post(
     session: Session,
     principal: Principal,
@@ -501,7 +452,7 @@ def queue_post(
             select(Publication).where(
                 Publication.post_id == post.id,
                 Publication.channel_id.in_([c.id for c in channels]),
-                Publication.state.in_([*ACTIVE, S.PUBLISHED]),
+                Publication.state.in_(list(TAKEN)),
             )
         )
     }
@@ -515,39 +466,19 @@ def queue_post(
     }
     result = []
     for channel in channels:
-        zone = load_zone(configs[channel.id].timezone)
+        timezone = configs[channel.id].timezone
         if channel.id in existing:
-            publication = existing[channel.id]
-            at = publication.due_at or now
-            result.append(
-                QueuedDelivery(
-                    channel.id,
-                    configs[channel.id].timezone,
-                    at,
-                    at.astimezone(zone),
-                    publication,
-                    existing=True,
-                )
-            )
+            result.append(_already_there(existing[channel.id], timezone, now))
             continue
         instant, reservation_id = chosen[channel.id]
-        (publication,) = create_publications(
-            session, principal, post.id, [channel.id], due_at=instant
-        )
+        (publication,) = actions.publish(session, principal, post.id, [channel.id], due_at=instant)
         session.execute(
             update(SlotReservation)
             .where(SlotReservation.id == reservation_id)
             .values(publication_id=publication.id)
             .execution_options(synchronize_session=False)
         )
-        result.append(
-            QueuedDelivery(
-                channel.id,
-                configs[channel.id].timezone,
-                instant,
-                instant.astimezone(zone),
-                publication,
-            )
-        )
+        local = instant.astimezone(load_zone(timezone))
+        result.append(QueuedDelivery(channel.id, timezone, instant, local, publication))
     session.flush()
     return result

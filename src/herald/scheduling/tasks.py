@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from herald.core.clock import utcnow
 from herald.core.db import session_scope
 from herald.core.settings import get_settings
-from herald.publishing import service as publishing
+from herald.publishing.reconcile import reconcile as reconcile_pass
 from herald.scheduling import service
 from herald.worker import app
 
@@ -49,7 +49,7 @@ def reconcile() -> dict[str, Any]:
     return run_periodic(
         "reconcile-stuck-deliveries",
         lambda now: service.epoch_key(now, get_settings().reconcile_interval_seconds),
-        publishing.reconcile,
+        reconcile_pass,
     )
 
 

@@ -42,8 +42,10 @@ const DELIVERY_LABELS = {
   unconfirmed: "Unconfirmed",
   cancelled: "Cancelled",
 };
-const CANCELLABLE = new Set(["scheduled", "queued", "retry_wait", "publishing"]);
-const RETRYABLE = new Set(["failed", "unconfirmed"]);
+// The delivery state machine as the server declares it (GET publications/states): which
+// states a delivery can still be cancelled in (active) or sent again from (retryable).
+let deliveryGroups = { active: [], retryable: [] };
+const inGroup = (group, state) => (deliveryGroups[group] || []).includes(state);
 
 const $ = (id) => document.getElementById(id);
 
@@ -253,7 +255,13 @@ async function startSession() {
     if (!document.hidden) refreshHealth();
   }, HEALTH_INTERVAL_MS);
   current.live = connectLive(current);
+  // Before the posts: their deliveries' buttons depend on the groups.
+  await loadDeliveryStates().catch(() => {});
   await Promise.allSettled([loadMe(), refreshHealth(), loadPlatforms(), loadChannels(), loadPosts()]);
+}
+
+async function loadDeliveryStates() {
+  deliveryGroups = (await api("/publications/states")).groups;
 }
 
 async function loadMe() {
@@ -825,34 +833,8 @@ function deliveryItem(postId, ui, p) {
     h(
       "div",
       { class: "delivery-actions" },
-      CANCELLABLE.has(p.state)
-        ? h(
-            "button",
-            {
-              type: "button",
-              class: "button small",
-              "data-focus-key": `delivery-cancel-${p.id}`,
-              "aria-label": `Cancel delivery to ${name}`,
-              "aria-disabled": busy,
-              onclick: () => cancelDelivery(postId, p.id),
-            },
-            "Cancel",
-          )
-        : null,
-      RETRYABLE.has(p.state)
-        ? h(
-            "button",
-            {
-              type: "button",
-              class: "button small",
-              "data-focus-key": `delivery-retry-${p.id}`,
-              "aria-label": `Retry delivery to ${name}`,
-              "aria-disabled": busy,
-              onclick: () => retryDelivery(postId, p.id),
-            },
-            "Retry",
-          )
-        : null,
+      inGroup("active", p.state) ? deliveryButton("Cancel", p, name, busy, () => cancelDelivery(postId, p.id)) : null,
+      inGroup("retryable", p.state) ? deliveryButton("Retry", p, name, busy, () => retryDelivery(postId, p.id)) : null,
     ),
   );
 }
@@ -1066,6 +1048,22 @@ async function deliveryAction(postId, publicationId, run) {
   if (note) ui.notes.set(publicationId, note);
   renderDeliveries(postId);
   await refreshPost(postId);
+}
+
+/** A delivery's Cancel or Retry button; its focus key survives the row's re-render. */
+function deliveryButton(label, p, channelName, busy, onclick) {
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "button small",
+      "data-focus-key": `delivery-${label.toLowerCase()}-${p.id}`,
+      "aria-label": `${label} delivery to ${channelName}`,
+      "aria-disabled": busy,
+      onclick,
+    },
+    label,
+  );
 }
 
 function cancelDelivery(postId, publicationId) {
