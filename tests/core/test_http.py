@@ -148,23 +148,27 @@ def server() -> Iterator[Server]:
 
 
 class FakeDNS:
-    """A resolver answering from a table; each answer may be a list (always the same) or
-    a list of lists (one per call, the last repeated). Unknown names do not resolve."""
+    """A resolver answering from a table, always the same answer for a name; a name in
+    ``in_turn`` gets one answer per call, the last repeated. Unknown names do not resolve."""
 
-    def __init__(self, table: dict[str, Sequence[str] | Sequence[Sequence[str]]]) -> None:
+    def __init__(
+        self,
+        table: dict[str, Sequence[str]],
+        in_turn: dict[str, Sequence[Sequence[str]]] | None = None,
+    ) -> None:
         self.table = table
+        self.in_turn = in_turn or {}
         self.calls: list[str] = []
 
     def __call__(self, host: str, port: int) -> list[IPAddress]:
         self.calls.append(host)
-        answers = self.table.get(host)
-        if answers is None:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        if answers and not isinstance(answers[0], str):
-            sequence = list(answers)
-            answer = sequence[min(self.calls.count(host), len(sequence)) - 1]
+        if host in self.in_turn:
+            answers = self.in_turn[host]
+            answer = answers[min(self.calls.count(host), len(answers)) - 1]
+        elif host in self.table:
+            answer = self.table[host]
         else:
-            answer = answers
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return [ipaddress.ip_address(a) for a in answer]
 
 
@@ -443,7 +447,7 @@ def test_a_name_is_resolved_once_and_the_checked_address_is_connected_to(
     refused: nothing reaches the loopback server."""
     public = Server().start()  # stands in for the public host at 93.184.215.14
     try:
-        dns = FakeDNS({"rebind.example": [["93.184.215.14"], ["127.0.0.1"]]})
+        dns = FakeDNS({}, in_turn={"rebind.example": [["93.184.215.14"], ["127.0.0.1"]]})
         network = RecordingNetwork(route={"93.184.215.14": public.port})
         url = f"http://rebind.example:{server.port}/"
         with refusing_client(dns, network=network) as client:

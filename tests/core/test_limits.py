@@ -9,7 +9,7 @@ import json
 import os
 import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -123,9 +123,9 @@ def test_the_middleware_stops_reading_right_after_the_limit() -> None:
         while True:
             await receive()
 
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     middleware = BodyLimit(read_everything, limit_for=lambda scope: (10 * 1024, "TEST_LIMIT"))

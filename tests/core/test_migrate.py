@@ -51,7 +51,7 @@ def _workspace_indexes(url: str) -> dict[str, set[str]]:
             table: {
                 i["name"]
                 for i in found.get_indexes(table)
-                if i["column_names"][:1] == ["workspace_id"]
+                if i["column_names"][:1] == ["workspace_id"] and i["name"] is not None
             }
             for table in ("channels", "posts", "jobs")
         }

@@ -109,11 +109,11 @@ def test_forwarded_for_from_a_trusted_proxy_names_the_client(db_backend: str) ->
 
 def test_proxy_options() -> None:
     assert uvicorn_proxy_options(Settings()) == {"proxy_headers": False}
-    trusted = Settings(trusted_proxies="10.0.0.0/8, ::1")  # type: ignore[arg-type]
+    trusted = Settings(trusted_proxies="10.0.0.0/8, ::1")
     assert uvicorn_proxy_options(trusted) == {
         "proxy_headers": True,
         "forwarded_allow_ips": ["10.0.0.0/8", "::1"],
     }
     for wrong in ("10.0.0.1/8", "proxy.internal", "*"):
         with pytest.raises(ConfigurationError, match="HERALD_TRUSTED_PROXIES"):
-            uvicorn_proxy_options(Settings(trusted_proxies=wrong))  # type: ignore[arg-type]
+            uvicorn_proxy_options(Settings(trusted_proxies=wrong))

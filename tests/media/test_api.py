@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.conftest import Account
+from tests.conftest import Account, MakeAccount
 
 
 def image_bytes(kind: str = "PNG", size: tuple[int, int] = (8, 6)) -> bytes:
@@ -27,7 +28,8 @@ def upload(
     filename: str = "photo.png",
     content_type: str = "image/png",
     alt_text: str | None = "A red rectangle",
-) -> tuple[int, dict[str, object]]:
+) -> tuple[int, dict[str, Any]]:
+    """The status and the JSON body of an upload."""
     form = {"alt_text": alt_text} if alt_text is not None else {}
     response = client.post(
         "/api/v1/media",
@@ -35,7 +37,8 @@ def upload(
         data=form,
         headers=account.headers,
     )
-    return response.status_code, response.json()
+    body: dict[str, Any] = response.json()
+    return response.status_code, body
 
 
 @pytest.mark.parametrize(
@@ -140,7 +143,7 @@ def test_post_carries_images_in_order_and_in_use_cannot_be_deleted(
 
 def test_another_workspace_cannot_see_or_use_an_image(
     client: TestClient,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     owner = make_account("a@example.com", workspace="a")
     other = make_account("b@example.com", workspace="b")

@@ -3,12 +3,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
+from httpx2 import Response
 
 from herald.core.clock import utcnow
-from tests.conftest import Account
+from tests.conftest import Account, MakeAccount, SessionFactory
 
 
-def login(client: TestClient, email: str, password: str) -> object:
+def login(client: TestClient, email: str, password: str) -> Response:
     return client.post("/api/v1/auth/login", json={"email": email, "password": password})
 
 
@@ -45,7 +46,7 @@ def test_five_wrong_passwords_in_a_row_get_429(client: TestClient, account: Acco
 
 
 def test_failures_from_one_address_are_limited_across_accounts(
-    client: TestClient, make_account
+    client: TestClient, make_account: MakeAccount
 ) -> None:
     from herald.core.settings import get_settings
 
@@ -86,7 +87,7 @@ def test_expired_session_token_is_refused(client: TestClient, account: Account) 
 
 
 def test_personal_tokens_are_shown_once_stored_hashed_and_revocable(
-    client: TestClient, account: Account, db
+    client: TestClient, account: Account, db: SessionFactory
 ) -> None:
     from sqlalchemy import select
 
@@ -109,7 +110,7 @@ def test_personal_tokens_are_shown_once_stored_hashed_and_revocable(
     assert client.get("/api/v1/auth/me", headers=headers).status_code == 401
 
 
-def test_only_admins_create_users(client: TestClient, make_account) -> None:
+def test_only_admins_create_users(client: TestClient, make_account: MakeAccount) -> None:
     admin = make_account("admin@example.com", admin=True)
     member = make_account("member@example.com", admin=False)
     refused = client.post(
@@ -137,7 +138,7 @@ def test_validation_errors_list_each_field(client: TestClient) -> None:
 
 
 def test_admins_add_users_on_local_names_with_the_rule_the_cli_uses(
-    client: TestClient, make_account
+    client: TestClient, make_account: MakeAccount
 ) -> None:
     admin = make_account("admin@herald.localhost", admin=True)
     created = client.post(
