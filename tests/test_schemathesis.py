@@ -23,6 +23,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis import APIOperation, Case
 
 from herald.app import create_app
+from herald.core.settings import get_settings
+from herald.users import service
 from tests.conftest import Account
 
 SEED = 16
@@ -143,8 +145,6 @@ for _schema in (sqlite_schema, postgresql_schema):
 def signed_in(make_account: Any, redis_broker: str, monkeypatch: pytest.MonkeyPatch) -> Account:
     """A workspace admin holding TOKEN; the suite's Redis as broker; no second-long wait
     for a worker to answer the health checks' ping (none runs here)."""
-    from herald.core.settings import get_settings
-    from herald.users import service
 
     with monkeypatch.context() as issuing:
         issuing.setattr(service, "new_token", lambda: TOKEN)

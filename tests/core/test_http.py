@@ -20,7 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpcore
 import httpx
 import pytest
+from sqlalchemy import text
 
+from herald.core import db
 from herald.core.http import (
     USER_AGENT,
     AddressNotAllowed,
@@ -33,6 +35,7 @@ from herald.core.http import (
     parse_ipv4,
     refusal,
 )
+from herald.core.settings import Settings
 
 MB = 1024 * 1024
 
@@ -420,8 +423,6 @@ def test_allowed_networks_reach_what_they_name_and_nothing_else(server: Server) 
 
 
 def test_the_default_allows_nothing_private(monkeypatch: pytest.MonkeyPatch) -> None:
-    from herald.core.settings import Settings
-
     monkeypatch.delenv("HERALD_ALLOWED_PRIVATE_NETWORKS", raising=False)
     assert Settings().allowed_private_networks == []
     assert refusal(ipaddress.ip_address("127.0.0.1")) == "a loopback address"
@@ -429,8 +430,6 @@ def test_the_default_allows_nothing_private(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_the_setting_is_comma_separated_cidrs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from herald.core.settings import Settings
-
     monkeypatch.setenv("HERALD_ALLOWED_PRIVATE_NETWORKS", "127.0.0.0/8, ::1/128,10.1.2.3")
     assert Settings().allowed_private_networks == ["127.0.0.0/8", "::1/128", "10.1.2.3"]
     monkeypatch.setenv("HERALD_ALLOWED_PRIVATE_NETWORKS", "127.0.0.0/8,lan")
@@ -580,10 +579,6 @@ def test_a_compressed_answer_is_capped_decompressed_without_inflating_it_all(
 def test_no_request_while_a_transaction_is_open(
     db_backend: str, server: Server, scope: str
 ) -> None:
-    from sqlalchemy import text
-
-    from herald.core import db
-
     with make_client(allowed=["127.0.0.1/32"]) as client:
         with getattr(db, scope)() as session:
             session.execute(text("SELECT 1"))

@@ -17,7 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from herald.app import create_app
 from herald.core.limits import BodyLimit
+from herald.core.settings import get_settings
 from tests.conftest import Account
 from tests.servers import serve
 
@@ -27,7 +29,6 @@ MiB = 1024 * 1024
 @pytest.fixture
 def server(db_backend: str) -> Iterator[str]:
     """The app under a real uvicorn, as `herald api` serves it."""
-    from herald.app import create_app
 
     with serve(create_app()) as url:
         yield url
@@ -143,8 +144,6 @@ def _noise_png(side: int) -> bytes:
 
 
 def test_media_uploads_keep_their_own_limit(client: TestClient, account: Account) -> None:
-    from herald.core.settings import get_settings
-
     settings = get_settings()
     saved = settings.media_max_bytes
     settings.media_max_bytes = 3 * MiB

@@ -4,6 +4,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -30,7 +31,6 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
         return
     if reason := postgres_available():
         service_missing("PostgreSQL", reason)
-    import psycopg
 
     name = f"herald_migrate_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:

@@ -15,6 +15,8 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from referencing import Registry, Resource
 
+from herald.app import create_app
+from herald.core.errors import InvalidInput
 from tests.conftest import Account
 
 PROBLEM_JSON = "application/problem+json"
@@ -28,8 +30,6 @@ OWN_ERROR_BODIES = {
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    from herald.app import create_app
-
     return create_app().openapi()
 
 
@@ -146,9 +146,6 @@ def test_missing_token_is_a_documented_401(client: TestClient, spec: dict[str, A
 
 
 def test_a_rule_broken_without_a_field_still_lists_errors(db_backend: str) -> None:
-    from herald.app import create_app
-    from herald.core.errors import InvalidInput
-
     app = create_app()
     rules = APIRouter()
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from herald.core.proxies import uvicorn_proxy_options
-from herald.core.settings import ConfigurationError, Settings
+from herald.core.settings import ConfigurationError, Settings, get_settings
 
 pytestmark = pytest.mark.integration
 PER_ADDRESS = 4
@@ -27,7 +27,6 @@ one_backend = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 @contextmanager
 def herald_api(extra_env: dict[str, str]) -> Iterator[httpx.Client]:
     """`herald api` in its own process, on the suite's database; a client for it."""
-    from herald.core.settings import get_settings
 
     settings = get_settings()
     with socket.socket() as probe:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from herald.scheduling.heartbeat import last_beat
 from tests.conftest import Account, SessionFactory
 from tests.fakes.webhook_receiver import Receiver
 from tests.faults.tally import tally
@@ -21,8 +22,6 @@ FAST_LEASE = {"HERALD_PUBLISH_LEASE_SECONDS": "2", "HERALD_RECONCILE_INTERVAL_SE
 
 
 def scheduler_started(db: SessionFactory) -> bool:
-    from herald.scheduling.heartbeat import last_beat
-
     with db() as s:
         return last_beat(s) is not None
 

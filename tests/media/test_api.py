@@ -11,6 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from herald.core.db import session_scope
+from herald.core.settings import get_settings
+from herald.posts.models import Post
+from herald.publishing.service import post_content
 from tests.conftest import Account, MakeAccount
 
 
@@ -81,8 +85,6 @@ def test_truncated_image_is_refused(client: TestClient, account: Account) -> Non
 def test_too_large_is_413(
     client: TestClient, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from herald.core.settings import get_settings
-
     def files() -> int:
         return sum(1 for p in get_settings().media_dir.rglob("*") if p.is_file())
 
@@ -109,8 +111,6 @@ def test_alt_text_limit_and_update(client: TestClient, account: Account) -> None
 def test_post_carries_images_in_order_and_in_use_cannot_be_deleted(
     client: TestClient, account: Account
 ) -> None:
-    from herald.core.settings import get_settings
-
     first = upload(client, account, image_bytes("PNG"))[1]
     second = upload(client, account, image_bytes("JPEG"))[1]
     post = client.post(
@@ -157,10 +157,6 @@ def test_another_workspace_cannot_see_or_use_an_image(
 
 
 def test_adapters_see_the_images_with_alt_text(client: TestClient, account: Account) -> None:
-    from herald.core.db import session_scope
-    from herald.posts.models import Post
-    from herald.publishing.service import post_content
-
     media = upload(client, account, image_bytes())[1]
     post = client.post(
         "/api/v1/posts", json={"title": "x", "media_ids": [media["id"]]}, headers=account.headers

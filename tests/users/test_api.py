@@ -4,8 +4,11 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from httpx2 import Response
+from sqlalchemy import select
 
-from herald.core.clock import utcnow
+from herald.core.clock import set_clock, utcnow
+from herald.core.settings import get_settings
+from herald.users.models import ApiToken
 from tests.conftest import Account, MakeAccount, SessionFactory
 
 
@@ -48,8 +51,6 @@ def test_five_wrong_passwords_in_a_row_get_429(client: TestClient, account: Acco
 def test_failures_from_one_address_are_limited_across_accounts(
     client: TestClient, make_account: MakeAccount
 ) -> None:
-    from herald.core.settings import get_settings
-
     settings = get_settings()
     limit = settings.login_max_failures_per_ip
     statuses = [login(client, f"nobody{i}@example.com", "x").status_code for i in range(limit)]
@@ -74,8 +75,6 @@ def test_requests_without_or_with_bad_token_are_401(client: TestClient, account:
 
 
 def test_expired_session_token_is_refused(client: TestClient, account: Account) -> None:
-    from herald.core.clock import set_clock
-
     token = login(client, account.email, account.password).json()["access_token"]
     later = utcnow() + timedelta(days=2)
     set_clock(lambda: later)
@@ -89,10 +88,6 @@ def test_expired_session_token_is_refused(client: TestClient, account: Account) 
 def test_personal_tokens_are_shown_once_stored_hashed_and_revocable(
     client: TestClient, account: Account, db: SessionFactory
 ) -> None:
-    from sqlalchemy import select
-
-    from herald.users.models import ApiToken
-
     created = client.post("/api/v1/auth/tokens", json={"name": "ci"}, headers=account.headers)
     assert created.status_code == 201
     token = created.json()["token"]
