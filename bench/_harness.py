@@ -9,8 +9,8 @@
   answers like a real receiver; :func:`receiver_capacity` checks it is not the bottleneck.
 - :func:`postgres_database`, :func:`fresh_redis`: fresh services, cleaned up afterwards.
 - :class:`CpuMeter`: how much CPU everyone else used while a measurement ran.
-- :func:`hard_timeout`, :func:`wait_until`, :func:`machine_info`, and :func:`chart_svg`, a
-  self-contained SVG of completion curves and rate bars (no plotting library needed).
+- :func:`hard_timeout`, :func:`wait_until`, :func:`machine_info`; the charts are in
+  :mod:`bench._charts`.
 
 ``python -m bench._harness worker|receiver ...`` are the child-process entry points.
 """
@@ -18,13 +18,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import atexit
 import contextlib
 import cProfile
 import hashlib
 import hmac
+import http.client
 import importlib
 import json
-import math
 import os
 import platform
 import pstats
@@ -39,9 +41,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from xml.sax.saxutils import escape
 
 import httpx
+import psycopg
+import redis
+from celery import signals
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE_DIR_ENV = "BENCH_PROFILE_DIR"
@@ -465,9 +469,6 @@ def _worker_main(argv: list[str]) -> None:
 def _install_task_profiler(directory: Path, task_names: set[str]) -> None:
     """cProfile every run of the named tasks, one profile per (process, thread, task);
     dumped every few seconds and when the pool process exits."""
-    import atexit
-
-    from celery import signals
 
     local = threading.local()
     lock = threading.Lock()
@@ -532,7 +533,7 @@ class ProfileSummary:
         if self.stats is None:
             return 0.0, 0
         total, calls = 0.0, 0
-        for (filename, _line, name), row in self.stats.stats.items():  # type: ignore[attr-defined]
+        for (filename, _line, name), row in self.stats.stats.items():  # type: ignore[attr-defined]  # typeshed omits Stats.stats
             if name == function and filename.replace("\\", "/").endswith(module_suffix):
                 _cc, nc, _tt, ct, _callers = row
                 total += ct
@@ -544,7 +545,7 @@ class ProfileSummary:
             return []
         index = {"tottime": 2, "cumtime": 3}[key]
         rows = sorted(
-            self.stats.stats.items(),  # type: ignore[attr-defined]
+            self.stats.stats.items(),  # type: ignore[attr-defined]  # typeshed omits Stats.stats
             key=lambda item: item[1][index],
             reverse=True,
         )[:count]
@@ -588,7 +589,6 @@ def load_profiles(directory: Path, task: str) -> ProfileSummary:
 
 def fresh_redis(url: str) -> None:
     """Check the Redis at ``url`` answers and empty its database."""
-    import redis
 
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
@@ -603,7 +603,6 @@ def postgres_database(
     admin_url: str = DEFAULT_PG_ADMIN_URL, prefix: str = "herald_bench"
 ) -> Iterator[str]:
     """A new, empty database (dropped afterwards); yields its SQLAlchemy (psycopg) URL."""
-    import psycopg
 
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     try:
@@ -676,7 +675,6 @@ def _receiver_protocol(state: _ReceiverState) -> Any:
     """HTTP/1.1 with keep-alive on one asyncio loop: a stand-in for a platform on another
     machine, so it should take as little of this machine's CPU as it can (a threaded
     ``http.server`` took about 0.3 ms per request, this about a third of that)."""
-    import asyncio
 
     class Protocol(asyncio.Protocol):
         def connection_made(self, transport: Any) -> None:
@@ -717,8 +715,6 @@ def _receiver_protocol(state: _ReceiverState) -> Any:
 
 
 def _receiver_main(argv: list[str]) -> None:
-    import asyncio
-
     parser = argparse.ArgumentParser(prog="python -m bench._harness receiver")
     parser.add_argument("--secret", required=True)
     parser.add_argument("--port-file", required=True, type=Path)
@@ -810,7 +806,6 @@ def receiver_capacity(receiver: Receiver, requests: int, threads: int = 4) -> fl
     case: Herald's pooled client keeps its connections alive), from ``threads`` threads.
     A lower bound (the client shares this process's GIL); compare it with the rate under
     test. Resets the receiver afterwards."""
-    import http.client
 
     body = b'{"event":"post.published","post":{}}'
     counter = iter(range(requests))
@@ -856,137 +851,6 @@ def receiver_capacity(receiver: Receiver, requests: int, threads: int = 4) -> fl
     if errors:
         raise BenchError(f"the receiver answered {errors[0]} during its capacity check")
     return requests / elapsed
-
-
-# --- the plot ----------------------------------------------------------------------------
-
-
-@dataclass
-class Curve:
-    label: str
-    times: Sequence[float]  # seconds from the start, one per completion
-    color: str
-
-
-@dataclass
-class Bar:
-    label: str
-    value: float
-    color: str
-    note: str = ""
-
-
-def _ticks(maximum: float, count: int = 5) -> list[float]:
-    maximum = max(maximum, 1e-9)
-    raw = maximum / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    return [i * step for i in range(math.ceil(maximum / step - 1e-9) + 1)]
-
-
-def _fmt(value: float) -> str:
-    if value >= 100 or value == int(value):
-        return f"{value:,.0f}"
-    return f"{value:.3g}"
-
-
-def chart_svg(
-    title: str, subtitle: str, curves: Sequence[Curve], bars: Sequence[Bar], *, unit: str
-) -> str:
-    """Completion over time (left) and rates (right), as one standalone SVG document."""
-    width, height = 960, 440
-    top, bottom = 70, 60
-    lx, lw = 70, 540  # the curves panel
-    bx, bw = 700, 220  # the bars panel
-    ph = height - top - bottom
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" '
-        'font-size="12">',
-        f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="{lx}" y="26" font-size="17" font-weight="bold">{escape(title)}</text>',
-        f'<text x="{lx}" y="46" fill="#555">{escape(subtitle)}</text>',
-    ]
-
-    # Completion curves.
-    t_max = max((max(c.times) for c in curves if c.times), default=1.0)
-    n_max = max((len(c.times) for c in curves), default=1)
-    xt, yt = _ticks(t_max), _ticks(n_max)
-    x_scale, y_scale = lw / xt[-1], ph / yt[-1]
-    for value in xt:
-        x = lx + value * x_scale
-        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" stroke="#eee"/>')
-        out.append(
-            f'<text x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle">{_fmt(value)}</text>'
-        )
-    for value in yt:
-        y = top + ph - value * y_scale
-        out.append(f'<line x1="{lx}" y1="{y:.1f}" x2="{lx + lw}" y2="{y:.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{lx - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(value)}</text>')
-    out.append(f'<rect x="{lx}" y="{top}" width="{lw}" height="{ph}" fill="none" stroke="#999"/>')
-    out.append(
-        f'<text x="{lx + lw / 2}" y="{height - 22}" text-anchor="middle">seconds from the '
-        "first send</text>"
-    )
-    out.append(
-        f'<text transform="translate(18 {top + ph / 2}) rotate(-90)" text-anchor="middle">'
-        f"{escape(unit)} completed</text>"
-    )
-    for index, curve in enumerate(curves):
-        times = sorted(curve.times)
-        stride = max(1, len(times) // 400)
-        points = [(0.0, 0)] + [(t, i + 1) for i, t in enumerate(times) if i % stride == 0]
-        if times:
-            points.append((times[-1], len(times)))
-        path = " ".join(f"{lx + t * x_scale:.1f},{top + ph - n * y_scale:.1f}" for t, n in points)
-        out.append(
-            f'<polyline points="{path}" fill="none" stroke="{curve.color}" stroke-width="2"/>'
-        )
-        # The legend sits bottom right, where completion curves never go.
-        ly = top + ph - 14 - 18 * (len(curves) - 1 - index)
-        out.append(
-            f'<line x1="{lx + lw - 32}" y1="{ly - 4}" x2="{lx + lw - 12}" y2="{ly - 4}" '
-            f'stroke="{curve.color}" stroke-width="3"/>'
-        )
-        out.append(
-            f'<text x="{lx + lw - 38}" y="{ly}" text-anchor="end">{escape(curve.label)}</text>'
-        )
-
-    # Rate bars.
-    v_max = max((b.value for b in bars), default=1.0)
-    vt = _ticks(v_max * 1.08)  # room for the value above the tallest bar
-    v_scale = ph / vt[-1]
-    for value in vt:
-        y = top + ph - value * v_scale
-        out.append(f'<line x1="{bx}" y1="{y:.1f}" x2="{bx + bw}" y2="{y:.1f}" stroke="#eee"/>')
-        out.append(f'<text x="{bx - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(value)}</text>')
-    slot = bw / max(len(bars), 1)
-    for index, bar in enumerate(bars):
-        h = bar.value * v_scale
-        x = bx + index * slot + slot * 0.15
-        out.append(
-            f'<rect x="{x:.1f}" y="{top + ph - h:.1f}" width="{slot * 0.7:.1f}" '
-            f'height="{h:.1f}" fill="{bar.color}"/>'
-        )
-        cx = x + slot * 0.35
-        out.append(
-            f'<text x="{cx:.1f}" y="{top + ph - h - 6:.1f}" text-anchor="middle" '
-            f'font-weight="bold">{_fmt(bar.value)}</text>'
-        )
-        label = escape(bar.label)
-        out.append(f'<text x="{cx:.1f}" y="{top + ph + 16}" text-anchor="middle">{label}</text>')
-        if bar.note:
-            out.append(
-                f'<text x="{cx:.1f}" y="{top + ph + 32}" text-anchor="middle" fill="#555">'
-                f"{escape(bar.note)}</text>"
-            )
-    out.append(f'<rect x="{bx}" y="{top}" width="{bw}" height="{ph}" fill="none" stroke="#999"/>')
-    out.append(
-        f'<text transform="translate({bx - 48} {top + ph / 2}) rotate(-90)" '
-        f'text-anchor="middle">{escape(unit)} per second</text>'
-    )
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
 
 
 def new_workdir(prefix: str) -> Path:

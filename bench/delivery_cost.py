@@ -29,14 +29,21 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.engine import Transaction
+from sqlalchemy.orm import Session
+
+from bench._charts import PartBar, parts_chart_svg
 from bench._harness import add_stack_arguments, machine_info, run_main, source_info, write_outputs
+from bench.publish_throughput import Bench, create_fixtures, set_up
 
 NAME = "delivery_cost"
 REQUEST, DELIVERY = "request", "delivery"
@@ -125,8 +132,6 @@ class PartTimer:
 @contextlib.contextmanager
 def patched(timer: PartTimer) -> Iterator[None]:
     """Herald's functions, timed where the code under test looks them up."""
-    from sqlalchemy.engine import Transaction
-    from sqlalchemy.orm import Session
 
     from herald.events import service as events
     from herald.publishing import actions, delivery
@@ -172,8 +177,6 @@ def deliver_all(bench: Any, timer: PartTimer, post_ids: list[uuid.UUID]) -> list
 
 
 def check(bench: Any, n: int) -> list[str]:
-    from sqlalchemy import func, select
-
     from herald.core.db import session_scope
     from herald.publishing.models import Publication
 
@@ -217,9 +220,6 @@ def _row(side: str, part: str, calls: float, cpu: float, wall: float, n: int) ->
 
 
 def print_table(rows: list[dict[str, Any]], timer: PartTimer, n: int) -> dict[str, float]:
-    from rich.console import Console
-    from rich.table import Table
-
     total = sum(row["cpu_ms"] for row in rows)
     celery = sum(row["cpu_ms"] for row in rows if row["celery"])
     table = Table(title=f"CPU per webhook delivery, part by part (N={n}, serial, one process)")
@@ -247,48 +247,25 @@ def print_table(rows: list[dict[str, Any]], timer: PartTimer, n: int) -> dict[st
     return sums
 
 
-def bars_svg(title: str, subtitle: str, rows: list[dict[str, Any]]) -> str:
+def parts_chart(title: str, subtitle: str, rows: list[dict[str, Any]]) -> str:
     """One horizontal bar per part, CPU ms per delivery, coloured by side."""
-    width, bar_h, gap, left, top = 960, 22, 8, 330, 80
-    height = top + len(rows) * (bar_h + gap) + 50
-    longest = max((row["cpu_ms"] for row in rows), default=1.0) or 1.0
-    scale = (width - left - 90) / longest
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" '
-        'font-size="12">',
-        f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<text x="20" y="28" font-size="17" font-weight="bold">{escape(title)}</text>',
-        f'<text x="20" y="50" fill="#555">{escape(subtitle)}</text>',
+    parts = [
+        PartBar(
+            f"{row['side']}: {row['part']}",
+            row["cpu_ms"],
+            COLORS["celery" if row["celery"] else row["side"]],
+        )
+        for row in rows
     ]
-    for index, row in enumerate(rows):
-        y = top + index * (bar_h + gap)
-        color = COLORS["celery" if row["celery"] else row["side"]]
-        label = f"{row['side']}: {row['part']}"
-        out += [
-            f'<text x="{left - 8}" y="{y + 15}" text-anchor="end">{escape(label)}</text>',
-            f'<rect x="{left}" y="{y}" width="{max(row["cpu_ms"] * scale, 1):.1f}" '
-            f'height="{bar_h}" fill="{color}"/>',
-            f'<text x="{left + row["cpu_ms"] * scale + 6:.1f}" y="{y + 15}">'
-            f"{row['cpu_ms']:.3f} ms</text>",
-        ]
-    legend_y = height - 20
-    for index, (name, color) in enumerate(
-        [("request side", COLORS[REQUEST]), ("delivery (worker task body)", COLORS[DELIVERY]),
-         ("Celery's own send (raw Celery pays it too)", COLORS["celery"])]
-    ):  # fmt: skip
-        x = 20 + index * 300
-        out += [
-            f'<rect x="{x}" y="{legend_y - 11}" width="12" height="12" fill="{color}"/>',
-            f'<text x="{x + 18}" y="{legend_y}">{escape(name)}</text>',
-        ]
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    legend = [
+        ("request side", COLORS[REQUEST]),
+        ("delivery (worker task body)", COLORS[DELIVERY]),
+        ("Celery's own send (raw Celery pays it too)", COLORS["celery"]),
+    ]
+    return parts_chart_svg(title, subtitle, parts, legend)
 
 
 def run(args: argparse.Namespace) -> list[str]:
-    from bench.publish_throughput import Bench, create_fixtures, set_up
-
     machine, source = machine_info(), source_info()
     with contextlib.ExitStack() as stack:
         workdir, database_url, _env, receiver, _capacity = set_up(args, stack, "hd-", args.n)
@@ -324,7 +301,7 @@ def run(args: argparse.Namespace) -> list[str]:
             "parts": rows,
             "problems": problems,
         }
-        svg = bars_svg(
+        svg = parts_chart(
             f"Herald's CPU per webhook delivery: {sums['total']:.2f} ms "
             f"({sums['herald_own']:.2f} ms its own)",
             f"N={args.n}, {args.database}, serial in one process, exclusive CPU per part, "

@@ -19,6 +19,7 @@ import contextlib
 import cProfile
 import importlib
 import os
+import pstats
 import shutil
 import statistics
 import sys
@@ -32,16 +33,19 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import redis
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from bench._charts import Bar, Curve, Panel, completion_chart_svg
 from bench._harness import (
-    Bar,
     BenchError,
     CpuMeter,
-    Curve,
     ManagedProcess,
     ProfileSummary,
     Receiver,
     add_stack_arguments,
-    chart_svg,
     child_env,
     fresh_redis,
     load_profiles,
@@ -161,7 +165,8 @@ class Bench:
 
     @property
     def wait_seconds(self) -> float:
-        return max(60.0, self.args.n / 5)
+        n: int = self.args.n
+        return max(60.0, n / 5)
 
     def meter(self) -> CpuMeter:
         assert self.worker is not None
@@ -180,7 +185,9 @@ class Bench:
 # --- setting up ---------------------------------------------------------------------------
 
 
-def configure_environment(args: argparse.Namespace, workdir: Path, database_url: str) -> dict:  # type: ignore[type-arg]
+def configure_environment(
+    args: argparse.Namespace, workdir: Path, database_url: str
+) -> dict[str, str]:
     """Herald's settings for this process and the worker: only these HERALD_* variables."""
     herald = {
         "data_dir": str(workdir / "data"),
@@ -270,8 +277,6 @@ def worker_facts() -> dict[str, Any]:
 
 
 def run_raw(bench: Bench, n: int, round_: int) -> ModeResult:
-    import redis
-
     from bench._noop import DONE_KEY, noop
 
     r = redis.Redis.from_url(bench.args.broker_url)
@@ -314,9 +319,8 @@ def publish(bench: Bench, post_ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, st
     return sent
 
 
-def settled(ids: set[uuid.UUID]) -> list[Any] | None:
-    """The rows of these deliveries once none is active any more, else None."""
-    from sqlalchemy import select
+def settled(ids: set[uuid.UUID]) -> list[Any]:
+    """The rows of these deliveries once none is active any more, else none."""
 
     from herald.core.db import session_scope
     from herald.publishing.models import ACTIVE, Publication
@@ -332,7 +336,7 @@ def settled(ids: set[uuid.UUID]) -> list[Any] | None:
             if row.id in ids
         ]
     if len(rows) < len(ids) or any(row.state in ACTIVE for row in rows):
-        return None
+        return []
     return rows
 
 
@@ -489,9 +493,6 @@ def print_report(
     facts: dict[str, Any],
     capacity: float,
 ) -> float:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console(width=120)
     ratios = round_ratios(results)
     ratio = statistics.median(ratios.values())
@@ -564,7 +565,6 @@ CPU_ROLES = [
 
 def print_cpu_split(console: Any, results: list[ModeResult]) -> None:
     """CPU per task by process, the median of each mode's rounds: where the cores went."""
-    from rich.table import Table
 
     table = Table(title="CPU ms per task, by process (median of the rounds)")
     table.add_column("mode")
@@ -625,8 +625,6 @@ PRODUCER_PARTS = [
 
 
 def parts_table(console: Any, title: str, summary: ProfileSummary, parts: list[Any]) -> list[Any]:
-    from rich.table import Table
-
     table = Table(title=title)
     for column in ("part", "calls each", "ms each", "% of total"):
         table.add_column(column, justify="left" if column == "part" else "right")
@@ -643,10 +641,6 @@ def parts_table(console: Any, title: str, summary: ProfileSummary, parts: list[A
 
 
 def print_profile(profile_dir: Path, bench: Bench) -> dict[str, Any]:
-    import pstats
-
-    from rich.console import Console
-
     console = Console(width=120)
     deliver = load_profiles(profile_dir, DELIVER_TASK)
     noop = load_profiles(profile_dir, NOOP_TASK)
@@ -680,8 +674,6 @@ def print_profile(profile_dir: Path, bench: Bench) -> dict[str, Any]:
 
 
 def _print_top(console: Any, summary: ProfileSummary, title: str) -> list[dict[str, Any]]:
-    from rich.table import Table
-
     top = summary.top(12)
     table = Table(title=title)
     for column in ("function", "calls", "tottime s", "cumtime s"):
@@ -724,15 +716,17 @@ def write_results(
     ]
     machine = document["machine"]
     facts = document["worker"]
-    svg = chart_svg(
-        f"Publish throughput: Herald {ratio:.2f}x raw Celery (target ≥ {TARGET_RATIO})",
-        f"N={bench.args.n}, {bench.args.database}, {facts.get('pool', '?')} x "
-        f"{facts.get('concurrency', '?')}, prefetch x{facts['prefetch_multiplier']}, "
-        f"{machine['usable_cores']} cores, median of {bench.args.rounds} round(s), curves of "
-        f"round {shown}, {time.strftime('%Y-%m-%d %H:%M')}",
-        curves,
-        bars,
-        unit="tasks / deliveries",
+    svg = completion_chart_svg(
+        Panel(
+            f"Publish throughput: Herald {ratio:.2f}x raw Celery (target ≥ {TARGET_RATIO})",
+            f"N={bench.args.n}, {bench.args.database}, {facts.get('pool', '?')} x "
+            f"{facts.get('concurrency', '?')}, prefetch x{facts['prefetch_multiplier']}, "
+            f"{machine['usable_cores']} cores, median of {bench.args.rounds} round(s), curves "
+            f"of round {shown}, {time.strftime('%Y-%m-%d %H:%M')}",
+            curves,
+            bars,
+            unit="tasks / deliveries",
+        )
     )
     return write_outputs(out, NAME, bench.args.database, svg, document)
 

@@ -25,7 +25,6 @@ import contextlib
 import importlib
 import math
 import os
-import re
 import statistics
 import sys
 import time
@@ -34,19 +33,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select, update
+
+from bench._charts import Bar, Curve, Panel, completion_chart_svg
 from bench._harness import (
-    Bar,
     BenchError,
     CpuMeter,
-    Curve,
     ManagedProcess,
     add_stack_arguments,
-    chart_svg,
     machine_info,
     run_main,
     source_info,
@@ -78,8 +78,6 @@ CREATE_BATCH = 250  # scheduled deliveries created per transaction
 FAR_AWAY = timedelta(days=365)  # where deliveries wait until their mode runs
 COLORS = ["#d9480f", "#1971c2", "#2f9e44", "#ae3ec9", "#f08c00", "#0c8599"]
 THROUGHPUT_COLOR = "#8c8c8c"
-# chart_svg's fixed axis labels, replaced where this benchmark's axes mean something else.
-CHART_X_LABEL = "seconds from the first send"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -221,7 +219,6 @@ def wait_for_first_tick(bench: LatenessBench, since: datetime) -> None:
 def set_due_times(planned: Planned, first: datetime, step: float) -> float:
     """Move the mode's deliveries from their marker to ``first + i x step`` in one
     transaction (one UPDATE when ``step`` is 0: a burst). Returns the commit's time."""
-    from sqlalchemy import update
 
     from herald.core.db import session_scope
     from herald.publishing.models import Publication, PublicationState
@@ -253,7 +250,6 @@ def set_due_times(planned: Planned, first: datetime, step: float) -> float:
 
 def timeline(ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple[float, float | None, float | None]]:
     """Per delivery: (due, queued by the scheduler, claimed by a worker), as epoch seconds."""
-    from sqlalchemy import select
 
     from herald.core.db import read_scope
     from herald.publishing.models import Publication, PublicationAttempt
@@ -436,9 +432,6 @@ def print_report(
     facts: dict[str, Any],
     capacity: float,
 ) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console(width=120)
     rate = throughput.per_second
     bursts = [m for m in modes if m["mode"] == BURST]
@@ -544,31 +537,6 @@ def print_report(
     )
 
 
-def _relabel(svg: str, old: str, new: str) -> str:
-    return svg.replace(f">{old}<", f">{escape(new)}<")
-
-
-def _stack(panels: list[str]) -> str:
-    """chart_svg's documents one above the other, as one SVG."""
-    sizes = [
-        (int(m.group(1)), int(m.group(2)))
-        for m in (re.search(r'width="(\d+)" height="(\d+)"', p) for p in panels)
-        if m is not None
-    ]
-    width = max(w for w, _ in sizes)
-    height = sum(h for _, h in sizes)
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}">'
-    ]
-    y = 0
-    for panel, (_, h) in zip(panels, sizes, strict=True):
-        out.append(f'<g transform="translate(0 {y})">\n{panel}</g>')
-        y += h
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
-
-
 def plot(throughput: ModeResult, modes: list[dict[str, Any]], machine: str) -> str:
     """The spread's lateness and the bursts' completion curves, one panel each."""
     panels = []
@@ -579,7 +547,7 @@ def plot(throughput: ModeResult, modes: list[dict[str, Any]], machine: str) -> s
         stats = m["lateness"]
         lateness = [row[3] - row[0] for row in m["deliveries"] if row[3] is not None]
         verdict = "meets" if m["passed"]["p99"] else "MISSES"
-        svg = chart_svg(
+        panel = Panel(
             f"Spread: p99 {stats['p99']:.3f} s late, {verdict} the target (≤ {FIRST_TARGET:g} s)",
             f"{m['n']:,} deliveries due one by one over {m['spread_seconds']:g} s; curve: "
             f"deliveries received within x s of their due time; {machine}, {stamp}",
@@ -590,13 +558,14 @@ def plot(throughput: ModeResult, modes: list[dict[str, Any]], machine: str) -> s
                 Bar("max", stats["max"], COLORS[0]),
             ],
             unit="deliveries",
+            x_label="seconds after the due time (lateness)",
+            bars_label="seconds late",
         )
-        svg = _relabel(svg, CHART_X_LABEL, "seconds after the due time (lateness)")
-        panels.append(_relabel(svg, "deliveries per second", "seconds late"))
+        panels.append(panel)
     if bursts:
         rate = throughput.per_second
         missed = [m["label"] for m in bursts if not all(m["passed"].values())]
-        svg = chart_svg(
+        panel = Panel(
             "Bursts: " + ("every target met" if not missed else f"MISSED by {', '.join(missed)}"),
             f"N deliveries due at one instant; drain target: {DRAIN_FACTOR} x N ÷ "
             f"{rate:,.1f}/s (end to end, same run) = at least {rate / DRAIN_FACTOR:,.1f}/s; "
@@ -621,9 +590,10 @@ def plot(throughput: ModeResult, modes: list[dict[str, Any]], machine: str) -> s
                 for i, m in enumerate(bursts)
             ],
             unit="deliveries",
+            x_label="seconds after the due instant",
         )
-        panels.append(_relabel(svg, CHART_X_LABEL, "seconds after the due instant"))
-    return _stack(panels)
+        panels.append(panel)
+    return completion_chart_svg(*panels)
 
 
 # --- the run ------------------------------------------------------------------------------

@@ -7,9 +7,11 @@ import atexit
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -30,14 +32,31 @@ os.environ["HERALD_BROKER_URL"] = (
     os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379") + f"/{_REDIS_DB}"
 )
 
+# Herald reads its settings once, when first asked: import it only now that the
+# environment above is in place (hence E402 below).
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import text  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
 
+from herald.app import create_app  # noqa: E402
+from herald.core.db import get_engine, reset_engine, session_scope  # noqa: E402
+from herald.core.migrate import upgrade  # noqa: E402
+from herald.core.settings import get_settings  # noqa: E402
+from herald.models import Base  # noqa: E402
+from herald.users.models import Role, TokenKind  # noqa: E402
+from herald.users.service import create_user, issue_token  # noqa: E402
+from tests.fakes.webhook_receiver import Receiver  # noqa: E402
 from tests.services import (  # noqa: E402
     PG_ADMIN_URL,
     postgres_available,
     redis_available,
     service_missing,
 )
+
+# What the `db` fixture gives: ``with db() as s:`` is one short transaction.
+SessionFactory = Callable[[], AbstractContextManager[Session]]
 
 # The fault suite's closing table (lost / twice / stuck), printed at the end of any run
 # that ran a fault case; a plugin here, so that under xdist the controller prints it too.
@@ -47,8 +66,6 @@ _migrated: dict[str, str] = {}
 
 
 def _pg_url() -> str:
-    import psycopg
-
     # Unique per process, so two test runs on one machine never share a database.
     name = f"herald_test_{_WORKER}_{os.getpid()}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -60,10 +77,6 @@ def _pg_url() -> str:
 
 
 def _drop_pg(name: str) -> None:
-    import psycopg
-
-    from herald.core.db import reset_engine
-
     reset_engine()
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -72,8 +85,6 @@ def _drop_pg(name: str) -> None:
 def _database_url(backend: str) -> str:
     if backend in _migrated:
         return _migrated[backend]
-    from herald.core.migrate import upgrade
-
     if backend == "sqlite":
         url = f"sqlite:///{_DATA_DIR / 'test.db'}"
     else:
@@ -87,9 +98,6 @@ def _database_url(backend: str) -> str:
 
 
 def _truncate_all() -> None:
-    from herald.core.db import get_engine
-    from herald.models import Base
-
     engine = get_engine()
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as conn:
@@ -103,9 +111,6 @@ def _truncate_all() -> None:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run the test once on SQLite and once on PostgreSQL, each on empty tables."""
-    from herald.core.db import reset_engine
-    from herald.core.settings import get_settings
-
     settings = get_settings()
     settings.database_url = _database_url(request.param)
     reset_engine()
@@ -118,22 +123,18 @@ def db_backend(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
-def db(db_backend: str) -> object:
+def db(db_backend: str) -> SessionFactory:
     """``with db() as s:`` opens one short transaction for arranging or checking.
 
     Keep it short: on SQLite every transaction takes the write lock (BEGIN IMMEDIATE),
     so a session held open across an API call would block the call.
     """
-    from herald.core.db import session_scope
-
     return session_scope
 
 
 @pytest.fixture
 def redis_broker() -> Iterator[str]:
     """The suite's Redis broker database (this worker's own), emptied before and after."""
-    import redis
-
     url = os.environ["HERALD_BROKER_URL"]
     reason = redis_available(url)
     if reason:
@@ -146,20 +147,14 @@ def redis_broker() -> Iterator[str]:
 
 
 @pytest.fixture
-def client(db_backend: str) -> Iterator[object]:
-    from fastapi.testclient import TestClient
-
-    from herald.app import create_app
-
+def client(db_backend: str) -> Iterator[TestClient]:
     with TestClient(create_app(), raise_server_exceptions=False) as c:
         yield c
 
 
 @pytest.fixture
-def receiver() -> Iterator[object]:
+def receiver() -> Iterator[Receiver]:
     """A local webhook receiver (signature check, dedup by Idempotency-Key, scripted answers)."""
-    from tests.fakes.webhook_receiver import Receiver
-
     r = Receiver().start()
     yield r
     r.stop()
@@ -178,12 +173,17 @@ class Account:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+class MakeAccount(Protocol):
+    """What the `make_account` fixture gives."""
+
+    def __call__(
+        self, email: str | None = None, *, workspace: str = "acme", admin: bool = True
+    ) -> Account: ...
+
+
 @pytest.fixture
-def make_account(db_backend: str):  # type: ignore[no-untyped-def]
+def make_account(db_backend: str) -> MakeAccount:
     """Create a user (with a workspace) and a login token for it."""
-    from herald.core.db import session_scope
-    from herald.users.models import Role, TokenKind
-    from herald.users.service import create_user, issue_token
 
     def make(email: str | None = None, *, workspace: str = "acme", admin: bool = True) -> Account:
         email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
@@ -202,5 +202,5 @@ def make_account(db_backend: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def account(make_account) -> Account:  # type: ignore[no-untyped-def]
-    return make_account("owner@example.com")  # type: ignore[no-any-return]
+def account(make_account: MakeAccount) -> Account:
+    return make_account("owner@example.com")

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import uvicorn
+
 
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Serve ``app`` on a free loopback port; yields its base URL, stops it afterwards."""
-    import uvicorn
 
     # Bind first and hand the socket over, so no other process can take the port between.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
+import psycopg
 import pytest
+import redis
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_ADMIN_URL = os.environ.get("HERALD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -20,7 +22,6 @@ def service_missing(name: str, why: str) -> None:
 
 def postgres_available() -> str | None:
     """None when PostgreSQL answers, else the reason."""
-    import psycopg
 
     try:
         with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
@@ -30,8 +31,6 @@ def postgres_available() -> str | None:
 
 
 def redis_available(url: str = REDIS_URL) -> str | None:
-    import redis
-
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
         return None

@@ -36,6 +36,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from herald.core.settings import get_settings
+from herald.worker import app
 from tests.conftest import Account
 
 # Each id-like parameter (path or query) and the fixture row it names.
@@ -142,8 +144,6 @@ def _ok(response: Any, status: int = 200) -> Any:
 
 
 def _workspace(client: TestClient, make_account: Any, name: str) -> Workspace:
-    from herald.core.settings import get_settings
-
     account = make_account(f"{name}@example.com", workspace=f"{name}-co")
     ws = Workspace(account)
     h = account.headers
@@ -331,8 +331,6 @@ def test_every_id_and_list_is_isolated_between_workspaces(
     redis_broker: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from herald.worker import app
-
     mine = _workspace(client, make_account, "mine")
     theirs = _workspace(client, make_account, "theirs")
     monkeypatch.setattr(app.control, "inspect", lambda **_: _Workers(mine, theirs))

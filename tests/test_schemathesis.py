@@ -20,9 +20,11 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis import Case
+from schemathesis import APIOperation, Case
 
 from herald.app import create_app
+from herald.core.settings import get_settings
+from herald.users import service
 from tests.conftest import Account
 
 SEED = 16
@@ -114,6 +116,8 @@ postgresql_schema = make_schema(postgresql=True)
 # The test account's bearer token, fixed: Schemathesis builds the coverage phase's cases
 # when it collects the tests, before any fixture runs.
 TOKEN = "hld_schemathesis-" + "0" * 32
+# A case of any operation (schemathesis' Case is generic over the operation's types).
+AnyCase = Case[APIOperation[Any, Any, Any, Any]]
 
 
 class SignedIn:
@@ -123,11 +127,13 @@ class SignedIn:
     test a missing or wrong token; the ignored_auth check wants 401 for those.
     """
 
-    def get(self, case: Case, context: schemathesis.AuthContext) -> str:
+    def get(self, case: AnyCase, context: schemathesis.AuthContext) -> str:
         return TOKEN
 
-    def set(self, case: Case, data: str, context: schemathesis.AuthContext) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+    def set(self, case: AnyCase, data: str, context: schemathesis.AuthContext) -> None:
+        headers = case.headers.copy()  # the case's own, never a mapping it may share
+        headers["Authorization"] = f"Bearer {data}"
+        case.headers = headers
 
 
 for _schema in (sqlite_schema, postgresql_schema):
@@ -139,8 +145,6 @@ for _schema in (sqlite_schema, postgresql_schema):
 def signed_in(make_account: Any, redis_broker: str, monkeypatch: pytest.MonkeyPatch) -> Account:
     """A workspace admin holding TOKEN; the suite's Redis as broker; no second-long wait
     for a worker to answer the health checks' ping (none runs here)."""
-    from herald.core.settings import get_settings
-    from herald.users import service
 
     with monkeypatch.context() as issuing:
         issuing.setattr(service, "new_token", lambda: TOKEN)
@@ -156,12 +160,12 @@ CHECKED = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 @sqlite_schema.parametrize()
 @CHECKED
-def test_api_conforms_to_its_openapi_on_sqlite(case: Case, signed_in: Account) -> None:
+def test_api_conforms_to_its_openapi_on_sqlite(case: AnyCase, signed_in: Account) -> None:
     case.call_and_validate()
 
 
 @pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
 @postgresql_schema.parametrize()
 @CHECKED
-def test_api_conforms_to_its_openapi_on_postgresql(case: Case, signed_in: Account) -> None:
+def test_api_conforms_to_its_openapi_on_postgresql(case: AnyCase, signed_in: Account) -> None:
     case.call_and_validate()

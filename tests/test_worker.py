@@ -4,9 +4,11 @@ import socket
 import time
 
 import pytest
+from celery import Celery
+from kombu.exceptions import OperationalError
 
-from herald.core.settings import get_settings
-from herald.worker import QUEUES, app
+from herald.core.settings import Settings, get_settings
+from herald.worker import QUEUES, app, celery_config
 
 
 def test_celery_speaks_json_only() -> None:
@@ -40,9 +42,6 @@ def test_limits_prefetch_events_and_visibility_timeout() -> None:
 
 
 def test_task_sent_events_are_opt_in() -> None:
-    from herald.core.settings import Settings
-    from herald.worker import celery_config
-
     assert celery_config(Settings(task_sent_events=True))["task_send_sent_event"] is True
     assert celery_config(Settings())["task_send_sent_event"] is False
 
@@ -52,11 +51,6 @@ def test_a_send_to_a_hung_redis_gives_up_after_one_timeout(keeps_result: bool) -
     """A Redis that takes connections and never answers (the backlog of a socket nobody
     accepts on) costs a send one Redis timeout, not one per retry, nor forever; a task
     whose result is kept first subscribes to it on the result backend: one more."""
-    from celery import Celery
-    from kombu.exceptions import OperationalError
-
-    from herald.core.settings import Settings
-    from herald.worker import celery_config
 
     timeout = 0.3
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as hung:

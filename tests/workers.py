@@ -15,12 +15,13 @@ from typing import IO, TypeVar
 import psutil
 from celery import Celery
 
+from herald.core.settings import get_settings
+from herald.worker import app
+
 T = TypeVar("T")
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
-    from herald.core.settings import get_settings
-
     settings = get_settings()
     return {
         **os.environ,
@@ -62,7 +63,6 @@ def _spawn(
 @contextmanager
 def _control(extra_env: dict[str, str] | None) -> Iterator[Celery]:
     """A Celery app on the broker the worker was given (the suite's own by default)."""
-    from herald.worker import app
 
     broker = (extra_env or {}).get("HERALD_BROKER_URL")
     if broker is None:

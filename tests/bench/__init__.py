@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,11 @@ def run_benchmark(
         out, err = proc.communicate(timeout=30)
         pytest.fail(f"the benchmark did not finish:\n{out}\n{err}")
     return proc.returncode, out, err
+
+
+def chart_text(path: Path) -> str:
+    """The text drawn on a benchmark's SVG chart (titles, labels, values), one string;
+    fails unless the file is a whole SVG document."""
+    root = ET.parse(path).getroot()  # noqa: S314 (the benchmark just wrote it)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg", root.tag
+    return " ".join(text.strip() for text in root.itertext() if text.strip())

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from bench.delivery_cost import parse_args
 
-from tests.bench import broker_url, run_benchmark, xdist_workers
+from tests.bench import broker_url, chart_text, run_benchmark, xdist_workers
 
 N = 15
 
@@ -32,8 +33,8 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
     assert "claim (queued → publishing)" in out
     assert "CPU ms per delivery" in out
 
-    svg = (results / "delivery_cost.svg").read_text()
-    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    chart = chart_text(results / "delivery_cost.svg")
+    assert "Herald's CPU per webhook delivery" in chart and f"N={N}, {database}" in chart
     assert (results / f"delivery_cost-{database}.json").exists()
     data = json.loads((results / "delivery_cost.json").read_text())
     assert data["database"] == database and data["n"] == N
@@ -63,7 +64,6 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
 
 def test_it_offers_no_worker_options(capsys: pytest.CaptureFixture[str]) -> None:
     # It runs the task bodies itself, serially: a pool option would be silently ignored.
-    from bench.delivery_cost import parse_args
 
     assert parse_args(["--n", "5"]).n == 5
     with pytest.raises(SystemExit) as exited:

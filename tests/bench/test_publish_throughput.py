@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench import broker_url, run_benchmark
+from tests.bench import broker_url, chart_text, run_benchmark
 
 N = 20
 
@@ -36,8 +36,8 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
     assert "cores usable" in out
     assert "CPU ms per task, by process" in out
 
-    svg = (results / "publish_throughput.svg").read_text()
-    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    chart = chart_text(results / "publish_throughput.svg")
+    assert "Publish throughput: Herald" in chart and f"N={N}, {database}" in chart
     assert (results / f"publish_throughput-{database}.svg").exists()
     data = json.loads((results / "publish_throughput.json").read_text())
     assert data["database"] == database

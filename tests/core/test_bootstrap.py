@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from herald.core.bootstrap import create_first_admin, prepare
+from herald.core.db import session_scope
+from herald.users.service import count_users, create_user
+
 
 def test_first_admin_is_created_once_and_can_sign_in(db_backend: str, client: TestClient) -> None:
-    from herald.core.bootstrap import create_first_admin, prepare
-
     prepare()
     login = create_first_admin()
     assert login is not None
@@ -20,10 +22,6 @@ def test_first_admin_is_created_once_and_can_sign_in(db_backend: str, client: Te
 
 
 def test_no_admin_is_created_where_someone_already_signs_in(db_backend: str) -> None:
-    from herald.core.bootstrap import create_first_admin
-    from herald.core.db import session_scope
-    from herald.users.service import count_users, create_user
-
     with session_scope() as session:
         create_user(session, email="ann@herald.localhost")
     assert create_first_admin() is None

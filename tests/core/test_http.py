@@ -20,7 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpcore
 import httpx
 import pytest
+from sqlalchemy import text
 
+from herald.core import db
 from herald.core.http import (
     USER_AGENT,
     AddressNotAllowed,
@@ -33,6 +35,7 @@ from herald.core.http import (
     parse_ipv4,
     refusal,
 )
+from herald.core.settings import Settings
 
 MB = 1024 * 1024
 
@@ -148,23 +151,27 @@ def server() -> Iterator[Server]:
 
 
 class FakeDNS:
-    """A resolver answering from a table; each answer may be a list (always the same) or
-    a list of lists (one per call, the last repeated). Unknown names do not resolve."""
+    """A resolver answering from a table, always the same answer for a name; a name in
+    ``in_turn`` gets one answer per call, the last repeated. Unknown names do not resolve."""
 
-    def __init__(self, table: dict[str, Sequence[str] | Sequence[Sequence[str]]]) -> None:
+    def __init__(
+        self,
+        table: dict[str, Sequence[str]],
+        in_turn: dict[str, Sequence[Sequence[str]]] | None = None,
+    ) -> None:
         self.table = table
+        self.in_turn = in_turn or {}
         self.calls: list[str] = []
 
     def __call__(self, host: str, port: int) -> list[IPAddress]:
         self.calls.append(host)
-        answers = self.table.get(host)
-        if answers is None:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        if answers and not isinstance(answers[0], str):
-            sequence = list(answers)
-            answer = sequence[min(self.calls.count(host), len(sequence)) - 1]
+        if host in self.in_turn:
+            answers = self.in_turn[host]
+            answer = answers[min(self.calls.count(host), len(answers)) - 1]
+        elif host in self.table:
+            answer = self.table[host]
         else:
-            answer = answers
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return [ipaddress.ip_address(a) for a in answer]
 
 
@@ -416,8 +423,6 @@ def test_allowed_networks_reach_what_they_name_and_nothing_else(server: Server) 
 
 
 def test_the_default_allows_nothing_private(monkeypatch: pytest.MonkeyPatch) -> None:
-    from herald.core.settings import Settings
-
     monkeypatch.delenv("HERALD_ALLOWED_PRIVATE_NETWORKS", raising=False)
     assert Settings().allowed_private_networks == []
     assert refusal(ipaddress.ip_address("127.0.0.1")) == "a loopback address"
@@ -425,8 +430,6 @@ def test_the_default_allows_nothing_private(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_the_setting_is_comma_separated_cidrs(monkeypatch: pytest.MonkeyPatch) -> None:
-    from herald.core.settings import Settings
-
     monkeypatch.setenv("HERALD_ALLOWED_PRIVATE_NETWORKS", "127.0.0.0/8, ::1/128,10.1.2.3")
     assert Settings().allowed_private_networks == ["127.0.0.0/8", "::1/128", "10.1.2.3"]
     monkeypatch.setenv("HERALD_ALLOWED_PRIVATE_NETWORKS", "127.0.0.0/8,lan")
@@ -443,7 +446,7 @@ def test_a_name_is_resolved_once_and_the_checked_address_is_connected_to(
     refused: nothing reaches the loopback server."""
     public = Server().start()  # stands in for the public host at 93.184.215.14
     try:
-        dns = FakeDNS({"rebind.example": [["93.184.215.14"], ["127.0.0.1"]]})
+        dns = FakeDNS({}, in_turn={"rebind.example": [["93.184.215.14"], ["127.0.0.1"]]})
         network = RecordingNetwork(route={"93.184.215.14": public.port})
         url = f"http://rebind.example:{server.port}/"
         with refusing_client(dns, network=network) as client:
@@ -576,10 +579,6 @@ def test_a_compressed_answer_is_capped_decompressed_without_inflating_it_all(
 def test_no_request_while_a_transaction_is_open(
     db_backend: str, server: Server, scope: str
 ) -> None:
-    from sqlalchemy import text
-
-    from herald.core import db
-
     with make_client(allowed=["127.0.0.1/32"]) as client:
         with getattr(db, scope)() as session:
             session.execute(text("SELECT 1"))

@@ -4,7 +4,7 @@ error Celery survives, not the AttributeError that made the worker exit."""
 from __future__ import annotations
 
 import pytest
-from kombu import Connection
+from kombu.connection import Connection
 from kombu.transport import redis as kombu_redis
 
 from herald.core import kombu_fixes

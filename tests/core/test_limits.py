@@ -9,7 +9,7 @@ import json
 import os
 import select
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from herald.app import create_app
 from herald.core.limits import BodyLimit
+from herald.core.settings import get_settings
 from tests.conftest import Account
 from tests.servers import serve
 
@@ -27,7 +29,6 @@ MiB = 1024 * 1024
 @pytest.fixture
 def server(db_backend: str) -> Iterator[str]:
     """The app under a real uvicorn, as `herald api` serves it."""
-    from herald.app import create_app
 
     with serve(create_app()) as url:
         yield url
@@ -123,9 +124,9 @@ def test_the_middleware_stops_reading_right_after_the_limit() -> None:
         while True:
             await receive()
 
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     middleware = BodyLimit(read_everything, limit_for=lambda scope: (10 * 1024, "TEST_LIMIT"))
@@ -143,8 +144,6 @@ def _noise_png(side: int) -> bytes:
 
 
 def test_media_uploads_keep_their_own_limit(client: TestClient, account: Account) -> None:
-    from herald.core.settings import get_settings
-
     settings = get_settings()
     saved = settings.media_max_bytes
     settings.media_max_bytes = 3 * MiB

@@ -4,6 +4,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -30,7 +31,6 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
         return
     if reason := postgres_available():
         service_missing("PostgreSQL", reason)
-    import psycopg
 
     name = f"herald_migrate_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -51,7 +51,7 @@ def _workspace_indexes(url: str) -> dict[str, set[str]]:
             table: {
                 i["name"]
                 for i in found.get_indexes(table)
-                if i["column_names"][:1] == ["workspace_id"]
+                if i["column_names"][:1] == ["workspace_id"] and i["name"] is not None
             }
             for table in ("channels", "posts", "jobs")
         }

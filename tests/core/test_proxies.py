@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from herald.core.proxies import uvicorn_proxy_options
-from herald.core.settings import ConfigurationError, Settings
+from herald.core.settings import ConfigurationError, Settings, get_settings
 
 pytestmark = pytest.mark.integration
 PER_ADDRESS = 4
@@ -27,7 +27,6 @@ one_backend = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 @contextmanager
 def herald_api(extra_env: dict[str, str]) -> Iterator[httpx.Client]:
     """`herald api` in its own process, on the suite's database; a client for it."""
-    from herald.core.settings import get_settings
 
     settings = get_settings()
     with socket.socket() as probe:
@@ -109,11 +108,11 @@ def test_forwarded_for_from_a_trusted_proxy_names_the_client(db_backend: str) ->
 
 def test_proxy_options() -> None:
     assert uvicorn_proxy_options(Settings()) == {"proxy_headers": False}
-    trusted = Settings(trusted_proxies="10.0.0.0/8, ::1")  # type: ignore[arg-type]
+    trusted = Settings(trusted_proxies="10.0.0.0/8, ::1")
     assert uvicorn_proxy_options(trusted) == {
         "proxy_headers": True,
         "forwarded_allow_ips": ["10.0.0.0/8", "::1"],
     }
     for wrong in ("10.0.0.1/8", "proxy.internal", "*"):
         with pytest.raises(ConfigurationError, match="HERALD_TRUSTED_PROXIES"):
-            uvicorn_proxy_options(Settings(trusted_proxies=wrong))  # type: ignore[arg-type]
+            uvicorn_proxy_options(Settings(trusted_proxies=wrong))

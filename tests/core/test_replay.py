@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
 from herald.core import db
 from tests.conftest import Account
@@ -24,8 +25,8 @@ def _terminate_other_backends() -> int:
 
 @pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
 def test_a_write_that_lost_its_connection_before_commit_is_replayed_once(
-    client, account: Account, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)  # no ping finds the dead one
     assert client.get("/api/v1/posts", headers=account.headers).status_code == 200
     assert _terminate_other_backends() >= 1
@@ -42,8 +43,8 @@ def test_a_write_that_lost_its_connection_before_commit_is_replayed_once(
 
 @pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
 def test_a_read_that_lost_its_connection_is_replayed_too(
-    client, account: Account, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 3600.0)
     assert client.get("/api/v1/posts", headers=account.headers).status_code == 200
     _terminate_other_backends()

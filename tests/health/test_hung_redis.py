@@ -26,6 +26,9 @@ import httpx
 import pytest
 import redis
 
+from herald.core.settings import get_settings
+from herald.events.service import redis_url
+from herald.runtime.embedded_redis import EmbeddedRedis, redis_executable
 from tests.conftest import Account
 from tests.workers import _env, wait_for
 
@@ -56,8 +59,6 @@ class StoppableRedis:
     pid: int
 
     def client(self) -> redis.Redis:
-        from herald.events.service import redis_url
-
         url = redis_url(self.url)
         assert url is not None
         return redis.Redis.from_url(url, socket_timeout=5)
@@ -65,8 +66,6 @@ class StoppableRedis:
 
 @pytest.fixture(params=["external", "embedded"])
 def stoppable_redis(request: pytest.FixtureRequest) -> Iterator[StoppableRedis]:
-    from herald.runtime.embedded_redis import EmbeddedRedis, redis_executable
-
     data_dir = Path(tempfile.mkdtemp(prefix="hr-"))  # short: a unix socket path
     server = EmbeddedRedis(data_dir)
     external: subprocess.Popen[bytes] | None = None
@@ -151,8 +150,6 @@ def timed(call: object, *args: object, **kwargs: object) -> tuple[httpx.Response
 def test_a_stopped_redis_does_not_hang_health_or_publishing(
     api: httpx.Client, account: Account, stoppable_redis: StoppableRedis
 ) -> None:
-    from herald.core.settings import get_settings
-
     sites = get_settings().data_dir / "sites" / "hung-redis"
     sites.mkdir(parents=True, exist_ok=True)
     headers = account.headers

@@ -13,7 +13,10 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from herald.app import create_app
 from herald.core.clock import set_clock, utcnow
+from herald.core.db import get_engine
+from herald.core.settings import get_settings
 from tests.conftest import Account
 from tests.servers import serve
 from tests.workers import _env
@@ -37,7 +40,6 @@ with get_engine().begin() as connection:
 def client(db_backend: str) -> Iterator[httpx.Client]:
     """The app on a real server: a health check that waited on the lock would time out
     here (a failure), where the in-process client would wait with it for good."""
-    from herald.app import create_app
 
     with serve(create_app()) as url, httpx.Client(base_url=url, timeout=10) as client:
         yield client
@@ -95,8 +97,6 @@ def test_a_stopped_process_holding_the_writer_lock_is_named_within_2_s(
 def test_a_lock_held_past_the_write_wait_is_down(
     client: httpx.Client, holder: subprocess.Popen[str]
 ) -> None:
-    from herald.core.settings import get_settings
-
     # Held by a running process, for less than the write wait: up, with the holder shown.
     database = client.get("/api/v1/health").json()["components"]["database"]
     assert database["status"] == "up"
@@ -124,7 +124,6 @@ def test_a_lock_that_changed_hands_starts_counting_again(
     client: httpx.Client, db_backend: str
 ) -> None:
     """A busy database, held at every check by a different transaction, is not stuck."""
-    from herald.core.db import get_engine
 
     engine = get_engine()
     with engine.begin() as connection:  # this process holds it

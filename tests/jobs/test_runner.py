@@ -8,14 +8,15 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
+from herald.core.db import session_scope, transaction_open
+from herald.jobs import service
+from herald.jobs.models import Job
+from herald.jobs.runner import JobFailed, run_job
 from tests.conftest import Account
 
 
 @pytest.fixture
 def job_id(account: Account) -> str:
-    from herald.core.db import session_scope
-    from herald.jobs import service
-
     with session_scope() as session:
         job = service.create_job(
             session, workspace_id=account.workspace_id, kind="test.job", params={"n": 2}
@@ -24,9 +25,6 @@ def job_id(account: Account) -> str:
 
 
 def stored(job_id: str) -> Any:
-    from herald.core.db import session_scope
-    from herald.jobs.models import Job
-
     with session_scope() as session:
         job = session.get_one(Job, job_id)
         session.expunge(job)
@@ -34,10 +32,6 @@ def stored(job_id: str) -> Any:
 
 
 def test_the_call_runs_between_two_short_transactions(job_id: str) -> None:
-    from herald.core.db import transaction_open
-    from herald.jobs.models import Job
-    from herald.jobs.runner import run_job
-
     steps: list[tuple[str, bool]] = []
 
     def prepare(session: Session, job: Job) -> int:
@@ -63,9 +57,6 @@ def test_the_call_runs_between_two_short_transactions(job_id: str) -> None:
 
 
 def test_an_expected_failure_keeps_what_the_record_step_wrote(job_id: str) -> None:
-    from herald.jobs.models import Job
-    from herald.jobs.runner import JobFailed, run_job
-
     def record(session: Session, job: Job, _: None) -> dict[str, Any]:
         job.message = "written before the failure"
         raise JobFailed("the platform said no")
@@ -82,8 +73,6 @@ def test_an_expected_failure_keeps_what_the_record_step_wrote(job_id: str) -> No
 
 
 def test_an_unexpected_error_in_the_call_fails_the_job_and_propagates(job_id: str) -> None:
-    from herald.jobs.runner import run_job
-
     def call(_: None) -> None:
         raise ValueError("boom")
 

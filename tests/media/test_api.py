@@ -5,12 +5,17 @@ from __future__ import annotations
 import io
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from tests.conftest import Account
+from herald.core.db import session_scope
+from herald.core.settings import get_settings
+from herald.posts.models import Post
+from herald.publishing.service import post_content
+from tests.conftest import Account, MakeAccount
 
 
 def image_bytes(kind: str = "PNG", size: tuple[int, int] = (8, 6)) -> bytes:
@@ -27,7 +32,8 @@ def upload(
     filename: str = "photo.png",
     content_type: str = "image/png",
     alt_text: str | None = "A red rectangle",
-) -> tuple[int, dict[str, object]]:
+) -> tuple[int, dict[str, Any]]:
+    """The status and the JSON body of an upload."""
     form = {"alt_text": alt_text} if alt_text is not None else {}
     response = client.post(
         "/api/v1/media",
@@ -35,7 +41,8 @@ def upload(
         data=form,
         headers=account.headers,
     )
-    return response.status_code, response.json()
+    body: dict[str, Any] = response.json()
+    return response.status_code, body
 
 
 @pytest.mark.parametrize(
@@ -78,8 +85,6 @@ def test_truncated_image_is_refused(client: TestClient, account: Account) -> Non
 def test_too_large_is_413(
     client: TestClient, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from herald.core.settings import get_settings
-
     def files() -> int:
         return sum(1 for p in get_settings().media_dir.rglob("*") if p.is_file())
 
@@ -106,8 +111,6 @@ def test_alt_text_limit_and_update(client: TestClient, account: Account) -> None
 def test_post_carries_images_in_order_and_in_use_cannot_be_deleted(
     client: TestClient, account: Account
 ) -> None:
-    from herald.core.settings import get_settings
-
     first = upload(client, account, image_bytes("PNG"))[1]
     second = upload(client, account, image_bytes("JPEG"))[1]
     post = client.post(
@@ -140,7 +143,7 @@ def test_post_carries_images_in_order_and_in_use_cannot_be_deleted(
 
 def test_another_workspace_cannot_see_or_use_an_image(
     client: TestClient,
-    make_account,  # type: ignore[no-untyped-def]
+    make_account: MakeAccount,
 ) -> None:
     owner = make_account("a@example.com", workspace="a")
     other = make_account("b@example.com", workspace="b")
@@ -154,10 +157,6 @@ def test_another_workspace_cannot_see_or_use_an_image(
 
 
 def test_adapters_see_the_images_with_alt_text(client: TestClient, account: Account) -> None:
-    from herald.core.db import session_scope
-    from herald.posts.models import Post
-    from herald.publishing.service import post_content
-
     media = upload(client, account, image_bytes())[1]
     post = client.post(
         "/api/v1/posts", json={"title": "x", "media_ids": [media["id"]]}, headers=account.headers

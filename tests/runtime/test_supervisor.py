@@ -255,7 +255,7 @@ LOGS = {
     "workers": Path("d/logs/worker.log"),
     "scheduler": Path("d/logs/beat.log"),
 }
-DOWN = {
+DOWN: dict[str, object] = {
     "status": "down",
     "components": {
         "database": {"status": "up"},

@@ -3,12 +3,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
+from httpx2 import Response
+from sqlalchemy import select
 
-from herald.core.clock import utcnow
-from tests.conftest import Account
+from herald.core.clock import set_clock, utcnow
+from herald.core.settings import get_settings
+from herald.users.models import ApiToken
+from tests.conftest import Account, MakeAccount, SessionFactory
 
 
-def login(client: TestClient, email: str, password: str) -> object:
+def login(client: TestClient, email: str, password: str) -> Response:
     return client.post("/api/v1/auth/login", json={"email": email, "password": password})
 
 
@@ -45,10 +49,8 @@ def test_five_wrong_passwords_in_a_row_get_429(client: TestClient, account: Acco
 
 
 def test_failures_from_one_address_are_limited_across_accounts(
-    client: TestClient, make_account
+    client: TestClient, make_account: MakeAccount
 ) -> None:
-    from herald.core.settings import get_settings
-
     settings = get_settings()
     limit = settings.login_max_failures_per_ip
     statuses = [login(client, f"nobody{i}@example.com", "x").status_code for i in range(limit)]
@@ -73,8 +75,6 @@ def test_requests_without_or_with_bad_token_are_401(client: TestClient, account:
 
 
 def test_expired_session_token_is_refused(client: TestClient, account: Account) -> None:
-    from herald.core.clock import set_clock
-
     token = login(client, account.email, account.password).json()["access_token"]
     later = utcnow() + timedelta(days=2)
     set_clock(lambda: later)
@@ -86,12 +86,8 @@ def test_expired_session_token_is_refused(client: TestClient, account: Account) 
 
 
 def test_personal_tokens_are_shown_once_stored_hashed_and_revocable(
-    client: TestClient, account: Account, db
+    client: TestClient, account: Account, db: SessionFactory
 ) -> None:
-    from sqlalchemy import select
-
-    from herald.users.models import ApiToken
-
     created = client.post("/api/v1/auth/tokens", json={"name": "ci"}, headers=account.headers)
     assert created.status_code == 201
     token = created.json()["token"]
@@ -109,7 +105,7 @@ def test_personal_tokens_are_shown_once_stored_hashed_and_revocable(
     assert client.get("/api/v1/auth/me", headers=headers).status_code == 401
 
 
-def test_only_admins_create_users(client: TestClient, make_account) -> None:
+def test_only_admins_create_users(client: TestClient, make_account: MakeAccount) -> None:
     admin = make_account("admin@example.com", admin=True)
     member = make_account("member@example.com", admin=False)
     refused = client.post(
@@ -137,7 +133,7 @@ def test_validation_errors_list_each_field(client: TestClient) -> None:
 
 
 def test_admins_add_users_on_local_names_with_the_rule_the_cli_uses(
-    client: TestClient, make_account
+    client: TestClient, make_account: MakeAccount
 ) -> None:
     admin = make_account("admin@herald.localhost", admin=True)
     created = client.post(

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
+from herald.core.bootstrap import FIRST_ADMIN_EMAIL
+from herald.core.db import session_scope
 from herald.core.errors import InvalidInput, NotFound
+from herald.core.security import verify_password
+from herald.users.models import ApiToken, LoginFailure, TokenKind, User
+from herald.users.schemas import check_email
+from herald.users.service import create_user, issue_token, login, set_password
 
 # What self-hosters sign in with: Herald's own first admin, local names, ordinary addresses.
 ACCEPTED = [
@@ -39,30 +46,20 @@ REFUSED = [
 
 @pytest.mark.parametrize("email", ACCEPTED)
 def test_sign_in_emails_may_use_local_names(email: str) -> None:
-    from herald.users.schemas import check_email
-
     assert check_email(email) == email
 
 
 @pytest.mark.parametrize("email", REFUSED)
 def test_malformed_emails_are_refused_with_the_reason(email: str) -> None:
-    from herald.users.schemas import check_email
-
     with pytest.raises(ValueError, match=r"is not a valid email address: \w.+"):
         check_email(email)
 
 
 def test_herald_accepts_the_first_admin_it_creates_itself() -> None:
-    from herald.core.bootstrap import FIRST_ADMIN_EMAIL
-    from herald.users.schemas import check_email
-
     assert check_email(FIRST_ADMIN_EMAIL) == FIRST_ADMIN_EMAIL
 
 
 def test_create_user_checks_the_email_and_the_password(db_backend: str) -> None:
-    from herald.core.db import session_scope
-    from herald.users.service import create_user
-
     with session_scope() as session:
         user, _ = create_user(session, email=" Second@Herald.localhost ")
         assert user.email == "second@herald.localhost"
@@ -73,13 +70,6 @@ def test_create_user_checks_the_email_and_the_password(db_backend: str) -> None:
 
 
 def test_set_password_signs_out_sessions_and_keeps_api_tokens(db_backend: str) -> None:
-    from sqlalchemy import select
-
-    from herald.core.db import session_scope
-    from herald.core.security import verify_password
-    from herald.users.models import ApiToken, LoginFailure, TokenKind, User
-    from herald.users.service import create_user, issue_token, login, set_password
-
     with session_scope() as session:
         ann, old = create_user(session, email="ann@herald.localhost")
         bob, _ = create_user(session, email="bob@herald.localhost")
@@ -112,10 +102,6 @@ def test_set_password_signs_out_sessions_and_keeps_api_tokens(db_backend: str) -
     [("short", "at least 8 characters"), ("x" * 1025, "at most 1024 characters")],
 )
 def test_set_password_refuses_a_bad_password(db_backend: str, password: str, message: str) -> None:
-    from herald.core.db import session_scope
-    from herald.core.security import verify_password
-    from herald.users.service import create_user, set_password
-
     with session_scope() as session:
         user, old = create_user(session, email="ann@herald.localhost")
         with pytest.raises(InvalidInput, match=message):
@@ -124,8 +110,5 @@ def test_set_password_refuses_a_bad_password(db_backend: str, password: str, mes
 
 
 def test_set_password_of_nobody_is_not_found(db_backend: str) -> None:
-    from herald.core.db import session_scope
-    from herald.users.service import set_password
-
     with session_scope() as session, pytest.raises(NotFound, match="No user with email"):
         set_password(session, email="ghost@herald.localhost", password="long enough")
