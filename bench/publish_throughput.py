@@ -6,7 +6,7 @@ concurrency and prefetch settings), in one run.
 
 Raw Celery: N ``bench.noop`` tasks (one RPUSH of their finish time each) sent to the
 ``publishing`` queue, from the first send to the last finish. Herald: N posts x one webhook
-channel, each published with ``create_publications`` in its own transaction (enqueued after
+channel, each published with ``actions.publish`` in its own transaction (enqueued after
 commit, as the API does), delivered by the worker to a local receiver process, from the
 first request to the last receiver hit; every delivery is checked to be ``published`` and
 seen by the receiver exactly once. See bench/README.md.
@@ -158,7 +158,7 @@ class Bench:
     principal: Any = None
     channel_id: uuid.UUID | None = None
     problems: list[str] = field(default_factory=list)
-    # With --profile: the request side (create_publications + commit + enqueue), timed runs only.
+    # With --profile: the request side (actions.publish + commit + enqueue), timed runs only.
     producer: cProfile.Profile | None = None
     producer_runs: int = 0
     producer_wall: float = 0.0
@@ -306,15 +306,13 @@ def run_raw(bench: Bench, n: int, round_: int) -> ModeResult:
 def publish(bench: Bench, post_ids: list[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
     """One transaction per post, like one API request each; sent to the broker after commit."""
     from herald.core.db import session_scope
-    from herald.publishing.service import create_publications
+    from herald.publishing import actions
 
     assert bench.channel_id is not None
     sent = []
     for post_id in post_ids:
         with session_scope() as session:
-            (publication,) = create_publications(
-                session, bench.principal, post_id, [bench.channel_id]
-            )
+            (publication,) = actions.publish(session, bench.principal, post_id, [bench.channel_id])
             sent.append((publication.id, publication.idempotency_key))
     return sent
 
@@ -364,15 +362,15 @@ def run_deliveries(bench: Bench, post_ids: list[uuid.UUID], round_: int) -> Mode
     """The worker side only: the same requests, made beforehand with Herald's broker send
     held back (its own ``enqueue`` is swapped for a list); then every held message goes out
     through that ``enqueue`` in one burst, like the raw tasks, and the timing starts there."""
-    from herald.publishing import service
+    from herald.publishing.actions import compare_and_set
 
-    send = service.enqueue
+    send = compare_and_set.enqueue
     held: list[tuple[uuid.UUID, str]] = []
-    service.enqueue = lambda publication_id, task_id: held.append((publication_id, task_id))
+    compare_and_set.enqueue = lambda publication_id, task_id: held.append((publication_id, task_id))
     try:
         sent = publish(bench, post_ids)
     finally:
-        service.enqueue = send
+        compare_and_set.enqueue = send
     if len(held) != len(sent):
         raise BenchError(f"{len(held)} messages held for {len(sent)} deliveries")
     bench.receiver.reset()
@@ -579,7 +577,7 @@ def print_cpu_split(console: Any, results: list[ModeResult]) -> None:
         table.add_row(LABELS[mode], *(f"{c:.2f}" for c in cells), f"{total:.2f}")
     console.print(table)
     print(
-        "¹ the requests (raw: apply_async; Herald: create_publications + commit + send) and "
+        "¹ the requests (raw: apply_async; Herald: actions.publish + commit + send) and "
         "the polling for the end; jiffies from /proc, 10 ms each"
     )
 
@@ -589,17 +587,25 @@ SQLITE_EXECUTE = ("~", "<method 'execute' of 'sqlite3.Cursor' objects>")
 
 WORKER_PARTS = [
     # (label, module path suffix, function); names that no longer exist show as 0
-    ("attempt_delivery (the whole body)", "herald/publishing/service.py", "attempt_delivery"),
-    ("  claim (tx 1: CAS queued→publishing)", "herald/publishing/service.py", "claim"),
-    ("  read_delivery (post, channel; tx 1)", "herald/publishing/service.py", "read_delivery"),
-    ("  prepare (the adapter, after tx 1)", "herald/publishing/service.py", "prepare"),
+    ("attempt_delivery (the whole body)", "herald/publishing/delivery.py", "attempt_delivery"),
+    ("  claim (tx 1: CAS queued→publishing)", "herald/publishing/actions/attempt.py", "claim"),
+    ("  read_delivery (post, channel; tx 1)", "herald/publishing/delivery.py", "read_delivery"),
+    ("  prepare (the adapter, after tx 1)", "herald/publishing/delivery.py", "prepare"),
     ("    build_adapter (credentials)", "herald/channels/service.py", "build_adapter"),
-    ("  _send (render + HTTP POST)", "herald/publishing/service.py", "_send"),
+    ("  _send (render + HTTP POST)", "herald/publishing/delivery.py", "_send"),
     ("    make_client (a new httpx.Client)", "herald/adapters/http.py", "make_client"),
     ("    httpx Client.send (the request)", "httpx/_client.py", "send"),
-    ("  record_outcome (tx 2: CAS →published)", "herald/publishing/service.py", "record_outcome"),
-    ("_sync_job (job row, post state)", "herald/publishing/service.py", "_sync_job"),
-    ("_emit (event hook)", "herald/publishing/service.py", "_emit"),
+    (
+        "  record_outcome (tx 2: CAS →published)",
+        "herald/publishing/actions/attempt.py",
+        "record_outcome",
+    ),
+    (
+        "_follow (job row, event, post state)",
+        "herald/publishing/actions/compare_and_set.py",
+        "_follow",
+    ),
+    ("emit (event hook)", "herald/publishing/actions/compare_and_set.py", "emit"),
     ("events: send after commit (Redis)", "herald/events/service.py", "_send"),
     ("imports at run time (_find_and_load)", "<frozen importlib._bootstrap>", "_find_and_load"),
     ("core_scope (open, commit + after-commit work)", "herald/core/tx.py", "core_scope"),
@@ -608,16 +614,16 @@ WORKER_PARTS = [
 ]
 
 PRODUCER_PARTS = [
-    ("create_publications", "herald/publishing/service.py", "create_publications"),
-    ("  _emit (event hook)", "herald/publishing/service.py", "_emit"),
+    ("publish (actions)", "herald/publishing/actions/request.py", "publish"),
+    ("  emit (event hook)", "herald/publishing/actions/compare_and_set.py", "emit"),
     ("    imports at run time (_find_and_load)", "<frozen importlib._bootstrap>", "_find_and_load"),
-    ("  refresh_post_state", "herald/publishing/service.py", "refresh_post_state"),
+    ("  refresh_post_state", "herald/publishing/actions/compare_and_set.py", "refresh_post_state"),
     (
         "session_scope (open, commit + after-commit send, close)",
         "herald/core/db.py",
         "session_scope",
     ),
-    ("  enqueue (deliver.apply_async)", "herald/publishing/service.py", "enqueue"),
+    ("  enqueue (send_task by name)", "herald/publishing/actions/compare_and_set.py", "enqueue"),
     ("  events: send after commit (Redis)", "herald/events/service.py", "_send"),
     ("BEGIN (waiting for SQLite's writer lock)", "herald/core/db.py", "_sqlite_begin_immediate"),
     ("cursor.execute (SQLite's own work)", *SQLITE_EXECUTE),
@@ -661,7 +667,7 @@ def print_profile(profile_dir: Path, bench: Bench) -> dict[str, Any]:
             "publish", bench.producer_runs, bench.producer_wall, pstats.Stats(bench.producer)
         )
         title = (
-            f"Request side: one create_publications transaction "
+            f"Request side: one actions.publish transaction "
             f"({producer.per_run_ms:.2f} ms each, cProfile)"
         )
         result["request"] = {

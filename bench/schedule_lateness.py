@@ -12,7 +12,7 @@ Modes, one after another, through one worker and one scheduler:
   receiver hit (target ≤ 1.25 x N ÷ the end-to-end deliveries/s that publish_throughput's
   "Herald webhook delivery" mode measures first, in the same run, with the same worker).
 
-The deliveries are created beforehand (``create_publications(..., due_at=...)``, far in the
+The deliveries are created beforehand (``actions.publish(..., due_at=...)``, far in the
 future, not timed), then moved to their due times in one transaction a few seconds ahead.
 Every delivery is checked to be ``published`` and seen by the receiver exactly once; a
 failed check exits 1, a missed timing target is only reported. See bench/README.md.
@@ -180,14 +180,14 @@ def schedule_far_away(
     """One scheduled delivery per post, all due at ``marker`` (far in the future), a few
     hundred per transaction. Not timed."""
     from herald.core.db import session_scope
-    from herald.publishing.service import create_publications
+    from herald.publishing import actions
 
     assert bench.channel_id is not None
     sent: list[tuple[uuid.UUID, str]] = []
     for start in range(0, len(post_ids), CREATE_BATCH):
         with session_scope() as session:
             for post_id in post_ids[start : start + CREATE_BATCH]:
-                (publication,) = create_publications(
+                (publication,) = actions.publish(
                     session, bench.principal, post_id, [bench.channel_id], due_at=marker
                 )
                 sent.append((publication.id, publication.idempotency_key))

@@ -23,11 +23,8 @@ SOURCE = Path(herald.__file__).parent
 # where they are. The lead empties this at merge; each entry must still close a cycle,
 # so one that is gone cannot linger here.
 PENDING_EDGES: dict[tuple[str, str], str] = {
-    ("core", "users"): "core/deps.py's transitional re-export of users/deps.py (errors)",
-    ("core", "runtime"): "core/bootstrap.py's transitional re-export (errors)",
     ("channels", "publishing"): "channels/service.py release_held (actions), "
     "channels/store.py Publication (adapters)",
-    ("publishing", "health"): "publishing/api.py's tasks health endpoint (actions)",
 }
 
 # importer -> imported -> where ("core/deps.py:14"), for the message.

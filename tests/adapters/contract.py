@@ -8,7 +8,7 @@ the credentials pointing at it, and what the platform now holds. HTTP platforms 
 how to make the fake fail (``inject``). A test that needs a capability the platform
 lacks is skipped for it.
 
-The engine's side of the bargain (``herald.publishing.service``) is what these tests
+The engine's side of the bargain (``herald.publishing.delivery``) is what these tests
 pin: ``RetryableError`` means nothing was posted, ``AmbiguousError`` means it may have
 been, and a second ``publish`` with the same key must never make a second post where
 the adapter claims ``honours_idempotency_key`` (otherwise ``find_existing`` finds it).

@@ -40,7 +40,7 @@ pytestmark = [
 
 RECONCILE = """
 from herald.core.db import session_scope
-from herald.publishing.service import reconcile
+from herald.publishing.reconcile import reconcile
 with session_scope() as session:
     print(reconcile(session))
 """

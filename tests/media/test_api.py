@@ -14,7 +14,7 @@ from PIL import Image
 from herald.core.db import session_scope
 from herald.core.settings import get_settings
 from herald.posts.models import Post
-from herald.publishing.service import post_content
+from herald.publishing.delivery import post_content
 from tests.conftest import Account, MakeAccount
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from herald.core.bootstrap import FIRST_ADMIN_EMAIL
 from herald.core.db import session_scope
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.security import verify_password
+from herald.runtime.bootstrap import FIRST_ADMIN_EMAIL
 from herald.users.models import ApiToken, LoginFailure, TokenKind, User
 from herald.users.schemas import check_email
 from herald.users.service import create_user, issue_token, login, set_password

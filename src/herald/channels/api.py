@@ -13,8 +13,9 @@ from herald.channels.schemas import (
     JobStarted,
     PlatformRead,
 )
-from herald.core.deps import PrincipalDep, SessionDep
+from herald.core.deps import SessionDep
 from herald.core.errors import problem_responses
+from herald.users.deps import PrincipalDep
 
 router = APIRouter(prefix="/channels", tags=["channels"], responses=problem_responses(401))
 platforms_router = APIRouter(prefix="/platforms", tags=["channels"])

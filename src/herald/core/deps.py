@@ -4,9 +4,8 @@ no feature."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
@@ -34,17 +33,3 @@ bearer_scheme = HTTPBearer(auto_error=False, description="A login token or a per
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
-
-
-# Transition, removed at merge: api modules on other branches still import the caller's
-# dependency from here. Lazily, as herald.users.deps imports this module.
-if TYPE_CHECKING:
-    # "as": a re-export, for mypy
-    from herald.users.deps import PrincipalDep as PrincipalDep  # noqa: PLC0414
-    from herald.users.deps import get_principal as get_principal  # noqa: PLC0414
-else:
-
-    def __getattr__(name: str) -> Any:
-        if name in {"PrincipalDep", "get_principal"}:
-            return getattr(importlib.import_module("herald.users.deps"), name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

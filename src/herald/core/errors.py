@@ -11,7 +11,7 @@ Hierarchy::
     ├── HeraldError                 an API caller's request cannot be done: message + status
     │   ├── NotFound                404 (also for another workspace's row)
     │   ├── Conflict                409
-    │   │   └── AlreadyPublished    [publishing.service] the delivery has already gone out
+    │   │   └── AlreadyPublished    [publishing.actions] the delivery has already gone out
     │   ├── Unauthorized            401
     │   ├── Forbidden               403
     │   ├── TooManyRequests         429, with Retry-After
@@ -38,8 +38,10 @@ Hierarchy::
     │   │                           (also RuntimeError)
     │   ├── UnknownPlatform         [adapters.registry] no adapter for a stored platform key
     │   │                           (also LookupError, as the registry lookup it wraps)
-    │   ├── NotPrepared             [publishing] a claimed delivery cannot be attempted as
-    │   │                           stored (its channel's credentials or settings are unusable)
+    │   ├── NotPrepared             [publishing.outcomes] a claimed delivery cannot be attempted
+    │   │                           as stored (its channel's credentials or settings are unusable)
+    │   ├── IllegalTransition       [publishing.actions] a delivery moved outside the transitions
+    │   │                           table (a bug; also RuntimeError)
     │   ├── JobFailed               [jobs.runner] an expected failure: the job ends FAILURE
     │   │                           with this message and what its step wrote
     │   ├── NestedWriteTransaction  [core.db] a write transaction opened inside another (a bug;

@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from herald.core.db import read_scope
-from herald.core.deps import bearer_scheme, get_principal
+from herald.core.deps import bearer_scheme
 from herald.core.errors import problem_responses
 from herald.health.service import Health, Status, check_all
+from herald.users.deps import get_principal
 from herald.users.service import Principal
 
 router = APIRouter(tags=["health"])

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
-from herald.core.deps import PrincipalDep, SessionDep
+from herald.core.deps import SessionDep
 from herald.core.errors import problem_responses
 from herald.jobs import service as jobs
 from herald.jobs.models import ACTIVE_STATES
@@ -26,6 +26,7 @@ from herald.publishing.schemas import (
     TaskPublishRequest,
     TaskStatus,
 )
+from herald.users.deps import PrincipalDep
 
 posts_router = APIRouter(prefix="/posts", tags=["publishing"], responses=problem_responses(401))
 tasks_router = APIRouter(prefix="/tasks", tags=["tasks"], responses=problem_responses(401))

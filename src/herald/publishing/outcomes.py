@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from herald.adapters.base import Receipt
+from herald.core.errors import HeraldFault
 
 
 class OutcomeKind(StrEnum):
@@ -85,5 +86,5 @@ class Cancelled(Outcome):
 
 
 # Base class to be re-based on the project's error tree (core/errors.py is being reshaped).
-class NotPrepared(Exception):
+class NotPrepared(HeraldFault):
     """The claimed delivery cannot be attempted as stored (credentials, settings)."""

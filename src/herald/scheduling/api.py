@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from herald.core.deps import PrincipalDep, SessionDep
+from herald.core.deps import SessionDep
 from herald.core.errors import problem_responses
 from herald.publishing import actions
 from herald.publishing.schemas import PublicationRead
@@ -17,6 +17,7 @@ from herald.scheduling.schemas import (
     ScheduleRequest,
     Unscheduled,
 )
+from herald.users.deps import PrincipalDep
 
 posts_router = APIRouter(prefix="/posts", tags=["scheduling"], responses=problem_responses(401))
 schedule_router = APIRouter(

@@ -14,13 +14,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from herald.core.deps import PrincipalDep, SessionDep
+from herald.core.deps import SessionDep
 from herald.core.errors import problem_responses
 from herald.core.types import StrictInt
 from herald.publishing.models import PublicationState
 from herald.publishing.schemas import PublicationRead
 from herald.scheduling import calendar as calendar_service
 from herald.scheduling import slots as service
+from herald.users.deps import PrincipalDep
 
 channel_slots_router = APIRouter(
     prefix="/channels", tags=["slots"], responses=problem_responses(401)

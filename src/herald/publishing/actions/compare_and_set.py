@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, update
 
 from herald.core import direct
 from herald.core.clock import utcnow
+from herald.core.errors import HeraldFault
 from herald.core.tx import Tx, after_commit
 from herald.events.service import publish_after_commit
 from herald.jobs.models import Job, JobState
@@ -51,7 +52,7 @@ CHANGED_COLUMNS = (Publication.id, *(getattr(Publication, name) for name in stat
 ChangedRow = Any
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(HeraldFault, RuntimeError):
     """A move the transitions table does not allow: a bug in the caller, never a race."""
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from herald.core.bootstrap import create_first_admin, prepare
 from herald.core.db import session_scope
+from herald.runtime.bootstrap import create_first_admin, prepare
 from herald.users.service import count_users, create_user
 
 
