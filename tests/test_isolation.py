@@ -109,6 +109,7 @@ LISTS: dict[str, tuple[list[dict[str, str]], tuple[str, ...]]] = {
     "/api/v1/health": ([{}], ()),
     "/api/v1/platforms": ([{}], ()),
     "/api/v1/schedule/periodic": ([{}], ()),
+    "/api/v1/publications/states": ([{}], ()),
     "/api/v1/tasks/health": ([{}], ()),
     "/api/v1/auth/me": ([{}], ("user_id", "workspace_id")),
     "/api/v1/auth/tokens": ([{}], ("token_id",)),
