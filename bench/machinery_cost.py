@@ -1,0 +1,197 @@
+"""Does each piece of Herald's performance machinery pay? CPU per delivery with it and
+with the plain alternative, side by side in one process, one database, one receiver.
+
+    uv run python -m bench.machinery_cost --n 300 --rounds 3
+
+Each round runs every variant on ``--n`` fresh posts (request, then delivery, serially, as
+``bench.delivery_cost`` does), in an order that alternates between rounds; the table shows
+the median over rounds of each variant's CPU per delivery and its ratio to ``baseline``
+(the code as it is). A variant swaps one piece of machinery for the plain alternative:
+
+- ``public SQL``: ``herald.core.direct.execute`` runs ``connection.execute(statement,
+  params)`` (SQLAlchemy's compiled cache, execution context, ``Result``).
+- ``events unpipelined``: each live event is the same Lua append, sent with redis-py's
+  ``Script`` and its answer waited for (no hand-written pipelining).
+- ``gc.freeze``: the process freezes its start-up objects first (``herald.core.heap``),
+  as the worker and the API do; the baseline here does not.
+
+Every delivery is checked to be ``published`` and seen once by the receiver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import redis
+from redis.commands.core import Script
+from sqlalchemy import Connection, Executable
+
+from bench._harness import add_stack_arguments, machine_info, run_main, source_info
+from bench.delivery_cost import DELIVERY, REQUEST, PartTimer, check, deliver_all, patched
+from bench.publish_throughput import Bench, create_fixtures, set_up
+from herald.core import direct, heap
+from herald.core.settings import get_settings
+from herald.events import service as events
+
+NAME = "machinery_cost"
+EVENT_PART = "live event to Redis (after commit)"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.machinery_cost",
+        description="CPU per delivery with each piece of performance machinery and without.",
+    )
+    parser.add_argument("--n", type=int, default=300, help="Deliveries per variant per round.")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warm", type=int, default=30, help="Untimed deliveries per variant.")
+    add_stack_arguments(
+        parser, broker_db=8, timeout=1800, workdir_holds="receiver log, SQLite file", worker=False
+    )
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.rounds < 1 or args.warm < 0:
+        parser.error("--n and --rounds must be at least 1, --warm not negative")
+    return args
+
+
+# --- the variants: each swaps one piece of machinery for the plain alternative ------------
+
+
+def public_execute(
+    connection: Connection,
+    statement: Executable,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+) -> Sequence[Any]:
+    """What ``direct.execute`` does with SQLAlchemy's public API only."""
+    result = connection.execute(statement, params)
+    return result.all() if result.returns_rows else []
+
+
+@contextlib.contextmanager
+def public_sql() -> Iterator[None]:
+    fast = direct.execute
+    direct.execute = public_execute  # type: ignore[assignment]  # the bench's swap, undone below
+    try:
+        yield
+    finally:
+        direct.execute = fast
+
+
+@contextlib.contextmanager
+def events_unpipelined() -> Iterator[None]:
+    url = events.redis_url(get_settings().effective_broker_url)
+    assert url is not None, "the bench's broker is Redis"
+    client = redis.Redis.from_url(url)
+    append: Script = client.register_script(events._APPEND)
+
+    def send(workspace_id: uuid.UUID, fields: events.Fields) -> None:
+        append(
+            keys=[events.stream_key(workspace_id)],
+            args=[events._RETENTION_MS, events.MAX_EVENTS, fields["kind"], fields["data"]],
+        )
+
+    pipelined = events._send
+    events._send = send
+    try:
+        yield
+    finally:
+        events._send = pipelined
+        client.close()
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    heap.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
+    "baseline": contextlib.nullcontext,
+    "public SQL": public_sql,
+    "events unpipelined": events_unpipelined,
+    "gc.freeze": frozen_heap,
+}
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def run_variant(bench: Bench, name: str, post_ids: list[uuid.UUID], warm: int) -> dict[str, float]:
+    """One variant on ``post_ids`` (the first ``warm`` untimed); CPU and wall ms per
+    delivery, whole and the live-event part."""
+    timer = PartTimer()
+    with VARIANTS[name](), patched(timer):
+        events.flush_events()
+        deliver_all(bench, timer, post_ids[:warm])
+        timer.counting = True
+        deliver_all(bench, timer, post_ids[warm:])
+        events.flush_events()  # the pipelined answers are read inside the timed sends
+    n = len(post_ids) - warm
+    totals = [timer.totals[side] for side in (REQUEST, DELIVERY)]
+    event = timer.parts.get((REQUEST, EVENT_PART)), timer.parts.get((DELIVERY, EVENT_PART))
+    return {
+        "cpu_ms": 1000 * sum(t.cpu for t in totals) / n,
+        "wall_ms": 1000 * sum(t.wall for t in totals) / n,
+        "event_cpu_ms": 1000 * sum(p.cpu for p in event if p) / n,
+        "event_wall_ms": 1000 * sum(p.wall for p in event if p) / n,
+    }
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    names = list(VARIANTS)
+    per_variant = args.warm + args.n
+    machine, source = machine_info(), source_info()
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    with contextlib.ExitStack() as stack:
+        total = per_variant * len(names) * args.rounds
+        workdir, database_url, _env, receiver, _capacity = set_up(args, stack, "hm-", total)
+        bench = Bench(args, workdir, database_url, receiver)
+        post_ids = iter(create_fixtures(bench, total))
+        for round_number in range(args.rounds):
+            order = names if round_number % 2 == 0 else names[::-1]
+            for name in order:
+                batch = [next(post_ids) for _ in range(per_variant)]
+                results[name].append(run_variant(bench, name, batch, args.warm))
+        problems = check(bench, total)
+
+    base = statistics.median(r["cpu_ms"] for r in results["baseline"])
+    print(f"CPU per delivery (request + delivery), median of {args.rounds} rounds, N={args.n}")
+    print(f"{'variant':<20} {'CPU ms':>8} {'ratio':>7} {'wall ms':>8} {'event CPU':>10}")
+    for name in names:
+        runs = results[name]
+        cpu = statistics.median(r["cpu_ms"] for r in runs)
+        print(
+            f"{name:<20} {cpu:8.3f} {cpu / base:7.3f} "
+            f"{statistics.median(r['wall_ms'] for r in runs):8.3f} "
+            f"{statistics.median(r['event_cpu_ms'] for r in runs):10.3f}"
+        )
+    for name in names:
+        print(f"  {name}: rounds {[round(r['cpu_ms'], 3) for r in results[name]]} CPU ms")
+    print(
+        f"{args.database}; {machine['usable_cores']} cores, load {machine.get('load_1m', '?')}; "
+        f"source {source['describe']}; {time.strftime('%Y-%m-%d %H:%M')}"
+    )
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(NAME, parse_args, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
