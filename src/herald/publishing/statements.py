@@ -114,7 +114,7 @@ def _change(
 
 
 # The names of Changed's columns, in order (the publishing service reads them by name).
-RETURNED = tuple(column.key for column in _change(S.QUEUED).exported_columns)
+RETURNED = tuple(str(column.key) for column in _change(S.QUEUED).exported_columns)
 
 
 @cache
