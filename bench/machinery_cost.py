@@ -13,7 +13,11 @@ the median over rounds of each variant's CPU per delivery and its ratio to ``bas
 - ``events unpipelined``: each live event is the same Lua append, sent with redis-py's
   ``Script`` and its answer waited for (no hand-written pipelining).
 - ``gc.freeze``: the process freezes its start-up objects first (``herald.core.heap``),
-  as the worker and the API do; the baseline here does not.
+  as the worker and the API do; the baseline here does not. Full collections are rare
+  (a few per thousand deliveries), so their count and CPU are shown apart, and a
+  forked child's copied memory after one full collection, frozen or not.
+- ``cookies parsed``: the guarded HTTP client reads ``Set-Cookie`` as plain httpx does
+  (into a jar that keeps nothing), instead of skipping it (``herald.core.http``).
 
 Every delivery is checked to be ``published`` and seen once by the receiver.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import os
 import statistics
 import sys
 import time
@@ -34,6 +39,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
 import redis
 from redis.commands.core import Script
 from sqlalchemy import Connection, Executable
@@ -42,6 +48,7 @@ from bench._harness import add_stack_arguments, machine_info, run_main, source_i
 from bench.delivery_cost import DELIVERY, REQUEST, PartTimer, check, deliver_all, patched
 from bench.publish_throughput import Bench, create_fixtures, set_up
 from herald.core import direct, heap
+from herald.core import http as guarded_http
 from herald.core.settings import get_settings
 from herald.events import service as events
 
@@ -120,12 +127,71 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
+@contextlib.contextmanager
+def cookies_parsed() -> Iterator[None]:
+    jar = guarded_http._Cookieless
+    skipped = jar.extract_cookies
+    jar.extract_cookies = httpx.Cookies.extract_cookies  # type: ignore[method-assign]  # bench swap
+    try:
+        yield
+    finally:
+        jar.extract_cookies = skipped  # type: ignore[method-assign]
+
+
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "baseline": contextlib.nullcontext,
     "public SQL": public_sql,
     "events unpipelined": events_unpipelined,
     "gc.freeze": frozen_heap,
+    "cookies parsed": cookies_parsed,
 }
+
+
+class FullCollections:
+    """Counts the cyclic collector's full (generation 2) collections and their CPU."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.cpu = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            self.count += 1
+            self.cpu += time.thread_time() - self._started
+
+
+def _private_dirty_mb() -> float:
+    with open("/proc/self/smaps_rollup") as smaps:
+        line = next(line for line in smaps if line.startswith("Private_Dirty"))
+    return int(line.split()[1]) / 1024
+
+
+def copied_by_a_full_collection(frozen: bool) -> tuple[float, float]:
+    """The memory (MB) a forked child copies from its parent by one full collection, and
+    the collection's CPU ms, with the parent's objects frozen or not."""
+    if frozen:
+        heap.freeze()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: collect, report, leave without any clean-up of the parent's
+        before = _private_dirty_mb()
+        started = time.thread_time()
+        gc.collect()
+        cpu_ms = 1000 * (time.thread_time() - started)
+        os.write(write, f"{_private_dirty_mb() - before:.1f} {cpu_ms:.1f}".encode())
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 100).decode().split()
+    os.close(read)
+    os.waitpid(pid, 0)
+    if frozen:
+        gc.unfreeze()
+    return float(answer[0]), float(answer[1])
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -135,11 +201,16 @@ def run_variant(bench: Bench, name: str, post_ids: list[uuid.UUID], warm: int) -
     """One variant on ``post_ids`` (the first ``warm`` untimed); CPU and wall ms per
     delivery, whole and the live-event part."""
     timer = PartTimer()
+    full = FullCollections()
     with VARIANTS[name](), patched(timer):
         events.flush_events()
         deliver_all(bench, timer, post_ids[:warm])
         timer.counting = True
-        deliver_all(bench, timer, post_ids[warm:])
+        gc.callbacks.append(full)
+        try:
+            deliver_all(bench, timer, post_ids[warm:])
+        finally:
+            gc.callbacks.remove(full)
         events.flush_events()  # the pipelined answers are read inside the timed sends
     n = len(post_ids) - warm
     totals = [timer.totals[side] for side in (REQUEST, DELIVERY)]
@@ -149,6 +220,8 @@ def run_variant(bench: Bench, name: str, post_ids: list[uuid.UUID], warm: int) -
         "wall_ms": 1000 * sum(t.wall for t in totals) / n,
         "event_cpu_ms": 1000 * sum(p.cpu for p in event if p) / n,
         "event_wall_ms": 1000 * sum(p.wall for p in event if p) / n,
+        "full_collections": full.count,
+        "full_collection_cpu_ms": 1000 * full.cpu / n,
     }
 
 
@@ -168,20 +241,33 @@ def run(args: argparse.Namespace) -> list[str]:
                 batch = [next(post_ids) for _ in range(per_variant)]
                 results[name].append(run_variant(bench, name, batch, args.warm))
         problems = check(bench, total)
+        # The worker's state at a fork: Herald's app built, its deliveries' objects alive.
+        copied = {frozen: copied_by_a_full_collection(frozen) for frozen in (False, True)}
 
     base = statistics.median(r["cpu_ms"] for r in results["baseline"])
     print(f"CPU per delivery (request + delivery), median of {args.rounds} rounds, N={args.n}")
-    print(f"{'variant':<20} {'CPU ms':>8} {'ratio':>7} {'wall ms':>8} {'event CPU':>10}")
+    print(
+        f"{'variant':<20} {'CPU ms':>8} {'ratio':>7} {'wall ms':>8} {'event CPU':>10} "
+        f"{'event wall':>10} {'full GCs':>8} {'their CPU':>10}"
+    )
     for name in names:
         runs = results[name]
         cpu = statistics.median(r["cpu_ms"] for r in runs)
         print(
             f"{name:<20} {cpu:8.3f} {cpu / base:7.3f} "
             f"{statistics.median(r['wall_ms'] for r in runs):8.3f} "
-            f"{statistics.median(r['event_cpu_ms'] for r in runs):10.3f}"
+            f"{statistics.median(r['event_cpu_ms'] for r in runs):10.3f} "
+            f"{statistics.median(r['event_wall_ms'] for r in runs):10.3f} "
+            f"{sum(int(r['full_collections']) for r in runs):8d} "
+            f"{statistics.median(r['full_collection_cpu_ms'] for r in runs):10.3f}"
         )
     for name in names:
         print(f"  {name}: rounds {[round(r['cpu_ms'], 3) for r in results[name]]} CPU ms")
+    for frozen, (mb, ms) in copied.items():
+        print(
+            f"a forked child's full collection, parent {'frozen' if frozen else 'not frozen'}: "
+            f"{ms:.1f} ms CPU, {mb:.1f} MB of the parent's memory copied by it"
+        )
     print(
         f"{args.database}; {machine['usable_cores']} cores, load {machine.get('load_1m', '?')}; "
         f"source {source['describe']}; {time.strftime('%Y-%m-%d %H:%M')}"
