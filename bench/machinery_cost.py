@@ -16,6 +16,10 @@ the median over rounds of each variant's CPU per delivery and its ratio to ``bas
   as the worker and the API do; the baseline here does not. Full collections are rare
   (a few per thousand deliveries), so their count and CPU are shown apart, and a
   forked child's copied memory after one full collection, frozen or not.
+- ``no writer lock file``: SQLite writers go straight to ``BEGIN IMMEDIATE`` (SQLite's
+  own busy wait) instead of queueing on ``<database>-writer.lock`` first
+  (``herald.core.db.WriterLockedConnection``). Serial, so this is what the lock costs
+  when nobody contends, not what it is for (a bounded wait, a visible holder).
 - ``cookies parsed``: the guarded HTTP client reads ``Set-Cookie`` as plain httpx does
   (into a jar that keeps nothing), instead of skipping it (``herald.core.http``).
 
@@ -49,6 +53,7 @@ from bench.delivery_cost import DELIVERY, REQUEST, PartTimer, check, deliver_all
 from bench.publish_throughput import Bench, create_fixtures, set_up
 from herald.core import direct, heap
 from herald.core import http as guarded_http
+from herald.core.db import WriterLockedConnection
 from herald.core.settings import get_settings
 from herald.events import service as events
 
@@ -128,6 +133,19 @@ def frozen_heap() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def no_writer_lock_file() -> Iterator[None]:
+    locked = WriterLockedConnection
+    acquire, release = locked.acquire_writer_lock, locked.release_writer_lock
+    locked.acquire_writer_lock = lambda self, wait: None  # type: ignore[method-assign]  # bench swap
+    locked.release_writer_lock = lambda self: None  # type: ignore[method-assign]  # bench swap
+    try:
+        yield
+    finally:
+        locked.acquire_writer_lock = acquire  # type: ignore[method-assign]
+        locked.release_writer_lock = release  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
 def cookies_parsed() -> Iterator[None]:
     jar = guarded_http._Cookieless
     skipped = jar.extract_cookies
@@ -143,6 +161,7 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "public SQL": public_sql,
     "events unpipelined": events_unpipelined,
     "gc.freeze": frozen_heap,
+    "no writer lock file": no_writer_lock_file,
     "cookies parsed": cookies_parsed,
 }
 

@@ -598,3 +598,20 @@ def test_a_forked_child_publishes_on_its_own_connection(embedded_redis: Any) -> 
             ("job.state", "child"),
             ("job.state", "parent, after"),
         ]
+
+
+def test_a_redis_py_connection_pipelines_as_publishing_relies_on(redis_broker: str) -> None:
+    """Publishing writes its appends on one redis-py connection and reads the answers
+    later, in order (``send_command``, ``can_read``, ``read_response``: its ``_Wire``).
+    If a redis-py release changes that, this fails before events go missing."""
+    connection = redis.ConnectionPool.from_url(redis_broker).make_connection()
+    connection.connect()
+    try:
+        assert not connection.can_read(0)
+        connection.send_command("ECHO", "first")
+        connection.send_command("ECHO", "second")
+        assert connection.can_read(TIMEOUT)
+        assert [connection.read_response(), connection.read_response()] == [b"first", b"second"]
+        assert not connection.can_read(0)
+    finally:
+        connection.disconnect()
