@@ -1,12 +1,14 @@
 """Does each piece of Herald's performance machinery pay? CPU per delivery with it and
 with the plain alternative, side by side in one process, one database, one receiver.
 
-    uv run python -m bench.machinery_cost --n 300 --rounds 3
+    uv run python -m bench.machinery_cost --n 100 --rounds 8
 
 Each round runs every variant on ``--n`` fresh posts (request, then delivery, serially, as
-``bench.delivery_cost`` does), in an order that alternates between rounds; the table shows
-the median over rounds of each variant's CPU per delivery and its ratio to ``baseline``
-(the code as it is). A variant swaps one piece of machinery for the plain alternative:
+``bench.delivery_cost`` does), in an order that alternates between rounds (an even number
+of rounds gives every variant the same average place); the table shows the median over
+rounds of each variant's CPU per delivery, and the median of its per-round ratio to
+``baseline`` (the code as it is) in the same round. A variant swaps one piece of
+machinery for the plain alternative:
 
 - ``public SQL``: ``herald.core.direct.execute`` runs ``connection.execute(statement,
   params)`` (SQLAlchemy's compiled cache, execution context, ``Result``).
@@ -66,9 +68,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench.machinery_cost",
         description="CPU per delivery with each piece of performance machinery and without.",
     )
-    parser.add_argument("--n", type=int, default=300, help="Deliveries per variant per round.")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warm", type=int, default=30, help="Untimed deliveries per variant.")
+    parser.add_argument("--n", type=int, default=100, help="Deliveries per variant per round.")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument(
+        "--warm", type=int, default=10, help="Untimed deliveries per variant per round."
+    )
     add_stack_arguments(
         parser, broker_db=8, timeout=1800, workdir_holds="receiver log, SQLite file", worker=False
     )
@@ -263,7 +267,7 @@ def run(args: argparse.Namespace) -> list[str]:
         # The worker's state at a fork: Herald's app built, its deliveries' objects alive.
         copied = {frozen: copied_by_a_full_collection(frozen) for frozen in (False, True)}
 
-    base = statistics.median(r["cpu_ms"] for r in results["baseline"])
+    base = results["baseline"]
     print(f"CPU per delivery (request + delivery), median of {args.rounds} rounds, N={args.n}")
     print(
         f"{'variant':<20} {'CPU ms':>8} {'ratio':>7} {'wall ms':>8} {'event CPU':>10} "
@@ -272,8 +276,11 @@ def run(args: argparse.Namespace) -> list[str]:
     for name in names:
         runs = results[name]
         cpu = statistics.median(r["cpu_ms"] for r in runs)
+        ratio = statistics.median(
+            r["cpu_ms"] / b["cpu_ms"] for r, b in zip(runs, base, strict=True)
+        )
         print(
-            f"{name:<20} {cpu:8.3f} {cpu / base:7.3f} "
+            f"{name:<20} {cpu:8.3f} {ratio:7.3f} "
             f"{statistics.median(r['wall_ms'] for r in runs):8.3f} "
             f"{statistics.median(r['event_cpu_ms'] for r in runs):10.3f} "
             f"{statistics.median(r['event_wall_ms'] for r in runs):10.3f} "
