@@ -76,7 +76,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_stack_arguments(
         parser, broker_db=8, timeout=1800, workdir_holds="receiver log, SQLite file", worker=False
     )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="Comma-separated, baseline included (default: all).",
+    )
     args = parser.parse_args(argv)
+    args.variants = [name.strip() for name in args.variants.split(",")]
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown or "baseline" not in args.variants:
+        parser.error(f"--variants: need baseline, and only names from {list(VARIANTS)}")
     if args.n < 1 or args.rounds < 1 or args.warm < 0:
         parser.error("--n and --rounds must be at least 1, --warm not negative")
     return args
@@ -162,6 +171,8 @@ def cookies_parsed() -> Iterator[None]:
 
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "baseline": contextlib.nullcontext,
+    # The same code again: how far apart two runs of one thing come out (the noise).
+    "baseline again": contextlib.nullcontext,
     "public SQL": public_sql,
     "events unpipelined": events_unpipelined,
     "gc.freeze": frozen_heap,
@@ -249,7 +260,7 @@ def run_variant(bench: Bench, name: str, post_ids: list[uuid.UUID], warm: int) -
 
 
 def run(args: argparse.Namespace) -> list[str]:
-    names = list(VARIANTS)
+    names = args.variants
     per_variant = args.warm + args.n
     machine, source = machine_info(), source_info()
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
