@@ -1,10 +1,10 @@
 """Prebuilt Core statements run straight on the driver's cursor, for the delivery hot path.
 
-Why it stays: SQLAlchemy's public ``connection.execute`` costs 16-38 % more CPU per
-delivery (``python -m bench.machinery_cost --n 300 --rounds 3``, "public SQL") and 2.4x
-per statement (``python -m bench.statement_cost``, SQLite). What it reads of SQLAlchemy's
-compiler is pinned by ``tests/core/test_direct.py``
-(``test_the_driver_gets_exactly_what_sqlalchemy_sends``).
+Why it stays: SQLAlchemy's public ``connection.execute`` costs 530-550 µs more CPU per
+delivery, 2.35x per statement (``python -m bench.statement_cost``, SQLite), which is 10-20 %
+of a delivery's CPU (``python -m bench.machinery_cost``, "public SQL" against "baseline"
+and "baseline again"). What it reads of SQLAlchemy's compiler is pinned by
+``tests/core/test_direct.py::test_the_driver_gets_exactly_what_sqlalchemy_sends``.
 
 SQLAlchemy still does the SQL: each statement is compiled once per dialect (and, for an
 INSERT, per set of columns given), and values go in and out through the column types'
