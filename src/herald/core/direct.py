@@ -42,6 +42,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.selectable import ReturnsRows
 
 Processor = Callable[[Any], Any]
 Params = Mapping[str, Any]
@@ -133,8 +134,8 @@ def _compile(statement: Executable, dialect: Dialect, columns: tuple[str, ...] |
     required -= {name for name, _ in defaults}
     row: type[tuple[Any, ...]] | None = None
     types: tuple[Any, ...] = ()
-    if compiled.returning or statement.is_select:
-        exported = list(getattr(statement, "exported_columns", ()))
+    if (compiled.returning or statement.is_select) and isinstance(statement, ReturnsRows):
+        exported = list(statement.exported_columns)
         row = _row_type("Row", [c.key for c in exported], rename=True)
         types = tuple(c.type.dialect_impl(dialect) for c in exported)
     positional = tuple(compiled.positiontup or ()) if compiled.positional else None
