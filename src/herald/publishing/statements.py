@@ -85,14 +85,16 @@ DeliveryContent: TypeAlias = Select[
 ]
 
 
-def _one_of(column: Column[Any], states: Iterable[PublicationState]) -> ColumnElement[bool]:
+def _one_of(
+    column: Column[PublicationState], states: Iterable[PublicationState]
+) -> ColumnElement[bool]:
     """``column IN (...)`` of constants, each its own bound value: a plain list would be
     one "expanding" parameter, filled in per call (see herald.core.direct)."""
     return column.in_([literal(state.value, column.type) for state in states])
 
 
 def _change(
-    from_state: PublicationState, *conditions: ColumnElement[bool], **values: Any
+    from_state: PublicationState, *conditions: ColumnElement[bool], **values: object
 ) -> Changed:
     """Compare-and-set on one delivery (p_id) in ``from_state``, stamping p_updated_at and
     returning the changed row; no row when someone else got there."""
