@@ -14,8 +14,9 @@ machinery for the plain alternative:
   params)`` (SQLAlchemy's compiled cache, execution context, ``Result``).
 - ``events unpipelined``: each live event is the same Lua append, sent with redis-py's
   ``Script`` and its answer waited for (no hand-written pipelining).
-- ``gc.freeze``: the process freezes its start-up objects first (``herald.core.heap``),
-  as the worker and the API do; the baseline here does not. Full collections are rare
+- ``no gc.freeze``: the process's start-up objects are not frozen (``herald.core.heap``);
+  the baseline has them frozen, as the API and the worker do (and as
+  ``publish_throughput.create_fixtures`` leaves this process). Full collections are rare
   (a few per thousand deliveries), so their count and CPU are shown apart, and a
   forked child's copied memory after one full collection, frozen or not.
 - ``no writer lock file``: SQLite writers go straight to ``BEGIN IMMEDIATE`` (SQLite's
@@ -137,12 +138,12 @@ def events_unpipelined() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def frozen_heap() -> Iterator[None]:
-    heap.freeze()
+def unfrozen_heap() -> Iterator[None]:
+    gc.unfreeze()
     try:
         yield
     finally:
-        gc.unfreeze()
+        heap.freeze()  # as the fixtures left it
 
 
 @contextlib.contextmanager
@@ -175,7 +176,7 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "baseline again": contextlib.nullcontext,
     "public SQL": public_sql,
     "events unpipelined": events_unpipelined,
-    "gc.freeze": frozen_heap,
+    "no gc.freeze": unfrozen_heap,
     "no writer lock file": no_writer_lock_file,
     "cookies parsed": cookies_parsed,
 }
@@ -208,8 +209,8 @@ def _private_dirty_mb() -> float:
 def copied_by_a_full_collection(frozen: bool) -> tuple[float, float]:
     """The memory (MB) a forked child copies from its parent by one full collection, and
     the collection's CPU ms, with the parent's objects frozen or not."""
-    if frozen:
-        heap.freeze()
+    if not frozen:
+        gc.unfreeze()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: collect, report, leave without any clean-up of the parent's
@@ -223,8 +224,7 @@ def copied_by_a_full_collection(frozen: bool) -> tuple[float, float]:
     answer = os.read(read, 100).decode().split()
     os.close(read)
     os.waitpid(pid, 0)
-    if frozen:
-        gc.unfreeze()
+    heap.freeze()  # frozen again, as the fixtures left it
     return float(answer[0]), float(answer[1])
 
 
