@@ -1,9 +1,10 @@
 """Prebuilt Core statements run straight on the driver's cursor, for the delivery hot path.
 
-Why it stays: SQLAlchemy's public ``connection.execute`` costs 13.5 % more CPU per
-delivery on SQLite (``python -m bench.machinery_cost``, "public SQL" 1.135 where "baseline
-again" gives 0.96), 530-550 µs: 2.35x per statement (``python -m bench.statement_cost``;
-on PostgreSQL 1.45x, 737 µs). What it reads of SQLAlchemy's compiler is pinned by
+Why it stays: SQLAlchemy's public ``connection.execute`` costs 12-18 % more CPU per
+delivery on SQLite (``python -m bench.machinery_cost``, 3 runs: "public SQL" 1.12-1.18,
+"baseline again" 0.96-1.04), 530-550 µs: 2.35x per statement (``python -m
+bench.statement_cost``; on PostgreSQL 1.45x, 737 µs). What it reads of SQLAlchemy's
+compiler is pinned by
 ``tests/core/test_direct.py::test_the_driver_gets_exactly_what_sqlalchemy_sends``.
 
 SQLAlchemy still does the SQL: each statement is compiled once per dialect (and, for an
