@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,9 @@ from sqlalchemy import (
     Boolean,
     Column,
     Engine,
+    Executable,
     Float,
+    Insert,
     Integer,
     MetaData,
     String,
@@ -31,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from herald.core import direct
 from herald.core.clock import utcnow
 from herald.core.db import UTCDateTime, get_engine
+from herald.publishing import statements
 
 metadata = MetaData()
 probe = Table(
@@ -95,7 +99,7 @@ def _both(engine: Engine, statement: Any, params: Any) -> tuple[list[Any], list[
 
 def test_inserts_fill_python_defaults_and_values_round_trip(engine: Engine) -> None:
     at = datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": "a", "ratio": 0.25, "data": {"k": [1, "x"]}, "at": at, "flag": True},
         {"name": "b", "ratio": None, "data": None, "at": None, "flag": False},
     ]
@@ -144,7 +148,7 @@ def test_refuses_what_it_cannot_run_as_sqlalchemy_would(engine: Engine) -> None:
         direct.execute(connection, expanding, {"p_names": ["a"]})
     with engine.begin() as connection, pytest.raises(ValueError, match="p_at"):
         direct.execute(connection, BUMP, {"p_id": uuid.uuid4()})
-    uneven = [{"name": "a"}, {"name": "b", "flag": True}]
+    uneven: list[dict[str, Any]] = [{"name": "a"}, {"name": "b", "flag": True}]
     with engine.begin() as connection, pytest.raises(ValueError, match="same columns"):
         direct.execute(connection, INSERT, uneven)
     with engine.connect() as connection, pytest.raises(RuntimeError, match="transaction"):
@@ -166,3 +170,83 @@ def test_a_statement_listener_sees_every_statement(engine: Engine) -> None:
         event.remove(engine, "before_cursor_execute", record)
     assert row.name == "a"
     assert [s.split()[0] for s in seen if not s.startswith("BEGIN")] == ["INSERT", "SELECT"]
+
+
+# --- what direct relies on in SQLAlchemy's compiler, pinned on the hot path's statements ---
+
+_NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
+HOT_PATH: dict[str, tuple[Callable[[], Executable], dict[str, Any]]] = {
+    "claim": (statements.claim, {"p_id": _ID, "p_updated_at": _NOW, "p_lease_until": _NOW}),
+    "settle": (
+        lambda: statements.settle(("error_kind", "last_error")),
+        {"p_id": _ID, "p_attempt": 1, "p_state": "failed", "p_updated_at": _NOW,
+         "p_error_kind": "permanent", "p_last_error": "no"},
+    ),
+    "renew_lease": (statements.renew_lease, {"p_id": _ID, "p_attempt": 1, "p_lease_until": _NOW}),
+    "sync_job": (
+        lambda: statements.sync_job(True, True),
+        {"p_id": "t", "p_state": "success", "p_updated_at": _NOW, "p_started_at": _NOW,
+         "p_finished_at": _NOW},
+    ),
+    "start_attempt": (
+        statements.start_attempt,
+        {"id": _ID, "publication_id": _ID, "number": 1, "started_at": _NOW, "outcome": "started"},
+    ),
+    "finish_attempt": (
+        statements.finish_attempt,
+        {"p_publication_id": _ID, "p_number": 1, "p_finished_at": _NOW, "p_outcome": "failed",
+         "p_error": "no", "p_retry_at": None, "p_external_id": None, "p_external_url": None},
+    ),
+    "post_state": (statements.post_state, {"p_post_id": _ID}),
+    "delivery_content": (statements.delivery_content, {"p_post_id": _ID, "p_channel_id": _ID}),
+    "tags": (statements.tags, {"p_post_id": _ID}),
+    "insert_jobs": (
+        statements.insert_jobs,
+        {"id": "t", "workspace_id": _ID, "owner_id": None, "kind": "publish", "params": {},
+         "state": "pending", "created_at": _NOW, "updated_at": _NOW},
+    ),
+    "post_in_workspace": (statements.post_in_workspace, {"p_id": _ID, "p_workspace_id": _ID}),
+    "has_live_publications": (statements.has_live_publications, {"p_post_id": _ID}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(HOT_PATH))
+def test_the_driver_gets_exactly_what_sqlalchemy_sends(engine: Engine, name: str) -> None:
+    """direct reads SQLAlchemy's compiler (bind_names, positiontup, insert_prefetch,
+    update_prefetch, the bind and result processors) to skip its execution machinery: if
+    a SQLAlchemy release changes any of it, the SQL or the values direct hands the driver
+    differ from what SQLAlchemy itself sends, and this fails."""
+    build, params = HOT_PATH[name]
+    statement = build()
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, parameters: Any, *_: Any) -> None:
+        sent.append((sql, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with contextlib.suppress(IntegrityError), engine.begin() as connection:
+            connection.execute(statement, params)  # rows it refers to need not exist
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    [(sql, theirs)] = [(s, p) for s, p in sent if not s.startswith("BEGIN")]
+
+    columns = tuple(sorted(params)) if isinstance(statement, Insert) else None
+    plan = direct._plan(statement, engine.dialect, columns)
+    ours = direct._driver_params(plan, params)
+    assert plan.sql == sql
+    if plan.positional is not None:  # SQLite: values in the order of the SQL's "?"
+        assert isinstance(theirs, tuple)
+        ours, theirs = (
+            dict(zip(plan.positional, ours, strict=True)),
+            dict(zip(plan.positional, theirs, strict=True)),
+        )
+    assert ours.keys() == theirs.keys()
+    computed = {bind for bind, default in plan.defaults if default.is_callable}  # e.g. utcnow()
+    assert _comparable(ours, computed) == _comparable(theirs, computed)
+
+
+def _comparable(values: dict[str, Any], computed: set[str]) -> dict[str, Any]:
+    # psycopg's Json wrapper has no equality of its own: compare what it wraps.
+    return {k: (type(v), getattr(v, "obj", v)) for k, v in values.items() if k not in computed}

@@ -5,7 +5,12 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
+from typer.testing import CliRunner
 
+from herald import worker
+from herald.cli import app as cli
 from herald.core import heap
 
 
@@ -51,12 +56,6 @@ def test_freeze_without_collecting_freezes_garbage_too() -> None:
 def test_herald_api_freezes_the_app_it_built_before_serving(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import uvicorn
-    from fastapi import FastAPI
-    from typer.testing import CliRunner
-
-    from herald.cli import app as cli
-
     served: list[tuple[object, int]] = []
     monkeypatch.setattr(
         uvicorn, "run", lambda application, **_: served.append((application, gc.get_freeze_count()))
@@ -70,8 +69,6 @@ def test_herald_api_freezes_the_app_it_built_before_serving(
 
 
 def test_the_worker_freezes_before_forking_and_in_the_child() -> None:
-    from herald import worker
-
     worker._freeze_before_fork()  # the parent, on worker_before_create_process
     parent = gc.get_freeze_count()
     assert parent > 10_000
@@ -79,3 +76,14 @@ def test_the_worker_freezes_before_forking_and_in_the_child() -> None:
     worker._freeze_in_child()  # a new child, on worker_process_init: no collection
     assert gc.get_freeze_count() > parent
     assert garbage() is not None
+
+
+def test_a_full_collection_no_longer_walks_what_was_frozen() -> None:
+    """What heap relies on in CPython: frozen objects leave the generations a collection
+    walks (gc.freeze's permanent generation). If that changes, freezing buys nothing."""
+    kept = [Node() for _ in range(10_000)]
+    gc.collect()  # everything alive is now in the oldest generation, which a full one walks
+    assert len(gc.get_objects(generation=2)) >= len(kept)
+    heap.freeze()
+    assert len(gc.get_objects(generation=2)) < len(kept) / 10
+    assert gc.get_freeze_count() >= len(kept)

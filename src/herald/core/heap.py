@@ -1,5 +1,11 @@
 """Keep Python's cyclic garbage collector off the objects a process loads to start.
 
+Why it stays: without it a forked worker child's first full collection takes 110-136 ms
+of CPU and copies 52 MB of its parent's memory; with it, 0.1 ms and 0.1 MB
+(``python -m bench.machinery_cost``, 3 runs, last lines). Per delivery it changes nothing
+measurable between full collections. ``tests/core/test_heap.py`` pins the CPython
+behaviour it relies on (a full collection skips frozen objects).
+
 A worker or API process ends its start-up holding about 160,000 objects the collector
 tracks (modules, SQLAlchemy's mappers and compiled statements, pydantic models, Celery's
 app) that live as long as the process. Every full collection walks all of them: about

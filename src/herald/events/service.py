@@ -1,5 +1,13 @@
 """Live events: publish a workspace's state changes, and read them back as a stream.
 
+Why the pipelined publisher stays: wall time. Waiting for each event's answer (redis-py's
+``Script``) adds a round trip per event: 1.3-2.8 ms more wall time per delivery (10-25 %
+of a serial delivery's), for 1-7 % of its CPU (``python -m bench.machinery_cost``, 3
+runs, "events unpipelined"). ``tests/events`` pins the redis-py connection calls it
+uses. The Lua script is for correctness, not speed: it records each entry's predecessor
+("prev") in the same atomic step, which is how a reader knows exactly whether it missed
+anything.
+
 The database is the truth; an event only tells a client, quickly, what to re-read.
 
 **Publishing** (sync: services, tasks, after-commit hooks) appends one entry to the Redis

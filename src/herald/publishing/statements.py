@@ -13,13 +13,19 @@ for the SET clause.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from functools import cache
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import (
+    BindParameter,
+    Column,
     ColumnElement,
+    Insert,
+    Select,
     Table,
+    Update,
     and_,
     bindparam,
     case,
@@ -29,6 +35,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from herald.channels.models import Channel, ChannelState
 from herald.jobs.models import Job
@@ -37,131 +45,165 @@ from herald.posts.models import Post, PostState, PostTag
 from herald.publishing.models import ACTIVE, Publication, PublicationAttempt, PublicationState
 
 S = PublicationState
-
-publications: Table = Publication.__table__  # type: ignore[assignment]
-attempts: Table = PublicationAttempt.__table__  # type: ignore[assignment]
-jobs: Table = Job.__table__  # type: ignore[assignment]
-channels: Table = Channel.__table__  # type: ignore[assignment]
-posts: Table = Post.__table__  # type: ignore[assignment]
-post_tags: Table = PostTag.__table__  # type: ignore[assignment]
-post_media: Table = PostMedia.__table__  # type: ignore[assignment]
-
-# What a state change returns of the row it changed (RETURNING), so nothing is re-read.
-RETURNED = (
-    "task_id",
-    "workspace_id",
-    "post_id",
-    "channel_id",
-    "attempt",
-    "max_attempts",
-    "idempotency_key",
-)
+T = TypeVar("T")
 
 
-def _param(table: Table, column: str) -> Any:
-    return bindparam(f"p_{column}", type_=table.c[column].type)
+def _table(model: object) -> Table:
+    """A mapped class's table (declared as a ``FromClause``; every Herald model has one)."""
+    table = getattr(model, "__table__", None)
+    assert isinstance(table, Table), model
+    return table
 
 
-def _one_of(column: Any, states: Iterable[PublicationState]) -> ColumnElement[bool]:
+publications = _table(Publication)
+attempts = _table(PublicationAttempt)
+jobs = _table(Job)
+channels = _table(Channel)
+posts = _table(Post)
+post_tags = _table(PostTag)
+post_media = _table(PostMedia)
+
+
+def _c(attribute: InstrumentedAttribute[T]) -> Column[T]:
+    """The table column behind a mapped attribute, typed as the attribute is (a Table's
+    ``.c`` gives ``Column[Any]``). The plain column, so statements stay Core, not ORM."""
+    return _table(attribute.class_).c[attribute.key]
+
+
+def _param(column: Column[T]) -> BindParameter[T]:
+    return bindparam(f"p_{column.key}", type_=column.type)
+
+
+# A state change's RETURNING (the row it changed), so nothing is re-read: task_id,
+# workspace_id, post_id, channel_id, attempt, max_attempts, idempotency_key.
+Changed: TypeAlias = ReturningUpdate[str, uuid.UUID, uuid.UUID, uuid.UUID, int, int, str]
+
+# What an attempt needs of its post and channel: title, body, excerpt, canonical_url,
+# has_media, platform, credentials_encrypted, settings, retry_base_seconds, retry_max_seconds.
+DeliveryContent: TypeAlias = Select[
+    str, str, str | None, str | None, bool, str, bytes, dict[str, Any], float, float
+]
+
+
+def _one_of(
+    column: Column[PublicationState], states: Iterable[PublicationState]
+) -> ColumnElement[bool]:
     """``column IN (...)`` of constants, each its own bound value: a plain list would be
     one "expanding" parameter, filled in per call (see herald.core.direct)."""
-    return column.in_([literal(state.value, column.type) for state in states])  # type: ignore[no-any-return]
+    return column.in_([literal(state.value, column.type) for state in states])
 
 
-def _change(from_state: PublicationState, *conditions: Any, **values: Any) -> Any:
+def _change(
+    from_state: PublicationState, *conditions: ColumnElement[bool], **values: object
+) -> Changed:
     """Compare-and-set on one delivery (p_id) in ``from_state``, stamping p_updated_at and
-    returning the RETURNED columns; None from ``.first()`` when someone else got there."""
-    p = publications
+    returning the changed row; no row when someone else got there."""
+    p = Publication
     return (
-        update(p)
-        .where(p.c.id == _param(p, "id"), p.c.state == from_state.value, *conditions)
-        .values(updated_at=_param(p, "updated_at"), **values)
-        .returning(*(p.c[name] for name in RETURNED))
+        update(publications)
+        .where(_c(p.id) == _param(_c(p.id)), _c(p.state) == from_state.value, *conditions)
+        .values(updated_at=_param(_c(p.updated_at)), **values)
+        .returning(
+            _c(p.task_id),
+            _c(p.workspace_id),
+            _c(p.post_id),
+            _c(p.channel_id),
+            _c(p.attempt),
+            _c(p.max_attempts),
+            _c(p.idempotency_key),
+        )
     )
 
 
+# The names of Changed's columns, in order (the publishing service reads them by name).
+RETURNED = tuple(str(column.key) for column in _change(S.QUEUED).exported_columns)
+
+
 @cache
-def claim() -> Any:
+def claim() -> Changed:
     """queued → publishing, one attempt more, if the channel is active, no cancel was
     asked for and an attempt is left (the limit holds whatever queued the row).
     Parameters: p_id, p_updated_at, p_lease_until."""
-    p = publications
+    p = Publication
     return _change(
         S.QUEUED,
-        p.c.cancel_requested.is_(False),
-        p.c.attempt < p.c.max_attempts,
-        p.c.channel_id.in_(
-            select(channels.c.id).where(channels.c.state == ChannelState.ACTIVE.value)
+        _c(p.cancel_requested).is_(False),
+        _c(p.attempt) < _c(p.max_attempts),
+        _c(p.channel_id).in_(
+            select(_c(Channel.id)).where(_c(Channel.state) == ChannelState.ACTIVE.value)
         ),
         state=S.PUBLISHING.value,
-        lease_until=_param(p, "lease_until"),
-        attempt=p.c.attempt + 1,
+        lease_until=_param(_c(p.lease_until)),
+        attempt=_c(p.attempt) + 1,
     )
 
 
 @cache
-def settle(columns: tuple[str, ...]) -> Any:
+def settle(columns: tuple[str, ...]) -> Changed:
     """publishing → p_state for attempt p_attempt only (a reconciled, re-claimed delivery
     has a newer one), setting ``columns`` from p_<column>. Parameters: p_id, p_attempt,
     p_state, p_updated_at and one per column."""
     p = publications
     return _change(
         S.PUBLISHING,
-        p.c.attempt == _param(p, "attempt"),
-        state=_param(p, "state"),
-        **{column: _param(p, column) for column in columns},
+        _c(Publication.attempt) == _param(_c(Publication.attempt)),
+        state=_param(_c(Publication.state)),
+        **{column: _param(p.c[column]) for column in columns},
     )
 
 
 @cache
-def renew_lease() -> Any:
+def renew_lease() -> ReturningUpdate[uuid.UUID]:
     """Move the lease of attempt p_attempt on, while that attempt still holds the delivery.
     Parameters: p_id, p_attempt, p_lease_until. Returns the id when renewed."""
-    p = publications
+    p = Publication
     return (
-        update(p)
+        update(publications)
         .where(
-            p.c.id == _param(p, "id"),
-            p.c.state == S.PUBLISHING.value,
-            p.c.attempt == _param(p, "attempt"),
+            _c(p.id) == _param(_c(p.id)),
+            _c(p.state) == S.PUBLISHING.value,
+            _c(p.attempt) == _param(_c(p.attempt)),
         )
-        .values(lease_until=_param(p, "lease_until"))
-        .returning(p.c.id)
+        .values(lease_until=_param(_c(p.lease_until)))
+        .returning(_c(p.id))
     )
 
 
 @cache
-def sync_job(started: bool, finished: bool) -> Any:
+def sync_job(started: bool, finished: bool) -> Update:
     """The job row follows its delivery. Parameters: p_id, p_state, p_updated_at, and
     p_started_at / p_finished_at when asked for."""
-    values = {"state": _param(jobs, "state"), "updated_at": _param(jobs, "updated_at")}
+    values: dict[str, BindParameter[Any]] = {
+        "state": _param(_c(Job.state)),
+        "updated_at": _param(_c(Job.updated_at)),
+    }
     if started:
-        values["started_at"] = _param(jobs, "started_at")
+        values["started_at"] = _param(_c(Job.started_at))
     if finished:
-        values["finished_at"] = _param(jobs, "finished_at")
-    return update(jobs).where(jobs.c.id == _param(jobs, "id")).values(**values)
+        values["finished_at"] = _param(_c(Job.finished_at))
+    return update(jobs).where(_c(Job.id) == _param(_c(Job.id))).values(**values)
 
 
 @cache
-def start_attempt() -> Any:
+def start_attempt() -> Insert:
     """A new attempt row; the parameters are its columns (id, publication_id, number,
     started_at, outcome)."""
     return insert(attempts)
 
 
 @cache
-def finish_attempt() -> Any:
+def finish_attempt() -> Update:
     """Parameters: p_publication_id, p_number and the outcome's columns."""
     a = attempts
     return (
         update(a)
         .where(
-            a.c.publication_id == _param(a, "publication_id"),
-            a.c.number == _param(a, "number"),
+            _c(PublicationAttempt.publication_id) == _param(_c(PublicationAttempt.publication_id)),
+            _c(PublicationAttempt.number) == _param(_c(PublicationAttempt.number)),
         )
         .values(
             **{
-                column: _param(a, column)
+                column: _param(a.c[column])
                 for column in (
                     "finished_at",
                     "outcome",
@@ -176,110 +218,110 @@ def finish_attempt() -> Any:
 
 
 @cache
-def post_state() -> Any:
+def post_state() -> Update:
     """A post's state follows its deliveries, evaluated in the database. Parameter:
     p_post_id."""
-    p = publications
-    post_id = bindparam("p_post_id", type_=p.c.post_id.type)
+    state = _c(Publication.state)
+    post_id = bindparam("p_post_id", type_=_c(Publication.post_id).type)
 
     def some(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-        return exists().where(p.c.post_id == post_id, condition)
+        return exists().where(_c(Publication.post_id) == post_id, condition)
 
     new = case(
-        (some(_one_of(p.c.state, ACTIVE)), PostState.SCHEDULED.value),
-        (~some(p.c.state != S.CANCELLED.value), PostState.DRAFT.value),
-        (
-            ~some(~_one_of(p.c.state, [S.PUBLISHED, S.CANCELLED])),
-            PostState.PUBLISHED.value,
-        ),
-        (some(p.c.state == S.PUBLISHED.value), PostState.PARTIALLY_FAILED.value),
+        (some(_one_of(state, ACTIVE)), PostState.SCHEDULED.value),
+        (~some(state != S.CANCELLED.value), PostState.DRAFT.value),
+        (~some(~_one_of(state, [S.PUBLISHED, S.CANCELLED])), PostState.PUBLISHED.value),
+        (some(state == S.PUBLISHED.value), PostState.PARTIALLY_FAILED.value),
         else_=PostState.FAILED.value,
     )
-    return update(posts).where(posts.c.id == post_id, posts.c.state != new).values(state=new)
+    return update(posts).where(_c(Post.id) == post_id, _c(Post.state) != new).values(state=new)
 
 
 @cache
-def delivery_content() -> Any:
+def delivery_content() -> DeliveryContent:
     """What an attempt needs of its post and channel, in one row (two single rows side by
     side). Parameters: p_post_id, p_channel_id."""
-    post_id = bindparam("p_post_id", type_=posts.c.id.type)
-    channel_id = bindparam("p_channel_id", type_=channels.c.id.type)
-    c = channels.c
+    post_id = bindparam("p_post_id", type_=_c(Post.id).type)
+    channel_id = bindparam("p_channel_id", type_=_c(Channel.id).type)
     return (
         select(
-            posts.c.title,
-            posts.c.body,
-            posts.c.excerpt,
-            posts.c.canonical_url,
-            exists().where(post_media.c.post_id == posts.c.id).label("has_media"),
-            c.platform,
-            c.credentials_encrypted,
-            c.settings,
-            c.retry_base_seconds,
-            c.retry_max_seconds,
+            _c(Post.title),
+            _c(Post.body),
+            _c(Post.excerpt),
+            _c(Post.canonical_url),
+            exists().where(_c(PostMedia.post_id) == _c(Post.id)).label("has_media"),
+            _c(Channel.platform),
+            _c(Channel.credentials_encrypted),
+            _c(Channel.settings),
+            _c(Channel.retry_base_seconds),
+            _c(Channel.retry_max_seconds),
         )
         .select_from(posts)
-        .join(channels, c.id == channel_id)
-        .where(posts.c.id == post_id)
+        .join(channels, _c(Channel.id) == channel_id)
+        .where(_c(Post.id) == post_id)
     )
 
 
 @cache
-def tags() -> Any:
+def tags() -> Select[str]:
     """A post's tags in order. Parameter: p_post_id."""
-    t = post_tags
-    return select(t.c.tag).where(t.c.post_id == _param(t, "post_id")).order_by(t.c.position)
+    return (
+        select(_c(PostTag.tag))
+        .where(_c(PostTag.post_id) == _param(_c(PostTag.post_id)))
+        .order_by(_c(PostTag.position))
+    )
 
 
 # --- the request side (create_publications flushes the session before running these) ---
 
 
 @cache
-def insert_jobs() -> Any:
+def insert_jobs() -> Insert:
     """New job rows; the parameters are their columns (one dict per row)."""
     return insert(jobs)
 
 
 @cache
-def insert_publications() -> Any:
+def insert_publications() -> Insert:
     """New delivery rows; the parameters are their columns (one dict per row)."""
     return insert(publications)
 
 
 @cache
-def post_in_workspace() -> Any:
+def post_in_workspace() -> Select[uuid.UUID]:
     """The post's id if it is this workspace's. Parameters: p_id, p_workspace_id."""
-    return select(posts.c.id).where(
-        posts.c.id == _param(posts, "id"),
-        posts.c.workspace_id == _param(posts, "workspace_id"),
+    return select(_c(Post.id)).where(
+        _c(Post.id) == _param(_c(Post.id)),
+        _c(Post.workspace_id) == _param(_c(Post.workspace_id)),
     )
 
 
 @cache
-def channels_in_workspace() -> Any:
+def channels_in_workspace() -> Select[uuid.UUID, int]:
     """(id, max_retries) of those of p_ids (a list) that are this workspace's channels.
     Parameters: p_ids, p_workspace_id."""
-    c = channels.c
-    return select(c.id, c.max_retries).where(
-        c.id.in_(bindparam("p_ids", expanding=True, type_=c.id.type)),
-        c.workspace_id == _param(channels, "workspace_id"),
+    channel_id = _c(Channel.id)
+    return select(channel_id, _c(Channel.max_retries)).where(
+        channel_id.in_(bindparam("p_ids", expanding=True, type_=channel_id.type)),
+        _c(Channel.workspace_id) == _param(_c(Channel.workspace_id)),
     )
 
 
-def _live(post_id: Any) -> ColumnElement[bool]:
-    state = publications.c.state
-    return and_(publications.c.post_id == post_id, _one_of(state, [*ACTIVE, S.PUBLISHED]))
+def _live(post_id: ColumnElement[uuid.UUID]) -> ColumnElement[bool]:
+    return and_(
+        _c(Publication.post_id) == post_id,
+        _one_of(_c(Publication.state), [*ACTIVE, S.PUBLISHED]),
+    )
 
 
 @cache
-def has_live_publications() -> Any:
+def has_live_publications() -> Select[uuid.UUID]:
     """One row if the post has an active or published delivery (Core: a first publish
     pays no ORM query). Parameter: p_post_id."""
-    p = publications
-    return select(p.c.id).where(_live(_param(p, "post_id"))).limit(1)
+    return select(_c(Publication.id)).where(_live(_param(_c(Publication.post_id)))).limit(1)
 
 
 @cache
-def live_publications() -> Any:
+def live_publications() -> Select[Publication]:
     """A post's active or published deliveries, as ORM objects. Parameter: p_post_id."""
-    return select(Publication).where(_live(_param(publications, "post_id")))
+    return select(Publication).where(_live(_param(_c(Publication.post_id))))
