@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from herald.adapters.base import AmbiguousError, AuthError, PermanentError, RetryableError
-from herald.adapters.wordpress import WordPressAdapter, api_json, key_token, marker
+from herald.adapters.http import api_json
+from herald.adapters.wordpress import WordPressAdapter, key_token, marker
 from tests.adapters.contract import (
     HTTP,
     MEDIA,

@@ -111,6 +111,19 @@ class Receipt:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+def receipt_in(progress: Mapping[str, Any] | None) -> Receipt | None:
+    """The receipt a delivery kept in its progress when it was done (see
+    :meth:`ChannelStore.save_receipt`), or ``None`` while it is not."""
+    kept = (progress or {}).get("receipt")
+    if not isinstance(kept, dict):
+        return None
+    return Receipt(
+        external_id=str(kept["external_id"]),
+        url=kept.get("url"),
+        data=dict(kept.get("data") or {}),
+    )
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who the credentials act as, from ``verify``."""
@@ -171,6 +184,22 @@ class ChannelStore(ABC):
 
     @abstractmethod
     def save_progress(self, idempotency_key: str, data: dict[str, Any]) -> None: ...
+
+    def receipt(self, idempotency_key: str) -> Receipt | None:
+        """The receipt this delivery kept when it was done: a retry returns it instead of
+        posting again."""
+        return receipt_in(self.progress(idempotency_key))
+
+    def save_receipt(
+        self,
+        idempotency_key: str,
+        receipt: Receipt,
+        progress: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep a finished delivery's receipt in its progress, beside what the delivery
+        saved there (``progress``)."""
+        kept = {"external_id": receipt.external_id, "url": receipt.url, "data": receipt.data}
+        self.save_progress(idempotency_key, {**(progress or {}), "receipt": kept})
 
     @contextmanager
     def batch(self) -> Iterator[None]:
