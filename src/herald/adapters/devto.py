@@ -179,9 +179,10 @@ class DevtoAdapter(HttpAdapter[DevtoCredentials, DevtoSettings]):
         return receipt
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
-        kept = self.store.receipt(idempotency_key)
-        if kept is not None:
-            return kept
+        return self.store.receipt(idempotency_key) or self._search(idempotency_key)
+
+    def _search(self, idempotency_key: str) -> Receipt | None:
+        """Look for the delivery's marker among the account's newest articles."""
         marker = delivery_marker(idempotency_key)
         articles = self._json(
             self._request("GET", "/api/articles/me/all", params={"per_page": LOOKUP_PAGE})

@@ -223,21 +223,15 @@ class GhostAdapter(HttpAdapter[GhostCredentials, GhostSettings]):
         response = self._call(
             "POST", "/posts/", params={"source": "html"}, json={"posts": [post]}, may_post=True
         )
-        created = api_json(response, "posts", 0, platform=PLATFORM, ambiguous=True)
-        receipt = Receipt(
-            external_id=api_json(
-                response, "posts", 0, "id", platform=PLATFORM, expect=str, ambiguous=True
-            ),
-            url=created.get("url"),
-            data={"status": created.get("status")},
-        )
+        receipt = _first_post(response, ambiguous=True)
         self.store.save_receipt(idempotency_key, receipt, progress)
         return receipt
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
-        kept = self.store.receipt(idempotency_key)
-        if kept is not None:
-            return kept
+        return self.store.receipt(idempotency_key) or self._search(idempotency_key)
+
+    def _search(self, idempotency_key: str) -> Receipt | None:
+        """Look for the delivery's internal tag among the site's posts."""
         # The Admin API lists published posts only unless the filter names the statuses.
         found = self._call(
             "GET",
@@ -249,12 +243,7 @@ class GhostAdapter(HttpAdapter[GhostCredentials, GhostSettings]):
         )
         if not api_json(found, "posts", platform=PLATFORM, expect=list):
             return None
-        post = api_json(found, "posts", 0, platform=PLATFORM)
-        return Receipt(
-            external_id=api_json(found, "posts", 0, "id", platform=PLATFORM, expect=str),
-            url=post.get("url"),
-            data={"status": post.get("status")},
-        )
+        return _first_post(found)
 
     def _upload(self, media: MediaItem) -> str:
         uploaded = self._call(
@@ -264,3 +253,15 @@ class GhostAdapter(HttpAdapter[GhostCredentials, GhostSettings]):
             data={"ref": str(media.id)},
         )
         return str(api_json(uploaded, "images", 0, "url", platform=PLATFORM, expect=str))
+
+
+def _first_post(response: httpx.Response, *, ambiguous: bool = False) -> Receipt:
+    """The receipt for the first post in an answer's ``posts``."""
+    post = api_json(response, "posts", 0, platform=PLATFORM, ambiguous=ambiguous)
+    return Receipt(
+        external_id=api_json(
+            response, "posts", 0, "id", platform=PLATFORM, expect=str, ambiguous=ambiguous
+        ),
+        url=post.get("url"),
+        data={"status": post.get("status")},
+    )

@@ -249,9 +249,10 @@ class HashnodeAdapter(HttpAdapter[HashnodeCredentials, HashnodeSettings]):
         return receipt
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
-        kept = self.store.receipt(idempotency_key)
-        if kept is not None:
-            return kept
+        return self.store.receipt(idempotency_key) or self._search(idempotency_key)
+
+    def _search(self, idempotency_key: str) -> Receipt | None:
+        """Look for the delivery's marker among the publication's newest posts."""
         marker = delivery_marker(idempotency_key)
         variables = {"id": self.credentials.publication_id, "first": LOOKUP_PAGE}
         publication = self._graphql(RECENT_POSTS, variables, read=True)["publication"]

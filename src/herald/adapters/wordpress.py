@@ -238,21 +238,17 @@ class WordPressAdapter(HttpAdapter[WordPressCredentials, WordPressSettings]):
         if featured is not None:
             body["featured_media"] = featured
         response = self._call("POST", "/posts", json=body, may_post=True)
-        post = api_json(response, platform=PLATFORM, ambiguous=True)
-        receipt = Receipt(
-            external_id=str(
-                api_json(response, "id", platform=PLATFORM, expect=int, ambiguous=True)
-            ),
-            url=post.get("link"),
-            data={"status": post.get("status")},
-        )
+        # A created post has a numeric id; without one the answer is not WordPress's.
+        api_json(response, "id", platform=PLATFORM, expect=int, ambiguous=True)
+        receipt = _receipt_for(api_json(response, platform=PLATFORM, ambiguous=True))
         self.store.save_receipt(idempotency_key, receipt, progress)
         return receipt
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
-        kept = self.store.receipt(idempotency_key)
-        if kept is not None:
-            return kept
+        return self.store.receipt(idempotency_key) or self._search(idempotency_key)
+
+    def _search(self, idempotency_key: str) -> Receipt | None:
+        """Look for the delivery's marker among the site's posts."""
         # WordPress searches title, excerpt and raw content, comments included.
         found = self._call(
             "GET",
@@ -268,11 +264,7 @@ class WordPressAdapter(HttpAdapter[WordPressCredentials, WordPressSettings]):
         for post in api_json(found, platform=PLATFORM, expect=list):
             content = post.get("content") if isinstance(post, dict) else None
             if isinstance(content, dict) and wanted in str(content.get("raw") or ""):
-                return Receipt(
-                    external_id=str(post["id"]),
-                    url=post.get("link"),
-                    data={"status": post.get("status")},
-                )
+                return _receipt_for(post)
         return None
 
     # -- terms and media -----------------------------------------------------------------
@@ -366,3 +358,9 @@ def _unique(names: Iterable[str]) -> list[str]:
         if cleaned and cleaned.casefold() not in seen:
             seen[cleaned.casefold()] = cleaned
     return list(seen.values())
+
+
+def _receipt_for(post: dict[str, Any]) -> Receipt:
+    return Receipt(
+        external_id=str(post["id"]), url=post.get("link"), data={"status": post.get("status")}
+    )
