@@ -156,11 +156,15 @@ class ChannelStore(ABC):
       retry carries on instead of posting the first parts again.
 
     Writing: outside :meth:`batch`, each save is stored at once. Inside it, saves are
-    kept in memory and stored together when the outermost batch ends (whatever ends it),
-    or at a :meth:`checkpoint`: an adapter calls that before a request whose effect a
-    retry must know about (a record key chosen before the post that uses it). So a
-    delivery costs a write per checkpoint and one at the end, not one per save, and no
-    store ever waits on the database while the adapter waits on the platform.
+    kept in memory and stored together at a :meth:`checkpoint`: an adapter calls that
+    before a request whose effect a retry must know about (a record key chosen before the
+    post that uses it, an upload that is not idempotent). When the outermost batch ends
+    with an exception, everything saved is stored (the delivery will be tried again and
+    carries on from it); when it ends with a result, only a changed login is: the caller
+    records the result (the engine, the receipt with the outcome), and a retry after a
+    lost outcome looks the post up or resends what the platform deduplicates. So a
+    delivery costs a write per checkpoint, not one per save, and no store ever waits on
+    the database while the adapter waits on the platform.
     """
 
     @abstractmethod

@@ -486,8 +486,8 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
     # -- publish ------------------------------------------------------------------------
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
-        # Progress and logins are stored at each checkpoint and once at the end, not at
-        # every step: one write transaction per part instead of three or four.
+        # Progress and logins are stored at each checkpoint (a login also at the end, if
+        # it changed), not at every step: one write transaction per part.
         with self.store.batch():
             return self._publish(rendition, idempotency_key)
 

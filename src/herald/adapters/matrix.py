@@ -316,8 +316,9 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
         }
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
-        # Sent events are stored once at the end: a resend of one is deduplicated by its
-        # transaction id. Only an upload, which is not, is stored as soon as it is made.
+        # An upload, which is not idempotent, is stored as soon as it is made; sent events
+        # when a part fails (the retry carries on after them), else with the outcome: a
+        # resend of one is deduplicated by its transaction id.
         with self.store.batch():
             return self._publish(rendition, idempotency_key)
 
