@@ -24,7 +24,7 @@ from tests.adapters.contract import (
     sample_post,
 )
 from tests.fakes.matrix import FakeMatrix, content_errors
-from tests.fakes.specs import specs_dir
+from tests.fakes.specs import needs_specs
 
 
 class TestMatrixContract(AdapterContract):
@@ -255,7 +255,7 @@ def test_notice_setting_sends_m_notice(fake: FakeMatrix) -> None:
     assert fake.events[0].content["msgtype"] == "m.notice"
 
 
-@pytest.mark.skipif(specs_dir() is None, reason="platform specs folder absent")
+@needs_specs
 def test_fake_validates_against_the_event_schemas() -> None:
     assert content_errors({"msgtype": "m.text", "body": "hi"}) == []
     assert "(content): 'body' is a required property" in content_errors({"msgtype": "m.text"})

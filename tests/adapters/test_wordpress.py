@@ -25,7 +25,7 @@ from tests.adapters.contract import (
     sample_image,
     sample_post,
 )
-from tests.fakes.specs import specs_dir
+from tests.fakes.specs import needs_specs
 from tests.fakes.wordpress import FakeWordPress, posts_route_args
 
 TERM_PATHS = ("/wp-json/wp/v2/tags", "/wp-json/wp/v2/categories")
@@ -182,7 +182,7 @@ def test_post_body_is_what_wordpress_expects(fake: FakeWordPress) -> None:
     assert fake.violations == []
 
 
-@pytest.mark.skipif(specs_dir() is None, reason="platform specs folder not present")
+@needs_specs
 def test_fake_validates_the_posts_route_in_wordpress_dialect(fake: FakeWordPress) -> None:
     assert posts_route_args() is not None
     auth = (fake.username, fake.application_password)

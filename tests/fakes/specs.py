@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7, DRAFT202012
+
+from tests.services import IN_CI, service_missing
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -35,10 +38,25 @@ def specs_dir() -> Path | None:
     for candidate in candidates:
         if (candidate / "README.md").is_file():
             return candidate
-    if os.environ.get("CI") == "true":
+    if IN_CI:
         # CI must not quietly skip the conformance layer (.ci/run sets the path).
         raise RuntimeError("CI=true but no platform specs folder: set HERALD_PLATFORM_SPECS")
     return None
+
+
+# For a test that checks against the published schemas (the fixture is in
+# tests/adapters/conftest.py: it calls require_specs).
+needs_specs = pytest.mark.usefixtures("platform_specs")
+
+
+def require_specs() -> Path:
+    """The specs folder, for a test that checks against it: without it the test skips
+    locally and fails in CI (as a missing service does, ``tests/services.py``)."""
+    folder = specs_dir()
+    if folder is None:
+        service_missing("the platform specs folder", "set HERALD_PLATFORM_SPECS")
+    assert folder is not None  # service_missing skipped or failed the test
+    return folder
 
 
 def spec_path(relative: str) -> Path | None:
