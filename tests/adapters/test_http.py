@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -96,8 +97,6 @@ def test_retry_after_seconds(headers: dict[str, str], expected: float | None) ->
 
 
 def test_retry_after_seconds_defaults_to_the_wall_clock() -> None:
-    import time
-
     seconds = retry_after_seconds(answer(429, headers={"X-RateLimit-Reset": str(time.time() + 60)}))
     assert seconds is not None
     assert 58 <= seconds <= 60

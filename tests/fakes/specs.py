@@ -23,6 +23,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from graphql import GraphQLError, OperationDefinitionNode, build_schema, parse, validate
+from graphql.execution.values import get_variable_values
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7, DRAFT202012
 
@@ -192,8 +194,6 @@ def ghost_errors(schema_id: str, body: Any) -> list[str]:
 
 @lru_cache(maxsize=4)
 def _graphql_schema(relative: str) -> Any:
-    from graphql import build_schema
-
     path = spec_path(relative)
     # The published SDL breaks a deprecation rule between an interface and its types
     # (IUser.ambassador); that does not matter for checking requests.
@@ -209,8 +209,6 @@ def graphql_errors(relative: str, query: str, variables: dict[str, Any] | None =
     schema = _graphql_schema(relative)
     if schema is None:
         return []
-    from graphql import GraphQLError, OperationDefinitionNode, parse, validate
-    from graphql.execution.values import get_variable_values
 
     try:
         document = parse(query)

@@ -21,8 +21,9 @@ def register(cls: type[Adapter[Any, Any]]) -> type[Adapter[Any, Any]]:
 
 
 def _load_builtins() -> None:
-    # Importing the package imports every built-in adapter module.
-    import herald.adapters.builtin  # noqa: F401
+    # Importing the package imports every built-in adapter module. Not at the top: each
+    # of those modules imports this one to register itself (a cycle).
+    import herald.adapters.builtin  # noqa: F401, PLC0415
 
 
 def get_adapter_class(platform: str) -> type[Adapter[Any, Any]]:
