@@ -242,7 +242,7 @@ def test_a_login_saved_during_a_refresh_keeps_the_refresh_exclusive(
     rotated = stale | {"secret": "rotated-" + "r" * 20}
     refreshes: list[str] = []
     waiting = threading.Event()
-    pause = store_module.time.sleep
+    pause = time.sleep
 
     def waited(seconds: float) -> None:
         waiting.set()  # the other delivery found the lease taken and waits for it

@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 from graphql import GraphQLError, OperationDefinitionNode, build_schema, parse, validate
 from graphql.execution.values import get_variable_values
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT7, DRAFT202012
 
 from tests.services import IN_CI, service_missing
@@ -102,7 +102,7 @@ class OpenAPI:
         self.uri = "urn:herald-spec:" + path.name
         spec = DRAFT202012 if self.version.startswith("3.1") else DRAFT7
         self.registry: Registry[Any] = Registry().with_resource(
-            self.uri, Resource(contents=document, specification=spec)
+            self.uri, spec.create_resource(document)
         )
 
     def operation(self, method: str, path: str) -> dict[str, Any]:
@@ -176,9 +176,7 @@ def ghost_validator(schema_id: str) -> jsonschema.Draft7Validator | None:
     for file in sorted(folder.glob("*.json")):
         contents = json.loads(file.read_text())
         schemas[contents["$id"]] = contents
-        registry = registry.with_resource(
-            contents["$id"], Resource(contents=contents, specification=DRAFT7)
-        )
+        registry = registry.with_resource(contents["$id"], DRAFT7.create_resource(contents))
     return jsonschema.Draft7Validator(schemas[schema_id], registry=registry)
 
 
