@@ -31,6 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
+from tests.fakes.specs import openapi
+
 _send: contextvars.ContextVar[Any] = contextvars.ContextVar("fake_send")
 
 
@@ -144,6 +146,22 @@ class FakePlatform:
         with self._lock:
             self.violations.extend(found)
         return self.error(400, "; ".join(found))
+
+    def openapi_check(
+        self,
+        spec_file: str,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str = "application/json",
+    ) -> Response | None:
+        """Check a request body (a form's fields, for a form) against the platform's
+        published OpenAPI operation, when the specs are at hand: a violation is recorded
+        and answered 400 (see ``check``)."""
+        spec = openapi(spec_file)
+        if spec is None:
+            return None
+        return self.check(spec.errors(method, path, body, content_type), f"{method} {path}")
 
     # -- lifecycle -----------------------------------------------------------------------
 
