@@ -41,6 +41,8 @@ from herald.adapters.base import (
     RetryableError,
 )
 from herald.adapters.registry import get_adapter_class
+from herald.core.http import reset_shared_client
+from herald.core.settings import get_settings
 
 HTTP = "http"  # capability: talks HTTP to the platform, so the fake can be made to fail
 THREAD = "thread"  # capability: long text goes out as a thread of replies
@@ -144,8 +146,6 @@ def exception_texts(exc: BaseException) -> list[str]:
 def private_networks_refused() -> Iterator[None]:
     """Production's default inside: no private network allowed (the suite allows loopback,
     where every fake listens), with the shared HTTP client rebuilt for it and after it."""
-    from herald.core.http import reset_shared_client
-    from herald.core.settings import get_settings
 
     settings = get_settings()
     allowed = settings.allowed_private_networks

@@ -48,6 +48,7 @@ from tests.adapters.contract import (
 )
 from tests.fakes.bluesky import FakeBluesky
 from tests.fakes.lexicon import lexicon
+from tests.fakes.specs import needs_specs
 
 CREATE_SESSION = "com.atproto.server.createSession"
 REFRESH_SESSION = "com.atproto.server.refreshSession"
@@ -526,10 +527,6 @@ def test_fake_refuses_facets_that_miss_the_url(fake: FakeBluesky) -> None:
 
 # -- the Lexicon validator ----------------------------------------------------------------
 
-needs_lexicons = pytest.mark.skipif(
-    not lexicon.available(), reason="the platform specs folder is not here"
-)
-
 
 def good_post(**changes: Any) -> dict[str, Any]:
     record: dict[str, Any] = {
@@ -561,14 +558,14 @@ REF = {
 }
 
 
-@needs_lexicons
+@needs_specs
 def test_lexicon_accepts_a_good_post() -> None:
     images = {"$type": "app.bsky.embed.images", "images": [{"alt": "", "image": BLOB}]}
     record = good_post(reply={"root": REF, "parent": REF}, embed=images)
     assert lexicon.record_errors("app.bsky.feed.post", record, rkey="3lbq2vqq5b22a") == []
 
 
-@needs_lexicons
+@needs_specs
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -633,7 +630,7 @@ def test_lexicon_catches_a_bad_post(change: dict[str, Any], expected: str) -> No
     assert any(expected in error for error in errors), errors
 
 
-@needs_lexicons
+@needs_specs
 def test_lexicon_required_fields_record_keys_and_open_unions() -> None:
     record = good_post()
     del record["createdAt"]
@@ -646,7 +643,7 @@ def test_lexicon_required_fields_record_keys_and_open_unions() -> None:
     assert lexicon.record_errors("app.bsky.feed.post", unknown) == []
 
 
-@needs_lexicons
+@needs_specs
 def test_lexicon_checks_call_inputs_and_parameters() -> None:
     body = {"repo": "did:plc:abc234", "collection": "app.bsky.feed.post", "record": {}}
     assert lexicon.input_errors("com.atproto.repo.createRecord", body) == []

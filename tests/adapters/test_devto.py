@@ -13,7 +13,7 @@ from herald.adapters.base import AmbiguousError, AuthError, PermanentError, Retr
 from herald.adapters.devto import DevtoAdapter, delivery_marker, normalise_tags
 from tests.adapters.contract import HTTP, AdapterContract, Fault, new_key, sample_post
 from tests.fakes.devto import ACCEPT, FakeForem
-from tests.fakes.specs import spec_path
+from tests.fakes.specs import needs_specs
 
 
 class TestDevtoContract(AdapterContract):
@@ -195,7 +195,7 @@ def test_suspended_or_revoked_key_is_an_auth_error_on_publish(fake: FakeForem) -
         adapter.publish(adapter.render(sample_post()), new_key())
 
 
-@pytest.mark.skipif(spec_path("README.md") is None, reason="the platform specs folder is absent")
+@needs_specs
 def test_fake_holds_requests_to_forems_schema(fake: FakeForem) -> None:
     # Forem's own code permits a tag array, but its published schema says a string.
     article = {"title": "t", "body_markdown": "b", "tags": ["python"], "published": "yes"}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from pydantic import ValidationError
 
 import herald.adapters.discord  # noqa: F401  (registers the adapter)
 from herald.adapters.base import AdapterError, AuthError, PermanentError, RetryableError
@@ -262,7 +263,7 @@ def test_credentials_must_be_a_webhook_url() -> None:
         "discord.com/api/webhooks/1/s3cr3t",
         "https://discord.com/api/webhooks/abc/s3cr3t",
     ):
-        with pytest.raises(ValueError, match="must look like") as info:
+        with pytest.raises(ValidationError, match="must look like") as info:
             model.model_validate({"webhook_url": url})
         assert "s3cr3t" not in info.value.errors()[0]["msg"]
     model.model_validate({"webhook_url": "https://discord.com/api/v9/webhooks/1/t0k"})

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from herald.adapters.base import AdapterError, AuthError, PermanentError, Receipt
 from herald.adapters.folder import OUTSIDE_ROOTS, FolderAdapter
 from herald.core.clock import set_clock
-from herald.core.settings import get_settings
+from herald.core.settings import Settings, get_settings
 from tests.adapters.contract import AdapterContract, new_key, sample_post
 
 
@@ -437,8 +438,6 @@ def test_file_names_come_only_from_the_slug(root: Path, tmp_path: Path, title: s
 
 
 def test_a_stored_path_that_is_no_file_name_is_refused_when_saved() -> None:
-    from pydantic import ValidationError
-
     for path in ("blog\x00/../../etc", "\ud800"):
         with pytest.raises(ValidationError):
             FolderAdapter.build({"path": path})
@@ -458,7 +457,5 @@ def test_the_filesystem_never_raises_past_the_adapter(
 
 
 def test_the_default_root_is_sites_in_the_data_dir(tmp_path: Path) -> None:
-    from herald.core.settings import Settings
-
     settings = Settings(data_dir=tmp_path, folder_roots=[])
     assert settings.effective_folder_roots == [(tmp_path / "sites").resolve()]

@@ -30,7 +30,7 @@ from tests.adapters.contract import (
     sample_post,
 )
 from tests.fakes.ghost import FakeGhost
-from tests.fakes.specs import specs_dir
+from tests.fakes.specs import needs_specs
 
 
 class TestGhostContract(AdapterContract):
@@ -258,7 +258,7 @@ def test_find_existing_filters_on_the_internal_tag_after_a_dropped_connection(
     assert adapter.find_existing(rendition, new_key()) is None
 
 
-@pytest.mark.skipif(specs_dir() is None, reason="platform specs folder not present")
+@needs_specs
 def test_validation_error_is_permanent_with_ghosts_message_and_context(fake: FakeGhost) -> None:
     adapter = make(fake)
     with pytest.raises(PermanentError) as info:

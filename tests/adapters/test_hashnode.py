@@ -15,7 +15,7 @@ from herald.adapters.devto import delivery_marker
 from herald.adapters.hashnode import HashnodeAdapter, graphql_error, tag_inputs
 from tests.adapters.contract import HTTP, AdapterContract, Fault, new_key, sample_post
 from tests.fakes.hashnode import FakeHashnode
-from tests.fakes.specs import spec_path
+from tests.fakes.specs import needs_specs
 
 
 class TestHashnodeContract(AdapterContract):
@@ -209,12 +209,7 @@ def test_lookup_that_times_out_is_retryable_not_ambiguous(fake: FakeHashnode) ->
         adapter.find_existing(adapter.render(sample_post()), new_key())
 
 
-needs_schema = pytest.mark.skipif(
-    spec_path("README.md") is None, reason="the platform specs folder is absent"
-)
-
-
-@needs_schema
+@needs_specs
 def test_fake_refuses_a_field_the_schema_lacks(fake: FakeHashnode) -> None:
     bad = "mutation P($input: PublishPostInput!) { publishPost(input: $input) { post { body } } }"
     variables = {"input": {"title": "t", "contentMarkdown": "x", "publicationId": "0" * 24}}
@@ -230,7 +225,7 @@ def test_fake_refuses_a_field_the_schema_lacks(fake: FakeHashnode) -> None:
     fake.violations.clear()
 
 
-@needs_schema
+@needs_specs
 def test_fake_refuses_variables_of_the_wrong_type(fake: FakeHashnode) -> None:
     query = "mutation P($input: PublishPostInput!) { publishPost(input: $input) { post { id } } }"
     variables = {

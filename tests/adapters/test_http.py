@@ -6,22 +6,29 @@ from __future__ import annotations
 
 import email.utils
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
+from herald.adapters import http as adapter_http
 from herald.adapters.base import AmbiguousError, AuthError, PermanentError, RetryableError
 from herald.adapters.http import (
     MAX_MESSAGE,
+    HttpAdapter,
+    HttpSettings,
     error_message,
+    is_retryable_status,
     raise_for_status,
     retry_after_seconds,
     send,
 )
+from herald.adapters.registry import platforms
 from herald.adapters.webhook import WebhookAdapter
-from herald.core.http import AddressNotAllowed, ResponseTooLarge
+from herald.core.http import AddressNotAllowed, GuardedClient, ResponseTooLarge, _Cookieless
 from tests.adapters.contract import new_key, private_networks_refused, sample_post
 from tests.fakes.webhook_receiver import Receiver
 
@@ -90,8 +97,6 @@ def test_retry_after_seconds(headers: dict[str, str], expected: float | None) ->
 
 
 def test_retry_after_seconds_defaults_to_the_wall_clock() -> None:
-    import time
-
     seconds = retry_after_seconds(answer(429, headers={"X-RateLimit-Reset": str(time.time() + 60)}))
     assert seconds is not None
     assert 58 <= seconds <= 60
@@ -396,3 +401,112 @@ def test_a_webhook_at_loopback_is_never_contacted(host: str) -> None:
         assert receiver.received == []
     finally:
         receiver.stop()
+
+
+# -- what every HTTP adapter shares ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        *[(status, True) for status in (408, 425, 429, 500, 503, 599)],
+        *[(status, False) for status in (400, 404, 409, 501, 505)],
+    ],
+)
+def test_one_rule_says_which_statuses_are_worth_another_try(status: int, retryable: bool) -> None:
+    assert is_retryable_status(status) is retryable
+
+
+def test_http_settings_default_and_build_the_timeout() -> None:
+    settings = HttpSettings()
+    assert (settings.connect_timeout, settings.read_timeout) == (5.0, 30.0)
+    timeout = HttpSettings(connect_timeout=2, read_timeout=7).timeout()
+    assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (2, 7, 7, 7)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"connect_timeout": 0},
+        {"connect_timeout": -1},
+        {"connect_timeout": 61},
+        {"read_timeout": 0},
+        {"read_timeout": 301},
+        {"read_timeout": "soon"},
+    ],
+)
+def test_http_settings_refuse_unusable_timeouts(values: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        HttpSettings.model_validate(values)
+
+
+def test_every_http_adapter_shares_the_plumbing() -> None:
+    """Every adapter but the folder's talks HTTP through HttpAdapter, with settings that
+    extend HttpSettings (so a channel's timeouts are set, and bounded, in one place)."""
+    http_adapters = {
+        platform: cls for platform, cls in platforms().items() if issubclass(cls, HttpAdapter)
+    }
+    assert set(platforms()) - set(http_adapters) == {"folder"}
+    for platform, cls in http_adapters.items():
+        assert issubclass(cls.settings_model, HttpSettings), platform
+
+
+def test_an_http_adapter_sends_with_the_channels_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        return httpx.Response(200, json={"id": "1"})
+
+    client = httpx.Client(transport=httpx.MockTransport(record))
+    monkeypatch.setattr(adapter_http, "shared_client", lambda: client)
+    adapter = WebhookAdapter.build(
+        {"url": URL, "secret": "s" * 16}, {"connect_timeout": 1.5, "read_timeout": 4}
+    )
+    adapter.publish(adapter.render(sample_post()), new_key())
+    assert seen == [{"connect": 1.5, "read": 4, "write": 4, "pool": 4}]
+
+
+# -- the cookieless client (herald.core.http) ----------------------------------------------
+# Why it stays: without it a request costs 1.16, 1.13, 1.09 times the client's CPU (3 runs
+# of `python -m bench.http_cookies`, 15 alternated rounds each; ~1.2 ms a request). It relies on
+# httpx handing every answer to `client.cookies.extract_cookies`: if httpx stops, the
+# saving is gone and, worse, a jar might keep what it should not.
+
+
+def test_httpx_hands_every_answer_to_the_clients_cookies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handed: list[httpx.Response] = []
+    monkeypatch.setattr(_Cookieless, "extract_cookies", lambda self, answer: handed.append(answer))
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, headers={"Set-Cookie": "session=abc; Path=/"}, json={})
+
+    client = GuardedClient(transport=httpx.MockTransport(answer))
+    first = client.get(URL)
+    client.get(URL)
+    assert handed[0] is first and len(handed) == 2
+    assert "cookie" not in sent[1].headers
+    assert not client.cookies
+
+
+def test_the_cookieless_client_keeps_no_cookie_and_reads_no_set_cookie(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def parsed(*args: Any) -> None:
+        raise AssertionError("httpx parsed Set-Cookie for a jar that keeps nothing")
+
+    # What httpx's own Cookies.extract_cookies does first: wrap the answer for urllib.
+    monkeypatch.setattr(httpx.Cookies, "extract_cookies", parsed)
+    client = GuardedClient(
+        transport=httpx.MockTransport(
+            lambda request: httpx.Response(200, headers={"Set-Cookie": "a=b"}, json={})
+        )
+    )
+    client.get(URL)
+    assert not client.cookies
+    with pytest.raises(TypeError):
+        client.cookies = httpx.Cookies({"a": "b"})

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from pydantic import ValidationError
 
 import herald.adapters.matrix  # noqa: F401  (registers the adapter)
 from herald.adapters.base import AuthError, MemoryStore, PermanentError, RetryableError
-from herald.adapters.matrix import MatrixAdapter
+from herald.adapters.matrix import MatrixAdapter, MatrixCredentials
 from tests.adapters.contract import (
     HTTP,
     MEDIA,
@@ -24,7 +25,7 @@ from tests.adapters.contract import (
     sample_post,
 )
 from tests.fakes.matrix import FakeMatrix, content_errors
-from tests.fakes.specs import specs_dir
+from tests.fakes.specs import needs_specs
 
 
 class TestMatrixContract(AdapterContract):
@@ -255,7 +256,7 @@ def test_notice_setting_sends_m_notice(fake: FakeMatrix) -> None:
     assert fake.events[0].content["msgtype"] == "m.notice"
 
 
-@pytest.mark.skipif(specs_dir() is None, reason="platform specs folder absent")
+@needs_specs
 def test_fake_validates_against_the_event_schemas() -> None:
     assert content_errors({"msgtype": "m.text", "body": "hi"}) == []
     assert "(content): 'body' is a required property" in content_errors({"msgtype": "m.text"})
@@ -297,8 +298,6 @@ REFUSED_ROOMS = {
 
 @pytest.mark.parametrize("room", ACCEPTED_ROOMS)
 def test_every_room_id_form_the_spec_allows_is_accepted(room: str) -> None:
-    from herald.adapters.matrix import MatrixCredentials
-
     credentials = MatrixCredentials.model_validate(
         {"homeserver": "https://matrix.example.org", "access_token": "syt_x", "room": room}
     )
@@ -307,9 +306,6 @@ def test_every_room_id_form_the_spec_allows_is_accepted(room: str) -> None:
 
 @pytest.mark.parametrize(("room", "reason"), REFUSED_ROOMS.items())
 def test_what_is_no_room_id_is_refused_with_the_reason(room: str, reason: str) -> None:
-    from pydantic import ValidationError
-
-    from herald.adapters.matrix import MatrixCredentials
 
     with pytest.raises(ValidationError, match=reason):
         MatrixCredentials.model_validate(

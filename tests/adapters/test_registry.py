@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from herald.adapters import registry
+from herald.adapters import builtin, registry
 from herald.adapters.base import Adapter, Identity, PostContent, Receipt, Rendition, StrictModel
 from herald.adapters.folder import FolderAdapter
 from herald.adapters.webhook import WebhookAdapter
@@ -68,9 +69,6 @@ SHIPPED = {
 
 
 def test_every_shipped_platform_is_registered_with_its_docs() -> None:
-    from pathlib import Path
-
-    from herald.adapters import builtin
 
     assert set(builtin.__all__) == SHIPPED
     assert set(registry.platforms()) >= SHIPPED

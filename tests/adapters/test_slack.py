@@ -25,7 +25,7 @@ from tests.adapters.contract import (
     sample_post,
 )
 from tests.fakes.slack import FakeSlack, slack_param_errors
-from tests.fakes.specs import specs_dir
+from tests.fakes.specs import needs_specs
 
 CHANNEL = "C0HERALD01"
 
@@ -301,7 +301,7 @@ def test_credentials_need_one_way_in() -> None:
         )
 
 
-@pytest.mark.skipif(specs_dir() is None, reason="platform specs folder absent")
+@needs_specs
 def test_fake_checks_parameters_against_slacks_spec() -> None:
     assert slack_param_errors("chat.postMessage", {"channel": "C1", "text": "hi"}, typed=True) == []
     assert slack_param_errors("chat.postMessage", {"text": "hi"}, typed=True) == [

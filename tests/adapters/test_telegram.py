@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from herald.adapters import telegram
+from herald.adapters import http as adapter_http
 from herald.adapters.base import (
     AdapterError,
     AuthError,
@@ -386,7 +386,8 @@ def test_token_in_a_transport_error_is_scrubbed_with_its_chain(
         raise httpx.ConnectError(f"cannot connect to {request.url}", request=request)
 
     client = httpx.Client(transport=httpx.MockTransport(refuse))
-    monkeypatch.setattr(telegram, "shared_client", lambda: client)
+    # Every HTTP adapter builds and sends its requests through this one client.
+    monkeypatch.setattr(adapter_http, "shared_client", lambda: client)
     adapter = make(fake.credentials())
     with pytest.raises(RetryableError) as info:
         adapter.publish(adapter.render(sample_post()), new_key())

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from herald.adapters.base import AmbiguousError, AuthError, PermanentError, RetryableError
-from herald.adapters.wordpress import WordPressAdapter, api_json, key_token, marker
+from herald.adapters.http import api_json
+from herald.adapters.wordpress import WordPressAdapter, key_token, marker, marker_block
 from tests.adapters.contract import (
     HTTP,
     MEDIA,
@@ -24,8 +25,8 @@ from tests.adapters.contract import (
     sample_image,
     sample_post,
 )
-from tests.fakes.specs import specs_dir
-from tests.fakes.wordpress import FakeWordPress, posts_route_args
+from tests.fakes.specs import needs_specs
+from tests.fakes.wordpress import FakeWordPress, posts_route_args, the_content, wpautop
 
 TERM_PATHS = ("/wp-json/wp/v2/tags", "/wp-json/wp/v2/categories")
 
@@ -137,8 +138,6 @@ def test_an_author_cannot_create_terms_and_is_told_how_to_fix_it(fake: FakeWordP
 
 
 def test_html_is_rendered_and_sanitised(fake: FakeWordPress) -> None:
-    from herald.adapters.wordpress import marker_block
-
     adapter = make(fake)
     body = (
         "Some **bold** and a [link](https://example.org/?a=1&b=2).\n\n"
@@ -181,7 +180,7 @@ def test_post_body_is_what_wordpress_expects(fake: FakeWordPress) -> None:
     assert fake.violations == []
 
 
-@pytest.mark.skipif(specs_dir() is None, reason="platform specs folder not present")
+@needs_specs
 def test_fake_validates_the_posts_route_in_wordpress_dialect(fake: FakeWordPress) -> None:
     assert posts_route_args() is not None
     auth = (fake.username, fake.application_password)
@@ -352,8 +351,6 @@ def test_the_marker_adds_no_paragraph_readers_see(fake: FakeWordPress) -> None:
 
 
 def test_the_fake_serves_content_as_wordpress_does() -> None:
-    from tests.fakes.wordpress import the_content, wpautop
-
     # wpautop, as WordPress core's own tests have it.
     assert wpautop("foo\nbar") == "<p>foo<br />\nbar</p>\n"
     assert wpautop("this is a test\n<p>and it works</p>") == (

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
+from herald.core.db import transaction_open
+
 
 @dataclass
 class PlatformCalls:
@@ -26,8 +28,6 @@ class PlatformCalls:
 
 @pytest.fixture
 def platform_calls(monkeypatch: pytest.MonkeyPatch) -> PlatformCalls:
-    from herald.core.db import transaction_open
-
     calls = PlatformCalls()
     send = httpx.HTTPTransport.handle_request
 

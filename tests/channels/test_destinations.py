@@ -12,6 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from herald.adapters.folder import OUTSIDE_ROOTS
+from herald.channels.tasks import verify_channel
+from herald.core.settings import get_settings
 from tests.adapters.contract import private_networks_refused
 from tests.conftest import Account
 
@@ -140,7 +142,6 @@ def test_a_channel_test_says_which_address_was_refused(
 ) -> None:
     """Saved while loopback was allowed; tested after it no longer is: the job fails with
     the refusal's words and the receiver hears nothing."""
-    from herald.channels.tasks import verify_channel
 
     channel = create(client, account, "webhook", receiver.credentials()).json()
     with private_networks_refused():
@@ -159,8 +160,6 @@ def test_a_channel_test_says_which_address_was_refused(
 
 @pytest.fixture
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from herald.core.settings import get_settings
-
     root = tmp_path / "sites"
     (root / "blog").mkdir(parents=True)
     monkeypatch.setattr(get_settings(), "folder_roots", [root])

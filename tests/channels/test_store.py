@@ -10,11 +10,23 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 
-from herald.adapters.base import AuthError
+from herald.adapters.base import AuthError, RetryableError
+from herald.channels import store as store_module
+from herald.channels.models import Channel
+from herald.channels.service import build_adapter
+from herald.channels.store import DatabaseStore, TransactionOpen
+from herald.core.crypto import decrypt_json
+from herald.core.db import get_engine, session_scope, transaction_open
+from herald.publishing.models import Publication
+from tests.adapters.contract import sample_post
 from tests.channels.conftest import PlatformCalls
 from tests.conftest import Account
+from tests.fakes.bluesky import FakeBluesky
+
+# Three parts of a Bluesky thread (300 graphemes each, " i/n" numbering included).
+THREE_PART_BODY = " ".join(["A sentence of a thread that goes on."] * 20)
 
 
 @pytest.fixture
@@ -33,19 +45,12 @@ def channel_id(client: TestClient, account: Account) -> uuid.UUID:
 
 
 def stored_credentials(channel_id: uuid.UUID) -> dict[str, Any]:
-    from herald.channels.models import Channel
-    from herald.core.crypto import decrypt_json
-    from herald.core.db import session_scope
 
     with session_scope() as session:
         return decrypt_json(session.get_one(Channel, channel_id).credentials_encrypted)
 
 
 def test_session_is_kept_encrypted(channel_id: uuid.UUID) -> None:
-    from herald.channels.models import Channel
-    from herald.channels.store import DatabaseStore
-    from herald.core.db import session_scope
-
     store = DatabaseStore(channel_id)
     assert store.session() is None
     store.save_session({"accessJwt": "jwt-secret-value-123"})
@@ -61,8 +66,6 @@ def test_session_is_kept_encrypted(channel_id: uuid.UUID) -> None:
 def test_new_credentials_drop_the_cached_session(
     client: TestClient, account: Account, channel_id: uuid.UUID
 ) -> None:
-    from herald.channels.store import DatabaseStore
-
     DatabaseStore(channel_id).save_session({"token": "old"})
     response = client.patch(
         f"/api/v1/channels/{channel_id}",
@@ -74,8 +77,6 @@ def test_new_credentials_drop_the_cached_session(
 
 
 def test_concurrent_refreshes_spend_the_refresh_token_once(channel_id: uuid.UUID) -> None:
-    from herald.channels.store import DatabaseStore
-
     stale = stored_credentials(channel_id)
     calls: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
@@ -99,8 +100,6 @@ def test_concurrent_refreshes_spend_the_refresh_token_once(channel_id: uuid.UUID
 
 
 def test_refused_refresh_changes_nothing(channel_id: uuid.UUID) -> None:
-    from herald.channels.store import DatabaseStore
-
     before = stored_credentials(channel_id)
     store = DatabaseStore(channel_id)
     store.save_session({"token": "kept"})
@@ -117,8 +116,6 @@ def test_refused_refresh_changes_nothing(channel_id: uuid.UUID) -> None:
 def test_progress_is_per_delivery(
     client: TestClient, account: Account, channel_id: uuid.UUID, redis_broker: str
 ) -> None:
-    from herald.channels.store import DatabaseStore
-
     post = client.post("/api/v1/posts", json={"title": "t"}, headers=account.headers).json()
     response = client.post(
         f"/api/v1/posts/{post['id']}/publish",
@@ -126,8 +123,6 @@ def test_progress_is_per_delivery(
         headers=account.headers,
     )
     assert response.status_code == 202, response.text
-    from herald.core.db import session_scope
-    from herald.publishing.models import Publication
 
     publication_id = uuid.UUID(response.json()["publications"][0]["id"])
     with session_scope() as session:
@@ -143,10 +138,52 @@ def test_progress_is_per_delivery(
     assert DatabaseStore(channel_id).progress(key) == {"posted": ["1", "2"]}
 
 
-def test_the_store_never_opens_a_transaction_inside_another(channel_id: uuid.UUID) -> None:
-    from herald.channels.store import DatabaseStore, TransactionOpen
-    from herald.core.db import session_scope
+def test_a_batch_stores_progress_when_it_fails_and_a_login_whenever_it_changed(
+    client: TestClient, account: Account, channel_id: uuid.UUID, redis_broker: str
+) -> None:
+    """A batch that returns leaves its progress to the caller (the engine records the
+    receipt with the outcome); one that fails stores it, for the retry; a changed login
+    is always stored; a checkpoint stores at once."""
+    post = client.post("/api/v1/posts", json={"title": "t"}, headers=account.headers).json()
+    response = client.post(
+        f"/api/v1/posts/{post['id']}/publish",
+        json={"channel_ids": [str(channel_id)]},
+        headers=account.headers,
+    )
+    assert response.status_code == 202, response.text
+    with session_scope() as session:
+        key = session.get_one(
+            Publication, uuid.UUID(response.json()["publications"][0]["id"])
+        ).idempotency_key
 
+    store = DatabaseStore(channel_id)
+    with store.batch():
+        store.save_progress(key, {"posted": ["1"]})
+    assert DatabaseStore(channel_id).progress(key) is None
+    with store.batch():
+        store.save_session({"token": "renewed"})
+    assert DatabaseStore(channel_id).session() == {"token": "renewed"}
+    assert DatabaseStore(channel_id).progress(key) == {"posted": ["1"]}  # beside the login
+
+    failing = DatabaseStore(channel_id)
+
+    def send_the_second_part() -> None:
+        with failing.batch(), failing.batch():
+            failing.save_progress(key, {"posted": ["1", "2"]})
+            raise RetryableError("503: try again later")
+
+    with pytest.raises(RetryableError):
+        send_the_second_part()
+    assert DatabaseStore(channel_id).progress(key) == {"posted": ["1", "2"]}
+
+    checked = DatabaseStore(channel_id)
+    with checked.batch():
+        checked.save_progress(key, {"posted": ["1", "2", "3"]})
+        checked.checkpoint()
+        assert DatabaseStore(channel_id).progress(key) == {"posted": ["1", "2", "3"]}
+
+
+def test_the_store_never_opens_a_transaction_inside_another(channel_id: uuid.UUID) -> None:
     store = DatabaseStore(channel_id)
     with session_scope() as open_:
         open_.execute(text("SELECT 1"))
@@ -156,8 +193,6 @@ def test_the_store_never_opens_a_transaction_inside_another(channel_id: uuid.UUI
             store.save_session({"token": "x"})
     # Read in the caller's transaction and written back in it, nothing of its own.
     with session_scope() as session:
-        from herald.channels.models import Channel
-
         row = session.get_one(Channel, channel_id)
         seeded = DatabaseStore(
             channel_id,
@@ -174,10 +209,6 @@ def test_the_store_never_opens_a_transaction_inside_another(channel_id: uuid.UUI
 def test_a_login_is_not_kept_for_credentials_replaced_meanwhile(
     client: TestClient, account: Account, channel_id: uuid.UUID
 ) -> None:
-    from herald.channels.models import Channel
-    from herald.channels.store import DatabaseStore
-    from herald.core.db import session_scope
-
     with session_scope() as session:
         built_with = session.get_one(Channel, channel_id).credentials_encrypted
     store = DatabaseStore(channel_id, credentials_encrypted=built_with)
@@ -192,9 +223,6 @@ def test_a_login_is_not_kept_for_credentials_replaced_meanwhile(
 
 
 def test_refresh_calls_the_platform_with_no_transaction_open(channel_id: uuid.UUID) -> None:
-    from herald.channels.store import DatabaseStore
-    from herald.core.db import transaction_open
-
     stale = stored_credentials(channel_id)
     seen: list[bool] = []
 
@@ -210,14 +238,11 @@ def test_refresh_calls_the_platform_with_no_transaction_open(channel_id: uuid.UU
 def test_a_login_saved_during_a_refresh_keeps_the_refresh_exclusive(
     channel_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from herald.channels import store as store_module
-    from herald.channels.store import DatabaseStore
-
     stale = stored_credentials(channel_id)
     rotated = stale | {"secret": "rotated-" + "r" * 20}
     refreshes: list[str] = []
     waiting = threading.Event()
-    pause = store_module.time.sleep
+    pause = time.sleep
 
     def waited(seconds: float) -> None:
         waiting.set()  # the other delivery found the lease taken and waits for it
@@ -249,22 +274,20 @@ def test_a_login_saved_during_a_refresh_keeps_the_refresh_exclusive(
     assert results == [rotated]
 
 
-def test_a_one_part_bluesky_post_costs_three_store_transactions(
-    client: TestClient, account: Account, redis_broker: str, platform_calls: PlatformCalls
+@pytest.mark.parametrize("parts", [1, 3])
+def test_a_bluesky_post_costs_one_read_and_one_write_per_part(
+    client: TestClient,
+    account: Account,
+    redis_broker: str,
+    platform_calls: PlatformCalls,
+    parts: int,
 ) -> None:
-    """One read; the record key and the login stored before the create; the receipt
-    after it. It cost 7 (a transaction per save), and no transaction is open while
-    Bluesky answers."""
-    from sqlalchemy import event
-
-    from herald.channels.models import Channel
-    from herald.channels.service import build_adapter
-    from herald.channels.store import DatabaseStore
-    from herald.core.db import get_engine, session_scope
-    from herald.publishing.models import Publication
-    from tests.adapters.contract import sample_post
-    from tests.fakes.bluesky import FakeBluesky
-
+    """One read (the cached login and this delivery's progress together), then one write
+    before each create: the record key a retry must reuse, and the login, are stored
+    before the part goes out. Nothing else writes: the receipt goes back to the engine,
+    which records it with the outcome. It cost a write per save (7 for one part), then 3
+    for one part and 5 for three (a last write for the receipt). No transaction is open
+    while Bluesky answers."""
     with FakeBluesky() as fake:
         created = client.post(
             "/api/v1/channels",
@@ -288,7 +311,9 @@ def test_a_one_part_bluesky_post_costs_three_store_transactions(
             columns = (channel.credentials_encrypted, dict(channel.settings), channel.id)
 
         adapter = build_adapter("bluesky", *columns)
-        rendition = adapter.render(sample_post(body="One short part.", canonical_url=None))
+        body = "One short part." if parts == 1 else THREE_PART_BODY
+        rendition = adapter.render(sample_post(body=body, canonical_url=None))
+        assert len(rendition.parts) == parts
         began: list[object] = []
         count = began.append
         event.listen(get_engine(), "begin", count)
@@ -297,9 +322,17 @@ def test_a_one_part_bluesky_post_costs_three_store_transactions(
         finally:
             event.remove(get_engine(), "begin", count)
 
-        assert len(began) == 3
+        assert len(began) == 1 + parts
         assert platform_calls.inside_transaction() == []
-        assert len(fake.posts()) == 1 and fake.logins == 1
+        assert len(fake.posts()) == parts and fake.logins == 1
+        # What a retry needs is stored: every record key, and the login.
         stored = DatabaseStore(channel.id).progress(key)
-        assert stored is not None and stored["receipt"]["external_id"] == receipt.external_id
+        assert stored is not None and stored["pending"] == parts - 1
+        assert receipt.data["parts"][-1].endswith("/" + stored["rkeys"][-1])
         assert (DatabaseStore(channel.id).session() or {}).get("did") == fake.did
+
+        # A retry of that delivery (its answer lost, say) finds the post; it sends nothing.
+        again = build_adapter("bluesky", *columns)
+        assert again.find_existing(rendition, key) == receipt
+        assert again.publish(rendition, key) == receipt
+        assert len(fake.posts()) == parts

@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
+
+from tests.fakes.specs import openapi
 
 _send: contextvars.ContextVar[Any] = contextvars.ContextVar("fake_send")
 
@@ -144,6 +147,22 @@ class FakePlatform:
             self.violations.extend(found)
         return self.error(400, "; ".join(found))
 
+    def openapi_check(
+        self,
+        spec_file: str,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str = "application/json",
+    ) -> Response | None:
+        """Check a request body (a form's fields, for a form) against the platform's
+        published OpenAPI operation, when the specs are at hand: a violation is recorded
+        and answered 400 (see ``check``)."""
+        spec = openapi(spec_file)
+        if spec is None:
+            return None
+        return self.check(spec.errors(method, path, body, content_type), f"{method} {path}")
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def app(self) -> Any:
@@ -189,8 +208,6 @@ class FakePlatform:
         return app
 
     def start(self) -> Self:
-        import uvicorn
-
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]

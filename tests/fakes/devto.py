@@ -26,7 +26,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tests.fakes.base import FakePlatform, json_body
-from tests.fakes.specs import openapi
 
 ACCEPT = "application/vnd.forem.api-v1+json"
 SPEC = "forem/api_v1.articles-extract.json"
@@ -120,11 +119,8 @@ class FakeForem(FakePlatform):
         if answer is not None:
             return answer
         body = await json_body(request)
-        spec = openapi(SPEC)
-        if spec is not None:
-            invalid = self.check(spec.errors("POST", "/api/articles", body), "POST /api/articles")
-            if invalid is not None:
-                return invalid
+        if (invalid := self.openapi_check(SPEC, "POST", "/api/articles", body)) is not None:
+            return invalid
         article = body.get("article") if isinstance(body, dict) else None
         if not isinstance(article, dict):
             return self.error(422, "article param must be a JSON object")

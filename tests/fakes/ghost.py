@@ -360,5 +360,5 @@ class FakeGhost(FakePlatform):
             "content_type": content_type,
         }
         self.images.append(image)
-        answer = {"images": [{"url": image["url"], "ref": image["ref"]}]}
-        return await self.finish(fault, JSONResponse(answer, status_code=201))
+        uploaded = {"images": [{"url": image["url"], "ref": image["ref"]}]}
+        return await self.finish(fault, JSONResponse(uploaded, status_code=201))

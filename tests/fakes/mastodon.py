@@ -405,13 +405,10 @@ class FakeMastodon(FakePlatform):
             }
             data = await upload.read() if isinstance(upload, UploadFile) else b""
             description = form.get("description")
-        spec = openapi(SPEC)
-        if spec is not None:
-            errors = spec.errors(
-                "POST", "/api/v2/media", fields, content_type="multipart/form-data"
-            )
-            if (invalid := self.check(errors, "POST /api/v2/media")) is not None:
-                return invalid
+        form_type = "multipart/form-data"
+        invalid = self.openapi_check(SPEC, "POST", "/api/v2/media", fields, form_type)
+        if invalid is not None:
+            return invalid
         if not isinstance(upload, UploadFile):
             return self.error(422, "Validation failed: File can't be blank")
         content_type = upload.content_type or ""

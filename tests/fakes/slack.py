@@ -55,11 +55,11 @@ def _type_ok(kind: str, value: Any, *, typed: bool) -> bool:
     """Does ``value`` fit a Swagger 2.0 parameter type? ``typed``: it came in a JSON body
     (where Slack also takes ``blocks``/``attachments`` as arrays), else as a string."""
     if not typed:
-        value = str(value)
+        text = str(value)
         return {
-            "boolean": value in ("true", "false", "1", "0"),
-            "integer": value.lstrip("-").isdigit(),
-            "number": value.replace(".", "", 1).lstrip("-").isdigit(),
+            "boolean": text in ("true", "false", "1", "0"),
+            "integer": text.lstrip("-").isdigit(),
+            "number": text.replace(".", "", 1).lstrip("-").isdigit(),
         }.get(kind, True)
     checks: dict[str, Any] = {
         "string": isinstance(value, (str, list)),

@@ -22,8 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-from referencing import Registry, Resource
+import pytest
+from graphql import GraphQLError, OperationDefinitionNode, build_schema, parse, validate
+from graphql.execution.values import get_variable_values
+from referencing import Registry
 from referencing.jsonschema import DRAFT7, DRAFT202012
+
+from tests.services import IN_CI, service_missing
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -35,10 +40,25 @@ def specs_dir() -> Path | None:
     for candidate in candidates:
         if (candidate / "README.md").is_file():
             return candidate
-    if os.environ.get("CI") == "true":
+    if IN_CI:
         # CI must not quietly skip the conformance layer (.ci/run sets the path).
         raise RuntimeError("CI=true but no platform specs folder: set HERALD_PLATFORM_SPECS")
     return None
+
+
+# For a test that checks against the published schemas (the fixture is in
+# tests/adapters/conftest.py: it calls require_specs).
+needs_specs = pytest.mark.usefixtures("platform_specs")
+
+
+def require_specs() -> Path:
+    """The specs folder, for a test that checks against it: without it the test skips
+    locally and fails in CI (as a missing service does, ``tests/services.py``)."""
+    folder = specs_dir()
+    if folder is None:
+        service_missing("the platform specs folder", "set HERALD_PLATFORM_SPECS")
+    assert folder is not None  # service_missing skipped or failed the test
+    return folder
 
 
 def spec_path(relative: str) -> Path | None:
@@ -82,7 +102,7 @@ class OpenAPI:
         self.uri = "urn:herald-spec:" + path.name
         spec = DRAFT202012 if self.version.startswith("3.1") else DRAFT7
         self.registry: Registry[Any] = Registry().with_resource(
-            self.uri, Resource(contents=document, specification=spec)
+            self.uri, spec.create_resource(document)
         )
 
     def operation(self, method: str, path: str) -> dict[str, Any]:
@@ -156,9 +176,7 @@ def ghost_validator(schema_id: str) -> jsonschema.Draft7Validator | None:
     for file in sorted(folder.glob("*.json")):
         contents = json.loads(file.read_text())
         schemas[contents["$id"]] = contents
-        registry = registry.with_resource(
-            contents["$id"], Resource(contents=contents, specification=DRAFT7)
-        )
+        registry = registry.with_resource(contents["$id"], DRAFT7.create_resource(contents))
     return jsonschema.Draft7Validator(schemas[schema_id], registry=registry)
 
 
@@ -174,8 +192,6 @@ def ghost_errors(schema_id: str, body: Any) -> list[str]:
 
 @lru_cache(maxsize=4)
 def _graphql_schema(relative: str) -> Any:
-    from graphql import build_schema
-
     path = spec_path(relative)
     # The published SDL breaks a deprecation rule between an interface and its types
     # (IUser.ambassador); that does not matter for checking requests.
@@ -191,8 +207,6 @@ def graphql_errors(relative: str, query: str, variables: dict[str, Any] | None =
     schema = _graphql_schema(relative)
     if schema is None:
         return []
-    from graphql import GraphQLError, OperationDefinitionNode, parse, validate
-    from graphql.execution.values import get_variable_values
 
     try:
         document = parse(query)

@@ -36,8 +36,9 @@ class Receiver:
     @property
     def url(self) -> str:
         assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}/hook"
+        host = self.server.server_address[0]
+        assert isinstance(host, str)  # an IPv4 server's address, never bytes
+        return f"http://{host}:{self.server.server_port}/hook"
 
     def credentials(self) -> dict[str, str]:
         return {"url": self.url, "secret": self.secret}

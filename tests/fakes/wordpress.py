@@ -450,6 +450,18 @@ class FakeWordPress(FakePlatform):
     def _can(self, logged_in: bool, capability: str) -> bool:
         return logged_in and capability in ROLE_CAPS[self.role]
 
+    def _refused(
+        self, request: Request, capability: str, code: str, message: str
+    ) -> Response | None:
+        """WordPress's permission callback: bad credentials, nobody logged in, or a user
+        without ``capability`` is refused (with ``code`` and ``message``)."""
+        logged_in, failed = self._login(request)
+        if failed:
+            return failed
+        if not self._can(logged_in, capability):
+            return self._denied(logged_in, code, message)
+        return None
+
     def _denied(self, logged_in: bool, code: str, message: str) -> Response:
         # rest_authorization_required_code(): 401 when nobody is logged in, else 403.
         return self.wp_error(403 if logged_in else 401, code, message)
@@ -562,12 +574,9 @@ class FakeWordPress(FakePlatform):
         return await self.finish(fault, JSONResponse(found[:per_page]))
 
     async def create_post(self, request: Request) -> Response:
-        logged_in, failed = self._login(request)
-        if failed:
-            return failed
-        if not self._can(logged_in, "edit_posts"):
-            message = "Sorry, you are not allowed to create posts as this user."
-            return self._denied(logged_in, "rest_cannot_create", message)
+        message = "Sorry, you are not allowed to create posts as this user."
+        if refused := self._refused(request, "edit_posts", "rest_cannot_create", message):
+            return refused
         fault = self.take_fault()
         if (answer := self.fault_response(fault)) is not None:
             return answer
@@ -582,9 +591,10 @@ class FakeWordPress(FakePlatform):
         if (refused := self._invalid("POST /wp/v2/posts", invalid, missing)) is not None:
             return refused
         status = values.get("status", "draft")
-        if status in ("publish", "future", "private") and not self._can(logged_in, "publish_posts"):
+        # Past the permission check, someone is logged in.
+        if status in ("publish", "future", "private") and not self._can(True, "publish_posts"):
             message = "Sorry, you are not allowed to publish posts in this post type."
-            return self._denied(logged_in, "rest_cannot_publish", message)
+            return self._denied(True, "rest_cannot_publish", message)
 
         def raw(name: str) -> str:
             value = values.get(name, "")
@@ -619,12 +629,9 @@ class FakeWordPress(FakePlatform):
         return await self.finish(fault, JSONResponse(self._post_json(post, "edit"), 201))
 
     async def upload_media(self, request: Request) -> Response:
-        logged_in, failed = self._login(request)
-        if failed:
-            return failed
-        if not self._can(logged_in, "upload_files"):
-            message = "Sorry, you are not allowed to upload media on this site."
-            return self._denied(logged_in, "rest_cannot_create", message)
+        message = "Sorry, you are not allowed to upload media on this site."
+        if refused := self._refused(request, "upload_files", "rest_cannot_create", message):
+            return refused
         fault = self.take_fault()
         if (answer := self.fault_response(fault)) is not None:
             return answer
@@ -665,13 +672,9 @@ class FakeWordPress(FakePlatform):
         }
 
     async def update_media(self, request: Request) -> Response:
-        logged_in, failed = self._login(request)
-        if failed:
-            return failed
-        if not self._can(logged_in, "upload_files"):
-            return self._denied(
-                logged_in, "rest_cannot_edit", "Sorry, you are not allowed to edit this post."
-            )
+        message = "Sorry, you are not allowed to edit this post."
+        if refused := self._refused(request, "upload_files", "rest_cannot_edit", message):
+            return refused
         fault = self.take_fault()
         if (answer := self.fault_response(fault)) is not None:
             return answer
@@ -735,12 +738,9 @@ class FakeWordPress(FakePlatform):
             return self.wp_error(
                 404, "rest_no_route", "No route was found matching the URL and request method."
             )
-        logged_in, failed = self._login(request)
-        if failed:
-            return failed
-        if not self._can(logged_in, "manage_categories"):
-            message = "Sorry, you are not allowed to create terms in this taxonomy."
-            return self._denied(logged_in, "rest_cannot_create", message)
+        message = "Sorry, you are not allowed to create terms in this taxonomy."
+        if refused := self._refused(request, "manage_categories", "rest_cannot_create", message):
+            return refused
         fault = self._take_term_fault()
         if (answer := self.fault_response(fault)) is not None:
             return answer

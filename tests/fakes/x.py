@@ -44,7 +44,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tests.fakes.base import FakePlatform, json_body
-from tests.fakes.specs import openapi
 
 SPEC = "x/openapi.json"
 MAX_LENGTH = 280
@@ -338,10 +337,7 @@ class FakeX(FakePlatform):
         if (answer := self.fault_response(fault)) is not None:
             return answer
         body = await json_body(request)
-        spec = openapi(SPEC)
-        if spec is not None and (
-            invalid := self.check(spec.errors("POST", "/2/tweets", body), "POST /2/tweets")
-        ):
+        if (invalid := self.openapi_check(SPEC, "POST", "/2/tweets", body)) is not None:
             return invalid
         if not isinstance(body, dict):
             return self.error(400, "Request body must be a JSON object")
@@ -389,12 +385,7 @@ class FakeX(FakePlatform):
         if (answer := self.fault_response(fault)) is not None:
             return answer
         body = await json_body(request)
-        spec = openapi(SPEC)
-        if spec is not None and (
-            invalid := self.check(
-                spec.errors("POST", "/2/media/upload", body), "POST /2/media/upload"
-            )
-        ):
+        if (invalid := self.openapi_check(SPEC, "POST", "/2/media/upload", body)) is not None:
             return invalid
         try:
             content = base64.b64decode(str(body["media"]), validate=True)
@@ -422,12 +413,7 @@ class FakeX(FakePlatform):
         if (answer := self.fault_response(fault)) is not None:
             return answer
         body = await json_body(request)
-        spec = openapi(SPEC)
-        if spec is not None and (
-            invalid := self.check(
-                spec.errors("POST", "/2/media/metadata", body), "POST /2/media/metadata"
-            )
-        ):
+        if (invalid := self.openapi_check(SPEC, "POST", "/2/media/metadata", body)) is not None:
             return invalid
         media_id = str(body.get("id")) if isinstance(body, dict) else ""
         if media_id not in self.media:

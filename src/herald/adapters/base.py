@@ -111,6 +111,19 @@ class Receipt:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+def receipt_in(progress: Mapping[str, Any] | None) -> Receipt | None:
+    """The receipt a delivery kept in its progress when it was done (see
+    :meth:`ChannelStore.save_receipt`), or ``None`` while it is not."""
+    kept = (progress or {}).get("receipt")
+    if not isinstance(kept, dict):
+        return None
+    return Receipt(
+        external_id=str(kept["external_id"]),
+        url=kept.get("url"),
+        data=dict(kept.get("data") or {}),
+    )
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who the credentials act as, from ``verify``."""
@@ -143,11 +156,15 @@ class ChannelStore(ABC):
       retry carries on instead of posting the first parts again.
 
     Writing: outside :meth:`batch`, each save is stored at once. Inside it, saves are
-    kept in memory and stored together when the outermost batch ends (whatever ends it),
-    or at a :meth:`checkpoint`: an adapter calls that before a request whose effect a
-    retry must know about (a record key chosen before the post that uses it). So a
-    delivery costs a write per checkpoint and one at the end, not one per save, and no
-    store ever waits on the database while the adapter waits on the platform.
+    kept in memory and stored together at a :meth:`checkpoint`: an adapter calls that
+    before a request whose effect a retry must know about (a record key chosen before the
+    post that uses it, an upload that is not idempotent). When the outermost batch ends
+    with an exception, everything saved is stored (the delivery will be tried again and
+    carries on from it); when it ends with a result, only a changed login is: the caller
+    records the result (the engine, the receipt with the outcome), and a retry after a
+    lost outcome looks the post up or resends what the platform deduplicates. So a
+    delivery costs a write per checkpoint, not one per save, and no store ever waits on
+    the database while the adapter waits on the platform.
     """
 
     @abstractmethod
@@ -171,6 +188,22 @@ class ChannelStore(ABC):
 
     @abstractmethod
     def save_progress(self, idempotency_key: str, data: dict[str, Any]) -> None: ...
+
+    def receipt(self, idempotency_key: str) -> Receipt | None:
+        """The receipt this delivery kept when it was done: a retry returns it instead of
+        posting again."""
+        return receipt_in(self.progress(idempotency_key))
+
+    def save_receipt(
+        self,
+        idempotency_key: str,
+        receipt: Receipt,
+        progress: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Keep a finished delivery's receipt in its progress, beside what the delivery
+        saved there (``progress``)."""
+        kept = {"external_id": receipt.external_id, "url": receipt.url, "data": receipt.data}
+        self.save_progress(idempotency_key, {**(progress or {}), "receipt": kept})
 
     @contextmanager
     def batch(self) -> Iterator[None]:

@@ -37,7 +37,6 @@ import httpx
 from pydantic import Field, HttpUrl, StringConstraints, field_validator
 
 from herald.adapters.base import (
-    Adapter,
     AmbiguousError,
     AuthError,
     ChannelStore,
@@ -50,13 +49,14 @@ from herald.adapters.base import (
     Rendition,
     RetryableError,
     StrictModel,
+    receipt_in,
 )
 from herald.adapters.http import (
     MAX_MESSAGE,
-    RETRYABLE_STATUS,
+    HttpAdapter,
+    HttpSettings,
+    is_retryable_status,
     retry_after_seconds,
-    shared_client,
-    transmit,
 )
 from herald.adapters.registry import register
 from herald.adapters.text import find_urls, graphemes, markdown_to_text, split_thread
@@ -128,7 +128,7 @@ class BlueskyCredentials(StrictModel):
         return value
 
 
-class BlueskySettings(StrictModel):
+class BlueskySettings(HttpSettings):
     langs: list[Language] = Field(
         default_factory=list,
         max_length=3,
@@ -140,8 +140,6 @@ class BlueskySettings(StrictModel):
     thread_numbering: bool = Field(
         True, description="End each part of a thread with its number, as ' 1/3'."
     )
-    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
-    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for an answer.")
 
 
 # -- record keys ------------------------------------------------------------------------
@@ -228,16 +226,9 @@ def _raise_for_xrpc(response: httpx.Response, nsid: str) -> None:
         text += " (the account asks for an emailed code; an app password does not need one)"
     if status in (401, 403) or error in AUTH_ERRORS:
         raise AuthError(text)
-    if status in RETRYABLE_STATUS or (status >= 500 and status not in (501, 505)):
+    if is_retryable_status(status):
         raise RetryableError(text, retry_after=retry_after_seconds(response))
     raise PermanentError(text)
-
-
-def _transmit(request: httpx.Request, *, may_post: bool) -> httpx.Response:
-    """Send one request and return the answer whatever its status: the XRPC error name
-    decides what it means (``ExpiredToken`` asks for a refresh, not a reconnection).
-    Only ``createRecord`` can leave a post behind, so only it ``may_post``."""
-    return transmit(shared_client(), request, platform="bluesky", may_post=may_post)
 
 
 def _json(response: httpx.Response, nsid: str, *, may_post: bool = False) -> Any:
@@ -264,7 +255,7 @@ def _now() -> str:
 
 
 @register
-class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
+class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
     platform = "bluesky"
     length_unit = "graphemes"
     display_name = "Bluesky"
@@ -325,18 +316,18 @@ class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
             headers["Authorization"] = f"Bearer {token}"
         if content_type is not None:
             headers["Content-Type"] = content_type
-        request = shared_client().build_request(
+        request = self.build_request(
             method,
             f"{self._service}/xrpc/{nsid}",
             params=params,
             json=body,
             content=content,
             headers=headers,
-            timeout=httpx.Timeout(
-                self.settings.read_timeout, connect=self.settings.connect_timeout
-            ),
         )
-        return _transmit(request, may_post=may_post)
+        # The answer whatever its status: the XRPC error name decides what it means
+        # (ExpiredToken asks for a refresh, not a reconnection). Only createRecord can
+        # leave a post behind, so only it may_post.
+        return self.transmit(request, may_post=may_post)
 
     def _authed(self, method: str, nsid: str, **kwargs: Any) -> httpx.Response:
         """An authenticated call, renewing an expired access token once; the answer is
@@ -495,15 +486,16 @@ class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
     # -- publish ------------------------------------------------------------------------
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
-        # Progress and logins are stored at each checkpoint and once at the end, not at
-        # every step: one write transaction per part instead of three or four.
+        # Progress and logins are stored at each checkpoint (a login also at the end, if
+        # it changed), not at every step: one write transaction per part.
         with self.store.batch():
             return self._publish(rendition, idempotency_key)
 
     def _publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
         progress = self.store.progress(idempotency_key) or {}
-        if isinstance(progress.get("receipt"), dict):
-            return Receipt(**progress["receipt"])
+        kept = receipt_in(progress)
+        if kept is not None:
+            return kept
         repo = progress.get("repo") or self._session()["did"]
         rkeys: list[str] = list(progress.get("rkeys", []))
         while len(rkeys) < len(rendition.parts):
@@ -535,8 +527,9 @@ class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
         progress = self.store.progress(idempotency_key)
         if not progress:
             return None  # nothing was ever sent under this key
-        if isinstance(progress.get("receipt"), dict):
-            return Receipt(**progress["receipt"])
+        kept = receipt_in(progress)
+        if kept is not None:
+            return kept
         posted = list(progress.get("posted", []))
         pending = progress.get("pending")
         # Only a post whose last part may be there is whole; otherwise publish carries on.
@@ -559,12 +552,7 @@ class BlueskyAdapter(Adapter[BlueskyCredentials, BlueskySettings]):
             url=f"{APP_URL}/profile/{progress['repo']}/post/{rkey}",
             data={"cid": root["cid"], "parts": [ref["uri"] for ref in posted]},
         )
-        progress["receipt"] = {
-            "external_id": receipt.external_id,
-            "url": receipt.url,
-            "data": receipt.data,
-        }
-        self.store.save_progress(idempotency_key, progress)
+        self.store.save_receipt(idempotency_key, receipt, progress)
         return receipt
 
     def _record(

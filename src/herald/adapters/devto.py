@@ -29,7 +29,6 @@ import httpx
 from pydantic import Field, HttpUrl
 
 from herald.adapters.base import (
-    Adapter,
     AmbiguousError,
     Identity,
     Limits,
@@ -39,7 +38,7 @@ from herald.adapters.base import (
     Rendition,
     StrictModel,
 )
-from herald.adapters.http import send, shared_client
+from herald.adapters.http import HttpAdapter, HttpSettings
 from herald.adapters.registry import register
 from herald.adapters.text import key_digest, shorten
 
@@ -83,7 +82,7 @@ class DevtoCredentials(StrictModel):
     )
 
 
-class DevtoSettings(StrictModel):
+class DevtoSettings(HttpSettings):
     published: bool = Field(
         True, description="Publish at once; false saves each article as a draft."
     )
@@ -93,12 +92,10 @@ class DevtoSettings(StrictModel):
     organization_id: int | None = Field(
         None, ge=1, description="Publish under this organisation (you must be a member)."
     )
-    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
-    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for each answer.")
 
 
 @register
-class DevtoAdapter(Adapter[DevtoCredentials, DevtoSettings]):
+class DevtoAdapter(HttpAdapter[DevtoCredentials, DevtoSettings]):
     platform = PLATFORM
     display_name = "DEV Community (Forem)"
     credentials_model = DevtoCredentials
@@ -110,19 +107,15 @@ class DevtoAdapter(Adapter[DevtoCredentials, DevtoSettings]):
     def _request(
         self, method: str, path: str, *, json: Any = None, params: Any = None
     ) -> httpx.Response:
-        client = shared_client()
-        request = client.build_request(
+        request = self.build_request(
             method,
             str(self.credentials.base_url).rstrip("/") + path,
             json=json,
             params=params,
             headers={"api-key": self.credentials.api_key, "Accept": ACCEPT},
-            timeout=httpx.Timeout(
-                self.settings.read_timeout, connect=self.settings.connect_timeout
-            ),
         )
         # A read posts nothing: an answer that never came is worth another try.
-        return send(client, request, platform=PLATFORM, may_post=method != "GET")
+        return self.send(request, may_post=method != "GET")
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:
@@ -182,15 +175,14 @@ class DevtoAdapter(Adapter[DevtoCredentials, DevtoSettings]):
             # A 2xx without the article: it may well exist now.
             raise AmbiguousError(f"{PLATFORM} answered {response.status_code} without the article")
         receipt = self._receipt(created)
-        self.store.save_progress(
-            idempotency_key, {"external_id": receipt.external_id, "url": receipt.url}
-        )
+        self.store.save_receipt(idempotency_key, receipt)
         return receipt
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
-        saved = self.store.progress(idempotency_key)
-        if saved and saved.get("external_id"):
-            return Receipt(external_id=saved["external_id"], url=saved.get("url"))
+        return self.store.receipt(idempotency_key) or self._search(idempotency_key)
+
+    def _search(self, idempotency_key: str) -> Receipt | None:
+        """Look for the delivery's marker among the account's newest articles."""
         marker = delivery_marker(idempotency_key)
         articles = self._json(
             self._request("GET", "/api/articles/me/all", params={"per_page": LOOKUP_PAGE})

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,7 +31,6 @@ import httpx
 from pydantic import Field, field_validator
 
 from herald.adapters.base import (
-    Adapter,
     AdapterError,
     AmbiguousError,
     AuthError,
@@ -45,8 +43,9 @@ from herald.adapters.base import (
     Rendition,
     RetryableError,
     StrictModel,
+    receipt_in,
 )
-from herald.adapters.http import raise_for_status, retry_after_seconds, shared_client, transmit
+from herald.adapters.http import HttpAdapter, HttpSettings, raise_for_status, retry_after_seconds
 from herald.adapters.markup import ChatMarkup
 from herald.adapters.registry import register
 from herald.adapters.text import split_thread
@@ -98,12 +97,10 @@ class DiscordCredentials(StrictModel):
         return value.strip()
 
 
-class DiscordSettings(StrictModel):
+class DiscordSettings(HttpSettings):
     username: str | None = Field(
         None, min_length=1, max_length=80, description="Name to post as, instead of the webhook's."
     )
-    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
-    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for answers.")
 
 
 class DiscordMarkup(ChatMarkup):
@@ -144,7 +141,7 @@ def _clip(text: str, limit: int) -> str:
 
 
 @register
-class DiscordAdapter(Adapter[DiscordCredentials, DiscordSettings]):
+class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
     platform = "discord"
     display_name = "Discord"
     credentials_model = DiscordCredentials
@@ -166,11 +163,8 @@ class DiscordAdapter(Adapter[DiscordCredentials, DiscordSettings]):
             raise AuthError("the Discord webhook URL is not one; paste the webhook's URL again")
         return endpoint
 
-    def _timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout)
-
     def _call(self, request: httpx.Request) -> dict[str, Any]:
-        response = transmit(shared_client(), request, platform=PLATFORM)
+        response = self.transmit(request)
         if response.status_code >= 300:
             _raise_for(response)
         try:
@@ -184,8 +178,7 @@ class DiscordAdapter(Adapter[DiscordCredentials, DiscordSettings]):
     # -- verify ------------------------------------------------------------------------
 
     def verify(self) -> Identity:
-        client = shared_client()
-        webhook = self._call(client.build_request("GET", self._webhook(), timeout=self._timeout()))
+        webhook = self._call(self.build_request("GET", self._webhook()))
         detail = {
             "webhook_id": webhook.get("id"),
             "guild_id": webhook.get("guild_id"),
@@ -252,31 +245,28 @@ class DiscordAdapter(Adapter[DiscordCredentials, DiscordSettings]):
         return payload
 
     def _execute(self, payload: dict[str, Any], media: tuple[MediaItem, ...]) -> dict[str, Any]:
-        client = shared_client()
         url = self._webhook()
         if media:
             files = [
                 (f"files[{n}]", (item.filename, item.read(), item.content_type))
                 for n, item in enumerate(media)
             ]
-            request = client.build_request(
+            request = self.build_request(
                 "POST",
                 url,
                 params={"wait": "true"},
                 data={"payload_json": json.dumps(payload)},
                 files=files,
-                timeout=self._timeout(),
             )
         else:
-            request = client.build_request(
-                "POST", url, params={"wait": "true"}, json=payload, timeout=self._timeout()
-            )
+            request = self.build_request("POST", url, params={"wait": "true"}, json=payload)
         return self._call(request)
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
         done = self.store.progress(idempotency_key) or {}
-        if "receipt" in done:
-            return Receipt(**done["receipt"])
+        kept = receipt_in(done)
+        if kept is not None:
+            return kept
         sent: list[str] = list(done.get("messages", []))
         channel_id = done.get("channel_id")
         for index in range(len(rendition.parts)):
@@ -296,16 +286,14 @@ class DiscordAdapter(Adapter[DiscordCredentials, DiscordSettings]):
         receipt = Receipt(
             external_id=sent[0], url=url, data={"messages": sent, "channel_id": channel_id}
         )
-        self.store.save_progress(
-            idempotency_key,
-            {"messages": sent, "channel_id": channel_id, "receipt": asdict(receipt)},
+        self.store.save_receipt(
+            idempotency_key, receipt, {"messages": sent, "channel_id": channel_id}
         )
         return receipt
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
         # Only what this adapter recorded: a webhook cannot list the channel's messages.
-        done = self.store.progress(idempotency_key) or {}
-        return Receipt(**done["receipt"]) if "receipt" in done else None
+        return self.store.receipt(idempotency_key)
 
 
 def _unreadable(request: httpx.Request, response: httpx.Response) -> AdapterError:

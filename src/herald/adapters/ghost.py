@@ -24,7 +24,6 @@ import jwt
 from pydantic import Field, HttpUrl
 
 from herald.adapters.base import (
-    Adapter,
     Identity,
     Limits,
     MediaItem,
@@ -32,16 +31,19 @@ from herald.adapters.base import (
     Receipt,
     Rendition,
     StrictModel,
+    receipt_in,
 )
-from herald.adapters.http import MAX_MESSAGE, error_message, shared_client
+from herald.adapters.http import (
+    MAX_MESSAGE,
+    HttpAdapter,
+    HttpSettings,
+    api_json,
+    error_message,
+    raise_with_message,
+)
 from herald.adapters.registry import register
 from herald.adapters.text import key_digest, markdown_to_html, shorten
-from herald.adapters.wordpress import (
-    api_json,
-    raise_with_message,
-    send_unchecked,
-    upload_filename,
-)
+from herald.adapters.uploads import upload_filename
 
 PLATFORM = "ghost"
 TOKEN_LIFETIME = 5 * 60  # seconds; Ghost refuses tokens older than five minutes
@@ -64,7 +66,7 @@ class GhostCredentials(StrictModel):
     )
 
 
-class GhostSettings(StrictModel):
+class GhostSettings(HttpSettings):
     status: Literal["published", "draft"] = Field(
         "published", description="Publish the post, or leave it as a draft to review."
     )
@@ -73,8 +75,6 @@ class GhostSettings(StrictModel):
         pattern=r"^v\d+\.\d+$",
         description="Sent as Accept-Version: the Ghost version Herald was written against.",
     )
-    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
-    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for an answer.")
 
 
 def admin_token(admin_api_key: str, now: float | None = None) -> str:
@@ -113,7 +113,7 @@ def _ghost_message(response: httpx.Response) -> str:
 
 
 @register
-class GhostAdapter(Adapter[GhostCredentials, GhostSettings]):
+class GhostAdapter(HttpAdapter[GhostCredentials, GhostSettings]):
     platform = PLATFORM
     display_name = "Ghost"
     credentials_model = GhostCredentials
@@ -142,12 +142,10 @@ class GhostAdapter(Adapter[GhostCredentials, GhostSettings]):
         """One request to ``<url>/ghost/api/admin<path>``; an error answer raises. Only a
         request that may create the post (``may_post``) is ambiguous when it dies after
         sending; nothing else posts."""
-        client = shared_client()
-        timeout = httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout)
         headers = {"Accept": "application/json", "Accept-Version": self.settings.api_version}
         if auth:
             headers["Authorization"] = f"Ghost {admin_token(self.credentials.admin_api_key)}"
-        request = client.build_request(
+        request = self.build_request(
             method,
             str(self.credentials.url).rstrip("/") + "/ghost/api/admin" + path,
             params=params,
@@ -155,9 +153,9 @@ class GhostAdapter(Adapter[GhostCredentials, GhostSettings]):
             files=files,
             data=data,
             headers=headers,
-            timeout=timeout,
         )
-        response = send_unchecked(client, request, platform=PLATFORM, may_post=may_post)
+        # The error body is read before it is classified: its context explains a refusal.
+        response = self.transmit(request, may_post=may_post)
         if response.status_code >= 300:
             message = f"ghost answered {response.status_code}: {_ghost_message(response)}"
             raise_with_message(response, platform=PLATFORM, message=message)
@@ -200,8 +198,9 @@ class GhostAdapter(Adapter[GhostCredentials, GhostSettings]):
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
         progress = self.store.progress(idempotency_key) or {}
-        if "receipt" in progress:
-            return _receipt(progress["receipt"])
+        kept = receipt_in(progress)
+        if kept is not None:
+            return kept
         feature_image = progress.get("feature_image")
         if rendition.media and feature_image is None:
             feature_image = self._upload(rendition.media[0])
@@ -224,21 +223,15 @@ class GhostAdapter(Adapter[GhostCredentials, GhostSettings]):
         response = self._call(
             "POST", "/posts/", params={"source": "html"}, json={"posts": [post]}, may_post=True
         )
-        created = api_json(response, "posts", 0, platform=PLATFORM, ambiguous=True)
-        receipt = {
-            "external_id": api_json(
-                response, "posts", 0, "id", platform=PLATFORM, expect=str, ambiguous=True
-            ),
-            "url": created.get("url"),
-            "data": {"status": created.get("status")},
-        }
-        self.store.save_progress(idempotency_key, {**progress, "receipt": receipt})
-        return _receipt(receipt)
+        receipt = _first_post(response, ambiguous=True)
+        self.store.save_receipt(idempotency_key, receipt, progress)
+        return receipt
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
-        progress = self.store.progress(idempotency_key) or {}
-        if "receipt" in progress:
-            return _receipt(progress["receipt"])
+        return self.store.receipt(idempotency_key) or self._search(idempotency_key)
+
+    def _search(self, idempotency_key: str) -> Receipt | None:
+        """Look for the delivery's internal tag among the site's posts."""
         # The Admin API lists published posts only unless the filter names the statuses.
         found = self._call(
             "GET",
@@ -250,12 +243,7 @@ class GhostAdapter(Adapter[GhostCredentials, GhostSettings]):
         )
         if not api_json(found, "posts", platform=PLATFORM, expect=list):
             return None
-        post = api_json(found, "posts", 0, platform=PLATFORM)
-        return Receipt(
-            external_id=api_json(found, "posts", 0, "id", platform=PLATFORM, expect=str),
-            url=post.get("url"),
-            data={"status": post.get("status")},
-        )
+        return _first_post(found)
 
     def _upload(self, media: MediaItem) -> str:
         uploaded = self._call(
@@ -267,7 +255,13 @@ class GhostAdapter(Adapter[GhostCredentials, GhostSettings]):
         return str(api_json(uploaded, "images", 0, "url", platform=PLATFORM, expect=str))
 
 
-def _receipt(data: dict[str, Any]) -> Receipt:
+def _first_post(response: httpx.Response, *, ambiguous: bool = False) -> Receipt:
+    """The receipt for the first post in an answer's ``posts``."""
+    post = api_json(response, "posts", 0, platform=PLATFORM, ambiguous=ambiguous)
     return Receipt(
-        external_id=str(data["external_id"]), url=data.get("url"), data=dict(data.get("data") or {})
+        external_id=api_json(
+            response, "posts", 0, "id", platform=PLATFORM, expect=str, ambiguous=ambiguous
+        ),
+        url=post.get("url"),
+        data={"status": post.get("status")},
     )

@@ -26,11 +26,9 @@ import re
 import unicodedata
 from typing import Any
 
-import httpx
 from pydantic import Field, HttpUrl
 
 from herald.adapters.base import (
-    Adapter,
     AdapterError,
     AmbiguousError,
     AuthError,
@@ -44,7 +42,7 @@ from herald.adapters.base import (
     StrictModel,
 )
 from herald.adapters.devto import delivery_marker
-from herald.adapters.http import MAX_MESSAGE, send, shared_client
+from herald.adapters.http import MAX_MESSAGE, HttpAdapter, HttpSettings
 from herald.adapters.registry import register
 
 PLATFORM = "hashnode"
@@ -137,16 +135,14 @@ class HashnodeCredentials(StrictModel):
     )
 
 
-class HashnodeSettings(StrictModel):
+class HashnodeSettings(HttpSettings):
     delisted: bool = Field(
         False, description="Keep the posts out of Hashnode's public feed (still on your blog)."
     )
-    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
-    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for each answer.")
 
 
 @register
-class HashnodeAdapter(Adapter[HashnodeCredentials, HashnodeSettings]):
+class HashnodeAdapter(HttpAdapter[HashnodeCredentials, HashnodeSettings]):
     platform = PLATFORM
     display_name = "Hashnode"
     credentials_model = HashnodeCredentials
@@ -155,18 +151,14 @@ class HashnodeAdapter(Adapter[HashnodeCredentials, HashnodeSettings]):
 
     def _graphql(self, query: str, variables: dict[str, Any], *, read: bool) -> dict[str, Any]:
         """Run one operation; its ``data``, or the adapter error its ``errors`` mean."""
-        client = shared_client()
-        request = client.build_request(
+        request = self.build_request(
             "POST",
             str(self.credentials.api_url),
             json={"query": query, "variables": variables},
             headers={"Authorization": self.credentials.token, "Accept": "application/json"},
-            timeout=httpx.Timeout(
-                self.settings.read_timeout, connect=self.settings.connect_timeout
-            ),
         )
         # A query posts nothing: an answer that never came is worth another try.
-        response = send(client, request, platform=PLATFORM, may_post=not read)
+        response = self.send(request, may_post=not read)
         try:
             body = response.json()
         except ValueError:
@@ -253,15 +245,14 @@ class HashnodeAdapter(Adapter[HashnodeCredentials, HashnodeSettings]):
         if not isinstance(post, dict) or not post.get("id"):
             raise AmbiguousError(f"{PLATFORM} accepted the post but sent back no id")
         receipt = self._receipt(post)
-        self.store.save_progress(
-            idempotency_key, {"external_id": receipt.external_id, "url": receipt.url}
-        )
+        self.store.save_receipt(idempotency_key, receipt)
         return receipt
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
-        saved = self.store.progress(idempotency_key)
-        if saved and saved.get("external_id"):
-            return Receipt(external_id=saved["external_id"], url=saved.get("url"))
+        return self.store.receipt(idempotency_key) or self._search(idempotency_key)
+
+    def _search(self, idempotency_key: str) -> Receipt | None:
+        """Look for the delivery's marker among the publication's newest posts."""
         marker = delivery_marker(idempotency_key)
         variables = {"id": self.credentials.publication_id, "first": LOOKUP_PAGE}
         publication = self._graphql(RECENT_POSTS, variables, read=True)["publication"]

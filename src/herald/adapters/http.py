@@ -1,5 +1,7 @@
-"""HTTP plumbing every HTTP adapter shares: the guarded client (``herald.core.http``) and
-one mapping from what can go wrong with a request to the adapter error it means.
+"""HTTP plumbing every HTTP adapter shares: :class:`HttpAdapter` and its
+:class:`HttpSettings` (timeouts), the guarded client (``herald.core.http``), one mapping
+from what can go wrong with a request to the adapter error it means, and the reading of
+answers that platforms word alike.
 
 The client itself lives in ``herald.core.http`` (every request to a user-supplied URL,
 not only an adapter's, goes through it); ``make_client`` and ``shared_client`` are
@@ -12,11 +14,20 @@ import email.utils
 import math
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import httpx
+from pydantic import BaseModel, Field
 
-from herald.adapters.base import AmbiguousError, AuthError, PermanentError, RetryableError
+from herald.adapters.base import (
+    Adapter,
+    AdapterError,
+    AmbiguousError,
+    AuthError,
+    PermanentError,
+    RetryableError,
+    StrictModel,
+)
 from herald.core.http import (
     USER_AGENT,
     AddressNotAllowed,
@@ -27,19 +38,30 @@ from herald.core.http import (
 
 __all__ = [
     "MAX_MESSAGE",
-    "RETRYABLE_STATUS",
     "USER_AGENT",
+    "HttpAdapter",
+    "HttpSettings",
+    "api_json",
     "error_message",
+    "is_retryable_status",
     "make_client",
     "raise_for_status",
+    "raise_with_message",
     "retry_after_seconds",
     "send",
     "shared_client",
     "transmit",
 ]
 
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_MESSAGE = 500
+
+
+def is_retryable_status(status: int) -> bool:
+    """Whether an HTTP status (or a platform's error code in HTTP's numbering) means
+    "nothing was done, try again later": timeouts, too early, too many requests, and
+    server errors other than "not implemented" and "version not supported"."""
+    return status in _RETRYABLE_STATUS or (status >= 500 and status not in (501, 505))
 
 
 def _delay(seconds: float) -> float | None:
@@ -120,9 +142,52 @@ def raise_for_status(response: httpx.Response, *, platform: str) -> None:
     message = f"{platform} answered {status}: {error_message(response)}"
     if status in (401, 403):
         raise AuthError(message)
-    if status in RETRYABLE_STATUS or (status >= 500 and status not in (501, 505)):
+    if is_retryable_status(status):
         raise RetryableError(message, retry_after=retry_after_seconds(response))
     raise PermanentError(message)
+
+
+def raise_with_message(response: httpx.Response, *, platform: str, message: str) -> None:
+    """Classify an error answer as :func:`raise_for_status` does, with our own message
+    (for platforms whose error bodies say more than a message: WordPress, Ghost)."""
+    location = httpx.URL(response.headers.get("Location", ""))
+    if response.is_redirect and location.host:
+        # Usually http:// for https://, or a www. missing: say where the site lives now.
+        message += (
+            f" (the site redirects to {location.scheme}://{location.host}; "
+            "use that address in the channel's URL)"
+        )
+    try:
+        raise_for_status(response, platform=platform)
+    except RetryableError as exc:
+        raise RetryableError(message, retry_after=exc.retry_after) from None
+    except AdapterError as exc:
+        raise type(exc)(message) from None
+
+
+def api_json(
+    response: httpx.Response,
+    *path: str | int,
+    platform: str,
+    expect: type = dict,
+    ambiguous: bool = False,
+) -> Any:
+    """The JSON answer (or its part at ``path``) of type ``expect``. Anything else means the
+    URL does not lead to the platform's API; after a request that may have posted, that
+    is ambiguous."""
+    try:
+        node = response.json()
+        for step in path:
+            node = node[step]
+    except (ValueError, LookupError, TypeError):
+        node = None
+    if isinstance(node, expect) and not isinstance(node, bool):
+        return node
+    error = AmbiguousError if ambiguous else PermanentError
+    raise error(
+        f"{platform} answered {response.status_code} with something its API does not send; "
+        "check the channel's URL"
+    )
 
 
 def transmit(
@@ -171,3 +236,45 @@ def send(
     response = transmit(client, request, platform=platform, may_post=may_post)
     raise_for_status(response, platform=platform)
     return response
+
+
+class HttpSettings(StrictModel):
+    """What every HTTP adapter's settings have: how long to wait on the platform. The
+    bounds keep a refresh lease (``channels.store``) longer than any call it covers."""
+
+    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
+    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for an answer.")
+
+    def timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.read_timeout, connect=self.connect_timeout)
+
+
+C = TypeVar("C", bound=BaseModel)
+HS = TypeVar("HS", bound=HttpSettings)
+
+
+class HttpAdapter(Adapter[C, HS]):
+    """An adapter that talks to its platform over HTTP, every request through the one
+    guarded client with the channel's timeouts."""
+
+    settings_model: ClassVar[type[BaseModel]] = HttpSettings
+    # How error messages name the platform, when not by its registry key.
+    name_in_errors: ClassVar[str | None] = None
+
+    @property
+    def _name(self) -> str:
+        return self.name_in_errors or self.platform
+
+    def build_request(self, method: str, url: str, **kwargs: Any) -> httpx.Request:
+        """A request to the platform with the channel's timeouts (``httpx``'s arguments)."""
+        return shared_client().build_request(method, url, timeout=self.settings.timeout(), **kwargs)
+
+    def transmit(self, request: httpx.Request, *, may_post: bool = True) -> httpx.Response:
+        """:func:`transmit` through the shared client: the answer whatever its status."""
+        return transmit(shared_client(), request, platform=self._name, may_post=may_post)
+
+    def send(self, request: httpx.Request, *, may_post: bool = True) -> httpx.Response:
+        """:func:`send` through the shared client: an error status raises."""
+        response = self.transmit(request, may_post=may_post)
+        raise_for_status(response, platform=self._name)
+        return response

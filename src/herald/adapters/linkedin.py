@@ -32,7 +32,6 @@ import httpx
 from pydantic import Field, model_validator
 
 from herald.adapters.base import (
-    Adapter,
     AuthError,
     Identity,
     Limits,
@@ -43,8 +42,9 @@ from herald.adapters.base import (
     Rendition,
     RetryableError,
     StrictModel,
+    receipt_in,
 )
-from herald.adapters.http import raise_for_status, send, shared_client, transmit
+from herald.adapters.http import HttpAdapter, HttpSettings, raise_for_status
 from herald.adapters.registry import register
 from herald.adapters.text import markdown_to_text, split_thread
 
@@ -123,7 +123,7 @@ class LinkedInCredentials(StrictModel):
         return self
 
 
-class LinkedInSettings(StrictModel):
+class LinkedInSettings(HttpSettings):
     linkedin_version: str = Field(
         "202607",
         pattern=r"^\d{6}(\.\d{2})?$",
@@ -134,12 +134,10 @@ class LinkedInSettings(StrictModel):
         "PUBLIC", description="Who sees the post; CONNECTIONS only works for members."
     )
     hashtags: bool = Field(True, description="Append the post's tags as #hashtags.")
-    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
-    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for an answer.")
 
 
 @register
-class LinkedInAdapter(Adapter[LinkedInCredentials, LinkedInSettings]):
+class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
     platform = PLATFORM
     display_name = "LinkedIn"
     credentials_model = LinkedInCredentials
@@ -160,9 +158,6 @@ class LinkedInAdapter(Adapter[LinkedInCredentials, LinkedInSettings]):
 
     # -- HTTP -------------------------------------------------------------------------
 
-    def _timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout)
-
     def _headers(self, *, rest: bool = True) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.credentials.access_token}"}
         if rest:
@@ -181,19 +176,13 @@ class LinkedInAdapter(Adapter[LinkedInCredentials, LinkedInSettings]):
         extra_headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """One call; on a 401, one refresh (when the credentials allow it) and one retry."""
-        client = shared_client()
         refreshed = False
         while True:
             headers = self._headers(rest=rest) | (extra_headers or {})
-            request = client.build_request(
-                method,
-                url,
-                headers=headers,
-                json=json_body,
-                content=content,
-                timeout=self._timeout(),
+            request = self.build_request(
+                method, url, headers=headers, json=json_body, content=content
             )
-            response = transmit(client, request, platform=PLATFORM)
+            response = self.transmit(request)
             try:
                 raise_for_status(response, platform=PLATFORM)
                 return response
@@ -216,8 +205,7 @@ class LinkedInAdapter(Adapter[LinkedInCredentials, LinkedInSettings]):
 
     def _refreshed(self, stale: dict[str, Any]) -> dict[str, Any]:
         """Trade the refresh token for a new access token (OAuth 2.0 refresh_token grant)."""
-        client = shared_client()
-        request = client.build_request(
+        request = self.build_request(
             "POST",
             f"{stale['oauth_url'].rstrip('/')}/accessToken",
             data={
@@ -226,10 +214,9 @@ class LinkedInAdapter(Adapter[LinkedInCredentials, LinkedInSettings]):
                 "client_id": stale["client_id"],
                 "client_secret": stale["client_secret"],
             },
-            timeout=self._timeout(),
         )
         try:
-            response = send(client, request, platform=PLATFORM)
+            response = self.send(request)
         except PermanentError as exc:
             # invalid_grant and friends: the refresh token is spent; reconnect the channel.
             raise AuthError(f"LinkedIn refused to refresh the access token: {exc.message}") from exc
@@ -315,8 +302,9 @@ class LinkedInAdapter(Adapter[LinkedInCredentials, LinkedInSettings]):
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
         progress = self.store.progress(idempotency_key) or {}
-        if "receipt" in progress:
-            return _receipt(progress["receipt"])
+        kept = receipt_in(progress)
+        if kept is not None:
+            return kept
         images: dict[str, str] = dict(progress.get("images", {}))
         for item in rendition.media:
             if str(item.id) not in images:
@@ -341,9 +329,9 @@ class LinkedInAdapter(Adapter[LinkedInCredentials, LinkedInSettings]):
             urn = response.headers.get("x-restli-id") or response.headers.get("x-linkedin-id")
         if not urn:
             raise PermanentError("LinkedIn created the post but sent no x-restli-id")
-        receipt = {"external_id": urn, "url": post_url(urn)}
-        self.store.save_progress(idempotency_key, {"receipt": receipt})
-        return _receipt(receipt)
+        receipt = Receipt(external_id=urn, url=post_url(urn))
+        self.store.save_receipt(idempotency_key, receipt)
+        return receipt
 
     def _post_body(self, rendition: Rendition, images: dict[str, str]) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -406,8 +394,9 @@ class LinkedInAdapter(Adapter[LinkedInCredentials, LinkedInSettings]):
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
         progress = self.store.progress(idempotency_key) or {}
-        if "receipt" in progress:
-            return _receipt(progress["receipt"])
+        kept = receipt_in(progress)
+        if kept is not None:
+            return kept
         since = progress.get("sending_since")
         if not isinstance(since, int):
             return None  # this key never sent a create: nothing of ours can be there
@@ -430,18 +419,14 @@ class LinkedInAdapter(Adapter[LinkedInCredentials, LinkedInSettings]):
                 and created >= since - _CLOCK_SKEW_MS
                 and isinstance(element.get("id"), str)
             ):
-                receipt = {"external_id": element["id"], "url": post_url(element["id"])}
-                self.store.save_progress(idempotency_key, {"receipt": receipt})
-                return _receipt(receipt)
+                receipt = Receipt(external_id=element["id"], url=post_url(element["id"]))
+                self.store.save_receipt(idempotency_key, receipt)
+                return receipt
         return None
 
 
 def post_url(urn: str) -> str:
     return f"https://www.linkedin.com/feed/update/{urn}/"
-
-
-def _receipt(data: dict[str, Any]) -> Receipt:
-    return Receipt(external_id=data["external_id"], url=data.get("url"))
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:

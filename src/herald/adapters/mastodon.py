@@ -32,7 +32,6 @@ import httpx
 from pydantic import Field, HttpUrl
 
 from herald.adapters.base import (
-    Adapter,
     ChannelStore,
     Identity,
     Limits,
@@ -44,7 +43,7 @@ from herald.adapters.base import (
     RetryableError,
     StrictModel,
 )
-from herald.adapters.http import retry_after_seconds, send, shared_client
+from herald.adapters.http import HttpAdapter, HttpSettings, retry_after_seconds
 from herald.adapters.registry import register
 from herald.adapters.text import find_urls, graphemes, markdown_to_text, split_thread
 
@@ -190,7 +189,7 @@ class MastodonCredentials(StrictModel):
     )
 
 
-class MastodonSettings(StrictModel):
+class MastodonSettings(HttpSettings):
     visibility: Literal["public", "unlisted", "private"] = Field(
         "public",
         description="Who sees the statuses: public, unlisted (not on public timelines) or "
@@ -219,12 +218,10 @@ class MastodonSettings(StrictModel):
         le=600,
         description="Seconds to wait for the instance to finish processing an image.",
     )
-    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
-    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for each answer.")
 
 
 @register
-class MastodonAdapter(Adapter[MastodonCredentials, MastodonSettings]):
+class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
     platform = PLATFORM
     length_unit = "characters (URLs count as the instance says, 23 by default)"
     display_name = "Mastodon"
@@ -267,8 +264,7 @@ class MastodonAdapter(Adapter[MastodonCredentials, MastodonSettings]):
         data: Any = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        client = shared_client()
-        request = client.build_request(
+        request = self.build_request(
             method,
             self._base + path,
             json=json,
@@ -279,11 +275,8 @@ class MastodonAdapter(Adapter[MastodonCredentials, MastodonSettings]):
                 "Accept": "application/json",
                 **(headers or {}),
             },
-            timeout=httpx.Timeout(
-                self.settings.read_timeout, connect=self.settings.connect_timeout
-            ),
         )
-        return send(client, request, platform=PLATFORM)
+        return self.send(request)
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:

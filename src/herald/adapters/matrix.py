@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -29,7 +28,6 @@ import httpx
 from pydantic import Field, field_validator
 
 from herald.adapters.base import (
-    Adapter,
     AdapterError,
     AmbiguousError,
     AuthError,
@@ -42,8 +40,9 @@ from herald.adapters.base import (
     Rendition,
     RetryableError,
     StrictModel,
+    receipt_in,
 )
-from herald.adapters.http import raise_for_status, retry_after_seconds, shared_client, transmit
+from herald.adapters.http import HttpAdapter, HttpSettings, raise_for_status, retry_after_seconds
 from herald.adapters.registry import register
 from herald.adapters.text import markdown_to_html, markdown_to_text, split_thread
 
@@ -139,16 +138,14 @@ class MatrixCredentials(StrictModel):
         return value
 
 
-class MatrixSettings(StrictModel):
+class MatrixSettings(HttpSettings):
     notice: bool = Field(
         False, description="Send as m.notice (how bots usually speak) instead of m.text."
     )
-    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
-    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for answers.")
 
 
 @register
-class MatrixAdapter(Adapter[MatrixCredentials, MatrixSettings]):
+class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
     platform = "matrix"
     display_name = "Matrix"
     credentials_model = MatrixCredentials
@@ -179,19 +176,15 @@ class MatrixAdapter(Adapter[MatrixCredentials, MatrixSettings]):
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        client = shared_client()
-        request = client.build_request(
+        request = self.build_request(
             method,
             f"{self.credentials.homeserver}{path}",
             json=body,
             content=content,
             params=params,
             headers={"Authorization": f"Bearer {self.credentials.access_token}"} | (headers or {}),
-            timeout=httpx.Timeout(
-                self.settings.read_timeout, connect=self.settings.connect_timeout
-            ),
         )
-        response = transmit(client, request, platform=PLATFORM)
+        response = self.transmit(request)
         if response.status_code >= 300:
             _raise_for(response)
         try:
@@ -323,15 +316,17 @@ class MatrixAdapter(Adapter[MatrixCredentials, MatrixSettings]):
         }
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
-        # Sent events are stored once at the end: a resend of one is deduplicated by its
-        # transaction id. Only an upload, which is not, is stored as soon as it is made.
+        # An upload, which is not idempotent, is stored as soon as it is made; sent events
+        # when a part fails (the retry carries on after them), else with the outcome: a
+        # resend of one is deduplicated by its transaction id.
         with self.store.batch():
             return self._publish(rendition, idempotency_key)
 
     def _publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
         done = self.store.progress(idempotency_key) or {}
-        if "receipt" in done:
-            return Receipt(**done["receipt"])
+        kept = receipt_in(done)
+        if kept is not None:
+            return kept
         room_id = self._room_id()
         events: list[str] = list(done.get("events", []))
         uploads: dict[str, str] = dict(done.get("uploads", {}))
@@ -343,10 +338,8 @@ class MatrixAdapter(Adapter[MatrixCredentials, MatrixSettings]):
         steps += rendition.media
         single = len(steps) == 1
 
-        def save(extra: dict[str, Any] | None = None) -> None:
-            self.store.save_progress(
-                idempotency_key, {"events": events, "uploads": uploads} | (extra or {})
-            )
+        def save() -> None:
+            self.store.save_progress(idempotency_key, {"events": events, "uploads": uploads})
 
         for index, step in enumerate(steps):
             if index < len(events):
@@ -368,14 +361,13 @@ class MatrixAdapter(Adapter[MatrixCredentials, MatrixSettings]):
             url=f"https://matrix.to/#/{quote(room_id, safe='!:')}/{quote(events[0], safe='$')}",
             data={"room_id": room_id, "events": events},
         )
-        save({"receipt": asdict(receipt)})
+        self.store.save_receipt(idempotency_key, receipt, {"events": events, "uploads": uploads})
         return receipt
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
         # Resending is safe (the homeserver deduplicates transactions); this only saves
         # the round trip when the whole post is known to be out.
-        done = self.store.progress(idempotency_key) or {}
-        return Receipt(**done["receipt"]) if "receipt" in done else None
+        return self.store.receipt(idempotency_key)
 
 
 def _raise_for(response: httpx.Response) -> None:

@@ -35,7 +35,6 @@ import httpx
 from pydantic import Field, HttpUrl
 
 from herald.adapters.base import (
-    Adapter,
     AmbiguousError,
     Identity,
     Limits,
@@ -44,8 +43,9 @@ from herald.adapters.base import (
     Receipt,
     Rendition,
     StrictModel,
+    receipt_in,
 )
-from herald.adapters.http import send, shared_client
+from herald.adapters.http import HttpAdapter, HttpSettings
 from herald.adapters.registry import register
 from herald.adapters.text import markdown_to_html, shorten
 
@@ -93,7 +93,7 @@ class MediumCredentials(StrictModel):
     api_url: HttpUrl = Field(HttpUrl("https://api.medium.com"), description="Medium's API.")
 
 
-class MediumSettings(StrictModel):
+class MediumSettings(HttpSettings):
     publish_status: Literal["public", "draft", "unlisted"] = Field(
         "public", description="public, draft (only you see it) or unlisted (anyone with the link)."
     )
@@ -111,12 +111,10 @@ class MediumSettings(StrictModel):
         description="Where the public feeds are (…/@username), read to find a post whose "
         "answer was lost.",
     )
-    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
-    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for each answer.")
 
 
 @register
-class MediumAdapter(Adapter[MediumCredentials, MediumSettings]):
+class MediumAdapter(HttpAdapter[MediumCredentials, MediumSettings]):
     platform = PLATFORM
     display_name = "Medium"
     credentials_model = MediumCredentials
@@ -129,18 +127,9 @@ class MediumAdapter(Adapter[MediumCredentials, MediumSettings]):
     def _send(
         self, method: str, url: str, *, json: Any = None, headers: dict[str, str]
     ) -> httpx.Response:
-        client = shared_client()
-        request = client.build_request(
-            method,
-            url,
-            json=json,
-            headers=headers,
-            timeout=httpx.Timeout(
-                self.settings.read_timeout, connect=self.settings.connect_timeout
-            ),
-        )
+        request = self.build_request(method, url, json=json, headers=headers)
         # A read posts nothing: an answer that never came is worth another try.
-        return send(client, request, platform=PLATFORM, may_post=method != "GET")
+        return self.send(request, may_post=method != "GET")
 
     def _api(self, method: str, path: str, *, json: Any = None) -> dict[str, Any]:
         response = self._send(
@@ -248,17 +237,16 @@ class MediumAdapter(Adapter[MediumCredentials, MediumSettings]):
             url=url if isinstance(url, str) else None,
             data={"publish_status": created.get("publishStatus")},
         )
-        self.store.save_progress(
-            idempotency_key, {"external_id": receipt.external_id, "url": receipt.url}
-        )
+        self.store.save_receipt(idempotency_key, receipt)
         return receipt
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
         saved = self.store.progress(idempotency_key)
         if not saved:
             return None  # never sent: publish records the attempt before sending
-        if saved.get("external_id"):
-            return Receipt(external_id=saved["external_id"], url=saved.get("url"))
+        kept = receipt_in(saved)
+        if kept is not None:
+            return kept
         if saved.get("publish_status") != "public" or not saved.get("username"):
             return None  # drafts and unlisted posts are in no public feed
         since = float(saved["sent_at"]) - CLOCK_SLACK

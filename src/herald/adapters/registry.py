@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from herald.adapters.base import Adapter
@@ -22,8 +23,9 @@ def register(cls: type[Adapter[Any, Any]]) -> type[Adapter[Any, Any]]:
 
 
 def _load_builtins() -> None:
-    # Importing the package imports every built-in adapter module.
-    import herald.adapters.builtin  # noqa: F401
+    # Importing the package imports every built-in adapter module. Loaded by name when
+    # first needed: each of those modules imports this one to register itself (a cycle).
+    importlib.import_module("herald.adapters.builtin")
 
 
 def get_adapter_class(platform: str) -> type[Adapter[Any, Any]]:

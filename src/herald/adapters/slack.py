@@ -23,7 +23,6 @@ text past 40,000 characters, so longer posts are split.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +30,6 @@ import httpx
 from pydantic import Field, model_validator
 
 from herald.adapters.base import (
-    Adapter,
     AdapterError,
     AmbiguousError,
     AuthError,
@@ -43,13 +41,14 @@ from herald.adapters.base import (
     Rendition,
     RetryableError,
     StrictModel,
+    receipt_in,
 )
 from herald.adapters.http import (
+    HttpAdapter,
+    HttpSettings,
     error_message,
     raise_for_status,
     retry_after_seconds,
-    shared_client,
-    transmit,
 )
 from herald.adapters.markup import ChatMarkup
 from herald.adapters.registry import register
@@ -152,13 +151,12 @@ class SlackCredentials(StrictModel):
         return self
 
 
-class SlackSettings(StrictModel):
-    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
-    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for answers.")
+class SlackSettings(HttpSettings):
+    """Only the timeouts."""
 
 
 @register
-class SlackAdapter(Adapter[SlackCredentials, SlackSettings]):
+class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
     platform = "slack"
     display_name = "Slack"
     credentials_model = SlackCredentials
@@ -169,28 +167,23 @@ class SlackAdapter(Adapter[SlackCredentials, SlackSettings]):
 
     # -- HTTP --------------------------------------------------------------------------
 
-    def _timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout)
-
     def _api(
         self, method: str, name: str, *, params: dict[str, Any] | None = None, body: Any = None
     ) -> tuple[dict[str, Any], httpx.Response]:
         """Call a Web API method; the answer when ``ok``, else the error it means."""
-        client = shared_client()
         headers = {"Authorization": f"Bearer {self.credentials.bot_token}"}
         content = None
         if body is not None:
             headers["Content-Type"] = "application/json; charset=utf-8"
             content = json.dumps(body).encode()
-        request = client.build_request(
+        request = self.build_request(
             method,
             f"{self.credentials.api_url.rstrip('/')}/{name}",
             params=params,
             content=content,
             headers=headers,
-            timeout=self._timeout(),
         )
-        response = transmit(client, request, platform=PLATFORM)
+        response = self.transmit(request)
         try:
             data = response.json()
         except ValueError:
@@ -206,16 +199,14 @@ class SlackAdapter(Adapter[SlackCredentials, SlackSettings]):
         raise _api_error(name, data, response)
 
     def _hook(self, payload: dict[str, Any]) -> httpx.Response:
-        client = shared_client()
         assert self.credentials.webhook_url is not None
-        request = client.build_request(
+        request = self.build_request(
             "POST",
             self.credentials.webhook_url,
             content=json.dumps(payload).encode(),
             headers={"Content-Type": "application/json; charset=utf-8"},
-            timeout=self._timeout(),
         )
-        return transmit(client, request, platform=PLATFORM)
+        return self.transmit(request)
 
     # -- verify ------------------------------------------------------------------------
 
@@ -284,8 +275,9 @@ class SlackAdapter(Adapter[SlackCredentials, SlackSettings]):
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
         done = self.store.progress(idempotency_key) or {}
-        if "receipt" in done:
-            return Receipt(**done["receipt"])
+        kept = receipt_in(done)
+        if kept is not None:
+            return kept
         if self.credentials.webhook_url:
             return self._publish_webhook(rendition, idempotency_key, int(done.get("sent", 0)))
         sent: list[str] = list(done.get("ts", []))
@@ -318,7 +310,7 @@ class SlackAdapter(Adapter[SlackCredentials, SlackSettings]):
             self.store.save_progress(key, {"sent": sent})
         # Slack gives a webhook message no id; the key stands in for one.
         receipt = Receipt(external_id=key, data={"mode": "webhook", "parts": sent})
-        self.store.save_progress(key, {"sent": sent, "receipt": asdict(receipt)})
+        self.store.save_receipt(key, receipt, {"sent": sent})
         return receipt
 
     def _finish(self, key: str, sent: list[str]) -> Receipt:
@@ -327,7 +319,7 @@ class SlackAdapter(Adapter[SlackCredentials, SlackSettings]):
             url=self._permalink(sent[0]),
             data={"channel": self.channel, "ts": sent},
         )
-        self.store.save_progress(key, {"ts": sent, "receipt": asdict(receipt)})
+        self.store.save_receipt(key, receipt, {"ts": sent})
         return receipt
 
     def _permalink(self, ts: str) -> str | None:
@@ -338,8 +330,9 @@ class SlackAdapter(Adapter[SlackCredentials, SlackSettings]):
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
         done = self.store.progress(idempotency_key) or {}
-        if "receipt" in done:
-            return Receipt(**done["receipt"])
+        kept = receipt_in(done)
+        if kept is not None:
+            return kept
         if self.credentials.webhook_url or len(rendition.parts) != 1 or done.get("ts"):
             # Webhooks cannot read; a longer post carries on from its progress instead.
             return None

@@ -34,7 +34,6 @@ import httpx
 from pydantic import Field
 
 from herald.adapters.base import (
-    Adapter,
     AdapterError,
     AuthError,
     Identity,
@@ -46,12 +45,13 @@ from herald.adapters.base import (
     Rendition,
     RetryableError,
     StrictModel,
+    receipt_in,
 )
 from herald.adapters.http import (
-    RETRYABLE_STATUS,
+    HttpAdapter,
+    HttpSettings,
+    is_retryable_status,
     retry_after_seconds,
-    shared_client,
-    transmit,
 )
 from herald.adapters.registry import register
 from herald.adapters.text import markdown_to_html, split_thread
@@ -128,15 +128,13 @@ class TelegramCredentials(StrictModel):
     )
 
 
-class TelegramSettings(StrictModel):
+class TelegramSettings(HttpSettings):
     link_preview: bool = Field(
         True, description="Show a preview of the post's canonical URL under its message."
     )
     disable_notification: bool = Field(
         False, description="Send silently: subscribers get no sound."
     )
-    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
-    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for an answer.")
 
 
 @dataclass
@@ -146,7 +144,7 @@ class _Sent:
 
 
 @register
-class TelegramAdapter(Adapter[TelegramCredentials, TelegramSettings]):
+class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
     platform = PLATFORM
     display_name = "Telegram"
     credentials_model = TelegramCredentials
@@ -171,18 +169,16 @@ class TelegramAdapter(Adapter[TelegramCredentials, TelegramSettings]):
         files: dict[str, tuple[str, bytes, str]] | None = None,
     ) -> Any:
         """One Bot API method; the ``result`` of ``{"ok": true, "result": ...}``."""
-        client = shared_client()
         url = f"{self.credentials.api_url.rstrip('/')}/bot{self.credentials.bot_token}/{method}"
-        timeout = httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout)
         if files:
             # Multipart fields are strings; nested values travel as JSON.
             data = {k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items()}
-            request = client.build_request("POST", url, data=data, files=files, timeout=timeout)
+            request = self.build_request("POST", url, data=data, files=files)
         else:
-            request = client.build_request("POST", url, json=payload, timeout=timeout)
+            request = self.build_request("POST", url, json=payload)
         failure: AdapterError
         try:
-            response = transmit(client, request, platform=PLATFORM)
+            response = self.transmit(request)
         except AdapterError as exc:
             failure = exc  # a transport error, minus any trace of the token (below)
         else:
@@ -258,8 +254,9 @@ class TelegramAdapter(Adapter[TelegramCredentials, TelegramSettings]):
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
         progress = self.store.progress(idempotency_key) or {}
-        if "receipt" in progress:
-            return _receipt(progress["receipt"])
+        kept = receipt_in(progress)
+        if kept is not None:
+            return kept
         # One step per request: the album (if any), then each part of the text.
         steps: list[tuple[str, Any]] = []
         if rendition.media:
@@ -274,13 +271,13 @@ class TelegramAdapter(Adapter[TelegramCredentials, TelegramSettings]):
             self.store.save_progress(idempotency_key, {"done": done, "chat": chat})
         message_ids = [i for ids in done for i in ids]
         chat_id = chat.get("id", self.credentials.chat_id)
-        receipt = {
-            "external_id": f"{chat_id}:{message_ids[0]}",
-            "url": message_url(chat, message_ids[0]),
-            "data": {"chat_id": chat_id, "message_ids": message_ids},
-        }
-        self.store.save_progress(idempotency_key, {"done": done, "chat": chat, "receipt": receipt})
-        return _receipt(receipt)
+        receipt = Receipt(
+            external_id=f"{chat_id}:{message_ids[0]}",
+            url=message_url(chat, message_ids[0]),
+            data={"chat_id": chat_id, "message_ids": message_ids},
+        )
+        self.store.save_receipt(idempotency_key, receipt, {"done": done, "chat": chat})
+        return receipt
 
     def _common(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"chat_id": self.credentials.chat_id}
@@ -310,8 +307,7 @@ class TelegramAdapter(Adapter[TelegramCredentials, TelegramSettings]):
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
         # Only what this channel's progress remembers: the Bot API cannot list a chat's
         # messages, so a message whose answer was lost cannot be looked up.
-        progress = self.store.progress(idempotency_key) or {}
-        return _receipt(progress["receipt"]) if "receipt" in progress else None
+        return self.store.receipt(idempotency_key)
 
 
 # -- answers ---------------------------------------------------------------------------
@@ -341,7 +337,7 @@ def _from_answer(response: httpx.Response) -> AdapterError:
     if code == 403 or any(words in description.lower() for words in _NOT_ALLOWED_THERE):
         # Forbidden: bot was kicked / is not a member; the chat is gone; no right to post.
         return AuthError(message)
-    if code in RETRYABLE_STATUS or code >= 500:
+    if is_retryable_status(code):
         wait = parameters.get("retry_after")
         retry_after = float(wait) if isinstance(wait, int | float) else None
         return RetryableError(message, retry_after=retry_after or retry_after_seconds(response))
@@ -387,10 +383,6 @@ def message_url(chat: dict[str, Any], message_id: int) -> str | None:
     if chat_id.startswith("-100"):
         return f"https://t.me/c/{chat_id[4:]}/{message_id}"
     return None
-
-
-def _receipt(data: dict[str, Any]) -> Receipt:
-    return Receipt(external_id=data["external_id"], url=data.get("url"), data=data.get("data", {}))
 
 
 def _usable_photos(media: tuple[MediaItem, ...]) -> tuple[MediaItem, ...]:

@@ -16,16 +16,8 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field, HttpUrl
 
-from herald.adapters.base import (
-    Adapter,
-    Identity,
-    Limits,
-    PostContent,
-    Receipt,
-    Rendition,
-    StrictModel,
-)
-from herald.adapters.http import send, shared_client
+from herald.adapters.base import Identity, Limits, PostContent, Receipt, Rendition, StrictModel
+from herald.adapters.http import HttpAdapter, HttpSettings
 from herald.adapters.registry import register
 
 
@@ -34,9 +26,8 @@ class WebhookCredentials(StrictModel):
     secret: str = Field(min_length=16, description="Shared secret for the HMAC signature.")
 
 
-class WebhookSettings(StrictModel):
-    connect_timeout: float = Field(5.0, gt=0, le=60)
-    read_timeout: float = Field(30.0, gt=0, le=300)
+class WebhookSettings(HttpSettings):
+    pass
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -50,7 +41,7 @@ def verify_signature(secret: str, timestamp: str, body: bytes, signature: str) -
 
 
 @register
-class WebhookAdapter(Adapter[WebhookCredentials, WebhookSettings]):
+class WebhookAdapter(HttpAdapter[WebhookCredentials, WebhookSettings]):
     platform = "webhook"
     display_name = "Webhook"
     credentials_model = WebhookCredentials
@@ -69,12 +60,10 @@ class WebhookAdapter(Adapter[WebhookCredentials, WebhookSettings]):
             "X-Herald-Timestamp": timestamp,
             "X-Herald-Signature": sign(self.credentials.secret, timestamp, body),
         }
-        client = shared_client()
-        timeout = httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout)
-        request = client.build_request(
-            "POST", str(self.credentials.url), content=body, headers=headers, timeout=timeout
+        request = self.build_request(
+            "POST", str(self.credentials.url), content=body, headers=headers
         )
-        return send(client, request, platform="webhook")
+        return self.send(request)
 
     def verify(self) -> Identity:
         response = self._post("ping", {}, idempotency_key=f"ping-{time.time_ns()}")

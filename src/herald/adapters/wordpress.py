@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
@@ -28,9 +27,6 @@ import httpx
 from pydantic import Field, HttpUrl
 
 from herald.adapters.base import (
-    Adapter,
-    AdapterError,
-    AmbiguousError,
     AuthError,
     Identity,
     Limits,
@@ -39,18 +35,20 @@ from herald.adapters.base import (
     PostContent,
     Receipt,
     Rendition,
-    RetryableError,
     StrictModel,
+    receipt_in,
 )
 from herald.adapters.http import (
     MAX_MESSAGE,
+    HttpAdapter,
+    HttpSettings,
+    api_json,
     error_message,
-    raise_for_status,
-    shared_client,
-    transmit,
+    raise_with_message,
 )
 from herald.adapters.registry import register
 from herald.adapters.text import key_digest, markdown_to_html
+from herald.adapters.uploads import upload_filename
 
 PLATFORM = "wordpress"
 # Formats WordPress accepts for uploads by default (WebP since 5.8).
@@ -58,13 +56,6 @@ IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 # Every status a post of ours may have; trash is left out on purpose.
 LIVE_STATUSES = "publish,future,draft,pending,private"
 _SINGULAR = {"tags": "tag", "categories": "category"}
-_EXTENSIONS = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/gif": ".gif",
-    "image/webp": ".webp",
-    "image/svg+xml": ".svg",
-}
 
 
 class WordPressCredentials(StrictModel):
@@ -80,7 +71,7 @@ class WordPressCredentials(StrictModel):
     )
 
 
-class WordPressSettings(StrictModel):
+class WordPressSettings(HttpSettings):
     status: Literal["publish", "draft"] = Field(
         "publish", description="Publish the post, or leave it as a draft to review."
     )
@@ -92,59 +83,6 @@ class WordPressSettings(StrictModel):
         True,
         description="Create tags and categories that do not exist yet (needs the Editor "
         "role); when false, names the site does not know are left out.",
-    )
-    connect_timeout: float = Field(5.0, gt=0, le=60, description="Seconds to connect.")
-    read_timeout: float = Field(30.0, gt=0, le=300, description="Seconds to wait for an answer.")
-
-
-def send_unchecked(
-    client: httpx.Client, request: httpx.Request, *, platform: str, may_post: bool = True
-) -> httpx.Response:
-    """:func:`herald.adapters.http.transmit`: an error answer is returned, not raised, for
-    platforms whose error bodies carry more than a message (WordPress's ``term_exists``
-    holds the existing term's id; Ghost's ``context`` explains a validation error)."""
-    return transmit(client, request, platform=platform, may_post=may_post)
-
-
-def raise_with_message(response: httpx.Response, *, platform: str, message: str) -> None:
-    """Classify an error answer as :func:`raise_for_status` does, with our own message."""
-    location = httpx.URL(response.headers.get("Location", ""))
-    if response.is_redirect and location.host:
-        # Usually http:// for https://, or a www. missing: say where the site lives now.
-        message += (
-            f" (the site redirects to {location.scheme}://{location.host}; "
-            "use that address in the channel's URL)"
-        )
-    try:
-        raise_for_status(response, platform=platform)
-    except RetryableError as exc:
-        raise RetryableError(message, retry_after=exc.retry_after) from None
-    except AdapterError as exc:
-        raise type(exc)(message) from None
-
-
-def api_json(
-    response: httpx.Response,
-    *path: str | int,
-    platform: str,
-    expect: type = dict,
-    ambiguous: bool = False,
-) -> Any:
-    """The JSON answer (or its part at ``path``) of type ``expect``. Anything else means the
-    URL does not lead to the platform's API; after a request that may have posted, that
-    is ambiguous."""
-    try:
-        node = response.json()
-        for step in path:
-            node = node[step]
-    except (ValueError, LookupError, TypeError):
-        node = None
-    if isinstance(node, expect) and not isinstance(node, bool):
-        return node
-    error = AmbiguousError if ambiguous else PermanentError
-    raise error(
-        f"{platform} answered {response.status_code} with something its API does not send; "
-        "check the channel's URL"
     )
 
 
@@ -181,14 +119,8 @@ def _wp_message(response: httpx.Response) -> tuple[str, str]:
     return str(body.get("code") or ""), message[:MAX_MESSAGE]
 
 
-def upload_filename(media: MediaItem) -> str:
-    """An ASCII file name with the extension of the content type (servers check it)."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", media.filename.rsplit(".", 1)[0]).strip("-.")
-    return (stem or "image")[:80] + _EXTENSIONS.get(media.content_type, "")
-
-
 @register
-class WordPressAdapter(Adapter[WordPressCredentials, WordPressSettings]):
+class WordPressAdapter(HttpAdapter[WordPressCredentials, WordPressSettings]):
     platform = PLATFORM
     display_name = "WordPress"
     credentials_model = WordPressCredentials
@@ -219,10 +151,8 @@ class WordPressAdapter(Adapter[WordPressCredentials, WordPressSettings]):
     ) -> httpx.Response:
         """One request; an error answer raises unless ``check`` is off. Only a request that
         may create the post (``may_post``) is ambiguous when it dies after sending."""
-        client = shared_client()
-        timeout = httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout)
         basic = f"{self.credentials.username}:{self.credentials.application_password}"
-        request = client.build_request(
+        request = self.build_request(
             method,
             self._url(route),
             params=params,
@@ -233,9 +163,9 @@ class WordPressAdapter(Adapter[WordPressCredentials, WordPressSettings]):
                 "Authorization": "Basic " + base64.b64encode(basic.encode()).decode(),
                 **(headers or {}),
             },
-            timeout=timeout,
         )
-        response = send_unchecked(client, request, platform=PLATFORM, may_post=may_post)
+        # The error body is read before it is classified: term_exists holds the term's id.
+        response = self.transmit(request, may_post=may_post)
         if check:
             _raise_for(response)
         return response
@@ -284,8 +214,9 @@ class WordPressAdapter(Adapter[WordPressCredentials, WordPressSettings]):
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
         progress = self.store.progress(idempotency_key) or {}
-        if "receipt" in progress:
-            return _receipt(progress["receipt"])
+        kept = receipt_in(progress)
+        if kept is not None:
+            return kept
         tag_ids = self._term_ids("tags", rendition.extra.get("tags", []))
         category_ids = self._term_ids("categories", rendition.extra.get("categories", []))
         featured = progress.get("featured_media")
@@ -307,21 +238,17 @@ class WordPressAdapter(Adapter[WordPressCredentials, WordPressSettings]):
         if featured is not None:
             body["featured_media"] = featured
         response = self._call("POST", "/posts", json=body, may_post=True)
-        post = api_json(response, platform=PLATFORM, ambiguous=True)
-        receipt = {
-            "external_id": str(
-                api_json(response, "id", platform=PLATFORM, expect=int, ambiguous=True)
-            ),
-            "url": post.get("link"),
-            "data": {"status": post.get("status")},
-        }
-        self.store.save_progress(idempotency_key, {**progress, "receipt": receipt})
-        return _receipt(receipt)
+        # A created post has a numeric id; without one the answer is not WordPress's.
+        api_json(response, "id", platform=PLATFORM, expect=int, ambiguous=True)
+        receipt = _receipt_for(api_json(response, platform=PLATFORM, ambiguous=True))
+        self.store.save_receipt(idempotency_key, receipt, progress)
+        return receipt
 
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
-        progress = self.store.progress(idempotency_key) or {}
-        if "receipt" in progress:
-            return _receipt(progress["receipt"])
+        return self.store.receipt(idempotency_key) or self._search(idempotency_key)
+
+    def _search(self, idempotency_key: str) -> Receipt | None:
+        """Look for the delivery's marker among the site's posts."""
         # WordPress searches title, excerpt and raw content, comments included.
         found = self._call(
             "GET",
@@ -337,11 +264,7 @@ class WordPressAdapter(Adapter[WordPressCredentials, WordPressSettings]):
         for post in api_json(found, platform=PLATFORM, expect=list):
             content = post.get("content") if isinstance(post, dict) else None
             if isinstance(content, dict) and wanted in str(content.get("raw") or ""):
-                return Receipt(
-                    external_id=str(post["id"]),
-                    url=post.get("link"),
-                    data={"status": post.get("status")},
-                )
+                return _receipt_for(post)
         return None
 
     # -- terms and media -----------------------------------------------------------------
@@ -437,7 +360,7 @@ def _unique(names: Iterable[str]) -> list[str]:
     return list(seen.values())
 
 
-def _receipt(data: dict[str, Any]) -> Receipt:
+def _receipt_for(post: dict[str, Any]) -> Receipt:
     return Receipt(
-        external_id=str(data["external_id"]), url=data.get("url"), data=dict(data.get("data") or {})
+        external_id=str(post["id"]), url=post.get("link"), data={"status": post.get("status")}
     )

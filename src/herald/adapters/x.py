@@ -32,7 +32,6 @@ import regex
 from pydantic import Field, field_validator
 
 from herald.adapters.base import (
-    Adapter,
     AmbiguousError,
     AuthError,
     Identity,
@@ -47,11 +46,11 @@ from herald.adapters.base import (
 )
 from herald.adapters.http import (
     MAX_MESSAGE,
-    RETRYABLE_STATUS,
+    HttpAdapter,
+    HttpSettings,
     error_message,
+    is_retryable_status,
     retry_after_seconds,
-    shared_client,
-    transmit,
 )
 from herald.adapters.registry import register
 from herald.adapters.text import find_urls, markdown_to_text, split_thread
@@ -179,7 +178,7 @@ class XCredentials(StrictModel):
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-class XSettings(StrictModel):
+class XSettings(HttpSettings):
     include_title: bool = Field(
         True, description="Start with the post's title as a paragraph of its own."
     )
@@ -188,12 +187,6 @@ class XSettings(StrictModel):
         description="End with the post's canonical URL when the text does not contain it.",
     )
     numbering: bool = Field(True, description="End each part of a thread with i/n.")
-    connect_timeout: float = Field(
-        5.0, gt=0, le=60, description="Seconds to wait for a connection to X."
-    )
-    read_timeout: float = Field(
-        30.0, gt=0, le=300, description="Seconds to wait for X's answer once a request is sent."
-    )
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -223,10 +216,11 @@ def _rate_limit_wait(response: httpx.Response) -> float | None:
 
 
 @register
-class XAdapter(Adapter[XCredentials, XSettings]):
+class XAdapter(HttpAdapter[XCredentials, XSettings]):
     platform = "x"
     length_unit = "weighted characters (URLs count 23)"
     display_name = "X (Twitter)"
+    name_in_errors = PLATFORM
     credentials_model = XCredentials
     settings_model = XSettings
     limits = Limits(
@@ -288,7 +282,7 @@ class XAdapter(Adapter[XCredentials, XSettings]):
     # -- publish --------------------------------------------------------------------------
 
     def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
-        done = self._receipt_from(idempotency_key)
+        done = self.store.receipt(idempotency_key)
         if done is not None:
             return done
         ids = self._resume(rendition, idempotency_key)
@@ -303,7 +297,7 @@ class XAdapter(Adapter[XCredentials, XSettings]):
     def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
         if not self.store.progress(idempotency_key):
             return None  # nothing was ever sent with this key
-        done = self._receipt_from(idempotency_key)
+        done = self.store.receipt(idempotency_key)
         if done is not None:
             return done
         ids = self._resume(rendition, idempotency_key)
@@ -381,21 +375,11 @@ class XAdapter(Adapter[XCredentials, XSettings]):
         return None
 
     def _finish(self, key: str, ids: list[str]) -> Receipt:
-        receipt = {"external_id": ids[0], "url": f"https://x.com/i/web/status/{ids[0]}"}
-        self.store.save_progress(key, {"ids": ids, "receipt": receipt})
-        return Receipt(**receipt, data={"ids": ids})
-
-    def _receipt_from(self, key: str) -> Receipt | None:
-        """The receipt recorded once every part of the post went out."""
-        progress = self.store.progress(key) or {}
-        receipt = progress.get("receipt")
-        if not isinstance(receipt, dict):
-            return None
-        return Receipt(
-            external_id=str(receipt["external_id"]),
-            url=receipt.get("url"),
-            data={"ids": list(progress.get("ids", []))},
+        receipt = Receipt(
+            external_id=ids[0], url=f"https://x.com/i/web/status/{ids[0]}", data={"ids": ids}
         )
+        self.store.save_receipt(key, receipt, {"ids": ids})
+        return receipt
 
     def _upload(self, item: MediaItem) -> str:
         encoded = base64.b64encode(item.read()).decode("ascii")
@@ -412,9 +396,6 @@ class XAdapter(Adapter[XCredentials, XSettings]):
         return media_id
 
     # -- HTTP -----------------------------------------------------------------------------
-
-    def _timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout)
 
     def _call(
         self,
@@ -446,19 +427,18 @@ class XAdapter(Adapter[XCredentials, XSettings]):
         json: dict[str, Any] | None,
         params: dict[str, Any] | None,
     ) -> httpx.Request:
-        return shared_client().build_request(
+        return self.build_request(
             method,
             self.credentials.api_base.rstrip("/") + path,
             json=json,
             params=params,
             headers={"Authorization": f"Bearer {self.credentials.access_token}"},
-            timeout=self._timeout(),
         )
 
     def _exchange(self, request: httpx.Request, *, may_post: bool) -> httpx.Response:
         """``http.transmit``: X's 401 (refresh first), 403 (two meanings) and error bodies
         need a closer look than the status mapping gives."""
-        return transmit(shared_client(), request, platform=PLATFORM, may_post=may_post)
+        return self.transmit(request, may_post=may_post)
 
     def _message(self, response: httpx.Response) -> str:
         """X's own words: ``errors[].message`` (400s) before ``detail`` (problems)."""
@@ -489,7 +469,7 @@ class XAdapter(Adapter[XCredentials, XSettings]):
             raise AuthError(message)
         if status == 429:
             raise RetryableError(message, retry_after=_rate_limit_wait(response))
-        if status in RETRYABLE_STATUS or (status >= 500 and status not in (501, 505)):
+        if is_retryable_status(status):
             raise RetryableError(message, retry_after=retry_after_seconds(response))
         raise PermanentError(message)
 
@@ -516,12 +496,11 @@ class XAdapter(Adapter[XCredentials, XSettings]):
         if credentials.client_secret:
             pair = f"{credentials.client_id}:{credentials.client_secret}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-        request = shared_client().build_request(
+        request = self.build_request(
             "POST",
             credentials.api_base.rstrip("/") + "/2/oauth2/token",
             data=form,
             headers=headers,
-            timeout=self._timeout(),
         )
         # Nothing is posted by a refresh, so a lost answer is worth another try.
         response = self._exchange(request, may_post=False)

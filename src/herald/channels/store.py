@@ -8,9 +8,12 @@ is open on its thread (:class:`TransactionOpen`: that would wait for itself on S
   store's lifetime; or not at all, when the caller already read the columns in its own
   transaction (``session_encrypted=``, ``progress=``). ``session(fresh=True)`` reads again.
 - **Writes** go to the database at once outside a :meth:`~ChannelStore.batch`; inside
-  one, together when it ends or at a checkpoint; with ``defer_writes=True`` only when the
-  caller asks, in its own transaction (:meth:`DatabaseStore.write_back`): the channel
-  test records the login it made with the test's outcome.
+  one, together at each checkpoint, and when it ends with an exception or a changed login
+  (progress saved after the last checkpoint of a delivery that returned its receipt is
+  nothing a retry needs: see ChannelStore); with
+  ``defer_writes=True`` only when the caller asks, in its own transaction
+  (:meth:`DatabaseStore.write_back`): the channel test records the login it made with the
+  test's outcome. So a delivery costs one read and one write per checkpoint.
 - A cached login belongs to the credentials it was made with: it is written only while
   the channel still has them (a person may replace them during a delivery).
 - **Refreshing credentials** takes a lease on the channel (kept beside the cached login)
@@ -108,6 +111,7 @@ class DatabaseStore(ChannelStore):
         self._progress_changed: set[str] = set()
         self._defer = defer_writes
         self._depth = 0
+        self._interrupted = False  # a batch ended by an exception since the outermost began
 
     # -- transactions ----------------------------------------------------------------------
 
@@ -185,10 +189,17 @@ class DatabaseStore(ChannelStore):
         self._depth += 1
         try:
             yield
+        except BaseException:
+            self._interrupted = True  # the delivery will be tried again: keep its progress
+            raise
         finally:
             self._depth -= 1
-            if self._depth == 0 and not self._defer:
-                self.flush()
+            if self._depth == 0:
+                interrupted, self._interrupted = self._interrupted, False
+                # A login lost costs a login (or a rotated refresh token): always stored.
+                # Progress after a result is the caller's to record (write_back).
+                if not self._defer and (interrupted or self._session_changed):
+                    self.flush()
 
     def checkpoint(self) -> None:
         self.flush()
