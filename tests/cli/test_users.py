@@ -106,3 +106,17 @@ def test_set_password_prompts_twice_without_echo(db_backend: str) -> None:
     mistyped.proc.send_signal(2)  # the person gives up with Ctrl-C
     assert mistyped.finish() == 130
     assert password_works("ann@herald.localhost", "typed at a terminal")
+
+
+def test_a_short_password_at_the_prompt_is_said_and_asked_again(db_backend: str) -> None:
+    assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
+
+    term = Terminal("user", "set-password", "--email", "ann@herald.localhost")
+    term.expect(r"New password: ")
+    term.type("short\n")
+    term.expect(r"at least 8 characters[\s\S]*New password: ")
+    term.type("long enough now\n")
+    term.expect(r"Repeat it: ")
+    term.type("long enough now\n")
+    assert term.finish() == 0, term.output
+    assert password_works("ann@herald.localhost", "long enough now")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from herald.cli._common import CliError, JsonOpt, out, print_json
@@ -105,7 +104,11 @@ def _ask_new_password() -> str:
         try:
             return check_password_length(value)
         except ValueError as exc:
-            raise click.UsageError(str(exc)) from None  # said, then asked again
+            # For hidden input the prompt only says "invalid" (the value might be in the
+            # message); ours holds no value, so say why. Typer's own error (it carries its
+            # own click, whose errors the prompt does not catch) makes it ask again.
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.BadParameter(str(exc)) from None
 
     password: str = typer.prompt(
         "New password", hide_input=True, confirmation_prompt="Repeat it", value_proc=checked
