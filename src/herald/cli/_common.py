@@ -63,8 +63,9 @@ def parse_post_id(value: str) -> uuid.UUID:
 
 @contextmanager
 def workspace_session(workspace: str | None) -> Iterator[tuple[Session, Principal]]:
-    """One transaction, acting as the workspace's first admin: the command line has no
-    login and runs with the server's own access."""
+    """One transaction, acting as the workspace's default user (its first admin, see
+    `default_principal`): the command line has no login and runs with the server's own
+    access."""
     from herald.core.db import session_scope  # noqa: PLC0415 - start-up (see above)
     from herald.users.service import default_principal  # noqa: PLC0415 - start-up (see above)
 
