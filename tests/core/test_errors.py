@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 import herald
 from herald.app import create_app
 from herald.core import errors
-from herald.core.errors import ControlFlow, HeraldError, HeraldException, HeraldFault
+from herald.core.errors import HeraldError
+from herald.core.exceptions import ControlFlow, HeraldException, HeraldFault
 
 
 def test_unknown_endpoint_is_problem_json(client: TestClient) -> None:

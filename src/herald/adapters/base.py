@@ -23,7 +23,8 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from herald.core.errors import ControlFlow, HeraldException, InvalidInput
+from herald.core.errors import InvalidInput
+from herald.core.exceptions import ControlFlow, HeraldException
 from herald.core.http import AddressNotAllowed, check_url
 
 

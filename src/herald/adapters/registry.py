@@ -6,7 +6,7 @@ import importlib
 from typing import Any
 
 from herald.adapters.base import Adapter
-from herald.core.errors import HeraldFault
+from herald.core.exceptions import HeraldFault
 
 _REGISTRY: dict[str, type[Adapter[Any, Any]]] = {}
 

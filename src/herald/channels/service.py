@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from herald.adapters.registry import UnknownPlatform, get_adapter_class
 from herald.channels.models import Channel, ChannelState
 from herald.channels.schemas import ChannelCreate, ChannelUpdate
 from herald.channels.store import UNREAD, DatabaseStore, Unread
-from herald.core.crypto import CredentialsUnreadable, decrypt_json, encrypt_json
+from herald.core.crypto import CredentialsUnreadable, decrypt_json, encrypt_json, rotate
 from herald.core.errors import Conflict, InvalidInput, NotFound
 from herald.core.tx import after_commit
 from herald.jobs import service as jobs
@@ -304,3 +304,39 @@ def record_check(session: Session, job: Job, checked: Checked) -> dict[str, Any]
         session.flush()
         _release_held(session, channel.id)
     return {"ok": True, "identity": checked.identity.name, "platform": check.platform}
+
+
+def resolve_channel_ids(
+    session: Session, principal: Principal, refs: Sequence[str]
+) -> list[uuid.UUID]:
+    """Channel ids from what a person typed: each an id, or a channel's name in this
+    workspace (names are unique per workspace). Ids are passed on unchecked: the
+    service that takes them checks they are the workspace's."""
+    ids = []
+    for ref in refs:
+        try:
+            ids.append(uuid.UUID(ref))
+            continue
+        except ValueError:
+            pass
+        found = session.scalar(
+            select(Channel.id).where(
+                Channel.workspace_id == principal.workspace_id, Channel.name == ref
+            )
+        )
+        if found is None:
+            raise NotFound(f"no channel named {ref!r}; see `herald channel list`")
+        ids.append(found)
+    return ids
+
+
+def rotate_credentials(session: Session) -> int:
+    """Re-encrypt every channel's credentials (and kept session) with the newest key, in
+    every workspace; returns how many channels there are."""
+    channels = list(session.scalars(select(Channel)))
+    for channel in channels:
+        channel.credentials_encrypted = rotate(channel.credentials_encrypted)
+        if channel.session_encrypted:
+            channel.session_encrypted = rotate(channel.session_encrypted)
+    session.flush()
+    return len(channels)

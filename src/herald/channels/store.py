@@ -38,7 +38,7 @@ from herald.adapters.base import ChannelStore, RetryableError
 from herald.channels.models import Channel
 from herald.core.crypto import decrypt_json, encrypt_json
 from herald.core.db import read_scope, session_scope, transaction_open
-from herald.core.errors import HeraldFault
+from herald.core.exceptions import HeraldFault
 from herald.core.tx import Tx
 from herald.publishing.models import Publication
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from herald.core.errors import HeraldFault
+from herald.core.exceptions import HeraldFault
 from herald.core.settings import get_settings
 
 

@@ -27,7 +27,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.types import TypeDecorator
 
 from herald.core.clock import utcnow
-from herald.core.errors import DatabaseUnavailable, HeraldFault, ServiceUnavailable
+from herald.core.errors import DatabaseUnavailable, ServiceUnavailable
+from herald.core.exceptions import HeraldFault
 from herald.core.settings import get_settings
 
 NAMING_CONVENTION = {

@@ -96,27 +96,14 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from herald.core.exceptions import HeraldException
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://herald.dev/problems/"
 # FastAPI's 400 for a body it cannot decode (not UTF-8, a broken multipart form).
 UNREADABLE_BODY = "There was an error parsing the body"
-
-
-class HeraldException(Exception):
-    """The root of every exception Herald defines (see the drawing above)."""
-
-
-class HeraldFault(HeraldException):
-    """Herald cannot do what it was asked, outside any HTTP answer: its setup, its stored
-    data, a job or a bug. Reported in a job's record, on the command line or in the log."""
-
-
-class ControlFlow(HeraldException):
-    """Not a failure: the raiser tells its caller what to do next (wait and retry, hold).
-
-    A marker base, kept apart from the failures as Dramatiq's ``Retry`` is."""
 
 
 class HeraldError(HeraldException):

@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from herald.core.errors import HeraldFault
+from herald.core.exceptions import HeraldFault
 
 SECRETS_FILE = "secrets.json"
 # Values that must never be accepted as a secret outside development.

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from herald.core.db import session_scope
-from herald.core.errors import HeraldFault
+from herald.core.exceptions import HeraldFault
 from herald.jobs import service
 from herald.jobs.models import Job, JobState
 

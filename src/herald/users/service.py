@@ -289,3 +289,19 @@ def revoke_token(session: Session, principal: Principal, token_id: uuid.UUID) ->
 def prune_login_failures(session: Session, older_than: datetime) -> int:
     result = session.execute(delete(LoginFailure).where(LoginFailure.at < older_than))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def default_principal(session: Session, workspace: str | None = None) -> Principal:
+    """Whom the command line acts as: the workspace's first admin, else its first member.
+
+    The command line runs with the server's own access and has no login; acting as a
+    user keeps every service's workspace scoping as it is for the API. Unset, the
+    workspace is whichever the chosen user is in (the first admin anywhere)."""
+    query = select(User).join(Workspace).order_by(User.role != Role.ADMIN, User.created_at)
+    if workspace:
+        query = query.where(Workspace.name == workspace)
+    user = session.scalars(query.limit(1)).first()
+    if user is None:
+        where = f"workspace {workspace!r}" if workspace else "any workspace"
+        raise NotFound(f"no user in {where}; create one with `herald user create`")
+    return Principal(user.id, user.workspace_id, user.email, user.role)

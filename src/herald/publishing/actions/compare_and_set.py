@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, update
 
 from herald.core import direct
 from herald.core.clock import utcnow
-from herald.core.errors import HeraldFault
+from herald.core.exceptions import HeraldFault
 from herald.core.tx import Tx, after_commit
 from herald.events.service import publish_after_commit
 from herald.jobs.models import Job, JobState

@@ -1,0 +1,53 @@
+"""The `herald` command. Thin: parse, call a service, print.
+
+One module per command group (`users`, `channels`, `posts`, `schedule`, `keys`), the
+processes in `server`, and what they share in `_common`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from herald.cli import channels, keys, posts, schedule, server, users
+from herald.cli._common import CliError
+from herald.core.crypto import CredentialsUnreadable
+from herald.core.errors import HeraldError
+from herald.core.settings import ConfigurationError
+
+app = typer.Typer(
+    help="Herald: write once, publish everywhere, reliably.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+for command in server.COMMANDS:
+    app.command()(command)
+app.add_typer(users.app, name="user")
+app.add_typer(channels.app, name="channel")
+app.add_typer(posts.app, name="post")
+app.add_typer(keys.app, name="keys")
+app.add_typer(schedule.app, name="schedule")
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("herald: aborted\n")
+        sys.exit(130)
+    except typer.TyperException as exc:
+        # Typer's own usage errors (a missing option, a bad value), as one line.
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if callable(format_message) else str(exc)
+        code = int(getattr(exc, "exit_code", 2))
+        hint = " (see --help)" if code == 2 else ""
+        sys.stderr.write(f"herald: error: {message}{hint}\n")
+        sys.exit(code)
+    except HeraldError as exc:
+        sys.stderr.write(f"herald: error: {exc.message}\n")
+        sys.exit(1)
+    except (CliError, ConfigurationError, CredentialsUnreadable, OSError) as exc:
+        sys.stderr.write(f"herald: error: {exc}\n")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

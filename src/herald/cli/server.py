@@ -1,0 +1,116 @@
+"""Herald's processes: everything at once (`up`), or the API, a worker, the scheduler one
+by one; and the schema migration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from herald.cli._common import out
+from herald.core import heap
+from herald.core.logging import configure_logging
+from herald.core.proxies import uvicorn_proxy_options
+from herald.core.settings import get_settings
+from herald.runtime import START_TIMEOUT
+
+
+def up(
+    host: Annotated[str | None, typer.Option(help="Listen address [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port [default: 8000].")] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Show every process's output here instead of in <data dir>/logs/.",
+        ),
+    ] = False,
+    start_timeout: Annotated[
+        float,
+        typer.Option(min=1, help="Seconds to wait for everything to be healthy before giving up."),
+    ] = START_TIMEOUT,
+) -> None:
+    """Start everything on this machine: API + dashboard, worker, scheduler (and Redis).
+
+    The address and how to sign in are printed once everything is healthy."""
+    from herald.runtime.supervisor import run_up  # noqa: PLC0415 - start-up (see _common)
+
+    settings = get_settings()
+    code = run_up(
+        host or settings.host,
+        port or settings.port,
+        verbose=verbose,
+        start_timeout=start_timeout,
+    )
+    raise typer.Exit(code)
+
+
+def api(
+    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+) -> None:
+    """Serve the API and the dashboard (uvicorn)."""
+    import uvicorn  # noqa: PLC0415 - start-up (see _common)
+
+    from herald.app import create_app  # noqa: PLC0415 - start-up (see _common)
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    application = create_app()
+    # Start-up is done (routes, schemas, models): the collector can leave it alone.
+    heap.freeze()
+    uvicorn.run(
+        application,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        **uvicorn_proxy_options(settings),
+    )
+
+
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Processes/threads.")] = None,
+    pool: Annotated[str | None, typer.Option(help="prefork, threads or solo.")] = None,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated; default all.")] = None,
+) -> None:
+    """Run a Celery worker on Herald's queues."""
+    from herald.worker import QUEUES  # noqa: PLC0415 - start-up (see _common)
+    from herald.worker import app as celery_app  # noqa: PLC0415 - start-up (see _common)
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    argv = ["worker", "-Q", queues or ",".join(QUEUES), f"--loglevel={settings.log_level}"]
+    if concurrency or settings.worker_concurrency:
+        argv.append(f"--concurrency={concurrency or settings.worker_concurrency}")
+    argv.append(f"--pool={pool or settings.worker_pool}")
+    celery_app.worker_main(argv)
+
+
+def beat() -> None:
+    """Run the scheduler (Celery beat with Herald's scheduler). A second one (say, on another
+    machine) does no harm: due deliveries and periodic runs are claimed in the database."""
+    from herald.scheduling.dispatcher import MAX_SLEEP  # noqa: PLC0415 - start-up (see _common)
+    from herald.worker import app as celery_app  # noqa: PLC0415 - start-up (see _common)
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    table = Table("periodic job", "task", "schedule", title="Herald's scheduler")
+    table.add_row(
+        "dispatch-due-deliveries", "(in this process)", f"every tick, at most {MAX_SLEEP:g} s apart"
+    )
+    for name, entry in celery_app.conf.beat_schedule.items():
+        table.add_row(name, entry["task"], str(entry["schedule"]))
+    out.print(table)
+    celery_app.start(["beat", f"--loglevel={settings.log_level}"])
+
+
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from herald.core.migrate import upgrade  # noqa: PLC0415 - start-up (see _common)
+
+    upgrade()
+    out.print("[green]Database is up to date.[/]")
+
+
+COMMANDS = (up, api, worker, beat, migrate)

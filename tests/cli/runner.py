@@ -1,0 +1,95 @@
+"""The `herald` command as a user runs it: a real process against the test database,
+with its output captured, or on a pseudo-terminal of its own."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import termios
+import time
+
+from sqlalchemy import select as sql_select
+
+from herald.core.db import session_scope
+from herald.core.security import verify_password
+from herald.core.settings import get_settings
+from herald.users.models import User
+
+
+def herald_env() -> dict[str, str]:
+    settings = get_settings()
+    return {
+        **os.environ,
+        "HERALD_DATA_DIR": str(settings.data_dir),
+        "HERALD_DATABASE_URL": settings.effective_database_url,
+    }
+
+
+def herald(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "herald", *args],
+        capture_output=True,
+        text=True,
+        env=herald_env(),
+        input=stdin,
+        timeout=60,
+        check=False,
+    )
+
+
+def password_works(email: str, password: str) -> bool:
+    with session_scope() as session:
+        stored = session.scalar(sql_select(User.password_hash).where(User.email == email))
+    assert stored is not None, f"no user {email}"
+    return verify_password(password, stored)
+
+
+class Terminal:
+    """A command on a pseudo-terminal of its own, as when a person types at it."""
+
+    def __init__(self, *args: str) -> None:
+        self.master, slave = pty.openpty()
+
+        def take_terminal() -> None:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # /dev/tty is this pty, as getpass expects
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "herald", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=herald_env(),
+            preexec_fn=take_terminal,  # noqa: PLW1509 - the test process forks nothing else
+        )
+        os.close(slave)
+        self.output = ""
+
+    def expect(self, pattern: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.output):
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {pattern!r} in {self.output!r}"
+            if select.select([self.master], [], [], left)[0]:
+                self.output += self._read()
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def finish(self, timeout: float = 30) -> int:
+        code = self.proc.wait(timeout=timeout)
+        while select.select([self.master], [], [], 0)[0] and (chunk := self._read()):
+            self.output += chunk
+        os.close(self.master)
+        return code
+
+    def _read(self) -> str:
+        try:
+            return os.read(self.master, 4096).decode(errors="replace")
+        except OSError:  # EIO: the other side is closed
+            return ""

@@ -1,0 +1,77 @@
+"""`herald post`: publishing now with live status, and queueing into a channel's slots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.runner import herald
+from tests.workers import running_worker
+
+
+@pytest.mark.integration
+def test_publish_from_the_command_line_with_live_status(
+    db_backend: str, tmp_path: Path, redis_broker: str
+) -> None:
+    assert herald("user", "create", "--email", "ann@example.com", "--admin").returncode == 0
+    herald(
+        "channel",
+        "add",
+        "--platform",
+        "folder",
+        "--name",
+        "site",
+        "--credentials",
+        json.dumps({"path": str(tmp_path)}),
+    )
+    post = json.loads(herald("post", "create", "--title", "Live", "--json").stdout)
+    unknown = herald("post", "publish", post["id"], "--to", "nope")
+    assert unknown.returncode == 1
+    assert "no channel named 'nope'" in unknown.stderr
+
+    with running_worker():
+        published = herald("post", "publish", post["id"], "--to", "site", "--json")
+    assert published.returncode == 0, published.stderr
+    (row,) = json.loads(published.stdout)
+    assert row["state"] == "published"
+    assert row["channel"] == "site"
+    status = json.loads(herald("post", "status", post["id"], "--json").stdout)
+    assert status == [row]
+    assert len(list(tmp_path.glob("*.md"))) == 1
+
+
+def test_slots_and_queue_from_the_command_line(db_backend: str, tmp_path: Path) -> None:
+    assert herald("user", "create", "--email", "ann@example.com", "--admin").returncode == 0
+    herald(
+        "channel", "add", "--platform", "folder", "--name", "site",
+        "--credentials", json.dumps({"path": str(tmp_path)}),
+    )  # fmt: skip
+    post = json.loads(herald("post", "create", "--title", "Queued", "--json").stdout)
+
+    no_slots = herald("post", "queue", post["id"], "--to", "site")
+    assert no_slots.returncode == 1
+    assert "has no posting slots" in no_slots.stderr
+
+    bad = herald("channel", "slots", "site", "--slot", "someday 25:00")
+    assert bad.returncode != 0
+    configured = herald(
+        "channel", "slots", "site", "--timezone", "Europe/Warsaw",
+        "--slot", "mon,wed 09:00", "--slot", "daily 18:30", "--json",
+    )  # fmt: skip
+    assert configured.returncode == 0, configured.stderr
+    config = json.loads(configured.stdout)
+    assert config["timezone"] == "Europe/Warsaw"
+    assert "mon 09:00" in config["slots"] and "sun 18:30" in config["slots"]
+    assert len(config["slots"]) == 9
+
+    queued = herald("post", "queue", post["id"], "--to", "site", "--json")
+    assert queued.returncode == 0, queued.stderr
+    (row,) = json.loads(queued.stdout)
+    assert row["state"] == "scheduled"
+    assert row["timezone"] == "Europe/Warsaw"
+    assert row["local_at"][11:16] in ("09:00", "18:30")
+    again = json.loads(herald("post", "queue", post["id"], "--to", "site", "--json").stdout)
+    assert again[0]["already_there"] is True
+    assert again[0]["at"] == row["at"]

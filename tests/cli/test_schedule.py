@@ -1,0 +1,29 @@
+"""`herald post schedule` and `herald schedule list`: a delivery at an exact time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli.runner import herald
+
+
+def test_schedule_from_the_command_line(db_backend: str, tmp_path: Path) -> None:
+    assert herald("user", "create", "--email", "ann@example.com", "--admin").returncode == 0
+    herald(
+        "channel", "add", "--platform", "folder", "--name", "site",
+        "--credentials", json.dumps({"path": str(tmp_path)}),
+    )  # fmt: skip
+    post = json.loads(herald("post", "create", "--title", "Later", "--json").stdout)
+    scheduled = herald(
+        "post", "schedule", post["id"], "--at", "2099-12-03 10:00 Europe/Warsaw", "--to", "site",
+        "--json",
+    )  # fmt: skip
+    assert scheduled.returncode == 0, scheduled.stderr
+    assert json.loads(scheduled.stdout)[0]["state"] == "scheduled"
+    (row,) = json.loads(herald("schedule", "list", "--json").stdout)
+    assert row["due_at"] == "2099-12-03T09:00:00+00:00"
+    assert row["post"] == "Later"
+    naive = herald("post", "schedule", post["id"], "--at", "2099-12-03 10:00", "--to", "site")
+    assert naive.returncode == 1
+    assert "needs an offset" in naive.stderr

@@ -1,0 +1,122 @@
+"""`herald user`: creating users, and setting a password from a script or a terminal."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.cli.runner import Terminal, herald, password_works
+
+
+def test_user_create_generates_and_prints_a_password(db_backend: str) -> None:
+    created = herald("user", "create", "--email", "Ann@Example.com", "--admin", "--json")
+    assert created.returncode == 0, created.stderr
+    data = json.loads(created.stdout)
+    assert data["email"] == "ann@example.com"
+    assert data["role"] == "admin"
+    assert data["workspace"] == "default"
+    assert len(data["password"]) >= 16
+
+    again = herald("user", "create", "--email", "ann@example.com")
+    assert again.returncode == 1
+    assert again.stderr == "herald: error: A user with email ann@example.com already exists.\n"
+
+    other = herald(
+        "user",
+        "create",
+        "--email",
+        "bob@example.com",
+        "--workspace",
+        "team-b",
+        "--password",
+        "long enough pw",
+    )
+    assert other.returncode == 0
+    assert "team-b" in other.stdout and "long enough pw" not in other.stdout
+
+
+def test_user_create_accepts_the_names_herald_itself_uses(db_backend: str) -> None:
+    created = herald("user", "create", "--email", "second@herald.localhost", "--json")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["email"] == "second@herald.localhost"
+
+    malformed = herald("user", "create", "--email", "second@@herald.localhost")
+    assert malformed.returncode == 1
+    assert malformed.stderr.startswith(
+        "herald: error: 'second@@herald.localhost' is not a valid email address: "
+    )
+    assert malformed.stderr.count("\n") == 1
+    short = herald("user", "create", "--email", "third@herald.localhost", "--password", "short")
+    assert short.returncode == 1
+    assert short.stderr == "herald: error: The password must be at least 8 characters.\n"
+
+
+def test_set_password_from_stdin_for_scripts(db_backend: str) -> None:
+    assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
+
+    changed = herald(
+        "user", "set-password", "--email", "Ann@herald.localhost", "--password-stdin", "--json",
+        stdin="a new pass phrase\n",
+    )  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout) == {
+        "email": "ann@herald.localhost",
+        "sessions_signed_out": 0,
+    }
+    # Only the line ending is dropped: spaces are part of a password.
+    assert password_works("ann@herald.localhost", "a new pass phrase")
+
+    for args, stdin, message in [
+        (["--email", "ghost@herald.localhost"], "long enough\n", "No user with email"),
+        (["--email", "ann@herald.localhost"], "short\n", "at least 8 characters"),
+        (["--email", "ann@herald.localhost"], "", "no password on stdin"),
+    ]:
+        refused = herald("user", "set-password", *args, "--password-stdin", stdin=stdin)
+        assert refused.returncode == 1, refused.stderr
+        assert refused.stderr.startswith("herald: error: ") and message in refused.stderr
+        assert refused.stderr.count("\n") == 1
+        assert refused.stdout == ""
+    assert password_works("ann@herald.localhost", "a new pass phrase")
+
+    # Without a terminal to prompt on, it says how to pass the password instead of hanging.
+    no_tty = herald("user", "set-password", "--email", "ann@herald.localhost", stdin="")
+    assert no_tty.returncode == 1
+    assert "--password-stdin" in no_tty.stderr and no_tty.stderr.count("\n") == 1
+
+
+def test_set_password_prompts_twice_without_echo(db_backend: str) -> None:
+    assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
+
+    term = Terminal("user", "set-password", "--email", "ann@herald.localhost")
+    term.expect(r"New password: ")
+    term.type("typed at a terminal\n")
+    term.expect(r"Repeat it: ")
+    term.type("typed at a terminal\n")
+    assert term.finish() == 0, term.output
+    assert "Password changed for ann@herald.localhost" in re.sub(r"\x1b\[[\d;]*m", "", term.output)
+    assert "typed at a terminal" not in term.output  # never echoed
+    assert password_works("ann@herald.localhost", "typed at a terminal")
+
+    mistyped = Terminal("user", "set-password", "--email", "ann@herald.localhost")
+    mistyped.expect(r"New password: ")
+    mistyped.type("first version!\n")
+    mistyped.expect(r"Repeat it: ")
+    mistyped.type("second version\n")
+    mistyped.expect(r"do not match")
+    mistyped.proc.send_signal(2)  # the person gives up with Ctrl-C
+    assert mistyped.finish() == 130
+    assert password_works("ann@herald.localhost", "typed at a terminal")
+
+
+def test_a_short_password_at_the_prompt_is_said_and_asked_again(db_backend: str) -> None:
+    assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
+
+    term = Terminal("user", "set-password", "--email", "ann@herald.localhost")
+    term.expect(r"New password: ")
+    term.type("short\n")
+    term.expect(r"at least 8 characters[\s\S]*New password: ")
+    term.type("long enough now\n")
+    term.expect(r"Repeat it: ")
+    term.type("long enough now\n")
+    assert term.finish() == 0, term.output
+    assert password_works("ann@herald.localhost", "long enough now")
