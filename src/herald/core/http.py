@@ -494,32 +494,20 @@ class _NoCookies(CookieJar):
         return None
 
 
-class _Cookieless(httpx.Cookies):
-    """httpx's cookies over :class:`_NoCookies`, without reading ``Set-Cookie`` at all:
-    httpx wraps every answer and its request in urllib objects for the jar first, about
-    30 µs a request spent on a jar that keeps nothing."""
-
-    def __init__(self) -> None:
-        super().__init__(_NoCookies())
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-
 class GuardedClient(httpx.Client):
     """``httpx.Client`` over a :class:`GuardedTransport`, keeping no cookies and refusing
     to send while a database transaction is open on this thread."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._no_cookies = _Cookieless()
+        super().__init__(cookies=_NoCookies(), **kwargs)
 
     @property
     def cookies(self) -> httpx.Cookies:
-        return self._no_cookies
+        return super().cookies
 
     @cookies.setter
     def cookies(self, cookies: Any) -> None:
+        # httpx would put them in a new jar, one that keeps cookies across workspaces.
         raise TypeError("Herald's HTTP client keeps no cookies")
 
     def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
