@@ -18,9 +18,11 @@ Hierarchy::
     │   ├── PayloadTooLarge         413 (an image past HERALD_MEDIA_MAX_BYTES)
     │   ├── UnsupportedMediaType    415
     │   ├── InvalidInput            422 for a rule the schema cannot express (field-level)
-    │   ├── OutgoingRequestRefused  [core.http] the guarded client would not send or read this
-    │   │   ├── AddressNotAllowed   422: the host is, or resolves to, a refused address
-    │   │   └── ResponseTooLarge    502: the answer is larger than the configured cap
+    │   ├── OutgoingRequestRefused  [core.address_guard] the guarded client would not send or
+    │   │   │                       read this
+    │   │   ├── AddressNotAllowed   [core.address_guard] 422: the host is, or resolves to, a
+    │   │   │                       refused address
+    │   │   └── ResponseTooLarge    [core.http] 502: the answer is larger than the configured cap
     │   ├── TransactionOpenError    [core.http] 500: a request sent with a transaction open (a bug)
     │   ├── EventsUnavailable       [events.service] 503: live events cannot be served now
     │   └── ServiceUnavailable      503, with Retry-After: try again shortly
