@@ -52,9 +52,9 @@ Hierarchy::
     │   │                           (a bug; also RuntimeError)
     │   ├── EmbeddedRedisError      [runtime.embedded_redis] the embedded Redis cannot start
     │   │                           (also RuntimeError)
-    │   └── Failure                 [runtime.supervisor] `herald up` cannot run as started
-    │       ├── GaveUp              a child process keeps exiting
-    │       └── NotHealthy          Herald did not become healthy in time
+    │   └── Failure                 [runtime.processes] `herald up` cannot run as started
+    │       ├── GaveUp              [runtime.processes] a child process keeps exiting
+    │       └── NotHealthy          [runtime.supervisor] Herald did not become healthy in time
     ├── AdapterError                [adapters.base] a platform call that did not succeed; the
     │   │                           publishing engine decides what the delivery does next
     │   ├── PermanentError          failure: the platform refused the content; retrying won't help
