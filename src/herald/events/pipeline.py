@@ -97,18 +97,19 @@ def flush_events() -> None:
 
     Publishing does not need it. It is for a reader in this process that must see its
     own events in the stream (tests), and for a process about to exit."""
-    for publisher in list(_PUBLISHERS.values()):
-        publisher.flush()
+    for client in list(_PUBLISHERS.values()):
+        client.flush()
 
 
 _PUBLISHERS: dict[str, _Publisher] = {}
 
 
 def publisher(url: str) -> _Publisher:
-    publisher = _PUBLISHERS.get(url)
-    if publisher is None:  # setdefault is atomic: racing threads end up with one
-        publisher = _PUBLISHERS.setdefault(url, _Publisher(url))
-    return publisher
+    """This process's pipelined client for the Redis at ``url``."""
+    found = _PUBLISHERS.get(url)
+    if found is None:  # setdefault is atomic: racing threads end up with one
+        found = _PUBLISHERS.setdefault(url, _Publisher(url))
+    return found
 
 
 # A forked child (Celery's prefork pool) must not use, or read the answers on, its
