@@ -23,8 +23,6 @@ machinery for the plain alternative:
   own busy wait) instead of queueing on ``<database>-writer.lock`` first
   (``herald.core.db.WriterLockedConnection``). Serial, so this is what the lock costs
   when nobody contends, not what it is for (a bounded wait, a visible holder).
-- ``cookies parsed``: the guarded HTTP client reads ``Set-Cookie`` as plain httpx does
-  (into a jar that keeps nothing), instead of skipping it (``herald.core.http``).
 
 Every delivery is checked to be ``published`` and seen once by the receiver.
 """
@@ -46,7 +44,6 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
 import redis
 from redis.commands.core import Script
 from sqlalchemy import Connection, Executable
@@ -55,7 +52,6 @@ from bench._harness import add_stack_arguments, machine_info, run_main, source_i
 from bench.delivery_cost import DELIVERY, REQUEST, PartTimer, check, deliver_all, patched
 from bench.publish_throughput import Bench, create_fixtures, set_up
 from herald.core import direct, heap
-from herald.core import http as guarded_http
 from herald.core.db import WriterLockedConnection
 from herald.core.settings import get_settings
 from herald.events import service as events
@@ -159,17 +155,6 @@ def no_writer_lock_file() -> Iterator[None]:
         locked.release_writer_lock = release  # type: ignore[method-assign]
 
 
-@contextlib.contextmanager
-def cookies_parsed() -> Iterator[None]:
-    jar = guarded_http._Cookieless
-    skipped = jar.extract_cookies
-    jar.extract_cookies = httpx.Cookies.extract_cookies  # type: ignore[method-assign]  # bench swap
-    try:
-        yield
-    finally:
-        jar.extract_cookies = skipped  # type: ignore[method-assign]
-
-
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "baseline": contextlib.nullcontext,
     # The same code again: how far apart two runs of one thing come out (the noise).
@@ -178,7 +163,6 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "events unpipelined": events_unpipelined,
     "no gc.freeze": unfrozen_heap,
     "no writer lock file": no_writer_lock_file,
-    "cookies parsed": cookies_parsed,
 }
 
 

@@ -83,9 +83,10 @@ def _give_up_after_a_timeout(exc: BaseException, _interval: float) -> None:
         raise exc
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
+def _redis_transport_options(settings: Settings) -> dict[str, Any]:
+    """What the broker and the result backend both pass to their Redis connections."""
     timeout = settings.redis_timeout_seconds
-    transport = {
+    return {
         "visibility_timeout": settings.visibility_timeout,
         # Without a read timeout, a Redis that stops answering (SIGSTOP, a half-open
         # connection) hangs every send and health check for good (kombu's default: None).
@@ -93,19 +94,31 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "socket_connect_timeout": timeout,
         "retry_on_timeout": False,
     }
+
+
+def _message_format() -> dict[str, Any]:
+    # JSON only, everywhere: a broker message must never be able to run code.
     return {
-        "broker_url": settings.effective_broker_url,
-        "result_backend": settings.effective_result_backend_url,
-        # JSON only, everywhere: a broker message must never be able to run code.
         "task_serializer": "json",
         "result_serializer": "json",
         "event_serializer": "json",
         "accept_content": ["json"],
         "result_accept_content": ["json"],
+    }
+
+
+def _routing() -> dict[str, Any]:
+    return {
         "task_queues": [Queue(name) for name in QUEUES],
         "task_default_queue": "maintenance",
         "task_routes": TASK_ROUTES,
         "task_create_missing_queues": False,
+    }
+
+
+def _task_execution(settings: Settings) -> dict[str, Any]:
+    """How a worker runs a task: events, time limits, prefetch, acknowledgement."""
+    return {
         # Events on, so Flower (and `celery events`) see every task from the moment a
         # worker receives it. The task-sent event (a second PUBLISH with every message)
         # is opt-in: Herald's own records already show what is queued.
@@ -118,6 +131,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Ack after the run: a worker that dies mid-task leaves the message to be
         # redelivered; the database claim makes the second run harmless.
         "task_acks_late": True,
+    }
+
+
+def _connections(settings: Settings) -> dict[str, Any]:
+    """Timeouts and retries for the broker and result backend: fail fast, never hang."""
+    timeout = settings.redis_timeout_seconds
+    transport = _redis_transport_options(settings)
+    return {
         # Herald never asks the broker to hold a message (no ETA/countdown), so the
         # visibility timeout only has to outlast one task run. Same value both sides.
         "broker_transport_options": transport,
@@ -151,6 +172,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redis_socket_connect_timeout": timeout,
         "redis_socket_timeout": timeout,
         "redis_retry_on_timeout": False,
+    }
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.effective_broker_url,
+        "result_backend": settings.effective_result_backend_url,
+        **_message_format(),
+        **_routing(),
+        **_task_execution(settings),
+        **_connections(settings),
         "timezone": "UTC",
         "enable_utc": True,
         "worker_concurrency": settings.worker_concurrency,

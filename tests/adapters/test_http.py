@@ -28,7 +28,7 @@ from herald.adapters.http import (
 )
 from herald.adapters.registry import platforms
 from herald.adapters.webhook import WebhookAdapter
-from herald.core.http import AddressNotAllowed, GuardedClient, ResponseTooLarge, _Cookieless
+from herald.core.http import AddressNotAllowed, ResponseTooLarge
 from tests.adapters.contract import new_key, private_networks_refused, sample_post
 from tests.fakes.webhook_receiver import Receiver
 
@@ -465,48 +465,3 @@ def test_an_http_adapter_sends_with_the_channels_timeouts(monkeypatch: pytest.Mo
     )
     adapter.publish(adapter.render(sample_post()), new_key())
     assert seen == [{"connect": 1.5, "read": 4, "write": 4, "pool": 4}]
-
-
-# -- the cookieless client (herald.core.http) ----------------------------------------------
-# Why it stays: without it a request costs 1.16, 1.13, 1.09 times the client's CPU (3 runs
-# of `python -m bench.http_cookies`, 15 alternated rounds each; ~1.2 ms a request). It relies on
-# httpx handing every answer to `client.cookies.extract_cookies`: if httpx stops, the
-# saving is gone and, worse, a jar might keep what it should not.
-
-
-def test_httpx_hands_every_answer_to_the_clients_cookies(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    handed: list[httpx.Response] = []
-    monkeypatch.setattr(_Cookieless, "extract_cookies", lambda self, answer: handed.append(answer))
-    sent: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(200, headers={"Set-Cookie": "session=abc; Path=/"}, json={})
-
-    client = GuardedClient(transport=httpx.MockTransport(answer))
-    first = client.get(URL)
-    client.get(URL)
-    assert handed[0] is first and len(handed) == 2
-    assert "cookie" not in sent[1].headers
-    assert not client.cookies
-
-
-def test_the_cookieless_client_keeps_no_cookie_and_reads_no_set_cookie(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def parsed(*args: Any) -> None:
-        raise AssertionError("httpx parsed Set-Cookie for a jar that keeps nothing")
-
-    # What httpx's own Cookies.extract_cookies does first: wrap the answer for urllib.
-    monkeypatch.setattr(httpx.Cookies, "extract_cookies", parsed)
-    client = GuardedClient(
-        transport=httpx.MockTransport(
-            lambda request: httpx.Response(200, headers={"Set-Cookie": "a=b"}, json={})
-        )
-    )
-    client.get(URL)
-    assert not client.cookies
-    with pytest.raises(TypeError):
-        client.cookies = httpx.Cookies({"a": "b"})

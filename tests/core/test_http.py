@@ -23,17 +23,19 @@ import pytest
 from sqlalchemy import text
 
 from herald.core import db
-from herald.core.http import (
-    USER_AGENT,
+from herald.core.address_guard import (
     AddressNotAllowed,
     GuardedBackend,
     IPAddress,
-    ResponseTooLarge,
-    TransactionOpenError,
     check_url,
-    make_client,
     parse_ipv4,
     refusal,
+)
+from herald.core.http import (
+    USER_AGENT,
+    ResponseTooLarge,
+    TransactionOpenError,
+    make_client,
 )
 from herald.core.settings import Settings
 

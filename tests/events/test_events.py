@@ -31,7 +31,7 @@ from fastapi.testclient import TestClient
 from herald.app import create_app
 from herald.core.db import session_scope
 from herald.core.settings import get_settings
-from herald.events import service
+from herald.events import pipeline, service
 from herald.events.api import router
 from herald.events.service import flush_events, publish_after_commit, publish_event, stream_key
 from herald.runtime.embedded_redis import EmbeddedRedis
@@ -432,7 +432,7 @@ def embedded_redis(broker_url: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator
     data_dir = Path(tempfile.mkdtemp(prefix="hr-"))  # a socket path must be short
     server = EmbeddedRedis(data_dir).start()
     broker_url(server.url)  # redis+socket://..., as Herald configures it
-    monkeypatch.setattr(service, "PAUSE_AFTER_FAILURE", 0.0)
+    monkeypatch.setattr(pipeline, "PAUSE_AFTER_FAILURE", 0.0)
     try:
         yield server
     finally:
@@ -598,7 +598,7 @@ def test_a_redis_py_connection_pipelines_as_publishing_relies_on(redis_broker: s
     """Publishing writes its appends on one redis-py connection and reads the answers
     later, in order (``send_command``, ``can_read``, ``read_response``: its ``_Wire``).
     If a redis-py release changes that, this fails before events go missing."""
-    connection = cast(service._Wire, redis.ConnectionPool.from_url(redis_broker).make_connection())
+    connection = cast(pipeline._Wire, redis.ConnectionPool.from_url(redis_broker).make_connection())
     connection.connect()
     try:
         assert not connection.can_read(0)

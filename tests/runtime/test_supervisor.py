@@ -21,15 +21,8 @@ import psutil
 import pytest
 
 from herald.runtime.embedded_redis import EmbeddedRedis
-from herald.runtime.supervisor import (
-    HEALTH_CHECK_INTERVAL,
-    Child,
-    GaveUp,
-    NotHealthy,
-    StartupWatch,
-    Supervisor,
-    restart_delay,
-)
+from herald.runtime.processes import Child, GaveUp, Supervisor, restart_delay
+from herald.runtime.supervisor import HEALTH_CHECK_INTERVAL, NotHealthy, StartupWatch
 
 PY = sys.executable
 

@@ -184,34 +184,27 @@ def _watched(connection: Connection) -> bool:
     )
 
 
-def execute(
-    connection: Connection,
-    statement: Executable,
-    params: Params | Sequence[Params] | None = None,
-) -> list[FetchedRow]:
-    """Run ``statement`` with ``params`` (one mapping, or a list for many rows) on the
-    driver's cursor in ``connection``'s transaction; return its rows as named tuples
-    (empty when it returns none)."""
-    if not connection.in_transaction():
-        raise RuntimeError("herald.core.direct runs inside a transaction SQLAlchemy began")
-    if _watched(connection):
-        # Someone listens for statements (echo, tracing, a test): SQLAlchemy runs it.
-        result = connection.execute(statement, params)
-        return list(result) if result.returns_rows else []
-    many = params is not None and not isinstance(params, Mapping)
-    rows_in: Sequence[Params] = (
-        [params or {}] if params is None or isinstance(params, Mapping) else params
-    )
-    if not rows_in:
-        return []
-    columns = None
-    if isinstance(statement, Insert):
-        columns = tuple(sorted(rows_in[0]))
-        if any(tuple(sorted(p)) != columns for p in rows_in[1:]):
-            raise ValueError("every row of a many-row INSERT must give the same columns")
+def _rows_given(params: Params | Sequence[Params] | None) -> Sequence[Params]:
+    """The parameters as a list of rows: one mapping (or none) is one row."""
+    return [params or {}] if params is None or isinstance(params, Mapping) else params
+
+
+def _insert_columns(statement: Executable, rows_in: Sequence[Params]) -> tuple[str, ...] | None:
+    """The columns an INSERT sets (its plan depends on them); None for other statements."""
+    if not isinstance(statement, Insert):
+        return None
+    columns = tuple(sorted(rows_in[0]))
+    if any(tuple(sorted(p)) != columns for p in rows_in[1:]):
+        raise ValueError("every row of a many-row INSERT must give the same columns")
+    return columns
+
+
+def _run_on_cursor(
+    connection: Connection, plan: _Plan, driver: list[Any], many: bool
+) -> tuple[Sequence[Any], Any]:
+    """Run the plan's SQL on a driver cursor: its raw rows and description. A driver error
+    comes out as SQLAlchemy's, the connection invalidated if it was lost."""
     dialect = connection.dialect
-    plan = _plan(statement, dialect, columns)
-    driver = [_driver_params(plan, p) for p in rows_in]
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     cursor = dbapi_connection.cursor()
@@ -221,7 +214,7 @@ def execute(
         else:
             cursor.executemany(plan.sql, driver)
         fetched = cursor.fetchall() if plan.row is not None else []
-        description = cursor.description
+        return fetched, cursor.description
     except dialect.loaded_dbapi.Error as exc:
         gone = dialect.is_disconnect(exc, dbapi_connection, cursor)
         if gone:
@@ -236,6 +229,12 @@ def execute(
         ) from exc
     finally:
         cursor.close()
+
+
+def _typed_rows(
+    plan: _Plan, dialect: Dialect, fetched: Sequence[Any], description: Any
+) -> list[FetchedRow]:
+    """The driver's rows as named tuples, each value through its column type's processor."""
     if plan.row is None:
         return []
     make, processors = plan.row, _result_processors(plan, dialect, description)
@@ -248,3 +247,28 @@ def execute(
         ]
     # Named tuples read as FetchedRow says; mypy cannot see their fields.
     return cast(list[FetchedRow], rows)
+
+
+def execute(
+    connection: Connection,
+    statement: Executable,
+    params: Params | Sequence[Params] | None = None,
+) -> list[FetchedRow]:
+    """Run ``statement`` with ``params`` (one mapping, or a list for many rows) on the
+    driver's cursor in ``connection``'s transaction; return its rows as named tuples
+    (empty when it returns none)."""
+    if not connection.in_transaction():
+        raise RuntimeError("herald.core.direct runs inside a transaction SQLAlchemy began")
+    if _watched(connection):
+        # Someone listens for statements (echo, tracing, a test): SQLAlchemy runs it.
+        result = connection.execute(statement, params)
+        return list(result) if result.returns_rows else []
+    rows_in = _rows_given(params)
+    if not rows_in:
+        return []
+    dialect = connection.dialect
+    plan = _plan(statement, dialect, _insert_columns(statement, rows_in))
+    driver = [_driver_params(plan, p) for p in rows_in]
+    many = params is not None and not isinstance(params, Mapping)
+    fetched, description = _run_on_cursor(connection, plan, driver, many)
+    return _typed_rows(plan, dialect, fetched, description)

@@ -18,9 +18,11 @@ Hierarchy::
     │   ├── PayloadTooLarge         413 (an image past HERALD_MEDIA_MAX_BYTES)
     │   ├── UnsupportedMediaType    415
     │   ├── InvalidInput            422 for a rule the schema cannot express (field-level)
-    │   ├── OutgoingRequestRefused  [core.http] the guarded client would not send or read this
-    │   │   ├── AddressNotAllowed   422: the host is, or resolves to, a refused address
-    │   │   └── ResponseTooLarge    502: the answer is larger than the configured cap
+    │   ├── OutgoingRequestRefused  [core.address_guard] the guarded client would not send or
+    │   │   │                       read this
+    │   │   ├── AddressNotAllowed   [core.address_guard] 422: the host is, or resolves to, a
+    │   │   │                       refused address
+    │   │   └── ResponseTooLarge    [core.http] 502: the answer is larger than the configured cap
     │   ├── TransactionOpenError    [core.http] 500: a request sent with a transaction open (a bug)
     │   ├── EventsUnavailable       [events.service] 503: live events cannot be served now
     │   └── ServiceUnavailable      503, with Retry-After: try again shortly
@@ -50,9 +52,9 @@ Hierarchy::
     │   │                           (a bug; also RuntimeError)
     │   ├── EmbeddedRedisError      [runtime.embedded_redis] the embedded Redis cannot start
     │   │                           (also RuntimeError)
-    │   └── Failure                 [runtime.supervisor] `herald up` cannot run as started
-    │       ├── GaveUp              a child process keeps exiting
-    │       └── NotHealthy          Herald did not become healthy in time
+    │   └── Failure                 [runtime.processes] `herald up` cannot run as started
+    │       ├── GaveUp              [runtime.processes] a child process keeps exiting
+    │       └── NotHealthy          [runtime.supervisor] Herald did not become healthy in time
     ├── AdapterError                [adapters.base] a platform call that did not succeed; the
     │   │                           publishing engine decides what the delivery does next
     │   ├── PermanentError          failure: the platform refused the content; retrying won't help
@@ -85,6 +87,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -288,98 +291,110 @@ def _allowed_methods(request: Request) -> str:
     )
 
 
+async def _herald_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HeraldError)
+    errors = None
+    if isinstance(exc, InvalidInput):
+        # Every 422 lists its errors (the OpenAPI document promises it), if only one.
+        loc = ["body", exc.field] if exc.field else []
+        errors = exc.errors or [{"loc": loc, "msg": exc.message, "type": "value_error"}]
+    return problem_response(
+        exc.status_code,
+        exc.message,
+        slug=exc.slug,
+        instance=request.url.path,
+        errors=errors,
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
+    return problem_response(
+        422,
+        f"{where}: {first['msg']}" + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+        slug="validation-error",
+        instance=request.url.path,
+        errors=errors,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"No such endpoint: {request.method} {request.url.path}"
+    if exc.status_code == 400 and detail == UNREADABLE_BODY:  # FastAPI's own words
+        detail = (
+            "Herald could not read the request body: send JSON encoded as UTF-8 "
+            "(Content-Type: application/json), or multipart/form-data for an upload."
+        )
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return problem_response(
+        exc.status_code,
+        detail,
+        slug=getattr(exc, "slug", None),
+        instance=request.url.path,
+        headers=headers or None,
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if exc.connection_invalidated:
+        # Raised before the commit (a lost commit is DatabaseUnavailable): nothing was
+        # saved, so the request can run again on a fresh connection.
+        response = problem_response(
+            503,
+            "The connection to the database was lost. Try again in a moment.",
+            slug="database-unavailable",
+            instance=request.url.path,
+            headers={"Retry-After": "1", REPLAYABLE_HEADER: "1"},
+        )
+        log.warning("database connection lost during %s %s", request.method, request.url.path)
+        return response
+    if _is_sqlite_busy(exc):
+        return problem_response(
+            503,
+            "The database is busy. Try again in a moment.",
+            slug="database-busy",
+            instance=request.url.path,
+            headers={"Retry-After": "1"},
+        )
+    return await _unhandled(request, exc)
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+    log.error("unhandled error, request_id=%s", request_id, exc_info=exc)
+    return problem_response(
+        500,
+        f"Herald hit an unexpected error. Quote request id {request_id} when reporting it.",
+        slug="internal-error",
+        instance=request.url.path,
+        request_id=request_id,
+    )
+
+
+# Each exception type and the handler that renders it; Starlette picks the most specific.
+_Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+_HANDLERS: tuple[tuple[type[Exception], _Handler], ...] = (
+    (HeraldError, _herald_error),
+    (RequestValidationError, _validation_error),
+    (StarletteHTTPException, _http_error),
+    (DBAPIError, _database_error),
+    (Exception, _unhandled),
+)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    async def herald_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HeraldError)
-        errors = None
-        if isinstance(exc, InvalidInput):
-            # Every 422 lists its errors (the OpenAPI document promises it), if only one.
-            loc = ["body", exc.field] if exc.field else []
-            errors = exc.errors or [{"loc": loc, "msg": exc.message, "type": "value_error"}]
-        return problem_response(
-            exc.status_code,
-            exc.message,
-            slug=exc.slug,
-            instance=request.url.path,
-            errors=errors,
-            headers=exc.headers,
-        )
-
-    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        errors = _validation_errors(exc)
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(p) for p in first["loc"] if p != "body") or "request"
-        return problem_response(
-            422,
-            f"{where}: {first['msg']}"
-            + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
-            slug="validation-error",
-            instance=request.url.path,
-            errors=errors,
-        )
-
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        if exc.status_code == 404 and detail == "Not Found":
-            detail = f"No such endpoint: {request.method} {request.url.path}"
-        if exc.status_code == 400 and detail == UNREADABLE_BODY:  # FastAPI's own words
-            detail = (
-                "Herald could not read the request body: send JSON encoded as UTF-8 "
-                "(Content-Type: application/json), or multipart/form-data for an upload."
-            )
-        headers = dict(exc.headers) if exc.headers else {}
-        if exc.status_code == 405:
-            headers["Allow"] = _allowed_methods(request)
-        return problem_response(
-            exc.status_code,
-            detail,
-            slug=getattr(exc, "slug", None),
-            instance=request.url.path,
-            headers=headers or None,
-        )
-
-    async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, DBAPIError)
-        if exc.connection_invalidated:
-            # Raised before the commit (a lost commit is DatabaseUnavailable): nothing was
-            # saved, so the request can run again on a fresh connection.
-            response = problem_response(
-                503,
-                "The connection to the database was lost. Try again in a moment.",
-                slug="database-unavailable",
-                instance=request.url.path,
-                headers={"Retry-After": "1", REPLAYABLE_HEADER: "1"},
-            )
-            log.warning("database connection lost during %s %s", request.method, request.url.path)
-            return response
-        if _is_sqlite_busy(exc):
-            return problem_response(
-                503,
-                "The database is busy. Try again in a moment.",
-                slug="database-busy",
-                instance=request.url.path,
-                headers={"Retry-After": "1"},
-            )
-        return await unhandled(request, exc)
-
-    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
-        log.error("unhandled error, request_id=%s", request_id, exc_info=exc)
-        return problem_response(
-            500,
-            f"Herald hit an unexpected error. Quote request id {request_id} when reporting it.",
-            slug="internal-error",
-            instance=request.url.path,
-            request_id=request_id,
-        )
-
-    app.add_exception_handler(HeraldError, herald_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(DBAPIError, database_error)
-    app.add_exception_handler(Exception, unhandled)
+    for exc_class, handler in _HANDLERS:
+        app.add_exception_handler(exc_class, handler)
 
 
 def _is_sqlite_busy(exc: DBAPIError) -> bool:

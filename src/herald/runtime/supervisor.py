@@ -7,7 +7,7 @@ process group, writing to ``<data_dir>/logs/<name>.log`` (to the terminal with
 and the scheduler all up) is the first admin created (on an empty database) and the
 address and sign-in printed: last, set apart, the password once. A start that is not
 healthy within ``--start-timeout`` stops everything and says which component is not up.
-All four processes are supervised:
+All four processes are supervised (:mod:`herald.runtime.processes` does it):
 
 - A child that exits while nobody asked it to is restarted after 1 s, 2 s, 4 s, ...
   (at most 30 s); the back-off resets once it has stayed up for a minute. A child that
@@ -25,14 +25,12 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -41,69 +39,21 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
-from herald.core.exceptions import HeraldFault
 from herald.core.logging import configure_logging
 from herald.core.settings import Settings, get_settings
-from herald.runtime import START_TIMEOUT, describe_exit, signal_group, spawn
+from herald.runtime import START_TIMEOUT
 from herald.runtime.bootstrap import create_first_admin, prepare
 from herald.runtime.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from herald.runtime.processes import Child, Clock, Failure, Supervisor
 
 log = logging.getLogger(__name__)
 
-BACKOFF_MAX = 30.0
-STABLE_AFTER = 60.0
-GIVE_UP_FAILURES = 5
-GIVE_UP_WINDOW = 60.0
-STOP_GRACE = 7.0
 REDIS_STOP_TIMEOUT = 2.0
 POLL_INTERVAL = 0.2
 HEALTH_CHECK_INTERVAL = 0.5
 HEALTH_REQUEST_TIMEOUT = 5.0
 LOG_TAIL_LINES = 10
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-Clock = Callable[[], float]
-
-
-def restart_delay(consecutive_failures: int) -> float:
-    """1 s after the first failure in a row, then doubling, at most ``BACKOFF_MAX``."""
-    return float(min(2 ** max(consecutive_failures - 1, 0), BACKOFF_MAX))
-
-
-@dataclass
-class Child:
-    """One supervised process: how to start it, and its restart bookkeeping.
-
-    Started as ``argv`` in its own process group, or by ``launch`` when it needs more
-    than a command line (the embedded Redis waits until it answers). With ``log_path``
-    its stdout and stderr are appended to that file instead of the terminal.
-    """
-
-    name: str
-    argv: Sequence[str] = ()
-    launch: Callable[[], subprocess.Popen[bytes]] | None = None
-    log_path: Path | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    started_at: float = 0.0
-    restart_at: float | None = None
-    consecutive_failures: int = 0
-    recent_failures: deque[float] = field(default_factory=deque)
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-
-class Failure(HeraldFault):
-    """Herald cannot run as started; ``log_paths`` are the logs that explain why."""
-
-    def __init__(self, message: str, log_paths: Sequence[Path] = ()) -> None:
-        super().__init__(message)
-        self.log_paths = list(log_paths)
-
-
-class GaveUp(Failure):
-    """A child keeps exiting; the message says which and how."""
 
 
 class NotHealthy(Failure):
@@ -188,120 +138,6 @@ def _components_down(body: dict[str, Any]) -> dict[str, str]:
         for name, part in components.items()
         if isinstance(part, dict) and part.get("status") != "up"
     }
-
-
-class Supervisor:
-    """Starts children, restarts the ones that exit, and stops them all.
-
-    ``poll()`` is called in a loop by its owner; it never sleeps, so tests drive it with
-    their own clock.
-    """
-
-    def __init__(
-        self,
-        children: Sequence[Child],
-        *,
-        env: Mapping[str, str] | None = None,
-        clock: Clock = time.monotonic,
-    ) -> None:
-        self.children = list(children)
-        self.env = dict(env) if env is not None else None
-        self.clock = clock
-
-    def start_all(self) -> None:
-        for child in self.children:
-            self._start(child)
-
-    def poll(self) -> None:
-        """Reap exited children and start the ones whose back-off is over.
-
-        Raises ``GaveUp`` when a child has exited ``GIVE_UP_FAILURES`` times within
-        ``GIVE_UP_WINDOW`` seconds.
-        """
-        now = self.clock()
-        for child in self.children:
-            if child.proc is None:
-                if child.restart_at is not None and now >= child.restart_at:
-                    log.warning("restarted %s (pid %d)", child.name, self._start(child).pid)
-                continue
-            code = child.proc.poll()
-            if code is None:
-                if child.consecutive_failures and now - child.started_at >= STABLE_AFTER:
-                    child.consecutive_failures = 0
-                continue
-            self._on_exit(child, code, now)
-
-    def stop(self, grace: float = STOP_GRACE, hurry: Callable[[], bool] = lambda: False) -> None:
-        """SIGTERM every child, wait up to ``grace`` s, then SIGKILL what is left."""
-        started = [c for c in self.children if c.proc is not None]
-        procs = [c.proc for c in started if c.proc is not None]
-        for proc in procs:
-            # The leader only: it stops its own children (Celery's pool children reset
-            # SIGTERM to "die now", which would kill running tasks mid-flight).
-            proc.send_signal(signal.SIGTERM)  # a no-op once reaped
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and not hurry():
-            if all(proc.poll() is not None for proc in procs):
-                break
-            time.sleep(0.05)
-        for proc in procs:
-            # Also reaches what an exited leader left behind in its group.
-            signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for child in started:
-            child.proc = None
-            child.restart_at = None
-
-    # --- internals ----------------------------------------------------------------------
-
-    def _start(self, child: Child) -> subprocess.Popen[bytes]:
-        if child.launch:
-            child.proc = child.launch()
-        elif child.log_path is not None:
-            with child.log_path.open("ab") as log_file:
-                stamp = datetime.now(UTC).isoformat(timespec="seconds")
-                log_file.write(f"--- herald up: starting {child.name} at {stamp}\n".encode())
-                log_file.flush()
-                # The child has its own copy of the descriptor; ours closes here.
-                child.proc = spawn(
-                    child.argv, env=self.env, stdout=log_file, stderr=subprocess.STDOUT
-                )
-        else:
-            child.proc = spawn(child.argv, env=self.env)
-        child.started_at = self.clock()
-        child.restart_at = None
-        return child.proc
-
-    def _on_exit(self, child: Child, code: int, now: float) -> None:
-        assert child.proc is not None
-        pid = child.proc.pid
-        # Whatever it left in its group (e.g. a worker's pool children) goes with it.
-        signal_group(pid, signal.SIGKILL)
-        child.proc = None
-        if now - child.started_at >= STABLE_AFTER:
-            child.consecutive_failures = 0
-        child.consecutive_failures += 1
-        child.recent_failures.append(now)
-        while child.recent_failures and now - child.recent_failures[0] > GIVE_UP_WINDOW:
-            child.recent_failures.popleft()
-        how = describe_exit(code)
-        if len(child.recent_failures) >= GIVE_UP_FAILURES:
-            where = f"see {child.log_path}" if child.log_path else "see its output above"
-            raise GaveUp(
-                f"the {child.name} process exited {len(child.recent_failures)} times within "
-                f"{GIVE_UP_WINDOW:g} s (last: {how}); giving up, {where}",
-                [child.log_path] if child.log_path else [],
-            )
-        delay = restart_delay(child.consecutive_failures)
-        child.restart_at = now + delay
-        log.warning(
-            "%s (pid %d) exited with %s after %.1f s; restarting in %g s",
-            child.name,
-            pid,
-            how,
-            now - child.started_at,
-            delay,
-        )
 
 
 # --- herald up --------------------------------------------------------------------------
@@ -473,6 +309,68 @@ def _component_logs(children: Sequence[Child], redis: EmbeddedRedis | None) -> d
     return {name: path for name, path in found.items() if path is not None}
 
 
+@dataclass
+class _Processes:
+    """What `herald up` runs, in two tiers: the broker (the embedded Redis, when no broker
+    is configured) is started first and stopped last; then Herald's own children."""
+
+    redis: EmbeddedRedis | None
+    services: Supervisor
+    children: list[Child]
+    herald: Supervisor
+
+
+def _processes(settings: Settings, host: str, port: int, log_dir: Path | None) -> _Processes:
+    redis = EmbeddedRedis(settings.data_dir) if settings.embedded_broker else None
+    services = Supervisor([Child("redis", launch=redis.launch)] if redis else [])
+    children = herald_children(host, port, log_dir)
+    herald = Supervisor(children, env=child_env(settings, host, port))
+    return _Processes(redis, services, children, herald)
+
+
+def _start(processes: _Processes, stop: _StopRequests, out: Console, log_dir: Path | None) -> None:
+    """The broker, then migrations, then Herald's children (unless a stop came first)."""
+    processes.services.start_all()
+    if processes.redis is not None:
+        log.info("embedded Redis on %s (pid %s)", processes.redis.socket, processes.redis.pid)
+    prepare()
+    if not stop:
+        processes.herald.start_all()
+        where = f" (logs: {log_dir}{os.sep})" if log_dir else ""
+        out.print(f"Starting Herald{where}...", soft_wrap=True)
+
+
+def _welcome(out: Console, settings: Settings, host: str, port: int, log_dir: Path | None) -> None:
+    # Created only now, so its one-time password is shown when it works.
+    login = create_first_admin()
+    _announce(out, _public_url(settings, host, port), login, log_dir)
+
+
+def _supervise(
+    processes: _Processes, watch: StartupWatch, stop: _StopRequests, welcome: Callable[[], None]
+) -> None:
+    """Keep every process running until a stop is asked for; ``welcome`` once healthy."""
+    announced = False
+    while not stop:
+        processes.services.poll()
+        processes.herald.poll()
+        if not announced and watch.check():
+            log.info("healthy %.1f s after start", time.monotonic() - watch.started_at)
+            welcome()
+            announced = True
+        time.sleep(POLL_INTERVAL)
+
+
+def _stop(processes: _Processes, stop: _StopRequests, out: Console) -> None:
+    """Herald's children (a second stop request hurries them), then Redis last."""
+    if stop:
+        out.print("Stopping Herald...")
+    processes.herald.stop(hurry=lambda: stop.count > 1)
+    if processes.redis is not None:
+        processes.redis.stop(timeout=REDIS_STOP_TIMEOUT)
+    log.info("stopped")
+
+
 def run_up(
     host: str, port: int, *, verbose: bool = False, start_timeout: float = START_TIMEOUT
 ) -> int:
@@ -491,47 +389,23 @@ def run_up(
         return _fail(problem)
 
     log_dir = None if verbose else start_logs(settings.data_dir / "logs")
-    redis = EmbeddedRedis(settings.data_dir) if settings.embedded_broker else None
-    # Two tiers: the broker is started first and stopped last.
-    services = Supervisor([Child("redis", launch=redis.launch)] if redis else [])
-    children = herald_children(host, port, log_dir)
-    herald = Supervisor(children, env=child_env(settings, host, port))
+    processes = _processes(settings, host, port, log_dir)
     failure: Failure | EmbeddedRedisError | None = None
     with _StopRequests().installed() as stop:
         try:
-            services.start_all()
-            if redis is not None:
-                log.info("embedded Redis on %s (pid %s)", redis.socket, redis.pid)
-            prepare()
-            if not stop:
-                herald.start_all()
-                where = f" (logs: {log_dir}{os.sep})" if log_dir else ""
-                out.print(f"Starting Herald{where}...", soft_wrap=True)
+            _start(processes, stop, out, log_dir)
             watch = StartupWatch(
                 f"http://{_url_host(_connect_host(host))}:{port}/api/v1/health",
                 timeout=start_timeout,
-                logs=_component_logs(children, redis),
+                logs=_component_logs(processes.children, processes.redis),
             )
-            announced = False
-            while not stop:
-                services.poll()
-                herald.poll()
-                if not announced and watch.check():
-                    log.info("healthy %.1f s after start", time.monotonic() - watch.started_at)
-                    # Created only now, so its one-time password is shown when it works.
-                    login = create_first_admin()
-                    _announce(out, _public_url(settings, host, port), login, log_dir)
-                    announced = True
-                time.sleep(POLL_INTERVAL)
+            _supervise(
+                processes, watch, stop, partial(_welcome, out, settings, host, port, log_dir)
+            )
         except (EmbeddedRedisError, Failure) as exc:
             failure = exc
         finally:
-            if stop:
-                out.print("Stopping Herald...")
-            herald.stop(hurry=lambda: stop.count > 1)
-            if redis is not None:
-                redis.stop(timeout=REDIS_STOP_TIMEOUT)
-            log.info("stopped")
+            _stop(processes, stop, out)
     if failure is not None:
         _show_log_tails(failure.log_paths if isinstance(failure, Failure) else [])
         # Last, so the reason is the final line on the terminal.
