@@ -151,8 +151,8 @@ def no_writer_lock_file() -> Iterator[None]:
     try:
         yield
     finally:
-        locked.acquire_writer_lock = acquire  # type: ignore[method-assign]
-        locked.release_writer_lock = release  # type: ignore[method-assign]
+        locked.acquire_writer_lock = acquire  # type: ignore[method-assign]  # undo the swap
+        locked.release_writer_lock = release  # type: ignore[method-assign]  # undo the swap
 
 
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {

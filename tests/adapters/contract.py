@@ -59,6 +59,7 @@ def needs(*capabilities: str) -> Callable[[T], T]:
     """
 
     def mark(test: T) -> T:
+        # A marker attribute on the test function, read by the contract's own fixture.
         test.contract_needs = frozenset(capabilities)  # type: ignore[attr-defined]
         return test
 

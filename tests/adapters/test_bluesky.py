@@ -309,6 +309,7 @@ def test_text_heavy_in_bytes_keeps_under_3000_bytes(fake: FakeBluesky) -> None:
     for part in rendition.parts:
         assert graphemes(part) <= 300
         assert len(part.encode()) <= 3000
+        # max_length is optional in Limits; Bluesky sets it (300 graphemes).
         assert adapter.measure(part) <= adapter.limits.max_length  # type: ignore[operator]
     adapter.publish(rendition, new_key())
     assert len(fake.posts()) == len(rendition.parts)

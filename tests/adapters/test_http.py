@@ -296,6 +296,7 @@ def test_raise_for_status_without_retry_after() -> None:
 
 def failing(exc_type: type[httpx.HTTPError], text: str) -> Callable[[httpx.Request], Any]:
     def handler(request: httpx.Request) -> httpx.Response:
+        # Every httpx.RequestError subclass takes request=; the HTTPError base does not.
         raise exc_type(text, request=request)  # type: ignore[call-arg]
 
     return handler

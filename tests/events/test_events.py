@@ -314,6 +314,7 @@ def test_publish_after_commit_sends_on_commit_only(
 
 def test_no_token_is_401_problem_json(api: TestClient, account: Account) -> None:
     for kwargs in ({}, {"params": {"access_token": "hld_not-a-real-token-at-all-xxxxx"}}):
+        # The two calls differ only in params; TestClient.get's many keywords defeat **kwargs.
         response = api.get(EVENTS, **kwargs)  # type: ignore[arg-type]
         assert response.status_code == 401
         assert response.headers["content-type"] == "application/problem+json"

@@ -72,8 +72,9 @@ def schedule(client: TestClient, account: Account, post_id: str, channel_id: str
         headers=account.headers,
     )
     assert response.status_code == 202, response.text
+    publication: dict[str, Any]
     (publication,) = response.json()["publications"]
-    return publication  # type: ignore[no-any-return]
+    return publication
 
 
 def stored(publication_id: str) -> tuple[Publication, Job]:

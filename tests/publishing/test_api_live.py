@@ -34,8 +34,9 @@ def _start_delivery(client: TestClient, account: Account, receiver: Receiver) ->
         headers=account.headers,
     )
     assert accepted.status_code == 202, accepted.text
+    publication: dict[str, Any]
     (publication,) = accepted.json()["publications"]
-    return publication  # type: ignore[no-any-return]
+    return publication
 
 
 def _running_task_ids() -> set[str]:

@@ -8,7 +8,7 @@ import threading
 import uuid
 from collections import deque
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import redis
@@ -31,7 +31,7 @@ from herald.publishing.tasks import batch_publish
 from herald.publishing.tasks import deliver as task
 from herald.scheduling.dispatcher import dispatch_once as dispatch_due
 from herald.scheduling.tasks import reconcile
-from tests.conftest import Account
+from tests.conftest import Account, SessionFactory
 from tests.fakes.webhook_receiver import Receiver
 
 # The channel and the post the setup fixture made (as the API returned them).
@@ -39,7 +39,7 @@ Setup = tuple[dict[str, Any], dict[str, Any]]
 
 
 @pytest.fixture
-def setup(client: TestClient, account: Account, receiver: Receiver, redis_broker: str):  # type: ignore[no-untyped-def]
+def setup(client: TestClient, account: Account, receiver: Receiver, redis_broker: str) -> Setup:
     channel = client.post(
         "/api/v1/channels",
         json={
@@ -56,18 +56,22 @@ def setup(client: TestClient, account: Account, receiver: Receiver, redis_broker
     return channel, post
 
 
-def publish(client: TestClient, account: Account, post_id: str, *channel_ids: str) -> list[dict]:  # type: ignore[type-arg]
+def publish(
+    client: TestClient, account: Account, post_id: str, *channel_ids: str
+) -> list[dict[str, Any]]:
     response = client.post(
         f"/api/v1/posts/{post_id}/publish",
         json={"channel_ids": list(channel_ids)},
         headers=account.headers,
     )
     assert response.status_code == 202, response.text
-    return response.json()["publications"]  # type: ignore[no-any-return]
+    publications: list[dict[str, Any]] = response.json()["publications"]
+    return publications
 
 
 def deliver(publication_id: str) -> str:
-    return task(publication_id)  # type: ignore[no-any-return]
+    outcome: str = task(publication_id)
+    return outcome
 
 
 def dispatch_at(moment: datetime) -> int:
@@ -78,8 +82,11 @@ def dispatch_at(moment: datetime) -> int:
         set_clock(None)
 
 
-def status(client: TestClient, account: Account, task_id: str) -> dict:  # type: ignore[type-arg]
-    return client.get(f"/api/v1/tasks/status/{task_id}", headers=account.headers).json()  # type: ignore[no-any-return]
+def status(client: TestClient, account: Account, task_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = client.get(
+        f"/api/v1/tasks/status/{task_id}", headers=account.headers
+    ).json()
+    return found
 
 
 def test_publish_now_goes_out_once(
@@ -478,7 +485,7 @@ def test_publish_answers_from_the_rows_it_wrote(
     ).json()
     seen: list[str] = []
 
-    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         seen.append(" ".join(statement.split()))
 
     event.listen(get_engine(), "before_cursor_execute", record)
@@ -507,8 +514,11 @@ def test_publish_answers_from_the_rows_it_wrote(
 # --- issue 16: attempts that never end, exceptions nobody classified, holds released ----
 
 
-def publications(client: TestClient, account: Account, post_id: str) -> list[dict]:  # type: ignore[type-arg]
-    return client.get(f"/api/v1/posts/{post_id}/publications", headers=account.headers).json()  # type: ignore[no-any-return]
+def publications(client: TestClient, account: Account, post_id: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = client.get(
+        f"/api/v1/posts/{post_id}/publications", headers=account.headers
+    ).json()
+    return found
 
 
 def reconcile_now(later: timedelta = timedelta(0)) -> dict[str, int]:
@@ -522,7 +532,7 @@ def reconcile_now(later: timedelta = timedelta(0)) -> dict[str, int]:
         set_clock(None)
 
 
-def set_columns(db, publication_id: str, **values: object) -> None:  # type: ignore[no-untyped-def]
+def set_columns(db: SessionFactory, publication_id: str, **values: object) -> None:
 
     with db() as s:
         s.execute(
@@ -549,11 +559,11 @@ def test_an_unexpected_exception_after_sending_ends_unconfirmed_after_one_attemp
 
     send = WebhookAdapter.publish
 
-    def publish_then_raise(self, rendition, key):  # type: ignore[no-untyped-def]
+    def publish_then_raise(self: WebhookAdapter, rendition: Any, key: str) -> NoReturn:
         send(self, rendition, key)
         raise ValueError(f"{self.credentials.url}?s={self.credentials.secret} is not a file URI")
 
-    def look_up_raises(self, rendition, key):  # type: ignore[no-untyped-def]
+    def look_up_raises(self: WebhookAdapter, rendition: Any, key: str) -> NoReturn:
         raise ValueError("relative path can't be expressed as a file URI")
 
     monkeypatch.setattr(WebhookAdapter, "publish", publish_then_raise)
@@ -613,7 +623,7 @@ def test_a_look_up_that_raises_before_a_resend_ends_unconfirmed_without_sending(
     assert deliver(publication["id"]) == "retry"
     assert dispatch_at(utcnow() + timedelta(minutes=11)) == 1
 
-    def look_up(self, rendition, key):  # type: ignore[no-untyped-def]
+    def look_up(self: WebhookAdapter, rendition: Any, key: str) -> NoReturn:
         raise RuntimeError("the lookup is broken")
 
     monkeypatch.setattr(WebhookAdapter, "find_existing", look_up)

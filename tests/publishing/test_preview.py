@@ -22,14 +22,15 @@ def post(client: TestClient, account: Account, **fields: object) -> str:
     return str(response.json()["id"])
 
 
-def preview(client: TestClient, account: Account, post_id: str, channel_id: str) -> dict:  # type: ignore[type-arg]
+def preview(client: TestClient, account: Account, post_id: str, channel_id: str) -> dict[str, Any]:
     response = client.get(
         f"/api/v1/posts/{post_id}/preview",
         params={"channel_id": channel_id},
         headers=account.headers,
     )
     assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
+    shown: dict[str, Any] = response.json()
+    return shown
 
 
 def test_bluesky_preview_shows_the_thread_in_graphemes(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -21,8 +22,11 @@ from tests.workers import WorkerProcess, running_worker, wait_for
 pytestmark = pytest.mark.integration
 
 
-def publication_state(client: TestClient, account: Account, post_id: str) -> list[dict]:  # type: ignore[type-arg]
-    return client.get(f"/api/v1/posts/{post_id}/publications", headers=account.headers).json()  # type: ignore[no-any-return]
+def publication_state(client: TestClient, account: Account, post_id: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = client.get(
+        f"/api/v1/posts/{post_id}/publications", headers=account.headers
+    ).json()
+    return found
 
 
 def test_webhook_and_folder_published_by_a_real_worker(

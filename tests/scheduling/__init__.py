@@ -64,7 +64,8 @@ def set_slots(
         headers=account.headers,
     )
     assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
+    config: dict[str, Any] = response.json()
+    return config
 
 
 def principal_of(account: Account) -> Any:

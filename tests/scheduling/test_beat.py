@@ -10,13 +10,16 @@ from herald.core.settings import get_settings
 from herald.scheduling.beat import HeraldScheduler
 from herald.scheduling.models import PeriodicRun
 from herald.worker import app
+from tests.conftest import SessionFactory
 
 
 def _constant(moment: datetime) -> datetime:
     return moment
 
 
-def test_the_scheduler_runs_the_reconciler_itself_once_per_period(db, redis_broker) -> None:  # type: ignore[no-untyped-def]
+def test_the_scheduler_runs_the_reconciler_itself_once_per_period(
+    db: SessionFactory, redis_broker: str
+) -> None:
 
     one, two = HeraldScheduler(app=app), HeraldScheduler(app=app)
     # Never sent to a worker, where it would wait behind deliveries for a free slot.

@@ -52,7 +52,9 @@ def test_parse_when_errors(text: str, message: str) -> None:
 
 
 @pytest.fixture
-def setup(client: TestClient, account: Account, receiver: Receiver, redis_broker: str):  # type: ignore[no-untyped-def]
+def setup(
+    client: TestClient, account: Account, receiver: Receiver, redis_broker: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     channel = client.post(
         "/api/v1/channels",
         json={"platform": "webhook", "name": "hook", "credentials": receiver.credentials()},
@@ -62,7 +64,7 @@ def setup(client: TestClient, account: Account, receiver: Receiver, redis_broker
     return channel, post
 
 
-def at(moment: datetime):  # type: ignore[no-untyped-def]
+def at(moment: datetime) -> int:
 
     set_clock(lambda: moment)
     try:
