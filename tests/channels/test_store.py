@@ -16,10 +16,11 @@ from herald.adapters.base import AuthError, RetryableError
 from herald.channels import store as store_module
 from herald.channels.models import Channel
 from herald.channels.service import build_adapter
-from herald.channels.store import DatabaseStore, TransactionOpen
+from herald.channels.store import DatabaseStore, NoDeliveryProgress, TransactionOpen
 from herald.core.crypto import decrypt_json
 from herald.core.db import get_engine, session_scope, transaction_open
 from herald.publishing.models import Publication
+from herald.publishing.progress import PROGRESS_ROWS
 from tests.adapters.contract import sample_post
 from tests.channels.conftest import PlatformCalls
 from tests.conftest import Account
@@ -42,6 +43,11 @@ def channel_id(client: TestClient, account: Account) -> uuid.UUID:
     )
     assert response.status_code == 201, response.text
     return uuid.UUID(response.json()["id"])
+
+
+def delivery_store(channel_id: uuid.UUID) -> DatabaseStore:
+    """A store as a delivery attempt builds it: with publishing's progress rows."""
+    return DatabaseStore(channel_id, progress_rows=PROGRESS_ROWS)
 
 
 def stored_credentials(channel_id: uuid.UUID) -> dict[str, Any]:
@@ -127,15 +133,38 @@ def test_progress_is_per_delivery(
     publication_id = uuid.UUID(response.json()["publications"][0]["id"])
     with session_scope() as session:
         key = session.get_one(Publication, publication_id).idempotency_key
-    store = DatabaseStore(channel_id)
+    store = delivery_store(channel_id)
     assert store.progress(key) is None
     store.save_progress(key, {"posted": ["1", "2"]})
-    assert DatabaseStore(channel_id).progress(key) == {"posted": ["1", "2"]}
+    assert delivery_store(channel_id).progress(key) == {"posted": ["1", "2"]}
     # Another channel's store cannot read or write this delivery's progress.
     other = uuid.uuid4()
-    DatabaseStore(other).save_progress(key, {"posted": []})
-    assert DatabaseStore(other).progress(key) is None
-    assert DatabaseStore(channel_id).progress(key) == {"posted": ["1", "2"]}
+    delivery_store(other).save_progress(key, {"posted": []})
+    assert delivery_store(other).progress(key) is None
+    assert delivery_store(channel_id).progress(key) == {"posted": ["1", "2"]}
+
+
+def test_a_store_for_no_delivery_refuses_progress_before_touching_the_database(
+    channel_id: uuid.UUID,
+) -> None:
+    """The channel test and a preview build their store without progress rows (no
+    delivery is attempted): an adapter asking it for a delivery's progress is a bug,
+    told at once rather than read from or written to nowhere."""
+    store = DatabaseStore(channel_id)
+    began: list[object] = []
+    count = began.append
+    event.listen(get_engine(), "begin", count)
+    try:
+        with pytest.raises(NoDeliveryProgress, match="built for no delivery"):
+            store.progress("any-key")
+        with pytest.raises(NoDeliveryProgress):
+            store.save_progress("any-key", {"posted": ["1"]})
+        with pytest.raises(NoDeliveryProgress):
+            store.receipt("any-key")
+    finally:
+        event.remove(get_engine(), "begin", count)
+    assert began == []
+    assert not store.pending
 
 
 def test_a_batch_stores_progress_when_it_fails_and_a_login_whenever_it_changed(
@@ -156,16 +185,16 @@ def test_a_batch_stores_progress_when_it_fails_and_a_login_whenever_it_changed(
             Publication, uuid.UUID(response.json()["publications"][0]["id"])
         ).idempotency_key
 
-    store = DatabaseStore(channel_id)
+    store = delivery_store(channel_id)
     with store.batch():
         store.save_progress(key, {"posted": ["1"]})
-    assert DatabaseStore(channel_id).progress(key) is None
+    assert delivery_store(channel_id).progress(key) is None
     with store.batch():
         store.save_session({"token": "renewed"})
-    assert DatabaseStore(channel_id).session() == {"token": "renewed"}
-    assert DatabaseStore(channel_id).progress(key) == {"posted": ["1"]}  # beside the login
+    assert delivery_store(channel_id).session() == {"token": "renewed"}
+    assert delivery_store(channel_id).progress(key) == {"posted": ["1"]}  # beside the login
 
-    failing = DatabaseStore(channel_id)
+    failing = delivery_store(channel_id)
 
     def send_the_second_part() -> None:
         with failing.batch(), failing.batch():
@@ -174,13 +203,13 @@ def test_a_batch_stores_progress_when_it_fails_and_a_login_whenever_it_changed(
 
     with pytest.raises(RetryableError):
         send_the_second_part()
-    assert DatabaseStore(channel_id).progress(key) == {"posted": ["1", "2"]}
+    assert delivery_store(channel_id).progress(key) == {"posted": ["1", "2"]}
 
-    checked = DatabaseStore(channel_id)
+    checked = delivery_store(channel_id)
     with checked.batch():
         checked.save_progress(key, {"posted": ["1", "2", "3"]})
         checked.checkpoint()
-        assert DatabaseStore(channel_id).progress(key) == {"posted": ["1", "2", "3"]}
+        assert delivery_store(channel_id).progress(key) == {"posted": ["1", "2", "3"]}
 
 
 def test_the_store_never_opens_a_transaction_inside_another(channel_id: uuid.UUID) -> None:
@@ -310,7 +339,7 @@ def test_a_bluesky_post_costs_one_read_and_one_write_per_part(
             channel = session.get_one(Channel, publication.channel_id)
             columns = (channel.credentials_encrypted, dict(channel.settings), channel.id)
 
-        adapter = build_adapter("bluesky", *columns)
+        adapter = build_adapter("bluesky", *columns, progress_rows=PROGRESS_ROWS)
         body = "One short part." if parts == 1 else THREE_PART_BODY
         rendition = adapter.render(sample_post(body=body, canonical_url=None))
         assert len(rendition.parts) == parts
@@ -326,13 +355,13 @@ def test_a_bluesky_post_costs_one_read_and_one_write_per_part(
         assert platform_calls.inside_transaction() == []
         assert len(fake.posts()) == parts and fake.logins == 1
         # What a retry needs is stored: every record key, and the login.
-        stored = DatabaseStore(channel.id).progress(key)
+        stored = delivery_store(channel.id).progress(key)
         assert stored is not None and stored["pending"] == parts - 1
         assert receipt.data["parts"][-1].endswith("/" + stored["rkeys"][-1])
         assert (DatabaseStore(channel.id).session() or {}).get("did") == fake.did
 
         # A retry of that delivery (its answer lost, say) finds the post; it sends nothing.
-        again = build_adapter("bluesky", *columns)
+        again = build_adapter("bluesky", *columns, progress_rows=PROGRESS_ROWS)
         assert again.find_existing(rendition, key) == receipt
         assert again.publish(rendition, key) == receipt
         assert len(fake.posts()) == parts

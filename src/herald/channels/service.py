@@ -16,7 +16,7 @@ from herald.adapters.base import Adapter, AdapterError, AuthError, Identity
 from herald.adapters.registry import UnknownPlatform, get_adapter_class
 from herald.channels.models import Channel, ChannelState
 from herald.channels.schemas import ChannelCreate, ChannelUpdate
-from herald.channels.store import UNREAD, DatabaseStore, Unread
+from herald.channels.store import UNREAD, DatabaseStore, DeliveryProgress, Unread
 from herald.core.crypto import CredentialsUnreadable, decrypt_json, encrypt_json, rotate
 from herald.core.errors import Conflict, InvalidInput, NotFound
 from herald.core.tx import after_commit
@@ -166,18 +166,21 @@ def build_adapter(
     *,
     session_encrypted: bytes | Unread | None = UNREAD,
     progress: Mapping[str, dict[str, Any] | None] | None = None,
+    progress_rows: DeliveryProgress | None = None,
     defer_writes: bool = False,
 ) -> Adapter[Any, Any]:
     """:func:`adapter_for` from the channel's stored columns. A caller that read the
     cached login (``session_encrypted``) or a delivery's ``progress`` in its own
-    transaction passes them, and the store reads nothing; see DatabaseStore for
-    ``defer_writes``."""
+    transaction passes them, and the store reads nothing; a delivery passes
+    ``progress_rows`` (publishing's, which channels does not import); see DatabaseStore
+    for ``defer_writes``."""
     cls = get_adapter_class(platform)
     store = DatabaseStore(
         channel_id,
         credentials_encrypted=credentials_encrypted,
         session_encrypted=session_encrypted,
         progress=progress,
+        progress_rows=progress_rows,
         defer_writes=defer_writes,
     )
     return cls.build(decrypt_json(credentials_encrypted), settings, store)

@@ -16,6 +16,11 @@ is open on its thread (:class:`TransactionOpen`: that would wait for itself on S
   test's outcome. So a delivery costs one read and one write per checkpoint.
 - A cached login belongs to the credentials it was made with: it is written only while
   the channel still has them (a person may replace them during a delivery).
+- **A delivery's progress** lives in the delivery's row, which is publishing's: the store
+  reads and writes it through the :class:`DeliveryProgress` it is given
+  (``progress_rows=``; ``publishing.progress`` builds it), so channels never imports
+  publishing. A store built without one (the channel test, a preview) raises
+  :class:`NoDeliveryProgress` if an adapter asks for a delivery's progress.
 - **Refreshing credentials** takes a lease on the channel (kept beside the cached login)
   in one short transaction, calls the platform with none open, and stores the result in
   another: two workers never spend the same single-use refresh token, and neither holds
@@ -29,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
@@ -40,7 +45,6 @@ from herald.core.crypto import decrypt_json, encrypt_json
 from herald.core.db import read_scope, session_scope, transaction_open
 from herald.core.exceptions import HeraldFault
 from herald.core.tx import Tx
-from herald.publishing.models import Publication
 
 # Longer than any adapter's refresh call may take (its connect timeout, at most 60 s,
 # plus its read timeout, at most 300 s): a lease outlives the call it covers.
@@ -57,6 +61,25 @@ _pause = time.sleep  # how a worker waits for another's refresh (tests watch it)
 class TransactionOpen(HeraldFault, RuntimeError):
     """The store was used while a database transaction is open on this thread: the
     adapter must be called between transactions (read, commit, call the platform, write)."""
+
+
+class NoDeliveryProgress(HeraldFault, RuntimeError):
+    """An adapter asked for a delivery's progress from a store built for no delivery
+    (the channel test, a preview): no ``progress_rows`` were given."""
+
+
+class DeliveryProgress(Protocol):
+    """A delivery's progress rows: the JSON an adapter keeps for one delivery (by its
+    idempotency key, on one channel) so a retry carries on. Publishing owns the rows and
+    implements this; the store calls it in its own transaction or the caller's."""
+
+    def read(self, tx: Tx, channel_id: uuid.UUID, key: str) -> dict[str, Any] | None:
+        """The delivery's progress, or None (none saved, or no such delivery)."""
+        ...
+
+    def write(self, tx: Tx, channel_id: uuid.UUID, key: str, value: dict[str, Any] | None) -> None:
+        """Replace the delivery's progress (nothing if there is no such delivery)."""
+        ...
 
 
 class Unread:
@@ -94,12 +117,16 @@ class DatabaseStore(ChannelStore):
         credentials_encrypted: bytes | None = None,
         session_encrypted: bytes | Unread | None = UNREAD,
         progress: Mapping[str, dict[str, Any] | None] | None = None,
+        progress_rows: DeliveryProgress | None = None,
         defer_writes: bool = False,
     ) -> None:
         """``credentials_encrypted``: the credentials the adapter was built with (a login
         is written only while the channel still has them). ``session_encrypted`` and
-        ``progress`` (by idempotency key): the columns, when the caller has read them."""
+        ``progress`` (by idempotency key): the columns, when the caller has read them.
+        ``progress_rows``: where deliveries' progress is read and written; without it
+        (no delivery) asking for progress raises :class:`NoDeliveryProgress`."""
         self.channel_id = channel_id
+        self._progress_rows = progress_rows
         self._credentials = credentials_encrypted
         self._session: dict[str, Any] | Unread | None = (
             UNREAD if isinstance(session_encrypted, Unread) else _unwrap(session_encrypted)[0]
@@ -147,13 +174,16 @@ class DatabaseStore(ChannelStore):
                 )
                 self._session = _unwrap(stored)[0]
             if idempotency_key is not None and idempotency_key not in self._progress:
-                value = session.scalar(
-                    select(Publication.progress).where(
-                        Publication.idempotency_key == idempotency_key,
-                        Publication.channel_id == self.channel_id,
-                    )
-                )
+                value = self._rows().read(session, self.channel_id, idempotency_key)
                 self._progress[idempotency_key] = dict(value) if value else None
+
+    def _rows(self) -> DeliveryProgress:
+        if self._progress_rows is None:
+            raise NoDeliveryProgress(
+                "an adapter asked for a delivery's progress from a channel store built for "
+                "no delivery (a channel test or a preview); only a delivery attempt has any"
+            )
+        return self._progress_rows
 
     def session(self, *, fresh: bool = False) -> dict[str, Any] | None:
         if fresh and not self._session_changed:
@@ -165,6 +195,7 @@ class DatabaseStore(ChannelStore):
 
     def progress(self, idempotency_key: str) -> dict[str, Any] | None:
         if idempotency_key not in self._progress:
+            self._rows()  # before the read: a store for no delivery has nothing to read
             self._load(idempotency_key)
         return copy.deepcopy(self._progress[idempotency_key])
 
@@ -176,6 +207,7 @@ class DatabaseStore(ChannelStore):
         self._written()
 
     def save_progress(self, idempotency_key: str, data: dict[str, Any]) -> None:
+        self._rows()  # at the save, not later when it would be written
         self._progress[idempotency_key] = copy.deepcopy(data)
         self._progress_changed.add(idempotency_key)
         self._written()
@@ -228,14 +260,7 @@ class DatabaseStore(ChannelStore):
             self._write_session(tx)
             self._session_changed = False
         for key in sorted(self._progress_changed):
-            tx.execute(
-                update(Publication)
-                .where(
-                    Publication.idempotency_key == key,
-                    Publication.channel_id == self.channel_id,
-                )
-                .values(progress=self._progress[key])
-            )
+            self._rows().write(tx, self.channel_id, key, self._progress[key])
         self._progress_changed.clear()
 
     def _row(self, tx: Tx) -> Row[Any] | None:

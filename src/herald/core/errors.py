@@ -50,6 +50,9 @@ Hierarchy::
     │   │                           also RuntimeError)
     │   ├── TransactionOpen         [channels.store] the adapter store used inside a transaction
     │   │                           (a bug; also RuntimeError)
+    │   ├── NoDeliveryProgress      [channels.store] a store built for no delivery (channel test,
+    │   │                           preview) asked for a delivery's progress (a bug; also
+    │   │                           RuntimeError)
     │   ├── EmbeddedRedisError      [runtime.embedded_redis] the embedded Redis cannot start
     │   │                           (also RuntimeError)
     │   └── Failure                 [runtime.processes] `herald up` cannot run as started

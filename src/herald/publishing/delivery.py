@@ -48,6 +48,7 @@ from herald.publishing.outcomes import (
     RetryLater,
     Unconfirmed,
 )
+from herald.publishing.progress import PROGRESS_ROWS
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,11 @@ def prepare(publication_id: uuid.UUID, row: ChangedRow, stored: Stored) -> Claim
     unusable = "the channel's stored configuration is unusable"
     try:
         adapter = build_adapter(
-            found.platform, found.credentials_encrypted, found.settings, row.channel_id
+            found.platform,
+            found.credentials_encrypted,
+            found.settings,
+            row.channel_id,
+            progress_rows=PROGRESS_ROWS,
         )
     except ValidationError as exc:
         # Field names and reasons only: pydantic's own text repeats the (secret) input.
