@@ -287,7 +287,7 @@ def run(args: argparse.Namespace) -> list[str]:
         sums = print_table(rows, timer, args.n)
         print(
             f"{args.n} deliveries in {elapsed:.2f} s wall; {machine['usable_cores']} cores "
-            f"usable, load {machine.get('load_1m', '?')}; source {source['describe']}"
+            f"usable, load {machine['loadavg_at_start'][0]}; source {source['describe']}"
         )
         document = {
             "benchmark": NAME,

@@ -290,7 +290,7 @@ def run(args: argparse.Namespace) -> list[str]:
             f"{ms:.1f} ms CPU, {mb:.1f} MB of the parent's memory copied by it"
         )
     print(
-        f"{args.database}; {machine['usable_cores']} cores, load {machine.get('load_1m', '?')}; "
+        f"{args.database}; {machine['usable_cores']} cores, load {machine['loadavg_at_start'][0]}; "
         f"source {source['describe']}; {time.strftime('%Y-%m-%d %H:%M')}"
     )
     return problems

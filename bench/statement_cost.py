@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> list[str]:
     print_table(results)
     when = time.strftime("%Y-%m-%d %H:%M")
     print(
-        f"{args.database}; {machine['usable_cores']} cores, load {machine.get('load_1m', '?')}; "
+        f"{args.database}; {machine['usable_cores']} cores, load {machine['loadavg_at_start'][0]}; "
         f"source {source['describe']}; {when}"
     )
     plot(
