@@ -136,6 +136,8 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
     display_name = "Matrix"
     credentials_model = MatrixCredentials
     settings_model = MatrixSettings
+    honours_idempotency_key: ClassVar[bool] = True
+    length_unit: ClassVar[str] = "bytes"
     # Rates are each homeserver's own; Synapse's default rc_message is 0.2 per second
     # with bursts of 10.
     limits = base.Limits(
@@ -144,8 +146,6 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
         max_media_bytes=MAX_UPLOAD_BYTES,
         requests_per_minute=12,
     )
-    length_unit: ClassVar[str] = "bytes"
-    honours_idempotency_key: ClassVar[bool] = True
 
     def measure(self, text: str) -> int:
         return utf8_length(text)
