@@ -36,21 +36,7 @@ from typing import Annotated, Any, ClassVar
 import httpx
 from pydantic import Field, HttpUrl, StringConstraints, field_validator
 
-from herald.adapters.base import (
-    AmbiguousError,
-    AuthError,
-    ChannelStore,
-    Identity,
-    Limits,
-    MediaItem,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    RetryableError,
-    StrictModel,
-    receipt_in,
-)
+from herald.adapters import base
 from herald.adapters.http import (
     MAX_MESSAGE,
     HttpAdapter,
@@ -94,7 +80,7 @@ APP_PASSWORD = re.compile(r"^[a-z0-9]{4}(-[a-z0-9]{4}){3}$")
 Language = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{1,8})*$")]
 
 
-class BlueskyCredentials(StrictModel):
+class BlueskyCredentials(base.StrictModel):
     identifier: str = Field(
         min_length=3,
         max_length=253,
@@ -225,10 +211,10 @@ def _raise_for_xrpc(response: httpx.Response, nsid: str) -> None:
     if error == "AuthFactorTokenRequired":
         text += " (the account asks for an emailed code; an app password does not need one)"
     if status in (401, 403) or error in AUTH_ERRORS:
-        raise AuthError(text)
+        raise base.AuthError(text)
     if is_retryable_status(status):
-        raise RetryableError(text, retry_after=retry_after_seconds(response))
-    raise PermanentError(text)
+        raise base.RetryableError(text, retry_after=retry_after_seconds(response))
+    raise base.PermanentError(text)
 
 
 def _json(response: httpx.Response, nsid: str, *, may_post: bool = False) -> Any:
@@ -237,16 +223,18 @@ def _json(response: httpx.Response, nsid: str, *, may_post: bool = False) -> Any
     except ValueError:
         message = f"bluesky {nsid} answered {response.status_code} without JSON"
         if may_post:
-            raise AmbiguousError(f"{message}; the post may or may not have been made") from None
-        raise PermanentError(message) from None
+            raise base.AmbiguousError(
+                f"{message}; the post may or may not have been made"
+            ) from None
+        raise base.PermanentError(message) from None
 
 
 def _strong_ref(data: Any, nsid: str) -> dict[str, str]:
     if not isinstance(data, dict):
-        raise PermanentError(f"bluesky {nsid} answered without a record reference")
+        raise base.PermanentError(f"bluesky {nsid} answered without a record reference")
     uri, cid = data.get("uri"), data.get("cid")
     if not isinstance(uri, str) or not isinstance(cid, str):
-        raise PermanentError(f"bluesky {nsid} answered without the record's uri and cid")
+        raise base.PermanentError(f"bluesky {nsid} answered without the record's uri and cid")
     return {"uri": uri, "cid": cid}
 
 
@@ -265,7 +253,7 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
     # and app.bsky.embed.images lexicons. Writes: 5,000 points an hour per account, a
     # create costing 3 (docs.bsky.app/docs/advanced-guides/rate-limits): 1,666 posts an
     # hour, 27 a minute.
-    limits = Limits(
+    limits = base.Limits(
         max_length=MAX_GRAPHEMES,
         max_media=MAX_IMAGES,
         max_media_bytes=MAX_IMAGE_BYTES,
@@ -282,7 +270,7 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
         self,
         credentials: BlueskyCredentials,
         settings: BlueskySettings,
-        store: ChannelStore | None = None,
+        store: base.ChannelStore | None = None,
     ) -> None:
         super().__init__(credentials, settings, store)
         self._login_session: dict[str, Any] | None = None  # what this instance last used
@@ -379,7 +367,7 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
         if not isinstance(data, dict) or not all(
             isinstance(data.get(k), str) for k in ("accessJwt", "refreshJwt", "did", "handle")
         ):
-            raise PermanentError(f"bluesky {nsid} answered without a session")
+            raise base.PermanentError(f"bluesky {nsid} answered without a session")
         session = {
             "did": data["did"],
             "handle": data["handle"],
@@ -420,42 +408,42 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
         response = self._exchange("POST", nsid, token=stale["refreshJwt"])
         try:
             _raise_for_xrpc(response, nsid)
-        except (AuthError, PermanentError):
+        except (base.AuthError, base.PermanentError):
             # The refresh token expired or was revoked: log in again, once.
             return self._login()
         return self._keep(_json(response, nsid), nsid)
 
     # -- verify -------------------------------------------------------------------------
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         # A login made here is stored once, with the outcome (see ChannelStore.batch).
         with self.store.batch():
             return self._verify()
 
-    def _verify(self) -> Identity:
+    def _verify(self) -> base.Identity:
         nsid = "com.atproto.server.getSession"
         logins = self.logins
         try:
             data = self._call("GET", nsid)
-        except AuthError:
+        except base.AuthError:
             if self.logins != logins:
                 raise  # the credentials themselves were refused
             # A revoked cached session says nothing about the credentials: try them.
             self._forget_session()
             data = self._call("GET", nsid)
         if not isinstance(data, dict) or not isinstance(data.get("handle"), str):
-            raise PermanentError(f"bluesky {nsid} answered without a handle")
+            raise base.PermanentError(f"bluesky {nsid} answered without a handle")
         if data.get("active") is False:
-            raise AuthError(
+            raise base.AuthError(
                 f"the Bluesky account is not active ({data.get('status') or 'no reason given'})"
             )
-        return Identity(
+        return base.Identity(
             name=f"@{data['handle']}", detail={"did": data.get("did"), "handle": data["handle"]}
         )
 
     # -- render -------------------------------------------------------------------------
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         body = markdown_to_text(post.body)
         title = post.title.strip()
         pieces = [title] if title and not body.startswith(title) else []
@@ -475,7 +463,7 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
         left_out = [m.filename for m in post.media if m not in media]
         if left_out:
             extra["media_left_out"] = left_out
-        return Rendition(
+        return base.Rendition(
             format="text",
             parts=tuple(parts) or ("",),
             title=title or None,
@@ -485,15 +473,15 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
 
     # -- publish ------------------------------------------------------------------------
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         # Progress and logins are stored at each checkpoint (a login also at the end, if
         # it changed), not at every step: one write transaction per part.
         with self.store.batch():
             return self._publish(rendition, idempotency_key)
 
-    def _publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def _publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         progress = self.store.progress(idempotency_key) or {}
-        kept = receipt_in(progress)
+        kept = base.receipt_in(progress)
         if kept is not None:
             return kept
         repo = progress.get("repo") or self._session()["did"]
@@ -519,15 +507,17 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
             self.store.save_progress(idempotency_key, progress)
         return self._finish(idempotency_key, progress)
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         with self.store.batch():
             return self._find_existing(rendition, idempotency_key)
 
-    def _find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def _find_existing(
+        self, rendition: base.Rendition, idempotency_key: str
+    ) -> base.Receipt | None:
         progress = self.store.progress(idempotency_key)
         if not progress:
             return None  # nothing was ever sent under this key
-        kept = receipt_in(progress)
+        kept = base.receipt_in(progress)
         if kept is not None:
             return kept
         posted = list(progress.get("posted", []))
@@ -543,11 +533,11 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
         progress.pop("pending", None)
         return self._finish(idempotency_key, progress)
 
-    def _finish(self, idempotency_key: str, progress: dict[str, Any]) -> Receipt:
+    def _finish(self, idempotency_key: str, progress: dict[str, Any]) -> base.Receipt:
         posted = progress["posted"]
         root = posted[0]
         rkey = root["uri"].rsplit("/", 1)[-1]
-        receipt = Receipt(
+        receipt = base.Receipt(
             external_id=root["uri"],
             url=f"{APP_URL}/profile/{progress['repo']}/post/{rkey}",
             data={"cid": root["cid"], "parts": [ref["uri"] for ref in posted]},
@@ -556,7 +546,7 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
         return receipt
 
     def _record(
-        self, rendition: Rendition, index: int, posted: list[dict[str, str]]
+        self, rendition: base.Rendition, index: int, posted: list[dict[str, str]]
     ) -> dict[str, Any]:
         text = rendition.parts[index]
         record: dict[str, Any] = {"$type": POST, "text": text, "createdAt": _now()}
@@ -572,12 +562,12 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
             record["embed"] = {"$type": IMAGES, "images": images}
         return record
 
-    def _image(self, item: MediaItem) -> dict[str, Any]:
+    def _image(self, item: base.MediaItem) -> dict[str, Any]:
         nsid = "com.atproto.repo.uploadBlob"
         data = self._call("POST", nsid, content=item.read(), content_type=item.content_type)
         blob = data.get("blob") if isinstance(data, dict) else None
         if not isinstance(blob, dict):
-            raise PermanentError(f"bluesky {nsid} answered without a blob")
+            raise base.PermanentError(f"bluesky {nsid} answered without a blob")
         image: dict[str, Any] = {"alt": item.alt_text, "image": blob}
         if item.width and item.height:
             image["aspectRatio"] = {"width": item.width, "height": item.height}

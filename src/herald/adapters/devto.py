@@ -28,16 +28,7 @@ from typing import Any
 import httpx
 from pydantic import Field, HttpUrl
 
-from herald.adapters.base import (
-    AmbiguousError,
-    Identity,
-    Limits,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    StrictModel,
-)
+from herald.adapters import base
 from herald.adapters.http import HttpAdapter, HttpSettings
 from herald.adapters.registry import register
 from herald.adapters.text import key_digest, shorten
@@ -70,7 +61,7 @@ def delivery_marker(idempotency_key: str) -> str:
     return f"<!-- herald:{key_digest(idempotency_key)} -->"
 
 
-class DevtoCredentials(StrictModel):
+class DevtoCredentials(base.StrictModel):
     api_key: str = Field(
         min_length=1,
         description="API key from Settings → Extensions → DEV Community API Keys "
@@ -100,7 +91,7 @@ class DevtoAdapter(HttpAdapter[DevtoCredentials, DevtoSettings]):
     display_name = "DEV Community (Forem)"
     credentials_model = DevtoCredentials
     settings_model = DevtoSettings
-    limits = Limits(max_length=None, max_media=0, requests_per_minute=REQUESTS_PER_MINUTE)
+    limits = base.Limits(max_length=None, max_media=0, requests_per_minute=REQUESTS_PER_MINUTE)
 
     # -- HTTP ---------------------------------------------------------------------------
 
@@ -122,39 +113,39 @@ class DevtoAdapter(HttpAdapter[DevtoCredentials, DevtoSettings]):
         try:
             return response.json()
         except ValueError:
-            raise PermanentError(
+            raise base.PermanentError(
                 f"{PLATFORM} answered {response.status_code} with something other than JSON: "
                 "is the base URL a Forem?"
             ) from None
 
     # -- the contract -------------------------------------------------------------------
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         user = self._json(self._request("GET", "/api/users/me"))
         if not isinstance(user, dict) or not user.get("username"):
-            raise PermanentError(f"{PLATFORM} answered /api/users/me without a username")
+            raise base.PermanentError(f"{PLATFORM} answered /api/users/me without a username")
         host = self.credentials.base_url.host or str(self.credentials.base_url)
-        return Identity(
+        return base.Identity(
             name=f"@{user['username']} on {host}",
             detail={"id": user.get("id"), "username": user["username"], "name": user.get("name")},
         )
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         if not post.body.strip():
-            raise PermanentError("the post has no body: Forem needs some Markdown")
+            raise base.PermanentError("the post has no body: Forem needs some Markdown")
         title = shorten(post.title, MAX_TITLE)
         if not title:
-            raise PermanentError("the post has no title: Forem needs one")
+            raise base.PermanentError("the post has no title: Forem needs one")
         article: dict[str, Any] = {"tags": ", ".join(normalise_tags(post.tags))}
         if post.excerpt:
             article["description"] = post.excerpt
         if post.canonical_url:
             article["canonical_url"] = post.canonical_url
-        return Rendition(
+        return base.Rendition(
             format="markdown", parts=(post.body,), title=title, extra={"article": article}
         )
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         body = rendition.parts[0].rstrip("\n") + "\n\n" + delivery_marker(idempotency_key) + "\n"
         article: dict[str, Any] = {
             "title": rendition.title,
@@ -173,15 +164,17 @@ class DevtoAdapter(HttpAdapter[DevtoCredentials, DevtoSettings]):
             created = None
         if not isinstance(created, dict) or created.get("id") is None:
             # A 2xx without the article: it may well exist now.
-            raise AmbiguousError(f"{PLATFORM} answered {response.status_code} without the article")
+            raise base.AmbiguousError(
+                f"{PLATFORM} answered {response.status_code} without the article"
+            )
         receipt = self._receipt(created)
         self.store.save_receipt(idempotency_key, receipt)
         return receipt
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         return self.store.receipt(idempotency_key) or self._search(idempotency_key)
 
-    def _search(self, idempotency_key: str) -> Receipt | None:
+    def _search(self, idempotency_key: str) -> base.Receipt | None:
         """Look for the delivery's marker among the account's newest articles."""
         marker = delivery_marker(idempotency_key)
         articles = self._json(
@@ -193,9 +186,9 @@ class DevtoAdapter(HttpAdapter[DevtoCredentials, DevtoSettings]):
         return None
 
     @staticmethod
-    def _receipt(article: dict[str, Any]) -> Receipt:
+    def _receipt(article: dict[str, Any]) -> base.Receipt:
         url = article.get("url")
-        return Receipt(
+        return base.Receipt(
             external_id=str(article["id"]),
             url=url if isinstance(url, str) else None,
             data={"published": article.get("published"), "path": article.get("path")},

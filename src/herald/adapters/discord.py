@@ -30,21 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, field_validator
 
-from herald.adapters.base import (
-    AdapterError,
-    AmbiguousError,
-    AuthError,
-    Identity,
-    Limits,
-    MediaItem,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    RetryableError,
-    StrictModel,
-    receipt_in,
-)
+from herald.adapters import base
 from herald.adapters.http import HttpAdapter, HttpSettings, raise_for_status, retry_after_seconds
 from herald.adapters.markup import ChatMarkup
 from herald.adapters.registry import register
@@ -83,7 +69,7 @@ def webhook_endpoint(url: str) -> str | None:
     )
 
 
-class DiscordCredentials(StrictModel):
+class DiscordCredentials(base.StrictModel):
     webhook_url: str = Field(
         description="The channel webhook's URL: https://discord.com/api/webhooks/<id>/<token> "
         "(Server Settings → Integrations → Webhooks → Copy Webhook URL). Secret.",
@@ -148,7 +134,7 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
     settings_model = DiscordSettings
     # Discord publishes no fixed webhook rate; it answers with X-RateLimit-* headers
     # (observed: 5 requests per 2 seconds per webhook, 30 messages a minute per channel).
-    limits = Limits(
+    limits = base.Limits(
         max_length=MAX_CONTENT,
         max_media=MAX_FILES,
         max_media_bytes=MAX_FILE_BYTES,
@@ -160,7 +146,9 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
     def _webhook(self) -> str:
         endpoint = webhook_endpoint(self.credentials.webhook_url)
         if endpoint is None:  # the credentials model lets none through; stored ones, maybe
-            raise AuthError("the Discord webhook URL is not one; paste the webhook's URL again")
+            raise base.AuthError(
+                "the Discord webhook URL is not one; paste the webhook's URL again"
+            )
         return endpoint
 
     def _call(self, request: httpx.Request) -> dict[str, Any]:
@@ -177,7 +165,7 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
 
     # -- verify ------------------------------------------------------------------------
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         webhook = self._call(self.build_request("GET", self._webhook()))
         detail = {
             "webhook_id": webhook.get("id"),
@@ -185,17 +173,19 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
             "channel_id": webhook.get("channel_id"),
         }
         self.store.save_session({"guild_id": webhook.get("guild_id")})
-        return Identity(name=f"webhook {webhook.get('name') or webhook.get('id')}", detail=detail)
+        return base.Identity(
+            name=f"webhook {webhook.get('name') or webhook.get('id')}", detail=detail
+        )
 
     # -- render ------------------------------------------------------------------------
 
-    def _media(self, post: PostContent) -> tuple[MediaItem, ...]:
+    def _media(self, post: base.PostContent) -> tuple[base.MediaItem, ...]:
         usable = [
             m for m in post.media if m.content_type in IMAGE_TYPES and m.size <= MAX_FILE_BYTES
         ]
         return tuple(usable[:MAX_FILES])
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         title = post.title.strip()
         body = DiscordMarkup().render(post.body)
         if post.canonical_url and not title:
@@ -212,8 +202,8 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
                 embed["description"] = _clip(post.excerpt.strip(), MAX_EMBED_DESCRIPTION)
         media = self._media(post)
         if not parts and not embed and not media:
-            raise PermanentError("the post has nothing to send: no title, text or image")
-        return Rendition(
+            raise base.PermanentError("the post has nothing to send: no title, text or image")
+        return base.Rendition(
             format="markdown",
             parts=tuple(parts) or ("",),
             title=title or None,
@@ -223,7 +213,7 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
 
     # -- publish -----------------------------------------------------------------------
 
-    def _message(self, rendition: Rendition, index: int) -> dict[str, Any]:
+    def _message(self, rendition: base.Rendition, index: int) -> dict[str, Any]:
         payload: dict[str, Any] = {"allowed_mentions": {"parse": []}}
         if rendition.parts[index]:
             payload["content"] = rendition.parts[index]
@@ -244,7 +234,9 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
                 ]
         return payload
 
-    def _execute(self, payload: dict[str, Any], media: tuple[MediaItem, ...]) -> dict[str, Any]:
+    def _execute(
+        self, payload: dict[str, Any], media: tuple[base.MediaItem, ...]
+    ) -> dict[str, Any]:
         url = self._webhook()
         if media:
             files = [
@@ -262,9 +254,9 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
             request = self.build_request("POST", url, params={"wait": "true"}, json=payload)
         return self._call(request)
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         done = self.store.progress(idempotency_key) or {}
-        kept = receipt_in(done)
+        kept = base.receipt_in(done)
         if kept is not None:
             return kept
         sent: list[str] = list(done.get("messages", []))
@@ -283,7 +275,7 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
             if guild_id and channel_id
             else None  # the server is known once verify() has run
         )
-        receipt = Receipt(
+        receipt = base.Receipt(
             external_id=sent[0], url=url, data={"messages": sent, "channel_id": channel_id}
         )
         self.store.save_receipt(
@@ -291,16 +283,16 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
         )
         return receipt
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         # Only what this adapter recorded: a webhook cannot list the channel's messages.
         return self.store.receipt(idempotency_key)
 
 
-def _unreadable(request: httpx.Request, response: httpx.Response) -> AdapterError:
+def _unreadable(request: httpx.Request, response: httpx.Response) -> base.AdapterError:
     message = f"discord answered {response.status_code} with no message object"
     if request.method == "GET":
-        return PermanentError(message)
-    return AmbiguousError(f"{message}; it was probably posted, but its id is unknown")
+        return base.PermanentError(message)
+    return base.AmbiguousError(f"{message}; it was probably posted, but its id is unknown")
 
 
 def _field_errors(errors: Any, path: str = "") -> list[str]:
@@ -339,14 +331,14 @@ def _raise_for(response: httpx.Response) -> None:
             except ValueError:
                 retry_after = retry_after_seconds(response)
         scope = "global" if data.get("global") else "this webhook"
-        raise RetryableError(f"{message} ({scope})", retry_after=retry_after)
+        raise base.RetryableError(f"{message} ({scope})", retry_after=retry_after)
     if status == 404 and data.get("code") == UNKNOWN_WEBHOOK:
-        raise AuthError(f"{message}: the webhook was deleted; create a new one")
+        raise base.AuthError(f"{message}: the webhook was deleted; create a new one")
     # The usual classification by status, with Discord's own words and field errors.
     try:
         raise_for_status(response, platform=PLATFORM)
-    except RetryableError as exc:
-        raise RetryableError(message, retry_after=exc.retry_after) from None
-    except AdapterError as exc:
+    except base.RetryableError as exc:
+        raise base.RetryableError(message, retry_after=exc.retry_after) from None
+    except base.AdapterError as exc:
         raise type(exc)(message) from None
-    raise PermanentError(message)
+    raise base.PermanentError(message)

@@ -32,17 +32,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field, field_validator
 
-from herald.adapters.base import (
-    Adapter,
-    AdapterError,
-    AuthError,
-    Identity,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    StrictModel,
-)
+from herald.adapters import base
 from herald.adapters.registry import register
 from herald.core.clock import utcnow
 from herald.core.errors import InvalidInput
@@ -51,7 +41,7 @@ from herald.core.settings import get_settings
 OUTSIDE_ROOTS = "folder must be inside one of the configured roots (HERALD_FOLDER_ROOTS)"
 
 
-class FolderCredentials(StrictModel):
+class FolderCredentials(base.StrictModel):
     path: str = Field(
         min_length=1,
         max_length=4096,
@@ -72,7 +62,7 @@ class FolderCredentials(StrictModel):
         return value
 
 
-class FolderSettings(StrictModel):
+class FolderSettings(base.StrictModel):
     extension: str = Field(".md", pattern=r"^\.[A-Za-z0-9]+$")
 
 
@@ -102,7 +92,7 @@ def _open_beneath(root: Path, directory: Path) -> int:
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
-        raise AuthError(f"{directory} is not a directory") from None
+        raise base.AuthError(f"{directory} is not a directory") from None
     try:
         for name in directory.relative_to(root).parts:
             try:
@@ -117,13 +107,13 @@ def _open_beneath(root: Path, directory: Path) -> int:
     return fd
 
 
-def _open_failure(exc: OSError, parent: int, name: str, directory: Path) -> AuthError:
+def _open_failure(exc: OSError, parent: int, name: str, directory: Path) -> base.AuthError:
     with contextlib.suppress(OSError):
         if stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode):
-            return AuthError(OUTSIDE_ROOTS)  # a symlink put there after the path was checked
+            return base.AuthError(OUTSIDE_ROOTS)  # a symlink put there after the path was checked
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return AuthError(f"{directory} is not writable by Herald")
-    return AuthError(f"{directory} is not a directory")
+        return base.AuthError(f"{directory} is not writable by Herald")
+    return base.AuthError(f"{directory} is not a directory")
 
 
 def slugify(text: str, max_length: int = 60) -> str:
@@ -133,7 +123,7 @@ def slugify(text: str, max_length: int = 60) -> str:
 
 
 @register
-class FolderAdapter(Adapter[FolderCredentials, FolderSettings]):
+class FolderAdapter(base.Adapter[FolderCredentials, FolderSettings]):
     platform = "folder"
     display_name = "Static-site folder"
     credentials_model = FolderCredentials
@@ -142,7 +132,7 @@ class FolderAdapter(Adapter[FolderCredentials, FolderSettings]):
     def _located(self) -> tuple[Path, Path]:
         located = locate(self.credentials.path, get_settings().effective_folder_roots)
         if located is None:
-            raise AuthError(OUTSIDE_ROOTS)
+            raise base.AuthError(OUTSIDE_ROOTS)
         return located
 
     @contextlib.contextmanager
@@ -159,7 +149,7 @@ class FolderAdapter(Adapter[FolderCredentials, FolderSettings]):
         super().check_destination()
         try:
             self._located()
-        except AuthError as exc:
+        except base.AuthError as exc:
             raise InvalidInput(
                 f"credentials.path: {exc.message}",
                 errors=[
@@ -171,12 +161,12 @@ class FolderAdapter(Adapter[FolderCredentials, FolderSettings]):
                 ],
             ) from None
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         with self._directory() as (fd, directory):
             _check_writable(fd, directory)
-        return Identity(name=f"folder {directory.name!r} is writable")
+        return base.Identity(name=f"folder {directory.name!r} is writable")
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         front: dict[str, object] = {"title": post.title, "date": utcnow().isoformat()}
         if post.excerpt:
             front["description"] = post.excerpt
@@ -186,18 +176,18 @@ class FolderAdapter(Adapter[FolderCredentials, FolderSettings]):
             front["canonical_url"] = post.canonical_url
         text = "---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n\n"
         text += post.body.rstrip("\n") + "\n"
-        return Rendition(format="markdown", parts=(text,), title=post.title)
+        return base.Rendition(format="markdown", parts=(text,), title=post.title)
 
-    def _filename(self, rendition: Rendition, idempotency_key: str) -> str:
+    def _filename(self, rendition: base.Rendition, idempotency_key: str) -> str:
         digest = re.sub(r"[^A-Za-z0-9]", "", idempotency_key)[-12:] or "x"
         return f"{slugify(rendition.title or 'post')}-{digest}{self.settings.extension}"
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         name = self._filename(rendition, idempotency_key)
         with self._directory() as (fd, directory), _classified(directory / name):
             return _receipt(directory, name) if _exists(fd, name) else None
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         name = self._filename(rendition, idempotency_key)
         with self._directory() as (fd, directory), _classified(directory / name):
             _check_writable(fd, directory)
@@ -208,7 +198,7 @@ class FolderAdapter(Adapter[FolderCredentials, FolderSettings]):
 
 def _check_writable(fd: int, directory: Path) -> None:
     if not os.access(".", os.W_OK | os.X_OK, dir_fd=fd):
-        raise AuthError(f"{directory} is not writable by Herald")
+        raise base.AuthError(f"{directory} is not writable by Herald")
 
 
 def _exists(fd: int, name: str) -> bool:
@@ -236,9 +226,9 @@ def _write(fd: int, name: str, text: str) -> None:
             os.unlink(tmp, dir_fd=fd)
 
 
-def _receipt(directory: Path, name: str) -> Receipt:
+def _receipt(directory: Path, name: str) -> base.Receipt:
     # The directory is absolute (resolved), so as_uri() cannot refuse it.
-    return Receipt(external_id=name, url=(directory / name).as_uri())
+    return base.Receipt(external_id=name, url=(directory / name).as_uri())
 
 
 @contextlib.contextmanager
@@ -247,9 +237,9 @@ def _classified(target: Path) -> Iterator[None]:
     an exception it cannot classify (it would retry it forever)."""
     try:
         yield
-    except AdapterError:
+    except base.AdapterError:
         raise
     except OSError as exc:
-        raise PermanentError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise base.PermanentError(f"cannot write {target}: {exc.strerror or exc}") from exc
     except ValueError as exc:
-        raise PermanentError(f"cannot write {target}: {exc}") from exc
+        raise base.PermanentError(f"cannot write {target}: {exc}") from exc

@@ -23,16 +23,7 @@ import httpx
 import jwt
 from pydantic import Field, HttpUrl
 
-from herald.adapters.base import (
-    Identity,
-    Limits,
-    MediaItem,
-    PostContent,
-    Receipt,
-    Rendition,
-    StrictModel,
-    receipt_in,
-)
+from herald.adapters import base
 from herald.adapters.http import (
     MAX_MESSAGE,
     HttpAdapter,
@@ -54,7 +45,7 @@ TAG_LIMIT = 191  # a tag name's maxLength
 ALL_STATUSES = "[draft,published,scheduled,sent]"
 
 
-class GhostCredentials(StrictModel):
+class GhostCredentials(base.StrictModel):
     url: HttpUrl = Field(
         description="The site's Admin API URL, shown with the key (e.g. "
         "https://example.ghost.io or https://blog.example.org)."
@@ -122,7 +113,9 @@ class GhostAdapter(HttpAdapter[GhostCredentials, GhostSettings]):
     # the feature image. Upload size is the site's own (Ghost-CLI's nginx allows 50 MB;
     # hosted plans differ), so it is left to Ghost's answer. Ghost documents no rate limit
     # for Admin API keys; a 429 from a proxy in front is retried.
-    limits = Limits(max_length=None, max_media=1, max_media_bytes=None, requests_per_minute=None)
+    limits = base.Limits(
+        max_length=None, max_media=1, max_media_bytes=None, requests_per_minute=None
+    )
     honours_idempotency_key: ClassVar[bool] = False
 
     # -- HTTP ----------------------------------------------------------------------------
@@ -163,25 +156,25 @@ class GhostAdapter(HttpAdapter[GhostCredentials, GhostSettings]):
 
     # -- verify --------------------------------------------------------------------------
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         # /site/ answers anyone; the posts read is what proves the key.
         site = api_json(self._call("GET", "/site/", auth=False), "site", platform=PLATFORM)
         self._call("GET", "/posts/", params={"limit": 1, "fields": "id"})
-        return Identity(
+        return base.Identity(
             name=str(site.get("title") or self.credentials.url.host),
             detail={"url": site.get("url"), "version": site.get("version")},
         )
 
     # -- render --------------------------------------------------------------------------
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         media = tuple(m for m in post.media if m.content_type in IMAGE_TYPES)
         tags: dict[str, str] = {}
         for tag in post.tags:
             name = tag.strip()[:TAG_LIMIT]
             if name and not name.startswith("#"):  # '#' would make it internal
                 tags.setdefault(name.casefold(), name)
-        return Rendition(
+        return base.Rendition(
             format="html",
             parts=(markdown_to_html(post.body),),
             title=post.title,
@@ -196,9 +189,9 @@ class GhostAdapter(HttpAdapter[GhostCredentials, GhostSettings]):
 
     # -- publish -------------------------------------------------------------------------
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         progress = self.store.progress(idempotency_key) or {}
-        kept = receipt_in(progress)
+        kept = base.receipt_in(progress)
         if kept is not None:
             return kept
         feature_image = progress.get("feature_image")
@@ -227,10 +220,10 @@ class GhostAdapter(HttpAdapter[GhostCredentials, GhostSettings]):
         self.store.save_receipt(idempotency_key, receipt, progress)
         return receipt
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         return self.store.receipt(idempotency_key) or self._search(idempotency_key)
 
-    def _search(self, idempotency_key: str) -> Receipt | None:
+    def _search(self, idempotency_key: str) -> base.Receipt | None:
         """Look for the delivery's internal tag among the site's posts."""
         # The Admin API lists published posts only unless the filter names the statuses.
         found = self._call(
@@ -245,7 +238,7 @@ class GhostAdapter(HttpAdapter[GhostCredentials, GhostSettings]):
             return None
         return _first_post(found)
 
-    def _upload(self, media: MediaItem) -> str:
+    def _upload(self, media: base.MediaItem) -> str:
         uploaded = self._call(
             "POST",
             "/images/upload/",
@@ -255,10 +248,10 @@ class GhostAdapter(HttpAdapter[GhostCredentials, GhostSettings]):
         return str(api_json(uploaded, "images", 0, "url", platform=PLATFORM, expect=str))
 
 
-def _first_post(response: httpx.Response, *, ambiguous: bool = False) -> Receipt:
+def _first_post(response: httpx.Response, *, ambiguous: bool = False) -> base.Receipt:
     """The receipt for the first post in an answer's ``posts``."""
     post = api_json(response, "posts", 0, platform=PLATFORM, ambiguous=ambiguous)
-    return Receipt(
+    return base.Receipt(
         external_id=api_json(
             response, "posts", 0, "id", platform=PLATFORM, expect=str, ambiguous=ambiguous
         ),

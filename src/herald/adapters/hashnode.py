@@ -28,19 +28,7 @@ from typing import Any
 
 from pydantic import Field, HttpUrl
 
-from herald.adapters.base import (
-    AdapterError,
-    AmbiguousError,
-    AuthError,
-    Identity,
-    Limits,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    RetryableError,
-    StrictModel,
-)
+from herald.adapters import base
 from herald.adapters.devto import delivery_marker
 from herald.adapters.http import MAX_MESSAGE, HttpAdapter, HttpSettings
 from herald.adapters.registry import register
@@ -98,7 +86,7 @@ def tag_inputs(tags: tuple[str, ...] | list[str]) -> list[dict[str, str]]:
     return out[:MAX_TAGS]
 
 
-def graphql_error(errors: list[Any]) -> AdapterError:
+def graphql_error(errors: list[Any]) -> base.AdapterError:
     """The adapter error for a GraphQL ``errors`` list, in Hashnode's words."""
     codes: set[str] = set()
     messages: list[str] = []
@@ -114,13 +102,13 @@ def graphql_error(errors: list[Any]) -> AdapterError:
     label = f" ({', '.join(sorted(codes))})" if codes else ""
     message = f"{PLATFORM} refused{label}: {'; '.join(messages) or 'no message'}"[:MAX_MESSAGE]
     if codes & AUTH_CODES:
-        return AuthError(message)
+        return base.AuthError(message)
     if codes & RETRY_CODES:
-        return RetryableError(message)
-    return PermanentError(message)
+        return base.RetryableError(message)
+    return base.PermanentError(message)
 
 
-class HashnodeCredentials(StrictModel):
+class HashnodeCredentials(base.StrictModel):
     token: str = Field(
         min_length=1,
         description="Personal access token from Account settings → Developer.",
@@ -147,7 +135,7 @@ class HashnodeAdapter(HttpAdapter[HashnodeCredentials, HashnodeSettings]):
     display_name = "Hashnode"
     credentials_model = HashnodeCredentials
     settings_model = HashnodeSettings
-    limits = Limits(max_length=None, max_media=0, requests_per_minute=REQUESTS_PER_MINUTE)
+    limits = base.Limits(max_length=None, max_media=0, requests_per_minute=REQUESTS_PER_MINUTE)
 
     def _graphql(self, query: str, variables: dict[str, Any], *, read: bool) -> dict[str, Any]:
         """Run one operation; its ``data``, or the adapter error its ``errors`` mean."""
@@ -165,7 +153,7 @@ class HashnodeAdapter(HttpAdapter[HashnodeCredentials, HashnodeSettings]):
             body = None
         if not isinstance(body, dict):
             # After a mutation the post may exist all the same.
-            raise (PermanentError if read else AmbiguousError)(
+            raise (base.PermanentError if read else base.AmbiguousError)(
                 f"{PLATFORM} answered {response.status_code} with something other than a "
                 "GraphQL response: is the API URL right?"
             )
@@ -175,12 +163,12 @@ class HashnodeAdapter(HttpAdapter[HashnodeCredentials, HashnodeSettings]):
         if isinstance(errors, list) and errors and not complete:
             raise graphql_error(errors)
         if not isinstance(data, dict):
-            raise PermanentError(f"{PLATFORM} answered without data or errors")
+            raise base.PermanentError(f"{PLATFORM} answered without data or errors")
         return data
 
     # -- the contract -------------------------------------------------------------------
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         after: str | None = None
         username = "?"
         for _ in range(MAX_PUBLICATION_PAGES):
@@ -193,11 +181,11 @@ class HashnodeAdapter(HttpAdapter[HashnodeCredentials, HashnodeSettings]):
                 if node["id"] != self.credentials.publication_id:
                     continue
                 if edge.get("role") not in PUBLISHING_ROLES:
-                    raise AuthError(
+                    raise base.AuthError(
                         f"@{me['username']} is {str(edge.get('role')).lower()} of "
                         f"{node.get('title')!r}: only owners and editors can publish there"
                     )
-                return Identity(
+                return base.Identity(
                     name=f"@{me['username']} → {node.get('title') or node['id']}",
                     detail={
                         "user_id": me["id"],
@@ -211,26 +199,26 @@ class HashnodeAdapter(HttpAdapter[HashnodeCredentials, HashnodeSettings]):
             after = page.get("endCursor")
             if not page.get("hasNextPage") or not after:
                 break
-        raise AuthError(
+        raise base.AuthError(
             f"publication {self.credentials.publication_id} is not one of "
             f"@{username}'s publications"
         )
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         if not post.title.strip():
-            raise PermanentError("the post has no title: Hashnode needs one")
+            raise base.PermanentError("the post has no title: Hashnode needs one")
         if not post.body.strip():
-            raise PermanentError("the post has no body: Hashnode needs some Markdown")
+            raise base.PermanentError("the post has no body: Hashnode needs some Markdown")
         fields: dict[str, Any] = {"tags": tag_inputs(post.tags)}
         if post.excerpt:
             fields["subtitle"] = post.excerpt
         if post.canonical_url:
             fields["originalArticleURL"] = post.canonical_url
-        return Rendition(
+        return base.Rendition(
             format="markdown", parts=(post.body,), title=post.title.strip(), extra={"input": fields}
         )
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         body = rendition.parts[0].rstrip("\n") + "\n\n" + delivery_marker(idempotency_key) + "\n"
         post_input: dict[str, Any] = {
             "title": rendition.title,
@@ -243,15 +231,15 @@ class HashnodeAdapter(HttpAdapter[HashnodeCredentials, HashnodeSettings]):
         data = self._graphql(PUBLISH, {"input": post_input}, read=False)
         post = (data.get("publishPost") or {}).get("post")
         if not isinstance(post, dict) or not post.get("id"):
-            raise AmbiguousError(f"{PLATFORM} accepted the post but sent back no id")
+            raise base.AmbiguousError(f"{PLATFORM} accepted the post but sent back no id")
         receipt = self._receipt(post)
         self.store.save_receipt(idempotency_key, receipt)
         return receipt
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         return self.store.receipt(idempotency_key) or self._search(idempotency_key)
 
-    def _search(self, idempotency_key: str) -> Receipt | None:
+    def _search(self, idempotency_key: str) -> base.Receipt | None:
         """Look for the delivery's marker among the publication's newest posts."""
         marker = delivery_marker(idempotency_key)
         variables = {"id": self.credentials.publication_id, "first": LOOKUP_PAGE}
@@ -265,9 +253,9 @@ class HashnodeAdapter(HttpAdapter[HashnodeCredentials, HashnodeSettings]):
         return None
 
     @staticmethod
-    def _receipt(post: dict[str, Any]) -> Receipt:
+    def _receipt(post: dict[str, Any]) -> base.Receipt:
         url = post.get("url")
-        return Receipt(
+        return base.Receipt(
             external_id=str(post["id"]),
             url=url if isinstance(url, str) else None,
             data={"slug": post.get("slug")},

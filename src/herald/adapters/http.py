@@ -19,15 +19,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 from pydantic import BaseModel, Field
 
-from herald.adapters.base import (
-    Adapter,
-    AdapterError,
-    AmbiguousError,
-    AuthError,
-    PermanentError,
-    RetryableError,
-    StrictModel,
-)
+from herald.adapters import base
 from herald.core.http import (
     USER_AGENT,
     AddressNotAllowed,
@@ -141,10 +133,10 @@ def raise_for_status(response: httpx.Response, *, platform: str) -> None:
         return
     message = f"{platform} answered {status}: {error_message(response)}"
     if status in (401, 403):
-        raise AuthError(message)
+        raise base.AuthError(message)
     if is_retryable_status(status):
-        raise RetryableError(message, retry_after=retry_after_seconds(response))
-    raise PermanentError(message)
+        raise base.RetryableError(message, retry_after=retry_after_seconds(response))
+    raise base.PermanentError(message)
 
 
 def raise_with_message(response: httpx.Response, *, platform: str, message: str) -> None:
@@ -159,9 +151,9 @@ def raise_with_message(response: httpx.Response, *, platform: str, message: str)
         )
     try:
         raise_for_status(response, platform=platform)
-    except RetryableError as exc:
-        raise RetryableError(message, retry_after=exc.retry_after) from None
-    except AdapterError as exc:
+    except base.RetryableError as exc:
+        raise base.RetryableError(message, retry_after=exc.retry_after) from None
+    except base.AdapterError as exc:
         raise type(exc)(message) from None
 
 
@@ -183,7 +175,7 @@ def api_json(
         node = None
     if isinstance(node, expect) and not isinstance(node, bool):
         return node
-    error = AmbiguousError if ambiguous else PermanentError
+    error = base.AmbiguousError if ambiguous else base.PermanentError
     raise error(
         f"{platform} answered {response.status_code} with something its API does not send; "
         "check the channel's URL"
@@ -208,25 +200,25 @@ def transmit(
     try:
         return client.send(request)
     except AddressNotAllowed as exc:
-        raise PermanentError(f"{platform}: {exc.message}") from exc
+        raise base.PermanentError(f"{platform}: {exc.message}") from exc
     except ResponseTooLarge as exc:
-        raise PermanentError(
+        raise base.PermanentError(
             f"{platform}: {exc.message}; that is not an answer from {platform}'s API: "
             "check the channel's URL"
         ) from exc
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        raise RetryableError(f"could not reach {platform}: {exc!s}") from exc
+        raise base.RetryableError(f"could not reach {platform}: {exc!s}") from exc
     except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
         if not may_post:
-            raise RetryableError(
+            raise base.RetryableError(
                 f"{platform} did not answer {request.url.path} ({type(exc).__name__})"
             ) from exc
-        raise AmbiguousError(
+        raise base.AmbiguousError(
             f"{platform} did not answer after the request was sent ({type(exc).__name__}); "
             "it may or may not have been posted"
         ) from exc
     except httpx.HTTPError as exc:
-        raise RetryableError(f"{platform}: {exc!s}") from exc
+        raise base.RetryableError(f"{platform}: {exc!s}") from exc
 
 
 def send(
@@ -238,7 +230,7 @@ def send(
     return response
 
 
-class HttpSettings(StrictModel):
+class HttpSettings(base.StrictModel):
     """What every HTTP adapter's settings have: how long to wait on the platform. The
     bounds keep a refresh lease (``channels.store``) longer than any call it covers."""
 
@@ -253,7 +245,7 @@ C = TypeVar("C", bound=BaseModel)
 HS = TypeVar("HS", bound=HttpSettings)
 
 
-class HttpAdapter(Adapter[C, HS]):
+class HttpAdapter(base.Adapter[C, HS]):
     """An adapter that talks to its platform over HTTP, every request through the one
     guarded client with the channel's timeouts."""
 

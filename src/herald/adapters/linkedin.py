@@ -31,19 +31,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import Field, model_validator
 
-from herald.adapters.base import (
-    AuthError,
-    Identity,
-    Limits,
-    MediaItem,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    RetryableError,
-    StrictModel,
-    receipt_in,
-)
+from herald.adapters import base
 from herald.adapters.http import HttpAdapter, HttpSettings, raise_for_status
 from herald.adapters.registry import register
 from herald.adapters.text import markdown_to_text, split_thread
@@ -86,7 +74,7 @@ def hashtag(tag: str) -> str:
     return f"#{word}" if word else ""
 
 
-class LinkedInCredentials(StrictModel):
+class LinkedInCredentials(base.StrictModel):
     access_token: str = Field(
         min_length=1,
         description="OAuth 2.0 access token with w_member_social (or w_organization_social "
@@ -144,7 +132,7 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
     settings_model = LinkedInSettings
     # LinkedIn publishes daily quotas, not a per-minute one: "Share on LinkedIn" allows 150
     # posts a day per member and 100,000 a day per app, reset at midnight UTC.
-    limits = Limits(
+    limits = base.Limits(
         max_length=MAX_COMMENTARY,
         max_media=MAX_IMAGES,
         max_media_bytes=MAX_IMAGE_BYTES,
@@ -186,14 +174,14 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
             try:
                 raise_for_status(response, platform=PLATFORM)
                 return response
-            except AuthError:
+            except base.AuthError:
                 expired = response.status_code == 401
                 if refreshed or not expired or not self.credentials.refresh_token:
                     raise
-            except RetryableError as exc:
+            except base.RetryableError as exc:
                 if exc.retry_after is None and "DAY limit" in exc.message:
                     # Daily quotas reset at midnight UTC; asking sooner only burns retries.
-                    raise RetryableError(exc.message, retry_after=_until_midnight()) from exc
+                    raise base.RetryableError(exc.message, retry_after=_until_midnight()) from exc
                 raise
             self._refresh()
             refreshed = True
@@ -217,13 +205,15 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
         )
         try:
             response = self.send(request)
-        except PermanentError as exc:
+        except base.PermanentError as exc:
             # invalid_grant and friends: the refresh token is spent; reconnect the channel.
-            raise AuthError(f"LinkedIn refused to refresh the access token: {exc.message}") from exc
+            raise base.AuthError(
+                f"LinkedIn refused to refresh the access token: {exc.message}"
+            ) from exc
         data = _json_object(response)
         token = data.get("access_token")
         if not isinstance(token, str) or not token:
-            raise AuthError("LinkedIn's token endpoint answered without an access_token")
+            raise base.AuthError("LinkedIn's token endpoint answered without an access_token")
         fresh = dict(stale, access_token=token)
         if isinstance(data.get("refresh_token"), str) and data["refresh_token"]:
             fresh["refresh_token"] = data["refresh_token"]
@@ -234,14 +224,14 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
 
     # -- verify -----------------------------------------------------------------------
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         """Who the token belongs to (OpenID Connect userinfo: scopes openid + profile)."""
         url = f"{self.credentials.api_url.rstrip('/')}/v2/userinfo"
         try:
             response = self._request("GET", url, rest=False)
-        except AuthError as exc:
+        except base.AuthError as exc:
             if exc.message.startswith(f"{PLATFORM} answered 403"):
-                raise AuthError(
+                raise base.AuthError(
                     f"{exc.message} (the token needs the openid and profile scopes: add "
                     "'Sign In with LinkedIn using OpenID Connect' to the app)"
                 ) from exc
@@ -250,16 +240,16 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
         member = f"urn:li:person:{info.get('sub', '')}"
         author = self.credentials.author
         if author.startswith("urn:li:person:") and author != member:
-            raise AuthError(
+            raise base.AuthError(
                 "the access token belongs to another LinkedIn member than the author "
                 "in the credentials"
             )
         name = str(info.get("name") or info.get("given_name") or member)
-        return Identity(name=name, detail={"member": member, "author": author})
+        return base.Identity(name=name, detail={"member": member, "author": author})
 
     # -- render -----------------------------------------------------------------------
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         main = "\n\n".join(p for p in (post.title.strip(), markdown_to_text(post.body)) if p)
         tail: list[str] = []
         link = post.canonical_url
@@ -277,7 +267,7 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
             if post.excerpt:
                 article["description"] = post.excerpt
             extra["article"] = article
-        return Rendition(
+        return base.Rendition(
             format="text", parts=(commentary,), title=post.title, extra=extra, media=media
         )
 
@@ -289,7 +279,7 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
         # Too long: keep the start, cut between paragraphs or sentences, keep the tail.
         room = MAX_COMMENTARY - self.measure(joiner + tail) - len("…")
         if room < 100 or not main:
-            raise PermanentError("the link and hashtags alone leave no room on LinkedIn")
+            raise base.PermanentError("the link and hashtags alone leave no room on LinkedIn")
         first = split_thread(
             main, room, measure=lambda s: self.measure(escape_little(s)), numbering=False
         )[0]
@@ -300,9 +290,9 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
 
     # -- publish ----------------------------------------------------------------------
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         progress = self.store.progress(idempotency_key) or {}
-        kept = receipt_in(progress)
+        kept = base.receipt_in(progress)
         if kept is not None:
             return kept
         images: dict[str, str] = dict(progress.get("images", {}))
@@ -318,7 +308,7 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
         self.store.save_progress(idempotency_key, progress)
         try:
             response = self._request("POST", self._rest("posts"), json_body=body)
-        except PermanentError as exc:
+        except base.PermanentError as exc:
             # LinkedIn refuses a repeat of a recent post and names the first one: after a
             # lost answer for this very key, that first one is ours.
             duplicate = _DUPLICATE.search(exc.message)
@@ -328,12 +318,12 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
         else:
             urn = response.headers.get("x-restli-id") or response.headers.get("x-linkedin-id")
         if not urn:
-            raise PermanentError("LinkedIn created the post but sent no x-restli-id")
-        receipt = Receipt(external_id=urn, url=post_url(urn))
+            raise base.PermanentError("LinkedIn created the post but sent no x-restli-id")
+        receipt = base.Receipt(external_id=urn, url=post_url(urn))
         self.store.save_receipt(idempotency_key, receipt)
         return receipt
 
-    def _post_body(self, rendition: Rendition, images: dict[str, str]) -> dict[str, Any]:
+    def _post_body(self, rendition: base.Rendition, images: dict[str, str]) -> dict[str, Any]:
         body: dict[str, Any] = {
             "author": self.credentials.author,
             "commentary": rendition.parts[0],
@@ -358,7 +348,7 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
             body["content"] = {"article": rendition.extra["article"]}
         return body
 
-    def _upload(self, item: MediaItem) -> str:
+    def _upload(self, item: base.MediaItem) -> str:
         """Images API: initializeUpload for an image URN, then PUT the bytes."""
         response = self._request(
             "POST",
@@ -367,10 +357,10 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
         )
         value = _json_object(response).get("value")
         if not isinstance(value, dict):
-            raise PermanentError("LinkedIn's initializeUpload answer has no 'value'")
+            raise base.PermanentError("LinkedIn's initializeUpload answer has no 'value'")
         upload_url, urn = value.get("uploadUrl"), value.get("image")
         if not isinstance(upload_url, str) or not isinstance(urn, str):
-            raise PermanentError("LinkedIn's initializeUpload answer lacks uploadUrl or image")
+            raise base.PermanentError("LinkedIn's initializeUpload answer lacks uploadUrl or image")
         self._check_upload_url(upload_url)
         self._request(
             "PUT",
@@ -388,13 +378,13 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
             parts.hostname == "linkedin.com" or (parts.hostname or "").endswith(".linkedin.com")
         )
         if not (linkedin or parts.netloc == api.netloc):
-            raise PermanentError("LinkedIn answered an upload URL outside linkedin.com")
+            raise base.PermanentError("LinkedIn answered an upload URL outside linkedin.com")
 
     # -- find_existing ----------------------------------------------------------------
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         progress = self.store.progress(idempotency_key) or {}
-        kept = receipt_in(progress)
+        kept = base.receipt_in(progress)
         if kept is not None:
             return kept
         since = progress.get("sending_since")
@@ -404,7 +394,7 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
         url = self._rest(f"posts?author={author}&q=author&count=10&sortBy=LAST_MODIFIED")
         try:
             response = self._request("GET", url, extra_headers={"X-RestLi-Method": "FINDER"})
-        except AuthError as exc:
+        except base.AuthError as exc:
             if exc.message.startswith(f"{PLATFORM} answered 403"):
                 return None  # no r_member_social / r_organization_social: can't tell
             raise
@@ -419,7 +409,7 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
                 and created >= since - _CLOCK_SKEW_MS
                 and isinstance(element.get("id"), str)
             ):
-                receipt = Receipt(external_id=element["id"], url=post_url(element["id"]))
+                receipt = base.Receipt(external_id=element["id"], url=post_url(element["id"]))
                 self.store.save_receipt(idempotency_key, receipt)
                 return receipt
         return None
@@ -437,7 +427,7 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _usable_images(media: tuple[MediaItem, ...]) -> tuple[MediaItem, ...]:
+def _usable_images(media: tuple[base.MediaItem, ...]) -> tuple[base.MediaItem, ...]:
     usable = [
         item
         for item in media

@@ -31,18 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, HttpUrl
 
-from herald.adapters.base import (
-    ChannelStore,
-    Identity,
-    Limits,
-    MediaItem,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    RetryableError,
-    StrictModel,
-)
+from herald.adapters import base
 from herald.adapters.http import HttpAdapter, HttpSettings, retry_after_seconds
 from herald.adapters.registry import register
 from herald.adapters.text import find_urls, graphemes, markdown_to_text, split_thread
@@ -169,8 +158,8 @@ class InstanceConfiguration:
             },
         }
 
-    def limits(self) -> Limits:
-        return Limits(
+    def limits(self) -> base.Limits:
+        return base.Limits(
             max_length=self.max_characters,
             max_media=self.max_media_attachments,
             max_media_bytes=self.image_size_limit,
@@ -178,7 +167,7 @@ class InstanceConfiguration:
         )
 
 
-class MastodonCredentials(StrictModel):
+class MastodonCredentials(base.StrictModel):
     instance_url: HttpUrl = Field(
         description="Your Mastodon server's address, e.g. https://mastodon.social."
     )
@@ -237,7 +226,7 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
         self,
         credentials: MastodonCredentials,
         settings: MastodonSettings,
-        store: ChannelStore | None = None,
+        store: base.ChannelStore | None = None,
     ) -> None:
         super().__init__(credentials, settings, store)
         session = self.store.session() or {}
@@ -285,7 +274,7 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            raise PermanentError(
+            raise base.PermanentError(
                 f"{PLATFORM} answered {response.status_code} with something other than a "
                 "JSON object: is the instance URL a Mastodon server?"
             )
@@ -293,7 +282,7 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
 
     # -- verify -------------------------------------------------------------------------
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         account = self._json(self._request("GET", "/api/v1/accounts/verify_credentials"))
         instance = self._json(self._request("GET", "/api/v2/instance"))
         configuration = InstanceConfiguration.parse(instance.get("configuration"))
@@ -302,7 +291,7 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
         )
         self._use(configuration)
         host = urlsplit(self._base).hostname or self._base
-        return Identity(
+        return base.Identity(
             name=f"@{account.get('acct') or account.get('username')}@{host}",
             detail={
                 "id": account.get("id"),
@@ -319,7 +308,7 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
     def measure(self, text: str) -> int:
         return status_length(text, self.configuration.characters_reserved_per_url)
 
-    def _text(self, post: PostContent) -> str:
+    def _text(self, post: base.PostContent) -> str:
         body = markdown_to_text(post.body)
         blocks: list[str] = []
         title = post.title.strip()
@@ -338,7 +327,7 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
             blocks.append(" ".join(tags.values()))
         return "\n\n".join(block for block in blocks if block.strip())
 
-    def _media(self, post: PostContent) -> tuple[MediaItem, ...]:
+    def _media(self, post: base.PostContent) -> tuple[base.MediaItem, ...]:
         conf = self.configuration
         usable = [
             item
@@ -347,27 +336,27 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
         ]
         return tuple(usable[: conf.max_media_attachments])
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         media = self._media(post)
         text = self._text(post)
         # The content warning counts towards the limit of every status it goes with.
         room = self.configuration.max_characters - graphemes(self.settings.spoiler_text)
         if room < MIN_ROOM:
-            raise PermanentError(
+            raise base.PermanentError(
                 f"the content warning leaves {room} of the instance's "
                 f"{self.configuration.max_characters} characters for the text"
             )
         parts = split_thread(text, room, measure=self.measure) if text else []
         if not parts:
             if not media:
-                raise PermanentError("the post has no text and no image to send")
+                raise base.PermanentError("the post has no text and no image to send")
             parts = [""]  # an image-only status
         status: dict[str, Any] = {"visibility": self.settings.visibility}
         if self.settings.spoiler_text:
             status["spoiler_text"] = self.settings.spoiler_text
         if self.settings.language:
             status["language"] = self.settings.language
-        return Rendition(
+        return base.Rendition(
             format="text",
             parts=tuple(parts),
             title=post.title or None,
@@ -381,7 +370,7 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
 
     # -- publish ------------------------------------------------------------------------
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         progress = self.store.progress(idempotency_key) or {}
         ids: list[str] = list(progress.get("status_ids", []))
         urls: list[str | None] = list(progress.get("urls", []))
@@ -413,27 +402,27 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
             )
             status = self._json(response)
             if not status.get("id"):
-                raise PermanentError(f"{PLATFORM} answered a status without an id")
+                raise base.PermanentError(f"{PLATFORM} answered a status without an id")
             ids.append(str(status["id"]))
             urls.append(status.get("url") if isinstance(status.get("url"), str) else None)
             save()
             if index + 1 < total and response.headers.get("X-RateLimit-Remaining") == "0":
                 # Stop before the 429: the parts posted so far are saved, a retry after
                 # the reset carries on with the next one.
-                raise RetryableError(
+                raise base.RetryableError(
                     f"{PLATFORM} rate limit used up after part {index + 1} of {total}",
                     retry_after=retry_after_seconds(response),
                 )
         return self._receipt(ids, urls)
 
-    def _receipt(self, ids: list[str], urls: list[str | None]) -> Receipt:
-        return Receipt(
+    def _receipt(self, ids: list[str], urls: list[str | None]) -> base.Receipt:
+        return base.Receipt(
             external_id=ids[0],
             url=urls[0] if urls else None,
             data={"status_ids": ids, "urls": urls, "instance": self._base},
         )
 
-    def _upload(self, item: MediaItem) -> str:
+    def _upload(self, item: base.MediaItem) -> str:
         description = item.alt_text[: self.configuration.description_limit]
         response = self._request(
             "POST",
@@ -444,13 +433,13 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
         attachment = self._json(response)
         media_id = str(attachment.get("id") or "")
         if not media_id:
-            raise PermanentError(f"{PLATFORM} answered an upload without an id")
+            raise base.PermanentError(f"{PLATFORM} answered an upload without an id")
         waited = 0.0
         interval = self.poll_interval
         # 202 (or a 200 without a URL): still processing; 206 from GET: still processing.
         while not attachment.get("url"):
             if waited >= self.settings.media_timeout:
-                raise RetryableError(
+                raise base.RetryableError(
                     f"{PLATFORM} was still processing image {item.filename!r} after "
                     f"{self.settings.media_timeout:g} s"
                 )
@@ -463,7 +452,7 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
     def _pause(self, seconds: float) -> None:
         time.sleep(seconds)
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         progress = self.store.progress(idempotency_key) or {}
         ids = list(progress.get("status_ids", []))
         if ids and len(ids) >= len(rendition.parts):

@@ -27,21 +27,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, field_validator
 
-from herald.adapters.base import (
-    AdapterError,
-    AmbiguousError,
-    AuthError,
-    Identity,
-    Limits,
-    MediaItem,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    RetryableError,
-    StrictModel,
-    receipt_in,
-)
+from herald.adapters import base
 from herald.adapters.http import HttpAdapter, HttpSettings, raise_for_status, retry_after_seconds
 from herald.adapters.registry import register
 from herald.adapters.text import markdown_to_html, markdown_to_text, split_thread
@@ -110,7 +96,7 @@ def escape_markdown(text: str) -> str:
     return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", text)
 
 
-class MatrixCredentials(StrictModel):
+class MatrixCredentials(base.StrictModel):
     homeserver: str = Field(
         description="The homeserver's client API base URL, e.g. https://matrix.example.org."
     )
@@ -150,16 +136,16 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
     display_name = "Matrix"
     credentials_model = MatrixCredentials
     settings_model = MatrixSettings
+    honours_idempotency_key: ClassVar[bool] = True
+    length_unit: ClassVar[str] = "bytes"
     # Rates are each homeserver's own; Synapse's default rc_message is 0.2 per second
     # with bursts of 10.
-    limits = Limits(
+    limits = base.Limits(
         max_length=MAX_TEXT_BYTES,
         max_media=MAX_IMAGES,
         max_media_bytes=MAX_UPLOAD_BYTES,
         requests_per_minute=12,
     )
-    length_unit: ClassVar[str] = "bytes"
-    honours_idempotency_key: ClassVar[bool] = True
 
     def measure(self, text: str) -> int:
         return utf8_length(text)
@@ -194,9 +180,9 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
         if not isinstance(data, dict):
             message = f"matrix answered {response.status_code} without a JSON object"
             if method == "GET":
-                raise PermanentError(message)
+                raise base.PermanentError(message)
             # Sent, perhaps; resending with the same transaction id is safe.
-            raise AmbiguousError(message)
+            raise base.AmbiguousError(message)
         return data
 
     # -- verify ------------------------------------------------------------------------
@@ -210,34 +196,34 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
             return str(session["room_id"])
         try:
             found = self._request("GET", f"{CLIENT}/directory/room/{quote(room, safe='')}")
-        except PermanentError as exc:
-            raise AuthError(f"the room alias {room} does not resolve: {exc.message}") from None
+        except base.PermanentError as exc:
+            raise base.AuthError(f"the room alias {room} does not resolve: {exc.message}") from None
         room_id = str(found["room_id"])
         self.store.save_session(session | {"alias": room, "room_id": room_id})
         return room_id
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         # The alias's room, resolved here, is stored once with the outcome.
         with self.store.batch():
             return self._verify()
 
-    def _verify(self) -> Identity:
+    def _verify(self) -> base.Identity:
         who = self._request("GET", f"{CLIENT}/account/whoami")
         room_id = self._room_id(fresh=True)
         joined = self._request("GET", f"{CLIENT}/joined_rooms").get("joined_rooms") or []
         if room_id not in joined:
-            raise AuthError(
+            raise base.AuthError(
                 f"{who.get('user_id')} has not joined {self.credentials.room}: "
                 "invite the account and accept the invitation first"
             )
-        return Identity(
+        return base.Identity(
             name=str(who.get("user_id")),
             detail={"room_id": room_id, "device_id": who.get("device_id")},
         )
 
     # -- render ------------------------------------------------------------------------
 
-    def _markdown(self, post: PostContent) -> str:
+    def _markdown(self, post: base.PostContent) -> str:
         pieces = []
         if post.title.strip():
             pieces.append(f"**{escape_markdown(post.title.strip())}**")
@@ -267,7 +253,7 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
                 texts += self._texts(chunk, limit // 2)
         return texts
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         texts = [(p, h) for p, h in self._texts(self._markdown(post), MAX_TEXT_BYTES) if p]
         media = tuple(
             item
@@ -275,8 +261,8 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
             if item.content_type in IMAGE_TYPES and item.size <= MAX_UPLOAD_BYTES
         )[:MAX_IMAGES]
         if not texts and not media:
-            raise PermanentError("the post has nothing to send: no title, text or image")
-        return Rendition(
+            raise base.PermanentError("the post has nothing to send: no title, text or image")
+        return base.Rendition(
             format="text",
             parts=tuple(plain for plain, _ in texts),
             title=post.title or None,
@@ -292,7 +278,7 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
         )
         return str(self._request("PUT", path, body=content)["event_id"])
 
-    def _upload(self, item: MediaItem) -> str:
+    def _upload(self, item: base.MediaItem) -> str:
         answer = self._request(
             "POST",
             "/_matrix/media/v3/upload",
@@ -302,7 +288,7 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
         )
         return str(answer["content_uri"])
 
-    def _image(self, item: MediaItem, uri: str) -> dict[str, Any]:
+    def _image(self, item: base.MediaItem, uri: str) -> dict[str, Any]:
         info: dict[str, Any] = {"mimetype": item.content_type, "size": item.size}
         if item.width and item.height:
             info |= {"w": item.width, "h": item.height}
@@ -315,23 +301,23 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
             "info": info,
         }
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         # An upload, which is not idempotent, is stored as soon as it is made; sent events
         # when a part fails (the retry carries on after them), else with the outcome: a
         # resend of one is deduplicated by its transaction id.
         with self.store.batch():
             return self._publish(rendition, idempotency_key)
 
-    def _publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def _publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         done = self.store.progress(idempotency_key) or {}
-        kept = receipt_in(done)
+        kept = base.receipt_in(done)
         if kept is not None:
             return kept
         room_id = self._room_id()
         events: list[str] = list(done.get("events", []))
         uploads: dict[str, str] = dict(done.get("uploads", {}))
         html = list(rendition.extra.get("html") or [])
-        steps: list[dict[str, Any] | MediaItem] = [
+        steps: list[dict[str, Any] | base.MediaItem] = [
             self._content(plain, html[i] if i < len(html) else plain)
             for i, plain in enumerate(rendition.parts)
         ]
@@ -344,7 +330,7 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
         for index, step in enumerate(steps):
             if index < len(events):
                 continue  # sent by an earlier attempt (and deduplicated if sent again)
-            if isinstance(step, MediaItem):
+            if isinstance(step, base.MediaItem):
                 upload = str(step.id)
                 if upload not in uploads:  # an upload is not idempotent: do it once
                     uploads[upload] = self._upload(step)
@@ -356,7 +342,7 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
             txn_id = idempotency_key if single else f"{idempotency_key}-{index}"
             events.append(self._send(room_id, txn_id, content))
             save()
-        receipt = Receipt(
+        receipt = base.Receipt(
             external_id=events[0],
             url=f"https://matrix.to/#/{quote(room_id, safe='!:')}/{quote(events[0], safe='$')}",
             data={"room_id": room_id, "events": events},
@@ -364,7 +350,7 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
         self.store.save_receipt(idempotency_key, receipt, {"events": events, "uploads": uploads})
         return receipt
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         # Resending is safe (the homeserver deduplicates transactions); this only saves
         # the round trip when the whole post is known to be out.
         return self.store.receipt(idempotency_key)
@@ -388,17 +374,17 @@ def _raise_for(response: httpx.Response) -> None:
             if isinstance(wait_ms, (int, float)) and not isinstance(wait_ms, bool)
             else retry_after_seconds(response)
         )
-        raise RetryableError(message, retry_after=retry_after)
+        raise base.RetryableError(message, retry_after=retry_after)
     if code in _AUTH_CODES or status in (401, 403):
         if data.get("soft_logout"):
             message += " (soft logout: log the account in again for a new token)"
-        raise AuthError(message)
+        raise base.AuthError(message)
     if code == "M_TOO_LARGE":
-        raise PermanentError(message)
+        raise base.PermanentError(message)
     try:
         raise_for_status(response, platform=PLATFORM)
-    except RetryableError as exc:
-        raise RetryableError(message, retry_after=exc.retry_after) from None
-    except AdapterError as exc:
+    except base.RetryableError as exc:
+        raise base.RetryableError(message, retry_after=exc.retry_after) from None
+    except base.AdapterError as exc:
         raise type(exc)(message) from None
-    raise PermanentError(message)
+    raise base.PermanentError(message)

@@ -34,17 +34,7 @@ from xml.etree import ElementTree
 import httpx
 from pydantic import Field, HttpUrl
 
-from herald.adapters.base import (
-    AmbiguousError,
-    Identity,
-    Limits,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    StrictModel,
-    receipt_in,
-)
+from herald.adapters import base
 from herald.adapters.http import HttpAdapter, HttpSettings
 from herald.adapters.registry import register
 from herald.adapters.text import markdown_to_html, shorten
@@ -84,7 +74,7 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
-class MediumCredentials(StrictModel):
+class MediumCredentials(base.StrictModel):
     token: str = Field(
         min_length=1,
         description="An existing integration token (Settings → Security and apps → "
@@ -120,7 +110,7 @@ class MediumAdapter(HttpAdapter[MediumCredentials, MediumSettings]):
     credentials_model = MediumCredentials
     settings_model = MediumSettings
     # Medium documents no rate limit for its API.
-    limits = Limits(max_length=None, max_media=0)
+    limits = base.Limits(max_length=None, max_media=0)
 
     # -- HTTP ---------------------------------------------------------------------------
 
@@ -148,7 +138,7 @@ class MediumAdapter(HttpAdapter[MediumCredentials, MediumSettings]):
             body = None
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict):
-            raise (AmbiguousError if method == "POST" else PermanentError)(
+            raise (base.AmbiguousError if method == "POST" else base.PermanentError)(
                 f"{PLATFORM} answered {response.status_code} without a data object"
             )
         return data
@@ -158,7 +148,7 @@ class MediumAdapter(HttpAdapter[MediumCredentials, MediumSettings]):
     def _me(self) -> dict[str, Any]:
         user = self._api("GET", "/v1/me")
         if not user.get("id") or not user.get("username"):
-            raise PermanentError(f"{PLATFORM} answered /v1/me without an id and username")
+            raise base.PermanentError(f"{PLATFORM} answered /v1/me without an id and username")
         session = {
             "token": token_fingerprint(self.credentials.token),
             "user_id": str(user["id"]),
@@ -176,19 +166,19 @@ class MediumAdapter(HttpAdapter[MediumCredentials, MediumSettings]):
 
     # -- the contract -------------------------------------------------------------------
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         user = self._me()
-        return Identity(
+        return base.Identity(
             name=f"@{user['username']}",
             detail={"id": user["user_id"], "name": user.get("name"), "url": user.get("url")},
         )
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         if not post.body.strip():
-            raise PermanentError("the post has no body: Medium needs some content")
+            raise base.PermanentError("the post has no body: Medium needs some content")
         title = post.title.strip()
         if not title:
-            raise PermanentError("the post has no title: Medium needs one")
+            raise base.PermanentError("the post has no title: Medium needs one")
         if self.settings.content_format == "html":
             content = f"<h1>{html.escape(title, quote=False)}</h1>\n{markdown_to_html(post.body)}"
         else:
@@ -196,14 +186,14 @@ class MediumAdapter(HttpAdapter[MediumCredentials, MediumSettings]):
         fields: dict[str, Any] = {"tags": medium_tags(post.tags)}
         if post.canonical_url:
             fields["canonicalUrl"] = post.canonical_url
-        return Rendition(
+        return base.Rendition(
             format=self.settings.content_format,
             parts=(content,),
             title=shorten(title, MAX_TITLE),
             extra={"post": fields},
         )
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         author = self._author()
         payload: dict[str, Any] = {
             "title": rendition.title,
@@ -230,9 +220,9 @@ class MediumAdapter(HttpAdapter[MediumCredentials, MediumSettings]):
         path = f"/v1/users/{quote(author['user_id'], safe='')}/posts"
         created = self._api("POST", path, json=payload)
         if not created.get("id"):
-            raise AmbiguousError(f"{PLATFORM} accepted the post but sent back no id")
+            raise base.AmbiguousError(f"{PLATFORM} accepted the post but sent back no id")
         url = created.get("url")
-        receipt = Receipt(
+        receipt = base.Receipt(
             external_id=str(created["id"]),
             url=url if isinstance(url, str) else None,
             data={"publish_status": created.get("publishStatus")},
@@ -240,11 +230,11 @@ class MediumAdapter(HttpAdapter[MediumCredentials, MediumSettings]):
         self.store.save_receipt(idempotency_key, receipt)
         return receipt
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         saved = self.store.progress(idempotency_key)
         if not saved:
             return None  # never sent: publish records the attempt before sending
-        kept = receipt_in(saved)
+        kept = base.receipt_in(saved)
         if kept is not None:
             return kept
         if saved.get("publish_status") != "public" or not saved.get("username"):
@@ -252,7 +242,9 @@ class MediumAdapter(HttpAdapter[MediumCredentials, MediumSettings]):
         since = float(saved["sent_at"]) - CLOCK_SLACK
         for item in self._feed(str(saved["username"])):
             if item["title"] == (rendition.title or "").strip() and item["published"] >= since:
-                return Receipt(external_id=item["id"], url=item["url"], data={"found_in": "feed"})
+                return base.Receipt(
+                    external_id=item["id"], url=item["url"], data={"found_in": "feed"}
+                )
         return None
 
     def _feed(self, username: str) -> list[dict[str, Any]]:
@@ -266,7 +258,7 @@ class MediumAdapter(HttpAdapter[MediumCredentials, MediumSettings]):
             # expansion, so a hostile feed cannot blow up; it is Medium's own feed anyway.
             root = ElementTree.fromstring(response.content)  # noqa: S314
         except ElementTree.ParseError as exc:
-            raise PermanentError(f"{PLATFORM} feed at {url} is not RSS: {exc}") from None
+            raise base.PermanentError(f"{PLATFORM} feed at {url} is not RSS: {exc}") from None
         items: list[dict[str, Any]] = []
         for item in root.iter("item"):
             guid = (item.findtext("guid") or "").strip()

@@ -29,20 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field, model_validator
 
-from herald.adapters.base import (
-    AdapterError,
-    AmbiguousError,
-    AuthError,
-    Identity,
-    Limits,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    RetryableError,
-    StrictModel,
-    receipt_in,
-)
+from herald.adapters import base
 from herald.adapters.http import (
     HttpAdapter,
     HttpSettings,
@@ -108,7 +95,7 @@ class SlackMarkup(ChatMarkup):
         return f"<{_url_for_slack(href)}|{label}>"
 
 
-def slack_text(post: PostContent) -> str:
+def slack_text(post: base.PostContent) -> str:
     """The whole post as one mrkdwn text: the title (linked to the canonical URL) in bold,
     then the body."""
     markup = SlackMarkup()
@@ -124,7 +111,7 @@ def slack_text(post: PostContent) -> str:
     return "\n\n".join(piece for piece in (head, body, tail) if piece)
 
 
-class SlackCredentials(StrictModel):
+class SlackCredentials(base.StrictModel):
     webhook_url: str | None = Field(
         None,
         description="Incoming webhook URL (https://hooks.slack.com/services/T…/B…/…). "
@@ -163,7 +150,7 @@ class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
     settings_model = SlackSettings
     # Slack: chat.postMessage allows "1 message per second per channel" (short bursts
     # tolerated); incoming webhooks the same. Images are not sent.
-    limits = Limits(max_length=MAX_TEXT, max_media=0, requests_per_minute=60)
+    limits = base.Limits(max_length=MAX_TEXT, max_media=0, requests_per_minute=60)
 
     # -- HTTP --------------------------------------------------------------------------
 
@@ -192,8 +179,8 @@ class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
             raise_for_status(response, platform=PLATFORM)
             message = f"slack answered {name} with something that is not JSON"
             if method == "GET":
-                raise PermanentError(message)
-            raise AmbiguousError(f"{message}; the message may or may not have been posted")
+                raise base.PermanentError(message)
+            raise base.AmbiguousError(f"{message}; the message may or may not have been posted")
         if response.status_code < 300 and data.get("ok") is True:
             return data, response
         raise _api_error(name, data, response)
@@ -210,14 +197,14 @@ class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
 
     # -- verify ------------------------------------------------------------------------
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         if self.credentials.webhook_url:
             return self._verify_webhook()
         auth, response = self._api("GET", "auth.test")
         scopes = {s.strip() for s in response.headers.get("x-oauth-scopes", "").split(",")}
         scopes.discard("")
         if scopes and "chat:write" not in scopes:
-            raise AuthError("the Slack token lacks the chat:write scope")
+            raise base.AuthError("the Slack token lacks the chat:write scope")
         detail: dict[str, Any] = {
             "team": auth.get("team"),
             "team_url": auth.get("url"),
@@ -230,7 +217,7 @@ class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
         }
         try:
             info, _ = self._api("GET", "conversations.info", params={"channel": self.channel})
-        except AuthError as exc:
+        except base.AuthError as exc:
             if "missing_scope" not in exc.message:
                 raise
             detail["channel_checked"] = False  # channels:read not granted: cannot tell
@@ -238,16 +225,16 @@ class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
             channel = info.get("channel") or {}
             detail |= {"channel": channel.get("name"), "channel_checked": True}
             if channel.get("is_archived"):
-                raise AuthError(f"the Slack channel {self.channel} is archived")
+                raise base.AuthError(f"the Slack channel {self.channel} is archived")
             if channel.get("is_member") is False and "chat:write.public" not in scopes:
-                raise AuthError(
+                raise base.AuthError(
                     f"the bot is not in the Slack channel {self.channel}: "
                     "invite it there (/invite @your-app)"
                 )
         self.store.save_session({"team_url": auth.get("url")})
-        return Identity(name=f"{auth.get('user')} in {auth.get('team')}", detail=detail)
+        return base.Identity(name=f"{auth.get('user')} in {auth.get('team')}", detail=detail)
 
-    def _verify_webhook(self) -> Identity:
+    def _verify_webhook(self) -> base.Identity:
         # An incoming webhook has no read call. An empty message is refused (400
         # no_text) by a hook that exists, and nothing is posted; a deleted or revoked
         # hook answers 403/404/410 first.
@@ -255,9 +242,9 @@ class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
         if response.status_code == 400:
             parts = urlsplit(self.credentials.webhook_url or "").path.strip("/").split("/")
             hook = "/".join(parts[1:3]) if len(parts) >= 3 else "hook"
-            return Identity(name=f"Slack incoming webhook {hook}", detail={"mode": "webhook"})
+            return base.Identity(name=f"Slack incoming webhook {hook}", detail={"mode": "webhook"})
         if response.status_code < 300:
-            return Identity(name="Slack incoming webhook", detail={"mode": "webhook"})
+            return base.Identity(name="Slack incoming webhook", detail={"mode": "webhook"})
         raise _webhook_error(response)
 
     @property
@@ -267,15 +254,15 @@ class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
 
     # -- render / publish --------------------------------------------------------------
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         parts = split_thread(slack_text(post), MAX_TEXT, numbering=False)
         if not parts:
-            raise PermanentError("the post has nothing to send: no title or text")
-        return Rendition(format="mrkdwn", parts=tuple(parts), title=post.title or None)
+            raise base.PermanentError("the post has nothing to send: no title or text")
+        return base.Rendition(format="mrkdwn", parts=tuple(parts), title=post.title or None)
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         done = self.store.progress(idempotency_key) or {}
-        kept = receipt_in(done)
+        kept = base.receipt_in(done)
         if kept is not None:
             return kept
         if self.credentials.webhook_url:
@@ -299,7 +286,7 @@ class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
             self.store.save_progress(idempotency_key, {"ts": sent})
         return self._finish(idempotency_key, sent)
 
-    def _publish_webhook(self, rendition: Rendition, key: str, sent: int) -> Receipt:
+    def _publish_webhook(self, rendition: base.Rendition, key: str, sent: int) -> base.Receipt:
         for index, part in enumerate(rendition.parts):
             if index < sent:
                 continue
@@ -309,12 +296,12 @@ class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
             sent = index + 1
             self.store.save_progress(key, {"sent": sent})
         # Slack gives a webhook message no id; the key stands in for one.
-        receipt = Receipt(external_id=key, data={"mode": "webhook", "parts": sent})
+        receipt = base.Receipt(external_id=key, data={"mode": "webhook", "parts": sent})
         self.store.save_receipt(key, receipt, {"sent": sent})
         return receipt
 
-    def _finish(self, key: str, sent: list[str]) -> Receipt:
-        receipt = Receipt(
+    def _finish(self, key: str, sent: list[str]) -> base.Receipt:
+        receipt = base.Receipt(
             external_id=sent[0],
             url=self._permalink(sent[0]),
             data={"channel": self.channel, "ts": sent},
@@ -328,9 +315,9 @@ class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
             return None  # known once verify() has run
         return f"{team_url.rstrip('/')}/archives/{self.channel}/p{ts.replace('.', '')}"
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         done = self.store.progress(idempotency_key) or {}
-        kept = receipt_in(done)
+        kept = base.receipt_in(done)
         if kept is not None:
             return kept
         if self.credentials.webhook_url or len(rendition.parts) != 1 or done.get("ts"):
@@ -357,11 +344,11 @@ class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
         return None
 
 
-def _api_error(name: str, data: dict[str, Any], response: httpx.Response) -> AdapterError:
+def _api_error(name: str, data: dict[str, Any], response: httpx.Response) -> base.AdapterError:
     code = str(data.get("error") or "")
     if not code:
         raise_for_status(response, platform=PLATFORM)
-        return PermanentError(f"slack answered {name} without ok: true")
+        return base.PermanentError(f"slack answered {name} without ok: true")
     details = (data.get("response_metadata") or {}).get("messages") or []
     message = f"slack refused {name}: {code}"
     if data.get("needed"):
@@ -369,20 +356,22 @@ def _api_error(name: str, data: dict[str, Any], response: httpx.Response) -> Ada
     if details:
         message += " — " + "; ".join(str(d) for d in details)[:500]
     if code in _AUTH_CODES or response.status_code in (401, 403):
-        return AuthError(message)
+        return base.AuthError(message)
     if code in _RETRY_CODES or response.status_code == 429 or response.status_code >= 500:
-        return RetryableError(message, retry_after=retry_after_seconds(response))
+        return base.RetryableError(message, retry_after=retry_after_seconds(response))
     if code in _MAYBE_DONE_CODES:
-        return AmbiguousError(f"{message}; the message may or may not have been posted")
-    return PermanentError(message)
+        return base.AmbiguousError(f"{message}; the message may or may not have been posted")
+    return base.PermanentError(message)
 
 
-def _webhook_error(response: httpx.Response) -> AdapterError:
+def _webhook_error(response: httpx.Response) -> base.AdapterError:
     code = error_message(response)
     if response.status_code in _WEBHOOK_GONE:
-        return AuthError(f"slack answered {response.status_code}: {code} (the webhook is gone)")
+        return base.AuthError(
+            f"slack answered {response.status_code}: {code} (the webhook is gone)"
+        )
     try:
         raise_for_status(response, platform=PLATFORM)
-    except AdapterError as exc:
+    except base.AdapterError as exc:
         return exc
-    return PermanentError(f"slack answered {response.status_code}: {code}")
+    return base.PermanentError(f"slack answered {response.status_code}: {code}")

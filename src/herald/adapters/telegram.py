@@ -33,20 +33,7 @@ from typing import Any, ClassVar
 import httpx
 from pydantic import Field
 
-from herald.adapters.base import (
-    AdapterError,
-    AuthError,
-    Identity,
-    Limits,
-    MediaItem,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    RetryableError,
-    StrictModel,
-    receipt_in,
-)
+from herald.adapters import base
 from herald.adapters.http import (
     HttpAdapter,
     HttpSettings,
@@ -111,7 +98,7 @@ def _escape(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-class TelegramCredentials(StrictModel):
+class TelegramCredentials(base.StrictModel):
     bot_token: str = Field(
         pattern=r"^\d+:[A-Za-z0-9_-]+$",
         description="The bot's token from @BotFather, like 123456789:AAE...",
@@ -149,7 +136,7 @@ class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
     display_name = "Telegram"
     credentials_model = TelegramCredentials
     settings_model = TelegramSettings
-    limits = Limits(
+    limits = base.Limits(
         max_length=MAX_TEXT,
         max_media=MAX_PHOTOS,
         max_media_bytes=MAX_PHOTO_BYTES,
@@ -176,10 +163,10 @@ class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
             request = self.build_request("POST", url, data=data, files=files)
         else:
             request = self.build_request("POST", url, json=payload)
-        failure: AdapterError
+        failure: base.AdapterError
         try:
             response = self.transmit(request)
-        except AdapterError as exc:
+        except base.AdapterError as exc:
             failure = exc  # a transport error, minus any trace of the token (below)
         else:
             # Telegram's own body says what went wrong (description, retry_after).
@@ -189,7 +176,7 @@ class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
             failure = _from_answer(response)
         raise self._scrubbed(failure)
 
-    def _scrubbed(self, exc: AdapterError) -> AdapterError:
+    def _scrubbed(self, exc: base.AdapterError) -> base.AdapterError:
         """The error itself if no token is in it or its chain; else a clean copy, unchained."""
         token = self.credentials.bot_token
         secret = token.partition(":")[2]  # the bot id before the colon is public
@@ -201,18 +188,18 @@ class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
         if not any(secret in f"{e!s} {e!r}" for e in chain):
             return exc
         message = exc.message.replace(token, "[redacted]").replace(secret, "[redacted]")
-        if isinstance(exc, RetryableError):
-            return RetryableError(message, retry_after=exc.retry_after)
+        if isinstance(exc, base.RetryableError):
+            return base.RetryableError(message, retry_after=exc.retry_after)
         return type(exc)(message)
 
     # -- verify -----------------------------------------------------------------------
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         """The bot (getMe), the chat (getChat) and the bot's right to post there."""
         bot = self._call("getMe", {})
         chat = self._call("getChat", {"chat_id": self.credentials.chat_id})
         if not isinstance(bot, dict) or not isinstance(chat, dict):
-            raise PermanentError("Telegram answered getMe/getChat without an object")
+            raise base.PermanentError("Telegram answered getMe/getChat without an object")
         kind = chat.get("type")
         if kind in ("channel", "group", "supergroup"):
             member = self._call(
@@ -221,14 +208,14 @@ class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
             _check_can_post(kind, member if isinstance(member, dict) else {})
         name = f"@{bot.get('username') or bot.get('first_name') or 'bot'}"
         where = chat.get("title") or chat.get("username") or chat.get("first_name") or ""
-        return Identity(
+        return base.Identity(
             name=f"{name} in {where}" if where else name,
             detail={"bot_id": bot.get("id"), "chat_id": chat.get("id"), "chat_type": kind},
         )
 
     # -- render -----------------------------------------------------------------------
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         blocks = []
         if post.title.strip():
             blocks.append(f"<b>{_escape(_clean(post.title.strip()))}</b>")
@@ -242,7 +229,7 @@ class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
         extra: dict[str, Any] = {}
         if link:
             extra["link_preview_url"] = link
-        return Rendition(
+        return base.Rendition(
             format="html",
             parts=tuple(parts),
             title=post.title,
@@ -252,9 +239,9 @@ class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
 
     # -- publish ----------------------------------------------------------------------
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         progress = self.store.progress(idempotency_key) or {}
-        kept = receipt_in(progress)
+        kept = base.receipt_in(progress)
         if kept is not None:
             return kept
         # One step per request: the album (if any), then each part of the text.
@@ -271,7 +258,7 @@ class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
             self.store.save_progress(idempotency_key, {"done": done, "chat": chat})
         message_ids = [i for ids in done for i in ids]
         chat_id = chat.get("id", self.credentials.chat_id)
-        receipt = Receipt(
+        receipt = base.Receipt(
             external_id=f"{chat_id}:{message_ids[0]}",
             url=message_url(chat, message_ids[0]),
             data={"chat_id": chat_id, "message_ids": message_ids},
@@ -285,7 +272,7 @@ class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
             payload["disable_notification"] = True
         return payload
 
-    def _send_text(self, part: str, rendition: Rendition) -> _Sent:
+    def _send_text(self, part: str, rendition: base.Rendition) -> _Sent:
         payload = self._common() | {"text": part, "parse_mode": "HTML"}
         preview = rendition.extra.get("link_preview_url")
         if preview and self.settings.link_preview and preview in visible_text(part):
@@ -295,7 +282,7 @@ class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
             payload["link_preview_options"] = {"is_disabled": True}
         return _sent([self._call("sendMessage", payload)])
 
-    def _send_media(self, media: tuple[MediaItem, ...]) -> _Sent:
+    def _send_media(self, media: tuple[base.MediaItem, ...]) -> _Sent:
         files = {f"photo{i}": (m.filename, m.read(), m.content_type) for i, m in enumerate(media)}
         if len(media) == 1:
             payload = self._common() | {"photo": "attach://photo0"}
@@ -304,7 +291,7 @@ class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
         result = self._call("sendMediaGroup", self._common() | {"media": album}, files)
         return _sent(result if isinstance(result, list) else [])
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         # Only what this channel's progress remembers: the Bot API cannot list a chat's
         # messages, so a message whose answer was lost cannot be looked up.
         return self.store.receipt(idempotency_key)
@@ -321,7 +308,7 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _from_answer(response: httpx.Response) -> AdapterError:
+def _from_answer(response: httpx.Response) -> base.AdapterError:
     """Telegram's ``{"ok": false, "error_code", "description", "parameters"}`` as an error."""
     body = _json_object(response)
     status = response.status_code
@@ -333,18 +320,20 @@ def _from_answer(response: httpx.Response) -> AdapterError:
     parameters: dict[str, Any] = given if isinstance(given, dict) else {}
     if code in (401, 404):
         # 401 Unauthorized: a revoked token; 404 Not Found: no bot has this token.
-        return AuthError(message)
+        return base.AuthError(message)
     if code == 403 or any(words in description.lower() for words in _NOT_ALLOWED_THERE):
         # Forbidden: bot was kicked / is not a member; the chat is gone; no right to post.
-        return AuthError(message)
+        return base.AuthError(message)
     if is_retryable_status(code):
         wait = parameters.get("retry_after")
         retry_after = float(wait) if isinstance(wait, int | float) else None
-        return RetryableError(message, retry_after=retry_after or retry_after_seconds(response))
+        return base.RetryableError(
+            message, retry_after=retry_after or retry_after_seconds(response)
+        )
     if isinstance(parameters.get("migrate_to_chat_id"), int):
         message += f" (the group is now the supergroup {parameters['migrate_to_chat_id']}"
         message += ": put that id in the channel's chat_id)"
-    return PermanentError(message)
+    return base.PermanentError(message)
 
 
 _NOT_ALLOWED_THERE = ("chat not found", "need administrator rights", "not enough rights")
@@ -357,20 +346,20 @@ def _check_can_post(kind: str, member: dict[str, Any]) -> None:
             status == "administrator" and member.get("can_post_messages") is True
         )
         if not allowed:
-            raise AuthError(
+            raise base.AuthError(
                 "the bot is not an administrator of the channel with 'Post messages': add it "
                 "in the channel's Administrators settings"
             )
     elif status in ("left", "kicked") or (
         status == "restricted" and member.get("can_send_messages") is False
     ):
-        raise AuthError(f"the bot cannot send messages in this {kind} (status: {status})")
+        raise base.AuthError(f"the bot cannot send messages in this {kind} (status: {status})")
 
 
 def _sent(messages: list[Any]) -> _Sent:
     ids = [m["message_id"] for m in messages if isinstance(m, dict) and "message_id" in m]
     if not ids:
-        raise PermanentError("Telegram answered without a message_id")
+        raise base.PermanentError("Telegram answered without a message_id")
     chat = messages[0].get("chat") if isinstance(messages[0].get("chat"), dict) else {}
     return _Sent(message_ids=ids, chat={k: chat[k] for k in ("id", "username") if k in chat})
 
@@ -385,8 +374,8 @@ def message_url(chat: dict[str, Any], message_id: int) -> str | None:
     return None
 
 
-def _usable_photos(media: tuple[MediaItem, ...]) -> tuple[MediaItem, ...]:
-    def fits(item: MediaItem) -> bool:
+def _usable_photos(media: tuple[base.MediaItem, ...]) -> tuple[base.MediaItem, ...]:
+    def fits(item: base.MediaItem) -> bool:
         if item.content_type not in PHOTO_TYPES or item.size > MAX_PHOTO_BYTES:
             return False
         if item.width and item.height:

@@ -26,18 +26,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import Field, HttpUrl
 
-from herald.adapters.base import (
-    AuthError,
-    Identity,
-    Limits,
-    MediaItem,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    StrictModel,
-    receipt_in,
-)
+from herald.adapters import base
 from herald.adapters.http import (
     MAX_MESSAGE,
     HttpAdapter,
@@ -58,7 +47,7 @@ LIVE_STATUSES = "publish,future,draft,pending,private"
 _SINGULAR = {"tags": "tag", "categories": "category"}
 
 
-class WordPressCredentials(StrictModel):
+class WordPressCredentials(base.StrictModel):
     url: HttpUrl = Field(
         description="The site's address, e.g. https://blog.example.org (the REST API is "
         "at <url>/wp-json/; pretty permalinks must be on)."
@@ -129,7 +118,9 @@ class WordPressAdapter(HttpAdapter[WordPressCredentials, WordPressSettings]):
     # Upload size is the site's own (PHP upload_max_filesize, often 2-128 MB), so it is not
     # guessed here: a file too large is refused by WordPress with its own message. Core
     # WordPress has no API rate limit (hosts may add one; 429s are retried).
-    limits = Limits(max_length=None, max_media=1, max_media_bytes=None, requests_per_minute=None)
+    limits = base.Limits(
+        max_length=None, max_media=1, max_media_bytes=None, requests_per_minute=None
+    )
     honours_idempotency_key: ClassVar[bool] = False
 
     # -- HTTP ----------------------------------------------------------------------------
@@ -172,18 +163,18 @@ class WordPressAdapter(HttpAdapter[WordPressCredentials, WordPressSettings]):
 
     # -- verify --------------------------------------------------------------------------
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         me = api_json(self._call("GET", "/users/me", params={"context": "edit"}), platform=PLATFORM)
         capabilities = me.get("capabilities") or {}
         needed = "publish_posts" if self.settings.status == "publish" else "edit_posts"
         roles = ", ".join(me.get("roles") or []) or "none"
         name = str(me.get("name") or me.get("slug") or self.credentials.username)
         if not capabilities.get(needed):
-            raise AuthError(
+            raise base.AuthError(
                 f"WordPress user {name!r} may not {needed.replace('_', ' ')} "
                 f"(roles: {roles}); give it the Author or Editor role"
             )
-        return Identity(
+        return base.Identity(
             name=f"{name} on {self.credentials.url.host}",
             detail={
                 "user_id": me.get("id"),
@@ -195,9 +186,9 @@ class WordPressAdapter(HttpAdapter[WordPressCredentials, WordPressSettings]):
 
     # -- render --------------------------------------------------------------------------
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         media = tuple(m for m in post.media if m.content_type in IMAGE_TYPES)
-        return Rendition(
+        return base.Rendition(
             format="html",
             parts=(markdown_to_html(post.body),),
             title=post.title,
@@ -212,9 +203,9 @@ class WordPressAdapter(HttpAdapter[WordPressCredentials, WordPressSettings]):
 
     # -- publish -------------------------------------------------------------------------
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         progress = self.store.progress(idempotency_key) or {}
-        kept = receipt_in(progress)
+        kept = base.receipt_in(progress)
         if kept is not None:
             return kept
         tag_ids = self._term_ids("tags", rendition.extra.get("tags", []))
@@ -244,10 +235,10 @@ class WordPressAdapter(HttpAdapter[WordPressCredentials, WordPressSettings]):
         self.store.save_receipt(idempotency_key, receipt, progress)
         return receipt
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         return self.store.receipt(idempotency_key) or self._search(idempotency_key)
 
-    def _search(self, idempotency_key: str) -> Receipt | None:
+    def _search(self, idempotency_key: str) -> base.Receipt | None:
         """Look for the delivery's marker among the site's posts."""
         # WordPress searches title, excerpt and raw content, comments included.
         found = self._call(
@@ -307,15 +298,15 @@ class WordPressAdapter(HttpAdapter[WordPressCredentials, WordPressSettings]):
         if response.status_code == 403 and body.get("code") == "rest_cannot_create":
             # Good credentials, but creating terms takes the Editor role.
             _, message = _wp_message(response)
-            raise PermanentError(
+            raise base.PermanentError(
                 f"wordpress answered 403: {message} Herald could not create the "
                 f"{_SINGULAR[taxonomy]} {name!r}: create it on the "
                 "site, give the user the Editor role, or set create_missing_terms to false"
             )
         _raise_for(response)
-        raise PermanentError(f"wordpress answered {response.status_code} without a term")
+        raise base.PermanentError(f"wordpress answered {response.status_code} without a term")
 
-    def _upload(self, media: MediaItem) -> int:
+    def _upload(self, media: base.MediaItem) -> int:
         filename = upload_filename(media)
         uploaded = self._call(
             "POST",
@@ -347,7 +338,7 @@ def _raise_for(response: httpx.Response) -> None:
     text = f"wordpress answered {response.status_code}: {message}"
     # A file type or size the site refuses comes back as a 500; it will not pass later.
     if code == "rest_upload_sideload_error":
-        raise PermanentError(text)
+        raise base.PermanentError(text)
     raise_with_message(response, platform=PLATFORM, message=text)
 
 
@@ -360,7 +351,7 @@ def _unique(names: Iterable[str]) -> list[str]:
     return list(seen.values())
 
 
-def _receipt_for(post: dict[str, Any]) -> Receipt:
-    return Receipt(
+def _receipt_for(post: dict[str, Any]) -> base.Receipt:
+    return base.Receipt(
         external_id=str(post["id"]), url=post.get("link"), data={"status": post.get("status")}
     )

@@ -31,19 +31,7 @@ import httpx
 import regex
 from pydantic import Field, field_validator
 
-from herald.adapters.base import (
-    AmbiguousError,
-    AuthError,
-    Identity,
-    Limits,
-    MediaItem,
-    PermanentError,
-    PostContent,
-    Receipt,
-    Rendition,
-    RetryableError,
-    StrictModel,
-)
+from herald.adapters import base
 from herald.adapters.http import (
     MAX_MESSAGE,
     HttpAdapter,
@@ -141,7 +129,7 @@ def _comparable(text: str) -> str:
     return " ".join(re.sub(r"https?://\S+", "<url>", text, flags=re.IGNORECASE).split())
 
 
-class XCredentials(StrictModel):
+class XCredentials(base.StrictModel):
     access_token: str = Field(
         min_length=1, description="OAuth 2.0 user access token (sent as Authorization: Bearer)."
     )
@@ -223,7 +211,7 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
     name_in_errors = PLATFORM
     credentials_model = XCredentials
     settings_model = XSettings
-    limits = Limits(
+    limits = base.Limits(
         max_length=MAX_WEIGHTED_LENGTH,
         max_media=MAX_IMAGES,
         max_media_bytes=MAX_IMAGE_BYTES,
@@ -236,7 +224,7 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
 
     # -- render ---------------------------------------------------------------------------
 
-    def render(self, post: PostContent) -> Rendition:
+    def render(self, post: base.PostContent) -> base.Rendition:
         paragraphs: list[str] = []
         if self.settings.include_title and post.title.strip():
             paragraphs.append(post.title.strip())
@@ -255,15 +243,15 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
             if item.content_type in IMAGE_TYPES and item.size <= MAX_IMAGE_BYTES
         )[:MAX_IMAGES]
         if not parts and not media:
-            raise PermanentError("nothing to post on X: the post has no text and no images")
+            raise base.PermanentError("nothing to post on X: the post has no text and no images")
         # A post of images only goes out with empty text, which X accepts.
-        return Rendition(format="text", parts=tuple(parts) or ("",), media=media)
+        return base.Rendition(format="text", parts=tuple(parts) or ("",), media=media)
 
     # -- verify ---------------------------------------------------------------------------
 
-    def verify(self) -> Identity:
+    def verify(self) -> base.Identity:
         user = self._me()
-        return Identity(
+        return base.Identity(
             name=f"@{user.get('username', '?')}",
             detail={"id": user.get("id"), "name": user.get("name")},
         )
@@ -271,7 +259,7 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
     def _me(self) -> dict[str, Any]:
         data = self._call("GET", "/2/users/me").get("data")
         if not isinstance(data, dict) or not data.get("id"):
-            raise RetryableError("X's answer to /2/users/me had no user")
+            raise base.RetryableError("X's answer to /2/users/me had no user")
         self.store.save_session({"user_id": str(data["id"]), "username": data.get("username")})
         return data
 
@@ -281,7 +269,7 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
 
     # -- publish --------------------------------------------------------------------------
 
-    def publish(self, rendition: Rendition, idempotency_key: str) -> Receipt:
+    def publish(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt:
         done = self.store.receipt(idempotency_key)
         if done is not None:
             return done
@@ -294,7 +282,7 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
                 ids.append(self._post_part(rendition, index, ids, media_ids, idempotency_key))
         return self._finish(idempotency_key, ids)
 
-    def find_existing(self, rendition: Rendition, idempotency_key: str) -> Receipt | None:
+    def find_existing(self, rendition: base.Rendition, idempotency_key: str) -> base.Receipt | None:
         if not self.store.progress(idempotency_key):
             return None  # nothing was ever sent with this key
         done = self.store.receipt(idempotency_key)
@@ -307,7 +295,7 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
 
     def _post_part(
         self,
-        rendition: Rendition,
+        rendition: base.Rendition,
         index: int,
         ids: list[str],
         media_ids: list[str],
@@ -323,16 +311,16 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
         self.store.save_progress(key, {"ids": ids, "pending": {"index": index, "at": sent_at}})
         try:
             data = self._call("POST", "/2/tweets", json=body, creates=True)
-        except (RetryableError, PermanentError, AuthError):
+        except (base.RetryableError, base.PermanentError, base.AuthError):
             self.store.save_progress(key, {"ids": ids})  # X said no: nothing was posted
             raise
         post = data.get("data")
         if not isinstance(post, dict) or not post.get("id"):
-            raise AmbiguousError("X accepted the post but its answer carried no id")
+            raise base.AmbiguousError("X accepted the post but its answer carried no id")
         self.store.save_progress(key, {"ids": [*ids, str(post["id"])]})
         return str(post["id"])
 
-    def _resume(self, rendition: Rendition, key: str) -> list[str]:
+    def _resume(self, rendition: base.Rendition, key: str) -> list[str]:
         """The ids already posted for this key, with a send left unanswered looked up.
 
         The marker stays until that part is found or posted again: X's timeline can lag a
@@ -374,20 +362,20 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
                 return str(post["id"])
         return None
 
-    def _finish(self, key: str, ids: list[str]) -> Receipt:
-        receipt = Receipt(
+    def _finish(self, key: str, ids: list[str]) -> base.Receipt:
+        receipt = base.Receipt(
             external_id=ids[0], url=f"https://x.com/i/web/status/{ids[0]}", data={"ids": ids}
         )
         self.store.save_receipt(key, receipt, {"ids": ids})
         return receipt
 
-    def _upload(self, item: MediaItem) -> str:
+    def _upload(self, item: base.MediaItem) -> str:
         encoded = base64.b64encode(item.read()).decode("ascii")
         data = self._call(
             "POST", "/2/media/upload", json={"media": encoded, "media_category": "tweet_image"}
         ).get("data")
         if not isinstance(data, dict) or not data.get("id"):
-            raise RetryableError("X's answer to the image upload had no media id")
+            raise base.RetryableError("X's answer to the image upload had no media id")
         media_id = str(data["id"])
         alt = item.alt_text.strip()
         if alt:
@@ -464,14 +452,14 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
             return
         message = f"{PLATFORM} answered {status}: {self._message(response)}"
         if status == 403 and _CONTENT_REFUSAL.search(message):
-            raise PermanentError(message)
+            raise base.PermanentError(message)
         if status in (401, 403):
-            raise AuthError(message)
+            raise base.AuthError(message)
         if status == 429:
-            raise RetryableError(message, retry_after=_rate_limit_wait(response))
+            raise base.RetryableError(message, retry_after=_rate_limit_wait(response))
         if is_retryable_status(status):
-            raise RetryableError(message, retry_after=retry_after_seconds(response))
-        raise PermanentError(message)
+            raise base.RetryableError(message, retry_after=retry_after_seconds(response))
+        raise base.PermanentError(message)
 
     # -- OAuth 2.0 refresh ----------------------------------------------------------------
 
@@ -505,14 +493,14 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
         # Nothing is posted by a refresh, so a lost answer is worth another try.
         response = self._exchange(request, may_post=False)
         if response.status_code in (400, 401, 403):
-            raise AuthError(
+            raise base.AuthError(
                 f"{PLATFORM} refused to refresh the access token ({self._message(response)}); "
                 "reconnect the channel"
             )
         self._check(response)
         data = _json(response)
         if not data.get("access_token"):
-            raise RetryableError(f"{PLATFORM}'s token answer carried no access token")
+            raise base.RetryableError(f"{PLATFORM}'s token answer carried no access token")
         lifetime = data.get("expires_in")
         refreshed = credentials.model_copy(
             update={
