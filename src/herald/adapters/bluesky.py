@@ -18,6 +18,9 @@ Idempotency: Herald names every record itself (its record key, a TID) and saves 
 names in the delivery's progress before anything is sent. A resend reuses them, and a
 repository holds one record per key, so a resend cannot make a second post; a part whose
 create got no clear answer is looked up with ``com.atproto.repo.getRecord`` first.
+
+Why one module over 500 lines: the session, rich-text facets, threads and blob uploads
+are one API's rules that refer to each other, kept together as every adapter is.
 """
 
 from __future__ import annotations

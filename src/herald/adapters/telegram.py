@@ -18,6 +18,9 @@ but after an answer that never came, nothing can tell whether the message went o
 
 The bot token is part of every URL, so it is scrubbed from any error that could carry it,
 and from httpx's request log lines.
+
+Why one module over 500 lines: most of it is the HTML-subset renderer (entity-length
+counting, cuts that close and reopen tags), which only Telegram's API needs.
 """
 
 from __future__ import annotations

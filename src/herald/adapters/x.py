@@ -16,6 +16,9 @@
 - Errors: X uses 403 both for permissions (AuthError) and for content it refuses, such
   as duplicate text (PermanentError, in X's words). 429 waits until the exhausted
   window's ``x-*-reset`` epoch. X's messages sit in ``errors[].message`` or ``detail``.
+
+Why one module over 500 lines: single-use refresh tokens, weighted length and the media
+upload are one API's rules that refer to each other, kept together as every adapter is.
 """
 
 from __future__ import annotations
