@@ -88,8 +88,9 @@ class FakePlatform:
         """An error answer in the platform's shape (default: ``{"error": message}``)."""
         return JSONResponse({"error": message}, status_code=status, headers=dict(headers or {}))
 
-    def refused(self, request: Request) -> Response | None:
-        """The fake's auth check for :func:`endpoint`: its answer, or None to go on."""
+    async def refused(self, request: Request) -> Response | None:
+        """The fake's auth check for :func:`endpoint` (async, as it may read the body): its
+        answer, or None to go on."""
         return None
 
     # -- control surface -----------------------------------------------------------------
@@ -272,7 +273,7 @@ def endpoint(*, auth: bool = True) -> Callable[[Handler[_Fake]], Endpoint[_Fake]
     def wrap(handler: Handler[_Fake]) -> Endpoint[_Fake]:
         @functools.wraps(handler)
         async def run(self: _Fake, request: Request) -> Response:
-            if auth and (refused := self.refused(request)) is not None:
+            if auth and (refused := await self.refused(request)) is not None:
                 return refused
             fault = self.take_fault()
             if (answer := self.fault_response(fault)) is not None:

@@ -61,7 +61,7 @@ class FakeForem(FakePlatform):
 
     # -- checks -------------------------------------------------------------------------
 
-    def refused(self, request: Request) -> Response | None:
+    async def refused(self, request: Request) -> Response | None:
         """Forem's own checks on every request: the v1 Accept header, then the key."""
         accept = request.headers.get("accept", "")
         wrong = self.check(
@@ -108,7 +108,7 @@ class FakeForem(FakePlatform):
     # -- endpoints ----------------------------------------------------------------------
 
     async def me(self, request: Request) -> Response:
-        return self.refused(request) or JSONResponse(self.user)
+        return await self.refused(request) or JSONResponse(self.user)
 
     @endpoint()
     async def create(self, request: Request, fault: FakeFault | None) -> Response:

@@ -124,7 +124,7 @@ class FakeDiscord(FakePlatform):
         body = {"message": "Invalid Form Body", "code": 50035, "errors": errors}
         return JSONResponse(body, status_code=400)
 
-    def refused(self, request: Request) -> Response | None:
+    async def refused(self, request: Request) -> Response | None:
         if request.path_params["webhook_id"] != self.webhook_id:
             return self.error(404, "Unknown Webhook")
         if request.path_params["webhook_token"] != self.webhook_token:
@@ -143,7 +143,7 @@ class FakeDiscord(FakePlatform):
     # -- endpoints ----------------------------------------------------------------------------
 
     async def get_webhook(self, request: Request) -> Response:
-        if (refused := self.refused(request)) is not None:
+        if (refused := await self.refused(request)) is not None:
             return refused
         return JSONResponse(
             {

@@ -141,7 +141,7 @@ class FakeGhost(FakePlatform):
         short = [p if len(p) <= 160 else p[:157] + "..." for p in problems]
         return self.ghost_error(422, message, "; ".join(short))
 
-    def refused(self, request: Request) -> Response | None:
+    async def refused(self, request: Request) -> Response | None:
         """None when the request carries a valid Admin API token, else Ghost's answer."""
         header = request.headers.get("authorization")
         if not header:

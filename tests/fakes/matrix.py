@@ -190,7 +190,7 @@ class FakeMatrix(FakePlatform):
     def _refuse(self, status: int, errcode: str, message: str) -> Response:
         return JSONResponse({"errcode": errcode, "error": message}, status_code=status)
 
-    def refused(self, request: Request) -> Response | None:
+    async def refused(self, request: Request) -> Response | None:
         header = request.headers.get("authorization", "")
         if not header.startswith("Bearer "):
             return self._refuse(401, "M_MISSING_TOKEN", "Missing access token.")
@@ -206,12 +206,12 @@ class FakeMatrix(FakePlatform):
     # -- endpoints ----------------------------------------------------------------------------
 
     async def whoami(self, request: Request) -> Response:
-        if (refused := self.refused(request)) is not None:
+        if (refused := await self.refused(request)) is not None:
             return refused
         return JSONResponse({"user_id": self.user_id, "device_id": "HERALDDEV", "is_guest": False})
 
     async def joined_rooms(self, request: Request) -> Response:
-        if (refused := self.refused(request)) is not None:
+        if (refused := await self.refused(request)) is not None:
             return refused
         return JSONResponse({"joined_rooms": sorted(self.joined)})
 
@@ -240,7 +240,7 @@ class FakeMatrix(FakePlatform):
         return await self.finish(fault, JSONResponse({"content_uri": uri}))
 
     async def send_event(self, request: Request) -> Response:
-        if (refused := self.refused(request)) is not None:
+        if (refused := await self.refused(request)) is not None:
             return refused
         params = request.path_params
         room_id, txn_id = params["room_id"], params["txn_id"]

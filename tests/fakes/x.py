@@ -205,7 +205,7 @@ class FakeX(FakePlatform):
         self.access_tokens[access] = time.time() + self.token_lifetime
         return access, refresh
 
-    def refused(self, request: Request) -> Response | None:
+    async def refused(self, request: Request) -> Response | None:
         """401 unless the request carries a live Bearer access token."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         with self._lock:
