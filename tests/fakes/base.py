@@ -6,9 +6,10 @@ in the platform's own shape (``error()``). An endpoint decorated with :func:`end
 first runs the fake's auth check (``refused()``), then takes the next fault and, if it has
 a status, answers with it (nothing stored); otherwise the handler gets the fault, stores
 the post and returns ``await self.finish(fault, response)``, which hangs or drops the
-connection when the fault says so. Every endpoint an adapter
-calls while publishing (uploads and lookups too) takes a fault, so the contract suite can
-fail the n-th request of a thread. ``check(errors)`` records
+connection when the fault says so. (An endpoint whose platform checks more between auth
+and fault keeps that order by hand.) Every endpoint an adapter calls while publishing
+(uploads and lookups too) takes a fault, so the contract suite can fail the n-th request
+of a thread. ``check(errors)`` records
 request-shape problems found by validating against the platform's published schema
 (``tests/fakes/specs.py``) and answers them as the platform would (400).
 """
