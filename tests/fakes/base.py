@@ -2,12 +2,14 @@
 requests it got, scripted faults, and the spec violations it saw.
 
 A platform fake subclasses :class:`FakePlatform`, lists its ``routes()`` and answers errors
-in the platform's own shape (``error()``). In each write endpoint, after its own auth
-check, it calls ``take_fault()`` and, if the fault has a status, answers with it (nothing
-stored); otherwise it stores the post and returns ``await self.finish(fault, response)``,
-which hangs or drops the connection when the fault says so. Every endpoint an adapter
-calls while publishing (uploads and lookups too) takes a fault, so the contract suite can
-fail the n-th request of a thread. ``check(errors)`` records
+in the platform's own shape (``error()``). An endpoint decorated with :func:`endpoint`
+first runs the fake's auth check (``refused()``), then takes the next fault and, if it has
+a status, answers with it (nothing stored); otherwise the handler gets the fault, stores
+the post and returns ``await self.finish(fault, response)``, which hangs or drops the
+connection when the fault says so. (An endpoint whose platform checks more between auth
+and fault keeps that order by hand.) Every endpoint an adapter calls while publishing
+(uploads and lookups too) takes a fault, so the contract suite can fail the n-th request
+of a thread. ``check(errors)`` records
 request-shape problems found by validating against the platform's published schema
 (``tests/fakes/specs.py``) and answers them as the platform would (400).
 """
@@ -16,14 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import socket
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
@@ -85,6 +88,11 @@ class FakePlatform:
     ) -> Response:
         """An error answer in the platform's shape (default: ``{"error": message}``)."""
         return JSONResponse({"error": message}, status_code=status, headers=dict(headers or {}))
+
+    async def refused(self, request: Request) -> Response | None:
+        """The fake's auth check for :func:`endpoint` (async, as it may read the body): its
+        answer, or None to go on."""
+        return None
 
     # -- control surface -----------------------------------------------------------------
 
@@ -251,6 +259,31 @@ class FakePlatform:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+_Fake = TypeVar("_Fake", bound=FakePlatform)
+Handler = Callable[[_Fake, Request, FakeFault | None], Awaitable[Response]]
+Endpoint = Callable[[_Fake, Request], Awaitable[Response]]
+
+
+def endpoint(*, auth: bool = True) -> Callable[[Handler[_Fake]], Endpoint[_Fake]]:
+    """Run an endpoint's prelude: the fake's ``refused()`` auth check (unless ``auth`` is
+    False), then ``take_fault()``, answering a status fault at once; the handler gets the
+    fault and answers through ``finish(fault, ...)``."""
+
+    def wrap(handler: Handler[_Fake]) -> Endpoint[_Fake]:
+        @functools.wraps(handler)
+        async def run(self: _Fake, request: Request) -> Response:
+            if auth and (refused := await self.refused(request)) is not None:
+                return refused
+            fault = self.take_fault()
+            if (answer := self.fault_response(fault)) is not None:
+                return answer
+            return await handler(self, request, fault)
+
+        return run
+
+    return wrap
 
 
 async def json_body(request: Request) -> Any:

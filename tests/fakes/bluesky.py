@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakePlatform, Seen, json_body
+from tests.fakes.base import FakeFault, FakePlatform, Seen, endpoint, json_body
 from tests.fakes.lexicon import graphemes, lexicon
 
 POST = "app.bsky.feed.post"
@@ -220,6 +220,11 @@ class FakeBluesky(FakePlatform):
             return None, self.error(400, "Token has expired", name="ExpiredToken")
         return claims, refused
 
+    async def refused(self, request: Request) -> Response | None:
+        """The answer to a request without a good access token, else None."""
+        claims, refused = self._authorise(request, ACCESS_SCOPE)
+        return refused if claims is None else None
+
     def _session_limit(self, identifier: str) -> tuple[bool, dict[str, str]]:
         """Count a createSession attempt; ``(over the limit, rate-limit headers)``."""
         now = self.now()
@@ -304,14 +309,8 @@ class FakeBluesky(FakePlatform):
             {"handle": self.handle, "did": self.did, "active": True, "emailConfirmed": True}
         )
 
-    async def upload_blob(self, request: Request) -> Response:
-        claims, refused = self._authorise(request, ACCESS_SCOPE)
-        if claims is None:
-            return refused
-        fault = self.take_fault()
-        failed = self.fault_response(fault)
-        if failed is not None:
-            return failed
+    @endpoint()
+    async def upload_blob(self, request: Request, fault: FakeFault | None) -> Response:
         data = await request.body()
         mime = request.headers.get("content-type", "")
         if not data or "/" not in mime:
@@ -323,15 +322,9 @@ class FakeBluesky(FakePlatform):
         blob = {"$type": "blob", "ref": {"$link": cid}, "mimeType": mime, "size": len(data)}
         return await self.finish(fault, JSONResponse({"blob": blob}))
 
-    async def create_record(self, request: Request) -> Response:
+    @endpoint()
+    async def create_record(self, request: Request, fault: FakeFault | None) -> Response:
         nsid = "com.atproto.repo.createRecord"
-        claims, refused = self._authorise(request, ACCESS_SCOPE)
-        if claims is None:
-            return refused
-        fault = self.take_fault()
-        failed = self.fault_response(fault)
-        if failed is not None:
-            return failed
         body = await json_body(request)
         problem = self._input_problem(request, nsid, body, ("repo", "collection", "record"))
         if problem is not None:
@@ -368,12 +361,9 @@ class FakeBluesky(FakePlatform):
         }
         return await self.finish(fault, JSONResponse(answer))
 
-    async def get_record(self, request: Request) -> Response:
+    @endpoint(auth=False)
+    async def get_record(self, request: Request, fault: FakeFault | None) -> Response:
         nsid = "com.atproto.repo.getRecord"
-        fault = self.take_fault()
-        failed = self.fault_response(fault)
-        if failed is not None:
-            return failed
         params = dict(parse_qsl(request.url.query))
         problem = self.check(lexicon.params_errors(nsid, params), nsid)
         if problem is not None:

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakePlatform, json_body
+from tests.fakes.base import FakeFault, FakePlatform, endpoint, json_body
 
 ACCEPT = "application/vnd.forem.api-v1+json"
 SPEC = "forem/api_v1.articles-extract.json"
@@ -61,7 +61,7 @@ class FakeForem(FakePlatform):
 
     # -- checks -------------------------------------------------------------------------
 
-    def _refused(self, request: Request) -> Response | None:
+    async def refused(self, request: Request) -> Response | None:
         """Forem's own checks on every request: the v1 Accept header, then the key."""
         accept = request.headers.get("accept", "")
         wrong = self.check(
@@ -108,16 +108,10 @@ class FakeForem(FakePlatform):
     # -- endpoints ----------------------------------------------------------------------
 
     async def me(self, request: Request) -> Response:
-        return self._refused(request) or JSONResponse(self.user)
+        return await self.refused(request) or JSONResponse(self.user)
 
-    async def create(self, request: Request) -> Response:
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
-        fault = self.take_fault()
-        answer = self.fault_response(fault)
-        if answer is not None:
-            return answer
+    @endpoint()
+    async def create(self, request: Request, fault: FakeFault | None) -> Response:
         body = await json_body(request)
         if (invalid := self.openapi_check(SPEC, "POST", "/api/articles", body)) is not None:
             return invalid
@@ -131,14 +125,8 @@ class FakeForem(FakePlatform):
             stored = self._store(article)
         return await self.finish(fault, JSONResponse(stored, status_code=201))
 
-    async def mine(self, request: Request) -> Response:
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
-        fault = self.take_fault()
-        answer = self.fault_response(fault)
-        if answer is not None:
-            return answer
+    @endpoint()
+    async def mine(self, request: Request, fault: FakeFault | None) -> Response:
         per_page = int(request.query_params.get("per_page", "30"))
         page = int(request.query_params.get("page", "1"))
         # Drafts first, newest first; then published, newest first (as Forem orders them).

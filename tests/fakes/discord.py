@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakePlatform
+from tests.fakes.base import FakeFault, FakePlatform, endpoint
 from tests.fakes.specs import openapi
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -124,7 +124,7 @@ class FakeDiscord(FakePlatform):
         body = {"message": "Invalid Form Body", "code": 50035, "errors": errors}
         return JSONResponse(body, status_code=400)
 
-    def _auth(self, request: Request) -> Response | None:
+    async def refused(self, request: Request) -> Response | None:
         if request.path_params["webhook_id"] != self.webhook_id:
             return self.error(404, "Unknown Webhook")
         if request.path_params["webhook_token"] != self.webhook_token:
@@ -143,7 +143,7 @@ class FakeDiscord(FakePlatform):
     # -- endpoints ----------------------------------------------------------------------------
 
     async def get_webhook(self, request: Request) -> Response:
-        if (refused := self._auth(request)) is not None:
+        if (refused := await self.refused(request)) is not None:
             return refused
         return JSONResponse(
             {
@@ -160,12 +160,8 @@ class FakeDiscord(FakePlatform):
             headers=self._rate_headers(),
         )
 
-    async def execute_webhook(self, request: Request) -> Response:
-        if (refused := self._auth(request)) is not None:
-            return refused
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def execute_webhook(self, request: Request, fault: FakeFault | None) -> Response:
         kind = request.headers.get("content-type", "")
         files: dict[str, Upload] = {}
         if kind.startswith("multipart/form-data"):

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakePlatform, json_body
+from tests.fakes.base import FakeFault, FakePlatform, endpoint, json_body
 from tests.fakes.specs import ghost_errors
 
 ERROR_TYPES = {
@@ -141,7 +141,7 @@ class FakeGhost(FakePlatform):
         short = [p if len(p) <= 160 else p[:157] + "..." for p in problems]
         return self.ghost_error(422, message, "; ".join(short))
 
-    def authenticate(self, request: Request) -> Response | None:
+    async def refused(self, request: Request) -> Response | None:
         """None when the request carries a valid Admin API token, else Ghost's answer."""
         header = request.headers.get("authorization")
         if not header:
@@ -250,12 +250,8 @@ class FakeGhost(FakePlatform):
         site = {"title": self.title, "url": self.base_url + "/", "version": "5.96"}
         return JSONResponse({"site": site})
 
-    async def browse_posts(self, request: Request) -> Response:
-        if (refused := self.authenticate(request)) is not None:
-            return refused
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def browse_posts(self, request: Request, fault: FakeFault | None) -> Response:
         clauses: list[tuple[str, list[str]]] = []
         for clause in _split_filter(request.query_params.get("filter", "")):
             if not clause:
@@ -277,12 +273,8 @@ class FakeGhost(FakePlatform):
         meta = {"pagination": pagination | {"next": None, "prev": None}}
         return await self.finish(fault, JSONResponse({"posts": page, "meta": meta}))
 
-    async def add_post(self, request: Request) -> Response:
-        if (refused := self.authenticate(request)) is not None:
-            return refused
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def add_post(self, request: Request, fault: FakeFault | None) -> Response:
         body = await json_body(request)
         if body is None:
             return self.ghost_error(400, "Request not understood error, cannot save post.")
@@ -320,12 +312,8 @@ class FakeGhost(FakePlatform):
         self.posts[post["id"]] = post
         return await self.finish(fault, JSONResponse({"posts": [post]}, status_code=201))
 
-    async def upload_image(self, request: Request) -> Response:
-        if (refused := self.authenticate(request)) is not None:
-            return refused
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def upload_image(self, request: Request, fault: FakeFault | None) -> Response:
         async with request.form() as form:
             upload = form.get("file")
             fields = {k: v for k, v in form.multi_items() if k != "file" and isinstance(v, str)}

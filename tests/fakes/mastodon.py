@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakeFault, FakePlatform, json_body
+from tests.fakes.base import FakeFault, FakePlatform, endpoint, json_body
 from tests.fakes.specs import openapi
 
 SPEC = "mastodon/schema.json"
@@ -264,11 +264,8 @@ class FakeMastodon(FakePlatform):
             ),
         )
 
-    async def instance(self, request: Request) -> Response:
-        # Public: no token needed; one sent is not checked.
-        fault = self.take_fault()
-        if (refused := self.fault_response(fault)) is not None:
-            return refused
+    @endpoint(auth=False)  # Public: no token needed; one sent is not checked.
+    async def instance(self, request: Request, fault: FakeFault | None) -> Response:
         return await self.finish(
             fault,
             self.answer(

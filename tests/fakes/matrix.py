@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakePlatform
+from tests.fakes.base import FakeFault, FakePlatform, endpoint
 from tests.fakes.specs import spec_path
 
 CLIENT = "/_matrix/client/v3"
@@ -190,7 +190,7 @@ class FakeMatrix(FakePlatform):
     def _refuse(self, status: int, errcode: str, message: str) -> Response:
         return JSONResponse({"errcode": errcode, "error": message}, status_code=status)
 
-    def _auth(self, request: Request) -> Response | None:
+    async def refused(self, request: Request) -> Response | None:
         header = request.headers.get("authorization", "")
         if not header.startswith("Bearer "):
             return self._refuse(401, "M_MISSING_TOKEN", "Missing access token.")
@@ -206,21 +206,17 @@ class FakeMatrix(FakePlatform):
     # -- endpoints ----------------------------------------------------------------------------
 
     async def whoami(self, request: Request) -> Response:
-        if (refused := self._auth(request)) is not None:
+        if (refused := await self.refused(request)) is not None:
             return refused
         return JSONResponse({"user_id": self.user_id, "device_id": "HERALDDEV", "is_guest": False})
 
     async def joined_rooms(self, request: Request) -> Response:
-        if (refused := self._auth(request)) is not None:
+        if (refused := await self.refused(request)) is not None:
             return refused
         return JSONResponse({"joined_rooms": sorted(self.joined)})
 
-    async def resolve_alias(self, request: Request) -> Response:
-        if (refused := self._auth(request)) is not None:
-            return refused
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def resolve_alias(self, request: Request, fault: FakeFault | None) -> Response:
         alias = request.path_params["alias"]
         if not alias.startswith("#"):
             return self._refuse(400, "M_INVALID_PARAM", "Room alias invalid")
@@ -230,12 +226,8 @@ class FakeMatrix(FakePlatform):
             fault, JSONResponse({"room_id": self.room_id, "servers": [SERVER]})
         )
 
-    async def upload(self, request: Request) -> Response:
-        if (refused := self._auth(request)) is not None:
-            return refused
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def upload(self, request: Request, fault: FakeFault | None) -> Response:
         data = await request.body()
         if len(data) > self.max_upload:
             return self._refuse(413, "M_TOO_LARGE", "Cannot upload files larger than the limit")
@@ -248,7 +240,7 @@ class FakeMatrix(FakePlatform):
         return await self.finish(fault, JSONResponse({"content_uri": uri}))
 
     async def send_event(self, request: Request) -> Response:
-        if (refused := self._auth(request)) is not None:
+        if (refused := await self.refused(request)) is not None:
             return refused
         params = request.path_params
         room_id, txn_id = params["room_id"], params["txn_id"]

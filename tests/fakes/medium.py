@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakePlatform, json_body
+from tests.fakes.base import FakeFault, FakePlatform, endpoint, json_body
 
 LICENSES = [
     "all-rights-reserved",
@@ -104,25 +104,24 @@ class FakeMedium(FakePlatform):
             headers=dict(headers or {}),
         )
 
-    def _signed_in(self, request: Request) -> bool:
-        return request.headers.get("authorization") == f"Bearer {self.token}"
+    async def refused(self, request: Request) -> Response | None:
+        """401 without the token; 403 for a path naming another author."""
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return self.error(401, "Token was invalid.")
+        author_id = request.path_params.get("author_id")
+        if author_id is not None and author_id != self.user["id"]:
+            return self.error(403, "You do not have permission to publish as this user.")
+        return None
 
     # -- endpoints ----------------------------------------------------------------------
 
     async def me(self, request: Request) -> Response:
-        if not self._signed_in(request):
-            return self.error(401, "Token was invalid.")
+        if (refused := await self.refused(request)) is not None:
+            return refused
         return JSONResponse({"data": self.user})
 
-    async def create(self, request: Request) -> Response:
-        if not self._signed_in(request):
-            return self.error(401, "Token was invalid.")
-        if request.path_params["author_id"] != self.user["id"]:
-            return self.error(403, "You do not have permission to publish as this user.")
-        fault = self.take_fault()
-        answer = self.fault_response(fault)
-        if answer is not None:
-            return answer
+    @endpoint()
+    async def create(self, request: Request, fault: FakeFault | None) -> Response:
         body = await json_body(request)
         problems = [
             f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
@@ -137,11 +136,8 @@ class FakeMedium(FakePlatform):
             post = self._store(body)
         return await self.finish(fault, JSONResponse({"data": post}, status_code=201))
 
-    async def feed(self, request: Request) -> Response:
-        fault = self.take_fault()
-        answer = self.fault_response(fault)
-        if answer is not None:
-            return answer
+    @endpoint(auth=False)
+    async def feed(self, request: Request, fault: FakeFault | None) -> Response:
         if request.path_params["username"] != self.user["username"]:
             return Response("Not found", status_code=404)
         public = [p for p in reversed(self.posts) if p["publishStatus"] == "public"]

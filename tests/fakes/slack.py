@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakePlatform
+from tests.fakes.base import FakeFault, FakePlatform, endpoint
 from tests.fakes.specs import spec_path
 
 MAX_TEXT = 40_000
@@ -227,13 +227,18 @@ class FakeSlack(FakePlatform):
             return "token_revoked"
         return None if token == self.bot_token else "invalid_auth"
 
+    async def refused(self, request: Request) -> Response | None:
+        """The Web API's answer to a missing, revoked or wrong bot token, else None."""
+        problem = self._token_problem(request)
+        return self._refuse(problem) if problem else None
+
     def _checked_query(self, request: Request, method: str) -> Response | None:
         params = dict(request.query_params)
         return self.check(slack_param_errors(method, params, typed=False), method)
 
     async def auth_test(self, request: Request) -> Response:
-        if problem := self._token_problem(request):
-            return self._refuse(problem)
+        if (refused := await self.refused(request)) is not None:
+            return refused
         return self._ok(
             {
                 "url": "https://herald-test.slack.com/",
@@ -246,8 +251,8 @@ class FakeSlack(FakePlatform):
         )
 
     async def conversations_info(self, request: Request) -> Response:
-        if problem := self._token_problem(request):
-            return self._refuse(problem)
+        if (refused := await self.refused(request)) is not None:
+            return refused
         if refused := self._checked_query(request, "conversations.info"):
             return refused
         if "channels:read" not in self.scopes:
@@ -267,12 +272,8 @@ class FakeSlack(FakePlatform):
             }
         )
 
-    async def conversations_history(self, request: Request) -> Response:
-        if problem := self._token_problem(request):
-            return self._refuse(problem)
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def conversations_history(self, request: Request, fault: FakeFault | None) -> Response:
         if refused := self._checked_query(request, "conversations.history"):
             return refused
         if "channels:history" not in self.scopes:
@@ -292,12 +293,8 @@ class FakeSlack(FakePlatform):
             listed.append(shown)
         return await self.finish(fault, self._ok({"messages": listed, "has_more": False}))
 
-    async def post_message(self, request: Request) -> Response:
-        if problem := self._token_problem(request):
-            return self._refuse(problem)
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def post_message(self, request: Request, fault: FakeFault | None) -> Response:
         if not request.headers.get("content-type", "").startswith("application/json"):
             return self._refuse("invalid_form_data")
         try:

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from herald.adapters.webhook import verify_signature
-from tests.fakes.base import FakePlatform, Seen, json_body
+from tests.fakes.base import FakeFault, FakePlatform, Seen, endpoint, json_body
 
 
 class FakeWebhook(FakePlatform):
@@ -65,7 +65,8 @@ class FakeWebhook(FakePlatform):
     async def nowhere(self, request: Request) -> Response:
         return self.error(404, "no such hook")
 
-    async def hook(self, request: Request) -> Response:
+    async def refused(self, request: Request) -> Response | None:
+        """404 for another hook's token, 401 for a body not signed with the secret."""
         if request.path_params["token"] != self.token:
             return self.error(404, "no such hook")
         signed = verify_signature(
@@ -74,12 +75,10 @@ class FakeWebhook(FakePlatform):
             await request.body(),
             request.headers.get("x-herald-signature", ""),
         )
-        if not signed:
-            return self.error(401, "invalid signature")
-        fault = self.take_fault()
-        answer = self.fault_response(fault)
-        if answer is not None:
-            return answer
+        return None if signed else self.error(401, "invalid signature")
+
+    @endpoint()
+    async def hook(self, request: Request, fault: FakeFault | None) -> Response:
         payload = await json_body(request)
         stored: dict[str, Any] = {"ok": True}
         if isinstance(payload, dict) and payload.get("event") == "post.published":

@@ -46,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakeFault, FakePlatform
+from tests.fakes.base import FakeFault, FakePlatform, endpoint
 from tests.fakes.specs import spec_path
 
 _AUTHOR = frozenset({"read", "edit_posts", "publish_posts", "upload_files"})
@@ -57,6 +57,26 @@ ROLE_CAPS: dict[str, frozenset[str]] = {
     "author": _AUTHOR,
     "contributor": frozenset({"read", "edit_posts"}),
     "subscriber": frozenset({"read"}),
+}
+# The permission callback of each decorated endpoint: (capability, code, message). One not
+# listed is a public read that refuses only bad credentials.
+PERMISSIONS: dict[str, tuple[str, str, str]] = {
+    "users_me": ("read", "rest_not_logged_in", "You are not currently logged in."),
+    "create_post": (
+        "edit_posts",
+        "rest_cannot_create",
+        "Sorry, you are not allowed to create posts as this user.",
+    ),
+    "upload_media": (
+        "upload_files",
+        "rest_cannot_create",
+        "Sorry, you are not allowed to upload media on this site.",
+    ),
+    "update_media": (
+        "upload_files",
+        "rest_cannot_edit",
+        "Sorry, you are not allowed to edit this post.",
+    ),
 }
 UPLOAD_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
@@ -462,6 +482,13 @@ class FakeWordPress(FakePlatform):
             return self._denied(logged_in, code, message)
         return None
 
+    async def refused(self, request: Request) -> Response | None:
+        """The endpoint's permission callback (``PERMISSIONS``), by the route's handler."""
+        permission = PERMISSIONS.get(request.scope["endpoint"].__name__)
+        if permission is None:
+            return self._login(request)[1]
+        return self._refused(request, *permission)
+
     def _denied(self, logged_in: bool, code: str, message: str) -> Response:
         # rest_authorization_required_code(): 401 when nobody is logged in, else 403.
         return self.wp_error(403 if logged_in else 401, code, message)
@@ -525,15 +552,8 @@ class FakeWordPress(FakePlatform):
             Route("/wp-json/wp/v2/{taxonomy:str}", self.create_term, methods=["POST"]),
         ]
 
-    async def users_me(self, request: Request) -> Response:
-        logged_in, failed = self._login(request)
-        if failed or not logged_in:
-            return failed or self.wp_error(
-                401, "rest_not_logged_in", "You are not currently logged in."
-            )
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def users_me(self, request: Request, fault: FakeFault | None) -> Response:
         me: dict[str, Any] = {"id": self.user_id, "name": "Herald Editor", "slug": self.username}
         if request.query_params.get("context") == "edit":
             me |= {
@@ -544,13 +564,9 @@ class FakeWordPress(FakePlatform):
             }
         return await self.finish(fault, JSONResponse(me))
 
-    async def list_posts(self, request: Request) -> Response:
-        logged_in, failed = self._login(request)
-        if failed:
-            return failed
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def list_posts(self, request: Request, fault: FakeFault | None) -> Response:
+        logged_in, _ = self._login(request)
         args = posts_route_args()
         query = dict(request.query_params)
         invalid, missing, values = wp_arg_errors(args["GET"] if args else {}, query)
@@ -573,13 +589,8 @@ class FakeWordPress(FakePlatform):
         per_page = int(values.get("per_page", 10))
         return await self.finish(fault, JSONResponse(found[:per_page]))
 
-    async def create_post(self, request: Request) -> Response:
-        message = "Sorry, you are not allowed to create posts as this user."
-        if refused := self._refused(request, "edit_posts", "rest_cannot_create", message):
-            return refused
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def create_post(self, request: Request, fault: FakeFault | None) -> Response:
         try:
             body = json.loads(await request.body())
         except ValueError:
@@ -628,13 +639,8 @@ class FakeWordPress(FakePlatform):
         self.posts[post_id] = post
         return await self.finish(fault, JSONResponse(self._post_json(post, "edit"), 201))
 
-    async def upload_media(self, request: Request) -> Response:
-        message = "Sorry, you are not allowed to upload media on this site."
-        if refused := self._refused(request, "upload_files", "rest_cannot_create", message):
-            return refused
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def upload_media(self, request: Request, fault: FakeFault | None) -> Response:
         data = await request.body()
         if not data:
             return self.wp_error(400, "rest_upload_no_data", "No data supplied.")
@@ -671,13 +677,8 @@ class FakeWordPress(FakePlatform):
             "source_url": item["source_url"],
         }
 
-    async def update_media(self, request: Request) -> Response:
-        message = "Sorry, you are not allowed to edit this post."
-        if refused := self._refused(request, "upload_files", "rest_cannot_edit", message):
-            return refused
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def update_media(self, request: Request, fault: FakeFault | None) -> Response:
         item = self.media.get(int(request.path_params["media_id"]))
         if item is None:
             return self.wp_error(404, "rest_post_invalid_id", "Invalid post ID.")

@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakePlatform, json_body
+from tests.fakes.base import FakeFault, FakePlatform, endpoint, json_body
 
 SPEC = "x/openapi.json"
 MAX_LENGTH = 280
@@ -205,13 +205,13 @@ class FakeX(FakePlatform):
         self.access_tokens[access] = time.time() + self.token_lifetime
         return access, refresh
 
-    def _authorised(self, request: Request) -> bool:
+    async def refused(self, request: Request) -> Response | None:
+        """401 unless the request carries a live Bearer access token."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         with self._lock:
             expiry = self.access_tokens.get(token, 0.0)
-        return scheme == "Bearer" and expiry > time.time()
-
-    def _unauthorised(self) -> Response:
+        if scheme == "Bearer" and expiry > time.time():
+            return None
         return self.error(401, "Unauthorized")
 
     def _new_id(self) -> str:
@@ -270,20 +270,12 @@ class FakeX(FakePlatform):
             }
         return await self.finish(fault, JSONResponse(body))
 
-    async def _me(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return self._unauthorised()
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def _me(self, request: Request, fault: FakeFault | None) -> Response:
         return await self.finish(fault, JSONResponse({"data": dict(self.user)}))
 
-    async def _timeline(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return self._unauthorised()
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def _timeline(self, request: Request, fault: FakeFault | None) -> Response:
         user_id = request.path_params["id"]
         if user_id != self.user["id"]:
             problem = {
@@ -330,12 +322,8 @@ class FakeX(FakePlatform):
             body["meta"] |= {"newest_id": data[0]["id"], "oldest_id": data[-1]["id"]}
         return await self.finish(fault, JSONResponse(body))
 
-    async def _create(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return self._unauthorised()
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def _create(self, request: Request, fault: FakeFault | None) -> Response:
         body = await json_body(request)
         if (invalid := self.openapi_check(SPEC, "POST", "/2/tweets", body)) is not None:
             return invalid
@@ -378,12 +366,8 @@ class FakeX(FakePlatform):
         }
         return await self.finish(fault, JSONResponse(answer_body, 201, headers=headers))
 
-    async def _upload(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return self._unauthorised()
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def _upload(self, request: Request, fault: FakeFault | None) -> Response:
         body = await json_body(request)
         if (invalid := self.openapi_check(SPEC, "POST", "/2/media/upload", body)) is not None:
             return invalid
@@ -406,12 +390,8 @@ class FakeX(FakePlatform):
         }
         return await self.finish(fault, JSONResponse({"data": data}))
 
-    async def _metadata(self, request: Request) -> Response:
-        if not self._authorised(request):
-            return self._unauthorised()
-        fault = self.take_fault()
-        if (answer := self.fault_response(fault)) is not None:
-            return answer
+    @endpoint()
+    async def _metadata(self, request: Request, fault: FakeFault | None) -> Response:
         body = await json_body(request)
         if (invalid := self.openapi_check(SPEC, "POST", "/2/media/metadata", body)) is not None:
             return invalid
