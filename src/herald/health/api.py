@@ -15,7 +15,8 @@ from herald.health.service import Health, Status, check_all
 from herald.users.deps import get_principal
 from herald.users.service import Principal
 
-router = APIRouter(tags=["health"])
+# Tags per route: /tasks/health belongs with the tasks endpoints in the docs, not both.
+router = APIRouter()
 
 DOWN_RESPONSE: dict[int | str, dict[str, Any]] = {
     503: {"model": Health, "description": "At least one component is down."}
@@ -42,7 +43,7 @@ def _caller_then_no_transaction(
 CallerDep = Annotated[Principal, Depends(_caller_then_no_transaction)]
 
 
-@router.get("/health", response_model=Health, responses=DOWN_RESPONSE)
+@router.get("/health", tags=["health"], response_model=Health, responses=DOWN_RESPONSE)
 def health() -> JSONResponse:
     """Database, broker, workers and scheduler heartbeat; 200 when all are up, else 503.
 
