@@ -504,7 +504,8 @@ def test_resume_and_reset_on_the_embedded_redis(embedded_redis: Any) -> None:
 
 def kinds_and_numbers(client: redis.Redis, workspace: uuid.UUID) -> list[tuple[str, Any]]:
     # redis-py types the reply of any client (bytes or str, sync or async) as one union.
-    entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(stream_key(workspace))  # type: ignore[assignment]
+    reply: Any = client.xrange(stream_key(workspace))
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = reply
     return [
         (fields[b"kind"].decode(), json.loads(fields[b"data"]).get("n")) for _id, fields in entries
     ]

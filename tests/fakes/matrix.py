@@ -75,7 +75,7 @@ def content_validator(msgtype: str) -> jsonschema.Draft202012Validator | None:
         raise LookupError(f"no event schema for {msgtype}")
     # retrieve= is referencing's documented way in; mypy's attrs plugin does not see it
     # through referencing's own class decorator.
-    registry: Registry[Any] = Registry(retrieve=_retrieve)  # type: ignore[call-arg]
+    registry: Registry[Any] = Registry(retrieve=_retrieve)  # type: ignore[call-arg]  # see above
     return jsonschema.Draft202012Validator(
         {"$ref": f"{path.as_uri()}#/properties/content"}, registry=registry
     )
