@@ -8,6 +8,7 @@ from herald.posts.models import Post, PostTag
 from herald.publishing.models import Publication, PublicationAttempt
 from herald.scheduling.models import Heartbeat, PeriodicRun
 from herald.scheduling.slots import ChannelSchedule, ChannelSlot, SlotReservation
+from herald.sources.models import ItemUse, Source, SourceItem
 from herald.users.models import ApiToken, LoginFailure, User, Workspace
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ChannelSchedule",
     "ChannelSlot",
     "Heartbeat",
+    "ItemUse",
     "Job",
     "LoginFailure",
     "Media",
@@ -27,6 +29,8 @@ __all__ = [
     "Publication",
     "PublicationAttempt",
     "SlotReservation",
+    "Source",
+    "SourceItem",
     "User",
     "Workspace",
 ]

@@ -132,6 +132,24 @@ class Settings(BaseSettings):
     job_retention_days: int = Field(
         30, description="Finished job records older than this are deleted (daily, 03:00 UTC)."
     )
+    research_retention_days: int = Field(
+        30,
+        ge=1,
+        description="Research jobs' results (their items) older than this are deleted with "
+        "the job (daily, 03:00 UTC).",
+    )
+    source_check_lease_seconds: int = Field(
+        600,
+        ge=30,
+        description="How long a claimed source check may run before another worker may take "
+        "it again (its worker is presumed dead).",
+    )
+    source_max_backoff_hours: float = Field(
+        24.0,
+        gt=0,
+        description="A source that keeps failing is checked less and less often, at most "
+        "this many hours apart.",
+    )
     media_max_bytes: int = Field(
         10 * 1024 * 1024,
         gt=0,
