@@ -55,7 +55,8 @@ def claim_due(
         .returning(Source.id, Source.claimed_due_at)
         .execution_options(synchronize_session=False)
     )
-    return [(row[0], row[1]) for row in claimed]
+    # The claim is the due time, never null: next_check_at is not nullable.
+    return [(source_id, claim) for source_id, claim in claimed if claim is not None]
 
 
 def next_check(source: Source, now: datetime, *, failed: bool) -> datetime:
