@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
@@ -27,7 +27,7 @@ _EVENT_COLUMNS = (
 )
 
 
-def _emit(session: Session, row: Row[Unpack[tuple[Any, ...]]] | None) -> None:
+def _emit(session: Session, row: Row[*tuple[Any, ...]] | None) -> None:
     """Tell the workspace's live clients (``job.state``) once this change commits."""
     if row is not None:
         workspace_id, *fields = row
