@@ -269,6 +269,9 @@ class FeedServer:
                 content_type: str | None,
                 headers: dict[str, str],
             ) -> None:
+                # Counted before it is sent: the client may look at the counts as soon as
+                # it has the answer.
+                fake._count(path, not_modified=status == 304, body_bytes=len(body))
                 try:
                     self.send_response(status)
                     if content_type:
@@ -282,7 +285,6 @@ class FeedServer:
                         self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
-                fake._count(path, not_modified=status == 304, body_bytes=len(body))
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True

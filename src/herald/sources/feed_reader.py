@@ -40,7 +40,11 @@ class NoFeedAdvertised(NotAFeed):
 
 def read_feed(url: str, validators: Validators | None = None) -> FeedRead:
     """Fetch and read the feed at ``url`` (module docstring). Raises :class:`FetchFailed`
-    (no answer) and :class:`NotAFeed` (an answer that holds no feed)."""
+    (no answer) and :class:`NotAFeed` (an answer that holds no feed).
+
+    Pass the stored ``feed_url`` with its validators once a page has led to it: whether
+    ``url`` is a page is known only from its answer, so the validators are sent with the
+    first request too (a page unchanged since the feed's Last-Modified would answer 304)."""
     read = _locate(url, validators)
     return FeedRead(read.fetched, read.feed_url, read.page_url, _document(read))
 
@@ -50,7 +54,8 @@ def _locate(url: str, validators: Validators | None) -> FeedRead:
     fetched = fetch(url, validators)
     if not (_has_body(fetched) and looks_like_html(fetched.body, fetched.content_type)):
         return FeedRead(fetched, fetched.moved_to or url, None, None)
-    # A page: the validators belong to the feed, which is what the caller stores.
+    # A page. The validators the caller keeps are the feed's (FeedRead.fetched is the
+    # feed's answer), so they go to the feed found; the page's own are never returned.
     page_url = fetched.moved_to or url
     found = find_feeds(fetched.body, fetched.url)
     if not found:
