@@ -25,6 +25,8 @@ Hierarchy::
     │   │   └── ResponseTooLarge    [core.http] 502: the answer is larger than the configured cap
     │   ├── TransactionOpenError    [core.http] 500: a request sent with a transaction open (a bug)
     │   ├── EventsUnavailable       [events.service] 503: live events cannot be served now
+    │   ├── SiteError               [sources.sites.base] 502: a community site's answer could not
+    │   │                           be had or read, after the retries it deserved
     │   └── ServiceUnavailable      503, with Retry-After: try again shortly
     │       ├── DatabaseBusy        [core.db] another writer held SQLite past the write wait
     │       └── DatabaseUnavailable the connection to the database was lost
