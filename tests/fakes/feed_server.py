@@ -55,6 +55,7 @@ class Behaviour:
     location: str | None = None  # the Location of a redirect status, as sent
     headers: dict[str, str] = field(default_factory=dict)  # added to every answer
     delay: float = 0.0  # seconds to wait before answering (a slow server)
+    drip: float = 0.0  # seconds to wait between 1 kB pieces of the body (a slow sender)
     gzip: bool = False  # send the document gzipped when the client accepts gzip
     conditional: bool = True  # False: ignore validators (always a full answer)
     times: int | None = None  # how many answers this behaviour lasts (None: until changed)
@@ -130,6 +131,7 @@ class FeedServer:
         location: str | None = None,
         headers: dict[str, str] | None = None,
         delay: float = 0.0,
+        drip: float = 0.0,
         gzip: bool = False,
         conditional: bool = True,
         times: int | None = None,
@@ -142,6 +144,7 @@ class FeedServer:
                 location=location,
                 headers=dict(headers or {}),
                 delay=delay,
+                drip=drip,
                 gzip=gzip,
                 conditional=conditional,
                 times=times,
@@ -258,7 +261,12 @@ class FeedServer:
                     body = document.zipped
                     encoding = {"Content-Encoding": "gzip"}
                 self._answer(
-                    path, 200, body, document.content_type, {**validators, **encoding, **extra}
+                    path,
+                    200,
+                    body,
+                    document.content_type,
+                    {**validators, **encoding, **extra},
+                    drip=behaviour.drip,
                 )
 
             def _answer(
@@ -268,6 +276,8 @@ class FeedServer:
                 body: bytes,
                 content_type: str | None,
                 headers: dict[str, str],
+                *,
+                drip: float = 0.0,
             ) -> None:
                 # Counted before it is sent: the client may look at the counts as soon as
                 # it has the answer.
@@ -281,8 +291,12 @@ class FeedServer:
                     if status != 304:
                         self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    if body:
-                        self.wfile.write(body)
+                    step = 1024 if drip else len(body) or 1
+                    for start in range(0, len(body), step):
+                        if start and drip and fake._stopping.wait(drip):
+                            break
+                        self.wfile.write(body[start : start + step])
+                        self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 

@@ -279,3 +279,24 @@ def test_every_date_is_aware() -> None:
         for entry in read(name).entries:
             for moment in (entry.published_at, entry.updated_at):
                 assert moment is None or moment.utcoffset() is not None
+
+
+def test_external_entities_are_never_read() -> None:
+    body = b"""<?xml version="1.0"?>
+    <!DOCTYPE rss [<!ENTITY secret SYSTEM "file:///etc/hostname">]>
+    <rss version="2.0"><channel><title>T</title>
+    <item><guid>x-1</guid><title>a &secret; b</title></item></channel></rss>"""
+    (entry,) = parse_feed(body, url="https://example.org/rss").entries
+    assert entry.title == "a &secret; b"  # left as text, the file never opened
+
+
+def test_nested_entities_are_not_expanded() -> None:
+    levels = ['<!ENTITY lol0 "lol">'] + [
+        f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 10)
+    ]
+    body = f"""<?xml version="1.0"?><!DOCTYPE rss [{"".join(levels)}]>
+    <rss version="2.0"><channel><title>&lol9;</title>
+    <item><guid>x-1</guid><title>&lol9;</title></item></channel></rss>"""
+    document = parse_feed(body.encode(), url="https://example.org/rss")
+    assert all(len(entry.title) < 100 for entry in document.entries)
+    assert len(document.title or "") < 100

@@ -243,6 +243,15 @@ def test_a_server_too_slow_is_a_retryable_failure(feed_server: FeedServer) -> No
     assert raised.value.retryable is True
 
 
+def test_a_server_dripping_its_answer_is_cut_off_at_the_timeout(feed_server: FeedServer) -> None:
+    # Each piece comes well within the timeout; the whole answer would take 5 s.
+    feed_server.put("/drip.xml", FEED * 10)
+    feed_server.behave("/drip.xml", drip=0.05)
+    with pytest.raises(FetchFailed, match=r"within 0\.3 s") as raised:
+        fetch(feed_server.url("/drip.xml"), timeout=0.3)
+    assert raised.value.retryable is True
+
+
 def test_a_refused_connection_is_a_retryable_failure() -> None:
     with socket.socket() as sock:  # a port nobody listens on once it is closed
         sock.bind(("127.0.0.1", 0))

@@ -101,12 +101,15 @@ def fetch(
     if validators is not None and validators.last_modified:
         headers["If-Modified-Since"] = validators.last_modified
     started = time.perf_counter()
+    # ``timeout`` bounds the whole fetch, every hop and the body included: a server
+    # dripping its answer a byte at a time never keeps a worker longer.
+    deadline = started + timeout
     current = url
     visited = {url}
     permanent = True
     hops = 0
     while True:
-        response = _send(http, current, headers, timeout)
+        response = _send(http, current, headers, _left(deadline, url, timeout), timeout)
         try:
             location = response.headers.get("Location", "").strip()
             if response.status_code in _REDIRECTS and location:
@@ -122,7 +125,7 @@ def fetch(
                 permanent = permanent and response.status_code in _PERMANENT
                 current = target
                 continue
-            body = _read(response, current)
+            body = _read(response, current, deadline, timeout)
             return Fetched(
                 url=current,
                 status=response.status_code,
@@ -141,9 +144,11 @@ def fetch(
             response.close()
 
 
-def _send(http: httpx.Client, url: str, headers: dict[str, str], timeout: float) -> httpx.Response:
+def _send(
+    http: httpx.Client, url: str, headers: dict[str, str], left: float, timeout: float
+) -> httpx.Response:
     try:
-        request = http.build_request("GET", url, headers=headers, timeout=timeout)
+        request = http.build_request("GET", url, headers=headers, timeout=left)
         return http.send(request, stream=True)
     except AddressNotAllowed as exc:
         raise FetchFailed(exc.message, retryable=False, status_code=422) from None
@@ -157,9 +162,19 @@ def _send(http: httpx.Client, url: str, headers: dict[str, str], timeout: float)
         raise FetchFailed(f"{url} could not be reached: {_reason(exc)}", retryable=True) from None
 
 
-def _read(response: httpx.Response, url: str) -> bytes:
+def _left(deadline: float, url: str, timeout: float) -> float:
+    left = deadline - time.perf_counter()
+    if left <= 0:
+        raise FetchFailed(f"{url} did not answer within {timeout:g} s", retryable=True)
+    return left
+
+
+def _read(response: httpx.Response, url: str, deadline: float, timeout: float) -> bytes:
+    pieces: list[bytes] = []
     try:
-        return response.read()
+        for piece in response.iter_bytes():
+            pieces.append(piece)
+            _left(deadline, url, timeout)
     except ResponseTooLarge as exc:
         raise FetchFailed(exc.message, retryable=False) from None
     except httpx.TimeoutException:
@@ -168,6 +183,7 @@ def _read(response: httpx.Response, url: str) -> bytes:
         raise FetchFailed(f"{url} sent a body that cannot be decoded: {exc}", False) from None
     except httpx.HTTPError as exc:
         raise FetchFailed(f"{url} broke off its answer: {_reason(exc)}", True) from None
+    return b"".join(pieces)
 
 
 def _reason(exc: Exception) -> str:
