@@ -95,7 +95,14 @@ def _parse_xml_feed(body: bytes, url: str, content_type: str | None) -> FeedDocu
     # or a file name. No Content-Location either: it would resolve RSS <guid>s that are
     # not URLs ("post-12") against the feed's URL, so an item's id would change when the
     # feed moves. Links are made absolute here instead.
-    parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
+    # Its own HTML sanitiser and URL resolver are off: summaries go through nh3 below
+    # (sanitise(), with relative URLs resolved there), which costs a fraction of theirs.
+    parsed = feedparser.parse(
+        io.BytesIO(body),
+        response_headers=headers,
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
     version: str = parsed.get("version") or ""
     raw_entries: list[Any] = list(parsed.get("entries") or [])
     problem = _problem(parsed)
