@@ -300,3 +300,17 @@ def test_nested_entities_are_not_expanded() -> None:
     document = parse_feed(body.encode(), url="https://example.org/rss")
     assert all(len(entry.title) < 100 for entry in document.entries)
     assert len(document.title or "") < 100
+
+
+def test_unusable_links_are_dropped_not_fatal() -> None:
+    body = b"""<rss version="2.0"><channel><title>Odd</title><link>http://[odd/</link>
+    <item><guid>o-1</guid><title>Bad IPv6</title><link>http://[::1/x</link>
+      <description>&lt;a href="rel"&gt;x&lt;/a&gt;</description></item>
+    <item><guid>o-2</guid><title>Bad port</title><link>http://odd.example:99999/x</link></item>
+    <item><guid>o-3</guid><title>Script</title><link>javascript:alert(1)</link></item>
+    </channel></rss>"""
+    document = parse_feed(body, url="https://odd.example/rss")
+    assert document.link is None
+    assert [e.link for e in document.entries] == [None, None, None]
+    assert [e.key for e in document.entries] == ["id:o-1", "id:o-2", "id:o-3"]
+    assert 'href="https://odd.example/rel"' in document.entries[0].summary_html

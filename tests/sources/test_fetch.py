@@ -141,6 +141,13 @@ def test_too_many_redirects_fail_for_good(feed_server: FeedServer) -> None:
     assert raised.value.retryable is False
 
 
+def test_a_redirect_to_an_unusable_address_fails_for_good(feed_server: FeedServer) -> None:
+    feed_server.behave("/feed.xml", status=301, location="http://[::1/feed.xml")
+    with pytest.raises(FetchFailed, match="unusable address") as raised:
+        fetch(feed_server.url("/feed.xml"))
+    assert raised.value.retryable is False
+
+
 @pytest.mark.parametrize("status", [404, 410, 429, 500, 503])
 def test_error_statuses_are_answers_not_exceptions(feed_server: FeedServer, status: int) -> None:
     feed_server.behave("/feed.xml", status=status)

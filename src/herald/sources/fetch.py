@@ -114,7 +114,13 @@ def fetch(
             location = response.headers.get("Location", "").strip()
             if response.status_code in _REDIRECTS and location:
                 hops += 1
-                target = urljoin(current, location)
+                try:
+                    target = urljoin(current, location)
+                except ValueError:
+                    raise FetchFailed(
+                        f"{current} redirects to an unusable address: {location[:200]!r}",
+                        retryable=False,
+                    ) from None
                 if hops > max_redirects:
                     raise FetchFailed(
                         f"{url} redirected more than {max_redirects} times", retryable=False
@@ -158,6 +164,11 @@ def _send(
         raise FetchFailed(f"{url} did not answer within {timeout:g} s", retryable=True) from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise FetchFailed(f"{url} cannot be fetched: {exc}", retryable=False) from None
+    except httpx.RemoteProtocolError as exc:
+        # httpx reads a redirect's Location even when not following it.
+        if str(exc).startswith("Invalid URL in location header"):
+            raise FetchFailed(f"{url} redirects to an unusable address: {exc}", False) from None
+        raise FetchFailed(f"{url} could not be reached: {_reason(exc)}", retryable=True) from None
     except httpx.HTTPError as exc:
         raise FetchFailed(f"{url} could not be reached: {_reason(exc)}", retryable=True) from None
 
