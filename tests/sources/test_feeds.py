@@ -314,3 +314,10 @@ def test_unusable_links_are_dropped_not_fatal() -> None:
     assert [e.link for e in document.entries] == [None, None, None]
     assert [e.key for e in document.entries] == ["id:o-1", "id:o-2", "id:o-3"]
     assert 'href="https://odd.example/rel"' in document.entries[0].summary_html
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "text/plain", "application/octet-stream"])
+def test_a_feed_served_with_a_wrong_content_type_is_still_read(content_type: str) -> None:
+    document = read("rss20_guids.xml", content_type=content_type)
+    assert (document.version, len(document.entries)) == ("rss20", 3)
+    assert document.problem is not None  # feedparser says what was off

@@ -114,13 +114,8 @@ def fetch(
             location = response.headers.get("Location", "").strip()
             if response.status_code in _REDIRECTS and location:
                 hops += 1
-                try:
-                    target = urljoin(current, location)
-                except ValueError:
-                    raise FetchFailed(
-                        f"{current} redirects to an unusable address: {location[:200]!r}",
-                        retryable=False,
-                    ) from None
+                # httpx has parsed it already (a Location it cannot read is raised in _send).
+                target = urljoin(current, location)
                 if hops > max_redirects:
                     raise FetchFailed(
                         f"{url} redirected more than {max_redirects} times", retryable=False
