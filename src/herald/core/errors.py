@@ -30,6 +30,8 @@ Hierarchy::
     │   │                           trying again later may help
     │   ├── NotAFeed                [sources.feeds] 422: the document holds no feed
     │   │   └── NoFeedAdvertised    [sources.feed_reader] a web page that advertises no feed
+    │   ├── SiteError               [sources.sites.base] 502: a community site's answer could not
+    │   │                           be had or read, after the retries it deserved
     │   └── ServiceUnavailable      503, with Retry-After: try again shortly
     │       ├── DatabaseBusy        [core.db] another writer held SQLite past the write wait
     │       └── DatabaseUnavailable the connection to the database was lost
