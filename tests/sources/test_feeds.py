@@ -75,6 +75,16 @@ def test_rss20_without_guids_keys_by_link_or_content() -> None:
     assert note.key.startswith("hash:")
 
 
+def test_an_item_with_only_a_link_is_titled_by_it() -> None:
+    body = b"""<rss version="2.0"><channel><title>Links</title>
+    <item><link>https://links.example.org/a</link></item></channel></rss>"""
+    (entry,) = parse_feed(body, url="https://links.example.org/rss").entries
+    assert (entry.title, entry.key) == (
+        "https://links.example.org/a",
+        "link:https://links.example.org/a",
+    )
+
+
 def test_guids_that_are_not_urls_stay_as_written_wherever_the_feed_lives() -> None:
     # An RSS guid without isPermaLink="false" is not a URL to resolve: the item's id must
     # not change when the feed moves (a permanent redirect would make every item new).

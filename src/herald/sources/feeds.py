@@ -321,7 +321,8 @@ def _entry(
     extra: dict[str, Any],
 ) -> Entry | None:
     if not title:
-        title = _first_words(summary_text)
+        # Untitled: its first words, else its address, so a person sees something.
+        title = _first_words(summary_text) or link or ""
     if not (title or guid or link or summary_text):
         return None  # an empty <item/>: nothing to show, nothing to key it by
     return Entry(
