@@ -15,9 +15,11 @@ serves the benchmark's thousand feeds.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import gzip
 import hashlib
+import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -83,6 +85,7 @@ class FeedServer:
         self._paths: dict[str, _Path] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -230,6 +233,16 @@ class FeedServer:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._connections.discard(self.connection)
+                super().finish()
+
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 headers = {name.lower(): value for name, value in self.headers.items()}
@@ -319,6 +332,13 @@ class FeedServer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        # Kept-alive connections too: a client's pooled connection must never reach this
+        # server's handlers once another server listens on the same port.
+        with self._lock:
+            open_connections, self._connections = self._connections, set()
+        for connection in open_connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(5)
         self._server = self._thread = None
