@@ -39,6 +39,8 @@ FEED_ACCEPT = (
     "application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, text/html;q=0.5, */*;q=0.1"
 )
 ACCEPT_ENCODING = "gzip, deflate"
+# A host that does not take the connection within this is down: no need to wait longer.
+CONNECT = 5.0
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
@@ -149,7 +151,9 @@ def _send(
     http: httpx.Client, url: str, headers: dict[str, str], left: float, timeout: float
 ) -> httpx.Response:
     try:
-        request = http.build_request("GET", url, headers=headers, timeout=left)
+        request = http.build_request(
+            "GET", url, headers=headers, timeout=httpx.Timeout(left, connect=min(CONNECT, left))
+        )
         return http.send(request, stream=True)
     except AddressNotAllowed as exc:
         raise FetchFailed(exc.message, retryable=False, status_code=422) from None
