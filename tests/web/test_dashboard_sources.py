@@ -148,37 +148,51 @@ def test_add_check_test_and_follow_a_feed_source(
     expect(row.locator(".feed-items b, .feed-items script")).to_have_count(0)
 
     # Test: the connection test's answer, field by field.
-    row.get_by_role("button", name="Test Example news").click()
+    with page.expect_response(lambda r: r.url.endswith("/test") and r.status == 202):
+        row.get_by_role("button", name="Test Example news").click()
     probe_source_job(pending_job("source.test"))
     facts = row.locator('[data-role="test-result"]')
     expect(facts.locator('[data-field="reachable"]')).to_have_text("yes", timeout=LIVE)
     expect(facts.locator('[data-field="status"]')).to_have_text("200")
     expect(facts.locator('[data-field="title"]')).to_have_text("Example News")
     expect(facts.locator('[data-field="item_count"]')).to_have_text("3")
-    expect(facts.locator('[data-field="format"]')).to_have_text(re.compile("rss", re.I))
+    expect(facts.locator('[data-field="format"]')).to_have_text("RSS 2.0")
     expect(facts.locator('[data-field="conditional_get"]')).to_have_text("yes")
 
-    # A check the page did not start (another tab, the CLI): the event stream alone brings
-    # the new item and the edit into the open list.
-    feeds.put(
-        "/feed.xml",
-        rss(
-            ("fresh", "Fresh story", "Sun, 06 Dec 2026 01:00:00 +0000", None),
-            (NEWEST[0], "Newest story, corrected", NEWEST[2], NEWEST[3]),
-            UNDATED,
-            OLDEST,
-        ),
-    )
+    # A check the page did not start (another tab, the CLI), drafting posts: the event
+    # stream alone brings the new items, the edit and the drafts into the page.
+    fresh = [
+        (f"fresh-{n}", f"Fresh story {n}", f"Sun, 06 Dec 2026 01:{n:02d}:00 +0000", None)
+        for n in range(1, 21)
+    ]
+    edit = (NEWEST[0], "Newest story, corrected", NEWEST[2], NEWEST[3])
+    feeds.put("/feed.xml", rss(*reversed(fresh), edit, UNDATED, OLDEST))
     source_id = row.get_attribute("data-id")
     with httpx.Client(base_url=server + "/api/v1", headers=account.headers) as api:
-        started = api.post(f"/sources/{source_id}/check")
+        started = api.post(f"/sources/{source_id}/check", json={"auto_generate": True})
         assert started.status_code == 202, started.text
     result = check_source_job(started.json()["task_id"])
-    assert (len(result["new"]), len(result["updated"])) == (1, 1)
-    expect(titles).to_have_count(4, timeout=LIVE)
-    expect(row.get_by_role("link", name="Fresh story")).to_be_visible()
-    edited = items.filter(has_text="Newest story, corrected")
-    expect(edited).to_contain_text("edited")
+    assert (len(result["new"]), len(result["updated"]), len(result["drafts"])) == (20, 1, 3)
+    # The open list is read again from the top: a page of 20, newest first.
+    expect(titles.nth(1)).to_have_text("Fresh story 20", timeout=LIVE)
+    expect(titles).to_have_count(20)
+    expect(page.locator("#posts-list > li")).to_have_count(3)
+    newest = items.filter(has_text="Fresh story 20")
+    draft = newest.get_by_role("button", name="Fresh story 20")
+    expect(draft).to_be_visible()
+    draft.click()  # the draft in the Posts panel
+    expect(
+        page.locator("#posts-list > li")
+        .filter(has_text="Fresh story 20")
+        .get_by_role("button", name=re.compile("^Publish"))
+    ).to_be_focused()
+
+    # Load more: the next page, after the cursor; focus goes to its first item.
+    row.get_by_role("button", name="Load more items of Example news").click()
+    expect(titles).to_have_count(23)
+    expect(row.get_by_role("link", name="Fresh story 1", exact=True)).to_be_focused()
+    expect(row.get_by_role("button", name=re.compile("^Load more"))).to_have_count(0)
+    expect(items.filter(has_text="Newest story, corrected")).to_contain_text("edited")
 
     # Pause and resume (PATCH enabled).
     row.get_by_role("button", name="Pause Example news").click()

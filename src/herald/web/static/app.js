@@ -1260,6 +1260,15 @@ function isHttpUrl(url) {
 const externalLink = (url, text, props = {}) =>
   isHttpUrl(url) ? h("a", { href: url, rel: "noopener noreferrer", target: "_blank", ...props }, text) : h("span", {}, text);
 
+const FORMAT_NAMES = { rss: "RSS", atom: "Atom", json: "JSON Feed" };
+
+/** feedparser's version names ("rss20", "atom10", "json11") as people write them. */
+function formatVersion(version) {
+  const match = /^(rss|atom|json)(\d)(\d*)[a-z]?$/.exec(version ?? "");
+  if (!match) return version === "unknown" ? null : version;
+  return `${FORMAT_NAMES[match[1]]} ${match[2]}.${match[3] || "0"}`;
+}
+
 function formatMinutes(minutes) {
   if (minutes % 1440 === 0) return plural(minutes / 1440, "day");
   if (minutes % 60 === 0) return plural(minutes / 60, "hour");
@@ -1328,7 +1337,7 @@ function sourceItem(source) {
         h("span", { class: `badge ${state.tone}`, "data-role": "source-state" }, state.label),
         h("span", { "data-role": "source-kind" }, kind),
         h("span", {}, interval + asked),
-        source.format ? h("span", {}, source.format) : null,
+        source.format ? h("span", { "data-role": "source-format" }, formatVersion(source.format)) : null,
       ),
       watched.length ? h("p", { class: "item-preview source-watch" }, watched) : null,
       state.why ? h("p", { class: `source-why ${state.tone}` }, state.why) : null,
@@ -1497,8 +1506,8 @@ async function checkSource(sourceId) {
     return { tone: "good", text: checkOutcome(result, wasFirst) };
   });
   if (!session) return;
+  if (drafts) await loadPosts(); // the drafts it made, first: the items link to them
   await refreshSource(sourceId); // last and next check, state; its items if shown
-  if (drafts) await loadPosts(); // the drafts it made
 }
 
 async function testSource(sourceId) {
@@ -1526,7 +1535,7 @@ function testResult(source, ui) {
   const rows = [];
   for (const [key, label] of TEST_FIELDS) {
     let value = result[key];
-    if (key === "format" && result.version) value = `${value ?? ""} ${result.version}`.trim();
+    if (key === "format") value = formatVersion(result.version) ?? value;
     if (key === "feed_url" && value === source.url) continue;
     if (key === "conditional_get" && value === null) value = "not tried";
     if (value === null || value === undefined || value === "") continue;
@@ -1765,14 +1774,11 @@ function onJobEvent(data) {
   jobWakers.get(data.id)?.(); // its poller reads the outcome now instead of in a second
 }
 
-function onSourceItemsEvent(data) {
+async function onSourceItemsEvent(data) {
   if (typeof data.source_id !== "string") return;
-  if (!sourceList.some((s) => s.id === data.source_id)) {
-    loadSources(); // a source this page has not listed yet
-    return;
-  }
-  refreshSource(data.source_id);
-  if (Array.isArray(data.drafts) && data.drafts.length) loadPosts();
+  if (Array.isArray(data.drafts) && data.drafts.length) await loadPosts(); // first: the items link to them
+  if (!sourceList.some((s) => s.id === data.source_id)) await loadSources(); // one this page has not listed
+  else await refreshSource(data.source_id);
 }
 
 // -- the "Add source" form
