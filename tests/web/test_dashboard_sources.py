@@ -202,6 +202,24 @@ def test_add_check_test_and_follow_a_feed_source(
     resume.click()
     expect(row.locator('[data-role="source-state"]')).to_have_text("OK")
 
+    # A check that fails: its error, on the check and on the source's state.
+    feeds.behave("/feed.xml", status=500, times=1)
+    with page.expect_response(lambda r: r.url.endswith("/check") and r.status == 202):
+        row.get_by_role("button", name="Check now Example news").click()
+    check_source_job(pending_job("source.check"))
+    expect(note).to_have_text(re.compile(r"^Failed: .*500"), timeout=LIVE)
+    expect(row.locator('[data-role="source-state"]')).to_have_text("Failing")
+    expect(row.locator(".source-why")).to_contain_text("500")
+
+    # The label is taken: the 409 is shown on the label field.
+    page.locator("summary", has_text="Add source").click()
+    form.get_by_label("Label").fill("Example news")
+    url.fill(feeds.url("/other.xml"))
+    form.get_by_role("button", name="Add source").click()
+    expect(form.locator("#source-name-error")).to_have_text(re.compile("already exists"))
+    expect(form.get_by_label("Label")).to_be_focused()
+    expect(page.locator("#sources-list > li")).to_have_count(1)
+
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert page.evaluate("document.title") == "Herald"
 
