@@ -460,6 +460,7 @@ async function loadPosts({ more = false } = {}) {
   else replaceKeepingFocus(list, items);
   posts.cursor = page.next_cursor ?? null;
   $("posts-more").hidden = !posts.cursor;
+  for (const [sourceId, ui] of sourceUi) if (ui.itemsOpen && ui.items?.some((i) => i.drafts.length)) renderItems(sourceId);
   if (!list.children.length) {
     const filtered = params.has("q") || params.has("state");
     status.textContent = filtered ? "No posts match these filters." : "No posts yet. Create the first one above.";
@@ -1192,9 +1193,12 @@ const SOURCE_KINDS = {
   },
   discourse: {
     label: "Discourse",
-    hint: "A Discourse forum's search results.",
-    url: { label: "Forum URL", hint: "The forum's address, e.g. https://discuss.example.org." },
-    query: { label: "Search", hint: "Words to search for on the forum." },
+    hint: "A Discourse forum's latest topics, or its search results.",
+    url: {
+      label: "Forum URL",
+      hint: "The forum's address, or one category's (…/c/dev/7) to watch only that category.",
+    },
+    query: { label: "Search", hint: "Optional: words to search for; empty watches the latest topics." },
   },
 };
 // The connection test's answer, in the order it is shown (absent or null fields are left out).
@@ -1631,6 +1635,10 @@ async function loadItems(sourceId, { more = false } = {}) {
   }
 }
 
+function reloadOpenItems() {
+  return Promise.allSettled([...sourceUi].filter(([, ui]) => ui.itemsOpen).map(([id]) => loadItems(id)));
+}
+
 function renderItems(sourceId) {
   const source = sourceList.find((s) => s.id === sourceId);
   const slot = sourceRow(sourceId)?.querySelector('[data-role="items-slot"]');
@@ -1872,7 +1880,7 @@ function scheduleSync({ channels: alsoChannels = false } = {}) {
 async function syncVisible(withChannels) {
   const owner = session;
   const tasks = [];
-  if (withChannels) tasks.push(loadChannels(), loadSources());
+  if (withChannels) tasks.push(loadChannels(), loadSources().then(reloadOpenItems));
   const rows = $("posts-list").children.length;
   if (rows) {
     // The same filters, as many rows as are shown: patch the state badges in place.
