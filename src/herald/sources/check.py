@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -314,7 +314,7 @@ def probe(plan: Plan) -> dict[str, Any]:
     """Ask the source what it is, without storing anything (a job's result)."""
     if plan.kind == SourceKind.FEED:
         assert plan.url is not None
-        answer = asdict(test_feed(plan.url))
+        answer = test_feed(plan.url).as_json()
     else:
         try:
             answer = sites.test_site(
