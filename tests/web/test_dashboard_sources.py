@@ -1,9 +1,10 @@
 """The dashboard's Sources panel in a real browser (the fixtures of test_dashboard: Debian's
 Chromium, the real app under uvicorn on loopback, SQLite, the suite's Redis).
 
-A feed is served by the local FeedServer. No worker runs: the test runs the check's and
-the connection test's task bodies itself, as a worker would; the page follows its own jobs
-by polling them and learns of a check it did not start from the event stream alone.
+A feed is served by the local FeedServer (the suite's ``feed_server`` fixture). No worker
+runs: the test runs the check's and the connection test's task bodies itself, as a worker
+would; the page follows its own jobs by polling them (woken by their ``job.state``
+events), and learns of a check it did not start from the event stream alone.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from tests.web.test_dashboard import page, server  # noqa: F401 - fixtures
 from tests.web.test_dashboard_publishing import LIVE, sign_in, watch_errors
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from playwright.sync_api import Locator, Page
 
 SCREENSHOT = Path("/tmp/herald-dashboard-sources.png")
@@ -58,12 +57,6 @@ def rss(*entries: tuple[str, str, str | None, str | None]) -> str:
     )
 
 
-@pytest.fixture
-def feeds() -> Iterator[FeedServer]:
-    with FeedServer() as served:
-        yield served
-
-
 def pending_job(kind: str) -> str:
     """The id of the one job of this kind the API recorded and no worker has run yet."""
     with session_scope() as s:
@@ -80,8 +73,9 @@ def test_add_check_test_and_follow_a_feed_source(
     server: str,  # noqa: F811 - fixture
     page: Page,  # noqa: F811 - fixture
     make_account: Any,
-    feeds: FeedServer,
+    feed_server: FeedServer,
 ) -> None:
+    feeds = feed_server
     account: Account = make_account("reader@example.com", workspace="Northwind")
     errors = watch_errors(page)
     feeds.put("/feed.xml", rss(NEWEST, UNDATED, OLDEST))
