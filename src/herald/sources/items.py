@@ -154,4 +154,3 @@ def _apply(row: SourceItem, entry: Entry) -> None:
     row.comments_url = entry.comments_url
     row.extra = dict(entry.extra)
     row.content_hash = entry.content_hash
-
