@@ -25,6 +25,11 @@ Hierarchy::
     │   │   └── ResponseTooLarge    [core.http] 502: the answer is larger than the configured cap
     │   ├── TransactionOpenError    [core.http] 500: a request sent with a transaction open (a bug)
     │   ├── EventsUnavailable       [events.service] 503: live events cannot be served now
+    │   ├── FetchFailed             [sources.fetch] 502 (422 for a refused address): a feed or
+    │   │                           page gave no usable answer; ``retryable`` says whether
+    │   │                           trying again later may help
+    │   ├── NotAFeed                [sources.feeds] 422: the document holds no feed
+    │   │   └── NoFeedAdvertised    [sources.feed_reader] a web page that advertises no feed
     │   ├── SiteError               [sources.sites.base] 502: a community site's answer could not
     │   │                           be had or read, after the retries it deserved
     │   └── ServiceUnavailable      503, with Retry-After: try again shortly

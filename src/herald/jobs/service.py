@@ -5,13 +5,36 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from herald.core.clock import utcnow
 from herald.core.errors import NotFound
+from herald.events.service import publish_after_commit
 from herald.jobs.models import READY_STATES, Job, JobState
 from herald.users.service import Principal
+
+# What a job.state event carries: enough for a live view to redraw the job.
+_EVENT_COLUMNS = (
+    Job.workspace_id,
+    Job.id,
+    Job.kind,
+    Job.state,
+    Job.progress_done,
+    Job.progress_total,
+    Job.message,
+    Job.error,
+)
+
+
+def _emit(session: Session, row: Row[*tuple[Any, ...]] | None) -> None:
+    """Tell the workspace's live clients (``job.state``) once this change commits."""
+    if row is not None:
+        workspace_id, *fields = row
+        names = ("id", "kind", "state", "progress_done", "progress_total", "message", "error")
+        publish_after_commit(
+            session, workspace_id, "job.state", dict(zip(names, fields, strict=True))
+        )
 
 
 def create_job(
@@ -54,7 +77,7 @@ def list_jobs(
 
 def mark_started(session: Session, job_id: str) -> bool:
     """PENDING/RETRY → STARTED; False if the job is gone, finished or cancelled."""
-    result = session.execute(
+    row = session.execute(
         update(Job)
         .where(
             Job.id == job_id,
@@ -62,15 +85,20 @@ def mark_started(session: Session, job_id: str) -> bool:
             Job.cancel_requested.is_(False),
         )
         .values(state=JobState.STARTED, started_at=utcnow(), updated_at=utcnow())
-    )
-    return bool(getattr(result, "rowcount", 0))
+        .returning(*_EVENT_COLUMNS)
+    ).first()
+    _emit(session, row)
+    return row is not None
 
 
 def set_progress(session: Session, job_id: str, done: int, message: str | None = None) -> None:
     values: dict[str, Any] = {"progress_done": done, "updated_at": utcnow()}
     if message is not None:
         values["message"] = message
-    session.execute(update(Job).where(Job.id == job_id).values(**values))
+    row = session.execute(
+        update(Job).where(Job.id == job_id).values(**values).returning(*_EVENT_COLUMNS)
+    ).first()
+    _emit(session, row)
 
 
 def finish(
@@ -83,21 +111,25 @@ def finish(
 ) -> None:
     assert state in READY_STATES
     now = utcnow()
-    session.execute(
+    row = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.state.not_in(READY_STATES))
         .values(state=state, result=result, error=error, finished_at=now, updated_at=now)
-    )
+        .returning(*_EVENT_COLUMNS)
+    ).first()
+    _emit(session, row)
 
 
 def cancel(session: Session, job: Job) -> str:
     """Cancel a job: certain while pending, requested (checked by the task) while running."""
-    result = session.execute(
+    row = session.execute(
         update(Job)
         .where(Job.id == job.id, Job.state == JobState.PENDING)
         .values(state=JobState.REVOKED, finished_at=utcnow(), cancel_requested=True)
-    )
-    if getattr(result, "rowcount", 0):
+        .returning(*_EVENT_COLUMNS)
+    ).first()
+    if row is not None:
+        _emit(session, row)
         return "cancelled"
     session.refresh(job)
     if job.state in READY_STATES:
