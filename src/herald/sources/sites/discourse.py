@@ -11,7 +11,7 @@ Credentials, optional (a private forum): ``{"api_key", "api_username"}``, sent a
 Rate limits (meta.discourse.org, "Available settings for global rate limits and
 throttling"): by default 200 requests per minute and 50 per 10 seconds per IP;
 admin API keys share 60 requests per minute. Herald paces one request per 0.5 s per
-forum and process without a key (120 a minute), one per 1.1 s with one.
+forum across all its workers without a key (120 a minute), one per 1.1 s with one.
 """
 
 from __future__ import annotations
