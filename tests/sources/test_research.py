@@ -5,6 +5,7 @@ their retention; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,14 +13,17 @@ from typing import Any
 
 import pytest
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from herald.app import create_app
 from herald.core.db import session_scope
+from herald.events.service import flush_events, stream_key
 from herald.jobs import service as jobs
 from herald.jobs.models import Job, JobState
 from herald.sources import research
+from herald.sources import sites as site_clients
 from herald.sources.entries import Entry
 from herald.sources.items import store_entries
 from herald.sources.models import SourceItem
@@ -29,6 +33,8 @@ from herald.sources.research_tasks import research as research_task
 from herald.sources.sites import base
 from herald.users.models import Role
 from herald.users.service import Principal
+from herald.worker import TASK_MODULES
+from herald.worker import app as celery_app
 from tests.conftest import Account, MakeAccount
 from tests.fakes.discourse import FakeDiscourse
 from tests.fakes.hackernews import FakeHackerNews
@@ -288,6 +294,24 @@ def test_a_failing_site_is_recorded_and_the_others_still_run(
     assert errors["reddit"] is None and errors[f"127.0.0.1:{forum.port}"] is None
     assert hackernews.count() == base.ATTEMPTS
 
+    # Each step was a live job.state event: started, one per page or failure, finished.
+    flush_events()
+    client = redis.Redis.from_url(redis_broker, decode_responses=True)
+    events = [
+        json.loads(str(fields["data"]))
+        for _, fields in client.xrange(stream_key(account.workspace_id)) or ()
+        if fields and fields["kind"] == "job.state"
+    ]
+    assert {e["id"] for e in events} == {job_id}
+    assert [(e["state"], e["progress_done"], e["message"]) for e in events] == [
+        ("STARTED", 0, None),
+        ("STARTED", 1, "reddit: page 1, 10 items"),
+        ("STARTED", 2, "hackernews: failed, 10 items"),
+        ("STARTED", 3, f"127.0.0.1:{forum.port}: page 1, 20 items"),
+        ("STARTED", 3, "3 of 3 sites, 20 items"),
+        ("SUCCESS", 3, "3 of 3 sites, 20 items"),
+    ]
+
 
 def test_the_job_fails_only_when_every_site_failed(
     account: Account,
@@ -352,3 +376,34 @@ def test_old_research_is_cleaned_with_its_items(account: Account) -> None:
     assert left == {recent, running, other_kind}
     assert items == {recent, running, other_kind}
     assert old not in items
+
+
+def test_the_task_is_limited_to_25_30_minutes_on_the_sources_queue() -> None:
+    assert "herald.sources.research_tasks" in TASK_MODULES
+    assert (research_task.soft_time_limit, research_task.time_limit) == (25 * 60, 30 * 60)
+    route = celery_app.amqp.router.route({}, research.RESEARCH_TASK)
+    assert route["queue"].name == "sources"
+
+
+def test_a_job_past_its_soft_time_limit_stops_and_keeps_what_it_found(
+    account: Account,
+    redis_broker: str,
+    fakes: tuple[FakeReddit, FakeHackerNews, FakeDiscourse],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _reddit, _hackernews, forum = fakes
+    search = site_clients.search
+    calls: list[str] = []
+
+    def search_until_the_limit(site: str, query: str, **kwargs: Any) -> Any:
+        calls.append(site)
+        if len(calls) == 2:  # Celery raises it in the task wherever it runs
+            raise SoftTimeLimitExceeded
+        return search(site, query, **kwargs)
+
+    monkeypatch.setattr(site_clients, "search", search_until_the_limit)
+    job_id = start(account, forum)
+    research_task(job_id)
+    job = job_row(job_id)
+    assert job.state == "FAILURE" and "stopped after 25 minutes" in (job.error or "")
+    assert site_results(job)[0]["items"] == 100  # the first page, kept

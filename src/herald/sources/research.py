@@ -7,7 +7,8 @@ site) and sends the task after commit. The task (:func:`run_research`, queue
 first, until ``limit`` items of that site, the last page, or items older than
 ``since``. No transaction is open while a site answers: each page is stored in a short
 transaction of its own (the items tagged with the job's id), with the job's progress
-("hackernews: page 3, 57 items") and a live ``job.state`` event. Between pages the job
+("hackernews: page 3, 57 items"), which the jobs service sends as a live ``job.state``
+event. Between pages the job
 looks at ``cancel_requested``: a cancelled job stops before its next page and ends
 REVOKED, keeping what it stored. A site that still fails after its retries is recorded
 with its error and the others go on; the job fails only when every site failed.
@@ -41,7 +42,6 @@ from herald.core.db import session_scope
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.settings import get_settings
 from herald.core.tx import after_commit
-from herald.events.service import publish_after_commit
 from herald.jobs import service as jobs
 from herald.jobs.models import READY_STATES, Job, JobState
 from herald.sources import sites
@@ -170,7 +170,6 @@ def _claim(job_id: str) -> Run | None:
         job = session.get_one(Job, job_id)
         params = job.params
         since = params.get("since")
-        _emit(session, job, message="started")
         return Run(
             job_id=job_id,
             workspace_id=job.workspace_id,
@@ -179,21 +178,6 @@ def _claim(job_id: str) -> Run | None:
             since=datetime.fromisoformat(since) if since else None,
             limit=int(params.get("limit") or 100),
         )
-
-
-def _emit(session: Session, job: Job, *, message: str | None = None) -> None:
-    publish_after_commit(
-        session,
-        job.workspace_id,
-        "job.state",
-        {
-            "task_id": job.id,
-            "kind": job.kind,
-            "state": str(job.state),
-            "progress": {"done": job.progress_done, "total": job.progress_total},
-            "message": message if message is not None else job.message,
-        },
-    )
 
 
 def _cancel_requested(job_id: str) -> bool:
@@ -209,7 +193,6 @@ def _record_page(run: Run, done_sites: int, entries: list[Entry], message: str) 
             session, workspace_id=run.workspace_id, entries=entries, research_id=run.job_id
         )
         jobs.set_progress(session, run.job_id, done_sites, message)
-        _emit(session, session.get_one(Job, run.job_id))
         return len(stored.new)
 
 
@@ -250,7 +233,6 @@ def _finish(run: Run, state: JobState, error: str | None = None) -> dict[str, An
         summary = f"{done} of {len(run.targets)} sites, {run.items} items"
         jobs.set_progress(session, run.job_id, done, summary)
         jobs.finish(session, run.job_id, state, result=result, error=error)
-        _emit(session, session.get_one(Job, run.job_id), message=summary)
     return result
 
 
