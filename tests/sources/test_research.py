@@ -156,6 +156,8 @@ REFUSED = [
     ({"query": "x", "sources": [{"discourse": "forum.example.org"}]}, "is not a forum URL"),
     ({"query": "x", "sources": ["reddit", "reddit"]}, "reddit is listed twice"),
     ({"query": "x", "sources": ["reddit"], "limit": 0}, "greater than or equal to 1"),
+    ({"query": "x", "sources": ["reddit"], "limit": "5"}, "valid integer"),
+    ({"query": "x", "sources": ["reddit"], "since": 0}, "not a number"),
 ]
 
 

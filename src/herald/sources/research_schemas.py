@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from herald.core.types import IsoDateTime, StrictInt
 from herald.jobs.models import JobState
 
 FIXED_SITES = ("reddit", "hackernews")
@@ -26,10 +27,12 @@ class ResearchCreate(BaseModel):
         description='Sites to search: "reddit", "hackernews", or {"discourse": "<forum URL>"}.',
         examples=[["reddit", "hackernews", {"discourse": "https://forum.example.org"}]],
     )
-    since: datetime | None = Field(
+    since: IsoDateTime | None = Field(
         None, description="Only items published at or after this time (UTC if no offset)."
     )
-    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Most items kept per site.")
+    limit: StrictInt = Field(
+        DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Most items kept per site."
+    )
 
     @field_validator("query")
     @classmethod

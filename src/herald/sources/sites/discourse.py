@@ -49,8 +49,13 @@ def normalise_url(url: str | None, *, field: str = "url") -> tuple[str, str | No
     category found in it (``…/c/slug/id``), if any."""
     if not url or not url.strip():
         raise InvalidInput("a discourse source needs the forum's URL", field=field)
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+        _ = parts.port  # raises for a port out of range
+    except ValueError:  # an unclosed IPv6 bracket, a port out of range
+        host = None
+    if host is None or parts.scheme not in ("http", "https"):
         raise InvalidInput(
             f"{url!r} is not a forum URL: give it as https://forum.example.org", field=field
         )
