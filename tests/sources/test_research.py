@@ -146,6 +146,11 @@ def test_a_research_request_is_accepted_at_once_and_queued(
     assert api.get(f"/api/v1/research/{task_id}", headers=stranger.headers).status_code == 404
     assert api.get("/api/v1/research", headers=stranger.headers).json() == []
     assert api.get("/api/v1/research/nope", headers=account.headers).status_code == 404
+    with session_scope() as session:
+        other = jobs.create_job(
+            session, workspace_id=account.workspace_id, kind="channel.verify", params={}
+        ).id
+    assert api.get(f"/api/v1/research/{other}", headers=account.headers).status_code == 404
 
 
 REFUSED = [
