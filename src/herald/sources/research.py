@@ -38,7 +38,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from herald.core.clock import utcnow
-from herald.core.db import session_scope
+from herald.core.db import read_scope, session_scope
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.settings import get_settings
 from herald.core.tx import after_commit
@@ -181,7 +181,8 @@ def _claim(job_id: str) -> Run | None:
 
 
 def _cancel_requested(job_id: str) -> bool:
-    with session_scope() as session:
+    # A read: on SQLite it neither takes nor waits for the write lock.
+    with read_scope() as session:
         return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
 
