@@ -47,6 +47,7 @@ from herald.core.settings import get_settings  # noqa: E402
 from herald.models import Base  # noqa: E402
 from herald.users.models import Role, TokenKind  # noqa: E402
 from herald.users.service import create_user, issue_token  # noqa: E402
+from tests.fakes.feed_server import FeedServer  # noqa: E402
 from tests.fakes.webhook_receiver import Receiver  # noqa: E402
 from tests.services import (  # noqa: E402
     PG_ADMIN_URL,
@@ -158,6 +159,13 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver().start()
     yield r
     r.stop()
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    """A local feed server (conditional GET honoured and counted, scripted answers)."""
+    with FeedServer() as server:
+        yield server
 
 
 @dataclass

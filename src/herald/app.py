@@ -25,6 +25,9 @@ from herald.publishing.api import publications_router, tasks_router
 from herald.scheduling.api import posts_router as schedule_posts_router
 from herald.scheduling.api import schedule_router
 from herald.scheduling.slots_api import routers as slots_routers
+from herald.sources.api import items_router as source_items_router
+from herald.sources.api import router as sources_router
+from herald.sources.api import tasks_router as source_tasks_router
 from herald.users.api import auth_router, users_router
 from herald.web.routes import mount_docs, mount_static
 from herald.web.routes import router as web_router
@@ -78,6 +81,9 @@ def create_app() -> FastAPI:
         schedule_router,
         publications_router,
         tasks_router,
+        sources_router,
+        source_items_router,
+        source_tasks_router,
         jobs_router,
         events_router,
         *slots_routers,

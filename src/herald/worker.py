@@ -43,6 +43,7 @@ TASK_MODULES = [
     "herald.publishing.tasks",
     "herald.scheduling.tasks",
     "herald.sources.research_tasks",
+    "herald.sources.tasks",
 ]
 
 
@@ -52,8 +53,13 @@ TASK_MODULES = [
 # are doing; queued behind slow deliveries it ran a third as often as asked. It is a few
 # short statements, and the scheduler already dispatches due deliveries outside any
 # pool: no reserved slot or extra process is needed, and its period claim in the
-# database still makes a second scheduler harmless.
-RUN_IN_SCHEDULER = frozenset({"herald.scheduling.reconcile"})
+# database still makes a second scheduler harmless. The source monitor is the same kind
+# of job: one claim statement, after which each check goes to the `sources` queue.
+RUN_IN_SCHEDULER = frozenset({"herald.scheduling.reconcile", "herald.sources.monitor"})
+
+# How often the scheduler claims the source checks that fell due (each source has its own
+# interval; this is only how soon a due check is noticed).
+MONITOR_EVERY_SECONDS = 5.0
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -66,6 +72,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "reconcile-stuck-deliveries": {
             "task": "herald.scheduling.reconcile",
             "schedule": float(settings.reconcile_interval_seconds),
+        },
+        "monitor-sources": {
+            "task": "herald.sources.monitor",
+            "schedule": MONITOR_EVERY_SECONDS,
         },
         "clean-old-records": {
             "task": "herald.maintenance.clean_old_records",

@@ -15,9 +15,11 @@ serves the benchmark's thousand feeds.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import gzip
 import hashlib
+import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -55,6 +57,7 @@ class Behaviour:
     location: str | None = None  # the Location of a redirect status, as sent
     headers: dict[str, str] = field(default_factory=dict)  # added to every answer
     delay: float = 0.0  # seconds to wait before answering (a slow server)
+    drip: float = 0.0  # seconds to wait between 1 kB pieces of the body (a slow sender)
     gzip: bool = False  # send the document gzipped when the client accepts gzip
     conditional: bool = True  # False: ignore validators (always a full answer)
     times: int | None = None  # how many answers this behaviour lasts (None: until changed)
@@ -82,6 +85,7 @@ class FeedServer:
         self._paths: dict[str, _Path] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -130,6 +134,7 @@ class FeedServer:
         location: str | None = None,
         headers: dict[str, str] | None = None,
         delay: float = 0.0,
+        drip: float = 0.0,
         gzip: bool = False,
         conditional: bool = True,
         times: int | None = None,
@@ -142,6 +147,7 @@ class FeedServer:
                 location=location,
                 headers=dict(headers or {}),
                 delay=delay,
+                drip=drip,
                 gzip=gzip,
                 conditional=conditional,
                 times=times,
@@ -219,10 +225,23 @@ class FeedServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: the benchmark reuses connections
+            # Headers and body go out in separate writes: without this, Nagle's algorithm
+            # holds the body until the client's delayed ACK (~40 ms per answer).
+            disable_nagle_algorithm = True
             timeout = 30  # an idle kept-alive connection's thread ends after this
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with fake._lock:
+                    fake._connections.discard(self.connection)
+                super().finish()
 
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
@@ -258,7 +277,12 @@ class FeedServer:
                     body = document.zipped
                     encoding = {"Content-Encoding": "gzip"}
                 self._answer(
-                    path, 200, body, document.content_type, {**validators, **encoding, **extra}
+                    path,
+                    200,
+                    body,
+                    document.content_type,
+                    {**validators, **encoding, **extra},
+                    drip=behaviour.drip,
                 )
 
             def _answer(
@@ -268,6 +292,8 @@ class FeedServer:
                 body: bytes,
                 content_type: str | None,
                 headers: dict[str, str],
+                *,
+                drip: float = 0.0,
             ) -> None:
                 # Counted before it is sent: the client may look at the counts as soon as
                 # it has the answer.
@@ -281,8 +307,12 @@ class FeedServer:
                     if status != 304:
                         self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    if body:
-                        self.wfile.write(body)
+                    step = 1024 if drip else len(body) or 1
+                    for start in range(0, len(body), step):
+                        if start and drip and fake._stopping.wait(drip):
+                            break
+                        self.wfile.write(body[start : start + step])
+                        self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
@@ -302,6 +332,13 @@ class FeedServer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        # Kept-alive connections too: a client's pooled connection must never reach this
+        # server's handlers once another server listens on the same port.
+        with self._lock:
+            open_connections, self._connections = self._connections, set()
+        for connection in open_connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(5)
         self._server = self._thread = None

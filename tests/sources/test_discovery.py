@@ -72,3 +72,11 @@ def test_when_the_body_says_nothing_the_content_type_decides() -> None:
     assert looks_like_html(b"just some text", "text/html") is True
     assert looks_like_html(b"just some text", "application/xml") is False
     assert looks_like_html(b"\xef\xbb\xbf  <HTML lang=en>", None) is True
+
+
+def test_unusable_hrefs_are_skipped() -> None:
+    page = b"""<html><head><base href="http://[bad/">
+    <link rel="alternate" type="application/rss+xml" href="http://[::1/feed">
+    <link rel="alternate" type="application/rss+xml" href="http://x.example:99999/feed">
+    <link rel="alternate" type="application/rss+xml" href="/good.xml"></head></html>"""
+    assert find_feeds(page, "https://example.org/") == ["https://example.org/good.xml"]

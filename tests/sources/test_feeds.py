@@ -75,6 +75,16 @@ def test_rss20_without_guids_keys_by_link_or_content() -> None:
     assert note.key.startswith("hash:")
 
 
+def test_an_item_with_only_a_link_is_titled_by_it() -> None:
+    body = b"""<rss version="2.0"><channel><title>Links</title>
+    <item><link>https://links.example.org/a</link></item></channel></rss>"""
+    (entry,) = parse_feed(body, url="https://links.example.org/rss").entries
+    assert (entry.title, entry.key) == (
+        "https://links.example.org/a",
+        "link:https://links.example.org/a",
+    )
+
+
 def test_guids_that_are_not_urls_stay_as_written_wherever_the_feed_lives() -> None:
     # An RSS guid without isPermaLink="false" is not a URL to resolve: the item's id must
     # not change when the feed moves (a permanent redirect would make every item new).
@@ -279,3 +289,45 @@ def test_every_date_is_aware() -> None:
         for entry in read(name).entries:
             for moment in (entry.published_at, entry.updated_at):
                 assert moment is None or moment.utcoffset() is not None
+
+
+def test_external_entities_are_never_read() -> None:
+    body = b"""<?xml version="1.0"?>
+    <!DOCTYPE rss [<!ENTITY secret SYSTEM "file:///etc/hostname">]>
+    <rss version="2.0"><channel><title>T</title>
+    <item><guid>x-1</guid><title>a &secret; b</title></item></channel></rss>"""
+    (entry,) = parse_feed(body, url="https://example.org/rss").entries
+    assert entry.title == "a &secret; b"  # left as text, the file never opened
+
+
+def test_nested_entities_are_not_expanded() -> None:
+    levels = ['<!ENTITY lol0 "lol">'] + [
+        f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 10)
+    ]
+    body = f"""<?xml version="1.0"?><!DOCTYPE rss [{"".join(levels)}]>
+    <rss version="2.0"><channel><title>&lol9;</title>
+    <item><guid>x-1</guid><title>&lol9;</title></item></channel></rss>"""
+    document = parse_feed(body.encode(), url="https://example.org/rss")
+    assert all(len(entry.title) < 100 for entry in document.entries)
+    assert len(document.title or "") < 100
+
+
+def test_unusable_links_are_dropped_not_fatal() -> None:
+    body = b"""<rss version="2.0"><channel><title>Odd</title><link>http://[odd/</link>
+    <item><guid>o-1</guid><title>Bad IPv6</title><link>http://[::1/x</link>
+      <description>&lt;a href="rel"&gt;x&lt;/a&gt;</description></item>
+    <item><guid>o-2</guid><title>Bad port</title><link>http://odd.example:99999/x</link></item>
+    <item><guid>o-3</guid><title>Script</title><link>javascript:alert(1)</link></item>
+    </channel></rss>"""
+    document = parse_feed(body, url="https://odd.example/rss")
+    assert document.link is None
+    assert [e.link for e in document.entries] == [None, None, None]
+    assert [e.key for e in document.entries] == ["id:o-1", "id:o-2", "id:o-3"]
+    assert 'href="https://odd.example/rel"' in document.entries[0].summary_html
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "text/plain", "application/octet-stream"])
+def test_a_feed_served_with_a_wrong_content_type_is_still_read(content_type: str) -> None:
+    document = read("rss20_guids.xml", content_type=content_type)
+    assert (document.version, len(document.entries)) == ("rss20", 3)
+    assert document.problem is not None  # feedparser says what was off

@@ -141,6 +141,13 @@ def test_too_many_redirects_fail_for_good(feed_server: FeedServer) -> None:
     assert raised.value.retryable is False
 
 
+def test_a_redirect_to_an_unusable_address_fails_for_good(feed_server: FeedServer) -> None:
+    feed_server.behave("/feed.xml", status=301, location="http://[::1/feed.xml")
+    with pytest.raises(FetchFailed, match="unusable address") as raised:
+        fetch(feed_server.url("/feed.xml"))
+    assert raised.value.retryable is False
+
+
 @pytest.mark.parametrize("status", [404, 410, 429, 500, 503])
 def test_error_statuses_are_answers_not_exceptions(feed_server: FeedServer, status: int) -> None:
     feed_server.behave("/feed.xml", status=status)
@@ -240,6 +247,15 @@ def test_a_server_too_slow_is_a_retryable_failure(feed_server: FeedServer) -> No
     feed_server.behave("/slow.xml", delay=30)
     with pytest.raises(FetchFailed, match=r"did not answer within 0\.2 s") as raised:
         fetch(feed_server.url("/slow.xml"), timeout=0.2)
+    assert raised.value.retryable is True
+
+
+def test_a_server_dripping_its_answer_is_cut_off_at_the_timeout(feed_server: FeedServer) -> None:
+    # Each piece comes well within the timeout; the whole answer would take 5 s.
+    feed_server.put("/drip.xml", FEED * 10)
+    feed_server.behave("/drip.xml", drip=0.05)
+    with pytest.raises(FetchFailed, match=r"within 0\.3 s") as raised:
+        fetch(feed_server.url("/drip.xml"), timeout=0.3)
     assert raised.value.retryable is True
 
 

@@ -74,6 +74,7 @@ def test_identity_prefers_the_id_then_the_normalised_link_then_a_hash() -> None:
     by_link = _entry(1, guid=None, link="HTTPS://Example.org:443/1?utm_source=rss#top")
     assert item_key(by_link) == "link:https://example.org/1"
     assert normalise_link("http://a.example/x?b=2&a=1") == "http://a.example/x?a=1&b=2"
+    assert normalise_link(" http://a.example:99999/x ") == "http://a.example:99999/x"
     hashed = _entry(1, guid=None, link=None)
     assert item_key(hashed).startswith("hash:")
     assert item_key(hashed) == item_key(_entry(1, guid=None, link=None, published_at=None))

@@ -1,6 +1,6 @@
 """The `herald` command. Thin: parse, call a service, print.
 
-One module per command group (`users`, `channels`, `posts`, `schedule`, `keys`), the
+One module per command group (`users`, `channels`, `posts`, `schedule`, `keys`, `sources`), the
 processes in `server`, and what they share in `_common`."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from herald.cli import channels, keys, posts, research, schedule, server, users
+from herald.cli import channels, keys, posts, research, schedule, server, sources, users
 from herald.cli._common import CliError
 from herald.core.crypto import CredentialsUnreadable
 from herald.core.errors import HeraldError
@@ -28,6 +28,7 @@ app.add_typer(channels.app, name="channel")
 app.add_typer(posts.app, name="post")
 app.add_typer(keys.app, name="keys")
 app.add_typer(schedule.app, name="schedule")
+app.add_typer(sources.app, name="source")
 app.command("research")(research.research)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from herald.core.clock import utcnow
 from herald.core.dates import to_utc
+from herald.core.db import session_scope
 from herald.core.errors import InvalidInput
 from herald.core.settings import get_settings
 from herald.jobs.models import READY_STATES, Job
@@ -22,6 +25,8 @@ from herald.publishing.models import DUE, Publication
 from herald.scheduling.models import PeriodicRun, SlotReservation
 from herald.users.models import LoginFailure
 from herald.users.service import Principal
+
+log = logging.getLogger(__name__)
 
 # Allow a little slack so "now" typed by a person is not refused as past.
 PAST_TOLERANCE = timedelta(seconds=60)
@@ -228,3 +233,29 @@ def epoch_key(moment: datetime, period_seconds: float) -> int:
 
 def utc_day_key(moment: datetime) -> int:
     return int(moment.astimezone(UTC).strftime("%Y%m%d"))
+
+
+# -- running a periodic job ---------------------------------------------------------------
+
+
+def run_periodic(
+    name: str,
+    period_key: Callable[[datetime], int],
+    body: Callable[[Session], dict[str, Any]],
+) -> dict[str, Any]:
+    """Run ``body`` once in the period ``period_key`` names (a second scheduler sending
+    it in the same period skips), recording its outcome for `GET /schedule/periodic`."""
+    with session_scope() as session:
+        if not claim_period(session, name, period_key(utcnow())):
+            log.info("%s already ran this period; skipping", name)
+            return {"skipped": True}
+    try:
+        with session_scope() as session:
+            result = body(session)
+    except Exception as exc:
+        with session_scope() as session:
+            finish_period(session, name, result=None, error=f"{type(exc).__name__}: {exc}")
+        raise
+    with session_scope() as session:
+        finish_period(session, name, result=result, error=None)
+    return result

@@ -37,17 +37,29 @@ class _FeedLinks(HTMLParser):
         values = {name: (value or "").strip() for name, value in attrs}
         if tag == "base" and not self._based and values.get("href"):
             # Only the first <base href> counts (HTML standard).
-            self.base_url = urljoin(self.base_url, values["href"])
+            self.base_url = absolute_url(self.base_url, values["href"]) or self.base_url
             self._based = True
         elif tag == "link" and values.get("href"):
             rels = values.get("rel", "").lower().split()
             kind = values.get("type", "").split(";")[0].strip().lower()
             if "alternate" in rels and kind in FEED_TYPES:
-                url = urljoin(self.base_url, values["href"])
-                if urlsplit(url).scheme in ("http", "https") and url not in self.found:
+                url = absolute_url(self.base_url, values["href"])
+                if url is not None and url not in self.found:
                     self.found.append(url)
 
     handle_startendtag = handle_starttag
+
+
+def absolute_url(base: str, href: str) -> str | None:
+    """``href`` made absolute against ``base``; None unless that is a well-formed http(s)
+    URL (a bad IPv6 literal or port in a page or feed must not stop it being read)."""
+    try:
+        url = urljoin(base, href)
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return None
+    return url if parts.scheme in ("http", "https") and parts.hostname else None
 
 
 def find_feeds(html: bytes, base_url: str) -> list[str]:

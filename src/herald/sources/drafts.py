@@ -66,7 +66,7 @@ def from_items(
             state=PostState.DRAFT,
         )
         session.add(post)
-        session.flush([post])
+        session.flush()  # the post first: the item use points at it
         session.add(ItemUse(item_id=item.id, post_id=post.id, agent_id=None))
         made.append(post.id)
     session.flush()

@@ -68,7 +68,11 @@ def normalise_link(url: str) -> str:
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    port = parts.port if parts.port and parts.port != _DEFAULT_PORTS.get(scheme) else None
+    try:
+        port = parts.port
+    except ValueError:  # a port out of range: the link is kept as written
+        return url.strip()
+    port = port if port and port != _DEFAULT_PORTS.get(scheme) else None
     netloc = f"[{host}]" if ":" in host else host
     if port:
         netloc += f":{port}"

@@ -39,6 +39,8 @@ FEED_ACCEPT = (
     "application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, text/html;q=0.5, */*;q=0.1"
 )
 ACCEPT_ENCODING = "gzip, deflate"
+# A host that does not take the connection within this is down: no need to wait longer.
+CONNECT = 5.0
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
@@ -101,16 +103,20 @@ def fetch(
     if validators is not None and validators.last_modified:
         headers["If-Modified-Since"] = validators.last_modified
     started = time.perf_counter()
+    # ``timeout`` bounds the whole fetch, every hop and the body included: a server
+    # dripping its answer a byte at a time never keeps a worker longer.
+    deadline = started + timeout
     current = url
     visited = {url}
     permanent = True
     hops = 0
     while True:
-        response = _send(http, current, headers, timeout)
+        response = _send(http, current, headers, _left(deadline, url, timeout), timeout)
         try:
             location = response.headers.get("Location", "").strip()
             if response.status_code in _REDIRECTS and location:
                 hops += 1
+                # httpx has parsed it already (a Location it cannot read is raised in _send).
                 target = urljoin(current, location)
                 if hops > max_redirects:
                     raise FetchFailed(
@@ -122,7 +128,7 @@ def fetch(
                 permanent = permanent and response.status_code in _PERMANENT
                 current = target
                 continue
-            body = _read(response, current)
+            body = _read(response, current, deadline, timeout)
             return Fetched(
                 url=current,
                 status=response.status_code,
@@ -141,9 +147,13 @@ def fetch(
             response.close()
 
 
-def _send(http: httpx.Client, url: str, headers: dict[str, str], timeout: float) -> httpx.Response:
+def _send(
+    http: httpx.Client, url: str, headers: dict[str, str], left: float, timeout: float
+) -> httpx.Response:
     try:
-        request = http.build_request("GET", url, headers=headers, timeout=timeout)
+        request = http.build_request(
+            "GET", url, headers=headers, timeout=httpx.Timeout(left, connect=min(CONNECT, left))
+        )
         return http.send(request, stream=True)
     except AddressNotAllowed as exc:
         raise FetchFailed(exc.message, retryable=False, status_code=422) from None
@@ -153,13 +163,28 @@ def _send(http: httpx.Client, url: str, headers: dict[str, str], timeout: float)
         raise FetchFailed(f"{url} did not answer within {timeout:g} s", retryable=True) from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise FetchFailed(f"{url} cannot be fetched: {exc}", retryable=False) from None
+    except httpx.RemoteProtocolError as exc:
+        # httpx reads a redirect's Location even when not following it.
+        if str(exc).startswith("Invalid URL in location header"):
+            raise FetchFailed(f"{url} redirects to an unusable address: {exc}", False) from None
+        raise FetchFailed(f"{url} could not be reached: {_reason(exc)}", retryable=True) from None
     except httpx.HTTPError as exc:
         raise FetchFailed(f"{url} could not be reached: {_reason(exc)}", retryable=True) from None
 
 
-def _read(response: httpx.Response, url: str) -> bytes:
+def _left(deadline: float, url: str, timeout: float) -> float:
+    left = deadline - time.perf_counter()
+    if left <= 0:
+        raise FetchFailed(f"{url} did not answer within {timeout:g} s", retryable=True)
+    return left
+
+
+def _read(response: httpx.Response, url: str, deadline: float, timeout: float) -> bytes:
+    pieces: list[bytes] = []
     try:
-        return response.read()
+        for piece in response.iter_bytes():
+            pieces.append(piece)
+            _left(deadline, url, timeout)
     except ResponseTooLarge as exc:
         raise FetchFailed(exc.message, retryable=False) from None
     except httpx.TimeoutException:
@@ -168,6 +193,7 @@ def _read(response: httpx.Response, url: str) -> bytes:
         raise FetchFailed(f"{url} sent a body that cannot be decoded: {exc}", False) from None
     except httpx.HTTPError as exc:
         raise FetchFailed(f"{url} broke off its answer: {_reason(exc)}", True) from None
+    return b"".join(pieces)
 
 
 def _reason(exc: Exception) -> str:
