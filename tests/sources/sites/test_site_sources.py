@@ -76,7 +76,7 @@ def test_a_subreddit_baseline_then_new_posts_then_an_edit(
 
 
 def test_a_config_that_cannot_work_is_a_422(client: TestClient, account: Account) -> None:
-    for fields, message in [
+    refused: list[tuple[dict[str, Any], str]] = [
         ({"kind": "reddit", "query": "r/no spaces"}, "is not a subreddit name"),
         ({"kind": "hackernews"}, "needs a query"),
         ({"kind": "discourse", "url": "forum.example.org"}, "http:// or https://"),
@@ -84,7 +84,8 @@ def test_a_config_that_cannot_work_is_a_422(client: TestClient, account: Account
             {"kind": "discourse", "url": "https://f.example.org", "settings": {"category": "x"}},
             "slug and id",
         ),
-    ]:
+    ]
+    for fields, message in refused:
         answer = client.post(
             "/api/v1/sources", json={"name": "x", **fields}, headers=account.headers
         )
