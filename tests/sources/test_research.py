@@ -30,7 +30,7 @@ from herald.sources.models import SourceItem
 from herald.sources.research_api import router as research_router
 from herald.sources.research_schemas import ResearchCreate
 from herald.sources.research_tasks import research as research_task
-from herald.sources.sites import base
+from herald.sources.sites import base, set_pacing
 from herald.users.models import Role
 from herald.users.service import Principal
 from herald.worker import TASK_MODULES
@@ -414,3 +414,46 @@ def test_a_job_past_its_soft_time_limit_stops_and_keeps_what_it_found(
     job = job_row(job_id)
     assert job.state == "FAILURE" and "stopped after 25 minutes" in (job.error or "")
     assert site_results(job)[0]["items"] == 100  # the first page, kept
+
+
+def test_a_long_wait_the_site_asks_for_is_spent_between_pages(
+    account: Account,
+    redis_broker: str,
+    fakes: tuple[FakeReddit, FakeHackerNews, FakeDiscourse],
+) -> None:
+    _reddit, _hackernews, forum = fakes
+    forum.fail_next(429, headers={"Retry-After": "300"})  # more than one request waits
+    slept: list[float] = []
+    set_pacing(None, slept.append)  # recorded, not spent
+    job_id = start(account, forum, limit=10)
+    research_task(job_id)
+
+    job = job_row(job_id)
+    assert job.state == "SUCCESS"
+    (waited,) = [o for o in site_results(job) if o["site"] == "discourse"]
+    assert (waited["items"], waited["waits"], waited["error"]) == (10, 1, None)
+    assert sum(s for s in slept if s == research.CANCEL_CHECK_SECONDS) == 300
+    assert forum.count() == 2
+
+
+def test_a_job_cancelled_while_it_waits_for_a_site_stops(
+    account: Account,
+    redis_broker: str,
+    fakes: tuple[FakeReddit, FakeHackerNews, FakeDiscourse],
+) -> None:
+    reddit, _hackernews, forum = fakes
+    reddit.fail_next(503, headers={"Retry-After": "600"})
+    job_id = start(account, forum)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 2:  # a person cancels while the job waits
+            with session_scope() as session:
+                jobs.cancel(session, session.get_one(Job, job_id))
+
+    set_pacing(None, sleep)
+    research_task(job_id)
+    job = job_row(job_id)
+    assert job.state == "REVOKED"
+    assert len(slept) == 2 and reddit.count() == 1  # stopped within one slice of the wait

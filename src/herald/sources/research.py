@@ -10,8 +10,10 @@ transaction of its own (the items tagged with the job's id), with the job's prog
 ("hackernews: page 3, 57 items"), which the jobs service sends as a live ``job.state``
 event. Between pages the job
 looks at ``cancel_requested``: a cancelled job stops before its next page and ends
-REVOKED, keeping what it stored. A site that still fails after its retries is recorded
-with its error and the others go on; the job fails only when every site failed.
+REVOKED, keeping what it stored. A site that asks for a longer wait than one request
+spends (a ``Retry-After`` of up to ten minutes) is waited for between pages, once,
+looking for a cancel every few seconds. A site that still fails after its retries is
+recorded with its error and the others go on; the job fails only when every site failed.
 
 **Ranking.** Results are sorted by ``rank = (ln(1 + score) + ½·ln(1 + comments)) ·
 ½^(age / 7 days)``: logarithms so that one site's large numbers (Reddit's scores) do
@@ -56,6 +58,7 @@ from herald.sources.research_schemas import (
     SiteDigest,
 )
 from herald.sources.sites import SiteError
+from herald.sources.sites.base import pause
 from herald.sources.sites.discourse import normalise_url
 from herald.users.service import Principal
 from herald.worker import app as celery_app
@@ -68,6 +71,10 @@ SOFT_TIME_LIMIT = 25 * 60
 TIME_LIMIT = 30 * 60
 HALF_LIFE_DAYS = 7.0
 TOP_TITLES = 3
+# The longest wait a site may ask for (Retry-After) that a job spends between two pages,
+# and how often it looks for a cancel meanwhile.
+MAX_SITE_WAIT = 10 * 60
+CANCEL_CHECK_SECONDS = 5.0
 
 
 # --- starting ------------------------------------------------------------------------------
@@ -137,6 +144,7 @@ class SiteOutcome:
     url: str | None
     items: int = 0
     pages: int = 0
+    waits: int = 0  # long waits the site asked for, spent between pages
     done: bool = False
     error: str | None = None
 
@@ -197,6 +205,27 @@ def _record_page(run: Run, done_sites: int, entries: list[Entry], message: str) 
         return len(stored.new)
 
 
+def _worth_waiting(exc: SiteError, outcome: SiteOutcome) -> bool:
+    """A site that asked for a wait longer than one request spends (``base.MAX_WAIT``)
+    is waited for here, between pages, once per site and up to ``MAX_SITE_WAIT``: the job
+    has the time, and the site said when it will answer."""
+    hint = exc.hint_seconds
+    return exc.retryable and hint is not None and hint <= MAX_SITE_WAIT and outcome.waits < 1
+
+
+def _wait_unless_cancelled(job_id: str, seconds: float) -> bool:
+    """Wait ``seconds`` in slices, looking at ``cancel_requested`` after each; False if
+    the job was cancelled meanwhile."""
+    left = seconds
+    while left > 0:
+        piece = min(left, CANCEL_CHECK_SECONDS)
+        pause(piece)
+        left -= piece
+        if _cancel_requested(job_id):
+            return False
+    return True
+
+
 def _search_site(run: Run, index: int, target: Target) -> bool:
     """Search one site page by page; False if the job was cancelled on the way."""
     outcome = SiteOutcome(target.site, target.label, target.url)
@@ -210,6 +239,13 @@ def _search_site(run: Run, index: int, target: Target) -> bool:
                 target.site, run.query, base_url=target.url, since=run.since, cursor=cursor
             )
         except SiteError as exc:
+            if _worth_waiting(exc, outcome):
+                outcome.waits += 1
+                wait = f"{target.label}: the site asked to wait {exc.hint_seconds} s"
+                _record_page(run, index, [], f"{wait}, {run.items} items")
+                if not _wait_unless_cancelled(run.job_id, float(exc.hint_seconds or 0)):
+                    return False
+                continue
             outcome.error = exc.message
             log.info("research %s: %s failed: %s", run.job_id, target.label, exc.message)
             _record_page(run, index + 1, [], f"{target.label}: failed, {run.items} items")

@@ -153,6 +153,12 @@ def set_pacing(
     _sleep = sleep or time.sleep
 
 
+def pause(seconds: float) -> None:
+    """Wait, through the same clock as pacing (tests record it instead)."""
+    if seconds > 0:
+        _sleep(seconds)
+
+
 class LocalPacer:
     """Spaces requests to each key ``interval`` seconds apart within this process, across
     threads: each caller reserves the next free slot under the lock, then waits outside it."""
