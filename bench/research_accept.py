@@ -84,12 +84,8 @@ def app_client() -> Any:
     from fastapi.testclient import TestClient
 
     from herald.app import create_app
-    from herald.sources.research_api import router
 
-    app = create_app()
-    if not any(getattr(route, "path", "") == "/api/v1/research" for route in app.routes):
-        app.include_router(router, prefix="/api/v1")
-    return TestClient(app)
+    return TestClient(create_app())
 
 
 def token() -> str:

@@ -46,8 +46,11 @@ from tests.conftest import Account
 # Each id-like parameter (path or query) and the fixture row it names.
 ID_PARAMS = (
     "token_id", "channel_id", "post_id", "media_id", "publication_id", "task_id", "job_id",
-    "source_id",
+    "source_id", "research_id",
 )  # fmt: skip
+# Where an operation's parameter names another kind of row than its name says:
+# (method, path, parameter) -> the fixture key of the row it takes.
+ROW_OF = {("GET", "/api/v1/research/{task_id}", "task_id"): "research_id"}
 # Operations that cannot be called as a plain request, and why.
 NOT_CALLED = {
     ("GET", "/api/v1/events"): "a stream that stays open; tests/events checks its isolation",
@@ -113,6 +116,9 @@ BODIES: dict[tuple[str, str], Body] = {
     },
     ("PATCH", "/api/v1/sources/{source_id}"): lambda ids: {"json": {"interval_minutes": 45}},
     ("POST", "/api/v1/sources/{source_id}/check"): lambda ids: {"json": {"auto_generate": False}},
+    ("POST", "/api/v1/research"): lambda ids: {
+        "json": {"query": "isolation", "sources": ["hackernews"]}
+    },
     ("POST", "/api/v1/tasks/monitor-rss"): lambda ids: {
         "json": {"source_id": ids["source_id"], "auto_generate": False}
     },
@@ -137,6 +143,7 @@ LISTS: dict[str, tuple[list[dict[str, str]], tuple[str, ...]]] = {
     "/api/v1/calendar": ([{}], ("publication_id", "post_id", "channel_id")),
     "/api/v1/tasks/active": ([{}, {"live": "true"}], ("job_id", "task_id")),
     "/api/v1/sources": ([{}], ("source_id",)),
+    "/api/v1/research": ([{}], ("research_id",)),
     "/api/v1/items": ([{}, {"q": "Item"}], ("item_id", "source_id")),
 }
 
@@ -212,6 +219,12 @@ def _workspace(client: TestClient, make_account: Any, name: str) -> Workspace:
         ),
         201,
     )
+    research = _ok(
+        client.post(
+            "/api/v1/research", json={"query": f"news of {name}", "sources": ["reddit"]}, headers=h
+        ),
+        202,
+    )
     with session_scope() as session:
         stored = store_entries(
             session,
@@ -230,6 +243,7 @@ def _workspace(client: TestClient, make_account: Any, name: str) -> Workspace:
         "task_id": publication["task_id"],
         "job_id": job["job_id"],
         "source_id": source["id"],
+        "research_id": research["task_id"],
         "item_id": str(stored.new[0]),
     }
     ws.names = [
@@ -292,10 +306,19 @@ def _call(
     query_ids: tuple[str, ...] = (),
     body_ids: dict[str, str] | None = None,
 ) -> Any:
-    url = op.path.format(**{name: ids[name] for name in op.path_params})
-    params = {name: ids[name] for name, required in op.query_ids if required or name in query_ids}
+    url = op.path.format(**{name: ids[_row(op, name)] for name in op.path_params})
+    params = {
+        name: ids[_row(op, name)]
+        for name, required in op.query_ids
+        if required or name in query_ids
+    }
     kwargs = BODIES[(op.method, op.path)](body_ids or ids) if op.has_body else {}
     return client.request(op.method, url, params=params, headers=caller.headers, **kwargs)
+
+
+def _row(op: Operation, name: str) -> str:
+    """The fixture key of the row the operation's parameter ``name`` takes."""
+    return ROW_OF.get((op.method, op.path, name), name)
 
 
 def _shape(response: Any, ids: list[str]) -> tuple[int, str]:
@@ -381,14 +404,13 @@ def test_every_id_and_list_is_isolated_between_workspaces(
     for op in operations:
         places = [(name, True) for name in op.path_params] + list(op.query_ids)
         for name, must_404 in places:
+            key = _row(op, name)
             random = _random_ids()
-            foreign = _call(
-                client, op, mine, mine.ids | {name: theirs.ids[name]}, query_ids=(name,)
-            )
-            unknown = _call(client, op, mine, mine.ids | {name: random[name]}, query_ids=(name,))
-            blank = [theirs.ids[name], random[name]]
+            foreign = _call(client, op, mine, mine.ids | {key: theirs.ids[key]}, query_ids=(name,))
+            unknown = _call(client, op, mine, mine.ids | {key: random[key]}, query_ids=(name,))
+            blank = [theirs.ids[key], random[key]]
             where = f"{op.method} {op.path} with their {name}"
-            failures += _leaks(where, foreign, theirs, keep=theirs.ids[name])
+            failures += _leaks(where, foreign, theirs, keep=theirs.ids[key])
             if must_404 and foreign.status_code != 404:
                 failures.append(f"{where}: {foreign.status_code} {foreign.text[:200]}")
             elif _shape(foreign, blank) != _shape(unknown, blank):

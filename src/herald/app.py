@@ -28,6 +28,7 @@ from herald.scheduling.slots_api import routers as slots_routers
 from herald.sources.api import items_router as source_items_router
 from herald.sources.api import router as sources_router
 from herald.sources.api import tasks_router as source_tasks_router
+from herald.sources.research_api import router as research_router
 from herald.users.api import auth_router, users_router
 from herald.web.routes import mount_docs, mount_static
 from herald.web.routes import router as web_router
@@ -84,6 +85,7 @@ def create_app() -> FastAPI:
         sources_router,
         source_items_router,
         source_tasks_router,
+        research_router,
         jobs_router,
         events_router,
         *slots_routers,

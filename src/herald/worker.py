@@ -77,6 +77,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "herald.sources.monitor",
             "schedule": MONITOR_EVERY_SECONDS,
         },
+        "clean-old-research": {
+            "task": "herald.sources.clean_old_research",
+            "schedule": crontab(hour=3, minute=10),
+            "options": {"expires": 3600},
+        },
         "clean-old-records": {
             "task": "herald.maintenance.clean_old_records",
             "schedule": crontab(hour=3, minute=0),

@@ -17,17 +17,17 @@ from celery.exceptions import SoftTimeLimitExceeded
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from herald.app import create_app
 from herald.core.db import session_scope
+from herald.core.settings import get_settings
 from herald.events.service import flush_events, stream_key
 from herald.jobs import service as jobs
 from herald.jobs.models import Job, JobState
+from herald.scheduling.service import clean_old_records
 from herald.sources import research
 from herald.sources import sites as site_clients
 from herald.sources.entries import Entry
 from herald.sources.items import store_entries
 from herald.sources.models import SourceItem
-from herald.sources.research_api import router as research_router
 from herald.sources.research_schemas import ResearchCreate
 from herald.sources.research_tasks import research as research_task
 from herald.sources.sites import base, set_pacing
@@ -60,13 +60,8 @@ def fakes() -> Iterator[tuple[FakeReddit, FakeHackerNews, FakeDiscourse]]:
 
 
 @pytest.fixture
-def api(db_backend: str) -> Iterator[TestClient]:
-    """The app, with the research router included if app.py does not include it yet."""
-    app = create_app()
-    if not any(getattr(route, "path", "") == "/api/v1/research" for route in app.routes):
-        app.include_router(research_router, prefix="/api/v1")
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield client
+def api(client: TestClient) -> TestClient:
+    return client
 
 
 def principal(account: Account) -> Principal:
@@ -457,3 +452,24 @@ def test_a_job_cancelled_while_it_waits_for_a_site_stops(
     job = job_row(job_id)
     assert job.state == "REVOKED"
     assert len(slept) == 2 and reddit.count() == 1  # stopped within one slice of the wait
+
+
+def test_the_daily_job_clean_leaves_research_to_its_own_retention(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "job_retention_days", 1)
+    old = datetime.now(UTC) - timedelta(days=5)
+    with session_scope() as session:
+        kept = jobs.create_job(
+            session, workspace_id=account.workspace_id, kind=research.KIND, params={}
+        )
+        gone = jobs.create_job(
+            session, workspace_id=account.workspace_id, kind="channel.verify", params={}
+        )
+        for job in (kept, gone):
+            job.state, job.created_at, job.finished_at = JobState.SUCCESS, old, old
+        kept_id = kept.id
+    with session_scope() as session:
+        assert clean_old_records(session)["jobs_deleted"] == 1
+    with session_scope() as session:
+        assert set(session.scalars(select(Job.id))) == {kept_id}

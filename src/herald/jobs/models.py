@@ -26,6 +26,10 @@ class JobState(StrEnum):
 READY_STATES = frozenset({JobState.SUCCESS, JobState.FAILURE, JobState.REVOKED})
 ACTIVE_STATES = frozenset({JobState.PENDING, JobState.STARTED, JobState.RETRY})
 
+# Job kinds kept by a retention of their own, not HERALD_JOB_RETENTION_DAYS: a research
+# job's record holds its results (HERALD_RESEARCH_RETENTION_DAYS, herald.sources.research).
+OWN_RETENTION_KINDS = frozenset({"research"})
+
 
 class Job(Base):
     __tablename__ = "jobs"

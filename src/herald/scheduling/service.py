@@ -19,7 +19,7 @@ from herald.core.dates import to_utc
 from herald.core.db import session_scope
 from herald.core.errors import InvalidInput
 from herald.core.settings import get_settings
-from herald.jobs.models import READY_STATES, Job
+from herald.jobs.models import OWN_RETENTION_KINDS, READY_STATES, Job
 from herald.publishing import actions
 from herald.publishing.models import DUE, Publication
 from herald.scheduling.models import PeriodicRun, SlotReservation
@@ -205,7 +205,8 @@ def clean_old_records(session: Session) -> dict[str, int]:
     """Delete finished job records past the retention, expired login failures, and slot
     reservations for instants already past (the queue only looks ahead of now).
 
-    Job rows that carry a delivery stay: they are the delivery's task history.
+    Job rows that carry a delivery stay: they are the delivery's task history. Kinds with
+    a retention of their own (``OWN_RETENTION_KINDS``) are cleaned by their feature.
     """
     settings = get_settings()
     cutoff = utcnow() - timedelta(days=settings.job_retention_days)
@@ -215,6 +216,7 @@ def clean_old_records(session: Session) -> dict[str, int]:
             Job.state.in_(READY_STATES),
             Job.finished_at < cutoff,
             Job.id.not_in(carries_delivery),
+            Job.kind.not_in(OWN_RETENTION_KINDS),
         )
     )
     window = utcnow() - timedelta(seconds=settings.login_window_seconds)

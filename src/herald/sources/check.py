@@ -184,7 +184,7 @@ def _read_site(plan: Plan) -> Read:
             credentials=plan.credentials,
         )
     except sites.SiteError as exc:
-        return Read(error=str(exc), status=exc.status)
+        return Read(error=str(exc), status=exc.status, hint_seconds=exc.hint_seconds)
     return Read(
         status=got.status,
         entries=got.entries,
@@ -192,7 +192,7 @@ def _read_site(plan: Plan) -> Read:
         wire_bytes=got.wire_bytes,
         elapsed_seconds=got.elapsed_seconds,
         title=got.title,
-        format=f"{plan.kind}-json",
+        format=sites.FORMATS[str(plan.kind)],
     )
 
 

@@ -66,7 +66,7 @@ from herald.worker import app as celery_app
 log = logging.getLogger(__name__)
 
 RESEARCH_TASK = "herald.sources.research"
-KIND = "research"
+KIND = "research"  # in jobs.models.OWN_RETENTION_KINDS
 SOFT_TIME_LIMIT = 25 * 60
 TIME_LIMIT = 30 * 60
 HALF_LIFE_DAYS = 7.0

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from herald.core.db import session_scope
 from herald.jobs.models import Job
 from herald.jobs.runner import JobFailed, run_job
-from herald.scheduling.service import epoch_key, run_periodic
-from herald.sources import check, monitor
+from herald.scheduling.service import epoch_key, run_periodic, utc_day_key
+from herald.sources import check, monitor, research
 from herald.sources.service import CHECK_JOB_TASK, TEST_JOB_TASK
 from herald.worker import MONITOR_EVERY_SECONDS, app
 
@@ -24,6 +24,16 @@ def monitor_sources() -> dict[str, Any]:
         "monitor-sources",
         lambda now: epoch_key(now, MONITOR_EVERY_SECONDS),
         monitor.monitor_pass,
+    )
+
+
+@app.task(name="herald.sources.clean_old_research", ignore_result=True)
+def clean_old_research() -> dict[str, Any]:
+    """Delete research jobs (and their results) past HERALD_RESEARCH_RETENTION_DAYS."""
+    return run_periodic(
+        "clean-old-research",
+        utc_day_key,
+        lambda session: {"research_jobs_deleted": research.clean_old_research(session)},
     )
 
 
