@@ -36,12 +36,18 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from herald.core.db import session_scope
 from herald.core.settings import get_settings
+from herald.sources.entries import Entry
+from herald.sources.items import store_entries
 from herald.worker import app
 from tests.conftest import Account
 
 # Each id-like parameter (path or query) and the fixture row it names.
-ID_PARAMS = ("token_id", "channel_id", "post_id", "media_id", "publication_id", "task_id", "job_id")
+ID_PARAMS = (
+    "token_id", "channel_id", "post_id", "media_id", "publication_id", "task_id", "job_id",
+    "source_id",
+)  # fmt: skip
 # Operations that cannot be called as a plain request, and why.
 NOT_CALLED = {
     ("GET", "/api/v1/events"): "a stream that stays open; tests/events checks its isolation",
@@ -101,6 +107,15 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/posts/{post_id}/queue"): lambda ids: {
         "json": {"channel_ids": [ids["channel_id"]]}
     },
+    ("POST", "/api/v1/sources"): lambda ids: {
+        "json": {"kind": "feed", "name": f"s-{uuid.uuid4().hex[:8]}",
+                 "url": "https://example.com/feed.xml"}
+    },
+    ("PATCH", "/api/v1/sources/{source_id}"): lambda ids: {"json": {"interval_minutes": 45}},
+    ("POST", "/api/v1/sources/{source_id}/check"): lambda ids: {"json": {"auto_generate": False}},
+    ("POST", "/api/v1/tasks/monitor-rss"): lambda ids: {
+        "json": {"source_id": ids["source_id"], "auto_generate": False}
+    },
 }  # fmt: skip
 
 # Every GET without a path parameter: the query variants to call it with, and which of
@@ -121,6 +136,8 @@ LISTS: dict[str, tuple[list[dict[str, str]], tuple[str, ...]]] = {
     "/api/v1/schedule/upcoming": ([{}], ("publication_id", "task_id")),
     "/api/v1/calendar": ([{}], ("publication_id", "post_id", "channel_id")),
     "/api/v1/tasks/active": ([{}, {"live": "true"}], ("job_id", "task_id")),
+    "/api/v1/sources": ([{}], ("source_id",)),
+    "/api/v1/items": ([{}, {"q": "Item"}], ("item_id", "source_id")),
 }
 
 
@@ -187,6 +204,21 @@ def _workspace(client: TestClient, make_account: Any, name: str) -> Workspace:
     )
     (publication,) = scheduled["publications"]
     job = _ok(client.post(f"/api/v1/channels/{channel['id']}/test", headers=h), 202)
+    source = _ok(
+        client.post(
+            "/api/v1/sources",
+            json={"kind": "feed", "name": f"feed-{name}", "url": f"https://{name}.example/feed"},
+            headers=h,
+        ),
+        201,
+    )
+    with session_scope() as session:
+        stored = store_entries(
+            session,
+            workspace_id=account.workspace_id,
+            entries=[Entry(site="feed", title=f"Item of {name}", guid=f"item-{name}")],
+            source_id=uuid.UUID(source["id"]),
+        )
     ws.ids = {
         "workspace_id": str(account.workspace_id),
         "user_id": str(account.user_id),
@@ -197,8 +229,13 @@ def _workspace(client: TestClient, make_account: Any, name: str) -> Workspace:
         "publication_id": publication["id"],
         "task_id": publication["task_id"],
         "job_id": job["job_id"],
+        "source_id": source["id"],
+        "item_id": str(stored.new[0]),
     }
-    ws.names = [account.email, f"{name}-co", f"site-{name}", f"Post of {name}", f"tag-{name}"]
+    ws.names = [
+        account.email, f"{name}-co", f"site-{name}", f"Post of {name}", f"tag-{name}",
+        f"feed-{name}", f"Item of {name}",
+    ]  # fmt: skip
     return ws
 
 

@@ -42,6 +42,7 @@ TASK_MODULES = [
     "herald.channels.tasks",
     "herald.publishing.tasks",
     "herald.scheduling.tasks",
+    "herald.sources.research_tasks",
     "herald.sources.tasks",
 ]
 

@@ -225,3 +225,23 @@ def test_two_schedulers_check_each_source_once_per_due_time(
         assert 2 <= len(claims) <= 3
         assert _source(source_id).checks == len(claims)
         assert all(c < start + timedelta(minutes=2) for c in claims)
+
+
+def test_the_source_may_ask_for_a_longer_interval_never_a_shorter_one(
+    client: TestClient, account: Account, feed_server: FeedServer
+) -> None:
+    feed_server.put("/feed", rss(items(1)))
+    feed_server.behave("/feed", headers={"Cache-Control": "max-age=3600"})
+    source_id = _add(client, account, feed_server.url("/feed"), interval_minutes=1)
+    _check(source_id)
+    source = _source(source_id)
+    assert source.hinted_interval_seconds == 3600
+    assert source.next_check_at - source.last_checked_at >= timedelta(minutes=30)  # type: ignore[operator]
+
+    feed_server.behave("/feed", headers={"Cache-Control": "max-age=5"})
+    feed_server.put("/feed", rss(items(1, 2)))
+    _check(source_id)
+    source = _source(source_id)
+    assert source.hinted_interval_seconds == 5
+    # Five seconds asked for, one minute set: the user's minute holds.
+    assert source.next_check_at - source.last_checked_at >= timedelta(seconds=30)  # type: ignore[operator]

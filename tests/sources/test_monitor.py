@@ -126,5 +126,8 @@ def test_failures_back_off_exponentially_up_to_a_cap() -> None:
     assert delays[:3] == [timedelta(minutes=30), timedelta(minutes=60), timedelta(minutes=120)]
     assert delays[3] == timedelta(hours=get_settings().source_max_backoff_hours)
     # A Retry-After longer than the back-off wins.
-    retry_after = _source(interval=1, failures=1, hinted=900)
-    assert next_check(retry_after, NOW, failed=True) - NOW == timedelta(seconds=900)
+    busy = _source(interval=1, failures=1)
+    assert next_check(busy, NOW, failed=True, retry_after=900) - NOW == timedelta(seconds=900)
+    # A year's Retry-After still comes back within the cap.
+    cap = timedelta(hours=get_settings().source_max_backoff_hours)
+    assert next_check(busy, NOW, failed=True, retry_after=10**8) - NOW == cap

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from herald.cli import channels, keys, posts, schedule, server, sources, users
+from herald.cli import channels, keys, posts, research, schedule, server, sources, users
 from herald.cli._common import CliError
 from herald.core.crypto import CredentialsUnreadable
 from herald.core.errors import HeraldError
@@ -29,6 +29,7 @@ app.add_typer(posts.app, name="post")
 app.add_typer(keys.app, name="keys")
 app.add_typer(schedule.app, name="schedule")
 app.add_typer(sources.app, name="source")
+app.command("research")(research.research)
 
 
 def main() -> None:

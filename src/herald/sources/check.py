@@ -227,10 +227,11 @@ def record(
     source.last_checked_at = now
     source.last_status = got.status
     source.bytes_fetched += got.wire_bytes
-    if got.hint_seconds is not None:
-        source.hinted_interval_seconds = got.hint_seconds
     if got.error is not None:
         return _failed(session, source, got, now)
+    # What the source asks for now (a 304 that says nothing keeps the last answer's word).
+    if got.hint_seconds is not None or not got.not_modified:
+        source.hinted_interval_seconds = got.hint_seconds
     source.failures, source.last_error, source.last_success_at = 0, None, now
     if got.url:
         source.url = got.url
@@ -288,7 +289,9 @@ def _failed(session: Session, source: Source, got: Read, now: datetime) -> dict[
     if got.gone:
         source.enabled = False
         source.disabled_reason = got.error
-    source.next_check_at = monitor.next_check(source, now, failed=True)
+    source.next_check_at = monitor.next_check(
+        source, now, failed=True, retry_after=got.hint_seconds
+    )
     session.flush()
     return {
         "source_id": str(source.id),

@@ -59,7 +59,9 @@ def claim_due(
     return [(source_id, claim) for source_id, claim in claimed if claim is not None]
 
 
-def next_check(source: Source, now: datetime, *, failed: bool) -> datetime:
+def next_check(
+    source: Source, now: datetime, *, failed: bool, retry_after: int | None = None
+) -> datetime:
     """When to check again.
 
     After a success: the source's interval (lengthened, never shortened, by what the
@@ -68,7 +70,7 @@ def next_check(source: Source, now: datetime, *, failed: bool) -> datetime:
     one interval are spread over it instead of firing in the same second.
 
     After a failure: exponential back-off from the interval, capped (24 h by default),
-    and never sooner than the source's Retry-After.
+    and never sooner than the failed answer's ``retry_after`` (its Retry-After).
     """
     settings = get_settings()
     cap = settings.source_max_backoff_hours * 3600
@@ -76,7 +78,7 @@ def next_check(source: Source, now: datetime, *, failed: bool) -> datetime:
     hinted = min(source.hinted_interval_seconds or 0, cap)
     if failed:
         delay = min(base * 2 ** max(source.failures - 1, 0), cap)
-        return now + timedelta(seconds=max(delay, hinted))
+        return now + timedelta(seconds=min(max(delay, retry_after or 0), cap))
     interval = max(base, hinted)
     phase = source.id.int % interval
     # The first due time at least half an interval away: a check that ran late still

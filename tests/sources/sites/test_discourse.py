@@ -47,6 +47,8 @@ def test_a_source_is_a_forum_with_an_optional_search_and_category(
         (None, {}, "needs the forum's URL"),
         ("forum.example.org", {}, "is not a forum URL"),
         ("ftp://forum.example.org", {}, "is not a forum URL"),
+        ("http://[::1", {}, "is not a forum URL"),
+        ("https://forum.example.org:99999", {}, "is not a forum URL"),
         ("https://forum.example.org", {"category": "dev"}, "slug and id as in its URL"),
         ("https://forum.example.org", {"tag": "x"}, "not ['tag']"),
     ],

@@ -5,10 +5,13 @@ Every request goes through the guarded client (``herald.core.http.shared_client(
 forum URL is the user's, and even the fixed sites' hosts are settings-free constants
 that tests point at local fakes.
 
-**Pacing.** A :class:`Pacer` per process spaces requests to one site's host at least the
-site's interval apart (each site module says its limit and where it is documented),
-whatever the thread; a ``Retry-After`` (seconds or an HTTP date), or a rate-limit
-header saying nothing is left, holds that host for the time the site asked.
+**Pacing.** :data:`PACER` spaces requests to one site's host at least the site's
+interval apart (each site module says its limit and where it is documented) for all of
+Herald: the next free slot of each host is kept in the broker's Redis, so every worker
+process on every host takes its turn from the same line (a site's limit is per IP or
+per client, not per process); without Redis, each process paces alone. A
+``Retry-After`` (seconds or an HTTP date), or a rate-limit header saying nothing is
+left, holds that host for the time the site asked.
 
 **Retries.** A timeout, a connection failure, a 429 or a 5xx is tried again, up to
 ``ATTEMPTS`` times in all, after an exponential back-off (1, 2, 4 s... capped at
@@ -18,12 +21,15 @@ header saying nothing is left, holds that host for the time the site asked.
 answer that is not the site's JSON, an address the guarded client refuses) fails at
 once.
 
-Time is read and spent through :func:`set_pacing` (``time.monotonic`` and
-``time.sleep`` by default) so tests replace waiting by a record of the waits.
+Time is read and spent through :func:`set_pacing` (``time.time``, shared by every host,
+and ``time.sleep`` by default) so tests replace waiting by a record of the waits.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,11 +38,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from herald.adapters.http import error_message, is_retryable_status, retry_after_seconds
 from herald.core.errors import HeraldError
 from herald.core.http import OutgoingRequestRefused, shared_client
+from herald.core.settings import get_settings
+from herald.events.service import redis_url
 from herald.sources.entries import Entry
+
+log = logging.getLogger(__name__)
 
 ATTEMPTS = 4
 BASE_BACKOFF = 1.0
@@ -125,48 +138,139 @@ def set_endpoints(value: SiteEndpoints | None) -> None:
 
 # --- time, pacing ------------------------------------------------------------------------
 
-_monotonic: Callable[[], float] = time.monotonic
+_now: Callable[[], float] = time.time
 _sleep: Callable[[float], None] = time.sleep
 
 
 def set_pacing(
-    monotonic: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None
+    now: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None
 ) -> None:
-    """Replace the clock and the wait used by pacing and back-off (tests); ``None``
-    restores ``time.monotonic`` / ``time.sleep``."""
-    global _monotonic, _sleep  # noqa: PLW0603
-    _monotonic = monotonic or time.monotonic
+    """Replace the clock (seconds, shared by every process: wall time by default) and the
+    wait used by pacing and back-off (tests); ``None`` restores ``time.time`` /
+    ``time.sleep``."""
+    global _now, _sleep  # noqa: PLW0603
+    _now = now or time.time
     _sleep = sleep or time.sleep
 
 
-class Pacer:
-    """Spaces requests to each key (a site's host) ``interval`` seconds apart, across
-    threads: each caller reserves the next free slot, then waits for it outside the lock."""
+def pause(seconds: float) -> None:
+    """Wait, through the same clock as pacing (tests record it instead)."""
+    if seconds > 0:
+        _sleep(seconds)
+
+
+class LocalPacer:
+    """Spaces requests to each key ``interval`` seconds apart within this process, across
+    threads: each caller reserves the next free slot under the lock, then waits outside it."""
 
     def __init__(self) -> None:
         self._next: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def wait(self, key: str, interval: float) -> float:
-        """Wait for this key's next slot; returns the seconds waited."""
+    def reserve(self, key: str, interval: float, now: float) -> float:
+        """Take the key's next slot; the seconds from ``now`` until it."""
         with self._lock:
-            now = _monotonic()
             start = max(now, self._next.get(key, 0.0))
             self._next[key] = start + interval
-        delay = start - now
+        return start - now
+
+    def hold(self, key: str, until: float) -> None:
+        with self._lock:
+            self._next[key] = max(self._next.get(key, 0.0), until)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._next.clear()
+
+
+# The next free slot of a key, kept in Redis so that every worker process on every host
+# takes its turn from the same line. KEYS[1] the key; ARGV: now, interval (seconds).
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local start = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local free = start + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], string.format('%.6f', free), 'PX', math.ceil((free - now) * 1000) + 1000)
+return string.format('%.6f', start - now)
+"""
+# KEYS[1] the key; ARGV: now, until (seconds): nothing before ``until``.
+_HOLD = """
+local now = tonumber(ARGV[1])
+local free = math.max(tonumber(ARGV[2]), tonumber(redis.call('GET', KEYS[1]) or '0'))
+redis.call('SET', KEYS[1], string.format('%.6f', free), 'PX', math.ceil((free - now) * 1000) + 1000)
+return 1
+"""
+PACE_PREFIX = "herald:pace:"
+# After Redis failed, how long this process paces alone before trying it again.
+_REDIS_PAUSE = 30.0
+
+
+class Pacer:
+    """Requests to each key (a site's host) at least ``interval`` seconds apart, for all
+    of Herald: the slots live in the broker's Redis (one Lua call per request), shared by
+    every worker process on every host, since a site's limit is per IP or per client,
+    not per process. Without a Redis broker, or while it fails, this process paces on
+    its own (:class:`LocalPacer`), and says so in the log once."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self._url = url
+        self._local = LocalPacer()
+        self._client: tuple[int, redis.Redis] | None = None
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def _redis(self) -> redis.Redis | None:
+        if time.monotonic() < self._paused_until:
+            return None
+        url = self._url if self._url is not None else redis_url(get_settings().effective_broker_url)
+        if url is None:
+            return None
+        with self._lock:
+            if self._client is None or self._client[0] != os.getpid():
+                timeout = get_settings().redis_timeout_seconds
+                client = redis.Redis.from_url(
+                    url,
+                    socket_connect_timeout=timeout,
+                    socket_timeout=timeout,
+                    retry=Retry(NoBackoff(), 0),
+                )
+                self._client = (os.getpid(), client)
+            return self._client[1]
+
+    def _shared(self, script: str, key: str, *args: float) -> Any:
+        client = self._redis()
+        if client is None:
+            return None
+        try:
+            return client.eval(script, 1, PACE_PREFIX + key, *(f"{a:.6f}" for a in args))
+        except (redis.RedisError, OSError) as exc:
+            if time.monotonic() >= self._paused_until:
+                log.warning("pacing sites in this process alone for now: Redis failed (%s)", exc)
+            self._paused_until = time.monotonic() + _REDIS_PAUSE
+            return None
+
+    def wait(self, key: str, interval: float) -> float:
+        """Wait for this key's next slot; returns the seconds waited."""
+        now = _now()
+        shared = self._shared(_RESERVE, key, now, interval)
+        delay = float(shared) if shared is not None else self._local.reserve(key, interval, now)
         if delay > 0:
             _sleep(delay)
         return max(delay, 0.0)
 
     def hold(self, key: str, seconds: float) -> None:
         """No request to this key for ``seconds`` from now (the site asked)."""
-        with self._lock:
-            until = _monotonic() + seconds
-            self._next[key] = max(self._next.get(key, 0.0), until)
+        now = _now()
+        if self._shared(_HOLD, key, now, now + seconds) is None:
+            self._local.hold(key, now + seconds)
 
     def reset(self) -> None:
-        with self._lock:
-            self._next.clear()
+        """Forget every slot (tests)."""
+        self._local.reset()
+        client = self._redis()
+        if client is not None:
+            with contextlib.suppress(redis.RedisError, OSError):
+                for name in client.scan_iter(match=PACE_PREFIX + "*"):
+                    client.delete(name)
 
 
 PACER = Pacer()
@@ -250,7 +354,7 @@ def get_json(
     """One JSON request to a site, paced, retried as the module docstring says."""
     client = shared_client()
     key = f"{site}:{httpx.URL(url).host}"
-    started = _monotonic()
+    started = _now()
     wire = 0
     attempt = 0
     while True:
@@ -310,7 +414,7 @@ def _read(
         status=response.status_code,
         content_type=content_type,
         wire_bytes=wire,
-        elapsed_seconds=_monotonic() - started,
+        elapsed_seconds=_now() - started,
         hint_seconds=round(hint) if hint is not None else None,
         headers=dict(response.headers),
     )

@@ -11,7 +11,7 @@ Credentials, optional (a private forum): ``{"api_key", "api_username"}``, sent a
 Rate limits (meta.discourse.org, "Available settings for global rate limits and
 throttling"): by default 200 requests per minute and 50 per 10 seconds per IP;
 admin API keys share 60 requests per minute. Herald paces one request per 0.5 s per
-forum and process without a key (120 a minute), one per 1.1 s with one.
+forum across all its workers without a key (120 a minute), one per 1.1 s with one.
 """
 
 from __future__ import annotations
@@ -49,8 +49,13 @@ def normalise_url(url: str | None, *, field: str = "url") -> tuple[str, str | No
     category found in it (``…/c/slug/id``), if any."""
     if not url or not url.strip():
         raise InvalidInput("a discourse source needs the forum's URL", field=field)
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+        _ = parts.port  # raises for a port out of range
+    except ValueError:  # an unclosed IPv6 bracket, a port out of range
+        host = None
+    if host is None or parts.scheme not in ("http", "https"):
         raise InvalidInput(
             f"{url!r} is not a forum URL: give it as https://forum.example.org", field=field
         )

@@ -9,7 +9,8 @@ for Ask HN), ``author``, ``points``, ``num_comments``, ``created_at_i`` and
 ``story_text``. Algolia serves at most 1,000 hits of one query, whatever the paging.
 
 Rate limit (the API's own page, hn.algolia.com/api): 10,000 requests per hour per IP.
-Herald paces one request per 0.4 s per process (9,000 an hour). No credentials.
+Herald paces one request per 0.4 s across all its workers (9,000 an hour). No
+credentials.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ Rate limits (Reddit's Data API wiki, support.reddithelp.com "Data API Wiki", and
 ``X-Ratelimit-Used/Remaining/Reset`` headers every answer carries): 100 queries per
 minute per OAuth client id, averaged over 10 minutes; unauthenticated clients get about
 10 per minute. Herald paces one request per 6.5 s without credentials and one per 0.65 s
-with them, per process, and holds the host until the reset when ``Remaining`` reaches 0.
+with them, across all its workers (``base.PACER``), and holds the host until the reset
+when ``Remaining`` reaches 0.
 """
 
 from __future__ import annotations

@@ -168,23 +168,35 @@ function clearFormError(form) {
   const error = formError(form);
   if (error) error.textContent = "";
   for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+  for (const el of form.querySelectorAll("[data-error-for]")) el.textContent = "";
 }
 
-/** Show the problem's detail, and mark the fields its `errors` point at. */
+/**
+ * Show the problem's detail, and mark the fields its `errors` point at. A form whose fields
+ * have a message slot (`data-error-for="<name>"`, in the field's aria-describedby) gets
+ * each field's message there, and a short pointer in the form's alert instead.
+ */
 function showFormError(form, error, fieldName = (loc) => loc[1]) {
   let message = error.message;
   if (error.status === 429 && error.retryAfter) message += ` Try again in ${error.retryAfter} s.`;
-  formError(form).textContent = message;
   let first = null;
+  let placed = 0;
   for (const item of error.errors) {
     const loc = Array.isArray(item.loc) ? item.loc : [];
     if (loc[0] !== "body") continue;
-    const field = form.elements.namedItem(String(fieldName(loc)));
-    if (field instanceof HTMLElement) {
+    const name = String(fieldName(loc));
+    const field = form.elements.namedItem(name);
+    if (field instanceof HTMLElement && !field.disabled) {
       field.setAttribute("aria-invalid", "true");
       first ??= field;
+      const slot = form.querySelector(`[data-error-for="${CSS.escape(name)}"]`);
+      if (slot) {
+        slot.textContent = slot.textContent ? `${slot.textContent} ${item.msg ?? ""}` : String(item.msg ?? message);
+        placed += 1;
+      }
     }
   }
+  formError(form).textContent = placed ? (placed === 1 ? "Check the marked field." : "Check the marked fields.") : message;
   first?.focus();
 }
 
@@ -234,8 +246,8 @@ function endSession(notice = "") {
   clearTimeout(syncTimer);
   syncTimer = null;
   // Drop everything the previous user could see.
-  for (const id of ["posts-list", "channels-list", "health-list"]) $(id).replaceChildren();
-  for (const id of ["user-email", "user-role", "workspace-name", "posts-status", "channels-status"]) {
+  for (const id of ["posts-list", "channels-list", "sources-list", "health-list"]) $(id).replaceChildren();
+  for (const id of ["user-email", "user-role", "workspace-name", "posts-status", "channels-status", "sources-status"]) {
     $(id).textContent = "";
   }
   for (const form of document.querySelectorAll("#app-view form")) {
@@ -243,6 +255,7 @@ function endSession(notice = "") {
     clearFormError(form);
   }
   checks.clear();
+  clearSources();
   showSignin(notice);
 }
 
@@ -257,7 +270,7 @@ async function startSession() {
   current.live = connectLive(current);
   // Before the posts: their deliveries' buttons depend on the groups.
   await loadDeliveryStates().catch(() => {});
-  await Promise.allSettled([loadMe(), refreshHealth(), loadPlatforms(), loadChannels(), loadPosts()]);
+  await Promise.allSettled([loadMe(), refreshHealth(), loadPlatforms(), loadChannels(), loadPosts(), loadSources()]);
 }
 
 async function loadDeliveryStates() {
@@ -447,6 +460,7 @@ async function loadPosts({ more = false } = {}) {
   else replaceKeepingFocus(list, items);
   posts.cursor = page.next_cursor ?? null;
   $("posts-more").hidden = !posts.cursor;
+  for (const [sourceId, ui] of sourceUi) if (ui.itemsOpen && ui.items?.some((i) => i.drafts.length)) renderItems(sourceId);
   if (!list.children.length) {
     const filtered = params.has("q") || params.has("state");
     status.textContent = filtered ? "No posts match these filters." : "No posts yet. Create the first one above.";
@@ -722,9 +736,24 @@ async function pollJob(jobId, owner, onProgress) {
       throw new ApiError(0, `No result after ${POLL_GIVE_UP_MS / 60000} minutes; job ${jobId} is still ${job.state}.`);
     }
     onProgress(job, waited);
-    await sleep(POLL_INTERVAL_MS);
+    await jobEventOr(jobId, POLL_INTERVAL_MS);
   }
   return null;
+}
+
+const jobWakers = new Map(); // job id -> cuts its poller's wait short (a job.state event came)
+
+/** Wait `ms`, or less if a live event says the job changed. */
+function jobEventOr(jobId, ms) {
+  return new Promise((resolve) => {
+    const wake = () => {
+      clearTimeout(timer);
+      if (jobWakers.get(jobId) === wake) jobWakers.delete(jobId);
+      resolve();
+    };
+    const timer = setTimeout(wake, ms);
+    jobWakers.set(jobId, wake);
+  });
 }
 
 // ---------------------------------------------------------------- publishing and deliveries
@@ -1144,6 +1173,693 @@ function loadChannelsSoon() {
   }, 500);
 }
 
+// ---------------------------------------------------------------- sources
+
+const SOURCE_KINDS = {
+  feed: {
+    label: "Feed",
+    hint: "An RSS, Atom or JSON Feed; a web page that advertises one works too.",
+    url: { label: "Feed or page URL", hint: "The feed itself, or a page with a <link rel=\"alternate\"> to it." },
+  },
+  reddit: {
+    label: "Reddit",
+    hint: "A subreddit's new posts, or a Reddit search.",
+    query: { label: "Subreddit or search", hint: "r/python for a subreddit's new posts, or words to search for." },
+  },
+  hackernews: {
+    label: "Hacker News",
+    hint: "Hacker News stories matching a search, newest first.",
+    query: { label: "Search", hint: "Words to search for." },
+  },
+  discourse: {
+    label: "Discourse",
+    hint: "A Discourse forum's latest topics, or its search results.",
+    url: {
+      label: "Forum URL",
+      hint: "The forum's address, or one category's (…/c/dev/7) to watch only that category.",
+    },
+    query: { label: "Search", hint: "Optional: words to search for; empty watches the latest topics." },
+  },
+};
+// The connection test's answer, in the order it is shown (absent or null fields are left out).
+const TEST_FIELDS = [
+  ["reachable", "Reachable"],
+  ["status", "HTTP status"],
+  ["content_type", "Content type"],
+  ["format", "Format"],
+  ["title", "Title"],
+  ["item_count", "Items"],
+  ["newest_item_at", "Newest item"],
+  ["conditional_get", "Conditional GET"],
+  ["elapsed_seconds", "Time taken"],
+  ["feed_url", "Feed found"],
+];
+const ITEMS_PAGE = 20;
+
+let sourceList = []; // SourceRead, as the API lists them (by name)
+let sourcesSeq = 0;
+// Each source's panels and notes, kept apart from the list so a re-render keeps them.
+const sourceUi = new Map(); // source id -> see sourceUiFor()
+const sourceJobs = new Map(); // job id -> source id, for the checks and tests this page started
+
+function sourceUiFor(sourceId) {
+  let ui = sourceUi.get(sourceId);
+  if (!ui) {
+    ui = {
+      note: null, // { tone, text }: the last check's or test's progress or outcome
+      running: null, // "check" | "test" while one runs
+      test: null, // the last connection test's result
+      itemsOpen: false,
+      items: null, // ItemRead[] once read
+      cursor: null,
+      itemsError: "",
+      itemsLoading: false,
+      itemsSeq: 0,
+    };
+    sourceUi.set(sourceId, ui);
+  }
+  return ui;
+}
+
+function clearSources() {
+  sourceList = [];
+  sourceUi.clear();
+  sourceJobs.clear();
+  sourcesSeq += 1;
+  showSourceFields();
+}
+
+const sourceRow = (sourceId) => $("sources-list").querySelector(`:scope > li[data-id="${CSS.escape(sourceId)}"]`);
+
+/** Only an http(s) address becomes a link: an href is the one place text could turn into script. */
+function isHttpUrl(url) {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "http:" || parsed.protocol === "https:";
+  } catch {
+    return false;
+  }
+}
+
+const externalLink = (url, text, props = {}) =>
+  isHttpUrl(url) ? h("a", { href: url, rel: "noopener noreferrer", target: "_blank", ...props }, text) : h("span", {}, text);
+
+const FORMAT_NAMES = { rss: "RSS", atom: "Atom", json: "JSON Feed" };
+
+/** feedparser's version names ("rss20", "atom10", "json11") as people write them. */
+function formatVersion(version) {
+  const match = /^(rss|atom|json)(\d)(\d*)[a-z]?$/.exec(version ?? "");
+  if (!match) return version === "unknown" ? null : version;
+  return `${FORMAT_NAMES[match[1]]} ${match[2]}.${match[3] || "0"}`;
+}
+
+function formatMinutes(minutes) {
+  if (minutes % 1440 === 0) return plural(minutes / 1440, "day");
+  if (minutes % 60 === 0) return plural(minutes / 60, "hour");
+  return `${minutes} min`;
+}
+
+function sourceState(source) {
+  if (!source.enabled) {
+    const byPerson = !source.disabled_reason || source.disabled_reason === "disabled by a person";
+    return byPerson
+      ? { label: "Paused", tone: "neutral", why: null }
+      : { label: "Disabled", tone: "warn", why: source.disabled_reason };
+  }
+  if (source.checking) return { label: "Checking", tone: "info", why: null };
+  if (source.last_error) {
+    const times = source.failures > 1 ? ` (${source.failures} failed checks in a row)` : "";
+    return { label: "Failing", tone: "bad", why: `${source.last_error}${times}` };
+  }
+  if (!source.last_checked_at) return { label: "Not checked yet", tone: "neutral", why: null };
+  return { label: "OK", tone: "good", why: null };
+}
+
+const when = (label, iso) => h("span", {}, `${label} `, h("time", { datetime: iso }, formatDate(iso)));
+
+function sourceButton(source, role, label, text, onclick, extra = {}) {
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "button small",
+      "data-role": role,
+      "data-focus-key": `source-${role}-${source.id}`,
+      "aria-label": `${label} ${source.name}`,
+      onclick,
+      ...extra,
+    },
+    text,
+  );
+}
+
+function sourceItem(source) {
+  const ui = sourceUiFor(source.id);
+  const state = sourceState(source);
+  const kind = SOURCE_KINDS[source.kind]?.label ?? humanize(source.kind);
+  const watched = [];
+  if (source.url) watched.push(h("span", { class: "source-url" }, externalLink(source.url, source.url)));
+  if (source.page_url && source.page_url !== source.url) {
+    watched.push(h("span", { class: "hint-inline" }, "found through ", externalLink(source.page_url, source.page_url)));
+  }
+  if (source.query) watched.push(h("span", { class: "source-query" }, `“${source.query}”`));
+  const hinted = source.hinted_interval_seconds;
+  const interval = `Every ${formatMinutes(source.interval_minutes)}`;
+  const asked =
+    hinted && hinted > source.interval_minutes * 60 ? ` (the source asks for ${formatMinutes(Math.ceil(hinted / 60))})` : "";
+  const busy = ui.running ? "true" : null;
+  return h(
+    "li",
+    { class: "item source", "data-id": source.id },
+    h(
+      "div",
+      { class: "item-main" },
+      h("h3", { class: "item-title" }, source.name, source.title && source.title !== source.name ? h("span", { class: "hint-inline" }, source.title) : null),
+      h(
+        "p",
+        { class: "item-meta" },
+        h("span", { class: `badge ${state.tone}`, "data-role": "source-state" }, state.label),
+        h("span", { "data-role": "source-kind" }, kind),
+        h("span", {}, interval + asked),
+        source.format ? h("span", { "data-role": "source-format" }, formatVersion(source.format)) : null,
+      ),
+      watched.length ? h("p", { class: "item-preview source-watch" }, watched) : null,
+      state.why ? h("p", { class: `source-why ${state.tone}` }, state.why) : null,
+      h(
+        "p",
+        { class: "item-meta" },
+        source.last_checked_at ? when("Last check", source.last_checked_at) : h("span", {}, "Never checked"),
+        source.enabled ? when("Next check", source.next_check_at) : null,
+        source.checks ? h("span", {}, `${plural(source.checks, "check")}, ${source.not_modified} not modified`) : null,
+      ),
+      h(
+        "p",
+        { class: `check ${ui.note?.tone ?? ""}`, "data-role": "source-note", role: "status", "aria-live": "polite" },
+        ui.note?.text ?? "",
+      ),
+    ),
+    h(
+      "div",
+      { class: "item-actions" },
+      sourceButton(source, "check", "Check now", ui.running === "check" ? "Checking…" : "Check now", () => checkSource(source.id), {
+        "aria-disabled": busy,
+      }),
+      sourceButton(source, "test", "Test", ui.running === "test" ? "Testing…" : "Test", () => testSource(source.id), {
+        "aria-disabled": busy,
+      }),
+      sourceButton(source, "items", "Items of", "Items", () => toggleItems(source.id), {
+        "aria-expanded": String(ui.itemsOpen),
+        "aria-controls": `source-items-${source.id}`,
+      }),
+      sourceButton(source, "enable", source.enabled ? "Pause" : "Resume", source.enabled ? "Pause" : "Resume", () =>
+        setSourceEnabled(source.id, !source.enabled),
+      ),
+      deleteButton(`source “${source.name}”`, `source-delete-${source.id}`, async () => {
+        await api(`/sources/${source.id}`, { method: "DELETE" });
+        sourceUi.delete(source.id);
+        $("sources-status").textContent = `Deleted “${source.name}”.`;
+        await loadSources();
+      }),
+    ),
+    h("div", { class: "item-extra", "data-role": "test-slot" }, testResult(source, ui)),
+    h("div", { class: "item-extra", "data-role": "items-slot" }, itemsPanel(source, ui)),
+  );
+}
+
+function renderSources() {
+  const list = $("sources-list");
+  replaceKeepingFocus(list, sourceList.map(sourceItem));
+  const status = $("sources-status");
+  if (!sourceList.length && !status.textContent) status.textContent = "No sources yet. Add a feed or a site to watch.";
+}
+
+/** Re-draw one source's row in place, keeping focus on the same control. */
+function renderSource(sourceId) {
+  const source = sourceList.find((s) => s.id === sourceId);
+  const row = sourceRow(sourceId);
+  if (!source || !row) return;
+  const key = row.contains(document.activeElement) ? document.activeElement.dataset?.focusKey : null;
+  const fresh = sourceItem(source);
+  row.replaceWith(fresh);
+  if (key) fresh.querySelector(`[data-focus-key="${CSS.escape(key)}"]`)?.focus();
+}
+
+async function loadSources() {
+  const seq = ++sourcesSeq;
+  let list;
+  try {
+    list = await api("/sources");
+  } catch (error) {
+    if (seq === sourcesSeq && error.status !== 401) $("sources-status").textContent = error.message;
+    return;
+  }
+  if (seq !== sourcesSeq) return;
+  sourceList = list;
+  for (const id of sourceUi.keys()) if (!list.some((s) => s.id === id)) sourceUi.delete(id);
+  if (list.length && $("sources-status").textContent.startsWith("No sources yet")) $("sources-status").textContent = "";
+  renderSources();
+}
+
+/** Re-read one source (and its open item list) after a live event or an action. */
+async function refreshSource(sourceId, { items = true } = {}) {
+  const owner = session;
+  let source;
+  try {
+    source = await api(`/sources/${sourceId}`);
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (owner === session && error.status === 404) await loadSources(); // deleted elsewhere
+    return;
+  }
+  if (owner !== session) return;
+  const index = sourceList.findIndex((s) => s.id === sourceId);
+  if (index < 0) {
+    await loadSources(); // added in another tab
+    return;
+  }
+  sourceList[index] = source;
+  renderSource(sourceId);
+  if (items && sourceUi.get(sourceId)?.itemsOpen) await loadItems(sourceId);
+}
+
+function setSourceNote(sourceId, note) {
+  const ui = sourceUiFor(sourceId);
+  ui.note = note;
+  const line = sourceRow(sourceId)?.querySelector('[data-role="source-note"]');
+  if (line) {
+    line.className = `check ${note?.tone ?? ""}`;
+    line.textContent = note?.text ?? "";
+  }
+}
+
+function jobProgressText(job, waited, doing) {
+  if (job.state === "PENDING" || job.state === "RETRY") {
+    return waited > 15000 ? "Still queued: is a Herald worker running?" : "Queued…";
+  }
+  if (job.progress_total) return `${doing} ${job.progress_done}/${job.progress_total}`;
+  return job.message ? `${doing} ${job.message}` : doing;
+}
+
+function checkOutcome(result, wasFirst) {
+  if (result?.not_modified) return "Not modified since the last check (HTTP 304): nothing new.";
+  const fresh = result?.new?.length ?? 0;
+  const updated = result?.updated?.length ?? 0;
+  const drafts = result?.drafts?.length ?? 0;
+  const text = `${fresh} new, ${updated} updated, ${plural(drafts, "draft")}.`;
+  return wasFirst && !fresh ? `${text} First check: what it found is the baseline, so none of it counts as new.` : text;
+}
+
+/** Start a job for the source (check or test) and follow it to its end. */
+async function runSourceJob(sourceId, kind, path, doing, finish) {
+  const ui = sourceUiFor(sourceId);
+  if (ui.running) return;
+  const owner = session;
+  ui.running = kind;
+  ui.note = { tone: "pending", text: "Starting…" };
+  renderSource(sourceId);
+  let jobId = null;
+  try {
+    const started = await api(`/sources/${sourceId}/${path}`, { method: "POST" });
+    jobId = started.task_id;
+    sourceJobs.set(jobId, { sourceId, doing });
+    const job = await pollJob(jobId, owner, (current, waited) =>
+      setSourceNote(sourceId, { tone: "pending", text: jobProgressText(current, waited, doing) }),
+    );
+    if (!job || owner !== session) return;
+    ui.note =
+      job.state === "SUCCESS"
+        ? finish(job.result)
+        : { tone: "bad", text: job.error ? `Failed: ${job.error}` : humanize(job.state.toLowerCase()) };
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (owner !== session || error.status === 401) return;
+    ui.note = { tone: "bad", text: error.message };
+  } finally {
+    if (jobId) sourceJobs.delete(jobId);
+    ui.running = null;
+  }
+  renderSource(sourceId);
+}
+
+async function checkSource(sourceId) {
+  const before = sourceList.find((s) => s.id === sourceId);
+  const wasFirst = !before?.subscribed_at;
+  let drafts = 0;
+  await runSourceJob(sourceId, "check", "check", "Checking…", (result) => {
+    drafts = result?.drafts?.length ?? 0;
+    return { tone: "good", text: checkOutcome(result, wasFirst) };
+  });
+  if (!session) return;
+  if (drafts) await loadPosts(); // the drafts it made, first: the items link to them
+  await refreshSource(sourceId); // last and next check, state; its items if shown
+}
+
+async function testSource(sourceId) {
+  const ui = sourceUiFor(sourceId);
+  await runSourceJob(sourceId, "test", "test", "Testing…", (result) => {
+    ui.test = result ?? {};
+    if (result?.error) return { tone: "bad", text: `Test: ${result.error}` };
+    return result?.reachable ? { tone: "good", text: "Test: the source answered." } : { tone: "bad", text: "Test: not reachable." };
+  });
+  renderSource(sourceId);
+}
+
+function testValue(key, value) {
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (key === "conditional_get") return value ? "yes" : "no";
+  if (key === "newest_item_at") return h("time", { datetime: value }, formatDate(value));
+  if (key === "elapsed_seconds") return `${Number(value).toFixed(2)} s`;
+  if (key === "feed_url") return externalLink(value, value);
+  return String(value);
+}
+
+function testResult(source, ui) {
+  const result = ui.test;
+  if (!result) return null;
+  const rows = [];
+  for (const [key, label] of TEST_FIELDS) {
+    let value = result[key];
+    if (key === "format") value = formatVersion(result.version) ?? value;
+    if (key === "feed_url" && value === source.url) continue;
+    if (key === "conditional_get" && value === null) value = "not tried";
+    if (value === null || value === undefined || value === "") continue;
+    rows.push(h("dt", {}, label), h("dd", { "data-field": key }, value === "not tried" ? value : testValue(key, value)));
+  }
+  return h(
+    "section",
+    { class: "subpanel", "aria-label": `Connection test of “${source.name}”`, "data-role": "test-result" },
+    h("h4", { class: "subpanel-title" }, "Connection test"),
+    result.error ? h("p", { class: "delivery-error" }, result.error) : null,
+    result.problem ? h("p", { class: "hint" }, `Note: ${result.problem}`) : null,
+    h("dl", { class: "facts" }, rows),
+    h(
+      "div",
+      { class: "actions" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "button small quiet",
+          "data-focus-key": `source-test-close-${source.id}`,
+          onclick: () => {
+            ui.test = null;
+            renderSource(source.id);
+            sourceRow(source.id)?.querySelector('[data-role="test"]')?.focus();
+          },
+        },
+        "Hide test",
+      ),
+    ),
+  );
+}
+
+async function setSourceEnabled(sourceId, enabled) {
+  const owner = session;
+  try {
+    const source = await api(`/sources/${sourceId}`, { method: "PATCH", body: { enabled } });
+    if (owner !== session) return;
+    const index = sourceList.findIndex((s) => s.id === sourceId);
+    if (index >= 0) sourceList[index] = source;
+    setSourceNote(sourceId, null);
+    renderSource(sourceId);
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (owner !== session || error.status === 401) return;
+    setSourceNote(sourceId, { tone: "bad", text: error.message });
+  }
+}
+
+// -- a source's items
+
+function toggleItems(sourceId) {
+  const ui = sourceUiFor(sourceId);
+  ui.itemsOpen = !ui.itemsOpen;
+  renderSource(sourceId);
+  if (ui.itemsOpen) loadItems(sourceId);
+}
+
+/**
+ * Read the source's items, newest first. `more` appends the next page; otherwise the list
+ * is read again from the top, as many as were shown.
+ */
+async function loadItems(sourceId, { more = false } = {}) {
+  const ui = sourceUiFor(sourceId);
+  const seq = ++ui.itemsSeq;
+  const owner = session;
+  const shown = ui.items?.length ?? 0;
+  const params = new URLSearchParams({ limit: String(more ? ITEMS_PAGE : Math.min(200, Math.max(ITEMS_PAGE, shown))) });
+  if (more && ui.cursor) params.set("cursor", ui.cursor);
+  ui.itemsLoading = true;
+  renderItems(sourceId);
+  let page;
+  try {
+    page = await api(`/sources/${sourceId}/items?${params}`);
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (owner !== session || seq !== ui.itemsSeq || error.status === 401) return;
+    ui.itemsLoading = false;
+    ui.itemsError = error.status === 404 ? "This source was deleted." : error.message;
+    renderItems(sourceId);
+    return;
+  }
+  if (owner !== session || seq !== ui.itemsSeq) return;
+  ui.itemsLoading = false;
+  ui.itemsError = "";
+  const firstNew = more ? page.items[0]?.id : null;
+  ui.items = more ? [...(ui.items ?? []), ...page.items] : page.items;
+  ui.cursor = page.next_cursor ?? null;
+  renderItems(sourceId);
+  if (firstNew) {
+    // Keyboard users continue where the new page starts.
+    sourceRow(sourceId)?.querySelector(`[data-item="${CSS.escape(firstNew)}"] [data-role="item-title"]`)?.focus();
+  }
+}
+
+function reloadOpenItems() {
+  return Promise.allSettled([...sourceUi].filter(([, ui]) => ui.itemsOpen).map(([id]) => loadItems(id)));
+}
+
+function renderItems(sourceId) {
+  const source = sourceList.find((s) => s.id === sourceId);
+  const slot = sourceRow(sourceId)?.querySelector('[data-role="items-slot"]');
+  if (!source || !slot) return;
+  const panel = itemsPanel(source, sourceUiFor(sourceId));
+  replaceKeepingFocus(slot, panel ? [panel] : []);
+}
+
+function draftLinks(item) {
+  if (!item.drafts.length) return null;
+  return h(
+    "p",
+    { class: "item-meta" },
+    h("span", {}, item.drafts.length === 1 ? "Draft:" : "Drafts:"),
+    item.drafts.map((postId) => {
+      const title = postRow(postId)?.querySelector(".item-title")?.textContent;
+      if (!title) return h("code", { class: "post-id", title: "A post not shown in the Posts list" }, postId);
+      return h(
+        "button",
+        {
+          type: "button",
+          class: "link-button",
+          "data-focus-key": `item-draft-${item.id}-${postId}`,
+          onclick: () => showPost(postId),
+        },
+        title,
+      );
+    }),
+  );
+}
+
+/** Bring a post of the Posts panel into view and put focus on it. */
+function showPost(postId) {
+  const row = postRow(postId);
+  if (!row) {
+    $("posts-status").textContent = `Post ${postId} is not in the list shown (check the filters).`;
+    return;
+  }
+  row.scrollIntoView({ block: "center" });
+  row.querySelector('[data-role="publish-toggle"]')?.focus();
+}
+
+function feedItem(item) {
+  const title = isHttpUrl(item.link)
+    ? h(
+        "a",
+        {
+          href: item.link,
+          rel: "noopener noreferrer",
+          target: "_blank",
+          "data-role": "item-title",
+          "data-focus-key": `item-${item.id}`,
+        },
+        item.title,
+      )
+    : h("span", { "data-role": "item-title", tabindex: "-1" }, item.title);
+  const summary = item.summary_text?.trim() ?? "";
+  return h(
+    "li",
+    { class: "feed-item", "data-item": item.id },
+    h(
+      "p",
+      { class: "feed-item-title" },
+      title,
+      item.seen_at_subscribe
+        ? h(
+            "span",
+            { class: "badge neutral", "data-role": "baseline", title: "Found by the first check: taken as already seen" },
+            "Baseline",
+          )
+        : null,
+    ),
+    h(
+      "p",
+      { class: "item-meta" },
+      item.published_at
+        ? h("time", { datetime: item.published_at, "data-role": "published" }, formatDate(item.published_at))
+        : h("span", { "data-role": "published", title: `First seen ${formatDate(item.first_seen_at)}` }, "undated"),
+      item.author ? h("span", {}, `by ${item.author}`) : null,
+      item.score !== null && item.score !== undefined ? h("span", {}, plural(item.score, "point")) : null,
+      item.comments !== null && item.comments !== undefined
+        ? item.comments_url
+          ? externalLink(item.comments_url, plural(item.comments, "comment"))
+          : h("span", {}, plural(item.comments, "comment"))
+        : null,
+      item.revision > 1 && item.changed_at ? h("span", {}, "edited ", h("time", { datetime: item.changed_at }, formatDate(item.changed_at))) : null,
+    ),
+    // The plain-text summary only: no markup from a feed reaches the page.
+    summary ? h("p", { class: "item-preview" }, summary.length > 240 ? `${summary.slice(0, 240)}…` : summary) : null,
+    draftLinks(item),
+  );
+}
+
+function itemsPanel(source, ui) {
+  if (!ui.itemsOpen) return null;
+  let body;
+  if (ui.items === null) body = ui.itemsError ? null : h("p", { class: "status" }, "Loading items…");
+  else if (!ui.items.length) {
+    body = h("p", { class: "status" }, source.last_checked_at ? "No items yet." : "No items yet: the source has not been checked.");
+  } else body = h("ul", { class: "feed-items", "aria-label": `Items of “${source.name}”, newest first` }, ui.items.map(feedItem));
+  return h(
+    "section",
+    {
+      id: `source-items-${source.id}`,
+      class: "subpanel",
+      "aria-label": `Items of “${source.name}”`,
+      "aria-busy": ui.itemsLoading ? "true" : null,
+    },
+    h("h4", { class: "subpanel-title" }, "Items", ui.items?.length ? h("span", { class: "hint-inline" }, `${ui.items.length}${ui.cursor ? "+" : ""} shown`) : null),
+    ui.itemsError ? h("p", { class: "form-error", role: "alert" }, ui.itemsError) : null,
+    body,
+    ui.cursor
+      ? h(
+          "div",
+          { class: "load-more" },
+          h(
+            "button",
+            {
+              type: "button",
+              class: "button small",
+              "data-focus-key": `source-items-more-${source.id}`,
+              "aria-label": `Load more items of ${source.name}`,
+              "aria-disabled": ui.itemsLoading ? "true" : null,
+              onclick: () => !ui.itemsLoading && loadItems(source.id, { more: true }),
+            },
+            "Load more",
+          ),
+        )
+      : null,
+  );
+}
+
+// -- live
+
+function onJobEvent(data) {
+  if (typeof data.id !== "string") return;
+  const started = sourceJobs.get(data.id);
+  if (started && data.state && !["SUCCESS", "FAILURE", "REVOKED"].includes(data.state)) {
+    setSourceNote(started.sourceId, { tone: "pending", text: jobProgressText(data, 0, started.doing) });
+  }
+  jobWakers.get(data.id)?.(); // its poller reads the outcome now instead of in a second
+}
+
+async function onSourceItemsEvent(data) {
+  if (typeof data.source_id !== "string") return;
+  if (Array.isArray(data.drafts) && data.drafts.length) await loadPosts(); // first: the items link to them
+  if (!sourceList.some((s) => s.id === data.source_id)) await loadSources(); // one this page has not listed
+  else await refreshSource(data.source_id);
+}
+
+// -- the "Add source" form
+
+function showSourceFields() {
+  const form = $("source-form");
+  const kind = form.elements.namedItem("kind").value;
+  const spec = SOURCE_KINDS[kind] ?? SOURCE_KINDS.feed;
+  form.querySelector('[data-role="kind-hint"]').textContent = spec.hint;
+  for (const field of form.querySelectorAll("[data-kinds]")) {
+    const shown = field.dataset.kinds.split(" ").includes(kind);
+    field.hidden = !shown;
+    for (const input of field.querySelectorAll("input")) input.disabled = !shown;
+  }
+  for (const name of ["url", "query"]) {
+    if (!spec[name]) continue;
+    form.querySelector(`[data-role="${name}-label"]`).textContent = spec[name].label;
+    form.querySelector(`[data-role="${name}-hint"]`).textContent = spec[name].hint;
+  }
+}
+
+$("source-kind").addEventListener("change", () => {
+  clearFormError($("source-form"));
+  showSourceFields();
+});
+
+/** A whole number typed into a number field, or a 422 on that field. */
+function wholeNumber(data, name, label) {
+  const raw = String(data.get(name) ?? "").trim();
+  const value = Number(raw);
+  if (!raw || !Number.isInteger(value)) {
+    throw new ApiError(422, `${label}: give a whole number.`, [{ loc: ["body", name], msg: `${label}: give a whole number.` }]);
+  }
+  return value;
+}
+
+onSubmit($("source-form"), async (data) => {
+  const form = $("source-form");
+  const kind = String(data.get("kind"));
+  const name = String(data.get("name") ?? "").trim();
+  if (!name) throw new ApiError(422, "Give the source a label.", [{ loc: ["body", "name"], msg: "Give the source a label." }]);
+  const body = {
+    kind,
+    name,
+    interval_minutes: wholeNumber(data, "interval_minutes", "Interval"),
+    backfill: wholeNumber(data, "backfill", "Backfill"),
+    auto_generate: data.get("auto_generate") === "on",
+  };
+  for (const field of ["url", "query"]) {
+    const value = String(data.get(field) ?? "").trim(); // a hidden field is disabled: not in data
+    if (value) body[field] = value;
+  }
+  let source;
+  try {
+    source = await api("/sources", { method: "POST", body });
+  } catch (error) {
+    // The one conflict is the label: another source of the workspace has it.
+    if (error instanceof ApiError && error.status === 409) {
+      throw new ApiError(409, error.message, [{ loc: ["body", "name"], msg: error.message }]);
+    }
+    throw error;
+  }
+  form.reset();
+  $("source-kind").value = kind;
+  showSourceFields();
+  closeCreate("source-create");
+  $("sources-status").textContent = `Added “${source.name}”. Its first check takes what it finds as the baseline.`;
+  await loadSources();
+});
+
+$("sources-refresh").addEventListener("click", () => loadSources());
+showSourceFields();
+
 // ---------------------------------------------------------------- live events
 
 let syncTimer = null;
@@ -1164,7 +1880,7 @@ function scheduleSync({ channels: alsoChannels = false } = {}) {
 async function syncVisible(withChannels) {
   const owner = session;
   const tasks = [];
-  if (withChannels) tasks.push(loadChannels());
+  if (withChannels) tasks.push(loadChannels(), loadSources().then(reloadOpenItems));
   const rows = $("posts-list").children.length;
   if (rows) {
     // The same filters, as many rows as are shown: patch the state badges in place.
@@ -1282,6 +1998,20 @@ function connectLive(owner) {
       }
       if (typeof data?.publication_id === "string") onPublicationEvent(data);
     });
+    const listen = (kind, handle) =>
+      mine.addEventListener(kind, (event) => {
+        if (source !== mine) return;
+        track(event);
+        let data = null;
+        try {
+          data = JSON.parse(event.data);
+        } catch {
+          return;
+        }
+        if (data && typeof data === "object") handle(data);
+      });
+    listen("job.state", onJobEvent);
+    listen("source.items", onSourceItemsEvent);
     mine.addEventListener("reset", (event) => {
       if (source !== mine) return;
       track(event);
