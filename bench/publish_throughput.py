@@ -757,13 +757,12 @@ def run_rounds(bench: Bench, post_ids: list[uuid.UUID]) -> list[ModeResult]:
     return results
 
 
-def set_up(
-    args: argparse.Namespace, stack: contextlib.ExitStack, prefix: str, deliveries: int
-) -> tuple[Path, str, dict[str, str], Receiver, float]:
-    """A work dir, a fresh database (migrated) and broker database, Herald's settings and
-    a receiver, all cleaned up by ``stack``. Returns the work dir, the database URL, the
-    children's environment, the receiver and its capacity (measured now, before any worker
-    competes with it)."""
+def herald_stack(
+    args: argparse.Namespace, stack: contextlib.ExitStack, prefix: str
+) -> tuple[Path, str, dict[str, str]]:
+    """A work dir, a fresh database (migrated) and broker database, and Herald's settings
+    for this process and the worker, all cleaned up by ``stack``. Returns the work dir,
+    the database URL and the children's environment."""
     workdir = new_workdir(prefix)
     if args.keep_workdir:
         stack.callback(print, f"kept {workdir}")
@@ -784,7 +783,16 @@ def set_up(
     get_settings()  # writes the data dir's secrets before the worker could race us
     stack.callback(reset_engine)
     upgrade(database_url)
+    return workdir, database_url, env
 
+
+def set_up(
+    args: argparse.Namespace, stack: contextlib.ExitStack, prefix: str, deliveries: int
+) -> tuple[Path, str, dict[str, str], Receiver, float]:
+    """:func:`herald_stack` and a receiver. Returns the work dir, the database URL, the
+    children's environment, the receiver and its capacity (measured now, before any worker
+    competes with it)."""
+    workdir, database_url, env = herald_stack(args, stack, prefix)
     receiver = stack.enter_context(Receiver(workdir))
     capacity = receiver_capacity(receiver, requests=max(200, min(deliveries, 2000)))
     return workdir, database_url, env, receiver, capacity

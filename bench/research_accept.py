@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import math
-import shutil
 import statistics
 import sys
 import time
@@ -40,14 +39,11 @@ from matplotlib.ticker import MaxNLocator
 
 from bench._harness import (
     add_stack_arguments,
-    fresh_redis,
     machine_info,
-    new_workdir,
-    postgres_database,
     run_main,
     source_info,
 )
-from bench.publish_throughput import configure_environment
+from bench.publish_throughput import herald_stack
 
 NAME = "research_accept"
 TARGET_MS = 100.0
@@ -190,26 +186,7 @@ def run(args: argparse.Namespace) -> list[str]:
     machine, source = machine_info(), source_info()
     problems: list[str] = []
     with contextlib.ExitStack() as stack:
-        workdir = new_workdir("ra-")
-        if args.keep_workdir:
-            stack.callback(print, f"kept {workdir}")
-        else:
-            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        if args.database == "postgresql":
-            database_url = stack.enter_context(postgres_database(args.pg_admin_url))
-        else:
-            database_url = f"sqlite:///{workdir / 'data' / 'herald.db'}"
-        fresh_redis(args.broker_url)
-        stack.callback(fresh_redis, args.broker_url)
-        configure_environment(args, workdir, database_url)
-
-        from herald.core.db import reset_engine
-        from herald.core.migrate import upgrade
-        from herald.core.settings import get_settings
-
-        get_settings()
-        stack.callback(reset_engine)
-        upgrade(database_url)
+        herald_stack(args, stack, "ra-")
         timings = measure(args, problems)
     if not timings:
         return problems or ["no request was measured"]

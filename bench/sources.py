@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import html
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -57,17 +56,14 @@ from bench._harness import (
     CpuMeter,
     ManagedProcess,
     add_stack_arguments,
-    fresh_redis,
     machine_info,
-    new_workdir,
-    postgres_database,
     run_main,
     source_info,
     start_worker,
     wait_until,
     write_outputs,
 )
-from bench.publish_throughput import configure_environment, worker_facts
+from bench.publish_throughput import herald_stack, worker_facts
 
 NAME = "sources"
 ITEMS = 20  # items per feed, as many blogs' feeds keep
@@ -209,32 +205,6 @@ class Bench:
             with contextlib.suppress(psutil.Error):
                 used["worker pool"] += sum(child.cpu_times()[:2])
         return used
-
-
-def set_up(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[Path, dict[str, str]]:
-    """A work dir, a fresh database (migrated) and broker database, and Herald's settings
-    for this process and the worker; all cleaned up by ``stack``."""
-    workdir = new_workdir("hs-")
-    if args.keep_workdir:
-        stack.callback(print, f"kept {workdir}")
-    else:
-        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-    if args.database == "postgresql":
-        database_url = stack.enter_context(postgres_database(args.pg_admin_url))
-    else:
-        database_url = f"sqlite:///{workdir / 'data' / 'herald.db'}"
-    fresh_redis(args.broker_url)
-    stack.callback(fresh_redis, args.broker_url)
-    env = configure_environment(args, workdir, database_url)
-
-    from herald.core.db import reset_engine
-    from herald.core.migrate import upgrade
-    from herald.core.settings import get_settings
-
-    get_settings()  # writes the data dir's secrets before the worker could race us
-    stack.callback(reset_engine)
-    upgrade(database_url)
-    return workdir, env
 
 
 def create_sources(bench: Bench) -> None:
@@ -683,7 +653,7 @@ def run(args: argparse.Namespace) -> list[str]:
     machine = machine_info()
     source = source_info()
     with contextlib.ExitStack() as stack:
-        workdir, env = set_up(args, stack)
+        workdir, _database_url, env = herald_stack(args, stack, "hs-")
         # Herald is importable only now: herald.worker reads the settings set up above.
         from herald.worker import MONITOR_EVERY_SECONDS
 
