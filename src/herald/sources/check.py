@@ -56,6 +56,15 @@ class Plan:
     validators: Validators
     first: bool  # no baseline yet: this read is it
 
+    def site_fields(self) -> dict[str, Any]:
+        """What a site client takes besides the kind."""
+        return {
+            "url": self.url,
+            "query": self.query,
+            "settings": self.settings,
+            "credentials": self.credentials,
+        }
+
 
 @dataclass(frozen=True)
 class Read:
@@ -176,13 +185,7 @@ def _http_error(status: int) -> str:
 
 def _read_site(plan: Plan) -> Read:
     try:
-        got = sites.latest(
-            str(plan.kind),
-            url=plan.url,
-            query=plan.query,
-            settings=plan.settings,
-            credentials=plan.credentials,
-        )
+        got = sites.latest(str(plan.kind), **plan.site_fields())
     except sites.SiteError as exc:
         return Read(error=str(exc), status=exc.status, hint_seconds=exc.hint_seconds)
     return Read(
@@ -320,13 +323,7 @@ def probe(plan: Plan) -> dict[str, Any]:
         answer = test_feed(plan.url).as_json()
     else:
         try:
-            answer = sites.test_site(
-                str(plan.kind),
-                url=plan.url,
-                query=plan.query,
-                settings=plan.settings,
-                credentials=plan.credentials,
-            )
+            answer = sites.test_site(str(plan.kind), **plan.site_fields())
         except HeraldError as exc:
             answer = {"reachable": False, "error": str(exc)}
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in answer.items()}

@@ -291,6 +291,18 @@ class Answer:
     hint_seconds: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    def read(self, entries: list[Entry], title: str | None) -> SiteRead:
+        """This answer as a source's read: its entries, with what the answer cost."""
+        return SiteRead(
+            entries,
+            self.status,
+            title,
+            self.hint_seconds,
+            self.wire_bytes,
+            self.elapsed_seconds,
+            self.content_type,
+        )
+
 
 def backoff(attempt: int) -> float:
     """The wait before try ``attempt + 1`` (attempt counts from 1)."""

@@ -242,15 +242,7 @@ def latest(
         if not isinstance(topics, list):
             raise shape_error("discourse", "topic_list.topics (is this a Discourse forum?)")
         entries = [e for t in topics if isinstance(t, dict) for e in [_topic_entry(base, t)] if e]
-    return SiteRead(
-        entries,
-        answer.status,
-        title_of(base, query, settings),
-        answer.hint_seconds,
-        answer.wire_bytes,
-        answer.elapsed_seconds,
-        answer.content_type,
-    )
+    return answer.read(entries, title_of(base, query, settings))
 
 
 def search_page(

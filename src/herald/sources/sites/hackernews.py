@@ -131,15 +131,7 @@ def latest(query: str, settings: dict[str, Any], limit: int = 30) -> SiteRead:
         params=_params(query, settings, page=0, per_page=limit, since=None),
     )
     entries, _, _ = _hits(answer.data)
-    return SiteRead(
-        entries,
-        answer.status,
-        title_of(query),
-        answer.hint_seconds,
-        answer.wire_bytes,
-        answer.elapsed_seconds,
-        answer.content_type,
-    )
+    return answer.read(entries, title_of(query))
 
 
 def search_page(

@@ -251,15 +251,7 @@ def latest(
 ) -> SiteRead:
     answer = _listing(query, settings, credentials, limit, None)
     entries, _ = _entries(answer.data)
-    return SiteRead(
-        entries,
-        answer.status,
-        title_of(query, settings),
-        answer.hint_seconds,
-        answer.wire_bytes,
-        answer.elapsed_seconds,
-        answer.content_type,
-    )
+    return answer.read(entries, title_of(query, settings))
 
 
 def search_page(
