@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -58,6 +59,10 @@ class Terminal:
         def take_terminal() -> None:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # /dev/tty is this pty, as getpass expects
+            # Ctrl-C works, as for a command a shell runs in the foreground. An ignored
+            # SIGINT is inherited: run in the background by a script (no job control, as
+            # CI may be), the suite ignores it, and so would the command, until a timeout.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "herald", *args],
