@@ -14,12 +14,19 @@ import sys
 import termios
 import time
 
+import pytest
 from sqlalchemy import select as sql_select
 
 from herald.core.db import session_scope
 from herald.core.security import verify_password
 from herald.core.settings import get_settings
 from herald.users.models import User
+
+# A command is thin (parse, call a service, print), and the services are tested on both
+# backends in their own folders: a command's test runs on SQLite (the default) alone, each
+# `herald` it starts costing a second or more of start-up. One test in test_users.py keeps
+# both, for a command's own process on PostgreSQL.
+ON_SQLITE = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 
 
 def herald_env() -> dict[str, str]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.cli.runner import herald
+from tests.cli.runner import ON_SQLITE, herald
 
 
+@ON_SQLITE
 def test_channels_and_posts_from_the_command_line(db_backend: str, tmp_path: Path) -> None:
     assert herald("user", "create", "--email", "ann@example.com", "--admin").returncode == 0
 

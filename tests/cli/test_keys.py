@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from tests.cli.runner import herald
+from tests.cli.runner import ON_SQLITE, herald
 
 
 def test_generate_prints_a_key_fernet_accepts() -> None:
@@ -18,6 +18,7 @@ def test_generate_prints_a_key_fernet_accepts() -> None:
     assert herald("keys", "generate").stdout != generated.stdout
 
 
+@ON_SQLITE
 def test_rotate_goes_through_every_workspace(db_backend: str, tmp_path: Path) -> None:
     """What rotation does to the ciphertext: tests/channels/test_names_and_keys.py."""
     for email, workspace in [("ann@example.com", "default"), ("bob@example.com", "b")]:

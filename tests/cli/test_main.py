@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from tests.cli.runner import herald
+from tests.cli.runner import ON_SQLITE, herald
 
 
+@ON_SQLITE
 def test_errors_are_one_line_on_stderr(db_backend: str) -> None:
     bad_email = herald("user", "create", "--email", "nope")
     assert bad_email.returncode == 1

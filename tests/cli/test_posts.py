@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.runner import herald
+from tests.cli.runner import ON_SQLITE, herald
 from tests.workers import running_worker
 
 
 @pytest.mark.integration
+@ON_SQLITE
 def test_publish_from_the_command_line_with_live_status(
     db_backend: str, tmp_path: Path, redis_broker: str
 ) -> None:
@@ -42,6 +43,7 @@ def test_publish_from_the_command_line_with_live_status(
     assert len(list(tmp_path.glob("*.md"))) == 1
 
 
+@ON_SQLITE
 def test_slots_and_queue_from_the_command_line(db_backend: str, tmp_path: Path) -> None:
     assert herald("user", "create", "--email", "ann@example.com", "--admin").returncode == 0
     herald(

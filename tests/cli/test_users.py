@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import re
 
-from tests.cli.runner import Terminal, herald, password_works
+from tests.cli.runner import ON_SQLITE, Terminal, herald, password_works
 
 
 def test_user_create_generates_and_prints_a_password(db_backend: str) -> None:
+    # On both backends: the one command run as its own process on PostgreSQL too.
     created = herald("user", "create", "--email", "Ann@Example.com", "--admin", "--json")
     assert created.returncode == 0, created.stderr
     data = json.loads(created.stdout)
@@ -35,6 +36,7 @@ def test_user_create_generates_and_prints_a_password(db_backend: str) -> None:
     assert "team-b" in other.stdout and "long enough pw" not in other.stdout
 
 
+@ON_SQLITE
 def test_user_create_accepts_the_names_herald_itself_uses(db_backend: str) -> None:
     created = herald("user", "create", "--email", "second@herald.localhost", "--json")
     assert created.returncode == 0, created.stderr
@@ -51,6 +53,7 @@ def test_user_create_accepts_the_names_herald_itself_uses(db_backend: str) -> No
     assert short.stderr == "herald: error: The password must be at least 8 characters.\n"
 
 
+@ON_SQLITE
 def test_set_password_from_stdin_for_scripts(db_backend: str) -> None:
     assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
 
@@ -84,6 +87,7 @@ def test_set_password_from_stdin_for_scripts(db_backend: str) -> None:
     assert "--password-stdin" in no_tty.stderr and no_tty.stderr.count("\n") == 1
 
 
+@ON_SQLITE
 def test_set_password_prompts_twice_without_echo(db_backend: str) -> None:
     assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
 
@@ -108,6 +112,7 @@ def test_set_password_prompts_twice_without_echo(db_backend: str) -> None:
     assert password_works("ann@herald.localhost", "typed at a terminal")
 
 
+@ON_SQLITE
 def test_a_short_password_at_the_prompt_is_said_and_asked_again(db_backend: str) -> None:
     assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
 
