@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.cli.runner import ON_SQLITE, herald
+
+pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
 
 @ON_SQLITE

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
 
 from tests.cli.runner import ON_SQLITE, herald
+
+pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
 
 def test_generate_prints_a_key_fernet_accepts() -> None:

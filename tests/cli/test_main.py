@@ -9,6 +9,8 @@ import pytest
 
 from tests.cli.runner import ON_SQLITE, herald
 
+pytestmark = pytest.mark.integration  # `herald` processes on the real database
+
 
 @ON_SQLITE
 def test_errors_are_one_line_on_stderr(db_backend: str) -> None:

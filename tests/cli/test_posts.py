@@ -10,8 +10,9 @@ import pytest
 from tests.cli.runner import ON_SQLITE, herald
 from tests.workers import running_worker
 
+pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
-@pytest.mark.integration
+
 @ON_SQLITE
 def test_publish_from_the_command_line_with_live_status(
     db_backend: str, tmp_path: Path, redis_broker: str

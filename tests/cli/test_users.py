@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from tests.cli.runner import ON_SQLITE, Terminal, herald, password_works
+
+pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
 
 def test_user_create_generates_and_prints_a_password(db_backend: str) -> None:
