@@ -13,14 +13,20 @@ import subprocess
 import sys
 import termios
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select as sql_select
 
+from herald.channels.schemas import ChannelCreate
+from herald.channels.service import create_channel
 from herald.core.db import session_scope
 from herald.core.security import verify_password
 from herald.core.settings import get_settings
-from herald.users.models import User
+from herald.posts.schemas import PostCreate
+from herald.posts.service import create_post
+from herald.users.models import Role, User
+from herald.users.service import create_user, default_principal
 
 # A command is thin (parse, call a service, print), and the services are tested on both
 # backends in their own folders: a command's test runs on SQLite (the default) alone, each
@@ -48,6 +54,28 @@ def herald(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[
         timeout=60,
         check=False,
     )
+
+
+# What `herald user create`, `herald channel add --platform folder` and `herald post create`
+# leave (each tested as a command in its own test), written in this process for the tests
+# that only need them there: a `herald` costs a second or more of start-up.
+
+
+def given_user(email: str, *, admin: bool = False, workspace: str | None = None) -> None:
+    with session_scope() as session:
+        role = Role.ADMIN if admin else Role.MEMBER
+        create_user(session, email=email, role=role, workspace_name=workspace)
+
+
+def given_folder_channel(name: str, path: Path, *, workspace: str | None = None) -> None:
+    with session_scope() as session:
+        body = ChannelCreate(platform="folder", name=name, credentials={"path": str(path)})
+        create_channel(session, default_principal(session, workspace), body)
+
+
+def given_post(title: str) -> str:
+    with session_scope() as session:
+        return str(create_post(session, default_principal(session), PostCreate(title=title)).id)
 
 
 def password_works(email: str, password: str) -> bool:

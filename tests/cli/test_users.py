@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.cli.runner import ON_SQLITE, Terminal, herald, password_works
+from tests.cli.runner import ON_SQLITE, Terminal, given_user, herald, password_works
 
 pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
@@ -59,7 +59,7 @@ def test_user_create_accepts_the_names_herald_itself_uses(db_backend: str) -> No
 
 @ON_SQLITE
 def test_set_password_from_stdin_for_scripts(db_backend: str) -> None:
-    assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
+    given_user("ann@herald.localhost")
 
     changed = herald(
         "user", "set-password", "--email", "Ann@herald.localhost", "--password-stdin", "--json",
@@ -93,7 +93,7 @@ def test_set_password_from_stdin_for_scripts(db_backend: str) -> None:
 
 @ON_SQLITE
 def test_set_password_prompts_twice_without_echo(db_backend: str) -> None:
-    assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
+    given_user("ann@herald.localhost")
 
     term = Terminal("user", "set-password", "--email", "ann@herald.localhost")
     term.expect(r"New password: ")
@@ -118,7 +118,7 @@ def test_set_password_prompts_twice_without_echo(db_backend: str) -> None:
 
 @ON_SQLITE
 def test_a_short_password_at_the_prompt_is_said_and_asked_again(db_backend: str) -> None:
-    assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
+    given_user("ann@herald.localhost")
 
     term = Terminal("user", "set-password", "--email", "ann@herald.localhost")
     term.expect(r"New password: ")
