@@ -74,14 +74,6 @@ SessionFactory = Callable[[], AbstractContextManager[Session]]
 pytest_plugins = ("tests.faults.report",)
 
 
-@pytest.hookimpl(trylast=True)  # after tests/faults/conftest.py has marked its cases
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that start real processes (marked ``integration``, seconds each) first,
-    the rest in their usual order: xdist hands out tests in this order, so the quick ones
-    fill in at the end and no worker sits idle waiting for the other's last long test."""
-    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
-
-
 _migrated: dict[str, str] = {}
 
 
