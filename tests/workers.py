@@ -103,7 +103,8 @@ class WorkerProcess:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"worker exited with {self.proc.returncode}")
-                if app.control.ping(timeout=0.5):
+                # limit=1: back at the first reply, not at the end of the timeout.
+                if app.control.ping(timeout=0.5, limit=1):
                     return self
         self.kill()
         raise TimeoutError("worker did not answer a ping")

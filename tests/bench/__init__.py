@@ -1,4 +1,10 @@
-"""Running a benchmark script from a smoke test."""
+"""Running a benchmark script from a smoke test.
+
+A smoke test proves that its benchmark runs and reports, on one backend: what the numbers
+depend on (Herald's statements and transactions) is tested on both in the rest of the
+suite. The benchmarks share one set-up (``bench.publish_throughput``'s), whose PostgreSQL
+branch the publish-throughput and statement-cost smoke tests take; the others take
+SQLite's."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Smoke test: the delivery-cost benchmark runs with a tiny N on both backends, prints its
-part table and writes its plot and numbers. No timing assertions: the machine is shared."""
+"""Smoke test: the delivery-cost benchmark runs with a tiny N on SQLite, prints its part
+table and writes its plot and numbers. No timing assertions: the machine is shared."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ N = 15
 
 @pytest.mark.integration
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+# One backend, as every smoke test here (why: tests/bench/__init__.py).
+@pytest.mark.parametrize("database", ["sqlite"])
 def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
     results = tmp_path / "results"
     returncode, out, err = run_benchmark(

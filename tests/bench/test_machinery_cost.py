@@ -1,5 +1,5 @@
-"""Smoke test: the machinery-cost benchmark runs every variant with a tiny N on both
-backends, checks its deliveries and prints its table. No timing assertions: the machine is
+"""Smoke test: the machinery-cost benchmark runs every variant with a tiny N on
+SQLite, checks its deliveries and prints its table. No timing assertions: the machine is
 shared."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ COLUMNS = ["CPU ms", "ratio", "wall ms", "event CPU", "event wall", "full GCs", 
 
 @pytest.mark.integration
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+# One backend, as every smoke test here (why: tests/bench/__init__.py).
+@pytest.mark.parametrize("database", ["sqlite"])
 def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
     results = tmp_path / "results"
     returncode, out, err = run_benchmark(

@@ -1,5 +1,5 @@
 """Smoke test: the publish-throughput benchmark runs end to end with a tiny N (a real
-worker, the suite's Redis, SQLite and PostgreSQL), prints its table and writes its plot
+worker, the suite's Redis, PostgreSQL), prints its table and writes its plot
 and numbers. No timing assertions: the machine is shared."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ N = 20
 
 @pytest.mark.integration
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+# One backend, as every smoke test here (why: tests/bench/__init__.py).
+@pytest.mark.parametrize("database", ["postgresql"])
 def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
     results = tmp_path / "results"
     returncode, out, err = run_benchmark(

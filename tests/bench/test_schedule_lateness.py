@@ -1,5 +1,5 @@
 """Smoke test: the schedule-lateness benchmark runs end to end with tiny numbers (a real
-worker and a real `herald beat`, the suite's Redis, SQLite and PostgreSQL), prints its
+worker and a real `herald beat`, the suite's Redis, SQLite), prints its
 table and writes its plot and numbers. No timing assertions: the machine is shared."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ SPREAD, SPREAD_SECONDS, BURST, THROUGHPUT = 20, 3, 30, 20
 
 @pytest.mark.integration
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+# One backend, as every smoke test here (why: tests/bench/__init__.py).
+@pytest.mark.parametrize("database", ["sqlite"])
 def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
     results = tmp_path / "results"
     options = ["--spread-n", str(SPREAD), "--spread-seconds", str(SPREAD_SECONDS)]

@@ -8,17 +8,31 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import termios
 import time
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select as sql_select
 
+from herald.channels.schemas import ChannelCreate
+from herald.channels.service import create_channel
 from herald.core.db import session_scope
 from herald.core.security import verify_password
 from herald.core.settings import get_settings
-from herald.users.models import User
+from herald.posts.schemas import PostCreate
+from herald.posts.service import create_post
+from herald.users.models import Role, User
+from herald.users.service import create_user, default_principal
+
+# A command is thin (parse, call a service, print), and the services are tested on both
+# backends in their own folders: a command's test runs on SQLite (the default) alone, each
+# `herald` it starts costing a second or more of start-up. One test in test_users.py keeps
+# both, for a command's own process on PostgreSQL.
+ON_SQLITE = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 
 
 def herald_env() -> dict[str, str]:
@@ -42,6 +56,28 @@ def herald(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[
     )
 
 
+# What `herald user create`, `herald channel add --platform folder` and `herald post create`
+# leave (each tested as a command in its own test), written in this process for the tests
+# that only need them there: a `herald` costs a second or more of start-up.
+
+
+def given_user(email: str, *, admin: bool = False, workspace: str | None = None) -> None:
+    with session_scope() as session:
+        role = Role.ADMIN if admin else Role.MEMBER
+        create_user(session, email=email, role=role, workspace_name=workspace)
+
+
+def given_folder_channel(name: str, path: Path, *, workspace: str | None = None) -> None:
+    with session_scope() as session:
+        body = ChannelCreate(platform="folder", name=name, credentials={"path": str(path)})
+        create_channel(session, default_principal(session, workspace), body)
+
+
+def given_post(title: str) -> str:
+    with session_scope() as session:
+        return str(create_post(session, default_principal(session), PostCreate(title=title)).id)
+
+
 def password_works(email: str, password: str) -> bool:
     with session_scope() as session:
         stored = session.scalar(sql_select(User.password_hash).where(User.email == email))
@@ -58,6 +94,10 @@ class Terminal:
         def take_terminal() -> None:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # /dev/tty is this pty, as getpass expects
+            # Ctrl-C works, as for a command a shell runs in the foreground. An ignored
+            # SIGINT is inherited: run in the background by a script (no job control, as
+            # CI may be), the suite ignores it, and so would the command, until a timeout.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "herald", *args],

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.cli.runner import herald
+import pytest
+
+from tests.cli.runner import ON_SQLITE, given_user, herald
+
+pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
 
+@ON_SQLITE
 def test_channels_and_posts_from_the_command_line(db_backend: str, tmp_path: Path) -> None:
-    assert herald("user", "create", "--email", "ann@example.com", "--admin").returncode == 0
+    given_user("ann@example.com", admin=True)
 
     added = herald(
         "channel",

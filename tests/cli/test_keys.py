@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
 
-from tests.cli.runner import herald
+from tests.cli.runner import ON_SQLITE, given_user, herald
+
+pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
 
 def test_generate_prints_a_key_fernet_accepts() -> None:
@@ -18,10 +21,11 @@ def test_generate_prints_a_key_fernet_accepts() -> None:
     assert herald("keys", "generate").stdout != generated.stdout
 
 
+@ON_SQLITE
 def test_rotate_goes_through_every_workspace(db_backend: str, tmp_path: Path) -> None:
     """What rotation does to the ciphertext: tests/channels/test_names_and_keys.py."""
     for email, workspace in [("ann@example.com", "default"), ("bob@example.com", "b")]:
-        assert herald("user", "create", "--email", email, "--workspace", workspace).returncode == 0
+        given_user(email, workspace=workspace)
     for workspace in ("default", "b"):
         added = herald(
             "channel", "add", "--platform", "folder", "--name", "site", "--workspace", workspace,

@@ -7,9 +7,12 @@ import sys
 
 import pytest
 
-from tests.cli.runner import herald
+from tests.cli.runner import ON_SQLITE, herald
+
+pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
 
+@ON_SQLITE
 def test_errors_are_one_line_on_stderr(db_backend: str) -> None:
     bad_email = herald("user", "create", "--email", "nope")
     assert bad_email.returncode == 1

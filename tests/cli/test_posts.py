@@ -7,50 +7,41 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.runner import herald
+from tests.cli.runner import ON_SQLITE, given_folder_channel, given_post, given_user, herald
 from tests.workers import running_worker
 
+pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
-@pytest.mark.integration
+
+@ON_SQLITE
 def test_publish_from_the_command_line_with_live_status(
     db_backend: str, tmp_path: Path, redis_broker: str
 ) -> None:
-    assert herald("user", "create", "--email", "ann@example.com", "--admin").returncode == 0
-    herald(
-        "channel",
-        "add",
-        "--platform",
-        "folder",
-        "--name",
-        "site",
-        "--credentials",
-        json.dumps({"path": str(tmp_path)}),
-    )
-    post = json.loads(herald("post", "create", "--title", "Live", "--json").stdout)
-    unknown = herald("post", "publish", post["id"], "--to", "nope")
+    given_user("ann@example.com", admin=True)
+    given_folder_channel("site", tmp_path)
+    post_id = given_post("Live")
+    unknown = herald("post", "publish", post_id, "--to", "nope")
     assert unknown.returncode == 1
     assert "no channel named 'nope'" in unknown.stderr
 
     with running_worker():
-        published = herald("post", "publish", post["id"], "--to", "site", "--json")
+        published = herald("post", "publish", post_id, "--to", "site", "--json")
     assert published.returncode == 0, published.stderr
     (row,) = json.loads(published.stdout)
     assert row["state"] == "published"
     assert row["channel"] == "site"
-    status = json.loads(herald("post", "status", post["id"], "--json").stdout)
+    status = json.loads(herald("post", "status", post_id, "--json").stdout)
     assert status == [row]
     assert len(list(tmp_path.glob("*.md"))) == 1
 
 
+@ON_SQLITE
 def test_slots_and_queue_from_the_command_line(db_backend: str, tmp_path: Path) -> None:
-    assert herald("user", "create", "--email", "ann@example.com", "--admin").returncode == 0
-    herald(
-        "channel", "add", "--platform", "folder", "--name", "site",
-        "--credentials", json.dumps({"path": str(tmp_path)}),
-    )  # fmt: skip
-    post = json.loads(herald("post", "create", "--title", "Queued", "--json").stdout)
+    given_user("ann@example.com", admin=True)
+    given_folder_channel("site", tmp_path)
+    post_id = given_post("Queued")
 
-    no_slots = herald("post", "queue", post["id"], "--to", "site")
+    no_slots = herald("post", "queue", post_id, "--to", "site")
     assert no_slots.returncode == 1
     assert "has no posting slots" in no_slots.stderr
 
@@ -66,12 +57,12 @@ def test_slots_and_queue_from_the_command_line(db_backend: str, tmp_path: Path) 
     assert "mon 09:00" in config["slots"] and "sun 18:30" in config["slots"]
     assert len(config["slots"]) == 9
 
-    queued = herald("post", "queue", post["id"], "--to", "site", "--json")
+    queued = herald("post", "queue", post_id, "--to", "site", "--json")
     assert queued.returncode == 0, queued.stderr
     (row,) = json.loads(queued.stdout)
     assert row["state"] == "scheduled"
     assert row["timezone"] == "Europe/Warsaw"
     assert row["local_at"][11:16] in ("09:00", "18:30")
-    again = json.loads(herald("post", "queue", post["id"], "--to", "site", "--json").stdout)
+    again = json.loads(herald("post", "queue", post_id, "--to", "site", "--json").stdout)
     assert again[0]["already_there"] is True
     assert again[0]["at"] == row["at"]

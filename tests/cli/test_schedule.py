@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.cli.runner import herald
+import pytest
+
+from tests.cli.runner import ON_SQLITE, given_folder_channel, given_post, given_user, herald
+
+pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
 
+@ON_SQLITE
 def test_schedule_from_the_command_line(db_backend: str, tmp_path: Path) -> None:
-    assert herald("user", "create", "--email", "ann@example.com", "--admin").returncode == 0
-    herald(
-        "channel", "add", "--platform", "folder", "--name", "site",
-        "--credentials", json.dumps({"path": str(tmp_path)}),
-    )  # fmt: skip
-    post = json.loads(herald("post", "create", "--title", "Later", "--json").stdout)
+    given_user("ann@example.com", admin=True)
+    given_folder_channel("site", tmp_path)
+    post_id = given_post("Later")
     scheduled = herald(
-        "post", "schedule", post["id"], "--at", "2099-12-03 10:00 Europe/Warsaw", "--to", "site",
+        "post", "schedule", post_id, "--at", "2099-12-03 10:00 Europe/Warsaw", "--to", "site",
         "--json",
     )  # fmt: skip
     assert scheduled.returncode == 0, scheduled.stderr
@@ -24,6 +26,6 @@ def test_schedule_from_the_command_line(db_backend: str, tmp_path: Path) -> None
     (row,) = json.loads(herald("schedule", "list", "--json").stdout)
     assert row["due_at"] == "2099-12-03T09:00:00+00:00"
     assert row["post"] == "Later"
-    naive = herald("post", "schedule", post["id"], "--at", "2099-12-03 10:00", "--to", "site")
+    naive = herald("post", "schedule", post_id, "--at", "2099-12-03 10:00", "--to", "site")
     assert naive.returncode == 1
     assert "needs an offset" in naive.stderr

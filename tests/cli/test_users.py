@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 import re
 
-from tests.cli.runner import Terminal, herald, password_works
+import pytest
+
+from tests.cli.runner import ON_SQLITE, Terminal, given_user, herald, password_works
+
+pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
 
 def test_user_create_generates_and_prints_a_password(db_backend: str) -> None:
+    # On both backends: the one command run as its own process on PostgreSQL too.
     created = herald("user", "create", "--email", "Ann@Example.com", "--admin", "--json")
     assert created.returncode == 0, created.stderr
     data = json.loads(created.stdout)
@@ -35,6 +40,7 @@ def test_user_create_generates_and_prints_a_password(db_backend: str) -> None:
     assert "team-b" in other.stdout and "long enough pw" not in other.stdout
 
 
+@ON_SQLITE
 def test_user_create_accepts_the_names_herald_itself_uses(db_backend: str) -> None:
     created = herald("user", "create", "--email", "second@herald.localhost", "--json")
     assert created.returncode == 0, created.stderr
@@ -51,8 +57,9 @@ def test_user_create_accepts_the_names_herald_itself_uses(db_backend: str) -> No
     assert short.stderr == "herald: error: The password must be at least 8 characters.\n"
 
 
+@ON_SQLITE
 def test_set_password_from_stdin_for_scripts(db_backend: str) -> None:
-    assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
+    given_user("ann@herald.localhost")
 
     changed = herald(
         "user", "set-password", "--email", "Ann@herald.localhost", "--password-stdin", "--json",
@@ -84,8 +91,9 @@ def test_set_password_from_stdin_for_scripts(db_backend: str) -> None:
     assert "--password-stdin" in no_tty.stderr and no_tty.stderr.count("\n") == 1
 
 
+@ON_SQLITE
 def test_set_password_prompts_twice_without_echo(db_backend: str) -> None:
-    assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
+    given_user("ann@herald.localhost")
 
     term = Terminal("user", "set-password", "--email", "ann@herald.localhost")
     term.expect(r"New password: ")
@@ -108,8 +116,9 @@ def test_set_password_prompts_twice_without_echo(db_backend: str) -> None:
     assert password_works("ann@herald.localhost", "typed at a terminal")
 
 
+@ON_SQLITE
 def test_a_short_password_at_the_prompt_is_said_and_asked_again(db_backend: str) -> None:
-    assert herald("user", "create", "--email", "ann@herald.localhost").returncode == 0
+    given_user("ann@herald.localhost")
 
     term = Terminal("user", "set-password", "--email", "ann@herald.localhost")
     term.expect(r"New password: ")

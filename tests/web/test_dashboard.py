@@ -44,7 +44,10 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 SCREENSHOT = Path("/tmp/herald-dashboard.png")
 NARROW_SCREENSHOT = Path("/tmp/herald-dashboard-narrow.png")
 
-pytestmark = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
+pytestmark = [
+    pytest.mark.integration,  # a real browser against a real server
+    pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True),
+]
 
 
 @pytest.fixture

@@ -30,7 +30,10 @@ SCREENSHOT = Path("/tmp/herald-dashboard-publishing.png")
 NARROW_SCREENSHOT = Path("/tmp/herald-dashboard-publishing-narrow.png")
 LIVE = 10_000  # ms: how long a live update may take to show
 
-pytestmark = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
+pytestmark = [
+    pytest.mark.integration,  # a real browser against a real server
+    pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True),
+]
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
 SCREENSHOT = Path("/tmp/herald-docs.png")
 
-pytestmark = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
+pytestmark = [
+    pytest.mark.integration,  # a real browser against a real server
+    pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True),
+]
 
 
 def watch_errors(tab: Page) -> list[str]:
