@@ -1,6 +1,6 @@
-"""Smoke test: the research-accept benchmark runs a few requests on both backends, prints
-its table (each request, the median and p90) and writes its plot and JSON. No timing
-assertions: the machine is shared."""
+"""Smoke test: the research-accept benchmark runs a few requests, prints its table (each
+request, the median and p90) and writes its plot and JSON. On one backend (see
+tests/bench/__init__.py). No timing assertions: the machine is shared."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.mark.integration
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("database", ["sqlite"])
 def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
     results = tmp_path / "results"
     returncode, out, err = run_benchmark(
