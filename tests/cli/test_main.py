@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +44,20 @@ def test_help_everywhere(command: list[str]) -> None:
     )
     assert result.returncode == 0
     assert "Usage" in result.stdout
+
+
+def test_a_database_without_tables_is_one_line_that_says_what_to_run(tmp_path: Path) -> None:
+    env = {**os.environ, "HERALD_DATA_DIR": str(tmp_path), "HERALD_DATABASE_URL": ""}
+    env.pop("HERALD_DATABASE_URL")
+    never_migrated = subprocess.run(
+        [sys.executable, "-m", "herald", "channel", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert never_migrated.returncode == 1
+    assert never_migrated.stderr.count("\n") == 1, never_migrated.stderr
+    assert never_migrated.stderr.startswith("herald: error: the database has no tables yet")
+    assert "herald migrate" in never_migrated.stderr

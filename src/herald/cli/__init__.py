@@ -52,4 +52,28 @@ def main() -> None:
     except (CliError, ConfigurationError, CredentialsUnreadable, OSError) as exc:
         sys.stderr.write(f"herald: error: {exc}\n")
         sys.exit(1)
+    except Exception as exc:
+        problem = database_problem(exc)
+        if problem is None:
+            raise  # a bug: its traceback is what a report needs
+        sys.stderr.write(f"herald: error: {problem}\n")
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """A database the command could not use, in one line; None for anything else.
+
+    SQLAlchemy is looked up, not imported: only the commands that use the database load
+    it, and `herald --help` stays fast."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    if errors is None or not isinstance(exc, errors.DBAPIError):
+        return None
+    lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+    detail = lines[0]
+    if "no such table" in detail or ("relation" in detail and "does not exist" in detail):
+        return (
+            f"the database has no tables yet ({detail}); run `herald migrate` "
+            "(`herald up` migrates by itself)"
+        )
+    return f"the database could not be used: {detail}"
