@@ -1,8 +1,8 @@
 """What the community-site fakes (Reddit, Hacker News, Discourse) share on top of
-:class:`FakePlatform`: slow answers, answers held until a test lets them go, the
-requests counted per path, and the matching of a query against an item's words.
+:class:`FakePlatform`: answers held until a test lets them go (a slow site, without
+waiting on time), the requests counted per path, and the matching of a query against an
+item's words.
 
-- ``delay``: seconds every answer waits before it is sent (a slow site);
 - ``hold()`` / ``let_through(n)``: answers wait until the test lets ``n`` of them go,
   so a test sees a job between two pages without waiting on time;
 - ``fail_next(status, headers=...)`` (from the base): a 429 with ``Retry-After``, a 5xx;
@@ -45,7 +45,6 @@ class SiteFake(FakePlatform):
 
     def __init__(self) -> None:
         super().__init__()
-        self.delay = 0.0
         self._held = False
         self._passes = threading.Semaphore(0)
         self.waiting = 0  # answers being held right now
@@ -83,9 +82,7 @@ class SiteFake(FakePlatform):
     async def answer(
         self, fault: FakeFault | None, body: object, headers: dict[str, str] | None = None
     ) -> Response:
-        """A JSON answer, after the fake's delay and its hold (if any)."""
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        """A JSON answer, after the fake's hold (if any)."""
         if self._held:
             with self._lock:
                 self.waiting += 1

@@ -9,7 +9,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from herald.adapters.base import Adapter, AdapterError, AuthError, Identity
@@ -18,7 +17,8 @@ from herald.channels.models import Channel, ChannelState
 from herald.channels.schemas import ChannelCreate, ChannelUpdate
 from herald.channels.store import UNREAD, DatabaseStore, DeliveryProgress, Unread
 from herald.core.crypto import CredentialsUnreadable, decrypt_json, encrypt_json, rotate
-from herald.core.errors import Conflict, InvalidInput, NotFound
+from herald.core.db import flush_unique
+from herald.core.errors import InvalidInput, NotFound
 from herald.core.tx import after_commit
 from herald.jobs import service as jobs
 from herald.jobs.models import Job
@@ -57,16 +57,8 @@ def create_channel(session: Session, principal: Principal, body: ChannelCreate) 
         **body.retry.model_dump(),
     )
     session.add(channel)
-    _flush_unique(session, body.name)
+    flush_unique(session, "channel", body.name)
     return channel
-
-
-def _flush_unique(session: Session, name: str) -> None:
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise Conflict(f"A channel named {name!r} already exists in this workspace.") from None
 
 
 def get_channel(session: Session, principal: Principal, channel_id: uuid.UUID) -> Channel:
@@ -119,7 +111,7 @@ def update_channel(
         channel.state_reason = "paused by a person" if body.state == ChannelState.PAUSED else None
     if body.name is not None and body.name != channel.name:
         channel.name = body.name
-        _flush_unique(session, body.name)
+        flush_unique(session, "channel", body.name)
     session.flush()
     if channel.state == ChannelState.ACTIVE and not was_active:
         _release_held(session, channel.id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from herald.cli import channels, keys, posts, research, schedule, server, sources, users
 from herald.cli._common import CliError
@@ -62,12 +63,8 @@ def main() -> None:
 
 
 def database_problem(exc: BaseException) -> str | None:
-    """A database the command could not use, in one line; None for anything else.
-
-    SQLAlchemy is looked up, not imported: only the commands that use the database load
-    it, and `herald --help` stays fast."""
-    errors = sys.modules.get("sqlalchemy.exc")
-    if errors is None or not isinstance(exc, errors.DBAPIError):
+    """A database the command could not use, in one line; None for anything else."""
+    if not isinstance(exc, DBAPIError):
         return None
     lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
     detail = lines[0]

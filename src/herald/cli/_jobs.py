@@ -24,10 +24,16 @@ def job_row(job_id: str) -> dict[str, Any]:
 
 
 def wait_for_job(
-    job_id: str, *, description: str, timeout: float, quiet: bool = False
+    job_id: str,
+    *,
+    description: str,
+    timeout: float,
+    quiet: bool = False,
+    raise_on_timeout: bool = True,
 ) -> dict[str, Any]:
     """Poll the job until it is done (a progress bar unless ``quiet``); the job's row.
-    Past ``timeout`` a CliError says where to look (is a worker running?)."""
+    Past ``timeout`` a CliError says where to look (is a worker running?), or, without
+    ``raise_on_timeout``, the row as it is is returned."""
     deadline = time.monotonic() + timeout
     columns = (
         SpinnerColumn(),
@@ -49,6 +55,8 @@ def wait_for_job(
             if job["ready"]:
                 return job
             if time.monotonic() > deadline:
+                if not raise_on_timeout:
+                    return job
                 raise CliError(
                     f"job {job_id} is still {str(job['state']).lower()} after {timeout:.0f} s; "
                     f"see `GET /api/v1/jobs/{job_id}` (is a worker running? `herald up`)"

@@ -4,22 +4,19 @@ background job, with live progress, then a table of what was found."""
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.live import Live
 from rich.table import Table
-from rich.text import Text
 
 from herald.cli._common import CliError, JsonOpt, WorkspaceOpt, out, print_json, workspace_session
+from herald.cli._jobs import wait_for_job
 
 if TYPE_CHECKING:
     from herald.sources.research_schemas import ResearchRead
 
-POLL_SECONDS = 0.5
 SHOWN = 20
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -40,16 +37,6 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
             f"--since {value!r}: give 7d, 12h, 30m, 2w, or a date such as 2026-11-01"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _progress_line(read: ResearchRead) -> Text:
-    progress = read.progress or {"done": 0, "total": len(read.sites)}
-    state = str(read.status).lower()
-    return Text.assemble(
-        ("research ", "bold"),
-        f"{read.query!r}: {progress['done']}/{progress['total']} sites, {state}",
-        (f" · {read.message}" if read.message else "", "dim"),
-    )
 
 
 def _results_table(read: ResearchRead) -> Table:
@@ -83,23 +70,6 @@ def _read(task_id: str, workspace: str | None) -> ResearchRead:
 
     with workspace_session(workspace) as (session, principal):
         return read_research(session, principal, task_id, limit=100)
-
-
-def _watch(task_id: str, workspace: str | None, timeout: float, *, live: bool) -> ResearchRead:
-    """Poll the job's row until it is done or the time is up, redrawing its progress."""
-    deadline = time.monotonic() + timeout
-    read = _read(task_id, workspace)
-    if not live:
-        while not read.ready and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-            read = _read(task_id, workspace)
-        return read
-    with Live(_progress_line(read), console=out, transient=True) as display:
-        while not read.ready and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-            read = _read(task_id, workspace)
-            display.update(_progress_line(read))
-    return read
 
 
 def research(
@@ -150,7 +120,14 @@ def research(
         else:
             out.print(task_id)
         return
-    read = _watch(task_id, workspace, timeout, live=not as_json)
+    wait_for_job(
+        task_id,
+        description=f"research {query!r}",
+        timeout=timeout,
+        quiet=as_json,
+        raise_on_timeout=False,
+    )
+    read = _read(task_id, workspace)
     if as_json:
         print_json(read.model_dump(mode="json"))
     else:

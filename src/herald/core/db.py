@@ -22,12 +22,12 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from herald.core.clock import utcnow
-from herald.core.errors import DatabaseUnavailable, ServiceUnavailable
+from herald.core.errors import Conflict, DatabaseUnavailable, ServiceUnavailable
 from herald.core.exceptions import HeraldFault
 from herald.core.settings import get_settings
 
@@ -423,3 +423,13 @@ def reset_engine(*, close: bool = True) -> None:
     get_engine.cache_clear()
     get_sessionmaker.cache_clear()
     _read_only_engine.cache_clear()
+
+
+def flush_unique(session: Session, kind: str, name: str) -> None:
+    """Flush; a workspace's second ``kind`` named ``name`` (a unique constraint refusing
+    the flush) is a 409. The savepoint keeps the rest of the transaction usable."""
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"A {kind} named {name!r} already exists in this workspace.") from None

@@ -131,8 +131,7 @@ def claim_now(session: Session, source_id: uuid.UUID) -> Plan:
         if session.get(Source, source_id) is None:
             raise JobFailed("The source was deleted.")
         raise JobFailed("A check of this source is running now; its result will show soon.")
-    source = session.get_one(Source, source_id)
-    session.refresh(source)
+    source = session.get_one(Source, source_id, populate_existing=True)
     return _plan(source, now)
 
 
@@ -211,8 +210,8 @@ def _release(session: Session, plan: Plan) -> Source | None:
     )
     if not getattr(released, "rowcount", 0):
         return None
-    source = session.get_one(Source, plan.source_id)
-    session.refresh(source)
+    # As the UPDATE left it, whatever this session held before.
+    source = session.get_one(Source, plan.source_id, populate_existing=True)
     return source
 
 

@@ -9,14 +9,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, and_, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from herald.core.address_guard import check_url
 from herald.core.clock import utcnow
 from herald.core.crypto import encrypt_json
 from herald.core.dates import to_utc
-from herald.core.errors import Conflict, InvalidInput, NotFound
+from herald.core.db import flush_unique
+from herald.core.errors import InvalidInput, NotFound
 from herald.core.pagination import decode_cursor, encode_cursor
 from herald.core.tx import after_commit
 from herald.jobs import service as jobs
@@ -60,14 +60,6 @@ def _fields(
     return sites.check_config(str(kind), url=url, query=query, settings=settings)
 
 
-def _flush_unique(session: Session, name: str) -> None:
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        raise Conflict(f"A source named {name!r} already exists in this workspace.") from None
-
-
 def create_source(session: Session, principal: Principal, body: SourceCreate) -> Source:
     url, query, settings = _fields(body.kind, body.url, body.query, dict(body.settings))
     source = Source(
@@ -92,7 +84,7 @@ def create_source(session: Session, principal: Principal, body: SourceCreate) ->
         bytes_fetched=0,
     )
     session.add(source)
-    _flush_unique(session, body.name)
+    flush_unique(session, "source", body.name)
     return source
 
 
@@ -171,7 +163,7 @@ def update_source(
         source.auto_generate = body.auto_generate
     if body.max_drafts_per_check is not None:
         source.max_drafts_per_check = body.max_drafts_per_check
-    _flush_unique(session, source.name)
+    flush_unique(session, "source", source.name)
     return source
 
 

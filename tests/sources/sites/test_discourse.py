@@ -104,7 +104,8 @@ def test_a_search_pages_until_since(forum: FakeDiscourse) -> None:
     entry = pages[0].entries[0]
     post = next(p for p in forum.posts if p["created_at"] == "2026-11-30T12:00:00.000Z")
     assert entry.guid == f"discourse:127.0.0.1:{forum.port}/p/{post['id']}"
-    assert entry.link.endswith(f"/t/celery-question-0/{post['topic_id']}/1")  # type: ignore[union-attr]
+    assert entry.link is not None
+    assert entry.link.endswith(f"/t/celery-question-0/{post['topic_id']}/1")
     assert entry.title == "Celery question 0" and entry.author == "sam"
     queries = [seen.query for seen in forum.requests]
     assert all("order%3Alatest" in q for q in queries)

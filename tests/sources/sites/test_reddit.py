@@ -94,8 +94,9 @@ def test_latest_reads_a_subreddits_new_posts_newest_first(reddit: FakeReddit) ->
     assert second.link.removeprefix("https://www.reddit.com") == second.comments_url.removeprefix(
         reddit.base_url
     )
-    dates = [e.published_at for e in read.entries]
-    assert dates == sorted(dates, reverse=True)  # type: ignore[type-var]
+    dates = [e.published_at for e in read.entries if e.published_at is not None]
+    assert len(dates) == len(read.entries)
+    assert dates == sorted(dates, reverse=True)
     (seen,) = reddit.requests
     assert seen.path == "/r/python/new.json"
     assert "raw_json=1" in seen.query and "limit=25" in seen.query
@@ -124,7 +125,9 @@ def test_a_search_pages_through_listings_until_since(reddit: FakeReddit, waits: 
     first, second = reddit.requests
     assert first.path == second.path == "/search.json"
     assert "sort=new" in first.query and "limit=100" in first.query
-    assert f"after={pages[0].entries[-1].guid.removeprefix('reddit:')}" in second.query  # type: ignore[union-attr]
+    last_guid = pages[0].entries[-1].guid
+    assert last_guid is not None
+    assert f"after={last_guid.removeprefix('reddit:')}" in second.query
     # Unauthenticated: the second request waited its turn (about 10 a minute).
     assert waits.slept == [INTERVAL]
 
