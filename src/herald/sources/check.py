@@ -211,8 +211,7 @@ def _release(session: Session, plan: Plan) -> Source | None:
     if not getattr(released, "rowcount", 0):
         return None
     # As the UPDATE left it, whatever this session held before.
-    source = session.get_one(Source, plan.source_id, populate_existing=True)
-    return source
+    return session.get_one(Source, plan.source_id, populate_existing=True)
 
 
 def record(
