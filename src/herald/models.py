@@ -1,5 +1,13 @@
 """Every model, imported once so ``Base.metadata`` is complete (Alembic, tests)."""
 
+from herald.agents.models import (
+    Agent,
+    AgentRun,
+    AgentSettings,
+    LedgerEntry,
+    Provider,
+    RunItem,
+)
 from herald.channels.models import Channel
 from herald.core.db import Base
 from herald.jobs.models import Job
@@ -12,6 +20,9 @@ from herald.sources.models import ItemUse, Source, SourceItem
 from herald.users.models import ApiToken, LoginFailure, User, Workspace
 
 __all__ = [
+    "Agent",
+    "AgentRun",
+    "AgentSettings",
     "ApiToken",
     "Base",
     "Channel",
@@ -20,14 +31,17 @@ __all__ = [
     "Heartbeat",
     "ItemUse",
     "Job",
+    "LedgerEntry",
     "LoginFailure",
     "Media",
     "PeriodicRun",
     "Post",
     "PostMedia",
     "PostTag",
+    "Provider",
     "Publication",
     "PublicationAttempt",
+    "RunItem",
     "SlotReservation",
     "Source",
     "SourceItem",

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from herald.core.db import Base, IdMixin, TimestampMixin
@@ -12,6 +14,8 @@ from herald.media.models import PostMedia
 
 class PostState(StrEnum):
     DRAFT = "draft"
+    IN_REVIEW = "in_review"  # an agent's draft waiting for a person's approval
+    REJECTED = "rejected"  # a reviewer turned it down (with a note)
     SCHEDULED = "scheduled"
     PUBLISHED = "published"
     PARTIALLY_FAILED = "partially_failed"
@@ -30,6 +34,26 @@ class Post(IdMixin, TimestampMixin, Base):
     excerpt: Mapped[str | None] = mapped_column(Text)
     canonical_url: Mapped[str | None] = mapped_column(String(2048))
     state: Mapped[PostState] = mapped_column(String(20), default=PostState.DRAFT, index=True)
+    # The words the post is written for (SEO keyword density); empty: its tags.
+    keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The text for short-post platforms (X, Bluesky, Mastodon...); None: made from the
+    # title, excerpt and link.
+    short_body: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(16))
+    # SEO metrics, computed on every save (herald.posts.seo).
+    seo: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The agent (and its run) that wrote it; None for a person's post.
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL"), index=True
+    )
+    agent_run_id: Mapped[uuid.UUID | None]
+    # Review: who decided, when, what, and why.
+    reviewed_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    reviewed_at: Mapped[datetime | None]
+    review_decision: Mapped[str | None] = mapped_column(String(20))  # approved | rejected
+    review_note: Mapped[str | None] = mapped_column(Text)
 
     tag_rows: Mapped[list[PostTag]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="PostTag.position"

@@ -14,6 +14,9 @@ from herald.core.db import Base, IdMixin, TimestampMixin
 class Role(StrEnum):
     ADMIN = "admin"
     MEMBER = "member"
+    # Reads everything and approves or rejects drafts; manages no channels, agents or
+    # providers.
+    REVIEWER = "reviewer"
 
 
 class TokenKind(StrEnum):
