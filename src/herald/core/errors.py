@@ -15,6 +15,8 @@ Hierarchy::
     │   ├── Unauthorized            401
     │   ├── Forbidden               403
     │   ├── TooManyRequests         429, with Retry-After
+    │   │   └── QuotaExceeded       [agents.reserve] a generation over an agent's or the
+    │   │                           workspace's monthly quota, refused before any call
     │   ├── PayloadTooLarge         413 (an image past HERALD_MEDIA_MAX_BYTES)
     │   ├── UnsupportedMediaType    415
     │   ├── InvalidInput            422 for a rule the schema cannot express (field-level)
@@ -51,6 +53,8 @@ Hierarchy::
     │   │                           as stored (its channel's credentials or settings are unusable)
     │   ├── IllegalTransition       [publishing.actions] a delivery moved outside the transitions
     │   │                           table (a bug; also RuntimeError)
+    │   ├── ProviderError           [agents.providers.base] one call to a text provider
+    │   │                           failed; its kind says whether to retry
     │   ├── JobFailed               [jobs.runner] an expected failure: the job ends FAILURE
     │   │                           with this message and what its step wrote
     │   ├── NestedWriteTransaction  [core.db] a write transaction opened inside another (a bug;
