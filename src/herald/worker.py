@@ -39,6 +39,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
 }
 
 TASK_MODULES = [
+    "herald.agents.tasks",
     "herald.channels.tasks",
     "herald.publishing.tasks",
     "herald.scheduling.tasks",
@@ -54,12 +55,17 @@ TASK_MODULES = [
 # short statements, and the scheduler already dispatches due deliveries outside any
 # pool: no reserved slot or extra process is needed, and its period claim in the
 # database still makes a second scheduler harmless. The source monitor is the same kind
-# of job: one claim statement, after which each check goes to the `sources` queue.
-RUN_IN_SCHEDULER = frozenset({"herald.scheduling.reconcile", "herald.sources.monitor"})
+# of job: one claim statement, after which each check goes to the `sources` queue; so is
+# the agents' schedule (each due occurrence claimed, its run sent to `generation`).
+RUN_IN_SCHEDULER = frozenset(
+    {"herald.scheduling.reconcile", "herald.sources.monitor", "herald.agents.schedule"}
+)
 
 # How often the scheduler claims the source checks that fell due (each source has its own
 # interval; this is only how soon a due check is noticed).
 MONITOR_EVERY_SECONDS = 5.0
+# How often the scheduler looks for agents whose cron occurrence has come.
+AGENT_SCHEDULE_EVERY_SECONDS = 5.0
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -76,6 +82,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "monitor-sources": {
             "task": "herald.sources.monitor",
             "schedule": MONITOR_EVERY_SECONDS,
+        },
+        "agent-schedules": {
+            "task": "herald.agents.schedule",
+            "schedule": AGENT_SCHEDULE_EVERY_SECONDS,
         },
         "clean-old-research": {
             "task": "herald.sources.clean_old_research",

@@ -240,7 +240,7 @@ def record(
         source.page_url = got.page_url
     stored_new: list[uuid.UUID] = []
     updated: list[uuid.UUID] = []
-    made: list[uuid.UUID] = []
+    made = drafts.Drafted()
     if got.not_modified:
         source.not_modified += 1
     elif got.entries is not None:
@@ -269,7 +269,9 @@ def record(
         "not_modified": got.not_modified,
         "new": [str(i) for i in stored_new],
         "updated": [str(i) for i in updated],
-        "drafts": [str(p) for p in made],
+        "drafts": [str(p) for p in made.posts],
+        "agent_runs": [str(r) for r in made.runs],
+        **({"agent_refused": made.refused} if made.refused else {}),
         "next_check_at": source.next_check_at.isoformat(),
     }
     if stored_new or updated:
@@ -278,7 +280,7 @@ def record(
             source.workspace_id,
             "source.items",
             {"source_id": source.id, "new": len(stored_new), "updated": len(updated),
-             "drafts": made},
+             "drafts": made.posts, "agent_runs": made.runs},
         )  # fmt: skip
     session.flush()
     return result

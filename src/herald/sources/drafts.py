@@ -1,18 +1,24 @@
 """Auto-generate: new items become draft posts, at most a few per check.
 
-Until a source has an agent (the agents feature), a draft is made from the item itself:
-its title, its summary as the body, a link to it and an attribution line, its link as
-the canonical URL. Each item is claimed first (a conditional UPDATE), so an item never
-makes two drafts, however many checks or workers look at it.
+A source with an agent starts one run of the agent per new item (the item is the run's
+material and its title the topic; the agent's quota and review apply). A source without
+one makes the draft from the item itself: its title, its summary as the body, a link to
+it and an attribution line, its link as the canonical URL. Each item is claimed first (a
+conditional UPDATE), so an item never makes two drafts, however many checks or workers
+look at it.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from herald.agents import generate, reserve
+from herald.agents.models import Agent, RunTrigger
+from herald.core.clock import utcnow
 from herald.posts.models import Post, PostState
 from herald.sources.models import ItemUse, Source, SourceItem
 
@@ -37,23 +43,57 @@ def _claim(session: Session, item_id: uuid.UUID) -> bool:
     return bool(getattr(claimed, "rowcount", 0))
 
 
-def from_items(
-    session: Session, source: Source, item_ids: list[uuid.UUID], limit: int
-) -> list[uuid.UUID]:
-    """Draft posts from up to ``limit`` of these items, newest first; returns the posts'
-    ids. Items past the limit stay available, undrafted."""
+@dataclass
+class Drafted:
+    posts: list[uuid.UUID] = field(default_factory=list)  # drafts made from items
+    runs: list[uuid.UUID] = field(default_factory=list)  # agent runs started
+    refused: str | None = None  # why the agent's quota stopped the runs
+
+
+def _agent(session: Session, source: Source) -> Agent | None:
+    if source.agent_id is None:
+        return None
+    agent = session.get(Agent, source.agent_id)
+    if agent is None or agent.workspace_id != source.workspace_id or not agent.enabled:
+        return None
+    return agent
+
+
+def from_items(session: Session, source: Source, item_ids: list[uuid.UUID], limit: int) -> Drafted:
+    """Draft posts (or start the source's agent) from up to ``limit`` of these items,
+    newest first. Items past the limit stay available, undrafted."""
+    done = Drafted()
     if not item_ids or limit <= 0:
-        return []
+        return done
     items = session.scalars(
         select(SourceItem)
         .where(SourceItem.id.in_(item_ids))
         .order_by(SourceItem.sort_at.desc(), SourceItem.id.desc())
     ).all()
-    made: list[uuid.UUID] = []
+    agent = _agent(session, source)
     for item in items:
-        if len(made) >= limit:
+        if len(done.posts) + len(done.runs) >= limit:
             break
         if not _claim(session, item.id):
+            continue
+        if agent is not None:
+            try:
+                with session.begin_nested():
+                    run = generate.start_run(
+                        session,
+                        agent,
+                        trigger=RunTrigger.SOURCE,
+                        owner_id=agent.created_by,
+                        topic=item.title[:300] or None,
+                        item_ids=[item.id],
+                    )
+            except reserve.QuotaExceeded as exc:
+                reserve.refused(
+                    session, agent, trigger=RunTrigger.SOURCE, now=utcnow(), error=exc.message
+                )
+                done.refused = exc.message
+                break
+            done.runs.append(run.id)
             continue
         title = (item.title or item.summary_text or item.link or "Untitled").strip()
         post = Post(
@@ -68,6 +108,6 @@ def from_items(
         session.add(post)
         session.flush()  # the post first: the item use points at it
         session.add(ItemUse(item_id=item.id, post_id=post.id, agent_id=None))
-        made.append(post.id)
+        done.posts.append(post.id)
     session.flush()
-    return made
+    return done

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
+from herald.agents.models import Agent
 from herald.core.address_guard import check_url
 from herald.core.clock import utcnow
 from herald.core.crypto import encrypt_json
@@ -60,6 +61,18 @@ def _fields(
     return sites.check_config(str(kind), url=url, query=query, settings=settings)
 
 
+def _agent_id(
+    session: Session, principal: Principal, agent_id: uuid.UUID | None
+) -> uuid.UUID | None:
+    """The agent's id if it is this workspace's; another's answers as a missing one."""
+    if agent_id is None:
+        return None
+    agent = session.get(Agent, agent_id)
+    if agent is None or agent.workspace_id != principal.workspace_id:
+        raise InvalidInput(f"No agent {agent_id}.", field="agent_id")
+    return agent_id
+
+
 def create_source(session: Session, principal: Principal, body: SourceCreate) -> Source:
     url, query, settings = _fields(body.kind, body.url, body.query, dict(body.settings))
     source = Source(
@@ -72,7 +85,7 @@ def create_source(session: Session, principal: Principal, body: SourceCreate) ->
         credentials_encrypted=encrypt_json(dict(body.credentials)) if body.credentials else None,
         interval_minutes=body.interval_minutes,
         enabled=body.enabled,
-        agent_id=body.agent_id,
+        agent_id=_agent_id(session, principal, body.agent_id),
         auto_generate=body.auto_generate,
         max_drafts_per_check=body.max_drafts_per_check,
         backfill=body.backfill,
@@ -158,7 +171,7 @@ def update_source(
             source.disabled_reason = "disabled by a person"
         source.enabled = body.enabled
     if "agent_id" in given:
-        source.agent_id = body.agent_id
+        source.agent_id = _agent_id(session, principal, body.agent_id)
     if body.auto_generate is not None:
         source.auto_generate = body.auto_generate
     if body.max_drafts_per_check is not None:
