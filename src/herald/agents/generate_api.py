@@ -45,7 +45,7 @@ def generate_post(
 ) -> GenerateAccepted:
     """Run the agent now (a job on the `generation` queue). Its quota is checked and the
     most the run may spend reserved first: over quota is a 429 naming the limit and when
-    it resets, before any provider call. Follow the job at `GET /api/v1/tasks/{task_id}`;
+    it resets, before any provider call. Follow the job at `GET /api/v1/tasks/status/{task_id}`;
     its result is `{success, post_id, title, word_count, status}`."""
     principal.require_manager()
     agent = get_agent(session, principal, body.agent_id)
