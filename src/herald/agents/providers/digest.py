@@ -256,14 +256,13 @@ def digest(request: GenerationRequest) -> Draft:
         item_scores,
         max(request.target_words - overhead, 0),
     )
-    sections = [
-        _Section(
-            item=items[i],
-            score=item_scores[i],
-            sentences=_choose(per_item[i], budgets[i], stop, query_text),
-        )
-        for i in order
-    ]
+    sections: list[_Section] = []
+    carry = 0.0  # words the sections before took beyond their budget (or left unused)
+    for i in order:
+        chosen = _choose(per_item[i], budgets[i] + carry, stop, query_text)
+        if per_item[i]:
+            carry += budgets[i] - sum(_word_count(s) for s in chosen)
+        sections.append(_Section(item=items[i], score=item_scores[i], sentences=chosen))
     body = "\n\n".join(
         [
             _paragraph(intro),
