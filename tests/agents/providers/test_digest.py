@@ -209,6 +209,35 @@ def test_german_sentences() -> None:
     ]
 
 
+def test_the_digest_speaks_the_language() -> None:
+    draft = DigestProvider(CONFIG).generate(request(language="de-AT", keywords=[])).draft
+    assert draft.excerpt == (
+        "Dieser Überblick fasst 3 Beiträge zum Thema Rust news aus Rust Blog und "
+        "This Week in Rust zusammen."
+    )
+    assert "*Rust Blog, von The Release Team, 2024-07-25* · [Weiterlesen bei blog" in draft.body
+
+    def polish(n: int) -> str:
+        items = [item(i, f"T{i}", "Tekst.") for i in range(n)]
+        return (
+            DigestProvider(CONFIG)
+            .generate(GenerationRequest(topic="", items=items, language="pl"))
+            .draft.excerpt
+        )
+
+    assert polish(1) == "Ten przegląd zbiera 1 artykuł."
+    assert polish(3) == "Ten przegląd zbiera 3 artykuły."
+    assert polish(5) == "Ten przegląd zbiera 5 artykułów."
+    assert polish(12) == "Ten przegląd zbiera 12 artykułów."
+    assert polish(22) == "Ten przegląd zbiera 22 artykuły."
+    # A language without phrases of its own: English ones.
+    assert (
+        DigestProvider(CONFIG)
+        .generate(request(language="ja"))
+        .draft.excerpt.startswith("This digest gathers 3 items")
+    )
+
+
 def test_stop_words_follow_the_language() -> None:
     # Alike only in German function words, the last three sentences would look like one
     # cluster and win; with German stop words left out, the two about the cat win.

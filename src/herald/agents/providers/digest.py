@@ -17,7 +17,9 @@ When the run has a topic or keywords that some sentences mention, the random jum
 toward those sentences (biased LexRank, Otterbacher, Erkan & Radev, 2005). Items are ranked
 the same way, one node per item: the top item names the draft, sections follow the rank,
 and each item's share of the target length follows its centrality. Chosen sentences keep
-their original order, so a section reads as its author wrote it.
+their original order, so a section reads as its author wrote it. The digest's own few
+words (the intro, "Read more at") are English, German, French, Spanish or Polish, after
+the request's language; other languages get English ones.
 
 Same request, same draft: nothing here depends on hash order, the clock or chance.
 """
@@ -247,8 +249,8 @@ def digest(request: GenerationRequest) -> Draft:
     top = items[order[0]]
 
     title = _title(request.topic, top)
-    intro = _intro(request.topic, items, _present(keywords, items))
-    frames = {i: _frame(items[i], i) for i in order}
+    intro = _intro(request.topic, items, _present(keywords, items), language)
+    frames = {i: _frame(items[i], i, _phrases(language)) for i in order}
     overhead = _word_count(f"{title} {intro}") + sum(f.words for f in frames.values())
     per_item = [split_sentences(item.text, language)[:_MAX_SENTENCES] for item in items]
     budgets = _budgets(
@@ -362,23 +364,120 @@ def _title(topic: str, top: SourceText) -> str:
     return _clip(title or "Digest", _TITLE_MAX)
 
 
-def _intro(topic: str, items: list[SourceText], keywords: list[str]) -> str:
-    count = f"{len(items)} item" if len(items) == 1 else f"{len(items)} items"
-    about = f" on {' '.join(topic.split())}" if topic.strip() else ""
+@dataclass(frozen=True)
+class _Phrases:
+    """The digest's own words in one language. Counted nouns come in three forms: one,
+    few and many (Polish says 2 artykuły but 5 artykułów)."""
+
+    intro: str  # {count}{about}{origin}
+    items: tuple[str, str, str]
+    about: str  # {topic}
+    origin: str  # {sources}
+    more_sources: tuple[str, str, str]
+    covers: str  # {keywords}
+    and_: str
+    by: str  # {author}
+    read_more: str  # {host}
+    item: str  # {n}: a section with no title, source or link
+
+
+_PHRASES: dict[str, _Phrases] = {
+    "en": _Phrases(
+        intro="This digest gathers {count}{about}{origin}.",
+        items=("{n} item", "{n} items", "{n} items"),
+        about=" on {topic}",
+        origin=" from {sources}",
+        more_sources=("{n} more source", "{n} more sources", "{n} more sources"),
+        covers=" It covers {keywords}.",
+        and_="and",
+        by="by {author}",
+        read_more="Read more at {host}",
+        item="Item {n}",
+    ),
+    "de": _Phrases(
+        intro="Dieser Überblick fasst {count}{about}{origin} zusammen.",
+        items=("{n} Beitrag", "{n} Beiträge", "{n} Beiträge"),
+        about=" zum Thema {topic}",
+        origin=" aus {sources}",
+        more_sources=("{n} weiteren Quelle", "{n} weiteren Quellen", "{n} weiteren Quellen"),
+        covers=" Es geht um {keywords}.",
+        and_="und",
+        by="von {author}",
+        read_more="Weiterlesen bei {host}",
+        item="Beitrag {n}",
+    ),
+    "fr": _Phrases(
+        intro="Ce résumé rassemble {count}{about}{origin}.",
+        items=("{n} article", "{n} articles", "{n} articles"),
+        about=" sur {topic}",
+        origin=" (sources : {sources})",
+        more_sources=("{n} autre", "{n} autres", "{n} autres"),
+        covers=" Il y est question de {keywords}.",
+        and_="et",
+        by="par {author}",
+        read_more="Lire la suite sur {host}",
+        item="Article {n}",
+    ),
+    "es": _Phrases(
+        intro="Este resumen reúne {count}{about}{origin}.",
+        items=("{n} artículo", "{n} artículos", "{n} artículos"),
+        about=" sobre {topic}",
+        origin=" de {sources}",
+        more_sources=("{n} fuente más", "{n} fuentes más", "{n} fuentes más"),
+        covers=" Trata de {keywords}.",
+        and_="y",
+        by="por {author}",
+        read_more="Leer más en {host}",
+        item="Artículo {n}",
+    ),
+    "pl": _Phrases(
+        intro="Ten przegląd zbiera {count}{about}{origin}.",
+        items=("{n} artykuł", "{n} artykuły", "{n} artykułów"),
+        about=" (temat: {topic})",
+        origin=" ze źródeł: {sources}",
+        more_sources=("{n} inne", "{n} inne", "{n} innych"),
+        covers=" Omawia: {keywords}.",
+        and_="i",
+        by="autor: {author}",
+        read_more="Czytaj więcej: {host}",
+        item="Artykuł {n}",
+    ),
+}
+
+
+def _phrases(language: str) -> _Phrases:
+    # Languages without their own phrases read the digest's few words in English.
+    return _PHRASES.get(stopwords.language_root(language), _PHRASES["en"])
+
+
+def _counted(forms: tuple[str, str, str], n: int, language: str) -> str:
+    if n == 1:
+        form = forms[0]
+    elif stopwords.language_root(language) == "pl":
+        few = n % 10 in (2, 3, 4) and n % 100 not in (12, 13, 14)
+        form = forms[1] if few else forms[2]
+    else:
+        form = forms[1]
+    return form.format(n=n)
+
+
+def _intro(topic: str, items: list[SourceText], keywords: list[str], language: str) -> str:
+    words = _phrases(language)
+    about = words.about.format(topic=" ".join(topic.split())) if topic.strip() else ""
     sources = _unique([i.source_name for i in items if i.source_name.strip()])
     named = sources[:_MAX_SOURCES_NAMED]
     if len(sources) > len(named):
-        more = len(sources) - len(named)
-        named.append(f"{more} more source" + ("" if more == 1 else "s"))
-    origin = f" from {_and(named)}" if named else ""
-    intro = f"This digest gathers {count}{about}{origin}."
+        named.append(_counted(words.more_sources, len(sources) - len(named), language))
+    origin = words.origin.format(sources=_and(named, words.and_)) if named else ""
+    count = _counted(words.items, len(items), language)
+    intro = words.intro.format(count=count, about=about, origin=origin)
     if keywords:
-        intro += f" It covers {_and(keywords)}."
+        intro += words.covers.format(keywords=_and(keywords, words.and_))
     return intro
 
 
-def _and(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+def _and(names: list[str], and_: str) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {and_} {names[-1]}"
 
 
 @dataclass(frozen=True)
@@ -390,24 +489,26 @@ class _Frame:
     words: int  # as a reader counts them (the link's address is not read)
 
 
-def _frame(item: SourceText, position: int) -> _Frame:
+def _frame(item: SourceText, position: int, words: _Phrases) -> _Frame:
     link = _http_link(item.link)
     heading = (
         " ".join(item.title.split())
         or item.source_name
-        or (_host(link) if link else f"Item {position + 1}")
+        or (_host(link) if link else words.item.format(n=position + 1))
     )
     credit = ", ".join(
         part
         for part in (
             item.source_name.strip(),
-            f"by {' '.join(item.author.split())}" if item.author and item.author.strip() else "",
+            words.by.format(author=" ".join((item.author or "").split()))
+            if item.author and item.author.strip()
+            else "",
             item.published_at.date().isoformat() if item.published_at else "",
         )
         if part
     )
     closing = [f"*{_inline(credit)}*"] if credit else []
-    read_more = f"Read more at {_host(link)}" if link else ""
+    read_more = words.read_more.format(host=_host(link)) if link else ""
     if link:
         target = f"<{link}>" if any(c in link for c in " ()<>") else link
         closing.append(f"[{_inline(read_more)}]({target})")
