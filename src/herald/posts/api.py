@@ -11,7 +11,14 @@ from herald.core.errors import problem_responses
 from herald.core.pagination import Page
 from herald.posts import service
 from herald.posts.models import PostState
-from herald.posts.schemas import PostCreate, PostFilters, PostRead, PostSort, PostUpdate
+from herald.posts.schemas import (
+    PostCreate,
+    PostFilters,
+    PostRead,
+    PostSeo,
+    PostSort,
+    PostUpdate,
+)
 from herald.users.deps import PrincipalDep
 
 router = APIRouter(prefix="/posts", tags=["posts"], responses=problem_responses(401))
@@ -55,6 +62,12 @@ def create_post(body: PostCreate, principal: PrincipalDep, session: SessionDep) 
 @router.get("/{post_id}", responses=problem_responses(404))
 def get_post(post_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> PostRead:
     return PostRead.model_validate(service.get_post(session, principal, post_id))
+
+
+@router.get("/{post_id}/seo", responses=problem_responses(404))
+def get_post_seo(post_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> PostSeo:
+    """The post's SEO metrics and warnings, as computed when it was last saved."""
+    return PostSeo.model_validate(service.get_seo(session, principal, post_id))
 
 
 @router.patch("/{post_id}", responses=problem_responses(404, 422))

@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from herald.core.clock import utcnow
 from herald.core.dates import to_utc
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.pagination import decode_cursor, encode_cursor
 from herald.media.service import attachments
+from herald.posts import seo
 from herald.posts.models import Post, PostTag
 from herald.posts.schemas import PostCreate, PostFilters, PostSort, PostUpdate
 from herald.users.service import Principal
@@ -35,8 +37,12 @@ def create_post(session: Session, principal: Principal, body: PostCreate) -> Pos
         body=body.body,
         excerpt=body.excerpt,
         canonical_url=str(body.canonical_url) if body.canonical_url else None,
+        keywords=body.keywords,
+        short_body=body.short_body,
+        language=body.language,
     )
     post.tags = body.tags
+    refresh_seo(post)
     session.add(post)
     session.flush()
     if body.media_ids:
@@ -59,9 +65,12 @@ def update_post(
     fields = body.model_dump(exclude_unset=True)
     if "title" in fields and fields["title"] is None:
         raise InvalidInput("title cannot be null", field="title")
-    for name in ("title", "excerpt"):
+    measured = _seo_inputs(post)
+    for name in ("title", "excerpt", "short_body", "language"):
         if name in fields:
             setattr(post, name, fields[name])
+    if "keywords" in fields:
+        post.keywords = fields["keywords"] or []
     if "body" in fields:
         post.body = fields["body"] or ""
     if "canonical_url" in fields:
@@ -70,8 +79,37 @@ def update_post(
         post.tags = fields["tags"] or []
     if "media_ids" in fields:
         post.media_rows = attachments(session, principal, body.media_ids or [])
+    if post.seo is None or _seo_inputs(post) != measured:
+        refresh_seo(post)
     session.flush()
     return post
+
+
+def _seo_inputs(post: Post) -> tuple[object, ...]:
+    """What the SEO metrics are computed from: when none of it changed, neither did they.
+    Tags are in it because a post without keywords is measured against its tags."""
+    return (post.title, post.body, post.excerpt, list(post.keywords), post.language, post.tags)
+
+
+def refresh_seo(post: Post) -> None:
+    """Compute the post's SEO metrics and keep them on it (the caller flushes). An agent's
+    draft creation calls this after filling in the post."""
+    post.seo = _measure(post)
+
+
+def _measure(post: Post) -> dict[str, Any]:
+    metrics = seo.compute(
+        post.title, post.body or "", post.excerpt, post.keywords or post.tags, post.language
+    )
+    return {**metrics, "computed_at": utcnow().isoformat()}
+
+
+def get_seo(session: Session, principal: Principal, post_id: uuid.UUID) -> dict[str, Any]:
+    """The post's stored SEO metrics and its id. A post saved before the metrics existed is
+    measured now, for this answer only: a read stores nothing (on SQLite it cannot), and
+    the post's next save keeps them."""
+    post = get_post(session, principal, post_id)
+    return {**(post.seo if post.seo is not None else _measure(post)), "post_id": post.id}
 
 
 def delete_post(session: Session, principal: Principal, post_id: uuid.UUID) -> None:
