@@ -39,6 +39,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
 }
 
 TASK_MODULES = [
+    "herald.agents.provider_tasks",
     "herald.channels.tasks",
     "herald.publishing.tasks",
     "herald.scheduling.tasks",
