@@ -6,8 +6,17 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from herald.agents.prompt import ITEM_CHARS, ITEMS_BUDGET, MAX_ITEMS, cut, messages_for
+from herald.agents.prompt import (
+    INSTRUCTIONS_CHARS,
+    ITEM_CHARS,
+    ITEMS_BUDGET,
+    MAX_ITEMS,
+    PROMPT_TOKENS,
+    cut,
+    messages_for,
+)
 from herald.agents.providers.base import GenerationRequest, SourceText
+from herald.agents.tokens import estimate_messages
 
 
 def item(n: int, text: str = "Some news.", **fields: object) -> SourceText:
@@ -83,3 +92,20 @@ def test_cut_keeps_words_whole() -> None:
     assert cut("one  two\nthree", 100) == "one two three"
     assert cut("alpha beta gamma", 12) == "alpha beta…"
     assert len(cut("x" * 50, 10)) <= 10
+
+
+def test_the_prompt_fits_its_token_budget_whatever_the_items() -> None:
+    # Japanese counts about a token a letter: 20 items of it would be ~12,000 tokens.
+    dense = "日本語の記事です。" * 400
+    many = [item(n, dense, title="長い題名" * 100) for n in range(20)]
+    request = GenerationRequest(topic="話題" * 1000, instructions="声" * 5000, items=many)
+    messages = messages_for(request)
+    assert estimate_messages(messages) <= PROMPT_TOKENS
+    user = messages[1]["content"]
+    assert "## Item 1:" in user and "Link: https://news.example/0" in user
+    assert len(messages[0]["content"]) < INSTRUCTIONS_CHARS + 1000
+    # Plain English items fit without cutting anything further.
+    english = [item(n, "word " * 200) for n in range(5)]
+    plain = messages_for(GenerationRequest(topic="t", items=english))
+    assert plain[1]["content"].count("word") == 5 * 200
+    assert estimate_messages(messages_for(GenerationRequest(topic="x" * 9000))) <= PROMPT_TOKENS
