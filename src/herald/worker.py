@@ -39,8 +39,8 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
 }
 
 TASK_MODULES = [
-    "herald.agents.provider_tasks",
     "herald.channels.tasks",
+    "herald.agents.provider_tasks",
     "herald.publishing.tasks",
     "herald.scheduling.tasks",
     "herald.sources.research_tasks",
