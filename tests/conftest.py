@@ -51,6 +51,7 @@ from herald.models import Base  # noqa: E402
 from herald.users.models import Role, TokenKind  # noqa: E402
 from herald.users.service import create_user, issue_token  # noqa: E402
 from tests.fakes.feed_server import FeedServer  # noqa: E402
+from tests.fakes.openai import OpenAIServer  # noqa: E402
 from tests.fakes.webhook_receiver import Receiver  # noqa: E402
 from tests.services import (  # noqa: E402
     PG_ADMIN_URL,
@@ -174,6 +175,14 @@ def receiver() -> Iterator[Receiver]:
 def feed_server() -> Iterator[FeedServer]:
     """A local feed server (conditional GET honoured and counted, scripted answers)."""
     with FeedServer() as server:
+        yield server
+
+
+@pytest.fixture
+def openai_server() -> Iterator[OpenAIServer]:
+    """A local OpenAI-compatible server (chat completions with usage, scripted 429 with
+    Retry-After, 500, 401, slow and malformed answers, answers without usage)."""
+    with OpenAIServer() as server:
         yield server
 
 

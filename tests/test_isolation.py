@@ -46,7 +46,7 @@ from tests.conftest import Account
 # Each id-like parameter (path or query) and the fixture row it names.
 ID_PARAMS = (
     "token_id", "channel_id", "post_id", "media_id", "publication_id", "task_id", "job_id",
-    "source_id", "research_id",
+    "source_id", "research_id", "provider_id",
 )  # fmt: skip
 # Where an operation's parameter names another kind of row than its name says:
 # (method, path, parameter) -> the fixture key of the row it takes.
@@ -122,6 +122,11 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/tasks/monitor-rss"): lambda ids: {
         "json": {"source_id": ids["source_id"], "auto_generate": False}
     },
+    ("POST", "/api/v1/providers"): lambda ids: {
+        "json": {"kind": "openai", "name": f"p-{uuid.uuid4().hex[:8]}",
+                 "base_url": "https://api.example.com/v1", "model": "gpt-4o-mini"}
+    },
+    ("PATCH", "/api/v1/providers/{provider_id}"): lambda ids: {"json": {"timeout_seconds": 30}},
 }  # fmt: skip
 
 # Every GET without a path parameter: the query variants to call it with, and which of
@@ -145,6 +150,7 @@ LISTS: dict[str, tuple[list[dict[str, str]], tuple[str, ...]]] = {
     "/api/v1/sources": ([{}], ("source_id",)),
     "/api/v1/research": ([{}], ("research_id",)),
     "/api/v1/items": ([{}, {"q": "Item"}], ("item_id", "source_id")),
+    "/api/v1/providers": ([{}], ("provider_id",)),
 }
 
 
@@ -225,6 +231,15 @@ def _workspace(client: TestClient, make_account: Any, name: str) -> Workspace:
         ),
         202,
     )
+    provider = _ok(
+        client.post(
+            "/api/v1/providers",
+            json={"kind": "openai", "name": f"model-{name}", "model": "gpt-4o-mini",
+                  "base_url": f"https://{name}.example/v1", "api_key": f"sk-{name}-key"},
+            headers=h,
+        ),
+        201,
+    )  # fmt: skip
     with session_scope() as session:
         stored = store_entries(
             session,
@@ -245,10 +260,11 @@ def _workspace(client: TestClient, make_account: Any, name: str) -> Workspace:
         "source_id": source["id"],
         "research_id": research["task_id"],
         "item_id": str(stored.new[0]),
+        "provider_id": provider["id"],
     }
     ws.names = [
         account.email, f"{name}-co", f"site-{name}", f"Post of {name}", f"tag-{name}",
-        f"feed-{name}", f"Item of {name}",
+        f"feed-{name}", f"Item of {name}", f"model-{name}", f"sk-{name}-key",
     ]  # fmt: skip
     return ws
 
@@ -353,6 +369,7 @@ def _snapshot(client: TestClient, ws: Workspace) -> dict[str, Any]:
         "/api/v1/media",
         "/api/v1/jobs",
         "/api/v1/schedule/upcoming",
+        "/api/v1/providers",
         f"/api/v1/channels/{ids['channel_id']}/slots/config",
         f"/api/v1/posts/{ids['post_id']}/publications",
         f"/api/v1/jobs/{ids['job_id']}",

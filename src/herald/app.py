@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from herald import __version__
+from herald.agents.provider_api import providers_router
 from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
 from herald.core.errors import install_error_handlers
@@ -86,6 +87,7 @@ def create_app() -> FastAPI:
         source_items_router,
         source_tasks_router,
         research_router,
+        providers_router,
         jobs_router,
         events_router,
         *slots_routers,

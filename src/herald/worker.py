@@ -41,6 +41,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
 TASK_MODULES = [
     "herald.agents.tasks",
     "herald.channels.tasks",
+    "herald.agents.provider_tasks",
     "herald.publishing.tasks",
     "herald.scheduling.tasks",
     "herald.sources.research_tasks",

@@ -198,6 +198,13 @@ class Settings(BaseSettings):
         "`HERALD_MEDIA_MAX_BYTES` instead.",
     )
 
+    model_prices: Annotated[dict[str, tuple[float, float]], NoDecode] = Field(
+        default_factory=dict,
+        description="JSON object of model prices in USD per million tokens, "
+        '`{"model": [input, output]}`, merged over the documented defaults '
+        "(`herald.agents.prices`); a provider's own prices win over both.",
+    )
+
     @field_validator("encryption_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
@@ -210,6 +217,26 @@ class Settings(BaseSettings):
     def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("model_prices", mode="before")
+    @classmethod
+    def _prices(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValueError(
+                    f'not JSON ({exc}); write {{"model": [input, output]}}, USD per million tokens'
+                ) from None
+        if isinstance(value, dict):
+            for model, pair in value.items():
+                ok = isinstance(pair, list | tuple) and len(pair) == 2
+                if not ok or not all(isinstance(p, int | float) and p >= 0 for p in pair):
+                    raise ValueError(
+                        f"{model!r}: give [input, output], two prices of 0 or more in USD "
+                        "per million tokens"
+                    )
         return value
 
     @field_validator("allowed_private_networks")

@@ -50,6 +50,11 @@ class Principal:
         if not self.is_admin:
             raise Forbidden("Only a workspace admin can do this.")
 
+    def require_manager(self) -> None:
+        """Members and admins manage; a reviewer reads and approves drafts only."""
+        if self.role == Role.REVIEWER:
+            raise Forbidden("Reviewers cannot manage channels, agents or providers.")
+
 
 @dataclass(frozen=True)
 class IssuedToken:
