@@ -22,7 +22,7 @@ from herald.sources.models import ItemUse
 from herald.sources.tasks import check_source_job
 from tests.conftest import Account
 from tests.fakes.feed_server import FeedServer
-from tests.fakes.openai import FakeOpenAI
+from tests.fakes.openai import OpenAIServer
 from tests.sources.documents import Item, rss
 
 pytestmark = pytest.mark.usefixtures("db_backend")
@@ -77,7 +77,7 @@ def _agent(client: TestClient, account: Account, **fields: Any) -> dict[str, Any
 
 
 def _openai_provider(
-    client: TestClient, account: Account, server: FakeOpenAI, **fields: Any
+    client: TestClient, account: Account, server: OpenAIServer, **fields: Any
 ) -> dict[str, Any]:
     body = {
         "kind": "openai",
@@ -123,7 +123,9 @@ def test_a_feed_and_the_digest_make_a_readable_draft_with_nothing_configured(
 
     assert result["success"] is True and result["status"] == "in_review", result
     assert result["word_count"] > 50
-    status = client.get(f"/api/v1/tasks/status/{started.json()['task_id']}", headers=account.headers)
+    status = client.get(
+        f"/api/v1/tasks/status/{started.json()['task_id']}", headers=account.headers
+    )
     assert status.json()["status"] == "SUCCESS"
     post = client.get(f"/api/v1/posts/{result['post_id']}", headers=account.headers).json()
     assert post["state"] == "in_review" and post["agent_id"] == agent["id"]
@@ -153,7 +155,7 @@ def test_a_feed_and_the_digest_make_a_readable_draft_with_nothing_configured(
 
 
 def test_the_openai_provider_records_tokens_and_cost_and_usage_sums_the_ledger(
-    client: TestClient, account: Account, feed_server: FeedServer, openai_server: FakeOpenAI
+    client: TestClient, account: Account, feed_server: FeedServer, openai_server: OpenAIServer
 ) -> None:
     source_id = _source_with_items(client, account, feed_server)
     provider = _openai_provider(client, account, openai_server)
@@ -182,7 +184,7 @@ def test_the_openai_provider_records_tokens_and_cost_and_usage_sums_the_ledger(
 
 
 def test_a_rate_limited_call_is_retried_and_each_call_is_in_the_ledger(
-    client: TestClient, account: Account, feed_server: FeedServer, openai_server: FakeOpenAI
+    client: TestClient, account: Account, feed_server: FeedServer, openai_server: OpenAIServer
 ) -> None:
     source_id = _source_with_items(client, account, feed_server)
     provider = _openai_provider(client, account, openai_server)
@@ -199,7 +201,7 @@ def test_a_rate_limited_call_is_retried_and_each_call_is_in_the_ledger(
 
 
 def test_a_refused_key_fails_the_run_marks_the_provider_and_frees_the_items(
-    client: TestClient, account: Account, feed_server: FeedServer, openai_server: FakeOpenAI
+    client: TestClient, account: Account, feed_server: FeedServer, openai_server: OpenAIServer
 ) -> None:
     source_id = _source_with_items(client, account, feed_server)
     provider = _openai_provider(client, account, openai_server)
@@ -221,7 +223,7 @@ def test_a_refused_key_fails_the_run_marks_the_provider_and_frees_the_items(
 
 
 def test_over_quota_is_refused_before_any_call_with_the_limit_and_its_reset(
-    client: TestClient, account: Account, feed_server: FeedServer, openai_server: FakeOpenAI
+    client: TestClient, account: Account, feed_server: FeedServer, openai_server: OpenAIServer
 ) -> None:
     source_id = _source_with_items(client, account, feed_server)
     provider = _openai_provider(client, account, openai_server)
@@ -247,7 +249,7 @@ def test_over_quota_is_refused_before_any_call_with_the_limit_and_its_reset(
 
 
 def test_twenty_concurrent_requests_against_room_for_five_call_the_provider_five_times(
-    client: TestClient, account: Account, openai_server: FakeOpenAI
+    client: TestClient, account: Account, openai_server: OpenAIServer
 ) -> None:
     provider = _openai_provider(
         client, account, openai_server, input_price_per_million=1.0, output_price_per_million=1.0

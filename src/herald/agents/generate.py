@@ -45,16 +45,18 @@ from herald.agents.models import (
     Agent,
     AgentRun,
     AgentSettings,
-    LedgerEntry,
-    Provider,
-    ProviderState,
     ReviewMode,
     RunItem,
     RunState,
     RunTrigger,
 )
-from herald.agents.prices import Prices, cost_micros, prices_for
-from herald.agents.provider_service import config_for
+from herald.agents.prices import Prices
+from herald.agents.provider_service import (
+    append_ledger,
+    config_for,
+    mark_needs_reconnect,
+    prices_of,
+)
 from herald.agents.providers.base import (
     CallRecord,
     ErrorKind,
@@ -276,13 +278,7 @@ def prepare(session: Session, job: Job) -> Prepared:
     )
     provider = reserve.provider_of(session, agent, settings)
     config = config_for(session, agent.workspace_id, provider.id if provider else None)
-    prices = prices_for(
-        config.kind,
-        config.model,
-        provider.input_price_per_million if provider else None,
-        provider.output_price_per_million if provider else None,
-    )
-    return Prepared(run.id, request, config, prices)
+    return Prepared(run.id, request, config, prices_of(session, config))
 
 
 # -- call -------------------------------------------------------------------------------
@@ -357,43 +353,25 @@ def call(prepared: Prepared, *, sleep: Callable[[float], None] = time.sleep) -> 
 # -- record -----------------------------------------------------------------------------
 
 
-def _ledger(
-    session: Session, run: AgentRun, agent_name: str, outcome: Outcome
-) -> tuple[int, int, int, int]:
-    """Append one ledger row per call; returns the run's input and output tokens, cost
-    and the latency of its last call."""
+def _ledger(session: Session, run: AgentRun, agent_name: str, outcome: Outcome) -> None:
+    """Append one ledger row per call, and settle the run's totals from them."""
     config, prices = outcome.prepared.config, outcome.prepared.prices
-    totals = [0, 0, 0, 0]
-    for record in outcome.calls:
-        cost = cost_micros(record.usage, prices)
-        session.add(
-            LedgerEntry(
-                workspace_id=run.workspace_id,
-                agent_id=run.agent_id,
-                agent_name=agent_name,
-                run_id=run.id,
-                purpose="generate",
-                provider_id=config.id,
-                provider_name=config.name,
-                provider_kind=config.kind,
-                model=record.model,
-                input_tokens=record.usage.input_tokens,
-                output_tokens=record.usage.output_tokens,
-                estimated=record.usage.estimated,
-                input_price_per_million=prices.input,
-                output_price_per_million=prices.output,
-                cost_micros=cost,
-                latency_ms=record.latency_ms,
-                outcome=record.outcome,
-                error=record.error,
-                extra={"status": record.status} if record.status else {},
-            )
+    for call in outcome.calls:
+        entry = append_ledger(
+            session,
+            workspace_id=run.workspace_id,
+            config=config,
+            call=call,
+            prices=prices,
+            agent_id=run.agent_id,
+            agent_name=agent_name,
+            run_id=run.id,
         )
-        totals[0] += record.usage.input_tokens
-        totals[1] += record.usage.output_tokens
-        totals[2] += cost
-        totals[3] = record.latency_ms
-    return totals[0], totals[1], totals[2], totals[3]
+        run.input_tokens += entry.input_tokens
+        run.output_tokens += entry.output_tokens
+        run.cost_micros += entry.cost_micros
+        run.latency_ms = entry.latency_ms
+    run.attempts = len(outcome.calls)
 
 
 def _fail(session: Session, run: AgentRun, error: str) -> None:
@@ -474,19 +452,12 @@ def record(session: Session, job: Job, outcome: Outcome) -> dict[str, Any]:
     run = session.get_one(AgentRun, outcome.prepared.run_id)
     agent = session.get(Agent, run.agent_id)
     agent_name = agent.name if agent else ""
-    tokens_in, tokens_out, cost, latency = _ledger(session, run, agent_name, outcome)
-    run.provider_id = outcome.prepared.config.id
-    run.provider_kind = outcome.prepared.config.kind
-    run.model = outcome.calls[-1].model if outcome.calls else outcome.prepared.config.model
-    run.input_tokens, run.output_tokens, run.cost_micros = tokens_in, tokens_out, cost
-    run.latency_ms = latency if outcome.calls else None
-    run.attempts = len(outcome.calls)
-    if outcome.error_kind is ErrorKind.AUTH and outcome.prepared.config.id:
-        session.execute(
-            update(Provider)
-            .where(Provider.id == outcome.prepared.config.id)
-            .values(state=ProviderState.NEEDS_RECONNECT, state_reason=outcome.error)
-        )
+    config = outcome.prepared.config
+    run.provider_id, run.provider_kind = config.id, config.kind
+    run.model = outcome.calls[-1].model if outcome.calls else config.model
+    _ledger(session, run, agent_name, outcome)
+    if outcome.error_kind is ErrorKind.AUTH:
+        mark_needs_reconnect(session, config.id, outcome.error or "the key was refused")
     if agent is not None:
         agent.last_run_at = utcnow()
     if outcome.generation is None or agent is None:
@@ -513,9 +484,9 @@ def record(session: Session, job: Job, outcome: Outcome) -> dict[str, Any]:
         "word_count": seo.get("word_count"),
         "status": post.state.value if isinstance(post.state, PostState) else str(post.state),
         "run_id": str(run.id),
-        "input_tokens": tokens_in,
-        "output_tokens": tokens_out,
-        "cost": cost / 1_000_000,
+        "input_tokens": run.input_tokens,
+        "output_tokens": run.output_tokens,
+        "cost": run.cost_micros / 1_000_000,
         "attempts": run.attempts,
         **({"not_queued": not_queued} if not_queued else {}),
     }

@@ -24,17 +24,20 @@ from herald.agents.models import (
     AgentRun,
     AgentSettings,
     Provider,
+    ProviderState,
     RunState,
     RunTrigger,
 )
-from herald.agents.prices import cost_micros, prices_for
+from herald.agents.prices import cost_micros
+from herald.agents.prompt import PROMPT_TOKENS
+from herald.agents.provider_service import BUILTIN_DIGEST, prices_of, provider_prices
 from herald.agents.providers.base import Usage
 from herald.agents.quota import MonthUsage, month_usage
-from herald.core.errors import TooManyRequests
+from herald.core.errors import Conflict, TooManyRequests
 from herald.scheduling.slots import load_zone
 
-# The most a prompt holds: the items are cut to fit it (herald.agents.prompt).
-INPUT_BUDGET_TOKENS = 6000
+# The most a prompt holds (its items are cut to fit), by the same estimate.
+INPUT_BUDGET_TOKENS = PROMPT_TOKENS
 
 
 class QuotaExceeded(TooManyRequests):
@@ -60,18 +63,10 @@ def provider_of(session: Session, agent: Agent, settings: AgentSettings | None) 
     return session.get(Provider, provider_id) if provider_id else None
 
 
-def estimate(provider: Provider | None, agent: Agent) -> Estimate:
+def estimate(session: Session, provider: Provider | None, agent: Agent) -> Estimate:
     out = output_budget(agent.target_words)
     usage = Usage(input_tokens=INPUT_BUDGET_TOKENS, output_tokens=out)
-    if provider is None:
-        prices = prices_for("digest", "extractive", None, None)
-    else:
-        prices = prices_for(
-            provider.kind,
-            provider.model,
-            provider.input_price_per_million,
-            provider.output_price_per_million,
-        )
+    prices = provider_prices(provider) if provider else prices_of(session, BUILTIN_DIGEST)
     return Estimate(usage.total, cost_micros(usage, prices), out)
 
 
@@ -166,10 +161,17 @@ def reserve(
     item_ids: list[uuid.UUID] | None = None,
     scheduled_for: datetime | None = None,
 ) -> AgentRun:
-    """Check the quotas and record a run holding its reservation. Raises QuotaExceeded;
-    the caller decides whether a refusal is recorded (:func:`refused`)."""
+    """Check the quotas and record a run holding its reservation. Raises QuotaExceeded,
+    or Conflict for a provider that needs reconnecting; the caller decides whether a
+    refusal is recorded (:func:`refused`)."""
     settings = lock_workspace(session, agent.workspace_id)
-    want = estimate(provider_of(session, agent, settings), agent)
+    provider = provider_of(session, agent, settings)
+    if provider is not None and provider.state == ProviderState.NEEDS_RECONNECT:
+        raise Conflict(
+            f"Provider {provider.name!r} needs reconnecting ({provider.state_reason}); "
+            "update its key (PATCH /api/v1/providers/{id}) and run the agent again."
+        )
+    want = estimate(session, provider, agent)
     check(session, agent, settings, want, now)
     run = AgentRun(
         workspace_id=agent.workspace_id,
@@ -198,8 +200,8 @@ def refused(
     error: str,
     scheduled_for: datetime | None = None,
 ) -> AgentRun:
-    """Record a run refused over quota (a scheduled one: the person reads why in its
-    runs)."""
+    """Record a run refused before it started (over quota, its provider refusing its
+    key), for a run nobody asked for in person: its reason is read in the agent's runs."""
     run = AgentRun(
         workspace_id=agent.workspace_id,
         agent_id=agent.id,

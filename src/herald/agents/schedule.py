@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from herald.agents import cron, generate, reserve
 from herald.agents.models import Agent, RunTrigger
 from herald.core.clock import utcnow
+from herald.core.errors import HeraldError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def due_pass(session: Session) -> dict[str, Any]:
                     scheduled_for=due,
                 )
             started += 1
-        except reserve.QuotaExceeded as exc:
+        except HeraldError as exc:  # over quota, or the provider needs reconnecting
             reserve.refused(
                 session,
                 agent,

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from herald.agents import generate, reserve
 from herald.agents.models import Agent, RunTrigger
 from herald.core.clock import utcnow
+from herald.core.errors import HeraldError
 from herald.posts.models import Post, PostState
 from herald.sources.models import ItemUse, Source, SourceItem
 
@@ -87,7 +88,7 @@ def from_items(session: Session, source: Source, item_ids: list[uuid.UUID], limi
                         topic=item.title[:300] or None,
                         item_ids=[item.id],
                     )
-            except reserve.QuotaExceeded as exc:
+            except HeraldError as exc:  # over quota, or the provider needs reconnecting
                 reserve.refused(
                     session, agent, trigger=RunTrigger.SOURCE, now=utcnow(), error=exc.message
                 )

@@ -45,6 +45,7 @@ from herald.agents.providers.base import (
     SourceText,
     Usage,
 )
+from herald.agents.tokens import estimate_tokens
 
 MODEL = "extractive"
 NO_ITEMS = "no items to draw from: give item_ids or add sources to the agent"
@@ -68,12 +69,6 @@ _OPENERS = "\"'\u201c\u2018«(["
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>])")
 
 
-def _estimate_tokens(text: str) -> int:
-    # About four characters a token for English text. The lead switches this to
-    # herald.agents.tokens.estimate_tokens once that module is on main.
-    return len(text) // 4
-
-
 @dataclass(frozen=True)
 class _Section:
     item: SourceText
@@ -95,7 +90,7 @@ class DigestProvider:
         if not request.items:
             call = CallRecord(
                 model=MODEL,
-                usage=Usage(input_tokens=_estimate_tokens(read), estimated=True),
+                usage=Usage(input_tokens=estimate_tokens(read), estimated=True),
                 latency_ms=_elapsed_ms(started),
                 outcome=ErrorKind.PERMANENT.value,
                 error=NO_ITEMS,
@@ -103,8 +98,8 @@ class DigestProvider:
             raise ProviderError(NO_ITEMS, kind=ErrorKind.PERMANENT, call=call)
         draft = digest(request)
         usage = Usage(
-            input_tokens=_estimate_tokens(read),
-            output_tokens=_estimate_tokens(f"{draft.title}\n{draft.body}"),
+            input_tokens=estimate_tokens(read),
+            output_tokens=estimate_tokens(f"{draft.title}\n{draft.body}"),
             estimated=True,
         )
         call = CallRecord(model=MODEL, usage=usage, latency_ms=_elapsed_ms(started))
