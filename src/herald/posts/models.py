@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from herald.core.db import Base, IdMixin, TimestampMixin
 from herald.media.models import PostMedia
+from herald.users.models import User
 
 
 class PostState(StrEnum):
@@ -54,6 +55,10 @@ class Post(IdMixin, TimestampMixin, Base):
     reviewed_at: Mapped[datetime | None]
     review_decision: Mapped[str | None] = mapped_column(String(20))  # approved | rejected
     review_note: Mapped[str | None] = mapped_column(Text)
+    # The reviewer's row, for their email in the API (the id above is what is written).
+    reviewer: Mapped[User | None] = relationship(
+        foreign_keys="Post.reviewed_by", lazy="selectin", viewonly=True
+    )
 
     tag_rows: Mapped[list[PostTag]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="PostTag.position"
@@ -62,6 +67,10 @@ class Post(IdMixin, TimestampMixin, Base):
     media_rows: Mapped[list[PostMedia]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="PostMedia.position"
     )
+
+    @property
+    def reviewed_by_email(self) -> str | None:
+        return self.reviewer.email if self.reviewer is not None else None
 
     @property
     def media_ids(self) -> list[uuid.UUID]:

@@ -288,9 +288,10 @@ def insert_publications() -> Insert:
 
 
 @cache
-def post_in_workspace() -> Select[uuid.UUID]:
-    """The post's id if it is this workspace's. Parameters: p_id, p_workspace_id."""
-    return select(_c(Post.id)).where(
+def post_in_workspace() -> Select[uuid.UUID, str]:
+    """The post's id and state if it is this workspace's. Parameters: p_id,
+    p_workspace_id."""
+    return select(_c(Post.id), _c(Post.state)).where(
         _c(Post.id) == _param(_c(Post.id)),
         _c(Post.workspace_id) == _param(_c(Post.workspace_id)),
     )

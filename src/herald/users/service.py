@@ -50,6 +50,12 @@ class Principal:
         if not self.is_admin:
             raise Forbidden("Only a workspace admin can do this.")
 
+    def require_manager(self) -> None:
+        """Reviewers read everything and decide on drafts, but the accounts Herald posts
+        as and what feeds it (channels, sources, agents, providers) stay with members."""
+        if self.role == Role.REVIEWER:
+            raise Forbidden("Reviewers cannot manage channels, agents or providers.")
+
 
 @dataclass(frozen=True)
 class IssuedToken:
