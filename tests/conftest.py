@@ -203,22 +203,34 @@ class MakeAccount(Protocol):
     """What the `make_account` fixture gives."""
 
     def __call__(
-        self, email: str | None = None, *, workspace: str = "acme", admin: bool = True
+        self,
+        email: str | None = None,
+        *,
+        workspace: str = "acme",
+        admin: bool = True,
+        role: Role | None = None,
     ) -> Account: ...
 
 
 @pytest.fixture
 def make_account(db_backend: str) -> MakeAccount:
-    """Create a user (with a workspace) and a login token for it."""
+    """Create a user (with a workspace) and a login token for it; ``role`` wins over
+    ``admin`` (which picks admin or member)."""
 
-    def make(email: str | None = None, *, workspace: str = "acme", admin: bool = True) -> Account:
+    def make(
+        email: str | None = None,
+        *,
+        workspace: str = "acme",
+        admin: bool = True,
+        role: Role | None = None,
+    ) -> Account:
         email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
         with session_scope() as s:
             user, password = create_user(
                 s,
                 email=email,
                 password="correct horse battery",
-                role=Role.ADMIN if admin else Role.MEMBER,
+                role=role or (Role.ADMIN if admin else Role.MEMBER),
                 workspace_name=workspace,
             )
             issued = issue_token(s, user, kind=TokenKind.PERSONAL, name="test", expires_at=None)

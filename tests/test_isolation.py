@@ -110,6 +110,10 @@ BODIES: dict[tuple[str, str], Body] = {
     ("POST", "/api/v1/posts/{post_id}/queue"): lambda ids: {
         "json": {"channel_ids": [ids["channel_id"]]}
     },
+    ("POST", "/api/v1/posts/{post_id}/approve"): lambda ids: {
+        "json": {"channel_ids": [ids["channel_id"]], "schedule": "queue"}
+    },
+    ("POST", "/api/v1/posts/{post_id}/reject"): lambda ids: {"json": {"note": "Not yet."}},
     ("POST", "/api/v1/sources"): lambda ids: {
         "json": {"kind": "feed", "name": f"s-{uuid.uuid4().hex[:8]}",
                  "url": "https://example.com/feed.xml"}

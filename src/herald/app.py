@@ -23,6 +23,7 @@ from herald.media.api import router as media_router
 from herald.posts.api import router as posts_router
 from herald.publishing.api import posts_router as publish_router
 from herald.publishing.api import publications_router, tasks_router
+from herald.review.api import router as review_router
 from herald.scheduling.api import posts_router as schedule_posts_router
 from herald.scheduling.api import schedule_router
 from herald.scheduling.slots_api import routers as slots_routers
@@ -79,6 +80,7 @@ def create_app() -> FastAPI:
         posts_router,
         media_router,
         publish_router,
+        review_router,
         schedule_posts_router,
         schedule_router,
         publications_router,

@@ -633,3 +633,28 @@ def test_rate_limit_on_the_24_hour_cap_waits_for_that_reset(fake: FakeX) -> None
         adapter.publish(adapter.render(sample_post()), new_key())
     assert info.value.retry_after is not None
     assert 3 * 3600 - 5 <= info.value.retry_after <= 3 * 3600 + 1
+
+
+# the short variant --------------------------------------------------------------------
+
+
+def test_the_posts_short_variant_replaces_title_and_body(fake: FakeX) -> None:
+    adapter = make(fake.credentials(), include_title=True)
+    short = "Café au lait, *shipped*: read [the notes](https://example.org/notes)."
+    rendition = adapter.render(sample_post(body=THREAD_BODY, short_body=short))
+    canonical = sample_post().canonical_url
+    assert rendition.parts == (
+        "Café au lait, shipped: read the notes (https://example.org/notes).\n\n" + str(canonical),
+    )
+    # Still measured and split as any text: a long one becomes a thread within 280.
+    long_one = adapter.render(sample_post(short_body=THREAD_BODY, canonical_url=None))
+    assert (
+        long_one.parts
+        == adapter.render(sample_post(title="", body=THREAD_BODY, canonical_url=None)).parts
+    )
+    assert len(long_one.parts) > 1
+    assert all(adapter.measure(part) <= 280 for part in long_one.parts)
+    # Blank: the text is built from the title and body as before.
+    blank = adapter.render(sample_post(short_body="  \n"))
+    assert blank.parts == adapter.render(sample_post()).parts
+    assert blank.parts[0].startswith(sample_post().title)

@@ -66,3 +66,51 @@ def test_slots_and_queue_from_the_command_line(db_backend: str, tmp_path: Path) 
     again = json.loads(herald("post", "queue", post_id, "--to", "site", "--json").stdout)
     assert again[0]["already_there"] is True
     assert again[0]["at"] == row["at"]
+
+
+@ON_SQLITE
+def test_review_from_the_command_line(db_backend: str, tmp_path: Path) -> None:
+    given_user("ann@example.com", admin=True)
+    given_folder_channel("site", tmp_path)
+    first, second = given_post("First"), given_post("Second")
+    for post_id in (first, second):
+        sent = herald("post", "submit", post_id, "--json")
+        assert sent.returncode == 0, sent.stderr
+        assert json.loads(sent.stdout)["state"] == "in_review"
+    reviewer = herald("user", "create", "--email", "rita@example.com", "--role", "reviewer")
+    assert reviewer.returncode == 0, reviewer.stderr
+    assert "Created reviewer" in reviewer.stdout
+
+    waiting = json.loads(herald("post", "review", "--json").stdout)
+    assert [(row["title"], row["agent"]) for row in waiting] == [("First", None), ("Second", None)]
+
+    both = herald("post", "approve", first, "--queue", "--at", "2030-01-01T10:00Z")
+    assert both.returncode == 1
+    assert "give --queue or --at, not both" in both.stderr
+    approved = herald(
+        "post", "approve", first, "--channel", "site", "--at", "2030-01-07 10:00 Europe/Warsaw",
+        "--by", "rita@example.com", "--json",
+    )  # fmt: skip
+    assert approved.returncode == 0, approved.stderr
+    result = json.loads(approved.stdout)
+    assert result["post"]["reviewed_by_email"] == "rita@example.com"
+    assert result["post"]["review_decision"] == "approved"
+    assert result["deliveries"] == [
+        {
+            "channel": "site",
+            "channel_id": result["deliveries"][0]["channel_id"],
+            "state": "scheduled",
+            "due_at": "2030-01-07T09:00:00+00:00",
+        }
+    ]
+    again = herald("post", "approve", first)
+    assert again.returncode == 1
+    assert "already approved by rita@example.com" in again.stderr
+
+    no_note = herald("post", "reject", second, "--note", " ")
+    assert no_note.returncode == 1
+    assert "say why" in no_note.stderr
+    rejected = herald("post", "reject", second, "--note", "Needs a source.", "--json")
+    assert rejected.returncode == 0, rejected.stderr
+    assert json.loads(rejected.stdout)["review_note"] == "Needs a source."
+    assert "Nothing waits for review." in herald("post", "review").stdout

@@ -41,6 +41,23 @@ def test_user_create_generates_and_prints_a_password(db_backend: str) -> None:
 
 
 @ON_SQLITE
+def test_user_create_takes_a_role(db_backend: str) -> None:
+    reviewer = herald(
+        "user", "create", "--email", "rev@example.com", "--role", "reviewer", "--json"
+    )
+    assert reviewer.returncode == 0, reviewer.stderr
+    assert json.loads(reviewer.stdout)["role"] == "reviewer"
+    admin = herald("user", "create", "--email", "adm@example.com", "--role", "Admin", "--json")
+    assert json.loads(admin.stdout)["role"] == "admin"
+    unknown = herald("user", "create", "--email", "boss@example.com", "--role", "boss")
+    assert unknown.returncode == 1
+    assert unknown.stderr == "herald: error: --role must be one of: admin, member, reviewer\n"
+    both = herald("user", "create", "--email", "two@example.com", "--admin", "--role", "reviewer")
+    assert both.returncode == 1
+    assert "--admin and --role reviewer disagree" in both.stderr
+
+
+@ON_SQLITE
 def test_user_create_accepts_the_names_herald_itself_uses(db_backend: str) -> None:
     created = herald("user", "create", "--email", "second@herald.localhost", "--json")
     assert created.returncode == 0, created.stderr

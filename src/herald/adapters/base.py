@@ -88,6 +88,9 @@ class PostContent:
     tags: tuple[str, ...] = ()
     canonical_url: str | None = None
     media: tuple[MediaItem, ...] = ()
+    # The post's own text for short-post platforms (Markdown); None: they build theirs
+    # from the title and body.
+    short_body: str | None = None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,13 @@ from herald.adapters.http import (
     retry_after_seconds,
 )
 from herald.adapters.registry import register
-from herald.adapters.text import find_urls, graphemes, markdown_to_text, split_thread
+from herald.adapters.text import (
+    find_urls,
+    graphemes,
+    markdown_to_text,
+    short_variant,
+    split_thread,
+)
 
 PUBLIC_SERVICE = "https://bsky.social"
 APP_URL = "https://bsky.app"
@@ -447,12 +453,14 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
     # -- render -------------------------------------------------------------------------
 
     def render(self, post: base.PostContent) -> base.Rendition:
-        body = markdown_to_text(post.body)
         title = post.title.strip()
-        pieces = [title] if title and not body.startswith(title) else []
-        if body:
-            pieces.append(body)
-        text = "\n\n".join(pieces)
+        text = short_variant(post.short_body)
+        if not text:
+            body = markdown_to_text(post.body)
+            pieces = [title] if title and not body.startswith(title) else []
+            if body:
+                pieces.append(body)
+            text = "\n\n".join(pieces)
         canonical = post.canonical_url
         if self.settings.link_to_original and canonical and canonical not in text:
             text = f"{text}\n\n{canonical}" if text else canonical

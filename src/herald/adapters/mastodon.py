@@ -34,7 +34,13 @@ from pydantic import Field, HttpUrl
 from herald.adapters import base
 from herald.adapters.http import HttpAdapter, HttpSettings, retry_after_seconds
 from herald.adapters.registry import register
-from herald.adapters.text import find_urls, graphemes, markdown_to_text, split_thread
+from herald.adapters.text import (
+    find_urls,
+    graphemes,
+    markdown_to_text,
+    short_variant,
+    split_thread,
+)
 
 PLATFORM = "mastodon"
 
@@ -309,10 +315,11 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
         return status_length(text, self.configuration.characters_reserved_per_url)
 
     def _text(self, post: base.PostContent) -> str:
-        body = markdown_to_text(post.body)
+        short = short_variant(post.short_body)
+        body = short or markdown_to_text(post.body)
         blocks: list[str] = []
         title = post.title.strip()
-        if self.settings.include_title and title and not body.startswith(title):
+        if not short and self.settings.include_title and title and not body.startswith(title):
             blocks.append(title)
         blocks.append(body)
         link = post.canonical_url

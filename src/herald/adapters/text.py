@@ -3,6 +3,7 @@
 - :func:`markdown_to_html`: sanitised HTML (WordPress, Ghost, Medium).
 - :func:`markdown_to_text`: plain text for social platforms; a link becomes its URL
   (``text (url)`` when the text says something else), emphasis marks go.
+- :func:`short_variant`: a post's own short text, for the platforms that take one.
 - :func:`split_thread`: parts that each fit a limit, cut between paragraphs, else between
   sentences, else between words; never inside a URL; optional ``1/n`` markers.
 - :func:`find_urls`: where the URLs are, for link facets and length rules.
@@ -159,6 +160,13 @@ def markdown_to_text(markdown: str) -> str:
         else:
             out.append(block)
     return "\n\n".join(out).strip()
+
+
+def short_variant(markdown: str | None) -> str:
+    """The post's short variant as plain text; empty when it has none (the platform then
+    builds its text from the title and body). It replaces both, and goes through the
+    same length rules and thread splitting as they would."""
+    return markdown_to_text(markdown) if markdown and markdown.strip() else ""
 
 
 # --- threads -------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from herald.adapters.http import (
     retry_after_seconds,
 )
 from herald.adapters.registry import register
-from herald.adapters.text import find_urls, markdown_to_text, split_thread
+from herald.adapters.text import find_urls, markdown_to_text, short_variant, split_thread
 from herald.core.clock import utcnow
 
 PLATFORM = "X"
@@ -228,13 +228,15 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
     # -- render ---------------------------------------------------------------------------
 
     def render(self, post: base.PostContent) -> base.Rendition:
-        paragraphs: list[str] = []
-        if self.settings.include_title and post.title.strip():
-            paragraphs.append(post.title.strip())
-        body = markdown_to_text(post.body)
-        if body:
-            paragraphs.append(body)
-        text = "\n\n".join(paragraphs)
+        text = short_variant(post.short_body)
+        if not text:
+            paragraphs: list[str] = []
+            if self.settings.include_title and post.title.strip():
+                paragraphs.append(post.title.strip())
+            body = markdown_to_text(post.body)
+            if body:
+                paragraphs.append(body)
+            text = "\n\n".join(paragraphs)
         if self.settings.link_canonical and post.canonical_url and post.canonical_url not in text:
             text = f"{text}\n\n{post.canonical_url}" if text else post.canonical_url
         parts = split_thread(

@@ -40,7 +40,7 @@ def list_channels(principal: PrincipalDep, session: SessionDep) -> list[ChannelR
     return [ChannelRead.model_validate(c) for c in service.list_channels(session, principal)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(409, 422))
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(403, 409, 422))
 def create_channel(
     body: ChannelCreate, principal: PrincipalDep, session: SessionDep
 ) -> ChannelRead:
@@ -52,7 +52,7 @@ def get_channel(channel_id: uuid.UUID, principal: PrincipalDep, session: Session
     return ChannelRead.model_validate(service.get_channel(session, principal, channel_id))
 
 
-@router.patch("/{channel_id}", responses=problem_responses(404, 409, 422))
+@router.patch("/{channel_id}", responses=problem_responses(403, 404, 409, 422))
 def update_channel(
     channel_id: uuid.UUID, body: ChannelUpdate, principal: PrincipalDep, session: SessionDep
 ) -> ChannelRead:
@@ -60,7 +60,9 @@ def update_channel(
 
 
 @router.delete(
-    "/{channel_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404)
+    "/{channel_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(403, 404),
 )
 def delete_channel(channel_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> None:
     service.delete_channel(session, principal, channel_id)
@@ -69,7 +71,7 @@ def delete_channel(channel_id: uuid.UUID, principal: PrincipalDep, session: Sess
 @router.post(
     "/{channel_id}/test",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=problem_responses(404),
+    responses=problem_responses(403, 404),
 )
 def test_channel(channel_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> JobStarted:
     """Check the channel's credentials in the background; poll GET /api/v1/jobs/{job_id}."""

@@ -44,6 +44,7 @@ def _validated(model: type[Any], data: dict[str, Any], prefix: str) -> dict[str,
 
 
 def create_channel(session: Session, principal: Principal, body: ChannelCreate) -> Channel:
+    principal.require_manager()
     cls = _adapter_class(body.platform)
     credentials = _validated(cls.credentials_model, body.credentials, "credentials")
     settings = _validated(cls.settings_model, body.settings, "settings")
@@ -82,6 +83,7 @@ def list_channels(session: Session, principal: Principal) -> list[Channel]:
 def update_channel(
     session: Session, principal: Principal, channel_id: uuid.UUID, body: ChannelUpdate
 ) -> Channel:
+    principal.require_manager()
     channel = get_channel(session, principal, channel_id)
     was_active = channel.state == ChannelState.ACTIVE
     cls = _adapter_class(channel.platform)
@@ -138,6 +140,7 @@ def _release_held(session: Session, channel_id: uuid.UUID) -> None:
 
 
 def delete_channel(session: Session, principal: Principal, channel_id: uuid.UUID) -> None:
+    principal.require_manager()
     session.delete(get_channel(session, principal, channel_id))
     session.flush()
 
@@ -179,7 +182,9 @@ def build_adapter(
 
 
 def start_verify(session: Session, principal: Principal, channel_id: uuid.UUID) -> Job:
-    """Queue a background check of the channel's credentials; returns the job."""
+    """Queue a background check of the channel's credentials; returns the job. A
+    manager's action: a check that passes reconnects the channel."""
+    principal.require_manager()
     channel = get_channel(session, principal, channel_id)
     # Only the id goes into the job and the message: credentials never leave the row.
     job = jobs.create_job(

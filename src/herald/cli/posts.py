@@ -7,6 +7,8 @@ import dataclasses
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,7 +29,10 @@ from herald.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from herald.publishing.reads import Delivery
+    from herald.users.service import Principal
 
 app = typer.Typer(help="Write and list posts.", no_args_is_help=True)
 
@@ -278,3 +283,179 @@ def post_queue(
         note = " (already there)" if row["already_there"] else ""
         table.add_row(row["channel"], row["local_at"], row["timezone"], row["state"] + note)
     out.print(table)
+
+
+# --- review -------------------------------------------------------------------------
+
+
+ByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--by",
+        help="The reviewer's email, recorded as who decided [default: the workspace's "
+        "first admin].",
+    ),
+]
+
+
+@contextmanager
+def _reviewer_session(workspace: str | None, by: str | None) -> Iterator[tuple[Session, Principal]]:
+    """One transaction acting as ``by`` (any role, reviewers included), else as the
+    workspace's default user."""
+    from sqlalchemy import select  # noqa: PLC0415 - start-up (see _common)
+
+    from herald.users.models import User  # noqa: PLC0415 - start-up (see _common)
+    from herald.users.service import (  # noqa: PLC0415 - start-up (see _common)
+        Principal,
+        normalize_email,
+    )
+
+    with workspace_session(workspace) as (session, default):
+        if by is None:
+            yield session, default
+            return
+        user = session.scalars(select(User).where(User.email == normalize_email(by))).first()
+        if user is None or (workspace is not None and user.workspace.name != workspace):
+            raise CliError(f"no user {by!r}; see `herald user create`")
+        yield session, Principal(user.id, user.workspace_id, user.email, user.role)
+
+
+@app.command("review")
+def post_review(
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many.")] = 100,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the posts waiting for review, oldest first."""
+    from herald.agents.models import Agent  # noqa: PLC0415 - start-up (see _common)
+    from herald.review.service import review_queue  # noqa: PLC0415 - start-up (see _common)
+
+    with workspace_session(workspace) as (session, principal):
+        posts = review_queue(session, principal, limit)
+        agents = {
+            post.agent_id: agent.name
+            for post in posts
+            if post.agent_id is not None
+            and (agent := session.get(Agent, post.agent_id)) is not None
+        }
+        rows: list[dict[str, Any]] = [
+            {
+                "id": str(post.id),
+                "title": post.title,
+                "agent": agents.get(post.agent_id) if post.agent_id else None,
+                "agent_id": str(post.agent_id) if post.agent_id else None,
+                "created_at": post.created_at.isoformat(),
+            }
+            for post in posts
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        out.print("Nothing waits for review.")
+        return
+    table = Table("id", "title", "agent", "created")
+    for row in rows:
+        table.add_row(row["id"], row["title"], row["agent"] or "-", row["created_at"][:16])
+    out.print(table)
+
+
+@app.command("approve")
+def post_approve(
+    post_id: PostIdArg,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--channel",
+            "--to",
+            help="Channel id or name; repeatable. Unset: the agent's channels, if any.",
+        ),
+    ] = None,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Into each channel's next free posting slot.")
+    ] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(help='When: "2026-12-03 10:00 Europe/Warsaw" or ISO 8601 with an offset.'),
+    ] = None,
+    by: ByOpt = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a post waiting for review and deliver it: now, --at a time, or --queue."""
+    from herald.channels.service import (  # noqa: PLC0415 - start-up (see _common)
+        get_channel,
+        resolve_channel_ids,
+    )
+    from herald.posts.schemas import PostRead  # noqa: PLC0415 - start-up (see _common)
+    from herald.review.service import Schedule, approve  # noqa: PLC0415 - start-up (see _common)
+    from herald.scheduling.service import parse_when  # noqa: PLC0415 - start-up (see _common)
+
+    if queue and at is not None:
+        raise CliError("give --queue or --at, not both")
+    pid = parse_post_id(post_id)
+    with _reviewer_session(workspace, by) as (session, principal):
+        schedule: Schedule = "queue" if queue else parse_when(at) if at is not None else None
+        ids = resolve_channel_ids(session, principal, channel) if channel else None
+        result = approve(session, principal, pid, ids, schedule)
+        post = PostRead.model_validate(result.post).model_dump(mode="json")
+        rows = [
+            {
+                "channel": get_channel(session, principal, p.channel_id).name,
+                "channel_id": str(p.channel_id),
+                "state": str(p.state),
+                "due_at": p.due_at.isoformat() if p.due_at else None,
+            }
+            for p in result.publications
+        ]
+    if as_json:
+        print_json({"post": post, "deliveries": rows})
+        return
+    out.print(f"Approved [bold]{post['title']}[/] as {post['reviewed_by_email']}.")
+    if not rows:
+        out.print("No deliveries made; publish, schedule or queue it when you want.")
+        return
+    table = Table("channel", "state", "due (UTC)")
+    for row in rows:
+        table.add_row(row["channel"], row["state"], row["due_at"] or "-")
+    out.print(table)
+
+
+@app.command("reject")
+def post_reject(
+    post_id: PostIdArg,
+    note: Annotated[str, typer.Option(help="Why: its author reads this to fix the post.")],
+    by: ByOpt = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject a post waiting for review, saying why."""
+    from herald.posts.schemas import PostRead  # noqa: PLC0415 - start-up (see _common)
+    from herald.review.service import reject  # noqa: PLC0415 - start-up (see _common)
+
+    pid = parse_post_id(post_id)
+    with _reviewer_session(workspace, by) as (session, principal):
+        post = PostRead.model_validate(reject(session, principal, pid, note)).model_dump(
+            mode="json"
+        )
+    if as_json:
+        print_json(post)
+        return
+    out.print(f"Rejected [bold]{post['title']}[/]; send it back with `herald post submit {pid}`.")
+
+
+@app.command("submit")
+def post_submit(
+    post_id: PostIdArg, workspace: WorkspaceOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Send a rejected post (or a draft) for review."""
+    from herald.posts.schemas import PostRead  # noqa: PLC0415 - start-up (see _common)
+    from herald.review.service import submit  # noqa: PLC0415 - start-up (see _common)
+
+    pid = parse_post_id(post_id)
+    with workspace_session(workspace) as (session, principal):
+        post = PostRead.model_validate(submit(session, principal, pid)).model_dump(mode="json")
+    if as_json:
+        print_json(post)
+        return
+    out.print(f"[bold]{post['title']}[/] waits for review.")

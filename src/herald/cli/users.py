@@ -20,8 +20,15 @@ def user_create(
         typer.Option(help="At least 8 characters. Unset: one is generated and printed."),
     ] = None,
     admin: Annotated[
-        bool, typer.Option("--admin", help="Make the user a workspace admin.")
+        bool, typer.Option("--admin", help="Make the user a workspace admin (--role admin).")
     ] = False,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="admin, member or reviewer (reads everything and approves or rejects "
+            "drafts, but manages no channels, sources or agents) [default: member]."
+        ),
+    ] = None,
     workspace: Annotated[
         str | None, typer.Option(help="Workspace name; created if missing [default: the first].")
     ] = None,
@@ -32,12 +39,18 @@ def user_create(
     from herald.users.models import Role  # noqa: PLC0415 - start-up (see _common)
     from herald.users.service import create_user  # noqa: PLC0415 - start-up (see _common)
 
+    try:
+        chosen = Role(role.strip().lower()) if role is not None else None
+    except ValueError:
+        raise CliError(f"--role must be one of: {', '.join(r.value for r in Role)}") from None
+    if admin and chosen not in (None, Role.ADMIN):
+        raise CliError(f"--admin and --role {chosen} disagree; give one of them")
     with session_scope() as session:
         user, pw = create_user(
             session,
             email=email,
             password=password,
-            role=Role.ADMIN if admin else Role.MEMBER,
+            role=chosen or (Role.ADMIN if admin else Role.MEMBER),
             workspace_name=workspace,
         )
         data = {

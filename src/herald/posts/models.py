@@ -5,11 +5,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, select
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from herald.core.db import Base, IdMixin, TimestampMixin
 from herald.media.models import PostMedia
+from herald.users.models import User
 
 
 class PostState(StrEnum):
@@ -54,6 +55,12 @@ class Post(IdMixin, TimestampMixin, Base):
     reviewed_at: Mapped[datetime | None]
     review_decision: Mapped[str | None] = mapped_column(String(20))  # approved | rejected
     review_note: Mapped[str | None] = mapped_column(Text)
+    # The reviewer's email, read with the post (a subquery, not a relationship: that
+    # would make every flush resolve all of posts' foreign keys, agents' included, which
+    # the command line has not always imported).
+    reviewed_by_email: Mapped[str | None] = column_property(
+        select(User.email).where(User.id == reviewed_by).correlate_except(User).scalar_subquery()
+    )
 
     tag_rows: Mapped[list[PostTag]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="PostTag.position"

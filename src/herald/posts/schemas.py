@@ -186,6 +186,13 @@ class PostRead(BaseModel):
     author_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
+    # Review
+    agent_id: uuid.UUID | None = Field(description="The agent that wrote it; null: a person.")
+    reviewed_by: uuid.UUID | None = Field(description="Who approved or rejected it last.")
+    reviewed_by_email: str | None
+    reviewed_at: datetime | None
+    review_decision: str | None = Field(description="`approved` or `rejected`; null: none yet.")
+    review_note: str | None = Field(description="Why it was rejected.")
 
     # SEO
     keywords: list[str]

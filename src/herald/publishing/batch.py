@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from herald.channels.service import get_channel
 from herald.core.db import session_scope
-from herald.core.errors import NotFound
+from herald.core.errors import Conflict, NotFound
 from herald.core.tx import after_commit
 from herald.jobs import service as jobs
 from herald.jobs.models import Job, JobState
@@ -105,7 +105,7 @@ def _next_post(session: Session, job_id: str, batch: _Batch, done: int) -> dict[
             )
             batch.created += [p.task_id for p in publications]
             message = f"post {done + 1} of {total} fanned out"
-        except NotFound as exc:  # deleted since the request: skip it, say so
+        except (NotFound, Conflict) as exc:  # deleted, or waiting for review: skip it, say so
             message = f"post {done + 1}: {exc.message}"
         jobs.set_progress(session, job_id, done + 1, message)
     if done + 1 < total:

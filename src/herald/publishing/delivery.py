@@ -112,7 +112,7 @@ def _content(
     post_id: uuid.UUID, text: Any, tags: Iterable[str], media: tuple[MediaItem, ...]
 ) -> PostContent:
     """A post's :class:`PostContent` from anything with its text columns (title, body,
-    excerpt, canonical_url): the ORM object, or the delivery's one-row read."""
+    excerpt, canonical_url, short_body): the ORM object, or the delivery's one-row read."""
     return PostContent(
         id=post_id,
         title=text.title,
@@ -121,6 +121,7 @@ def _content(
         tags=tuple(tags),
         canonical_url=text.canonical_url,
         media=media,
+        short_body=text.short_body,
     )
 
 

@@ -79,9 +79,10 @@ def _param(column: Column[T]) -> BindParameter[T]:
 Changed: TypeAlias = ReturningUpdate[str, uuid.UUID, uuid.UUID, uuid.UUID, int, int, str]
 
 # What an attempt needs of its post and channel: title, body, excerpt, canonical_url,
-# has_media, platform, credentials_encrypted, settings, retry_base_seconds, retry_max_seconds.
+# short_body, has_media, platform, credentials_encrypted, settings, retry_base_seconds,
+# retry_max_seconds.
 DeliveryContent: TypeAlias = Select[
-    str, str, str | None, str | None, bool, str, bytes, dict[str, Any], float, float
+    str, str, str | None, str | None, str | None, bool, str, bytes, dict[str, Any], float, float
 ]
 
 
@@ -249,6 +250,7 @@ def delivery_content() -> DeliveryContent:
             _c(Post.body),
             _c(Post.excerpt),
             _c(Post.canonical_url),
+            _c(Post.short_body),
             exists().where(_c(PostMedia.post_id) == _c(Post.id)).label("has_media"),
             _c(Channel.platform),
             _c(Channel.credentials_encrypted),
@@ -288,9 +290,10 @@ def insert_publications() -> Insert:
 
 
 @cache
-def post_in_workspace() -> Select[uuid.UUID]:
-    """The post's id if it is this workspace's. Parameters: p_id, p_workspace_id."""
-    return select(_c(Post.id)).where(
+def post_in_workspace() -> Select[uuid.UUID, str]:
+    """The post's id and state if it is this workspace's. Parameters: p_id,
+    p_workspace_id."""
+    return select(_c(Post.id), _c(Post.state)).where(
         _c(Post.id) == _param(_c(Post.id)),
         _c(Post.workspace_id) == _param(_c(Post.workspace_id)),
     )

@@ -208,6 +208,7 @@ def set_config(
     slots: Iterable[tuple[int, time]],
 ) -> SlotConfig:
     """Replace the channel's time zone and slots (duplicates collapse into one)."""
+    principal.require_manager()
     channel = get_channel(session, principal, channel_id)
     zone_or_422(timezone, field="timezone", where="body")
     wanted = set()

@@ -191,7 +191,7 @@ def get_slot_config(
     return SlotConfigRead.of(service.get_config(session, principal, channel_id))
 
 
-@channel_slots_router.put("/{channel_id}/slots/config", responses=problem_responses(404, 422))
+@channel_slots_router.put("/{channel_id}/slots/config", responses=problem_responses(403, 404, 422))
 def put_slot_config(
     channel_id: uuid.UUID, body: SlotConfigWrite, principal: PrincipalDep, session: SessionDep
 ) -> SlotConfigRead:

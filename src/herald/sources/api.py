@@ -34,7 +34,7 @@ def list_sources(principal: PrincipalDep, session: SessionDep) -> list[SourceRea
     return [service.read_source(s) for s in service.list_sources(session, principal)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(409, 422))
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(403, 409, 422))
 def create_source(body: SourceCreate, principal: PrincipalDep, session: SessionDep) -> SourceRead:
     """Add a source. Its first check runs at once and records the items it finds as the
     baseline (`seen_at_subscribe`): subscribing never fires a backlog (see `backfill`)."""
@@ -46,7 +46,7 @@ def get_source(source_id: uuid.UUID, principal: PrincipalDep, session: SessionDe
     return service.read_source(service.get_source(session, principal, source_id))
 
 
-@router.patch("/{source_id}", responses=problem_responses(404, 409, 422))
+@router.patch("/{source_id}", responses=problem_responses(403, 404, 409, 422))
 def update_source(
     source_id: uuid.UUID, body: SourceUpdate, principal: PrincipalDep, session: SessionDep
 ) -> SourceRead:
@@ -54,7 +54,9 @@ def update_source(
 
 
 @router.delete(
-    "/{source_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404)
+    "/{source_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(403, 404),
 )
 def delete_source(source_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> None:
     """Delete the source and its items; drafts made from them stay."""
@@ -77,7 +79,9 @@ def source_items(
 
 
 @router.post(
-    "/{source_id}/check", status_code=status.HTTP_202_ACCEPTED, responses=problem_responses(404)
+    "/{source_id}/check",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(403, 404),
 )
 def check_source(
     source_id: uuid.UUID,
@@ -126,7 +130,9 @@ def list_items(
 
 
 @tasks_router.post(
-    "/monitor-rss", status_code=status.HTTP_202_ACCEPTED, responses=problem_responses(404, 422)
+    "/monitor-rss",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(403, 404, 422),
 )
 def monitor_rss(body: MonitorRequest, principal: PrincipalDep, session: SessionDep) -> TaskStarted:
     """Task-style entry point (as the earlier system's): check one source now,

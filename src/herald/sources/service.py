@@ -74,6 +74,7 @@ def _agent_id(
 
 
 def create_source(session: Session, principal: Principal, body: SourceCreate) -> Source:
+    principal.require_manager()
     url, query, settings = _fields(body.kind, body.url, body.query, dict(body.settings))
     source = Source(
         workspace_id=principal.workspace_id,
@@ -142,6 +143,7 @@ def list_sources(session: Session, principal: Principal) -> list[Source]:
 def update_source(
     session: Session, principal: Principal, source_id: uuid.UUID, body: SourceUpdate
 ) -> Source:
+    principal.require_manager()
     source = get_source(session, principal, source_id)
     given = body.model_fields_set
     if given & {"url", "query", "settings"}:
@@ -182,6 +184,7 @@ def update_source(
 
 def delete_source(session: Session, principal: Principal, source_id: uuid.UUID) -> None:
     """Delete the source and its items (drafts made from them stay)."""
+    principal.require_manager()
     source = get_source(session, principal, source_id)
     session.delete(source)
     session.flush()
@@ -309,7 +312,9 @@ def _start(session: Session, principal: Principal, task: str, kind: str, params:
 def start_check(
     session: Session, principal: Principal, source_id: uuid.UUID, auto_generate: bool | None
 ) -> Job:
-    """Check the source now, in the background (job kind ``source.check``)."""
+    """Check the source now, in the background (job kind ``source.check``): it stores
+    items and may write drafts, so it is a manager's action (a test stores nothing)."""
+    principal.require_manager()
     source = get_source(session, principal, source_id)
     params: dict[str, Any] = {"source_id": str(source.id)}
     if auto_generate is not None:

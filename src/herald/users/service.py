@@ -51,9 +51,10 @@ class Principal:
             raise Forbidden("Only a workspace admin can do this.")
 
     def require_manager(self) -> None:
-        """Members and admins manage; a reviewer reads and approves drafts only."""
+        """Reviewers read everything and decide on drafts, but the accounts Herald posts
+        as and what feeds it (channels, sources, agents, providers) stay with members."""
         if self.role == Role.REVIEWER:
-            raise Forbidden("Reviewers cannot manage channels, agents or providers.")
+            raise Forbidden("Reviewers cannot manage channels, sources, agents or providers.")
 
 
 @dataclass(frozen=True)

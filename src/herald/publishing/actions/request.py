@@ -14,8 +14,9 @@ from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from herald.core import direct
 from herald.core.clock import utcnow
-from herald.core.errors import NotFound
+from herald.core.errors import Conflict, NotFound
 from herald.jobs.models import JobState
+from herald.posts.models import PostState
 from herald.publishing import statements
 from herald.publishing.actions.compare_and_set import emit, refresh_post_state, send_after_commit
 from herald.publishing.models import Publication, PublicationState
@@ -87,8 +88,11 @@ def _check_request(
     post_id: uuid.UUID,
     channel_ids: list[uuid.UUID],
 ) -> dict[uuid.UUID, int]:
-    """404 unless the post and every channel are this workspace's; returns each
-    channel's ``max_retries``."""
+    """404 unless the post and every channel are this workspace's, 409 while the post
+    waits for review; returns each channel's ``max_retries``.
+
+    Every way a delivery is made (publish, schedule, queue, batch, approve) passes here,
+    so this is where a draft that a person has not approved is held back."""
     found = direct.execute(
         connection,
         statements.post_in_workspace(),
@@ -96,6 +100,17 @@ def _check_request(
     )
     if not found:  # another workspace's post is indistinguishable from a missing one
         raise NotFound(f"No post {post_id}.")
+    state = found[0].state
+    if state == PostState.IN_REVIEW:
+        raise Conflict(
+            f"Post {post_id} is waiting for review; approve it first "
+            f"(POST /api/v1/posts/{post_id}/approve)."
+        )
+    if state == PostState.REJECTED:
+        raise Conflict(
+            f"Post {post_id} was rejected in review; edit it and send it back with "
+            f"POST /api/v1/posts/{post_id}/submit, then have it approved."
+        )
     max_retries: dict[uuid.UUID, int] = {
         row.id: row.max_retries
         for row in connection.execute(

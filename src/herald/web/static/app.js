@@ -2012,6 +2012,7 @@ function connectLive(owner) {
       });
     listen("job.state", onJobEvent);
     listen("source.items", onSourceItemsEvent);
+    listen("post.reviewed", () => scheduleSync()); // approved or rejected: re-read the posts shown
     mine.addEventListener("reset", (event) => {
       if (source !== mine) return;
       track(event);

@@ -1,0 +1,1 @@
+"""Review: a person approves or rejects the drafts agents write before anything goes out."""
