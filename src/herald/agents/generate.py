@@ -408,7 +408,11 @@ def _auto_publish(session: Session, agent: Agent, post: Post) -> str | None:
     if principal is None or not channel_ids:
         return "no channel or no user to publish as"
     try:
-        queue_post(session, principal, post.id, channel_ids)
+        # A savepoint: a channel without a free slot undoes the slots taken before it.
+        # (queue_post takes every slot before it requests a delivery, so nothing sent
+        # after commit is registered by then.)
+        with session.begin_nested():
+            queue_post(session, principal, post.id, channel_ids)
     except HeraldError as exc:
         return exc.message
     return None
