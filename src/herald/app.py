@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from herald import __version__
+from herald.agents.api import routers as agents_routers
 from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
 from herald.core.errors import install_error_handlers
@@ -89,6 +90,7 @@ def create_app() -> FastAPI:
         jobs_router,
         events_router,
         *slots_routers,
+        *agents_routers,
     ):
         api.include_router(router)
     app.include_router(api)

@@ -50,6 +50,12 @@ class Principal:
         if not self.is_admin:
             raise Forbidden("Only a workspace admin can do this.")
 
+    def require_manager(self) -> None:
+        """Admins and members manage channels, agents and providers; reviewers only read
+        and approve."""
+        if self.role == Role.REVIEWER:
+            raise Forbidden("Reviewers cannot manage channels, agents or providers.")
+
 
 @dataclass(frozen=True)
 class IssuedToken:
