@@ -95,6 +95,22 @@ def own_provider(
     return provider
 
 
+def resolve_provider(session: Session, principal: Principal, ref: str) -> Provider:
+    """A provider of the workspace by its id or its name (the CLI's argument)."""
+    ref = ref.strip()
+    try:
+        found = session.get(Provider, uuid.UUID(ref))
+    except ValueError:
+        found = session.scalars(
+            select(Provider).where(
+                Provider.workspace_id == principal.workspace_id, Provider.name == ref
+            )
+        ).first()
+    if found is None or found.workspace_id != principal.workspace_id:
+        raise NotFound(f"No provider named or with the id {ref!r}.")
+    return found
+
+
 def _schedule(expr: str | None, zone: str) -> str | None:
     """The cron expression normalised and the zone checked (422s naming the field)."""
     zone_or_422(zone, field="timezone", where="body")

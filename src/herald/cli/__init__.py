@@ -1,7 +1,7 @@
 """The `herald` command. Thin: parse, call a service, print.
 
-One module per command group (`users`, `channels`, `posts`, `schedule`, `keys`, `sources`), the
-processes in `server`, and what they share in `_common`."""
+One module per command group (`users`, `channels`, `posts`, `schedule`, `keys`, `sources`,
+`agents`, `usage`), the processes in `server`, and what they share in `_common`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,18 @@ import sys
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from herald.cli import channels, keys, posts, research, schedule, server, sources, users
+from herald.cli import (
+    agents,
+    channels,
+    keys,
+    posts,
+    research,
+    schedule,
+    server,
+    sources,
+    usage,
+    users,
+)
 from herald.cli._common import CliError
 from herald.core.crypto import CredentialsUnreadable
 from herald.core.errors import HeraldError
@@ -31,6 +42,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(schedule.app, name="schedule")
 app.add_typer(sources.app, name="source")
 app.command("research")(research.research)
+app.add_typer(agents.app, name="agent")
+app.command("usage")(usage.usage)
 
 
 def main() -> None:
