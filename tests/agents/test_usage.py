@@ -180,6 +180,13 @@ def test_ranges_by_date_and_time(
     assert [(r["key"], r["calls"]) for r in timed["rows"]] == [
         ("2026-12-01", 1), ("2026-12-02", 1), ("2026-12-03", 2),
     ]  # fmt: skip
+    # Two years by day (the longest range): only the days with calls are rows.
+    years = _report(client, account, group_by="day", **{"from": "2025-01-01", "to": "2026-12-31"})
+    assert [r["key"] for r in years["rows"]] == [
+        "2026-11-30", "2026-12-01", "2026-12-02", "2026-12-03",
+    ]  # fmt: skip
+    # 23:59 on 30 November local is in; 00:00 on 1 January 2027 local is not.
+    assert years["totals"]["calls"] == 6
     # A month with nothing in it.
     empty = _report(client, account, **{"from": "2026-06-01", "to": "2026-06-30"})
     assert empty["rows"] == [] and empty["totals"]["calls"] == 0

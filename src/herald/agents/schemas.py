@@ -86,15 +86,17 @@ SourceIds = Annotated[
 ChannelIds = Annotated[
     list[uuid.UUID], Field(max_length=MAX_IDS, description="This workspace's channels.")
 ]
-Count = Annotated[StrictInt, Field(ge=0, le=2**53)]
+# Drafts are a 32-bit column; tokens a 64-bit one (kept within what a JSON number holds).
+Drafts = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
+Tokens = Annotated[StrictInt, Field(ge=0, le=2**53)]
 
 
 class QuotaIn(BaseModel):
     """Monthly limits (calendar months in the workspace's zone); null or left out: none.
     In a PATCH, only the limits given change."""
 
-    drafts_per_month: Count | None = None
-    tokens_per_month: Count | None = None
+    drafts_per_month: Drafts | None = None
+    tokens_per_month: Tokens | None = None
     cost_per_month: MoneyIn | None = Field(
         None, description="In the currency's units, e.g. 5.5 (at most 6 decimal places)."
     )
