@@ -14,7 +14,7 @@ from sqlalchemy import select
 from herald.agents.models import Agent, RunState, RunTrigger
 from herald.core.db import session_scope
 from herald.sources.models import Source
-from tests.agents import (
+from tests.agents.rows import (
     add_channel,
     add_provider,
     add_run,

@@ -20,7 +20,7 @@ from herald.agents.quota import (
     workspace_zone,
 )
 from herald.core.db import session_scope
-from tests.agents import add_ledger, add_run
+from tests.agents.rows import add_ledger, add_run
 from tests.conftest import Account, MakeAccount
 
 
@@ -151,4 +151,7 @@ def test_a_workspace_without_settings_counts_utc_months(account: Account) -> Non
     with session_scope() as s:
         assert workspace_zone(s, ws) == "UTC"
         usage = month_usage(s, ws, None, _utc(2026, 11, 15))
+        # A caller holding the zone already (the reservation, under its lock) passes it.
+        warsaw = month_usage(s, ws, None, _utc(2026, 11, 15), "Europe/Warsaw")
     assert (usage.tokens, usage.month_start) == (0, _utc(2026, 11, 1))
+    assert (warsaw.tokens, warsaw.month_start) == (5, _utc(2026, 10, 31, 23))

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from herald.agents.models import Agent, AgentSettings, RunState
 from herald.agents.usage import percentile
 from herald.core.db import session_scope
-from tests.agents import add_ledger, add_run, frozen
+from tests.agents.rows import add_ledger, add_run, frozen
 from tests.conftest import Account, MakeAccount
 
 URL = "/api/v1/usage"

@@ -12,7 +12,7 @@ import pytest
 from herald.agents.models import RunState
 from herald.core.db import session_scope
 from herald.users.service import default_principal
-from tests.agents import add_run, add_source
+from tests.agents.rows import add_run, add_source
 from tests.cli.runner import ON_SQLITE, given_folder_channel, given_user, herald
 
 pytestmark = pytest.mark.integration  # `herald` processes on the real database

@@ -118,11 +118,16 @@ def workspace_zone(session: Session, workspace_id: uuid.UUID) -> str:
 
 
 def month_usage(
-    session: Session, workspace_id: uuid.UUID, agent_id: uuid.UUID | None, now: datetime
+    session: Session,
+    workspace_id: uuid.UUID,
+    agent_id: uuid.UUID | None,
+    now: datetime,
+    zone: ZoneInfo | str | None = None,
 ) -> MonthUsage:
     """What the workspace (``agent_id`` None) or one of its agents has used in the quota
-    month holding ``now``, reservations of holding runs included (see the module doc)."""
-    start, end = month_bounds(workspace_zone(session, workspace_id), now)
+    month holding ``now``, reservations of holding runs included (see the module doc).
+    ``zone``: the workspace's, when the caller has read it already (None: read here)."""
+    start, end = month_bounds(zone or workspace_zone(session, workspace_id), now)
 
     ledger_where: list[ColumnElement[bool]] = [
         LedgerEntry.workspace_id == workspace_id,

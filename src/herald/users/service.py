@@ -51,8 +51,7 @@ class Principal:
             raise Forbidden("Only a workspace admin can do this.")
 
     def require_manager(self) -> None:
-        """Admins and members manage channels, agents and providers; reviewers only read
-        and approve."""
+        """Members and admins manage; a reviewer reads and approves drafts only."""
         if self.role == Role.REVIEWER:
             raise Forbidden("Reviewers cannot manage channels, agents or providers.")
 
