@@ -36,6 +36,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from herald.agents.models import LedgerEntry
 from herald.core.db import session_scope
 from herald.core.settings import get_settings
 from herald.sources.entries import Entry
@@ -46,7 +47,7 @@ from tests.conftest import Account
 # Each id-like parameter (path or query) and the fixture row it names.
 ID_PARAMS = (
     "token_id", "channel_id", "post_id", "media_id", "publication_id", "task_id", "job_id",
-    "source_id", "research_id", "provider_id",
+    "source_id", "research_id", "provider_id", "agent_id",
 )  # fmt: skip
 # Where an operation's parameter names another kind of row than its name says:
 # (method, path, parameter) -> the fixture key of the row it takes.
@@ -131,6 +132,12 @@ BODIES: dict[tuple[str, str], Body] = {
                  "base_url": "https://api.example.com/v1", "model": "gpt-4o-mini"}
     },
     ("PATCH", "/api/v1/providers/{provider_id}"): lambda ids: {"json": {"timeout_seconds": 30}},
+    ("POST", "/api/v1/agents"): lambda ids: {
+        "json": {"name": f"a-{uuid.uuid4().hex[:8]}", "topic": "Isolation",
+                 "source_ids": [ids["source_id"]], "channel_ids": [ids["channel_id"]]}
+    },
+    ("PATCH", "/api/v1/agents/{agent_id}"): lambda ids: {"json": {"topic": "Changed"}},
+    ("PATCH", "/api/v1/agent-settings"): lambda ids: {"json": {"instructions": "Changed"}},
 }  # fmt: skip
 
 # Every GET without a path parameter: the query variants to call it with, and which of
@@ -155,6 +162,9 @@ LISTS: dict[str, tuple[list[dict[str, str]], tuple[str, ...]]] = {
     "/api/v1/research": ([{}], ("research_id",)),
     "/api/v1/items": ([{}, {"q": "Item"}], ("item_id", "source_id")),
     "/api/v1/providers": ([{}], ("provider_id",)),
+    "/api/v1/agents": ([{}], ("agent_id", "source_id", "channel_id")),
+    "/api/v1/agent-settings": ([{}], ()),
+    "/api/v1/usage": ([{}], ("agent_id",)),
 }
 
 
@@ -244,6 +254,23 @@ def _workspace(client: TestClient, make_account: Any, name: str) -> Workspace:
         ),
         201,
     )  # fmt: skip
+    agent = _ok(
+        client.post(
+            "/api/v1/agents",
+            json={"name": f"agent-{name}", "topic": f"Topic of {name}",
+                  "source_ids": [source["id"]], "channel_ids": [channel["id"]],
+                  "provider_id": provider["id"]},
+            headers=h,
+        ),
+        201,
+    )  # fmt: skip
+    with session_scope() as session:
+        # A call of the agent's this month, so that the usage report shows it.
+        session.add(
+            LedgerEntry(workspace_id=account.workspace_id, agent_id=uuid.UUID(agent["id"]),
+                        agent_name=f"agent-{name}", provider_name=f"provider-{name}",
+                        provider_kind="openai", model=f"model-{name}")
+        )  # fmt: skip
     with session_scope() as session:
         stored = store_entries(
             session,
@@ -265,10 +292,12 @@ def _workspace(client: TestClient, make_account: Any, name: str) -> Workspace:
         "research_id": research["task_id"],
         "item_id": str(stored.new[0]),
         "provider_id": provider["id"],
+        "agent_id": agent["id"],
     }
     ws.names = [
         account.email, f"{name}-co", f"site-{name}", f"Post of {name}", f"tag-{name}",
         f"feed-{name}", f"Item of {name}", f"model-{name}", f"sk-{name}-key",
+        f"agent-{name}", f"Topic of {name}", f"provider-{name}",
     ]  # fmt: skip
     return ws
 
@@ -377,6 +406,9 @@ def _snapshot(client: TestClient, ws: Workspace) -> dict[str, Any]:
         f"/api/v1/channels/{ids['channel_id']}/slots/config",
         f"/api/v1/posts/{ids['post_id']}/publications",
         f"/api/v1/jobs/{ids['job_id']}",
+        "/api/v1/agents",
+        f"/api/v1/agents/{ids['agent_id']}/runs",
+        "/api/v1/agent-settings",
     ]
 
     def unused(value: Any) -> Any:

@@ -9,6 +9,8 @@ from fastapi import APIRouter, FastAPI, Request, Response
 
 from herald import __version__
 from herald.agents.provider_api import providers_router
+from herald.agents.api import routers as agents_routers
+from herald.agents.generate_api import router as generate_router
 from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
 from herald.core.errors import install_error_handlers
@@ -93,6 +95,8 @@ def create_app() -> FastAPI:
         jobs_router,
         events_router,
         *slots_routers,
+        *agents_routers,
+        generate_router,
     ):
         api.include_router(router)
     app.include_router(api)

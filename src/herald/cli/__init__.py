@@ -1,7 +1,7 @@
 """The `herald` command. Thin: parse, call a service, print.
 
 One module per command group (`users`, `channels`, `posts`, `schedule`, `keys`, `sources`,
-`providers`), the processes in `server`, and what they share in `_common`."""
+`providers`, `agents`, `usage`), the processes in `server`, and what they share in `_common`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 from herald.cli import (
+    agents,
     channels,
     keys,
     posts,
@@ -19,6 +20,7 @@ from herald.cli import (
     schedule,
     server,
     sources,
+    usage,
     users,
 )
 from herald.cli._common import CliError
@@ -42,6 +44,8 @@ app.add_typer(schedule.app, name="schedule")
 app.add_typer(sources.app, name="source")
 app.add_typer(providers.app, name="provider")
 app.command("research")(research.research)
+app.add_typer(agents.app, name="agent")
+app.command("usage")(usage.usage)
 
 
 def main() -> None:
