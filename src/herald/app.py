@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from herald import __version__
-from herald.agents.provider_api import providers_router
 from herald.agents.api import routers as agents_routers
 from herald.agents.generate_api import router as generate_router
+from herald.agents.provider_api import providers_router
 from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
 from herald.core.errors import install_error_handlers

@@ -280,7 +280,10 @@ def test_a_reviewer_reads_but_does_not_manage(client: TestClient, account: Accou
     ]
     for answer in refused:
         assert answer.status_code == 403, answer.text
-        assert answer.json()["detail"] == "Reviewers cannot manage channels, sources, agents or providers."
+        assert (
+            answer.json()["detail"]
+            == "Reviewers cannot manage channels, sources, agents or providers."
+        )
     assert client.get(url, headers=h).json()["topic"] == "Python news"
     assert client.get(f"{url}/runs", headers=h).status_code == 200
     assert client.get("/api/v1/agent-settings", headers=h).status_code == 200

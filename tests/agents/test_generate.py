@@ -189,7 +189,7 @@ def test_a_rate_limited_call_is_retried_and_each_call_is_in_the_ledger(
     source_id = _source_with_items(client, account, feed_server)
     provider = _openai_provider(client, account, openai_server)
     agent = _agent(client, account, source_ids=[source_id], provider_id=provider["id"])
-    openai_server.fail_next(429, retry_after=0)
+    openai_server.fail_next(429, retry_after="0")
     openai_server.fail_next(500)
 
     result = generate_post(_generate(client, account, agent["id"]).json()["task_id"])

@@ -171,7 +171,10 @@ def test_reviewers_read_but_cannot_manage(client: TestClient, account: Account) 
         client.post(f"{one}/test", headers=reviewer),
     ):
         assert answer.status_code == 403
-        assert answer.json()["detail"] == "Reviewers cannot manage channels, sources, agents or providers."
+        assert (
+            answer.json()["detail"]
+            == "Reviewers cannot manage channels, sources, agents or providers."
+        )
     assert stored(provider["id"]).model == "gpt-4o-mini"
 
 

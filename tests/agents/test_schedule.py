@@ -89,7 +89,9 @@ def test_monday_at_nine_in_warsaw_runs_at_nine_local_on_both_sides_of_the_dst_ch
     runs = _runs(agent["id"])
     assert [r.scheduled_for for r in runs] == [summer, winter]
     assert {r.scheduled_for.astimezone(WARSAW).hour for r in runs if r.scheduled_for} == {9}
-    assert all(r.state == RunState.RESERVED and r.job_id for r in runs)
+    assert all(r.job_id for r in runs)
+    # No worker ran the summer run here: a week later it was settled as abandoned.
+    assert [r.state for r in runs] == [RunState.FAILED, RunState.RESERVED]
     with session_scope() as s:
         row = s.get_one(Agent, uuid.UUID(agent["id"]))
         assert row.next_run_at == datetime(2026, 11, 2, 8, 0, tzinfo=UTC)

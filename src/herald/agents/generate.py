@@ -154,6 +154,40 @@ def start_run(
     return run
 
 
+def runs_for_items(
+    session: Session, agent_id: uuid.UUID, item_ids: list[uuid.UUID]
+) -> dict[str, Any]:
+    """One run per item a source handed over, its title the topic; a refusal (quota, a
+    provider needing reconnecting) is recorded on the agent's runs and stops the rest."""
+    agent = session.get(Agent, agent_id)
+    if agent is None or not agent.enabled:
+        return {"skipped": True, "reason": "the agent is gone or disabled"}
+    items = session.scalars(
+        select(SourceItem).where(
+            SourceItem.id.in_(item_ids), SourceItem.workspace_id == agent.workspace_id
+        )
+    ).all()
+    started: list[str] = []
+    for item in sorted(items, key=lambda i: item_ids.index(i.id)):
+        try:
+            with session.begin_nested():
+                run = start_run(
+                    session,
+                    agent,
+                    trigger=RunTrigger.SOURCE,
+                    owner_id=agent.created_by,
+                    topic=item.title[:300] or None,
+                    item_ids=[item.id],
+                )
+        except HeraldError as exc:
+            reserve.refused(
+                session, agent, trigger=RunTrigger.SOURCE, now=utcnow(), error=exc.message
+            )
+            return {"runs": started, "refused": exc.message}
+        started.append(str(run.id))
+    return {"runs": started}
+
+
 # -- prepare ----------------------------------------------------------------------------
 
 

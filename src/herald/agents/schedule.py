@@ -74,6 +74,6 @@ def due_pass(session: Session) -> dict[str, Any]:
             )
             refused += 1
         except IntegrityError:
-            log.info("agent %s already ran for %s", agent_id, due.isoformat())
+            log.info("agent %s already ran for %s", agent_id, due)
     settled = generate.settle_abandoned(session, now)
     return {"started": started, "refused": refused, "abandoned_settled": settled}

@@ -270,8 +270,7 @@ def record(
         "new": [str(i) for i in stored_new],
         "updated": [str(i) for i in updated],
         "drafts": [str(p) for p in made.posts],
-        "agent_runs": [str(r) for r in made.runs],
-        **({"agent_refused": made.refused} if made.refused else {}),
+        "to_agent": [str(i) for i in made.to_agent],
         "next_check_at": source.next_check_at.isoformat(),
     }
     if stored_new or updated:
@@ -280,7 +279,7 @@ def record(
             source.workspace_id,
             "source.items",
             {"source_id": source.id, "new": len(stored_new), "updated": len(updated),
-             "drafts": made.posts, "agent_runs": made.runs},
+             "drafts": made.posts, "to_agent": made.to_agent},
         )  # fmt: skip
     session.flush()
     return result

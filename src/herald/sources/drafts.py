@@ -1,11 +1,12 @@
 """Auto-generate: new items become draft posts, at most a few per check.
 
-A source with an agent starts one run of the agent per new item (the item is the run's
-material and its title the topic; the agent's quota and review apply). A source without
-one makes the draft from the item itself: its title, its summary as the body, a link to
-it and an attribution line, its link as the canonical URL. Each item is claimed first (a
-conditional UPDATE), so an item never makes two drafts, however many checks or workers
-look at it.
+A source with an agent hands its new items to the agent: after commit it sends
+``herald.agents.draft_items`` (by name: agents build on sources, not the other way), and
+the agent starts one run per item, within its quota and with its review. A source
+without one makes the draft from the item itself: its title, its summary as the body, a
+link to it and an attribution line, its link as the canonical URL. Each item is claimed
+first (a conditional UPDATE), so an item never makes two drafts, however many checks or
+workers look at it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from herald.agents import generate, reserve
-from herald.agents.models import Agent, RunTrigger
-from herald.core.clock import utcnow
-from herald.core.errors import HeraldError
+from herald.core.tx import after_commit
 from herald.posts.models import Post, PostState
+from herald.posts.service import refresh_seo
 from herald.sources.models import ItemUse, Source, SourceItem
+from herald.worker import app as celery_app
+
+# The agents' task that starts a run per item (herald.agents.tasks).
+AGENT_TASK = "herald.agents.draft_items"
 
 TITLE_MAX = 300
 
@@ -47,22 +50,12 @@ def _claim(session: Session, item_id: uuid.UUID) -> bool:
 @dataclass
 class Drafted:
     posts: list[uuid.UUID] = field(default_factory=list)  # drafts made from items
-    runs: list[uuid.UUID] = field(default_factory=list)  # agent runs started
-    refused: str | None = None  # why the agent's quota stopped the runs
-
-
-def _agent(session: Session, source: Source) -> Agent | None:
-    if source.agent_id is None:
-        return None
-    agent = session.get(Agent, source.agent_id)
-    if agent is None or agent.workspace_id != source.workspace_id or not agent.enabled:
-        return None
-    return agent
+    to_agent: list[uuid.UUID] = field(default_factory=list)  # items handed to the agent
 
 
 def from_items(session: Session, source: Source, item_ids: list[uuid.UUID], limit: int) -> Drafted:
-    """Draft posts (or start the source's agent) from up to ``limit`` of these items,
-    newest first. Items past the limit stay available, undrafted."""
+    """Draft posts from up to ``limit`` of these items, newest first, or hand them to
+    the source's agent. Items past the limit stay available, undrafted."""
     done = Drafted()
     if not item_ids or limit <= 0:
         return done
@@ -71,30 +64,13 @@ def from_items(session: Session, source: Source, item_ids: list[uuid.UUID], limi
         .where(SourceItem.id.in_(item_ids))
         .order_by(SourceItem.sort_at.desc(), SourceItem.id.desc())
     ).all()
-    agent = _agent(session, source)
     for item in items:
-        if len(done.posts) + len(done.runs) >= limit:
+        if len(done.posts) + len(done.to_agent) >= limit:
             break
         if not _claim(session, item.id):
             continue
-        if agent is not None:
-            try:
-                with session.begin_nested():
-                    run = generate.start_run(
-                        session,
-                        agent,
-                        trigger=RunTrigger.SOURCE,
-                        owner_id=agent.created_by,
-                        topic=item.title[:300] or None,
-                        item_ids=[item.id],
-                    )
-            except HeraldError as exc:  # over quota, or the provider needs reconnecting
-                reserve.refused(
-                    session, agent, trigger=RunTrigger.SOURCE, now=utcnow(), error=exc.message
-                )
-                done.refused = exc.message
-                break
-            done.runs.append(run.id)
+        if source.agent_id is not None:
+            done.to_agent.append(item.id)
             continue
         title = (item.title or item.summary_text or item.link or "Untitled").strip()
         post = Post(
@@ -106,9 +82,13 @@ def from_items(session: Session, source: Source, item_ids: list[uuid.UUID], limi
             canonical_url=item.link[:2048] if item.link else None,
             state=PostState.DRAFT,
         )
+        refresh_seo(post)
         session.add(post)
         session.flush()  # the post first: the item use points at it
         session.add(ItemUse(item_id=item.id, post_id=post.id, agent_id=None))
         done.posts.append(post.id)
     session.flush()
+    if done.to_agent:
+        args = (str(source.agent_id), [str(i) for i in done.to_agent])
+        after_commit(session, lambda: celery_app.send_task(AGENT_TASK, args))
     return done

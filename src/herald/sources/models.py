@@ -60,9 +60,9 @@ class Source(IdMixin, TimestampMixin, Base):
     interval_minutes: Mapped[int] = mapped_column(default=30)
     enabled: Mapped[bool] = mapped_column(default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
-    # The agent that turns its items into drafts (the agents feature); no agent: a draft
-    # is made from the item itself.
-    agent_id: Mapped[uuid.UUID | None]
+    # The agent its new items are handed to (auto-generate); none: a draft is made from
+    # the item itself.
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     auto_generate: Mapped[bool] = mapped_column(default=False)
     max_drafts_per_check: Mapped[int] = mapped_column(default=3)
     # How many of the items found by the first check count as new (0: none, a baseline).

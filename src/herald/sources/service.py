@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Uuid, and_, column, or_, select, table
 from sqlalchemy.orm import Session
 
-from herald.agents.models import Agent
 from herald.core.address_guard import check_url
 from herald.core.clock import utcnow
 from herald.core.crypto import encrypt_json
@@ -61,14 +60,23 @@ def _fields(
     return sites.check_config(str(kind), url=url, query=query, settings=settings)
 
 
+# The agents' table, named as the foreign key names it: agents build on sources, so
+# sources never import the agents package (tests/test_layers.py).
+_AGENTS = table("agents", column("id", Uuid()), column("workspace_id", Uuid()))
+
+
 def _agent_id(
     session: Session, principal: Principal, agent_id: uuid.UUID | None
 ) -> uuid.UUID | None:
     """The agent's id if it is this workspace's; another's answers as a missing one."""
     if agent_id is None:
         return None
-    agent = session.get(Agent, agent_id)
-    if agent is None or agent.workspace_id != principal.workspace_id:
+    found = session.scalar(
+        select(_AGENTS.c.id).where(
+            _AGENTS.c.id == agent_id, _AGENTS.c.workspace_id == principal.workspace_id
+        )
+    )
+    if found is None:
         raise InvalidInput(f"No agent {agent_id}.", field="agent_id")
     return agent_id
 

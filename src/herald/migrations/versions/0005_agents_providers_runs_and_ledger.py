@@ -248,6 +248,15 @@ def upgrade() -> None:
     with op.batch_alter_table("agent_run_items", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_agent_run_items_item_id"), ["item_id"], unique=False)
 
+    with op.batch_alter_table("sources", schema=None) as batch_op:
+        batch_op.create_foreign_key(
+            batch_op.f("fk_sources_agent_id_agents"),
+            "agents",
+            ["agent_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
+
     with op.batch_alter_table("posts", schema=None) as batch_op:
         # Existing posts have no keywords: an empty list.
         batch_op.add_column(sa.Column("keywords", sa.JSON(), nullable=False, server_default="[]"))
@@ -297,6 +306,9 @@ def downgrade() -> None:
         batch_op.drop_column("language")
         batch_op.drop_column("short_body")
         batch_op.drop_column("keywords")
+
+    with op.batch_alter_table("sources", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_sources_agent_id_agents"), type_="foreignkey")
 
     with op.batch_alter_table("agent_run_items", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_agent_run_items_item_id"))
