@@ -13,7 +13,9 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select as sql_select
@@ -23,10 +25,12 @@ from herald.channels.service import create_channel
 from herald.core.db import session_scope
 from herald.core.security import verify_password
 from herald.core.settings import get_settings
+from herald.jobs.models import Job, JobState
 from herald.posts.schemas import PostCreate
 from herald.posts.service import create_post
 from herald.users.models import Role, User
 from herald.users.service import create_user, default_principal
+from tests.workers import wait_for
 
 # A command is thin (parse, call a service, print), and the services are tested on both
 # backends in their own folders: a command's test runs on SQLite (the default) alone, each
@@ -133,3 +137,29 @@ class Terminal:
             return os.read(self.master, 4096).decode(errors="replace")
         except OSError:  # EIO: the other side is closed
             return ""
+
+
+def _pending(kind: str) -> str | None:
+    with session_scope() as session:
+        query = sql_select(Job.id).where(Job.kind == kind, Job.state == JobState.PENDING)
+        return session.scalars(query).first()
+
+
+def follow(kind: str, task: Callable[[str], Any], *args: str) -> subprocess.CompletedProcess[str]:
+    """``herald <args>`` starts a job of ``kind`` and follows it; run the job meanwhile."""
+    command = subprocess.Popen(
+        [sys.executable, "-m", "herald", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=herald_env(),
+    )
+    try:
+        job_id = wait_for(lambda: _pending(kind), 30, 0.05, f"a {kind} job")
+        assert job_id is not None
+        task(job_id)
+        stdout, stderr = command.communicate(timeout=60)
+    finally:
+        command.kill()
+        command.wait()
+    return subprocess.CompletedProcess(command.args, command.returncode, stdout, stderr)

@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from herald.agents.models import RunState
+from herald.agents.tasks import generate_post
 from herald.core.db import session_scope
+from herald.sources.entries import Entry
+from herald.sources.items import store_entries
 from herald.users.service import default_principal
 from tests.agents.rows import add_run, add_source
-from tests.cli.runner import ON_SQLITE, given_folder_channel, given_user, herald
+from tests.cli.runner import ON_SQLITE, follow, given_folder_channel, given_user, herald
 
 pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
@@ -55,7 +58,7 @@ def test_add_list_read_runs_and_remove_an_agent(db_backend: str, tmp_path: Path)
         (("--cron", "0 0 9 * * MON"), "herald: error: schedule_cron: '0 0 9 * * MON' has 6 fields"),
         (("--words", "10"), "herald: error: agent.target_words: Input should be greater than"),
         (("--source", "Nope"), "herald: error: No source named or with an id starting 'Nope'"),
-        (("--provider", "Nope"), "herald: error: No provider named or with the id 'Nope'"),
+        (("--provider", "Nope"), "herald: error: No provider named or with an id starting 'Nope'"),
         (("--auto-publish",), "herald: error: auto_publish needs channel_ids"),
     ):
         bad = herald("agent", "add", "Other", "--topic", "t", *args)
@@ -87,3 +90,41 @@ def test_add_list_read_runs_and_remove_an_agent(db_backend: str, tmp_path: Path)
     assert "No agents yet" in herald("agent", "list").stdout
     missing = herald("agent", "remove", "Weekly")
     assert missing.returncode == 1 and "No agent named" in missing.stderr
+
+
+@ON_SQLITE
+def test_run_an_agent_now_and_read_its_draft(db_backend: str, redis_broker: str) -> None:
+    given_user("ann@example.com", admin=True)
+    workspace_id = _workspace_id()
+    source_id = add_source(workspace_id, "News")
+    with session_scope() as session:
+        store_entries(
+            session,
+            workspace_id=workspace_id,
+            source_id=uuid.UUID(source_id),
+            entries=[
+                Entry(
+                    site="feed",
+                    title=f"Release {n} is out",
+                    link=f"https://news.example/{n}",
+                    summary_text=f"Release {n} is out today. It fixes {n} bugs. Upgrade soon.",
+                )
+                for n in (1, 2)
+            ],
+        )
+    assert (
+        herald("agent", "add", "Daily", "--topic", "Releases", "--source", "News").returncode == 0
+    )
+
+    ran = follow("agent.generate", generate_post, "agent", "run", "Daily")
+
+    assert ran.returncode == 0, ran.stderr
+    assert "Daily: drafted 'Releases: Release" in ran.stdout and "in_review" in ran.stdout
+    assert "cost 0" in ran.stdout
+    runs = herald("agent", "runs", "Daily", "--json")
+    assert [r["state"] for r in json.loads(runs.stdout)] == ["succeeded"]
+
+    # Every item has served the agent: the next run fails, with the reason, on one line.
+    again = follow("agent.generate", generate_post, "agent", "run", "Daily")
+    assert again.returncode == 1
+    assert again.stderr.startswith("herald: error: Daily's run failed: no items to draw from")

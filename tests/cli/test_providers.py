@@ -11,8 +11,7 @@ import json
 import pytest
 
 from herald.agents.provider_tasks import test_provider as run_test_job
-from tests.cli.runner import given_user, herald, herald_env
-from tests.cli.test_sources import _follow as follow
+from tests.cli.runner import follow, given_user, herald, herald_env
 from tests.fakes.openai import OpenAIServer
 
 pytestmark = [

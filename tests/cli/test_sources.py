@@ -9,52 +9,18 @@ tests/sources/."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Callable
-from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from herald.core.db import session_scope
-from herald.jobs.models import Job, JobState
 from herald.sources.tasks import check_source_job, probe_source_job
-from tests.cli.runner import given_user, herald, herald_env
+from tests.cli.runner import follow, given_user, herald
 from tests.fakes.feed_server import FeedServer
 from tests.sources.documents import items, rss
-from tests.workers import wait_for
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True),
 ]
-
-
-def _pending(kind: str) -> str | None:
-    with session_scope() as session:
-        query = select(Job.id).where(Job.kind == kind, Job.state == JobState.PENDING)
-        return session.scalars(query).first()
-
-
-def _follow(kind: str, task: Callable[[str], Any], *args: str) -> subprocess.CompletedProcess[str]:
-    """``herald <args>`` starts a job of ``kind`` and follows it; run the job meanwhile."""
-    command = subprocess.Popen(
-        [sys.executable, "-m", "herald", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=herald_env(),
-    )
-    try:
-        job_id = wait_for(lambda: _pending(kind), 30, 0.05, f"a {kind} job")
-        assert job_id is not None
-        task(job_id)
-        stdout, stderr = command.communicate(timeout=60)
-    finally:
-        command.kill()
-        command.wait()
-    return subprocess.CompletedProcess(command.args, command.returncode, stdout, stderr)
 
 
 def test_add_check_read_and_remove_a_feed_from_the_command_line(
@@ -74,17 +40,17 @@ def test_add_check_read_and_remove_a_feed_from_the_command_line(
     source = json.loads(added.stdout)
     assert source["url"] == url and source["interval_minutes"] == 30
 
-    baseline = _follow("source.check", check_source_job, "source", "check", "News", "--json")
+    baseline = follow("source.check", check_source_job, "source", "check", "News", "--json")
     assert baseline.returncode == 0, baseline.stderr
     assert json.loads(baseline.stdout)["new_items"] == []  # the baseline is not new
 
     feed_server.put("/feed", rss(items(1, 2, 3)))
-    checked = _follow("source.check", check_source_job, "source", "check", source["id"][:8])
+    checked = follow("source.check", check_source_job, "source", "check", source["id"][:8])
     assert checked.returncode == 0, checked.stderr
     assert "News: 1 new, 0 updated, 0 drafts." in checked.stdout
     assert "Post number 3" in checked.stdout
 
-    tested = _follow("source.test", probe_source_job, "source", "test", "News", "--json")
+    tested = follow("source.test", probe_source_job, "source", "test", "News", "--json")
     assert tested.returncode == 0, tested.stderr
     assert json.loads(tested.stdout)["result"]["item_count"] == 3
 

@@ -67,6 +67,7 @@ from herald.agents.providers.base import (
     SourceText,
 )
 from herald.agents.providers.registry import provider_for
+from herald.agents.service import effective_provider
 from herald.core.clock import utcnow
 from herald.core.errors import HeraldError, InvalidInput
 from herald.core.tx import after_commit
@@ -74,7 +75,7 @@ from herald.jobs import service as jobs
 from herald.jobs.models import READY_STATES, Job
 from herald.jobs.runner import JobFailed
 from herald.posts.models import Post, PostState
-from herald.posts.service import refresh_seo
+from herald.posts.service import measure
 from herald.scheduling.slots import queue_post
 from herald.sources.models import ItemUse, Source, SourceItem
 from herald.users.models import Role, User
@@ -310,7 +311,7 @@ def prepare(session: Session, job: Job) -> Prepared:
         ],
         max_output_tokens=reserve.output_budget(agent.target_words),
     )
-    provider = reserve.provider_of(session, agent, settings)
+    provider, _origin = effective_provider(session, agent)
     config = config_for(session, agent.workspace_id, provider.id if provider else None)
     return Prepared(run.id, request, config, prices_of(session, config))
 
@@ -323,6 +324,7 @@ class Outcome:
     prepared: Prepared
     calls: list[CallRecord] = field(default_factory=list)
     generation: Generation | None = None
+    seo: dict[str, Any] | None = None  # the draft's, measured here: no transaction is open
     error: str | None = None
     error_kind: ErrorKind | None = None
 
@@ -370,6 +372,10 @@ def call(prepared: Prepared, *, sleep: Callable[[float], None] = time.sleep) -> 
     )
     try:
         outcome.generation = retrying(attempt)
+        draft, request = outcome.generation.draft, prepared.request
+        outcome.seo = measure(
+            draft.title, draft.body, draft.excerpt, request.keywords, request.language
+        )
     except ProviderError as exc:
         outcome.error, outcome.error_kind = exc.message, exc.kind
         if (
@@ -452,8 +458,10 @@ def _auto_publish(session: Session, agent: Agent, post: Post) -> str | None:
     return None
 
 
-def _draft(session: Session, run: AgentRun, agent: Agent, generation: Generation) -> Post:
-    draft = generation.draft
+def _draft(
+    session: Session, run: AgentRun, agent: Agent, generation: Generation, outcome: Outcome
+) -> Post:
+    draft, request = generation.draft, outcome.prepared.request
     items = list(
         session.scalars(
             select(SourceItem)
@@ -471,13 +479,13 @@ def _draft(session: Session, run: AgentRun, agent: Agent, generation: Generation
         canonical_url=items[0].link[:2048] if len(items) == 1 and items[0].link else None,
         short_body=draft.short_text[:500] or None,
         language=agent.language,
-        keywords=list(agent.keywords),
+        keywords=list(request.keywords),
+        seo=outcome.seo,
         agent_id=agent.id,
         agent_run_id=run.id,
         state=PostState.IN_REVIEW if agent.review == ReviewMode.REQUIRED else PostState.DRAFT,
     )
-    post.tags = list(dict.fromkeys(k.strip()[:100] for k in agent.keywords if k.strip()))
-    refresh_seo(post)
+    post.tags = list(dict.fromkeys(k.strip()[:100] for k in request.keywords if k.strip()))
     session.add(post)
     session.flush()
     for item in items:
@@ -502,7 +510,7 @@ def record(session: Session, job: Job, outcome: Outcome) -> dict[str, Any]:
         error = outcome.error or "the agent was deleted while it ran"
         _fail(session, run, error)
         raise JobFailed(error)
-    post = _draft(session, run, agent, outcome.generation)
+    post = _draft(session, run, agent, outcome.generation, outcome)
     run.post_id = post.id
     run.state = RunState.SUCCEEDED
     run.finished_at = utcnow()

@@ -27,7 +27,7 @@ from herald.agents.providers.base import CallRecord, ErrorKind, ProviderConfig, 
 from herald.agents.providers.openai import OpenAIProvider
 from herald.core.address_guard import AddressNotAllowed, check_url
 from herald.core.crypto import decrypt_json, encrypt_json
-from herald.core.db import flush_unique
+from herald.core.db import flush_unique, resolve_ref
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.tx import after_commit
 from herald.jobs import service as jobs
@@ -128,22 +128,7 @@ def get_provider(session: Session, principal: Principal, provider_id: uuid.UUID)
 
 def resolve_provider(session: Session, principal: Principal, ref: str) -> Provider:
     """A provider by its id, a unique prefix of its id, or its name (the CLI's argument)."""
-    ref = ref.strip()
-    try:
-        return get_provider(session, principal, uuid.UUID(ref))
-    except ValueError:
-        pass
-    mine = select(Provider).where(Provider.workspace_id == principal.workspace_id)
-    named = session.scalars(mine.where(Provider.name == ref)).first()
-    if named is not None:
-        return named
-    prefix = ref.lower()
-    matches = [p for p in session.scalars(mine) if str(p.id).startswith(prefix)] if ref else []
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise InvalidInput(f"{ref!r} matches {len(matches)} providers; give more of the id.")
-    raise NotFound(f"No provider named or with an id starting {ref!r}.")
+    return resolve_ref(session, Provider, principal.workspace_id, ref, "provider")
 
 
 def list_providers(session: Session, principal: Principal) -> list[Provider]:

@@ -33,6 +33,7 @@ from herald.agents.prompt import PROMPT_TOKENS
 from herald.agents.provider_service import BUILTIN_DIGEST, prices_of, provider_prices
 from herald.agents.providers.base import Usage
 from herald.agents.quota import MonthUsage, month_usage
+from herald.agents.service import effective_provider
 from herald.core.errors import Conflict, TooManyRequests
 from herald.scheduling.slots import load_zone
 
@@ -55,12 +56,6 @@ class Estimate:
     tokens: int
     cost_micros: int
     max_output_tokens: int
-
-
-def provider_of(session: Session, agent: Agent, settings: AgentSettings | None) -> Provider | None:
-    """The agent's provider row, or the workspace's default; None: the built-in digest."""
-    provider_id = agent.provider_id or (settings.default_provider_id if settings else None)
-    return session.get(Provider, provider_id) if provider_id else None
 
 
 def estimate(session: Session, provider: Provider | None, agent: Agent) -> Estimate:
@@ -165,7 +160,7 @@ def reserve(
     or Conflict for a provider that needs reconnecting; the caller decides whether a
     refusal is recorded (:func:`refused`)."""
     settings = lock_workspace(session, agent.workspace_id)
-    provider = provider_of(session, agent, settings)
+    provider, _origin = effective_provider(session, agent)
     if provider is not None and provider.state == ProviderState.NEEDS_RECONNECT:
         raise Conflict(
             f"Provider {provider.name!r} needs reconnecting ({provider.state_reason}); "

@@ -44,7 +44,7 @@ from herald.agents.schemas import (
 )
 from herald.channels.models import Channel
 from herald.core.clock import utcnow
-from herald.core.db import flush_unique
+from herald.core.db import flush_unique, resolve_ref
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.pagination import decode_cursor, encode_cursor
 from herald.scheduling.slots import zone_or_422
@@ -93,22 +93,6 @@ def own_provider(
     if provider is None or provider.workspace_id != principal.workspace_id:
         raise InvalidInput(f"{field}: no provider {provider_id} in this workspace.", field=field)
     return provider
-
-
-def resolve_provider(session: Session, principal: Principal, ref: str) -> Provider:
-    """A provider of the workspace by its id or its name (the CLI's argument)."""
-    ref = ref.strip()
-    try:
-        found = session.get(Provider, uuid.UUID(ref))
-    except ValueError:
-        found = session.scalars(
-            select(Provider).where(
-                Provider.workspace_id == principal.workspace_id, Provider.name == ref
-            )
-        ).first()
-    if found is None or found.workspace_id != principal.workspace_id:
-        raise NotFound(f"No provider named or with the id {ref!r}.")
-    return found
 
 
 def _schedule(expr: str | None, zone: str) -> str | None:
@@ -187,23 +171,8 @@ def get_agent(session: Session, principal: Principal, agent_id: uuid.UUID) -> Ag
 
 
 def resolve_agent(session: Session, principal: Principal, ref: str) -> Agent:
-    """An agent by its id, a unique prefix of its id, or its name (the CLI's argument)."""
-    ref = ref.strip()
-    try:
-        return get_agent(session, principal, uuid.UUID(ref))
-    except ValueError:
-        pass
-    mine = select(Agent).where(Agent.workspace_id == principal.workspace_id)
-    named = session.scalars(mine.where(Agent.name == ref)).first()
-    if named is not None:
-        return named
-    prefix = ref.lower()
-    matches = [a for a in session.scalars(mine) if str(a.id).startswith(prefix)] if ref else []
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise InvalidInput(f"{ref!r} matches {len(matches)} agents; give more of the id.")
-    raise NotFound(f"No agent named or with an id starting {ref!r}.")
+    """A agent by its id, a unique prefix of its id, or its name (the CLI's argument)."""
+    return resolve_ref(session, Agent, principal.workspace_id, ref, "agent")
 
 
 def list_agents(session: Session, principal: Principal) -> list[Agent]:

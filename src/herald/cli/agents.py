@@ -1,4 +1,4 @@
-"""`herald agent`: add, list and remove agents; read their runs."""
+"""`herald agent`: add, list, run and remove agents; read their runs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Column, Table
 
-from herald.cli._common import JsonOpt, WorkspaceOpt, out, print_json
+from herald.cli._common import CliError, JsonOpt, WorkspaceOpt, out, print_json
 from herald.cli._common import workspace_session as session_for
+from herald.cli._jobs import wait_for_job
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -91,11 +92,11 @@ def agent_add(
     """Add an agent; with --cron it runs at each occurrence, else when asked."""
     from pydantic import ValidationError  # noqa: PLC0415 - start-up (see _common)
 
-    from herald.agents.schemas import AgentCreate  # noqa: PLC0415 - start-up (see _common)
-    from herald.agents.service import (  # noqa: PLC0415 - start-up (see _common)
-        create_agent,
+    from herald.agents.provider_service import (  # noqa: PLC0415 - start-up (see _common)
         resolve_provider,
     )
+    from herald.agents.schemas import AgentCreate  # noqa: PLC0415 - start-up (see _common)
+    from herald.agents.service import create_agent  # noqa: PLC0415 - start-up (see _common)
     from herald.channels.service import (  # noqa: PLC0415 - start-up (see _common)
         resolve_channel_ids,
     )
@@ -215,6 +216,57 @@ def agent_runs(
             r["error"] or "",
         )
     out.print(table)
+
+
+@app.command("run")
+def agent_run(
+    agent: AgentArg,
+    topic: Annotated[
+        str | None, typer.Option(help="This run's topic (default: the agent's).")
+    ] = None,
+    keyword: Annotated[str | None, typer.Option(help="This run's focus keyword.")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait for the draft and show it.")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait at most.")] = 300,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the agent now (needs a running worker: `herald up`); then its draft."""
+    from herald.agents import generate  # noqa: PLC0415 - start-up (see _common)
+    from herald.agents.models import RunTrigger  # noqa: PLC0415 - start-up (see _common)
+
+    with session_for(workspace) as (session, principal):
+        found = _find(session, principal, agent)
+        run = generate.start_run(
+            session,
+            found,
+            trigger=RunTrigger.MANUAL,
+            owner_id=principal.user_id,
+            topic=topic,
+            keyword=keyword,
+        )
+        job_id, name = run.job_id, found.name
+    if not wait:
+        print_json({"task_id": job_id}) if as_json else out.print(f"Generating; task {job_id}")
+        return
+    job = wait_for_job(
+        str(job_id), description=f"{name} is writing", timeout=timeout, quiet=as_json
+    )
+    result = job["result"] or {}
+    if as_json:
+        print_json(job)
+    elif job["state"] == "SUCCESS":
+        out.print(
+            f"{name}: drafted {result['title']!r} ({result['word_count']} words, "
+            f"{result['status']}); post {result['post_id']}"
+        )
+        out.print(
+            f"tokens {result['input_tokens']:,} in, {result['output_tokens']:,} out; "
+            f"cost {money(result['cost'])}"
+        )
+    if job["state"] != "SUCCESS":
+        raise CliError(f"{name}'s run failed: {job['error']}")
 
 
 @app.command("remove")

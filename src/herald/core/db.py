@@ -18,16 +18,22 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from herald.core.clock import utcnow
-from herald.core.errors import Conflict, DatabaseUnavailable, ServiceUnavailable
+from herald.core.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
 from herald.core.exceptions import HeraldFault
 from herald.core.settings import get_settings
 
@@ -432,4 +438,33 @@ def flush_unique(session: Session, kind: str, name: str) -> None:
         with session.begin_nested():
             session.flush()
     except IntegrityError:
-        raise Conflict(f"A {kind} named {name!r} already exists in this workspace.") from None
+        article = "An" if kind[:1].lower() in "aeiou" else "A"
+        raise Conflict(
+            f"{article} {kind} named {name!r} already exists in this workspace."
+        ) from None
+
+
+_Named = TypeVar("_Named", bound="IdMixin")
+
+
+def resolve_ref(
+    session: Session, model: type[_Named], workspace_id: uuid.UUID, ref: str, kind: str
+) -> _Named:
+    """A workspace's row by its id, a unique prefix of its id, or its name (how the CLI
+    names sources, agents, providers...). Another workspace's row is not found."""
+    ref = ref.strip()
+    columns: Any = model  # a named row of a workspace: it has workspace_id and name
+    mine = select(model).where(columns.workspace_id == workspace_id)
+    try:
+        row = session.scalars(mine.where(columns.id == uuid.UUID(ref))).first()
+    except ValueError:
+        row = session.scalars(mine.where(columns.name == ref)).first()
+    if row is not None:
+        return row
+    prefix = ref.lower()
+    matches = [r for r in session.scalars(mine) if str(r.id).startswith(prefix)] if ref else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise InvalidInput(f"{ref!r} matches {len(matches)} {kind}s; give more of the id.")
+    raise NotFound(f"No {kind} named or with an id starting {ref!r}.")

@@ -15,7 +15,7 @@ from herald.core.address_guard import check_url
 from herald.core.clock import utcnow
 from herald.core.crypto import encrypt_json
 from herald.core.dates import to_utc
-from herald.core.db import flush_unique
+from herald.core.db import flush_unique, resolve_ref
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.pagination import decode_cursor, encode_cursor
 from herald.core.tx import after_commit
@@ -120,22 +120,7 @@ def get_source(session: Session, principal: Principal, source_id: uuid.UUID) -> 
 
 def resolve_source(session: Session, principal: Principal, ref: str) -> Source:
     """A source by its id, a unique prefix of its id, or its name (the CLI's argument)."""
-    ref = ref.strip()
-    try:
-        return get_source(session, principal, uuid.UUID(ref))
-    except ValueError:
-        pass
-    mine = select(Source).where(Source.workspace_id == principal.workspace_id)
-    named = session.scalars(mine.where(Source.name == ref)).first()
-    if named is not None:
-        return named
-    prefix = ref.lower()
-    matches = [s for s in session.scalars(mine) if str(s.id).startswith(prefix)] if ref else []
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise InvalidInput(f"{ref!r} matches {len(matches)} sources; give more of the id.")
-    raise NotFound(f"No source named or with an id starting {ref!r}.")
+    return resolve_ref(session, Source, principal.workspace_id, ref, "source")
 
 
 def list_sources(session: Session, principal: Principal) -> list[Source]:
