@@ -512,11 +512,13 @@ def check(
                 )
             )
         }
-        states = dict(session.execute(select(AgentRun.id, AgentRun.state)))
+        states = dict(session.execute(select(AgentRun.id, AgentRun.state)).all())
         counted = select(RunItem.run_id, func.count()).group_by(RunItem.run_id)
-        items = dict(session.execute(counted))
-        posts = dict(
-            session.execute(select(Post.agent_run_id, Post.seo).where(Post.agent_run_id.in_(runs)))
+        items = dict(session.execute(counted).all())
+        posts: dict[uuid.UUID | None, dict[str, Any] | None] = dict(
+            session.execute(
+                select(Post.agent_run_id, Post.seo).where(Post.agent_run_id.in_(runs))
+            ).all()
         )
         ledger_rows = session.scalar(select(func.count()).select_from(LedgerEntry))
     for run_id, draft in runs.items():
