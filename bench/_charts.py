@@ -2,7 +2,7 @@
 
 - :func:`completion_chart_svg`: per panel, completion curves (left) and rates (right),
   panels one above the other; publish_throughput and schedule_lateness draw theirs so.
-- :func:`parts_chart_svg`: one horizontal bar per part (delivery_cost).
+- :func:`parts_chart_svg`: one horizontal bar per part (delivery_cost, generation).
 
 Every chart carries a title and a subtitle naming the run and the machine it ran on.
 """
@@ -145,10 +145,16 @@ class PartBar:
 
 
 def parts_chart_svg(
-    title: str, subtitle: str, parts: Sequence[PartBar], legend: Sequence[tuple[str, str]]
+    title: str,
+    subtitle: str,
+    parts: Sequence[PartBar],
+    legend: Sequence[tuple[str, str]],
+    *,
+    x_label: str = "CPU ms per delivery",
+    value_format: str = "{:.3f} ms",
 ) -> str:
-    """One horizontal bar per part, top to bottom in the given order, its value beside it;
-    ``legend`` names each colour: (label, colour)."""
+    """One horizontal bar per part, top to bottom in the given order, its value beside it
+    (``value_format``); ``legend`` names each colour: (label, colour)."""
     top, bottom = 0.75, 0.85  # inches: the heading; the axis label and the legend
     height = top + bottom + 0.3 * len(parts)
     figure = Figure(figsize=(PANEL_SIZE[0], height))
@@ -156,11 +162,11 @@ def parts_chart_svg(
     ax = figure.add_axes((0.34, bottom / height, 0.56, 1 - (top + bottom) / height))
     positions = range(len(parts))
     drawn = ax.barh(positions, [part.value for part in parts], color=[part.color for part in parts])
-    ax.bar_label(drawn, labels=[f"{part.value:.3f} ms" for part in parts], padding=4)
+    ax.bar_label(drawn, labels=[value_format.format(part.value) for part in parts], padding=4)
     ax.set_yticks(list(positions), [part.label for part in parts])
     ax.invert_yaxis()  # the first part on top
     ax.margins(x=0.12)  # room for the value after the longest bar
-    ax.set_xlabel("CPU ms per delivery")
+    ax.set_xlabel(x_label)
     ax.grid(axis="x", color=GRID)
     ax.set_axisbelow(True)
     swatches = [Patch(color=color, label=label) for label, color in legend]
