@@ -517,6 +517,7 @@ def record(session: Session, job: Job, outcome: Outcome) -> dict[str, Any]:
     not_queued = None
     if agent.review == ReviewMode.AUTO_PUBLISH:
         not_queued = _auto_publish(session, agent, post)
+        session.refresh(post, ["state"])  # publishing moves it with Core statements
         if not_queued:
             # Drafted, but it cannot go out as asked: a person decides.
             post.state = PostState.IN_REVIEW
