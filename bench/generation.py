@@ -20,7 +20,7 @@ message goes to the broker after commit, as a request sends it), then the task b
 worker, so no broker hop; the message stays in the queue, counted at the end. Wall time
 (``perf_counter``) and this process's CPU (``process_time``) are taken per draft and per
 phase (the runner's three steps and the SEO metrics, timed by wrappers around
-``generate.prepare``, ``generate.call``, ``generate.record`` and ``generate.refresh_seo``);
+``generate.prepare``, ``generate.call``, ``generate.record`` and ``generate.measure``, inside the call step);
 the provider's own time is the ledger's ``latency_ms``.
 
 The first draft is timed on its own and left out: its SEO metrics load textstat's
@@ -355,7 +355,7 @@ def phases_timed(clock: list[Clock]) -> Iterator[None]:
     one's time lands on ``clock[0]``; the originals are back afterwards."""
     from herald.agents import generate
 
-    names = {"prepare": "prepare", "call": "call", "record": "record", "refresh_seo": "seo"}
+    names = {"prepare": "prepare", "call": "call", "record": "record", "measure": "seo"}
     originals = {attr: getattr(generate, attr) for attr in names}
 
     def timed(attr: str) -> Callable[..., Any]:
@@ -421,7 +421,7 @@ def generate_one(
     # The runner: the job's claim and finish, and both transactions' commits.
     for phases in (phases_wall, phases_cpu):
         job = phases.pop("job")
-        phases["record"] -= phases.get("seo", 0.0)
+        phases["call"] -= phases.get("seo", 0.0)  # measured inside the call step
         phases["runner"] = job - sum(phases[p] for p in ("prepare", "call", "record", "seo"))
     return Draft(wall, cpu, phases_wall, phases_cpu, job_id, run_id, result)
 

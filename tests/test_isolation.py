@@ -138,6 +138,9 @@ BODIES: dict[tuple[str, str], Body] = {
     },
     ("PATCH", "/api/v1/agents/{agent_id}"): lambda ids: {"json": {"topic": "Changed"}},
     ("PATCH", "/api/v1/agent-settings"): lambda ids: {"json": {"instructions": "Changed"}},
+    ("POST", "/api/v1/tasks/generate-post"): lambda ids: {
+        "json": {"agent_id": ids["agent_id"], "item_ids": [ids["item_id"]]}
+    },
 }  # fmt: skip
 
 # Every GET without a path parameter: the query variants to call it with, and which of
