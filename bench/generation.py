@@ -20,8 +20,8 @@ message goes to the broker after commit, as a request sends it), then the task b
 worker, so no broker hop; the message stays in the queue, counted at the end. Wall time
 (``perf_counter``) and this process's CPU (``process_time``) are taken per draft and per
 phase (the runner's three steps and the SEO metrics, timed by wrappers around
-``generate.prepare``, ``generate.call``, ``generate.record`` and ``generate.measure``, inside the call step);
-the provider's own time is the ledger's ``latency_ms``.
+``generate.prepare``, ``generate.call``, ``generate.record`` and ``generate.measure``,
+which runs inside the call step); the provider's own time is the ledger's ``latency_ms``.
 
 The first draft is timed on its own and left out: its SEO metrics load textstat's
 dictionaries (about 1.6 s). Every run is checked (succeeded, one ledger row, a draft
