@@ -121,7 +121,7 @@ def test_add_an_agent_run_it_and_review_its_drafts(
     # Add an agent; a bad cron is the API's 422, shown on the schedule field.
     page.locator("summary", has_text="Add agent").click()
     form = page.locator("#agent-form")
-    form.get_by_label("Name").fill("Morning digest")
+    form.get_by_label("Label").fill("Morning digest")
     form.get_by_label("Topic").fill("Programming languages this week")
     form.get_by_label("Keywords").fill("Rust, Python")
     form.get_by_label("News").check()
