@@ -20,11 +20,13 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from herald.agents.provider_tasks import test_provider as run_provider_test
 from herald.agents.tasks import generate_post
 from herald.core.db import session_scope
 from herald.sources.models import SourceItem
 from tests.agents.rows import add_channel, add_source, reviewer_in
 from tests.conftest import Account
+from tests.fakes.openai import OpenAIServer
 from tests.web.test_dashboard import page, server  # noqa: F401 - fixtures
 from tests.web.test_dashboard_publishing import LIVE, sign_in, watch_errors
 from tests.web.test_dashboard_sources import pending_job
@@ -236,4 +238,67 @@ def test_add_an_agent_run_it_and_review_its_drafts(
         decided = api.post(f"/posts/{third['post_id']}/reject", json={"note": "No."})
         assert decided.status_code == 200, decided.text
     expect(page.locator("#review-list > li")).to_have_count(0, timeout=LIVE)
+    assert errors == []
+
+
+def test_add_and_test_an_openai_provider(
+    server: str,  # noqa: F811 - fixture
+    page: Page,  # noqa: F811 - fixture
+    make_account: Any,
+    openai_server: OpenAIServer,
+) -> None:
+    account: Account = make_account("editor@example.com", workspace="Northwind")
+    errors = watch_errors(page)
+    sign_in(page, server, account)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+
+    page.locator("summary", has_text="Add provider").click()
+    form = page.locator("#provider-form")
+    form.get_by_label("Kind").select_option("digest")
+    expect(form.get_by_label("API key")).to_be_hidden()
+    form.get_by_label("Kind").select_option("openai")
+    form.get_by_label("Label").fill("Local")
+    base_url = form.get_by_label("Base URL")
+    base_url.fill("ftp://models.example/v1")
+    form.get_by_label("Model").fill("gpt-4o-mini")
+    key = form.get_by_label("API key")
+    expect(key).to_have_attribute("type", "password")
+    key.fill("sk-never-shown")
+    form.get_by_label("Input price").fill("0.15")
+    form.get_by_label("Output price").fill("0.6")
+    form.get_by_role("button", name="Add provider").click()
+    expect(form.locator("#provider-base-url-error")).not_to_be_empty()
+    expect(base_url).to_be_focused()
+    base_url.fill(openai_server.base_url)
+    form.get_by_role("button", name="Add provider").click()
+
+    row = page.locator("#providers-list > li").filter(has_text="Local")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("key stored")
+    expect(row).to_contain_text("$0.15 in / $0.60 out per million tokens")
+    # The key is write-only: gone from the form, and nowhere in the page.
+    page.locator("summary", has_text="Add provider").click()
+    expect(key).to_have_value("")
+    assert "sk-never-shown" not in page.content()
+
+    # Test: the job's answer, and the call in this month's usage.
+    with page.expect_response(lambda r: r.url.endswith("/test") and r.status == 202):
+        row.get_by_role("button", name="Test Local").click()
+    run_provider_test(pending_job("provider_test"))
+    expect(row.locator('[data-role="provider-note"]')).to_have_text(
+        re.compile(r"^SUCCESS: “OK” in \d+ ms, \d+ tokens, \$"), timeout=LIVE
+    )
+    assert openai_server.headers[0]["authorization"] == "Bearer sk-never-shown"
+    expect(page.locator("#usage-totals")).to_have_text(re.compile(r"^0 runs, [1-9]\d* tokens"))
+
+    # Agents can pick it.
+    page.locator("summary", has_text="Add agent").click()
+    expect(page.locator("#agent-provider option")).to_have_text(
+        ["The workspace's default", "Local (openai)"]
+    )
+
+    row.get_by_role("button", name="Delete provider “Local”").click()
+    row.get_by_role("button", name="Confirm: delete provider “Local”").click()
+    expect(page.locator("#providers-list > li")).to_have_count(0)
+    expect(page.locator("#providers-status")).to_have_text("Deleted “Local”.")
     assert errors == []
