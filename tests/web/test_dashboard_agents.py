@@ -140,14 +140,19 @@ def test_add_an_agent_run_it_and_review_its_drafts(
     form.get_by_role("button", name="Add agent").click()
     agent = page.locator("#agents-list > li").filter(has_text="Morning digest")
     expect(agent).to_have_count(1)
-    # The next runs are the API's answer: Mondays (the 7th is the first after today's 6th).
-    expect(page.locator("#agents-status")).to_have_text(re.compile(r"Next runs: .+, .+, .+\."))
+    # The next runs are the API's answer, read in the agent's zone: Mondays at 09:00.
+    monday = r"Mon(day)?, \w{3} \d{1,2}, \d{4}, 9:00\sAM"
+    expect(page.locator("#agents-status")).to_have_text(
+        re.compile(rf"Next runs \(Europe/Warsaw\): {monday}; {monday}; {monday}\.$")
+    )
     expect(agent.locator('[data-role="agent-schedule"]')).to_have_text(
         "0 9 * * MON (Europe/Warsaw)"
     )
     expect(agent.locator('[data-role="agent-provider"]')).to_have_text("digest (digest)")
     expect(agent.locator('[data-role="agent-review"]')).to_have_text("Review required")
-    expect(agent).to_contain_text("Next run")
+    expect(agent.locator('[data-role="agent-next-run"]')).to_have_text(
+        re.compile(rf"^Next run {monday}$")
+    )
 
     # Run now: the page follows the job to its end and links the draft.
     first = run_now(page, agent)

@@ -1902,6 +1902,23 @@ const providerNotes = new Map(); // provider id -> { tone, text, running }
 let reviewItems = null; // ItemRead[] of the workspace's newest items: what drafts drew on
 let agentsTimer = null;
 
+/** A time as the clock reads in the agent's zone, with its weekday: its cron is read there. */
+function zonedDate(iso, zone) {
+  try {
+    const format = new Intl.DateTimeFormat(undefined, {
+      weekday: "short",
+      year: "numeric",
+      month: "short",
+      day: "numeric",
+      hour: "numeric",
+      minute: "2-digit",
+      timeZone: zone,
+    });
+    return format.format(new Date(iso));
+  } catch {
+    return formatDate(iso); // a zone this browser does not know
+  }
+}
 const agentName = (agentId) => agentList.find((a) => a.id === agentId)?.name ?? "An agent";
 const agentRow = (agentId) => $("agents-list").querySelector(`:scope > li[data-id="${CSS.escape(agentId)}"]`);
 const reviewRow = (postId) => $("review-list").querySelector(`:scope > li[data-id="${CSS.escape(postId)}"]`);
@@ -2285,7 +2302,14 @@ function agentItem(agent) {
         "p",
         { class: "item-meta" },
         h("span", { "data-role": "agent-schedule" }, schedule),
-        agent.next_run_at ? when("Next run", agent.next_run_at) : null,
+        agent.next_run_at
+          ? h(
+              "span",
+              { "data-role": "agent-next-run" },
+              "Next run ",
+              h("time", { datetime: agent.next_run_at }, zonedDate(agent.next_run_at, agent.timezone)),
+            )
+          : null,
         agent.last_run_at ? when("Last run", agent.last_run_at) : h("span", {}, "Never run"),
       ),
       h(
@@ -2489,8 +2513,8 @@ onSubmit(
     const agent = await api("/agents", { method: "POST", body });
     $("agent-form").reset();
     closeCreate("agent-create");
-    const next = agent.next_runs.map(formatDate).join(", ");
-    $("agents-status").textContent = `Added “${agent.name}”.${next ? ` Next runs: ${next}.` : ""}`;
+    const next = agent.next_runs.map((iso) => zonedDate(iso, agent.timezone)).join("; ");
+    $("agents-status").textContent = `Added “${agent.name}”.${next ? ` Next runs (${agent.timezone}): ${next}.` : ""}`;
     await loadAgents();
   },
   // A quota limit's error points at body.quota.<limit>: its field is named by the limit.
