@@ -69,12 +69,13 @@ STORIES = [
 ]
 
 
-def store_items(account: Account, source_id: str, stories: list[tuple[str, str]]) -> None:
-    """Items as a check would have stored them (newest last in ``stories``)."""
+def store_items(account: Account, source_id: str, stories: list[tuple[str, str]]) -> list[str]:
+    """Items as a check would have stored them (newest last in ``stories``); their ids."""
+    rows = []
     with session_scope() as s:
         for n, (title, text) in enumerate(stories):
             link = f"https://news.example.org/{uuid.uuid4().hex[:8]}"
-            s.add(
+            rows.append(
                 SourceItem(
                     workspace_id=account.workspace_id,
                     source_id=uuid.UUID(source_id),
@@ -89,6 +90,9 @@ def store_items(account: Account, source_id: str, stories: list[tuple[str, str]]
                     sort_at=T0 + timedelta(hours=n),
                 )
             )
+        s.add_all(rows)
+        s.flush()
+        return [str(row.id) for row in rows]
 
 
 def review_row(tab: Page, title: str) -> Locator:
@@ -221,9 +225,9 @@ def test_add_an_agent_run_it_and_review_its_drafts(
         rejected = api.get(f"/posts/{second['post_id']}").json()
     assert (rejected["state"], rejected["review_note"]) == ("rejected", "Too short on Zig.")
 
-    # A reviewer sees the agents and their runs, but nothing to add, run or remove. A run
-    # started elsewhere comes into the queue from its job.state event, and a decision
-    # made elsewhere takes it out from the post.reviewed event.
+    # A reviewer sees the agents and their runs, but nothing to add, run or remove, and
+    # approves. Runs started elsewhere come into the queue from their job.state events,
+    # and a decision made elsewhere takes a draft out from the post.reviewed event.
     page.get_by_role("button", name="Sign out").click()
     sign_in(page, server, reviewer_in(account))
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
@@ -232,15 +236,42 @@ def test_add_an_agent_run_it_and_review_its_drafts(
     expect(page.locator("#provider-create")).to_be_hidden()
     expect(agent.get_by_role("button", name="Runs of Morning digest")).to_be_visible()
     expect(agent.get_by_role("button", name=re.compile("^(Run now|Delete)"))).to_have_count(0)
-    store_items(account, source_id, [("Elixir types land", "Elixir 2.0 checks types.")])
+    elixir, kotlin = store_items(
+        account,
+        source_id,
+        [("Elixir types land", "Elixir 2.0 checks types."), ("Kotlin 3", "Kotlin 3 is out.")],
+    )
+    agent_id = agent.get_attribute("data-id")
     with httpx.Client(base_url=server + "/api/v1", headers=account.headers) as api:
-        started = api.post(
-            "/tasks/generate-post", json={"agent_id": agent.get_attribute("data-id")}
+        drafts = []
+        for item_id in (elixir, kotlin):
+            body = {"agent_id": agent_id, "item_ids": [item_id]}
+            started = api.post("/tasks/generate-post", json=body)
+            assert started.status_code == 202, started.text
+            drafts.append(generate_post(started.json()["task_id"]))
+        expect(page.locator("#review-list > li")).to_have_count(2, timeout=LIVE)
+
+        # The reviewer approves one, to be published at a time (this browser's zone: UTC).
+        row = review_row(page, drafts[0]["title"])
+        row.get_by_role("button", name=f"Review {drafts[0]['title']}").click()
+        approve = row.locator('[data-role="approve-form"]')
+        approve.get_by_label("At", exact=True).check()
+        approve.get_by_label("Publish at").fill("2027-01-04T10:30")
+        approve.get_by_role("button", name=f"Approve {drafts[0]['title']}").click()
+        expect(review_row(page, drafts[0]["title"])).to_have_count(0)
+        (delivery,) = api.get(f"/posts/{drafts[0]['post_id']}/publications").json()
+        assert (delivery["channel_id"], delivery["due_at"]) == (
+            channel_id,
+            "2027-01-04T10:30:00Z",
         )
-        assert started.status_code == 202, started.text
-        third = generate_post(started.json()["task_id"])
-        expect(review_row(page, third["title"])).to_have_count(1, timeout=LIVE)
-        decided = api.post(f"/posts/{third['post_id']}/reject", json={"note": "No."})
+        assert (
+            api.get(f"/posts/{drafts[0]['post_id']}")
+            .json()["reviewed_by_email"]
+            .startswith("reviewer-")
+        )
+
+        # The other is decided elsewhere: it leaves the page's queue.
+        decided = api.post(f"/posts/{drafts[1]['post_id']}/reject", json={"note": "No."})
         assert decided.status_code == 200, decided.text
     expect(page.locator("#review-list > li")).to_have_count(0, timeout=LIVE)
     assert errors == []
