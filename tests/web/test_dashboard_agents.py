@@ -245,8 +245,8 @@ def test_add_an_agent_run_it_and_review_its_drafts(
     with httpx.Client(base_url=server + "/api/v1", headers=account.headers) as api:
         drafts = []
         for item_id in (elixir, kotlin):
-            body = {"agent_id": agent_id, "item_ids": [item_id]}
-            started = api.post("/tasks/generate-post", json=body)
+            wanted = {"agent_id": agent_id, "item_ids": [item_id]}
+            started = api.post("/tasks/generate-post", json=wanted)
             assert started.status_code == 202, started.text
             drafts.append(generate_post(started.json()["task_id"]))
         expect(page.locator("#review-list > li")).to_have_count(2, timeout=LIVE)
