@@ -1896,7 +1896,7 @@ let providerList = [];
 let reviewList = [];
 let agentsSeq = 0;
 const agentUi = new Map(); // agent id -> { note, running, runsOpen, runs, runsError, draft }
-const reviewUi = new Map(); // post id -> { open, items, decision: {mode, at, channels}, error }
+const reviewUi = new Map(); // post id -> { open, decision: { mode, at, note, channels } }
 const agentJobs = new Map(); // job id -> agent id, for the runs this page started
 const providerNotes = new Map(); // provider id -> { tone, text, running }
 let reviewItems = null; // ItemRead[] of the workspace's newest items: what drafts drew on
@@ -1998,7 +1998,9 @@ function reviewUiFor(post) {
   let ui = reviewUi.get(post.id);
   if (!ui) {
     const agent = agentList.find((a) => a.id === post.agent_id);
-    ui = { open: false, items: null, decision: { mode: "now", at: "", channels: new Set(agent?.channel_ids ?? []) } };
+    // What the reviewer picked or wrote, kept so a re-drawn row (the post changed) keeps it.
+    const decision = { mode: "now", at: "", note: "", channels: new Set(agent?.channel_ids ?? []) };
+    ui = { open: false, decision };
     reviewUi.set(post.id, ui);
   }
   return ui;
@@ -2058,10 +2060,11 @@ async function toggleReview(postId) {
   const fresh = reviewItem(post);
   row?.replaceWith(fresh);
   fresh.querySelector(`[data-focus-key="review-open-${CSS.escape(postId)}"]`)?.focus();
-  if (ui.open && reviewItems === null) await loadReviewItems();
+  if (ui.open) await loadReviewItems(); // newer drafts may have drawn on newer items
 }
 
-/** The items drafts drew on: each item lists the posts drafted from it (newest 200). */
+/** The items drafts drew on: each item lists the posts drafted from it. Only the newest 200
+ * of the workspace are read: a draft from older items says so. */
 async function loadReviewItems() {
   try {
     reviewItems = (await api("/items?limit=200")).items;
@@ -2077,7 +2080,7 @@ async function loadReviewItems() {
 function drewOn(post) {
   const used = (reviewItems ?? []).filter((item) => item.drafts.includes(post.id));
   if (reviewItems === null) return h("p", { class: "hint", "data-role": "drew-on" }, "Reading the items it drew on…");
-  if (!used.length) return h("p", { class: "hint", "data-role": "drew-on" }, "No items recorded for this draft.");
+  if (!used.length) return h("p", { class: "hint", "data-role": "drew-on" }, "It drew on none of the workspace's newest 200 items.");
   return h(
     "div",
     { "data-role": "drew-on" },
@@ -2172,7 +2175,18 @@ function reviewPanel(post, ui) {
       "div",
       { class: "field" },
       h("label", { for: `reject-note-${post.id}` }, "Why reject it"),
-      h("textarea", { id: `reject-note-${post.id}`, name: "note", rows: "2", maxlength: "2000", required: true }),
+      h(
+        "textarea",
+        {
+          id: `reject-note-${post.id}`,
+          name: "note",
+          rows: "2",
+          maxlength: "2000",
+          required: true,
+          oninput: (event) => (decision.note = event.target.value),
+        },
+        decision.note ?? "",
+      ),
     ),
     h("p", { class: "form-error", role: "alert", "data-role": "error" }),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "button danger", "aria-label": `Reject ${post.title}` }, "Reject")),
