@@ -26,6 +26,8 @@ const STATE_TONES = {
   needs_reconnect: "warn",
   paused: "neutral",
   draft: "neutral",
+  in_review: "info",
+  rejected: "warn",
   scheduled: "info",
   published: "good",
   partially_failed: "warn",
@@ -256,11 +258,13 @@ function endSession(notice = "") {
   }
   checks.clear();
   clearSources();
+  clearAgents();
   showSignin(notice);
 }
 
 async function startSession() {
   const current = { healthTimer: null, live: null };
+  const owner = current;
   session = current;
   $("signin-view").hidden = true;
   $("app-view").hidden = false;
@@ -270,7 +274,15 @@ async function startSession() {
   current.live = connectLive(current);
   // Before the posts: their deliveries' buttons depend on the groups.
   await loadDeliveryStates().catch(() => {});
-  await Promise.allSettled([loadMe(), refreshHealth(), loadPlatforms(), loadChannels(), loadPosts(), loadSources()]);
+  await Promise.allSettled([
+    // The agents' panel after the role: a reviewer's rows have no manager's buttons.
+    loadMe().finally(() => (owner === session ? loadAgentsPanel() : null)),
+    refreshHealth(),
+    loadPlatforms(),
+    loadChannels(),
+    loadPosts(),
+    loadSources(),
+  ]);
 }
 
 async function loadDeliveryStates() {
@@ -281,6 +293,7 @@ async function loadMe() {
   const me = await api("/auth/me");
   $("user-email").textContent = me.email;
   $("user-role").textContent = humanize(me.role);
+  applyRole(me.role);
   $("workspace-name").textContent = me.workspace_name;
 }
 
@@ -1860,6 +1873,892 @@ onSubmit($("source-form"), async (data) => {
 $("sources-refresh").addEventListener("click", () => loadSources());
 showSourceFields();
 
+// ---------------------------------------------------------------- agents
+
+// The panel a reviewer opens: drafts waiting for review first, then the agents that write
+// them, what they cost this month, and the providers they call. Reviewers decide on
+// drafts but manage nothing, so they get no add, remove, run or test controls.
+const REVIEW_MODES = { required: "Review required", auto_publish: "Auto-publish" };
+const RUN_TONES = { pending: "neutral", running: "info", succeeded: "good", failed: "bad", refused: "warn" };
+const SEO_FACTS = [
+  ["word_count", "Words"],
+  ["reading_time_minutes", "Reading time (min)"],
+  ["flesch_reading_ease", "Flesch reading ease"],
+  ["flesch_kincaid_grade", "Grade"],
+  ["title_length", "Title length"],
+  ["meta_description_length", "Description length"],
+];
+
+let role = null; // the signed-in user's role, from /auth/me
+const isReviewer = () => role === "reviewer";
+let agentList = [];
+let providerList = [];
+let reviewList = [];
+let agentsSeq = 0;
+const agentUi = new Map(); // agent id -> { note, running, runsOpen, runs, runsError, draft }
+const reviewUi = new Map(); // post id -> { open, decision: { mode, at, note, channels } }
+const agentJobs = new Map(); // job id -> agent id, for the runs this page started
+const providerNotes = new Map(); // provider id -> { tone, text, running }
+let reviewItems = null; // ItemRead[] of the workspace's newest items: what drafts drew on
+let agentsTimer = null;
+
+/** A time as the clock reads in the agent's zone, with its weekday: its cron is read there. */
+function zonedDate(iso, zone) {
+  try {
+    const format = new Intl.DateTimeFormat(undefined, {
+      weekday: "short",
+      year: "numeric",
+      month: "short",
+      day: "numeric",
+      hour: "numeric",
+      minute: "2-digit",
+      timeZone: zone,
+    });
+    return format.format(new Date(iso));
+  } catch {
+    return formatDate(iso); // a zone this browser does not know
+  }
+}
+const agentName = (agentId) => agentList.find((a) => a.id === agentId)?.name ?? "An agent";
+const agentRow = (agentId) => $("agents-list").querySelector(`:scope > li[data-id="${CSS.escape(agentId)}"]`);
+const reviewRow = (postId) => $("review-list").querySelector(`:scope > li[data-id="${CSS.escape(postId)}"]`);
+const money = (value, currency = "USD") =>
+  new Intl.NumberFormat(undefined, { style: "currency", currency, maximumFractionDigits: 4 }).format(value ?? 0);
+const count = (value) => new Intl.NumberFormat().format(value ?? 0);
+const ms = (value) => (value === null || value === undefined ? "–" : `${count(value)} ms`);
+
+function clearAgents() {
+  agentList = [];
+  providerList = [];
+  reviewList = [];
+  reviewItems = null;
+  agentUi.clear();
+  reviewUi.clear();
+  agentJobs.clear();
+  providerNotes.clear();
+  agentsSeq += 1;
+  role = null;
+  for (const id of ["review-list", "agents-list", "providers-list", "usage-table"]) $(id).replaceChildren();
+  for (const id of ["review-status", "agents-status", "providers-status", "usage-totals"]) $(id).textContent = "";
+}
+
+function applyRole(value) {
+  role = value;
+  $("agent-create").hidden = isReviewer();
+  $("provider-create").hidden = isReviewer();
+}
+
+async function loadAgentsPanel() {
+  await Promise.allSettled([loadProviders(), loadAgents()]);
+  await Promise.allSettled([loadReview(), loadUsage()]);
+}
+
+/** Re-read the agents' panel once, shortly: a run ended, a draft was decided elsewhere. */
+function loadAgentsSoon() {
+  if (agentsTimer) return;
+  agentsTimer = setTimeout(async () => {
+    agentsTimer = null;
+    if (session) await loadAgentsPanel();
+  }, SYNC_DELAY_MS);
+}
+
+// -- the review queue
+
+async function loadReview() {
+  const seq = agentsSeq;
+  let page;
+  try {
+    page = await api("/posts?state=in_review&limit=50");
+  } catch (error) {
+    if (seq === agentsSeq && error.status !== 401) $("review-status").textContent = error.message;
+    return;
+  }
+  if (seq !== agentsSeq) return;
+  reviewList = page.items;
+  for (const id of reviewUi.keys()) if (!reviewList.some((p) => p.id === id)) reviewUi.delete(id);
+  renderReview();
+}
+
+function renderReview() {
+  const list = $("review-list");
+  // A row already shown for the same version of the post is kept: a half-written note or
+  // the picked channels survive a re-read.
+  const rows = reviewList.map((post) => {
+    const row = reviewRow(post.id);
+    return row && row.dataset.updated === post.updated_at ? row : reviewItem(post);
+  });
+  replaceKeepingFocus(list, rows);
+  const status = $("review-status");
+  // An outcome ("Approved …") stays until the next one; an empty queue says so otherwise.
+  if (!reviewList.length && !status.textContent) status.textContent = "Nothing waiting for review.";
+  else if (status.textContent === "Nothing waiting for review.") status.textContent = "";
+}
+
+function reviewUiFor(post) {
+  let ui = reviewUi.get(post.id);
+  if (!ui) {
+    const agent = agentList.find((a) => a.id === post.agent_id);
+    // What the reviewer picked or wrote, kept so a re-drawn row (the post changed) keeps it.
+    const decision = { mode: "now", at: "", note: "", channels: new Set(agent?.channel_ids ?? []) };
+    ui = { open: false, decision };
+    reviewUi.set(post.id, ui);
+  }
+  return ui;
+}
+
+function reviewItem(post) {
+  const ui = reviewUiFor(post);
+  const warnings = post.seo?.warnings?.length ?? 0;
+  const row = h(
+    "li",
+    { class: "item review", "data-id": post.id, "data-updated": post.updated_at },
+    h(
+      "div",
+      { class: "item-main" },
+      h("h3", { class: "item-title" }, post.title),
+      h(
+        "p",
+        { class: "item-meta" },
+        h("span", { "data-role": "review-agent" }, post.agent_id ? agentName(post.agent_id) : "A person"),
+        h("time", { datetime: post.created_at }, formatDate(post.created_at)),
+        post.seo ? h("span", { "data-role": "word-count" }, plural(post.seo.word_count, "word")) : null,
+        h(
+          "span",
+          { class: `badge ${warnings ? "warn" : "good"}`, "data-role": "seo-warnings" },
+          warnings ? plural(warnings, "SEO warning") : "No SEO warnings",
+        ),
+      ),
+    ),
+    h(
+      "div",
+      { class: "item-actions" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "button small",
+          "data-focus-key": `review-open-${post.id}`,
+          "aria-label": `Review ${post.title}`,
+          "aria-expanded": String(ui.open),
+          "aria-controls": `review-${post.id}`,
+          onclick: () => toggleReview(post.id),
+        },
+        ui.open ? "Close" : "Review",
+      ),
+    ),
+    h("div", { class: "item-extra", id: `review-${post.id}`, "data-role": "review-slot" }, ui.open ? reviewPanel(post, ui) : null),
+  );
+  return row;
+}
+
+async function toggleReview(postId) {
+  const post = reviewList.find((p) => p.id === postId);
+  if (!post) return;
+  const ui = reviewUiFor(post);
+  ui.open = !ui.open;
+  const row = reviewRow(postId);
+  const fresh = reviewItem(post);
+  row?.replaceWith(fresh);
+  fresh.querySelector(`[data-focus-key="review-open-${CSS.escape(postId)}"]`)?.focus();
+  if (ui.open) await loadReviewItems(); // newer drafts may have drawn on newer items
+}
+
+/** The items drafts drew on: each item lists the posts drafted from it. Only the newest 200
+ * of the workspace are read: a draft from older items says so. */
+async function loadReviewItems() {
+  try {
+    reviewItems = (await api("/items?limit=200")).items;
+  } catch {
+    reviewItems = [];
+  }
+  for (const post of reviewList) {
+    const slot = reviewRow(post.id)?.querySelector('[data-role="drew-on"]');
+    if (slot) slot.replaceWith(drewOn(post));
+  }
+}
+
+function drewOn(post) {
+  const used = (reviewItems ?? []).filter((item) => item.drafts.includes(post.id));
+  if (reviewItems === null) return h("p", { class: "hint", "data-role": "drew-on" }, "Reading the items it drew on…");
+  if (!used.length) return h("p", { class: "hint", "data-role": "drew-on" }, "It drew on none of the workspace's newest 200 items.");
+  return h(
+    "div",
+    { "data-role": "drew-on" },
+    h("h4", { class: "subpanel-title" }, "Drew on"),
+    h("ul", { class: "drew-on" }, used.map((item) => {
+      const from = sourceList.find((s) => s.id === item.source_id)?.name ?? item.site;
+      return h("li", {}, externalLink(item.link, item.title), ` · ${from}`);
+    })),
+  );
+}
+
+function seoFacts(seo) {
+  const facts = SEO_FACTS.filter(([key]) => seo[key] !== null && seo[key] !== undefined).map(([key, label]) => [
+    label,
+    String(seo[key]),
+    key,
+  ]);
+  facts.push(["Links", `${seo.links.total} (${seo.links.external} external)`, "links"]);
+  if (seo.images.total) facts.push(["Images with alt text", `${seo.images.with_alt}/${seo.images.total}`, "images"]);
+  for (const [keyword, density] of Object.entries(seo.keyword_density ?? {})) {
+    facts.push([`“${keyword}”`, `${density}%`, `density-${keyword}`]);
+  }
+  return h(
+    "dl",
+    { class: "facts", "data-role": "seo" },
+    facts.flatMap(([label, value, key]) => [h("dt", {}, label), h("dd", { "data-field": key }, value)]),
+  );
+}
+
+function reviewPanel(post, ui) {
+  const seo = post.seo;
+  const decision = ui.decision;
+  const approveForm = h("form", { class: "review-form", "data-role": "approve-form", novalidate: true });
+  const channelsBox = h(
+    "fieldset",
+    { class: "choices-box" },
+    h("legend", {}, "Publish to"),
+    channels.length
+      ? h(
+          "div",
+          { class: "choices" },
+          channels.map((channel) =>
+            h(
+              "label",
+              { class: "choice" },
+              h("input", {
+                type: "checkbox",
+                name: "channel_ids",
+                value: channel.id,
+                checked: decision.channels.has(channel.id),
+                onchange: (event) =>
+                  event.target.checked ? decision.channels.add(channel.id) : decision.channels.delete(channel.id),
+              }),
+              h("span", { class: "choice-name" }, channel.name),
+            ),
+          ),
+        )
+      : h("p", { class: "hint" }, "No channels: approving publishes nowhere."),
+  );
+  const at = h("input", {
+    type: "datetime-local",
+    name: "at",
+    "aria-label": "Publish at",
+    value: decision.at,
+    oninput: (event) => (decision.at = event.target.value),
+  });
+  const mode = (value, text) =>
+    h(
+      "label",
+      { class: "choice" },
+      h("input", {
+        type: "radio",
+        name: "when",
+        value,
+        checked: decision.mode === value,
+        onchange: () => (decision.mode = value),
+      }),
+      text,
+    );
+  approveForm.append(
+    channelsBox,
+    h("fieldset", { class: "choices-box" }, h("legend", {}, "When"), h("div", { class: "choices" }, mode("now", "Now"), mode("queue", "Next queue slot"), mode("at", "At"), at)),
+    h("p", { class: "form-error", role: "alert", "data-role": "error" }),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "button primary", "aria-label": `Approve ${post.title}` }, "Approve")),
+  );
+  onSubmit(approveForm, () => approve(post, ui));
+
+  const rejectForm = h(
+    "form",
+    { class: "review-form", "data-role": "reject-form", novalidate: true },
+    h(
+      "div",
+      { class: "field" },
+      h("label", { for: `reject-note-${post.id}` }, "Why reject it"),
+      h(
+        "textarea",
+        {
+          id: `reject-note-${post.id}`,
+          name: "note",
+          rows: "2",
+          maxlength: "2000",
+          required: true,
+          oninput: (event) => (decision.note = event.target.value),
+        },
+        decision.note ?? "",
+      ),
+    ),
+    h("p", { class: "form-error", role: "alert", "data-role": "error" }),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "button danger", "aria-label": `Reject ${post.title}` }, "Reject")),
+  );
+  onSubmit(rejectForm, (data) => reject(post, String(data.get("note") ?? "").trim()));
+
+  return h(
+    "div",
+    { class: "subpanel review-panel" },
+    post.excerpt ? h("p", { class: "item-preview" }, post.excerpt) : null,
+    // The Markdown as written, as text: nothing in a draft is ever parsed as HTML.
+    h("pre", { class: "review-body", "data-role": "review-body" }, post.body),
+    seo ? seoFacts(seo) : h("p", { class: "hint" }, "No SEO metrics yet."),
+    seo?.warnings?.length
+      ? h("ul", { class: "seo-warnings", "data-role": "seo-warning-list" }, seo.warnings.map((w) => h("li", { "data-code": w.code }, w.message)))
+      : null,
+    drewOn(post),
+    h("div", { class: "review-actions" }, approveForm, rejectForm),
+  );
+}
+
+async function approve(post, ui) {
+  const body = { channel_ids: [...ui.decision.channels] };
+  if (ui.decision.mode === "queue") body.schedule = "queue";
+  if (ui.decision.mode === "at") {
+    const at = new Date(ui.decision.at);
+    if (!ui.decision.at || Number.isNaN(at.getTime())) throw new ApiError(422, "Pick the time to publish at.");
+    body.schedule = at.toISOString();
+  }
+  const answer = await api(`/posts/${post.id}/approve`, { method: "POST", body });
+  const sent = answer.publications.length;
+  $("review-status").textContent = `Approved “${post.title}”${sent ? `: ${plural(sent, "delivery")}` : ""}.`;
+  await Promise.allSettled([loadReview(), loadPosts()]);
+}
+
+async function reject(post, note) {
+  if (!note) throw new ApiError(422, "Write a note: the agent's owner reads it to fix the draft.", [{ loc: ["body", "note"] }]);
+  await api(`/posts/${post.id}/reject`, { method: "POST", body: { note } });
+  $("review-status").textContent = `Rejected “${post.title}”.`;
+  await Promise.allSettled([loadReview(), loadPosts()]);
+}
+
+// -- the agents
+
+async function loadAgents() {
+  const seq = agentsSeq;
+  let list;
+  try {
+    list = await api("/agents");
+  } catch (error) {
+    if (seq === agentsSeq && error.status !== 401) $("agents-status").textContent = error.message;
+    return;
+  }
+  if (seq !== agentsSeq) return;
+  agentList = list;
+  for (const id of agentUi.keys()) if (!list.some((a) => a.id === id)) agentUi.delete(id);
+  renderAgents();
+}
+
+function agentUiFor(agentId) {
+  let ui = agentUi.get(agentId);
+  if (!ui) {
+    ui = { note: null, running: false, draft: null, runsOpen: false, runs: null, runsError: "" };
+    agentUi.set(agentId, ui);
+  }
+  return ui;
+}
+
+function renderAgents() {
+  replaceKeepingFocus($("agents-list"), agentList.map(agentItem));
+  const status = $("agents-status");
+  if (!agentList.length && !status.textContent) status.textContent = "No agents yet. Add one to draft posts from your sources.";
+  else if (agentList.length && status.textContent.startsWith("No agents yet")) status.textContent = "";
+}
+
+function renderAgent(agentId) {
+  const agent = agentList.find((a) => a.id === agentId);
+  const row = agentRow(agentId);
+  if (!agent || !row) return;
+  const key = row.contains(document.activeElement) ? document.activeElement.dataset?.focusKey : null;
+  const fresh = agentItem(agent);
+  row.replaceWith(fresh);
+  if (key) fresh.querySelector(`[data-focus-key="${CSS.escape(key)}"]`)?.focus();
+}
+
+function agentButton(agent, role_, label, text, onclick, extra = {}) {
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "button small",
+      "data-role": role_,
+      "data-focus-key": `agent-${role_}-${agent.id}`,
+      "aria-label": `${label} ${agent.name}`,
+      onclick,
+      ...extra,
+    },
+    text,
+  );
+}
+
+function agentItem(agent) {
+  const ui = agentUiFor(agent.id);
+  const schedule = agent.schedule_cron ? `${agent.schedule_cron} (${agent.timezone})` : "No schedule: run by hand";
+  const draft = ui.draft
+    ? h(
+        "button",
+        { type: "button", class: "link-button", "data-role": "agent-draft", onclick: () => showDraft(ui.draft.post_id) },
+        ui.draft.title,
+      )
+    : null;
+  return h(
+    "li",
+    { class: "item agent", "data-id": agent.id },
+    h(
+      "div",
+      { class: "item-main" },
+      h("h3", { class: "item-title" }, agent.name, h("span", { class: "hint-inline" }, agent.topic)),
+      h(
+        "p",
+        { class: "item-meta" },
+        h("span", { class: `badge ${agent.enabled ? "good" : "neutral"}` }, agent.enabled ? "Enabled" : "Paused"),
+        h("span", { "data-role": "agent-provider" }, `${agent.provider.name} (${agent.provider.kind})`),
+        h("span", { class: "badge neutral", "data-role": "agent-review" }, REVIEW_MODES[agent.review] ?? humanize(agent.review)),
+      ),
+      h(
+        "p",
+        { class: "item-meta" },
+        h("span", { "data-role": "agent-schedule" }, schedule),
+        agent.next_run_at
+          ? h(
+              "span",
+              { "data-role": "agent-next-run" },
+              "Next run ",
+              h("time", { datetime: agent.next_run_at }, zonedDate(agent.next_run_at, agent.timezone)),
+            )
+          : null,
+        agent.last_run_at ? when("Last run", agent.last_run_at) : h("span", {}, "Never run"),
+      ),
+      h(
+        "p",
+        { class: `check ${ui.note?.tone ?? ""}`, "data-role": "agent-note", role: "status", "aria-live": "polite" },
+        ui.note?.text ?? "",
+        draft ? " " : null,
+        draft,
+      ),
+    ),
+    h(
+      "div",
+      { class: "item-actions" },
+      isReviewer()
+        ? null
+        : agentButton(agent, "run", "Run now", ui.running ? "Running…" : "Run now", () => runAgent(agent.id), {
+            "aria-disabled": ui.running ? "true" : null,
+          }),
+      agentButton(agent, "runs", "Runs of", "Runs", () => toggleRuns(agent.id), {
+        "aria-expanded": String(ui.runsOpen),
+        "aria-controls": `agent-runs-${agent.id}`,
+      }),
+      isReviewer()
+        ? null
+        : deleteButton(`agent “${agent.name}”`, `agent-delete-${agent.id}`, async () => {
+            await api(`/agents/${agent.id}`, { method: "DELETE" });
+            agentUi.delete(agent.id);
+            $("agents-status").textContent = `Deleted “${agent.name}”.`;
+            await loadAgents();
+          }),
+    ),
+    h("div", { class: "item-extra", id: `agent-runs-${agent.id}`, "data-role": "runs-slot" }, ui.runsOpen ? runsTable(ui) : null),
+  );
+}
+
+/** Bring a draft into view: in the review queue if it waits there, else in the Posts panel. */
+function showDraft(postId) {
+  const row = reviewRow(postId);
+  if (!row) {
+    showPost(postId);
+    return;
+  }
+  row.scrollIntoView({ block: "center" });
+  row.querySelector(`[data-focus-key="review-open-${CSS.escape(postId)}"]`)?.focus();
+}
+
+function setAgentNote(agentId, note) {
+  agentUiFor(agentId).note = note;
+  renderAgent(agentId);
+}
+
+async function runAgent(agentId) {
+  const ui = agentUiFor(agentId);
+  if (ui.running) return;
+  const owner = session;
+  ui.running = true;
+  ui.draft = null;
+  setAgentNote(agentId, { tone: "pending", text: "Starting…" });
+  let jobId = null;
+  try {
+    const started = await api("/tasks/generate-post", { method: "POST", body: { agent_id: agentId } });
+    jobId = started.task_id;
+    agentJobs.set(jobId, agentId);
+    const job = await pollJob(jobId, owner, (current, waited) =>
+      setAgentNote(agentId, { tone: "pending", text: jobProgressText(current, waited, "Writing…") }),
+    );
+    if (!job || owner !== session) return;
+    if (job.state === "SUCCESS" && job.result?.post_id) {
+      ui.draft = { post_id: job.result.post_id, title: job.result.title };
+      const words = job.result.word_count ? `, ${plural(job.result.word_count, "word")}` : "";
+      ui.note = { tone: "good", text: `SUCCESS: drafted (${humanize(job.result.status)}${words}):` };
+    } else {
+      ui.note = { tone: "bad", text: `${job.state}${job.error ? `: ${job.error}` : ""}` };
+    }
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (owner !== session || error.status === 401) return;
+    ui.note = { tone: "bad", text: error.message };
+  } finally {
+    if (jobId) agentJobs.delete(jobId);
+    ui.running = false;
+  }
+  await Promise.allSettled([loadReview(), loadPosts(), loadUsage(), loadAgents()]);
+  if (ui.runsOpen) await loadRuns(agentId);
+}
+
+async function toggleRuns(agentId) {
+  const ui = agentUiFor(agentId);
+  ui.runsOpen = !ui.runsOpen;
+  renderAgent(agentId);
+  if (ui.runsOpen) await loadRuns(agentId);
+}
+
+async function loadRuns(agentId) {
+  const ui = agentUiFor(agentId);
+  try {
+    ui.runs = (await api(`/agents/${agentId}/runs?limit=20`)).items;
+    ui.runsError = "";
+  } catch (error) {
+    ui.runsError = error.message;
+  }
+  renderAgent(agentId);
+}
+
+function runsTable(ui) {
+  if (ui.runsError) return h("p", { class: "status" }, ui.runsError);
+  if (ui.runs === null) return h("p", { class: "status" }, "Reading the runs…");
+  if (!ui.runs.length) return h("p", { class: "status" }, "No runs yet.");
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { class: "data-table", "data-role": "runs" },
+      h("thead", {}, h("tr", {}, ["Started", "State", "Tokens", "Cost", "Latency", "Draft", "Error"].map((t) => h("th", { scope: "col" }, t)))),
+      h(
+        "tbody",
+        {},
+        ui.runs.map((run) =>
+          h(
+            "tr",
+            { "data-id": run.id },
+            h("td", {}, h("time", { datetime: run.created_at }, formatDate(run.created_at))),
+            h("td", {}, h("span", { class: `badge ${RUN_TONES[run.state] ?? "neutral"}`, "data-role": "run-state" }, humanize(run.state))),
+            h("td", { class: "num" }, count(run.input_tokens + run.output_tokens)),
+            h("td", { class: "num" }, money(run.cost)),
+            h("td", { class: "num" }, ms(run.latency_ms)),
+            h("td", {}, run.post_id ? h("button", { type: "button", class: "link-button", onclick: () => showDraft(run.post_id) }, "Open") : "–"),
+            h("td", { class: "run-error" }, run.error ?? ""),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+// -- the "Add agent" form
+
+function fillAgentChoices() {
+  const form = $("agent-form");
+  const ticked = (name) => new Set([...form.querySelectorAll(`[name="${name}"]:checked`)].map((el) => el.value));
+  const choices = (name, list, empty) => {
+    const keep = ticked(name);
+    if (!list.length) return [h("p", { class: "hint" }, empty)];
+    return list.map((row) =>
+      h(
+        "label",
+        { class: "choice" },
+        h("input", { type: "checkbox", name, value: row.id, checked: keep.has(row.id) }),
+        h("span", { class: "choice-name" }, row.name),
+      ),
+    );
+  };
+  $("agent-sources").replaceChildren(...choices("source_ids", sourceList, "No sources yet: add one in Sources."));
+  $("agent-channels").replaceChildren(...choices("channel_ids", channels, "No channels yet."));
+  const select = $("agent-provider");
+  const picked = select.value;
+  select.replaceChildren(
+    h("option", { value: "" }, "The workspace's default"),
+    ...providerList.map((p) => h("option", { value: p.id }, `${p.name} (${p.kind})`)),
+  );
+  select.value = providerList.some((p) => p.id === picked) ? picked : "";
+}
+
+$("agent-create").addEventListener("toggle", () => {
+  if ($("agent-create").open) fillAgentChoices();
+});
+
+function optionalNumber(data, name) {
+  const raw = String(data.get(name) ?? "").trim();
+  if (!raw) return null;
+  const value = Number(raw);
+  if (!Number.isFinite(value)) throw new ApiError(422, `${name}: give a number.`, [{ loc: ["body", name] }]);
+  return value;
+}
+
+onSubmit(
+  $("agent-form"),
+  async (data) => {
+    const body = {
+      name: String(data.get("name")).trim(),
+      topic: String(data.get("topic")).trim(),
+      keywords: String(data.get("keywords"))
+        .split(",")
+        .map((k) => k.trim())
+        .filter(Boolean),
+      source_ids: data.getAll("source_ids").map(String),
+      channel_ids: data.getAll("channel_ids").map(String),
+      timezone: String(data.get("timezone")).trim() || "UTC",
+      review: String(data.get("review")),
+      quota: {},
+    };
+    const cron = String(data.get("schedule_cron")).trim();
+    if (cron) body.schedule_cron = cron;
+    const provider = String(data.get("provider_id"));
+    if (provider) body.provider_id = provider;
+    for (const name of ["drafts_per_month", "tokens_per_month", "cost_per_month"]) {
+      const value = optionalNumber(data, name);
+      if (value !== null) body.quota[name] = value;
+    }
+    const agent = await api("/agents", { method: "POST", body });
+    $("agent-form").reset();
+    closeCreate("agent-create");
+    const next = agent.next_runs.map((iso) => zonedDate(iso, agent.timezone)).join("; ");
+    $("agents-status").textContent = `Added “${agent.name}”.${next ? ` Next runs (${agent.timezone}): ${next}.` : ""}`;
+    await loadAgents();
+  },
+  // A quota limit's error points at body.quota.<limit>: its field is named by the limit.
+  (loc) => (loc[1] === "quota" && loc.length > 2 ? loc[2] : loc[1]),
+);
+
+// -- usage this month
+
+async function loadUsage() {
+  const seq = agentsSeq;
+  let report;
+  try {
+    report = await api("/usage?group_by=agent");
+  } catch (error) {
+    if (seq === agentsSeq && error.status !== 401) $("usage-totals").textContent = error.message;
+    return;
+  }
+  if (seq !== agentsSeq) return;
+  const t = report.totals;
+  $("usage-totals").textContent =
+    `${plural(t.runs, "run")}, ${count(t.tokens)} tokens, ${money(t.cost, report.currency)}` +
+    (t.quota_left ? `; workspace quota left: ${quotaLeft(t.quota_left, report.currency)}` : "");
+  if (!report.rows.length) {
+    $("usage-table").replaceChildren(h("p", { class: "status" }, "No provider calls this month."));
+    return;
+  }
+  const top = Math.max(...report.rows.map((r) => r.tokens), 1);
+  $("usage-table").replaceChildren(
+    h(
+      "table",
+      { class: "data-table", "data-role": "usage" },
+      h(
+        "thead",
+        {},
+        h("tr", {}, ["Agent", "Runs", "Tokens", "Cost", "p50", "p95", "Quota left", ""].map((t) => h("th", { scope: "col" }, t))),
+      ),
+      h(
+        "tbody",
+        {},
+        report.rows.map((row) =>
+          h(
+            "tr",
+            { "data-key": row.key ?? "" },
+            h("th", { scope: "row" }, row.label),
+            h("td", { class: "num", "data-field": "runs" }, count(row.runs)),
+            h("td", { class: "num", "data-field": "tokens" }, count(row.tokens)),
+            h("td", { class: "num", "data-field": "cost" }, money(row.cost, report.currency)),
+            h("td", { class: "num" }, ms(row.latency_p50_ms)),
+            h("td", { class: "num" }, ms(row.latency_p95_ms)),
+            h("td", {}, row.quota_left ? quotaLeft(row.quota_left, report.currency) : "No limit"),
+            h(
+              "td",
+              { class: "bar-cell", "aria-hidden": "true" },
+              h("span", { class: "bar", style: `width: ${Math.round((row.tokens / top) * 100)}%` }),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function quotaLeft(left, currency) {
+  const parts = [];
+  if (left.drafts !== null) parts.push(plural(left.drafts, "draft"));
+  if (left.tokens !== null) parts.push(`${count(left.tokens)} tokens`);
+  if (left.cost !== null) parts.push(money(left.cost, currency));
+  return parts.join(", ") || "No limit";
+}
+
+// -- providers
+
+async function loadProviders() {
+  const seq = agentsSeq;
+  let list;
+  try {
+    list = await api("/providers");
+  } catch (error) {
+    if (seq === agentsSeq && error.status !== 401) $("providers-status").textContent = error.message;
+    return;
+  }
+  if (seq !== agentsSeq) return;
+  providerList = list;
+  renderProviders();
+}
+
+function renderProviders() {
+  replaceKeepingFocus($("providers-list"), providerList.map(providerItem));
+  $("providers-status").textContent = providerList.length
+    ? ""
+    : "No providers: agents use the built-in digest (offline, no model).";
+}
+
+function providerItem(provider) {
+  const note = providerNotes.get(provider.id);
+  const prices =
+    provider.price_source === "unknown"
+      ? "price unknown: calls count as free"
+      : `${money(provider.input_price_per_million)} in / ${money(provider.output_price_per_million)} out per million tokens`;
+  return h(
+    "li",
+    { class: "item provider", "data-id": provider.id },
+    h(
+      "div",
+      { class: "item-main" },
+      h("h3", { class: "item-title" }, provider.name, h("span", { class: "hint-inline" }, provider.kind)),
+      h(
+        "p",
+        { class: "item-meta" },
+        badge(provider.state),
+        provider.model ? h("span", {}, provider.model) : null,
+        provider.base_url ? h("span", { class: "source-url" }, provider.base_url) : null,
+        provider.kind === "openai" ? h("span", {}, provider.has_api_key ? "key stored" : "no key") : null,
+        provider.kind === "openai" ? h("span", {}, prices) : null,
+      ),
+      provider.state_reason ? h("p", { class: "source-why warn" }, provider.state_reason) : null,
+      h("p", { class: `check ${note?.tone ?? ""}`, "data-role": "provider-note", role: "status", "aria-live": "polite" }, note?.text ?? ""),
+    ),
+    isReviewer()
+      ? null
+      : h(
+          "div",
+          { class: "item-actions" },
+          h(
+            "button",
+            {
+              type: "button",
+              class: "button small",
+              "data-focus-key": `provider-test-${provider.id}`,
+              "aria-label": `Test ${provider.name}`,
+              "aria-disabled": note?.running ? "true" : null,
+              onclick: () => testProvider(provider.id),
+            },
+            note?.running ? "Testing…" : "Test",
+          ),
+          deleteButton(`provider “${provider.name}”`, `provider-delete-${provider.id}`, async () => {
+            await api(`/providers/${provider.id}`, { method: "DELETE" });
+            providerNotes.delete(provider.id);
+            await Promise.allSettled([loadProviders(), loadAgents()]);
+            $("providers-status").textContent = `Deleted “${provider.name}”.`;
+          }),
+        ),
+  );
+}
+
+async function testProvider(providerId) {
+  if (providerNotes.get(providerId)?.running) return;
+  const owner = session;
+  const set = (note) => {
+    providerNotes.set(providerId, note);
+    renderProviders();
+  };
+  set({ tone: "pending", text: "Starting the test…", running: true });
+  try {
+    const started = await api(`/providers/${providerId}/test`, { method: "POST" });
+    const job = await pollJob(started.task_id, owner, (current, waited) =>
+      set({ tone: "pending", text: jobProgressText(current, waited, "Testing…"), running: true }),
+    );
+    if (!job || owner !== session) return;
+    const r = job.result ?? {};
+    set(
+      job.state === "SUCCESS"
+        ? {
+            tone: "good",
+            text: r.latency_ms
+              ? `SUCCESS: “${r.reply}” in ${ms(r.latency_ms)}, ${count(r.input_tokens + r.output_tokens)} tokens, ${money(r.cost)}.`
+              : `SUCCESS: ${r.reply}`,
+          }
+        : { tone: "bad", text: `${job.state}${job.error ? `: ${job.error}` : ""}` },
+    );
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (owner === session) set({ tone: "bad", text: error.message });
+  }
+  await Promise.allSettled([loadProviders(), loadUsage()]); // a refused key marks it; a call is usage
+}
+
+function showProviderFields() {
+  const form = $("provider-form");
+  const kind = form.elements.namedItem("kind").value;
+  for (const el of form.querySelectorAll("[data-kinds]")) {
+    const shown = el.dataset.kinds.split(" ").includes(kind);
+    el.hidden = !shown;
+    for (const input of el.querySelectorAll("input")) input.disabled = !shown;
+    if (el instanceof HTMLInputElement) el.disabled = !shown;
+  }
+}
+
+$("provider-kind").addEventListener("change", showProviderFields);
+showProviderFields();
+
+onSubmit($("provider-form"), async (data) => {
+  const body = { kind: String(data.get("kind")), name: String(data.get("name")).trim() };
+  if (body.kind === "openai") {
+    for (const name of ["base_url", "model", "api_key"]) {
+      const value = String(data.get(name) ?? "").trim();
+      if (value) body[name] = value;
+    }
+    for (const name of ["input_price_per_million", "output_price_per_million"]) {
+      const value = optionalNumber(data, name);
+      if (value !== null) body[name] = value;
+    }
+  }
+  const provider = await api("/providers", { method: "POST", body });
+  $("provider-form").reset(); // the key leaves the page with the form's other fields
+  showProviderFields();
+  closeCreate("provider-create");
+  await loadProviders();
+  $("providers-status").textContent = `Added “${provider.name}”.`;
+});
+
+$("agents-refresh").addEventListener("click", () => loadAgentsPanel());
+
+// -- live
+
+function onAgentJobEvent(data) {
+  const agentId = agentJobs.get(data.id);
+  if (agentId && data.state && !["SUCCESS", "FAILURE", "REVOKED"].includes(data.state)) {
+    setAgentNote(agentId, { tone: "pending", text: jobProgressText(data, 0, "Writing…") });
+  }
+  // A run this page did not start (the schedule, a source, another tab) ended: its draft
+  // may wait for review, and the agent's last run and usage changed.
+  if (data.kind === "agent.generate" && !agentId && ["SUCCESS", "FAILURE"].includes(data.state)) loadAgentsSoon();
+}
+
+function onReviewedEvent(data) {
+  scheduleSync(); // the Posts panel's rows
+  if (typeof data.post_id === "string") loadReview();
+}
+
 // ---------------------------------------------------------------- live events
 
 let syncTimer = null;
@@ -1880,7 +2779,7 @@ function scheduleSync({ channels: alsoChannels = false } = {}) {
 async function syncVisible(withChannels) {
   const owner = session;
   const tasks = [];
-  if (withChannels) tasks.push(loadChannels(), loadSources().then(reloadOpenItems));
+  if (withChannels) tasks.push(loadChannels(), loadSources().then(reloadOpenItems), loadAgentsPanel());
   const rows = $("posts-list").children.length;
   if (rows) {
     // The same filters, as many rows as are shown: patch the state badges in place.
@@ -2010,9 +2909,12 @@ function connectLive(owner) {
         }
         if (data && typeof data === "object") handle(data);
       });
-    listen("job.state", onJobEvent);
+    listen("job.state", (data) => {
+      onJobEvent(data);
+      onAgentJobEvent(data);
+    });
     listen("source.items", onSourceItemsEvent);
-    listen("post.reviewed", () => scheduleSync()); // approved or rejected: re-read the posts shown
+    listen("post.reviewed", onReviewedEvent); // approved or rejected: re-read the posts shown
     mine.addEventListener("reset", (event) => {
       if (source !== mine) return;
       track(event);
