@@ -333,6 +333,7 @@ def test_a_decision_is_a_live_event_after_commit(
         assert approve(client, account, approved).status_code == 200
         assert reject(client, account, rejected, "No.").status_code == 200
         assert approve(client, account, approved).status_code == 409  # no event for a 409
+        assert submit(client, account, rejected)["state"] == "in_review"
         flush_events()
         events = [
             json.loads(fields["data"])
@@ -351,6 +352,13 @@ def test_a_decision_is_a_live_event_after_commit(
             "post_id": rejected,
             "decision": "rejected",
             "state": "rejected",
+            "reviewer_id": str(account.user_id),
+            "reviewer_email": account.email,
+        },
+        {
+            "post_id": rejected,
+            "decision": "submitted",
+            "state": "in_review",
             "reviewer_id": str(account.user_id),
             "reviewer_email": account.email,
         },

@@ -139,8 +139,9 @@ def reject(session: Session, principal: Principal, post_id: uuid.UUID, note: str
 
 def submit(session: Session, principal: Principal, post_id: uuid.UUID) -> Post:
     """Send a rejected post (or a draft with nothing delivered) back for review; the last
-    decision is cleared, so the queue shows it as new."""
-    return _decide(
+    decision is cleared, so the queue shows it as new (live: ``post.reviewed`` with the
+    decision "submitted")."""
+    post = _decide(
         session,
         principal,
         post_id,
@@ -152,6 +153,8 @@ def submit(session: Session, principal: Principal, post_id: uuid.UUID) -> Post:
         review_decision=None,
         review_note=None,
     )
+    _announce(session, principal, post, "submitted")
+    return post
 
 
 def review_queue(session: Session, principal: Principal, limit: int = 100) -> list[Post]:
