@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from herald.agents.models import AgentRun, LedgerEntry, Provider, RunItem, RunState
 from herald.agents.reserve import INPUT_BUDGET_TOKENS, output_budget
-from herald.agents.tasks import generate_post
+from herald.agents.tasks import draft_items, generate_post
 from herald.core.db import session_scope
 from herald.jobs.models import Job, JobState
 from herald.posts.models import Post
@@ -288,3 +288,43 @@ def test_twenty_concurrent_requests_against_room_for_five_call_the_provider_five
     for answer in accepted:
         assert generate_post(answer.json()["task_id"])["success"] is True
     assert openai_server.calls == 5
+
+
+def test_a_source_hands_its_new_items_to_its_agent_one_run_each_within_the_quota(
+    client: TestClient, account: Account, feed_server: FeedServer
+) -> None:
+    agent = _agent(client, account, quota={"drafts_per_month": 2})
+    feed_server.put("/feed.xml", rss(STORIES[:1]))
+    source = client.post(
+        "/api/v1/sources",
+        json={"kind": "feed", "name": "Lang news", "url": feed_server.url("/feed.xml"),
+              "agent_id": agent["id"], "auto_generate": True, "max_drafts_per_check": 3},
+        headers=account.headers,
+    ).json()  # fmt: skip
+    baseline = client.post(f"/api/v1/sources/{source['id']}/check", headers=account.headers)
+    assert check_source_job(baseline.json()["task_id"])["to_agent"] == []  # a baseline
+    feed_server.put("/feed.xml", rss(STORIES))
+
+    checked = client.post(f"/api/v1/sources/{source['id']}/check", headers=account.headers)
+    handed = check_source_job(checked.json()["task_id"])["to_agent"]
+    assert len(handed) == 2  # the two new items
+    # Another workspace's agent is refused like a missing one.
+    other = client.patch(
+        f"/api/v1/sources/{source['id']}",
+        json={"agent_id": str(uuid.uuid4())},
+        headers=account.headers,
+    )
+    assert other.status_code == 422 and "agent_id" in other.text
+
+    started = draft_items(agent["id"], handed)
+    assert len(started["runs"]) == 2 and "refused" not in started
+    for run_id in started["runs"]:
+        with session_scope() as s:
+            job_id = s.get_one(AgentRun, uuid.UUID(run_id)).job_id
+        assert job_id is not None
+        assert generate_post(job_id)["success"] is True
+    # The quota (2 drafts) is spent: a third item is refused, and the refusal recorded.
+    assert "2 of its 2 drafts" in draft_items(agent["id"], handed[:1])["refused"]
+    with session_scope() as s:
+        states = sorted(r.state for r in s.scalars(select(AgentRun)))
+    assert states == [RunState.REFUSED, RunState.SUCCEEDED, RunState.SUCCEEDED]
