@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from herald.agents.models import AgentSettings, LedgerEntry, Provider, ProviderKind, ProviderState
@@ -27,7 +26,7 @@ from herald.agents.providers.base import CallRecord, ErrorKind, ProviderConfig, 
 from herald.agents.providers.openai import OpenAIProvider
 from herald.core.address_guard import AddressNotAllowed, check_url
 from herald.core.crypto import decrypt_json, encrypt_json
-from herald.core.db import flush_unique, resolve_ref
+from herald.core.db import flush_unique, own_row, own_rows, resolve_ref
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.tx import after_commit
 from herald.jobs import service as jobs
@@ -119,11 +118,7 @@ def create_provider(session: Session, principal: Principal, body: ProviderCreate
 
 
 def get_provider(session: Session, principal: Principal, provider_id: uuid.UUID) -> Provider:
-    provider = session.get(Provider, provider_id)
-    # Another workspace's provider is indistinguishable from a missing one.
-    if provider is None or provider.workspace_id != principal.workspace_id:
-        raise NotFound(f"No provider {provider_id}.")
-    return provider
+    return own_row(session, Provider, principal.workspace_id, provider_id, "provider")
 
 
 def resolve_provider(session: Session, principal: Principal, ref: str) -> Provider:
@@ -132,13 +127,7 @@ def resolve_provider(session: Session, principal: Principal, ref: str) -> Provid
 
 
 def list_providers(session: Session, principal: Principal) -> list[Provider]:
-    return list(
-        session.scalars(
-            select(Provider)
-            .where(Provider.workspace_id == principal.workspace_id)
-            .order_by(Provider.name)
-        )
-    )
+    return own_rows(session, Provider, principal.workspace_id)
 
 
 def update_provider(

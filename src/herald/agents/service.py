@@ -44,8 +44,8 @@ from herald.agents.schemas import (
 )
 from herald.channels.models import Channel
 from herald.core.clock import utcnow
-from herald.core.db import flush_unique, resolve_ref
-from herald.core.errors import InvalidInput, NotFound
+from herald.core.db import flush_unique, own_row, own_rows, resolve_ref
+from herald.core.errors import InvalidInput
 from herald.core.pagination import decode_cursor, encode_cursor
 from herald.scheduling.slots import zone_or_422
 from herald.sources.models import Source
@@ -163,24 +163,16 @@ def create_agent(session: Session, principal: Principal, body: AgentCreate) -> A
 
 
 def get_agent(session: Session, principal: Principal, agent_id: uuid.UUID) -> Agent:
-    agent = session.get(Agent, agent_id)
-    # Another workspace's agent is indistinguishable from a missing one.
-    if agent is None or agent.workspace_id != principal.workspace_id:
-        raise NotFound(f"No agent {agent_id}.")
-    return agent
+    return own_row(session, Agent, principal.workspace_id, agent_id, "agent")
 
 
 def resolve_agent(session: Session, principal: Principal, ref: str) -> Agent:
-    """A agent by its id, a unique prefix of its id, or its name (the CLI's argument)."""
+    """An agent by its id, a unique prefix of its id, or its name (the CLI's argument)."""
     return resolve_ref(session, Agent, principal.workspace_id, ref, "agent")
 
 
 def list_agents(session: Session, principal: Principal) -> list[Agent]:
-    return list(
-        session.scalars(
-            select(Agent).where(Agent.workspace_id == principal.workspace_id).order_by(Agent.name)
-        )
-    )
+    return own_rows(session, Agent, principal.workspace_id)
 
 
 def update_agent(

@@ -447,6 +447,24 @@ def flush_unique(session: Session, kind: str, name: str) -> None:
 _Named = TypeVar("_Named", bound="IdMixin")
 
 
+def own_row(
+    session: Session, model: type[_Named], workspace_id: uuid.UUID, row_id: uuid.UUID, kind: str
+) -> _Named:
+    """A workspace's row by its id; another workspace's is not found, exactly as a missing
+    one is (404)."""
+    row = session.get(model, row_id)
+    if row is None or getattr(row, "workspace_id", None) != workspace_id:
+        raise NotFound(f"No {kind} {row_id}.")
+    return row
+
+
+def own_rows(session: Session, model: type[_Named], workspace_id: uuid.UUID) -> list[_Named]:
+    """A workspace's named rows, by name."""
+    columns: Any = model  # a named row of a workspace: it has workspace_id and name
+    query = select(model).where(columns.workspace_id == workspace_id).order_by(columns.name)
+    return list(session.scalars(query))
+
+
 def resolve_ref(
     session: Session, model: type[_Named], workspace_id: uuid.UUID, ref: str, kind: str
 ) -> _Named:

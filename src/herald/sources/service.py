@@ -15,8 +15,8 @@ from herald.core.address_guard import check_url
 from herald.core.clock import utcnow
 from herald.core.crypto import encrypt_json
 from herald.core.dates import to_utc
-from herald.core.db import flush_unique, resolve_ref
-from herald.core.errors import InvalidInput, NotFound
+from herald.core.db import flush_unique, own_row, own_rows, resolve_ref
+from herald.core.errors import InvalidInput
 from herald.core.pagination import decode_cursor, encode_cursor
 from herald.core.tx import after_commit
 from herald.jobs import service as jobs
@@ -111,11 +111,7 @@ def create_source(session: Session, principal: Principal, body: SourceCreate) ->
 
 
 def get_source(session: Session, principal: Principal, source_id: uuid.UUID) -> Source:
-    source = session.get(Source, source_id)
-    # Another workspace's source is indistinguishable from a missing one.
-    if source is None or source.workspace_id != principal.workspace_id:
-        raise NotFound(f"No source {source_id}.")
-    return source
+    return own_row(session, Source, principal.workspace_id, source_id, "source")
 
 
 def resolve_source(session: Session, principal: Principal, ref: str) -> Source:
@@ -124,13 +120,7 @@ def resolve_source(session: Session, principal: Principal, ref: str) -> Source:
 
 
 def list_sources(session: Session, principal: Principal) -> list[Source]:
-    return list(
-        session.scalars(
-            select(Source)
-            .where(Source.workspace_id == principal.workspace_id)
-            .order_by(Source.name)
-        )
-    )
+    return own_rows(session, Source, principal.workspace_id)
 
 
 def update_source(
