@@ -15,19 +15,15 @@ serves the benchmark's thousand feeds.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import gzip
 import hashlib
-import socket
-import threading
 import time
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit
+
+from tests.fakes.loopback import LoopbackServer, TrackedHandler
 
 FEEDS = Path(__file__).parent.parent / "sources" / "feeds"
 
@@ -80,20 +76,15 @@ class _Path:
     seen: list[dict[str, str]] = field(default_factory=list)  # request headers, lower-case
 
 
-class FeedServer:
+class FeedServer(LoopbackServer):
     def __init__(self) -> None:
+        super().__init__()
         self._paths: dict[str, _Path] = {}
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- control surface -----------------------------------------------------------------
 
     def url(self, path: str) -> str:
-        assert self._server is not None, "start() the server first"
-        return f"http://127.0.0.1:{self._server.server_port}{path}"
+        return f"http://127.0.0.1:{self.port}{path}"
 
     def put(
         self,
@@ -220,29 +211,10 @@ class FeedServer:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> Self:
+    def _handler(self) -> type[TrackedHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive: the benchmark reuses connections
-            # Headers and body go out in separate writes: without this, Nagle's algorithm
-            # holds the body until the client's delayed ACK (~40 ms per answer).
-            disable_nagle_algorithm = True
-            timeout = 30  # an idle kept-alive connection's thread ends after this
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                with fake._lock:
-                    fake._connections.add(self.connection)
-
-            def finish(self) -> None:
-                with fake._lock:
-                    fake._connections.discard(self.connection)
-                super().finish()
-
+        class Handler(TrackedHandler):
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
                 headers = {name.lower(): value for name, value in self.headers.items()}
@@ -316,40 +288,4 @@ class FeedServer:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 256  # a benchmark round opens many connections at once
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # a delayed answer gives up at once
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        # Kept-alive connections too: a client's pooled connection must never reach this
-        # server's handlers once another server listens on the same port.
-        with self._lock:
-            open_connections, self._connections = self._connections, set()
-        for connection in open_connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return Handler

@@ -23,17 +23,14 @@ Scriptable per test, thread-safe::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import socket
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from tests.fakes.loopback import LoopbackServer, TrackedHandler
 
 MODELS = ("gpt-4o-mini", "gpt-4.1-nano", "llama3.2")
 ROLES = frozenset({"system", "user", "assistant"})
@@ -121,10 +118,11 @@ def article(messages: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-class OpenAIServer:
+class OpenAIServer(LoopbackServer):
     """See the module docstring."""
 
     def __init__(self, *, api_key: str | None = None, models: tuple[str, ...] = MODELS) -> None:
+        super().__init__()
         self.api_key = api_key
         self.models = models
         self.latency = 0.0
@@ -132,18 +130,12 @@ class OpenAIServer:
         self.headers: list[dict[str, str]] = []
         self._usage = True
         self._faults: deque[_Fault] = deque()
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- control surface -----------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "start() the server first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self.port}/v1"
 
     @property
     def calls(self) -> int:
@@ -231,27 +223,10 @@ class OpenAIServer:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> Self:
+    def _handler(self) -> type[TrackedHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-            timeout = 30
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                with fake._lock:
-                    fake._connections.add(self.connection)
-
-            def finish(self) -> None:
-                with fake._lock:
-                    fake._connections.discard(self.connection)
-                super().finish()
-
+        class Handler(TrackedHandler):
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
                     self._answer(200, fake._models(), {})
@@ -285,37 +260,4 @@ class OpenAIServer:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # a slow answer gives up at once
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        with self._lock:
-            open_connections, self._connections = self._connections, set()
-        for connection in open_connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return Handler
