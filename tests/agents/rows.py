@@ -1,32 +1,19 @@
 """Rows the agents' tests arrange directly: sources, channels and providers (each has
 its own API, tested in its own folder), runs and ledger rows (written by the generation
-job), and a clock to freeze."""
+job); the clock is frozen with tests.scheduling.frozen."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 from herald.agents.models import AgentRun, LedgerEntry, Provider, ProviderKind, RunTrigger
 from herald.channels.models import Channel
-from herald.core.clock import set_clock
 from herald.core.db import session_scope
 from herald.sources.models import Source, SourceKind
 from herald.users.models import Role, TokenKind, Workspace
 from herald.users.service import create_user, issue_token
 from tests.conftest import Account
-
-
-@contextmanager
-def frozen(moment: datetime) -> Iterator[None]:
-    set_clock(lambda: moment)
-    try:
-        yield
-    finally:
-        set_clock(None)
 
 
 def add_source(workspace_id: uuid.UUID, name: str = "News") -> str:

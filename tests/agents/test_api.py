@@ -19,10 +19,10 @@ from tests.agents.rows import (
     add_provider,
     add_run,
     add_source,
-    frozen,
     reviewer_in,
 )
 from tests.conftest import Account, MakeAccount
+from tests.scheduling import frozen
 
 pytestmark = pytest.mark.usefixtures("db_backend")
 

@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 from herald.agents.models import Agent, AgentSettings, RunState
 from herald.agents.usage import percentile
 from herald.core.db import session_scope
-from tests.agents.rows import add_ledger, add_run, frozen
+from tests.agents.rows import add_ledger, add_run
 from tests.conftest import Account, MakeAccount
+from tests.scheduling import frozen
 
 URL = "/api/v1/usage"
 NOW = datetime(2026, 12, 15, 12, tzinfo=UTC)
