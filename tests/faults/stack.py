@@ -397,7 +397,9 @@ class FaultStack:
                 pids = session.scalars(select(Heartbeat.pid).where(Heartbeat.pid == proc.pid))
                 return proc.pid in pids
 
-        wait_for(lambda: retrying(beating), START_TIMEOUT, 0.2, what="the scheduler's heartbeat")
+        # Often: with two schedulers the row names whichever wrote last, and one that
+        # writes just after the other leaves the first's pid there only for that gap.
+        wait_for(lambda: retrying(beating), START_TIMEOUT, 0.02, what="the scheduler's heartbeat")
 
     def close(self) -> None:
         for beat in self.beats:
