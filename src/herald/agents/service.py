@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from herald.agents import cron
@@ -226,14 +226,9 @@ def update_agent(
 
 def delete_agent(session: Session, principal: Principal, agent_id: uuid.UUID) -> None:
     """Delete the agent and its runs; its ledger rows stay (they copy its name), and its
-    sources go back to drafting from items themselves."""
+    sources go back to drafting from items themselves (their foreign key is SET NULL)."""
     principal.require_manager()
     agent = get_agent(session, principal, agent_id)
-    session.execute(
-        update(Source)
-        .where(Source.workspace_id == principal.workspace_id, Source.agent_id == agent.id)
-        .values(agent_id=None)
-    )
     session.delete(agent)
     session.flush()
 
