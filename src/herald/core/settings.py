@@ -129,6 +129,17 @@ class Settings(BaseSettings):
         description="A delivery that fell due while Herald was stopped goes out at start "
         "unless it is later than this; then it fails with reason `missed`.",
     )
+    backup_keep_daily: int = Field(
+        7, ge=0, description="Backups kept: the newest of each of this many recent days."
+    )
+    backup_keep_weekly: int = Field(
+        4, ge=0, description="Backups kept besides: the newest of each of this many recent weeks."
+    )
+    pg_dump: str = Field(
+        "pg_dump",
+        description="`pg_dump` used to back up PostgreSQL (`pg_restore` is looked up beside "
+        "it). Unset: found on PATH.",
+    )
     job_retention_days: int = Field(
         30, description="Finished job records older than this are deleted (daily, 03:00 UTC)."
     )
