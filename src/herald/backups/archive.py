@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from herald import __version__
-from herald.core.errors import HeraldError
+from herald.core.errors import HeraldError, InvalidInput, NotFound
 from herald.core.settings import SECRETS_FILE, Settings
 
 NAME_RE = re.compile(r"^herald-(\d{8}-\d{6})\.tar\.gz$")
@@ -57,15 +57,32 @@ def _noop(_done: int, _total: int, _message: str) -> None:
     return None
 
 
+class BadBackupName(InvalidInput, BackupError):
+    """A name Herald never gives an archive (a path, ``..``, another file)."""
+
+
 def check_name(name: str) -> str:
     """Only names Herald makes: no path, no traversal (a name becomes a file path)."""
     if not NAME_RE.match(name):
-        raise BackupError(f"{name!r} is not a backup name (herald-YYYYMMDD-HHMMSS.tar.gz).")
+        raise BadBackupName(
+            f"{name!r} is not a backup name (herald-YYYYMMDD-HHMMSS.tar.gz).", field="name"
+        )
     return name
 
 
 def backup_path(settings: Settings, name: str) -> Path:
     return settings.backups_dir / check_name(name)
+
+
+class NoSuchBackup(NotFound, BackupError):
+    """No archive by that name in the backups directory."""
+
+
+def existing_backup(settings: Settings, name: str) -> Path:
+    path = backup_path(settings, name)
+    if not path.is_file():
+        raise NoSuchBackup(f"No backup {name}.")
+    return path
 
 
 def _sha256(path: Path) -> str:
@@ -323,9 +340,7 @@ def to_prune(
 
 
 def delete_backup(settings: Settings, name: str) -> None:
-    path = backup_path(settings, name)
-    if not path.is_file():
-        raise BackupError(f"No backup {name}.")
+    path = existing_backup(settings, name)
     path.unlink()
     _state_file(path).unlink(missing_ok=True)
 

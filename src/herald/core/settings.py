@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import secrets
+from datetime import time
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -128,6 +129,10 @@ class Settings(BaseSettings):
         6 * 3600,
         description="A delivery that fell due while Herald was stopped goes out at start "
         "unless it is later than this; then it fails with reason `missed`.",
+    )
+    backup_at: time = Field(
+        time(2, 30),
+        description="When the nightly backup runs, `HH:MM` UTC (then retention prunes).",
     )
     backup_keep_daily: int = Field(
         7, ge=0, description="Backups kept: the newest of each of this many recent days."
