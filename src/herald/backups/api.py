@@ -1,5 +1,6 @@
-"""``/api/v1/backups``: make, list, download and delete backup archives (admins only:
-an archive holds every workspace's data and the keys that decrypt channel credentials)."""
+"""``/api/v1/backups``: make, list, download and delete backup archives (admins of the
+first workspace only: an archive holds every workspace's data and the keys that decrypt
+channel credentials)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def create_backup(principal: PrincipalDep, session: SessionDep) -> JobStarted:
 
 
 @router.get("")
-def list_backups(principal: PrincipalDep) -> list[BackupRead]:
+def list_backups(principal: PrincipalDep, session: SessionDep) -> list[BackupRead]:
     """Backups, newest first, with their checksum state."""
-    return service.list_backups(principal)
+    return service.list_backups(session, principal)
 
 
 @router.get(
@@ -34,14 +35,14 @@ def list_backups(principal: PrincipalDep) -> list[BackupRead]:
     response_class=FileResponse,
     responses={**problem_responses(404, 422), 200: {"content": {"application/gzip": {}}}},
 )
-def download_backup(name: str, principal: PrincipalDep) -> FileResponse:
+def download_backup(name: str, principal: PrincipalDep, session: SessionDep) -> FileResponse:
     """The archive, streamed from disk."""
-    path = service.download_path(principal, name)
+    path = service.download_path(session, principal, name)
     return FileResponse(path, media_type="application/gzip", filename=path.name)
 
 
 @router.delete(
     "/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 422)
 )
-def delete_backup(name: str, principal: PrincipalDep) -> None:
-    service.delete_backup(principal, name)
+def delete_backup(name: str, principal: PrincipalDep, session: SessionDep) -> None:
+    service.delete_backup(session, principal, name)

@@ -19,13 +19,14 @@ from herald.backups import archive
 from herald.backups.schemas import BackupRead
 from herald.core.clock import utcnow
 from herald.core.db import session_scope
+from herald.core.errors import Forbidden
 from herald.core.settings import get_settings
 from herald.core.tx import after_commit
 from herald.jobs import service as jobs
 from herald.jobs.models import Job
 from herald.jobs.runner import run_job
 from herald.scheduling.service import claim_period, finish_period, utc_day_key
-from herald.users.service import Principal
+from herald.users.service import Principal, default_principal
 from herald.worker import app as celery_app
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,21 @@ NIGHTLY = "backup-nightly"
 PROGRESS_EVERY = 1.0
 
 
-def start_backup(session: Session, principal: Principal) -> Job:
-    """Record the job and send its task once this transaction commits (admins only)."""
+def require_instance_admin(session: Session, principal: Principal) -> None:
+    """An archive holds every workspace's data and the keys that decrypt every channel:
+    only an admin of the instance's first workspace (the one `herald up` made, whose
+    first admin the command line acts as) may touch backups. Another workspace's admin
+    is refused like a member (403)."""
     principal.require_admin()
+    if default_principal(session).workspace_id != principal.workspace_id:
+        raise Forbidden(
+            "Backups hold every workspace: only the first workspace's admins manage them."
+        )
+
+
+def start_backup(session: Session, principal: Principal) -> Job:
+    """Record the job and send its task once this transaction commits."""
+    require_instance_admin(session, principal)
     job = jobs.create_job(
         session,
         workspace_id=principal.workspace_id,
@@ -53,18 +66,18 @@ def start_backup(session: Session, principal: Principal) -> Job:
     return job
 
 
-def list_backups(principal: Principal) -> list[BackupRead]:
-    principal.require_admin()
+def list_backups(session: Session, principal: Principal) -> list[BackupRead]:
+    require_instance_admin(session, principal)
     return [BackupRead(**b.__dict__) for b in archive.list_backups(get_settings())]
 
 
-def download_path(principal: Principal, name: str) -> Path:
-    principal.require_admin()
+def download_path(session: Session, principal: Principal, name: str) -> Path:
+    require_instance_admin(session, principal)
     return archive.existing_backup(get_settings(), name)
 
 
-def delete_backup(principal: Principal, name: str) -> None:
-    principal.require_admin()
+def delete_backup(session: Session, principal: Principal, name: str) -> None:
+    require_instance_admin(session, principal)
     archive.delete_backup(get_settings(), name)
 
 
