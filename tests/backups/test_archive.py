@@ -15,7 +15,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from herald.app import create_app
@@ -261,3 +263,24 @@ def test_in_place_restore_is_refused_while_the_scheduler_beats(
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(BackupError, match="not empty"):
         plan_restore(settings, archive, to=tmp_path / "full")
+
+
+def test_an_encrypted_backup_needs_its_key(
+    db_backend: str, backups_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = get_settings()
+    key = Fernet.generate_key().decode()
+    monkeypatch.setattr(settings, "backup_encryption_key", SecretStr(key))
+    archive = create_backup(settings)
+    assert archive.name.endswith(".tar.gz.enc")
+    assert not tarfile.is_tarfile(archive)  # nothing readable without the key
+    assert verify_backup(archive, key=key)["database"] == db_backend
+
+    with pytest.raises(BackupError, match="is encrypted: set HERALD_BACKUP_ENCRYPTION_KEY"):
+        verify_backup(archive)
+    with pytest.raises(CorruptBackup, match="does not decrypt"):
+        verify_backup(archive, key=Fernet.generate_key().decode())
+    if db_backend == "sqlite":
+        plan = plan_restore(settings, archive, to=tmp_path / "restored")
+        restore(settings, plan)
+        assert (tmp_path / "restored" / "herald.db").is_file()

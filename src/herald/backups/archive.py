@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import socket
 import sqlite3
+import struct
 import subprocess
 import tarfile
 import tempfile
@@ -27,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,7 +38,10 @@ from herald import __version__
 from herald.core.errors import HeraldError, InvalidInput, NotFound
 from herald.core.settings import SECRETS_FILE, Settings
 
-NAME_RE = re.compile(r"^herald-(\d{8}-\d{6})\.tar\.gz$")
+NAME_RE = re.compile(r"^herald-(\d{8}-\d{6})\.tar\.gz(\.enc)?$")
+# An encrypted archive: this line, then frames of a 4-byte big-endian length and a Fernet
+# token of up to _CHUNK bytes of the .tar.gz, so memory stays bounded both ways.
+ENC_MAGIC = b"HERALD-BACKUP-FERNET-1\n"
 MANIFEST = "manifest.json"
 SQLITE_MEMBER = "database.sqlite3"
 PG_MEMBER = "database.pgdump"
@@ -51,6 +57,11 @@ class BackupError(HeraldError):
 
 class CorruptBackup(BackupError):
     """A member of the archive does not match the checksum its manifest recorded."""
+
+
+def _key(settings: Settings) -> str | None:
+    key = settings.backup_encryption_key
+    return key.get_secret_value() if key else None
 
 
 def _noop(_done: int, _total: int, _message: str) -> None:
@@ -161,7 +172,8 @@ def create_backup(
     """Write a new archive; its path. The archive appears under its name only when whole."""
     now = now or datetime.now(UTC)
     settings.backups_dir.mkdir(parents=True, exist_ok=True)
-    name = f"herald-{now:%Y%m%d-%H%M%S}.tar.gz"
+    key = settings.backup_encryption_key
+    name = f"herald-{now:%Y%m%d-%H%M%S}.tar.gz" + (".enc" if key else "")
     final = settings.backups_dir / name
     if final.exists():
         raise BackupError(f"{name} already exists; wait a second and try again.")
@@ -195,10 +207,74 @@ def create_backup(
             for done, (arc, (path, _)) in enumerate(members.items(), start=1):
                 tar.add(path, arc, recursive=False)
                 progress(done, total, f"archived {arc}")
+        if key:
+            encrypted = partial.with_name(partial.name + ".enc")
+            _encrypt_file(partial, encrypted, Fernet(key.get_secret_value()))
+            partial = encrypted
         os.replace(partial, final)
     _write_state(final, "verified")
     progress(total, total, f"wrote {name}")
     return final
+
+
+def _encrypt_file(source: Path, target: Path, fernet: Fernet) -> None:
+    with source.open("rb") as src, target.open("wb") as dst:
+        dst.write(ENC_MAGIC)
+        while chunk := src.read(_CHUNK):
+            token = fernet.encrypt(chunk)
+            dst.write(struct.pack(">I", len(token)) + token)
+
+
+class _Decrypting(io.RawIOBase):
+    """The .tar.gz inside an encrypted archive, decrypted a frame at a time as read."""
+
+    def __init__(self, f: IO[bytes], fernet: Fernet) -> None:
+        self._f = f
+        self._fernet = fernet
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buffer:
+            header = self._f.read(4)
+            if not header:
+                return 0
+            if len(header) < 4:
+                raise CorruptBackup("the encrypted archive is truncated")
+            token = self._f.read(struct.unpack(">I", header)[0])
+            try:
+                self._buffer = self._fernet.decrypt(token)
+            except InvalidToken as exc:
+                raise CorruptBackup(
+                    "the encrypted archive does not decrypt: damaged, or not made with "
+                    "HERALD_BACKUP_ENCRYPTION_KEY"
+                ) from exc
+        n = min(len(b), len(self._buffer))
+        b[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+@contextlib.contextmanager
+def open_archive(archive: Path, key: str | None) -> Iterator[tarfile.TarFile]:
+    """The archive's members in order (a stream: the manifest comes first), decrypted
+    with ``key`` when the archive is encrypted."""
+    with archive.open("rb") as f:
+        encrypted = f.read(len(ENC_MAGIC)) == ENC_MAGIC
+        if not encrypted:
+            f.seek(0)
+            with tarfile.open(fileobj=f, mode="r|gz") as tar:
+                yield tar
+            return
+        if not key:
+            raise BackupError(
+                f"{archive.name} is encrypted: set HERALD_BACKUP_ENCRYPTION_KEY to its key."
+            )
+        reader = io.BufferedReader(_Decrypting(f, Fernet(key)), _CHUNK)
+        with tarfile.open(fileobj=reader, mode="r|gz") as tar:
+            yield tar
 
 
 # --- verification --------------------------------------------------------------------------
@@ -228,13 +304,17 @@ def checksum_state(archive: Path) -> str:
 
 
 def _read_manifest(tar: tarfile.TarFile) -> dict[str, Any]:
+    """The first member, which Herald always writes first."""
+    member = tar.next()
+    if member is None or member.name != MANIFEST:
+        raise CorruptBackup(f"the archive does not start with {MANIFEST}")
+    f = tar.extractfile(member)
     try:
-        member = tar.getmember(MANIFEST)
-        f = tar.extractfile(member)
         assert f is not None
         manifest: dict[str, Any] = json.loads(f.read())
-    except (KeyError, ValueError, AssertionError) as exc:
-        raise CorruptBackup(f"the archive has no readable {MANIFEST}: {exc}") from exc
+        assert isinstance(manifest.get("members"), dict)
+    except (ValueError, AssertionError) as exc:
+        raise CorruptBackup(f"{MANIFEST} is not readable: {exc}") from exc
     return manifest
 
 
@@ -247,11 +327,13 @@ def _hash_stream(f: IO[bytes]) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def verify_backup(archive: Path, progress: Progress = _noop) -> dict[str, Any]:
+def verify_backup(
+    archive: Path, progress: Progress = _noop, *, key: str | None = None
+) -> dict[str, Any]:
     """Check every member against the manifest; the manifest, or CorruptBackup naming the
     first member that failed (a missing, extra, resized or altered member)."""
     try:
-        manifest = _verify(archive, progress)
+        manifest = _verify(archive, progress, key)
     except CorruptBackup:
         _write_state(archive, "corrupt")
         raise
@@ -259,9 +341,9 @@ def verify_backup(archive: Path, progress: Progress = _noop) -> dict[str, Any]:
     return manifest
 
 
-def _verify(archive: Path, progress: Progress) -> dict[str, Any]:
+def _verify(archive: Path, progress: Progress, key: str | None) -> dict[str, Any]:
     try:
-        with tarfile.open(archive, "r:gz") as tar:
+        with open_archive(archive, key) as tar:
             manifest = _read_manifest(tar)
             expected: dict[str, dict[str, Any]] = manifest["members"]
             seen: set[str] = set()
@@ -425,7 +507,7 @@ def plan_restore(
         raise BackupError(
             "Say where to restore: --to DIR (and/or --database-url URL), or --in-place."
         )
-    manifest = verify_backup(archive, progress)
+    manifest = verify_backup(archive, progress, key=_key(settings))
     kind = manifest["database"]
     data_dir = settings.data_dir if in_place else (to or settings.data_dir)
     if in_place:
@@ -506,7 +588,7 @@ def restore(settings: Settings, plan: RestorePlan, progress: Progress = _noop) -
     plan.data_dir.mkdir(parents=True, exist_ok=True)
     total = len(plan.manifest["members"])
     with (
-        tarfile.open(plan.archive, "r:gz") as tar,
+        open_archive(plan.archive, _key(settings)) as tar,
         tempfile.TemporaryDirectory(dir=plan.data_dir, prefix=".restore-") as work,
     ):
         done = 0

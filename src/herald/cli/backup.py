@@ -88,10 +88,12 @@ def backup_list(json_out: JsonOpt = False) -> None:
 def backup_verify(archive: Annotated[str, typer.Argument(help="Name or path.")]) -> None:
     """Check every member of an archive against its manifest's SHA-256."""
     from herald.backups.archive import verify_backup  # noqa: PLC0415 - start-up (see _common)
+    from herald.core.settings import get_settings  # noqa: PLC0415 - start-up (see _common)
 
+    key = get_settings().backup_encryption_key
     path = _archive(archive)
     with _bar("verifying") as report:
-        manifest = verify_backup(path, report)
+        manifest = verify_backup(path, report, key=key.get_secret_value() if key else None)
     out.print(f"{path.name}: {len(manifest['members'])} member(s), every checksum matches.")
 
 

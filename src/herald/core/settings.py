@@ -134,6 +134,11 @@ class Settings(BaseSettings):
         time(2, 30),
         description="When the nightly backup runs, `HH:MM` UTC (then retention prunes).",
     )
+    backup_encryption_key: SecretStr | None = Field(
+        None,
+        description="A Fernet key (`herald keys generate`): set, new backups are encrypted "
+        "with it (`.tar.gz.enc`) and reading one needs it. Keep it apart from the backups.",
+    )
     backup_keep_daily: int = Field(
         7, ge=0, description="Backups kept: the newest of each of this many recent days."
     )
