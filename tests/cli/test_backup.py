@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from herald.core.settings import get_settings
-from tests.cli.runner import ON_SQLITE, given_user, herald
+from tests.cli.runner import ON_SQLITE, given_user, herald, herald_env
 
 pytestmark = pytest.mark.integration  # `herald` processes on the real database
 
@@ -52,3 +54,28 @@ def test_create_list_verify_restore_prune(
     (backups_dir / name).write_bytes(b"not gzip")
     broken = herald("backup", "verify", name)
     assert broken.returncode != 0 and "cannot be read" in broken.stderr
+
+
+def test_restore_in_place_moves_the_current_data_aside(tmp_path: Path) -> None:
+    """Its own data dir and SQLite file (the suite's database is not touched)."""
+    data = tmp_path / "data"
+    env = {**herald_env(), "HERALD_DATA_DIR": str(data)}
+    env.pop("HERALD_DATABASE_URL")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "herald", *args],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done
+
+    run("migrate")
+    name = json.loads(run("backup", "create", "--json").stdout)["name"]
+    (data / "media").mkdir(exist_ok=True)
+    (data / "media" / "after.png").write_bytes(b"made after the backup")
+
+    run("backup", "restore", name, "--in-place")
+    (aside,) = data.glob("pre-restore-*")
+    assert (aside / "herald.db").is_file() and (aside / "media" / "after.png").is_file()
+    assert (data / "herald.db").is_file() and not (data / "media" / "after.png").exists()
