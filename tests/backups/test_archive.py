@@ -32,12 +32,14 @@ from herald.backups.archive import (
     list_backups,
     plan_restore,
     restore,
+    schema_revision,
     to_prune,
     verify_backup,
 )
 from herald.channels.models import Channel
 from herald.core.crypto import decrypt_json, reset_crypto
 from herald.core.db import reset_engine, session_scope
+from herald.core.migrate import current_revision_is_head, upgrade
 from herald.core.settings import Settings, get_settings
 from herald.publishing.models import Publication
 from herald.publishing.tasks import deliver
@@ -284,3 +286,19 @@ def test_an_encrypted_backup_needs_its_key(
         plan = plan_restore(settings, archive, to=tmp_path / "restored")
         restore(settings, plan)
         assert (tmp_path / "restored" / "herald.db").is_file()
+
+
+def test_an_older_snapshot_is_migrated_forward(tmp_path: Path) -> None:
+    """A backup of a database at revision 0004 restores at the newest revision."""
+    old = tmp_path / "old"
+    old.mkdir()
+    settings = Settings(data_dir=old, database_url=f"sqlite:///{old / 'herald.db'}")
+    upgrade(settings.effective_database_url, "0004")
+    archive = create_backup(settings)
+
+    plan = plan_restore(settings, archive, to=tmp_path / "new")
+    assert plan.manifest["schema_revision"] == "0004"
+    assert "migrate from revision 0004 to the newest" in plan.steps
+    restore(settings, plan)
+    assert schema_revision(plan.database_url) != "0004"
+    assert current_revision_is_head(plan.database_url)
