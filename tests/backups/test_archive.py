@@ -26,6 +26,7 @@ from herald.backups.archive import (
     BackupError,
     BackupInfo,
     CorruptBackup,
+    _libpq,
     check_name,
     checksum_state,
     create_backup,
@@ -302,3 +303,9 @@ def test_an_older_snapshot_is_migrated_forward(tmp_path: Path) -> None:
     restore(settings, plan)
     assert schema_revision(plan.database_url) != "0004"
     assert current_revision_is_head(plan.database_url)
+
+
+def test_pg_tools_get_the_password_in_their_environment_not_argv() -> None:
+    url, env = _libpq("postgresql+psycopg://herald:p%40ss@db.example:5433/herald")
+    assert url == "postgresql://herald@db.example:5433/herald"
+    assert env["PGPASSWORD"] == "p@ss"

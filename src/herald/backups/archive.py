@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from herald import __version__
@@ -108,9 +108,24 @@ def _database_kind(url: str) -> str:
     return "sqlite" if url.startswith("sqlite") else "postgresql"
 
 
-def _libpq_url(url: str) -> str:
-    """pg_dump speaks libpq URLs: the SQLAlchemy driver suffix removed."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def _libpq(url: str) -> tuple[str, dict[str, str]]:
+    """A libpq URL for pg_dump/pg_restore (the SQLAlchemy driver suffix removed) and the
+    environment to run them with: the password goes in PGPASSWORD, never on a command
+    line that every local user can read in `ps`."""
+    parsed = make_url(url)
+    env = dict(os.environ)
+    if parsed.password is not None:
+        env["PGPASSWORD"] = str(parsed.password)
+    # URL.set() keeps the password when given None: build the URL afresh without it.
+    plain = URL.create(
+        "postgresql",
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=parsed.query,
+    )
+    return plain.render_as_string(hide_password=False), env
 
 
 def _pg_tool(settings: Settings, tool: str) -> str:
@@ -150,10 +165,12 @@ def _snapshot_database(settings: Settings, into: Path) -> tuple[str, Path]:
             src.close()
         return "sqlite", target
     target = into / PG_MEMBER
+    libpq_url, env = _libpq(url)
     done = subprocess.run(
-        [_pg_tool(settings, "pg_dump"), "-Fc", "--no-owner", "-f", str(target), _libpq_url(url)],
+        [_pg_tool(settings, "pg_dump"), "-Fc", "--no-owner", "-f", str(target), libpq_url],
         capture_output=True,
         text=True,
+        env=env,
         check=False,
     )
     if done.returncode != 0:
@@ -616,17 +633,19 @@ def restore(settings: Settings, plan: RestorePlan, progress: Progress = _noop) -
             db_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(Path(work) / SQLITE_MEMBER, db_path)
         else:
+            libpq_url, env = _libpq(plan.database_url)
             ran = subprocess.run(
                 [
                     _pg_tool(settings, "pg_restore"),
                     "--no-owner",
                     "--exit-on-error",
                     "-d",
-                    _libpq_url(plan.database_url),
+                    libpq_url,
                     str(Path(work) / PG_MEMBER),
                 ],
                 capture_output=True,
                 text=True,
+                env=env,
                 check=False,
             )
             if ran.returncode != 0:
