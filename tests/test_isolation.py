@@ -55,6 +55,16 @@ ROW_OF = {("GET", "/api/v1/research/{task_id}", "task_id"): "research_id"}
 # Operations that cannot be called as a plain request, and why.
 NOT_CALLED = {
     ("GET", "/api/v1/events"): "a stream that stays open; tests/events checks its isolation",
+    **dict.fromkeys(
+        [
+            ("POST", "/api/v1/backups"),
+            ("GET", "/api/v1/backups"),
+            ("GET", "/api/v1/backups/{name}/download"),
+            ("DELETE", "/api/v1/backups/{name}"),
+        ],
+        "instance-wide, not per workspace: only the first workspace's admins; "
+        "tests/backups/test_api.py checks another workspace's admin gets 403",
+    ),
 }
 
 

@@ -11,6 +11,7 @@ from herald import __version__
 from herald.agents.api import routers as agents_routers
 from herald.agents.generate_api import router as generate_router
 from herald.agents.provider_api import providers_router
+from herald.backups.api import router as backups_router
 from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
 from herald.core.errors import install_error_handlers
@@ -93,6 +94,7 @@ def create_app() -> FastAPI:
         research_router,
         providers_router,
         jobs_router,
+        backups_router,
         events_router,
         *slots_routers,
         *agents_routers,

@@ -42,6 +42,7 @@ TASK_MODULES = [
     "herald.agents.tasks",
     "herald.channels.tasks",
     "herald.agents.provider_tasks",
+    "herald.backups.tasks",
     "herald.publishing.tasks",
     "herald.scheduling.tasks",
     "herald.sources.research_tasks",
@@ -91,6 +92,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "clean-old-research": {
             "task": "herald.sources.clean_old_research",
             "schedule": crontab(hour=3, minute=10),
+            "options": {"expires": 3600},
+        },
+        "nightly-backup": {
+            "task": "herald.backups.nightly",
+            "schedule": crontab(hour=settings.backup_at.hour, minute=settings.backup_at.minute),
             "options": {"expires": 3600},
         },
         "clean-old-records": {

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from herald.cli import (
     agents,
+    backup,
     channels,
     keys,
     posts,
@@ -40,6 +41,7 @@ app.add_typer(users.app, name="user")
 app.add_typer(channels.app, name="channel")
 app.add_typer(posts.app, name="post")
 app.add_typer(keys.app, name="keys")
+app.add_typer(backup.app, name="backup")
 app.add_typer(schedule.app, name="schedule")
 app.add_typer(sources.app, name="source")
 app.add_typer(providers.app, name="provider")

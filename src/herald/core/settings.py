@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import secrets
+from datetime import time
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -128,6 +129,26 @@ class Settings(BaseSettings):
         6 * 3600,
         description="A delivery that fell due while Herald was stopped goes out at start "
         "unless it is later than this; then it fails with reason `missed`.",
+    )
+    backup_at: time = Field(
+        time(2, 30),
+        description="When the nightly backup runs, `HH:MM` UTC (then retention prunes).",
+    )
+    backup_encryption_key: SecretStr | None = Field(
+        None,
+        description="A Fernet key (`herald keys generate`): set, new backups are encrypted "
+        "with it (`.tar.gz.enc`) and reading one needs it. Keep it apart from the backups.",
+    )
+    backup_keep_daily: int = Field(
+        7, ge=0, description="Backups kept: the newest of each of this many recent days."
+    )
+    backup_keep_weekly: int = Field(
+        4, ge=0, description="Backups kept besides: the newest of each of this many recent weeks."
+    )
+    pg_dump: str = Field(
+        "pg_dump",
+        description="`pg_dump` used to back up PostgreSQL (`pg_restore` is looked up beside "
+        "it). Unset: found on PATH.",
     )
     job_retention_days: int = Field(
         30, description="Finished job records older than this are deleted (daily, 03:00 UTC)."

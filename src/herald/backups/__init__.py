@@ -1,0 +1,1 @@
+"""Backups: archives of the database, media and generated keys, and restoring them."""
