@@ -32,6 +32,10 @@ Hierarchy::
     │   │                           trying again later may help
     │   ├── NotAFeed                [sources.feeds] 422: the document holds no feed
     │   │   └── NoFeedAdvertised    [sources.feed_reader] a web page that advertises no feed
+    │   ├── BackupError             [backups.archive] a backup cannot be made, read or restored
+    │   │   ├── CorruptBackup       [backups.archive] a member fails its manifest checksum
+    │   │   ├── BadBackupName       [backups.archive] 422 (also InvalidInput): not a backup name
+    │   │   └── NoSuchBackup        [backups.archive] 404 (also NotFound)
     │   ├── SiteError               [sources.sites.base] 502: a community site's answer could not
     │   │                           be had or read, after the retries it deserved
     │   └── ServiceUnavailable      503, with Retry-After: try again shortly
