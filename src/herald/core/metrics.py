@@ -1,12 +1,20 @@
-"""Prometheus metrics for the API process, served at /metrics."""
+"""Prometheus metrics served at /metrics: the API process's own HTTP counters, and
+Herald's operational metrics read from the database and Redis at scrape time
+(herald.metrics.collector), which are right whichever process answers."""
 
 from __future__ import annotations
 
+import hmac
+import json
 import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from herald.core.settings import get_settings
+from herald.metrics.collector import HeraldCollector
 
 REQUESTS = Counter(
     "herald_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -14,6 +22,7 @@ REQUESTS = Counter(
 LATENCY = Histogram(
     "herald_http_request_duration_seconds", "HTTP request latency", ["method", "route"]
 )
+REGISTRY.register(HeraldCollector())
 
 
 async def metrics_middleware(
@@ -29,5 +38,25 @@ async def metrics_middleware(
     return response
 
 
-def metrics_endpoint() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def authorized(header: str | None) -> bool:
+    """With HERALD_METRICS_TOKEN set, a scrape must send it as a bearer token (compared in
+    constant time): the metrics name platforms, queues and models."""
+    token = get_settings().metrics_token
+    if not token:
+        return True
+    scheme, _, given = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _problem(status: int, title: str, detail: str) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(json.dumps(body), status, headers, "application/problem+json")
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    if not authorized(request.headers.get("authorization")):
+        return _problem(401, "Unauthorized", "Send Authorization: Bearer <HERALD_METRICS_TOKEN>.")
+    # The collector reads the database and Redis: off the event loop.
+    body = await run_in_threadpool(generate_latest, REGISTRY)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
