@@ -18,6 +18,7 @@ from herald.core.limits import install_limits
 from herald.core.metrics import metrics_endpoint, metrics_middleware
 from herald.core.openapi import install_openapi
 from herald.core.replay import ReplayOnLostConnection
+from herald.core.settings import get_settings
 from herald.events.api import router as events_router
 from herald.health.api import router as health_router
 from herald.jobs.api import router as jobs_router
@@ -100,7 +101,9 @@ def create_app() -> FastAPI:
     ):
         api.include_router(router)
     app.include_router(api)
-    app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
+    if not get_settings().metrics_port:
+        # Else `herald api` serves it on HERALD_METRICS_PORT only (create_metrics_app).
+        app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(web_router)
     mount_static(app)
     mount_docs(app)

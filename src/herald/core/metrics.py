@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from herald.core.settings import get_settings
 from herald.metrics.collector import HeraldCollector
@@ -60,3 +62,8 @@ async def metrics_endpoint(request: Request) -> Response:
     # The collector reads the database and Redis: off the event loop.
     body = await run_in_threadpool(generate_latest, REGISTRY)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def create_metrics_app() -> Starlette:
+    """/metrics alone, for HERALD_METRICS_PORT: the same collector and token check."""
+    return Starlette(routes=[Route("/metrics", metrics_endpoint)])

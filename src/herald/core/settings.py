@@ -110,6 +110,14 @@ class Settings(BaseSettings):
         description="When set, `/metrics` answers only a scrape that sends it as "
         "`Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: ...}`).",
     )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="When set, `herald api` serves `/metrics` on this port (same listen "
+        "address) and the public port answers it 404: scrape it on a port the internet "
+        "does not reach.",
+    )
     scheduler_heartbeat_stale_seconds: int = Field(
         30, description="Scheduler heartbeat older than this is reported down by the health check."
     )
