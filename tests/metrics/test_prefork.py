@@ -72,7 +72,9 @@ def test_a_prefork_burst_is_counted_once_from_the_database(
             samples = scrape(client)
             return samples if samples.get("herald_workers", {}).get(()) == 1 else None
 
-        samples = wait_for(worker_counted, timeout=30, what="the worker's heartbeat in Redis")
+        found = wait_for(worker_counted, timeout=30, what="the worker's heartbeat in Redis")
+    assert found is not None
+    samples = found
     with db() as s:
         counts = dict(
             s.execute(select(Publication.state, func.count()).group_by(Publication.state)).all()
