@@ -12,7 +12,6 @@ import redis
 from celery import Celery
 from celery.schedules import crontab
 from celery.signals import (
-    heartbeat_sent,
     worker_before_create_process,
     worker_process_init,
     worker_process_shutdown,
@@ -22,8 +21,7 @@ from kombu.entity import Queue
 from herald.core import heap, kombu_fixes
 from herald.core.db import reset_engine
 from herald.core.settings import Settings, get_settings
-from herald.events.service import flush_events, redis_url
-from herald.metrics import workers
+from herald.events.service import flush_events
 
 QUEUES = ("publishing", "generation", "sources", "maintenance")
 
@@ -48,6 +46,8 @@ TASK_MODULES = [
     "herald.scheduling.tasks",
     "herald.sources.research_tasks",
     "herald.sources.tasks",
+    # No task: its heartbeat signal handler, which /metrics counts live workers by.
+    "herald.metrics.workers",
 ]
 
 
@@ -257,21 +257,3 @@ def _freeze_in_child(**_: Any) -> None:
 def _flush_live_events(**_: Any) -> None:
     # A pool process ends with os._exit (no atexit): read Redis's last answers first.
     flush_events()
-
-
-@heartbeat_sent.connect
-def _record_worker_heartbeat(sender: Any = None, **_: Any) -> None:
-    # Every few seconds in each worker's main process (Celery's event heartbeat): kept in
-    # Redis for /metrics, which counts live workers without a slow ping.
-    url = redis_url(get_settings().effective_broker_url)
-    hostname = getattr(getattr(sender, "eventer", None), "hostname", None) or app.conf.get(
-        "worker_name", None
-    )
-    if url is None or not hostname:
-        return
-    timeout = get_settings().redis_timeout_seconds
-    try:
-        with redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout) as c:
-            workers.record(c, str(hostname))
-    except redis.RedisError:
-        pass  # the scrape shows the worker's heartbeat getting old: that is the signal

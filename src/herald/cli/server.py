@@ -78,7 +78,7 @@ def _serve_metrics(host: str, port: int) -> None:
 
     import uvicorn  # noqa: PLC0415 - start-up (see _common)
 
-    from herald.core.metrics import create_metrics_app  # noqa: PLC0415 - start-up
+    from herald.metrics.api import create_metrics_app  # noqa: PLC0415 - start-up
 
     server = uvicorn.Server(
         uvicorn.Config(create_metrics_app(), host=host, port=port, log_config=None)

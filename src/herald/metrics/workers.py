@@ -9,6 +9,10 @@ import time
 from typing import Any
 
 import redis
+from celery.signals import heartbeat_sent
+
+from herald.core.settings import get_settings
+from herald.events.service import redis_url
 
 KEY = "herald:worker-heartbeats"
 
@@ -31,3 +35,21 @@ def read(client: redis.Redis) -> dict[str, float]:
 
 def forget(client: redis.Redis, hostname: str) -> None:
     client.hdel(KEY, hostname)
+
+
+def _record_worker_heartbeat(sender: Any = None, **_: Any) -> None:
+    """Every 2 s in each worker's main process (Celery's event heartbeat; this module is
+    in the worker's ``imports``): kept in Redis for /metrics."""
+    url = redis_url(get_settings().effective_broker_url)
+    hostname = getattr(getattr(sender, "eventer", None), "hostname", None)
+    if url is None or not hostname:
+        return
+    timeout = get_settings().redis_timeout_seconds
+    try:
+        with redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout) as c:
+            record(c, str(hostname))
+    except redis.RedisError:
+        pass  # the scrape shows this worker's heartbeat getting old: that is the signal
+
+
+heartbeat_sent.connect(_record_worker_heartbeat)
