@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,8 +25,8 @@ from herald.agents.cron import to_instant
 from herald.agents.models import Agent, AgentSettings, LedgerEntry
 from herald.agents.schemas import QuotaLeftRead, UsageGroup, UsageReport, UsageRow, from_micros
 from herald.core.clock import utcnow
-from herald.core.dates import check_day, to_utc
 from herald.core.errors import InvalidInput
+from herald.scheduling.slots import range_bound
 from herald.users.service import Principal
 
 CURRENCY = "USD"
@@ -52,32 +52,13 @@ def _bad(field: str, message: str) -> InvalidInput:
     )
 
 
-def _bound(value: str, zone: ZoneInfo, *, field: str, end: bool) -> datetime:
-    """A date (local midnight; an end date is inclusive: the midnight after it) or an
-    ISO 8601 time with an offset, in UTC."""
-    text = value.strip()
-    if "T" in text and " " in text:
-        text = text.replace(" ", "+")  # an unencoded "+" in a query string arrives as " "
-    try:
-        if len(text) == 10:
-            day = check_day(date.fromisoformat(text))
-            return to_instant(datetime.combine(day + timedelta(days=end), time(0)), zone)
-        return to_utc(datetime.fromisoformat(text))
-    except (ValueError, OverflowError) as exc:
-        raise _bad(
-            field,
-            "give a date (2026-12-01) or a date and time with an offset "
-            f"(2026-12-01T00:00:00+01:00), not {value!r} ({exc})",
-        ) from None
-
-
 def report_range(
     start: str | None, end: str | None, zone: ZoneInfo, now: datetime
 ) -> tuple[datetime, datetime]:
     """[from, to) in UTC; each bound left out is the current quota month's."""
     month_start, month_end = quota.month_bounds(zone, now)
-    begin = _bound(start, zone, field="from", end=False) if start else month_start
-    finish = _bound(end, zone, field="to", end=True) if end else month_end
+    begin = range_bound(start, zone, field="from", end=False) or month_start
+    finish = range_bound(end, zone, field="to", end=True) or month_end
     if finish <= begin:
         raise _bad("to", "must be after 'from'")
     if finish - begin > MAX_RANGE:

@@ -107,7 +107,7 @@ def zone_or_422(name: str, *, field: str, where: str = "query") -> ZoneInfo:
         ) from None
 
 
-def _bound(value: str | None, zone: ZoneInfo, *, field: str, end: bool) -> datetime | None:
+def range_bound(value: str | None, zone: ZoneInfo, *, field: str, end: bool) -> datetime | None:
     """A range bound: ISO 8601 with an offset, or a date (midnight in ``zone``; an end
     date is inclusive, so it means the midnight after it)."""
     if value is None:
@@ -143,8 +143,8 @@ def _bound(value: str | None, zone: ZoneInfo, *, field: str, end: bool) -> datet
 
 def parse_range(start: str | None, end: str | None, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """``[from, to)`` in UTC: defaults now → +14 days, at most 92 days long."""
-    begin = _bound(start, zone, field="from", end=False) or utcnow()
-    finish = _bound(end, zone, field="to", end=True) or begin + DEFAULT_RANGE
+    begin = range_bound(start, zone, field="from", end=False) or utcnow()
+    finish = range_bound(end, zone, field="to", end=True) or begin + DEFAULT_RANGE
     problem = None
     if finish <= begin:
         problem = "'to' must be after 'from'"
