@@ -16,13 +16,15 @@ from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
 from herald.core.errors import install_error_handlers
 from herald.core.limits import install_limits
-from herald.core.metrics import metrics_endpoint, metrics_middleware
+from herald.core.metrics import metrics_middleware
 from herald.core.openapi import install_openapi
 from herald.core.replay import ReplayOnLostConnection
+from herald.core.settings import get_settings
 from herald.events.api import router as events_router
 from herald.health.api import router as health_router
 from herald.jobs.api import router as jobs_router
 from herald.media.api import router as media_router
+from herald.metrics.api import metrics_endpoint
 from herald.posts.api import router as posts_router
 from herald.publishing.api import posts_router as publish_router
 from herald.publishing.api import publications_router, tasks_router
@@ -102,7 +104,9 @@ def create_app() -> FastAPI:
     ):
         api.include_router(router)
     app.include_router(api)
-    app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
+    if not get_settings().metrics_port:
+        # Else `herald api` serves it on HERALD_METRICS_PORT only (create_metrics_app).
+        app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(web_router)
     mount_static(app)
     mount_docs(app)

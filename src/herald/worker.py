@@ -47,6 +47,8 @@ TASK_MODULES = [
     "herald.scheduling.tasks",
     "herald.sources.research_tasks",
     "herald.sources.tasks",
+    # No task: its heartbeat signal handler, which /metrics counts live workers by.
+    "herald.metrics.workers",
 ]
 
 

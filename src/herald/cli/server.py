@@ -58,6 +58,8 @@ def api(
     settings = get_settings()
     configure_logging(settings.log_level)
     application = create_app()
+    if settings.metrics_port:
+        _serve_metrics(host or settings.host, settings.metrics_port)
     # Start-up is done (routes, schemas, models): the collector can leave it alone.
     heap.freeze()
     uvicorn.run(
@@ -67,6 +69,21 @@ def api(
         log_config=None,
         **uvicorn_proxy_options(settings),
     )
+
+
+def _serve_metrics(host: str, port: int) -> None:
+    """/metrics on its own port, in a thread of the API process: a daemon thread, so it
+    ends with the process when the main server stops."""
+    import threading  # noqa: PLC0415 - start-up (see _common)
+
+    import uvicorn  # noqa: PLC0415 - start-up (see _common)
+
+    from herald.metrics.api import create_metrics_app  # noqa: PLC0415 - start-up
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_metrics_app(), host=host, port=port, log_config=None)
+    )
+    threading.Thread(target=server.run, name="herald-metrics", daemon=True).start()
 
 
 def worker(

@@ -1,4 +1,5 @@
-"""Prometheus metrics for the API process, served at /metrics."""
+"""The API process's own HTTP metrics (requests and latency per route). Herald's
+operational metrics, and the /metrics endpoint, are in herald.metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 
 REQUESTS = Counter(
     "herald_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -27,7 +28,3 @@ async def metrics_middleware(
     REQUESTS.labels(request.method, name, str(response.status_code)).inc()
     LATENCY.labels(request.method, name).observe(time.perf_counter() - start)
     return response
-
-
-def metrics_endpoint() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -106,6 +106,19 @@ class Settings(BaseSettings):
         description="Longest the health check waits for a worker to answer a ping (it stops "
         "at the first answer, and within its own 1 s limit).",
     )
+    metrics_token: str | None = Field(
+        None,
+        description="When set, `/metrics` answers only a scrape that sends it as "
+        "`Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: ...}`).",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="When set, `herald api` serves `/metrics` on this port (same listen "
+        "address) and the public port answers it 404: scrape it on a port the internet "
+        "does not reach.",
+    )
     scheduler_heartbeat_stale_seconds: int = Field(
         30, description="Scheduler heartbeat older than this is reported down by the health check."
     )
