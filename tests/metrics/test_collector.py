@@ -12,7 +12,6 @@ from datetime import timedelta
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
 from herald.core.settings import get_settings
@@ -21,19 +20,7 @@ from herald.publishing.models import Publication, PublicationState
 from herald.publishing.tasks import deliver
 from tests.conftest import Account, SessionFactory
 from tests.fakes.webhook_receiver import Receiver
-
-
-def scrape(
-    client: TestClient, headers: dict[str, str] | None = None
-) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    response = client.get("/metrics", headers=headers or {})
-    assert response.status_code == 200, response.text
-    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            key = tuple(sorted(sample.labels.items()))
-            samples.setdefault(sample.name, {})[key] = sample.value
-    return samples
+from tests.metrics import publish_burst, scrape
 
 
 def test_a_burst_shows_per_state_counts_equal_to_the_database_and_lateness(
@@ -48,18 +35,7 @@ def test_a_burst_shows_per_state_counts_equal_to_the_database_and_lateness(
         json={"platform": "webhook", "name": "hook", "credentials": receiver.credentials()},
         headers=account.headers,
     ).json()
-    publications = []
-    for n in range(6):
-        post = client.post(
-            "/api/v1/posts", json={"title": f"P{n}", "body": "Hi"}, headers=account.headers
-        ).json()
-        response = client.post(
-            f"/api/v1/posts/{post['id']}/publish",
-            json={"channel_ids": [channel["id"]]},
-            headers=account.headers,
-        )
-        assert response.status_code == 202, response.text
-        publications += response.json()["publications"]
+    publications = publish_burst(client, account, channel["id"], 6, "P")
     # Four go out; two stay queued, as if the workers had not reached them yet.
     for publication in publications[:4]:
         assert deliver(publication["id"]) == "published"

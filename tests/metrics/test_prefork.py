@@ -10,24 +10,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from herald.publishing.models import Publication
 from tests.conftest import Account, SessionFactory
 from tests.fakes.webhook_receiver import Receiver
+from tests.metrics import publish_burst, scrape
 from tests.workers import running_worker, wait_for
 
 pytestmark = pytest.mark.integration
 BURST = 12
-
-
-def scrape(client: TestClient) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
 
 
 def test_a_prefork_burst_is_counted_once_from_the_database(
@@ -43,16 +35,7 @@ def test_a_prefork_burst_is_counted_once_from_the_database(
         headers=account.headers,
     ).json()
     with running_worker():
-        for n in range(BURST):
-            post = client.post(
-                "/api/v1/posts", json={"title": f"B{n}", "body": "Hi"}, headers=account.headers
-            ).json()
-            answer = client.post(
-                f"/api/v1/posts/{post['id']}/publish",
-                json={"channel_ids": [channel["id"]]},
-                headers=account.headers,
-            )
-            assert answer.status_code == 202, answer.text
+        publish_burst(client, account, channel["id"], BURST, "B")
 
         def published() -> bool:
             with db() as s:
