@@ -77,11 +77,19 @@ def test_one_beat_replaced_not_doubled() -> None:
     assert beat["spec"]["strategy"]["type"] == "Recreate"
 
 
-def test_api_is_probed_on_the_health_endpoint() -> None:
+def test_api_is_probed_on_readiness_and_liveness() -> None:
+    # Readiness: database and broker; liveness and start-up: the process alone. Never the
+    # full report, which is down while a worker or the scheduler is.
     (container,) = pod_specs()["herald-api"]["containers"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/api/v1/health"
-    assert container["readinessProbe"]["httpGet"]["port"] == "http"
-    assert {"livenessProbe", "startupProbe"} <= set(container)
+    probes = {
+        kind: container[kind]["httpGet"]
+        for kind in ("readinessProbe", "livenessProbe", "startupProbe")
+    }
+    assert probes["readinessProbe"]["path"] == "/api/v1/health/ready"
+    assert (
+        probes["livenessProbe"]["path"] == probes["startupProbe"]["path"] == "/api/v1/health/live"
+    )
+    assert {probe["port"] for probe in probes.values()} == {"http"}
 
 
 def test_services_and_budgets_select_existing_pods() -> None:

@@ -40,6 +40,8 @@ Hierarchy::
     │   │                           be had or read, after the retries it deserved
     │   └── ServiceUnavailable      503, with Retry-After: try again shortly
     │       ├── DatabaseBusy        [core.db] another writer held SQLite past the write wait
+    │       ├── NotReady            [health.service] this API process's database or broker is
+    │       │                       down (readiness)
     │       └── DatabaseUnavailable the connection to the database was lost
     ├── ContentTooLarge             413, a request body past its limit (also Starlette's
     │                               HTTPException: it is raised while FastAPI reads the body)

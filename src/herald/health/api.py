@@ -1,4 +1,12 @@
-"""Health of every component: database, broker, workers, scheduler."""
+"""Health: the full report of every component, and liveness and readiness for probes.
+
+- ``GET /api/v1/health``: database, broker, workers, scheduler; 503 when any is down.
+- ``GET /api/v1/health/ready``: database and broker, what this API process needs to
+  serve; 503 problem+json when either is down (a load balancer's or Kubernetes's
+  readiness probe, Docker's HEALTHCHECK).
+- ``GET /api/v1/health/live``: 200 whenever the process answers; asks nothing else
+  (a liveness probe: an outage elsewhere must never restart a healthy process).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +15,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel
 
 from herald.core.db import read_scope
 from herald.core.deps import bearer_scheme
 from herald.core.errors import problem_responses
-from herald.health.service import Health, Status, check_all
+from herald.health.service import Health, NotReady, Status, check_all, check_ready
 from herald.users.deps import get_principal
 from herald.users.service import Principal
 
@@ -51,6 +60,36 @@ def health() -> JSONResponse:
     whatever hangs; a component that does not answer by then is reported down.
     """
     return health_response()
+
+
+class Live(BaseModel):
+    status: Status
+
+
+@router.get("/health/live", tags=["health"], response_model=Live)
+def live() -> Live:
+    """Liveness: 200 whenever this process answers HTTP; it checks nothing else.
+
+    For a liveness probe: a database, broker, worker or scheduler outage does not make
+    this process any better by restarting it. No authentication.
+    """
+    return Live(status=Status.UP)
+
+
+@router.get(
+    "/health/ready", tags=["health"], response_model=Health, responses=problem_responses(503)
+)
+def ready() -> Health:
+    """Readiness: 200 when this API process can serve (its database and broker answer),
+    else 503 problem+json naming what is down, within 2 s.
+
+    For a readiness probe or a load balancer. Workers and the scheduler are not asked
+    (GET /api/v1/health reports them). No authentication.
+    """
+    result = check_ready()
+    if result.status is not Status.UP:
+        raise NotReady.from_health(result)
+    return result
 
 
 @router.get(

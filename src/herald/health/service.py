@@ -1,4 +1,14 @@
-"""Health of every component: database, broker, workers, scheduler.
+"""Health of every component: database, broker, workers, scheduler; and the two
+questions a load balancer or an orchestrator asks of one API process.
+
+- The full report (:func:`check_all`, ``GET /api/v1/health``): every component, down when
+  any one is. Herald as a whole works only when all four are up.
+- Readiness (:func:`check_ready`, ``GET /api/v1/health/ready``): can this API process
+  serve requests? Only what a request needs: the database and the broker (a publish
+  sends a task). Workers and the scheduler are not asked: a stopped beat must not take
+  every API process out of its load balancer, nor get it restarted.
+- Liveness (``GET /api/v1/health/live``): the process answers HTTP. It asks nothing
+  else, so that an outage elsewhere never restarts a healthy process.
 
 The checks run at the same time, each in a thread of its own, and the answer is ready
 within :data:`TIMEOUT_SECONDS` whatever hangs (a stopped Redis, a database server that
@@ -28,6 +38,7 @@ from sqlalchemy import text
 from herald import worker
 from herald.core.clock import utcnow
 from herald.core.db import get_engine, read_scope, writer_lock_path
+from herald.core.errors import ServiceUnavailable
 from herald.core.settings import get_settings
 from herald.health import writer_lock
 from herald.scheduling.heartbeat import last_beat
@@ -62,6 +73,25 @@ def _describe(exc: BaseException) -> str:
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 1)
+
+
+class NotReady(ServiceUnavailable):
+    """503: this API process cannot serve requests now (its database or broker is down)."""
+
+    slug = "not-ready"
+
+    @classmethod
+    def from_health(cls, health: Health) -> NotReady:
+        down = [
+            f"{name}: {component.detail or 'down'}"
+            for name, component in health.components.items()
+            if component.status is Status.DOWN
+        ]
+        return cls(
+            f"Not ready to serve requests: {'; '.join(down)}. This process needs its "
+            "database and its broker (HERALD_DATABASE_URL, HERALD_BROKER_URL); it becomes "
+            "ready by itself once they answer. GET /api/v1/health reports every component."
+        )
 
 
 # --- the checks -------------------------------------------------------------------------
@@ -222,17 +252,37 @@ _running = _Running()
 os.register_at_fork(after_in_child=_running.reset)
 
 
+# What an API process needs to serve a request (readiness).
+READY_NEEDS = ("database", "broker")
+
+
 def check_all() -> Health:
     """Every component, checked at once; the answer is ready within TIMEOUT_SECONDS."""
+    return check(tuple(CHECKS))
+
+
+def check_ready() -> Health:
+    """Readiness: the components an API request needs (:data:`READY_NEEDS`), checked as
+    :func:`check_all` checks them."""
+    return check(READY_NEEDS)
+
+
+def check(names: tuple[str, ...]) -> Health:
+    """The named components, checked at once (each with what it needs first); the answer
+    is ready within TIMEOUT_SECONDS."""
     started: dict[str, Future[Component]] = {}
-    for name in sorted(CHECKS, key=lambda name: name in NEEDS):
+    wanted = {*names, *(NEEDS[name] for name in names if name in NEEDS)}
+    for name in sorted(wanted, key=lambda name: name in NEEDS):
         needed = NEEDS.get(name)
         started[name] = _running.start(name, after=started[needed] if needed else None)
     wait_for(started.values(), timeout=TIMEOUT_SECONDS)
     late = Component(status=Status.DOWN, detail=f"did not answer within {TIMEOUT_SECONDS:g} s")
-    components = {name: started[name].result() if started[name].done() else late for name in CHECKS}
+    results = {name: future.result() if future.done() else late for name, future in started.items()}
     for name, needed in NEEDS.items():
-        if components[needed].status is Status.DOWN and components[name].status is Status.DOWN:
-            components[name] = Component(status=Status.DOWN, detail=BROKER_DOWN)
+        if name not in results:
+            continue
+        if results[needed].status is Status.DOWN and results[name].status is Status.DOWN:
+            results[name] = Component(status=Status.DOWN, detail=BROKER_DOWN)
+    components = {name: results[name] for name in names}
     overall = Status.UP if all(c.status is Status.UP for c in components.values()) else Status.DOWN
     return Health(status=overall, components=components)
