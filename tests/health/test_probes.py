@@ -12,29 +12,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from herald.core.db import reset_engine
-from herald.core.settings import get_settings
 from herald.worker import create_celery
+from tests.outage import database_unreachable
 
 PROBLEM_JSON = "application/problem+json"
 
 
 @pytest.fixture
 def database_down(client: TestClient, db_backend: str, tmp_path: Path) -> Iterator[None]:
-    """The app's database stops answering: SQLite's file cannot be opened (its path is a
-    directory), PostgreSQL's port refuses connections."""
-    settings = get_settings()
-    saved = settings.database_url
-    if db_backend == "sqlite":
-        settings.database_url = f"sqlite:///{tmp_path}"
-    else:
-        settings.database_url = "postgresql+psycopg://root@127.0.0.1:1/herald"
-    reset_engine()
-    try:
+    with database_unreachable(db_backend, tmp_path):
         yield
-    finally:
-        settings.database_url = saved
-        reset_engine()
 
 
 @pytest.fixture

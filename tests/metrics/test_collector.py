@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import redis
@@ -21,6 +22,7 @@ from herald.publishing.tasks import deliver
 from tests.conftest import Account, SessionFactory
 from tests.fakes.webhook_receiver import Receiver
 from tests.metrics import publish_burst, scrape
+from tests.outage import database_unreachable
 
 
 def test_a_burst_shows_per_state_counts_equal_to_the_database_and_lateness(
@@ -104,3 +106,22 @@ def test_a_token_is_required_when_set(client: TestClient, monkeypatch: pytest.Mo
         "herald_deliveries"
         in client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).text
     )
+
+
+def test_a_scrape_with_the_database_down_is_503_problem_json(
+    client: TestClient, db_backend: str, redis_broker: str, tmp_path: Path
+) -> None:
+    assert client.get("/metrics").status_code == 200
+    with database_unreachable(db_backend, tmp_path):
+        response = client.get("/metrics")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "30"
+    problem = response.json()
+    assert problem["type"].endswith("/metrics-unavailable")
+    assert problem["status"] == 503
+    assert problem["detail"].startswith(
+        "The metrics could not be read: the database did not answer (OperationalError)."
+    )
+    assert "HERALD_DATABASE_URL" in problem["detail"]
+    assert client.get("/metrics").status_code == 200  # back once the database answers
