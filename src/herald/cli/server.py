@@ -126,7 +126,10 @@ def migrate() -> None:
     """Bring the database schema up to date."""
     from herald.core.migrate import upgrade  # noqa: PLC0415 - start-up (see _common)
 
-    upgrade()
+    def waiting() -> None:
+        out.print("Another `herald migrate` is upgrading this database; waiting for it.")
+
+    upgrade(on_wait=waiting)
     out.print("[green]Database is up to date.[/]")
 
 
