@@ -84,6 +84,18 @@ def test_a_burst_shows_per_state_counts_equal_to_the_database_and_lateness(
     assert samples["herald_broker_up"][()] == 1
     assert samples["herald_jobs"][(("kind", "publish"), ("state", "SUCCESS"))] == 4
 
+    # Lateness is the first attempt's: one published by a retry (its due_at the retry's
+    # time, the person's lost) leaves the histogram.
+    with db() as s:
+        s.execute(
+            update(Publication)
+            .where(Publication.id == uuid.UUID(publications[3]["id"]))
+            .values(attempt=2)
+        )
+    again = scrape(client)
+    assert again["herald_delivery_lateness_seconds_count"][webhook] == 3
+    assert again["herald_delivery_lateness_seconds_sum"][webhook] == pytest.approx(3.35, abs=0.01)
+
 
 def test_workers_are_counted_from_their_heartbeats_in_redis(
     client: TestClient, redis_broker: str

@@ -224,14 +224,19 @@ def _histograms(session: Session) -> Iterator[Metric]:
     yield _histogram(
         session,
         "herald_delivery_lateness_seconds",
-        "Scheduled lateness of published deliveries: published_at - due_at (deliveries "
-        "published now, with no due time, are not counted)",
+        "Scheduled lateness of deliveries published at their first attempt: published_at "
+        "- due_at, the time the person chose (deliveries published now, with no due time, "
+        "and retried ones are not counted)",
         _seconds_between(Publication.published_at, Publication.due_at, dialect),
         LATENESS_BUCKETS,
         [
             Publication.state == PublicationState.PUBLISHED,
             Publication.published_at.is_not(None),
             Publication.due_at.is_not(None),
+            # A retry moves due_at to the retry's time, and the first due time is not
+            # kept: measured after a retry, lateness would be the retry's, neither the
+            # person's nor the scheduler's. Retries are counted by herald_delivery_retries.
+            Publication.attempt == 1,
         ],
     )
     yield _histogram(
