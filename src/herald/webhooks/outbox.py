@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -88,12 +88,15 @@ def record(
     tx: Tx,
     workspace_id: uuid.UUID,
     event_type: str,
-    data: Mapping[str, Any],
+    data: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
     *,
     webhook_ids: Sequence[uuid.UUID] | None = None,
 ) -> uuid.UUID | None:
     """Record an event for the endpoints that subscribe to it (or exactly for
-    ``webhook_ids``: a test ping); its id, or None when no endpoint wants it."""
+    ``webhook_ids``: a test ping); its id, or None when no endpoint wants it.
+
+    ``data`` may be a function, called only when some endpoint wants the event: what
+    costs a read to gather is then read only for them."""
     assert event_type in NAMES, f"unknown webhook event type {event_type!r}"
     connection = tx.connection()
     if webhook_ids is None:
@@ -112,7 +115,7 @@ def record(
             "id": event_id,
             "workspace_id": workspace_id,
             "type": event_type,
-            "data": _jsonable(data),
+            "data": _jsonable(data() if callable(data) else data),
             "created_at": now,
         },
     )
