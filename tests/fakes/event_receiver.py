@@ -16,7 +16,7 @@ from tests.fakes.loopback import LoopbackServer, TrackedHandler
 
 
 class EventReceiver(LoopbackServer):
-    def __init__(self, secret: str = "whsec_receiver-test-secret-0123456789") -> None:
+    def __init__(self, secret: str = "whsec_receiver-test-secret-0123456789") -> None:  # noqa: S107
         super().__init__()
         self.secret = secret
         self.guard = threading.Lock()

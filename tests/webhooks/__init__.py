@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from herald.core.clock import set_clock, utcnow
 from herald.core.db import session_scope
-from herald.webhooks import delivery
+from herald.webhooks import delivery, signing
 from herald.webhooks.models import DeliveryState, Webhook, WebhookDelivery, WebhookState
 from tests.conftest import Account
 from tests.fakes.event_receiver import EventReceiver
@@ -52,6 +52,14 @@ def add_webhook(
     assert response.status_code == 201, response.text
     found: dict[str, Any] = response.json()
     return found
+
+
+def signed_by(secret: str, request: dict[str, Any]) -> bool:
+    """Whether a request the receiver got carries a valid signature for ``secret``."""
+    headers = request["headers"]
+    return signing.verify(
+        secret, headers["herald-timestamp"], request["body"], headers["herald-signature"]
+    )
 
 
 def due_ids() -> list[uuid.UUID]:

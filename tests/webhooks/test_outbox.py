@@ -31,9 +31,14 @@ def test_a_rolled_back_change_writes_no_event(
     client: TestClient, account: Account, event_receiver: EventReceiver
 ) -> None:
     add_webhook(client, account, event_receiver)
-    with pytest.raises(Boom), session_scope() as session:
-        assert outbox.record(session, account.workspace_id, "webhook.test", {"x": 1})
-        raise Boom
+
+    def change_then_fail() -> None:
+        with session_scope() as session:
+            assert outbox.record(session, account.workspace_id, "webhook.test", {"x": 1})
+            raise Boom
+
+    with pytest.raises(Boom):
+        change_then_fail()
     assert _count(WebhookEvent) == 0
     assert _count(WebhookDelivery) == 0
     with session_scope() as session:
