@@ -144,6 +144,33 @@ def get_webhook(session: Session, principal: Principal, webhook_id: uuid.UUID) -
     return webhook
 
 
+def resolve_webhook(session: Session, principal: Principal, ref: str) -> Webhook:
+    """An endpoint by its id or a unique prefix of it (the command line's way)."""
+    ref = ref.strip().lower()
+    matches = [w for w in list_webhooks(session, principal) if str(w.id).startswith(ref)]
+    if ref and len(matches) == 1:
+        return matches[0]
+    if ref and matches:
+        raise InvalidInput(f"{ref!r} matches {len(matches)} webhooks; give more of the id.")
+    raise NotFound(f"No webhook with an id starting {ref!r}; see `herald webhook list`.")
+
+
+def resolve_delivery(
+    session: Session, principal: Principal, webhook: Webhook, ref: str
+) -> uuid.UUID:
+    """One of the endpoint's deliveries by its id or a unique prefix of it."""
+    ref = ref.strip().lower()
+    ids = session.scalars(
+        select(WebhookDelivery.id).where(WebhookDelivery.webhook_id == webhook.id)
+    )
+    matches = [d for d in ids if str(d).startswith(ref)] if ref else []
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise InvalidInput(f"{ref!r} matches {len(matches)} deliveries; give more of the id.")
+    raise NotFound(f"No delivery of webhook {webhook.id} with an id starting {ref!r}.")
+
+
 def list_webhooks(session: Session, principal: Principal) -> list[Webhook]:
     principal.require_manager()
     return list(
