@@ -1,5 +1,6 @@
-"""`herald webhook` as a user runs it (real processes; few of them: each one starts Python). SQLite only: the command line is a
-thin layer over the webhooks service, tested on both databases in tests/webhooks/."""
+"""`herald webhook` as a user runs it (real processes; few of them: each one starts
+Python). SQLite only: the command line is a thin layer over the webhooks service, tested
+on both databases in tests/webhooks/."""
 
 from __future__ import annotations
 
