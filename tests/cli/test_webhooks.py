@@ -20,6 +20,8 @@ pytestmark = [
 ]
 
 
+# Eight `herald` processes: each start costs seconds on a loaded machine.
+@pytest.mark.timeout(300)
 def test_add_test_log_redeliver_disable_enable_and_remove(
     db_backend: str, redis_broker: str
 ) -> None:

@@ -257,7 +257,7 @@ def _targets(
 
 def _announce(session: Session, principal: Principal, post: Post, decision: str) -> None:
     """The live ``post.reviewed`` event, after commit: the dashboard re-reads the post;
-    and the event webhooks' one, in this transaction (outbox)."""
+    and, for a decision, the event webhooks' one, in this transaction (outbox)."""
     data = {
         "post_id": post.id,
         "decision": decision,
@@ -266,4 +266,5 @@ def _announce(session: Session, principal: Principal, post: Post, decision: str)
         "reviewer_email": principal.email,
     }
     publish_after_commit(session, principal.workspace_id, "post.reviewed", data)
-    outbox.record(session, principal.workspace_id, "post.reviewed", data)
+    if decision in (APPROVED, REJECTED):  # a submission is not a review
+        outbox.record(session, principal.workspace_id, "post.reviewed", data)
