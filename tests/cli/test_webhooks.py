@@ -48,9 +48,11 @@ def test_add_test_log_redeliver_disable_enable_and_remove(
         assert herald("webhook", "disable", short).returncode == 0
         refused = herald("webhook", "test", short)
         assert refused.returncode == 1 and "enable it first" in refused.stderr
-        listed = herald("webhook", "list")
-        assert short in listed.stdout and "disabled by a person" in listed.stdout
+        listed = herald("webhook", "list", "--json")
         assert made["secret"] not in listed.stdout
+        ((row),) = json.loads(listed.stdout)
+        assert (row["id"], row["state"]) == (made["id"], "disabled")
+        assert row["disabled_reason"] == "disabled by a person"
         assert herald("webhook", "remove", short).returncode == 0
         missing = herald("webhook", "enable", short)
         assert missing.returncode == 1 and "No webhook with an id starting" in missing.stderr

@@ -218,19 +218,19 @@ def send(claimed: Claimed) -> Answer:
     """POST the event (no transaction may be open: the client refuses)."""
     timestamp = int(utcnow().timestamp())
     client = shared_client()
-    request = client.build_request(
-        "POST",
-        claimed.url,
-        content=claimed.body,
-        headers=headers_for(claimed, timestamp),
-        timeout=httpx.Timeout(TIMEOUT_SECONDS),
-    )
     started = time.perf_counter()
 
     def took() -> int:
         return int((time.perf_counter() - started) * 1000)
 
     try:
+        request = client.build_request(
+            "POST",
+            claimed.url,
+            content=claimed.body,
+            headers=headers_for(claimed, timestamp),
+            timeout=httpx.Timeout(TIMEOUT_SECONDS),
+        )
         response = client.send(request)
         try:
             raw = response.read()
@@ -240,10 +240,10 @@ def send(claimed: Claimed) -> Answer:
         return Answer(None, f"refused by Herald's HTTP guard: {exc.message}", None, took())
     except httpx.TimeoutException:
         return Answer(None, f"no answer within {TIMEOUT_SECONDS:g} s", None, took())
-    except httpx.HTTPError as exc:
-        return Answer(
-            None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, None, took()
-        )
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+        # ValueError: a URL httpx cannot use (UnicodeError is one).
+        failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return Answer(None, failure, None, took())
     excerpt = raw[:EXCERPT_BYTES].decode("utf-8", "replace") or None
     status = response.status_code
     error = None if 200 <= status < 300 else f"HTTP {status} {response.reason_phrase}".strip()

@@ -21,6 +21,7 @@ import uuid
 from datetime import datetime
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
@@ -54,8 +55,18 @@ DISABLED_BY_PERSON = "disabled by a person"
 
 def _url(url: str) -> str:
     url = url.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        usable = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and not any(c.isspace() or ord(c) < 32 for c in url)
+        )
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL):
+        usable = False
+    if not usable:
         raise InvalidInput(
             f"url must be an absolute http:// or https:// address, not {url!r}.", field="url"
         )
