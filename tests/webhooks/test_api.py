@@ -53,6 +53,9 @@ def test_urls_are_checked(client: TestClient, account: Account) -> None:
     for url, words in (
         ("ftp://hooks.example.com/h", "http:// or https://"),
         ("hooks.example.com/h", "http:// or https://"),
+        ("http://[::1/h", "http:// or https://"),
+        ("https://hooks example.com/h", "http:// or https://"),
+        ("https://hooks.example.com:99999/h", "http:// or https://"),
         ("http://10.1.2.3/h", "HERALD_ALLOWED_PRIVATE_NETWORKS"),
         ("http://169.254.169.254/latest", "HERALD_ALLOWED_PRIVATE_NETWORKS"),
     ):
