@@ -285,6 +285,8 @@ def list_deliveries(
         at, last_id = decode_cursor(cursor, 2)
         try:
             before, before_id = datetime.fromisoformat(str(at)), uuid.UUID(str(last_id))
+            if before.tzinfo is None:
+                raise ValueError("a cursor's time has its zone")
         except ValueError:
             raise InvalidInput(
                 "cursor is not one Herald returned; start again without it.", field="cursor"
