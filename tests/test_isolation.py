@@ -47,7 +47,7 @@ from tests.conftest import Account
 # Each id-like parameter (path or query) and the fixture row it names.
 ID_PARAMS = (
     "token_id", "channel_id", "post_id", "media_id", "publication_id", "task_id", "job_id",
-    "source_id", "research_id", "provider_id", "agent_id",
+    "source_id", "research_id", "provider_id", "agent_id", "webhook_id", "delivery_id",
 )  # fmt: skip
 # Where an operation's parameter names another kind of row than its name says:
 # (method, path, parameter) -> the fixture key of the row it takes.
@@ -148,6 +148,10 @@ BODIES: dict[tuple[str, str], Body] = {
     },
     ("PATCH", "/api/v1/agents/{agent_id}"): lambda ids: {"json": {"topic": "Changed"}},
     ("PATCH", "/api/v1/agent-settings"): lambda ids: {"json": {"instructions": "Changed"}},
+    ("POST", "/api/v1/webhooks"): lambda ids: {
+        "json": {"url": "https://example.com/hook", "events": ["*"]}
+    },
+    ("PATCH", "/api/v1/webhooks/{webhook_id}"): lambda ids: {"json": {"description": "Changed"}},
     ("POST", "/api/v1/tasks/generate-post"): lambda ids: {
         "json": {"agent_id": ids["agent_id"], "item_ids": [ids["item_id"]]}
     },
@@ -180,6 +184,7 @@ LISTS: dict[str, tuple[list[dict[str, str]], tuple[str, ...]]] = {
     "/api/v1/agents": ([{}], ("agent_id", "source_id", "channel_id")),
     "/api/v1/agent-settings": ([{}], ()),
     "/api/v1/usage": ([{}], ("agent_id",)),
+    "/api/v1/webhooks": ([{}], ("webhook_id",)),
 }
 
 
@@ -286,6 +291,16 @@ def _workspace(client: TestClient, make_account: Any, name: str) -> Workspace:
                         agent_name=f"agent-{name}", provider_name=f"provider-{name}",
                         provider_kind="openai", model=f"model-{name}")
         )  # fmt: skip
+    webhook = _ok(
+        client.post(
+            "/api/v1/webhooks",
+            json={"url": f"https://{name}.example/hook", "events": ["job.finished"],
+                  "description": f"hook of {name}"},
+            headers=h,
+        ),
+        201,
+    )  # fmt: skip
+    ping = _ok(client.post(f"/api/v1/webhooks/{webhook['id']}/test", headers=h), 202)
     with session_scope() as session:
         stored = store_entries(
             session,
@@ -308,11 +323,14 @@ def _workspace(client: TestClient, make_account: Any, name: str) -> Workspace:
         "item_id": str(stored.new[0]),
         "provider_id": provider["id"],
         "agent_id": agent["id"],
+        "webhook_id": webhook["id"],
+        "delivery_id": ping["id"],
     }
     ws.names = [
         account.email, f"{name}-co", f"site-{name}", f"Post of {name}", f"tag-{name}",
         f"feed-{name}", f"Item of {name}", f"model-{name}", f"sk-{name}-key",
-        f"agent-{name}", f"Topic of {name}", f"provider-{name}",
+        f"agent-{name}", f"Topic of {name}", f"provider-{name}", f"hook of {name}",
+        f"https://{name}.example/hook", webhook["secret"],
     ]  # fmt: skip
     return ws
 

@@ -39,6 +39,7 @@ from herald.sources.research_api import router as research_router
 from herald.users.api import auth_router, users_router
 from herald.web.routes import mount_docs, mount_static
 from herald.web.routes import router as web_router
+from herald.webhooks.api import router as webhooks_router
 
 DESCRIPTION = """
 Herald publishes a post to many channels, now or at an exact time, and shows the state
@@ -101,6 +102,7 @@ def create_app() -> FastAPI:
         *slots_routers,
         *agents_routers,
         generate_router,
+        webhooks_router,
     ):
         api.include_router(router)
     app.include_router(api)

@@ -18,6 +18,7 @@ from herald.scheduling.models import Heartbeat, PeriodicRun
 from herald.scheduling.slots import ChannelSchedule, ChannelSlot, SlotReservation
 from herald.sources.models import ItemUse, Source, SourceItem
 from herald.users.models import ApiToken, LoginFailure, User, Workspace
+from herald.webhooks.models import Webhook, WebhookDelivery, WebhookEvent, WebhookSubscription
 
 __all__ = [
     "Agent",
@@ -46,5 +47,9 @@ __all__ = [
     "Source",
     "SourceItem",
     "User",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookSubscription",
     "Workspace",
 ]

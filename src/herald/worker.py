@@ -36,6 +36,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "herald.scheduling.*": {"queue": "maintenance"},
     "herald.maintenance.*": {"queue": "maintenance"},
     "herald.backups.*": {"queue": "maintenance"},
+    "herald.webhooks.*": {"queue": "maintenance"},
 }
 
 TASK_MODULES = [
@@ -47,6 +48,7 @@ TASK_MODULES = [
     "herald.scheduling.tasks",
     "herald.sources.research_tasks",
     "herald.sources.tasks",
+    "herald.webhooks.tasks",
     # No task: its heartbeat signal handler, which /metrics counts live workers by.
     "herald.metrics.workers",
 ]
@@ -61,8 +63,14 @@ TASK_MODULES = [
 # database still makes a second scheduler harmless. The source monitor is the same kind
 # of job: one claim statement, after which each check goes to the `sources` queue; so is
 # the agents' schedule (each due occurrence claimed, its run sent to `generation`).
+# The webhooks' pass is the same: one claim statement, then pointers to `maintenance`.
 RUN_IN_SCHEDULER = frozenset(
-    {"herald.scheduling.reconcile", "herald.sources.monitor", "herald.agents.schedule"}
+    {
+        "herald.scheduling.reconcile",
+        "herald.sources.monitor",
+        "herald.agents.schedule",
+        "herald.webhooks.dispatch",
+    }
 )
 
 # How often the scheduler claims the source checks that fell due (each source has its own
@@ -70,6 +78,9 @@ RUN_IN_SCHEDULER = frozenset(
 MONITOR_EVERY_SECONDS = 5.0
 # How often the scheduler looks for agents whose cron occurrence has come.
 AGENT_SCHEDULE_EVERY_SECONDS = 5.0
+# How often the scheduler sends the event webhook deliveries that fell due (a new event's
+# deliveries are sent at once after commit; this catches retries and lost messages).
+WEBHOOK_DISPATCH_EVERY_SECONDS = 5.0
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -90,6 +101,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "agent-schedules": {
             "task": "herald.agents.schedule",
             "schedule": AGENT_SCHEDULE_EVERY_SECONDS,
+        },
+        "webhook-deliveries": {
+            "task": "herald.webhooks.dispatch",
+            "schedule": WEBHOOK_DISPATCH_EVERY_SECONDS,
         },
         "clean-old-research": {
             "task": "herald.sources.clean_old_research",

@@ -68,8 +68,10 @@ class LoopbackServer:
             else:
                 self._connections.discard(connection)
 
-    def start(self) -> Self:
-        self._server = _Server(("127.0.0.1", 0), self._handler())
+    def start(self, port: int = 0) -> Self:
+        """Listen on ``port`` (0: a free one; a stopped server's port: the same again)."""
+        self._stopping.clear()
+        self._server = _Server(("127.0.0.1", port), self._handler())
         self._server.owner = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

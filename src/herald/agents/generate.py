@@ -80,6 +80,7 @@ from herald.scheduling.slots import queue_post
 from herald.sources.models import ItemUse, Source, SourceItem
 from herald.users.models import Role, User
 from herald.users.service import Principal
+from herald.webhooks import outbox
 from herald.worker import app as celery_app
 
 log = logging.getLogger(__name__)
@@ -523,6 +524,18 @@ def record(session: Session, job: Job, outcome: Outcome) -> dict[str, Any]:
             post.state = PostState.IN_REVIEW
             run.error = f"drafted, not queued: {not_queued}"
     session.flush()
+    outbox.record(
+        session,
+        agent.workspace_id,
+        "draft.created",
+        {
+            "post_id": post.id,
+            "agent_id": agent.id,
+            "run_id": run.id,
+            "title": post.title,
+            "state": str(post.state),
+        },
+    )
     seo = post.seo or {}
     return {
         "success": True,

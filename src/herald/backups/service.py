@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from herald.backups import archive
 from herald.backups.schemas import BackupRead
 from herald.core.clock import utcnow
 from herald.core.db import session_scope
-from herald.core.errors import Forbidden
+from herald.core.errors import Forbidden, NotFound
 from herald.core.settings import get_settings
 from herald.core.tx import after_commit
 from herald.jobs import service as jobs
@@ -27,6 +28,7 @@ from herald.jobs.models import Job
 from herald.jobs.runner import run_job
 from herald.scheduling.service import claim_period, finish_period, utc_day_key
 from herald.users.service import Principal, default_principal
+from herald.webhooks import outbox
 from herald.worker import app as celery_app
 
 log = logging.getLogger(__name__)
@@ -106,10 +108,47 @@ def run_backup(job_id: str) -> dict[str, Any]:
     def call(_: None) -> Path:
         return archive.create_backup(get_settings(), _job_progress(job_id))
 
-    def record(_session: Session, _job: Job, path: Path) -> dict[str, Any]:
-        return {"name": path.name, "size": path.stat().st_size}
+    def record(session: Session, job: Job, path: Path) -> dict[str, Any]:
+        result = {"name": path.name, "size": path.stat().st_size}
+        _announce(session, job.workspace_id, "manual", result, None)
+        return result
 
-    return run_job(job_id, prepare, call, record)
+    try:
+        return run_job(job_id, prepare, call, record)
+    except Exception as exc:
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                _announce(session, job.workspace_id, "manual", {}, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _announce(
+    session: Session,
+    workspace_id: uuid.UUID | None,
+    trigger: str,
+    result: dict[str, Any],
+    error: str | None,
+) -> None:
+    """``backup.finished`` for the event webhooks, in this transaction (outbox), to the
+    workspace whose admins manage backups (the first one, for the nightly run)."""
+    if workspace_id is None:
+        try:
+            workspace_id = default_principal(session).workspace_id
+        except NotFound:
+            return  # no user yet: nobody to tell
+    outbox.record(
+        session,
+        workspace_id,
+        "backup.finished",
+        {
+            "name": result.get("name"),
+            "size": result.get("size"),
+            "ok": error is None,
+            "error": error,
+            "trigger": trigger,
+        },
+    )
 
 
 def nightly_backup() -> dict[str, Any]:
@@ -125,9 +164,12 @@ def nightly_backup() -> dict[str, Any]:
         pruned = archive.prune(settings)
     except Exception as exc:
         with session_scope() as session:
-            finish_period(session, NIGHTLY, result=None, error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            finish_period(session, NIGHTLY, result=None, error=error)
+            _announce(session, None, "nightly", {}, error)
         raise
     result = {"name": path.name, "size": path.stat().st_size, "pruned": pruned}
     with session_scope() as session:
         finish_period(session, NIGHTLY, result=result, error=None)
+        _announce(session, None, "nightly", result, None)
     return result

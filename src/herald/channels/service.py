@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from herald.adapters.base import Adapter, AdapterError, AuthError, Identity
@@ -16,14 +16,16 @@ from herald.adapters.registry import UnknownPlatform, get_adapter_class
 from herald.channels.models import Channel, ChannelState
 from herald.channels.schemas import ChannelCreate, ChannelUpdate
 from herald.channels.store import UNREAD, DatabaseStore, DeliveryProgress, Unread
+from herald.core.clock import utcnow
 from herald.core.crypto import CredentialsUnreadable, decrypt_json, encrypt_json, rotate
 from herald.core.db import flush_unique
 from herald.core.errors import InvalidInput, NotFound
-from herald.core.tx import after_commit
+from herald.core.tx import Tx, after_commit
 from herald.jobs import service as jobs
 from herald.jobs.models import Job
 from herald.jobs.runner import JobFailed
 from herald.users.service import Principal
+from herald.webhooks import outbox
 from herald.worker import app as celery_app
 
 VERIFY_TASK = "herald.channels.verify"
@@ -297,13 +299,51 @@ def record_check(session: Session, job: Job, checked: Checked) -> dict[str, Any]
         session.expire(channel)  # write_back updated the row beside the ORM
     if checked.identity is None:
         if checked.auth:
-            channel.state, channel.state_reason = ChannelState.NEEDS_RECONNECT, checked.problem
+            mark_needs_reconnect(session, channel.id, checked.problem or "credentials refused")
+            session.expire(channel)
         raise JobFailed(checked.problem or "the platform refused the check")
     if channel.state == ChannelState.NEEDS_RECONNECT:
         channel.state, channel.state_reason = ChannelState.ACTIVE, None
         session.flush()
         _release_held(session, channel.id)
     return {"ok": True, "identity": checked.identity.name, "platform": check.platform}
+
+
+def mark_needs_reconnect(tx: Tx, channel_id: uuid.UUID, reason: str) -> bool:
+    """The platform refused the channel's credentials: mark it ``needs_reconnect`` with
+    the platform's words, and, when it was not already, record ``channel.needs_reconnect``
+    for the event webhooks in this transaction. Every place that finds credentials
+    refused (a channel test, a delivery, a health check) comes through here. True when
+    the channel's state changed."""
+    now = utcnow()
+    changed = tx.execute(
+        update(Channel)
+        .where(Channel.id == channel_id, Channel.state != ChannelState.NEEDS_RECONNECT)
+        .values(state=ChannelState.NEEDS_RECONNECT, state_reason=reason, updated_at=now)
+        .returning(Channel.workspace_id, Channel.platform, Channel.name)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if changed is None:
+        # Already waiting for a reconnect: the newest words only.
+        tx.execute(
+            update(Channel)
+            .where(Channel.id == channel_id)
+            .values(state_reason=reason, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return False
+    outbox.record(
+        tx,
+        changed.workspace_id,
+        "channel.needs_reconnect",
+        {
+            "channel_id": channel_id,
+            "platform": changed.platform,
+            "name": changed.name,
+            "reason": reason,
+        },
+    )
+    return True
 
 
 def resolve_channel_ids(

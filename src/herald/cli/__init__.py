@@ -23,6 +23,7 @@ from herald.cli import (
     sources,
     usage,
     users,
+    webhooks,
 )
 from herald.cli._common import CliError
 from herald.core.crypto import CredentialsUnreadable
@@ -48,6 +49,7 @@ app.add_typer(providers.app, name="provider")
 app.command("research")(research.research)
 app.add_typer(agents.app, name="agent")
 app.command("usage")(usage.usage)
+app.add_typer(webhooks.app, name="webhook")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from herald.core.errors import NotFound
 from herald.events.service import publish_after_commit
 from herald.jobs.models import READY_STATES, Job, JobState
 from herald.users.service import Principal
+from herald.webhooks import outbox
 
 # What a job.state event carries: enough for a live view to redraw the job.
 _EVENT_COLUMNS = (
@@ -118,6 +119,18 @@ def finish(
         .returning(*_EVENT_COLUMNS)
     ).first()
     _emit(session, row)
+    _finished(session, row)
+
+
+def _finished(session: Session, row: Row[*tuple[Any, ...]] | None) -> None:
+    """The event webhooks' ``job.finished``, in this transaction (outbox)."""
+    if row is not None:
+        outbox.record(
+            session,
+            row.workspace_id,
+            "job.finished",
+            {"job_id": row.id, "kind": row.kind, "state": str(row.state), "error": row.error},
+        )
 
 
 def cancel(session: Session, job: Job) -> str:
@@ -130,6 +143,7 @@ def cancel(session: Session, job: Job) -> str:
     ).first()
     if row is not None:
         _emit(session, row)
+        _finished(session, row)
         return "cancelled"
     session.refresh(job)
     if job.state in READY_STATES:

@@ -46,6 +46,7 @@ from herald.publishing.models import Publication, PublicationAttempt, Publicatio
 from herald.scheduling.heartbeat import SCHEDULER
 from herald.scheduling.models import Heartbeat, PeriodicRun
 from herald.sources.models import Source
+from herald.webhooks.models import DeliveryState, Webhook, WebhookDelivery, WebhookState
 from herald.worker import QUEUES
 
 # Scheduled lateness (sent - due): an on-time delivery is well under a second late.
@@ -451,6 +452,34 @@ def _generation(session: Session) -> Iterator[Metric]:
     yield from (tokens, cost, calls)
 
 
+def _webhooks(session: Session) -> Iterator[Metric]:
+    deliveries = GaugeMetricFamily(
+        "herald_webhook_deliveries", "Event webhook deliveries by state", labels=["state"]
+    )
+    found = dict(
+        session.execute(
+            select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)
+        ).all()
+    )
+    for state in DeliveryState:
+        deliveries.add_metric([state.value], found.get(state, 0))
+    yield deliveries
+    oldest = GaugeMetricFamily(
+        "herald_webhook_oldest_pending_seconds",
+        "Age of the oldest event still waiting to be delivered to an active endpoint",
+    )
+    first = session.scalar(
+        select(func.min(WebhookDelivery.created_at))
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(
+            WebhookDelivery.state.in_([DeliveryState.PENDING, DeliveryState.SENDING]),
+            Webhook.state == WebhookState.ACTIVE,
+        )
+    )
+    oldest.add_metric([], max(0.0, (utcnow() - first).total_seconds()) if first else 0.0)
+    yield oldest
+
+
 class HeraldCollector(Collector):
     """Registered once in the API process; each scrape reads Redis, then the database."""
 
@@ -485,3 +514,4 @@ def collect_from(session: Session, view: RedisView) -> Iterator[Metric]:
     yield from _periodic(session)
     yield from _sources(session)
     yield from _generation(session)
+    yield from _webhooks(session)

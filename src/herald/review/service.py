@@ -41,6 +41,7 @@ from herald.publishing.models import Publication
 from herald.scheduling.service import PAST_TOLERANCE
 from herald.scheduling.slots import QueuedDelivery, queue_post
 from herald.users.service import Principal
+from herald.webhooks import outbox
 
 NOTE_MAX_LENGTH = 2000
 APPROVED = "approved"
@@ -255,16 +256,15 @@ def _targets(
 
 
 def _announce(session: Session, principal: Principal, post: Post, decision: str) -> None:
-    """The live ``post.reviewed`` event, after commit: the dashboard re-reads the post."""
-    publish_after_commit(
-        session,
-        principal.workspace_id,
-        "post.reviewed",
-        {
-            "post_id": post.id,
-            "decision": decision,
-            "state": str(post.state),
-            "reviewer_id": principal.user_id,
-            "reviewer_email": principal.email,
-        },
-    )
+    """The live ``post.reviewed`` event, after commit: the dashboard re-reads the post;
+    and, for a decision, the event webhooks' one, in this transaction (outbox)."""
+    data = {
+        "post_id": post.id,
+        "decision": decision,
+        "state": str(post.state),
+        "reviewer_id": principal.user_id,
+        "reviewer_email": principal.email,
+    }
+    publish_after_commit(session, principal.workspace_id, "post.reviewed", data)
+    if decision in (APPROVED, REJECTED):  # a submission is not a review
+        outbox.record(session, principal.workspace_id, "post.reviewed", data)

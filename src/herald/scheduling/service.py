@@ -25,6 +25,7 @@ from herald.publishing.models import DUE, Publication
 from herald.scheduling.models import PeriodicRun, SlotReservation
 from herald.users.models import LoginFailure
 from herald.users.service import Principal
+from herald.webhooks.models import FINISHED, WebhookDelivery, WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +203,9 @@ def periodic_runs(session: Session) -> dict[str, PeriodicRun]:
 
 
 def clean_old_records(session: Session) -> dict[str, int]:
-    """Delete finished job records past the retention, expired login failures, and slot
-    reservations for instants already past (the queue only looks ahead of now).
+    """Delete finished job records past the retention, expired login failures, slot
+    reservations for instants already past (the queue only looks ahead of now), and
+    finished event webhook deliveries and their events past 30 days.
 
     Job rows that carry a delivery stay: they are the delivery's task history. Kinds with
     a retention of their own (``OWN_RETENTION_KINDS``) are cleaned by their feature.
@@ -222,10 +224,37 @@ def clean_old_records(session: Session) -> dict[str, int]:
     window = utcnow() - timedelta(seconds=settings.login_window_seconds)
     logins = session.execute(delete(LoginFailure).where(LoginFailure.at < window))
     reservations = session.execute(delete(SlotReservation).where(SlotReservation.due_at < utcnow()))
+    webhooks = clean_old_webhook_records(session, utcnow() - WEBHOOK_RETENTION)
     return {
+        **webhooks,
         "jobs_deleted": int(getattr(jobs, "rowcount", 0) or 0),
         "login_failures_deleted": int(getattr(logins, "rowcount", 0) or 0),
         "slot_reservations_deleted": int(getattr(reservations, "rowcount", 0) or 0),
+    }
+
+
+# Event webhook deliveries that are finished, and events no delivery refers to, are kept
+# this long (the delivery log's reach).
+WEBHOOK_RETENTION = timedelta(days=30)
+
+
+def clean_old_webhook_records(session: Session, cutoff: datetime) -> dict[str, int]:
+    """Delete delivered and failed webhook deliveries, and events left without any
+    delivery, older than ``cutoff``."""
+    done = session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.state.in_(list(FINISHED)), WebhookDelivery.created_at < cutoff
+        )
+    )
+    referenced = select(WebhookDelivery.event_id)
+    events = session.execute(
+        delete(WebhookEvent).where(
+            WebhookEvent.created_at < cutoff, WebhookEvent.id.not_in(referenced)
+        )
+    )
+    return {
+        "webhook_deliveries_deleted": int(getattr(done, "rowcount", 0) or 0),
+        "webhook_events_deleted": int(getattr(events, "rowcount", 0) or 0),
     }
 
 

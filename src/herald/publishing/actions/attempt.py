@@ -12,9 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
-
-from herald.channels.models import Channel, ChannelState
+from herald.channels.service import mark_needs_reconnect
 from herald.core import direct
 from herald.core.clock import utcnow
 from herald.core.settings import get_settings
@@ -134,11 +132,7 @@ def record_outcome(
     now = utcnow()
     target, values, retry_at = _settlement(outcome, claimed, retry_seconds, now)
     if isinstance(outcome, HoldForReconnect):
-        tx.execute(
-            update(Channel)
-            .where(Channel.id == claimed.channel_id)
-            .values(state=ChannelState.NEEDS_RECONNECT, state_reason=outcome.error, updated_at=now)
-        )
+        mark_needs_reconnect(tx, claimed.channel_id, outcome.error or "credentials refused")
     params = {
         "p_id": publication_id,
         "p_attempt": claimed.attempt,

@@ -14,10 +14,12 @@ import logging
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, Executable, bindparam, select, update
 
+from herald.channels.models import Channel
 from herald.core import direct
 from herald.core.clock import utcnow
 from herald.core.exceptions import HeraldFault
@@ -26,6 +28,7 @@ from herald.events.service import publish_after_commit
 from herald.jobs.models import Job, JobState
 from herald.publishing import statements
 from herald.publishing.models import ACTIVE, SETTLED, TRANSITIONS, Publication, PublicationState
+from herald.webhooks import outbox
 from herald.worker import app
 
 log = logging.getLogger(__name__)
@@ -148,6 +151,9 @@ def _follow(
         )
     for publication_id, row in changed:
         emit(tx, row.workspace_id, publication_id, row.task_id, row.post_id, state)
+    if state in WEBHOOK_EVENTS:
+        for publication_id, row in changed:
+            record_webhook_event(tx, publication_id, row, state)
     if refresh_post:
         # A post's state depends only on whether any delivery is active, and on the
         # settled ones: a move within ACTIVE leaves it as it was.
@@ -175,6 +181,45 @@ def emit(
             "state": str(state),
         },
     )
+
+
+# The event webhooks' events of a delivery's final states.
+WEBHOOK_EVENTS = {
+    S.PUBLISHED: "delivery.published",
+    S.FAILED: "delivery.failed",
+    S.UNCONFIRMED: "delivery.unconfirmed",
+}
+
+
+@cache
+def _event_details() -> Executable:
+    """What a delivery event tells beyond the changed row: platform, URL, error."""
+    return (
+        select(Channel.platform, Publication.external_url, Publication.last_error)
+        .join(Channel, Channel.id == Publication.channel_id)
+        .where(Publication.id == bindparam("p_id"))
+    )
+
+
+def record_webhook_event(
+    tx: Tx, publication_id: uuid.UUID, row: ChangedRow, state: PublicationState
+) -> None:
+    """The ``delivery.*`` event, in this transaction (outbox): one index probe when no
+    endpoint of the workspace wants it, which is the delivery hot path's usual case."""
+
+    def data() -> dict[str, Any]:
+        details = direct.execute(tx.connection(), _event_details(), {"p_id": publication_id})
+        platform, url, error = details[0] if details else (None, None, None)
+        return {
+            "delivery_id": publication_id,
+            "post_id": row.post_id,
+            "channel_id": row.channel_id,
+            "platform": platform,
+            "url": url,
+            "error": error,
+        }
+
+    outbox.record(tx, row.workspace_id, WEBHOOK_EVENTS[state], data)
 
 
 def refresh_post_state(tx: Tx, post_id: uuid.UUID) -> None:

@@ -21,6 +21,7 @@ from herald.publishing import statements
 from herald.publishing.actions.compare_and_set import emit, refresh_post_state, send_after_commit
 from herald.publishing.models import Publication, PublicationState
 from herald.users.service import Principal
+from herald.webhooks import outbox
 
 S = PublicationState
 
@@ -78,6 +79,19 @@ def publish(
     for p in result:
         emit(session, p.workspace_id, p.id, p.task_id, p.post_id, p.state)
     refresh_post_state(session, post_id)
+    if state == S.SCHEDULED and new_rows:
+        outbox.record(
+            session,
+            principal.workspace_id,
+            "post.scheduled",
+            {
+                "post_id": post_id,
+                "due_at": due_at,
+                "deliveries": [
+                    {"delivery_id": row["id"], "channel_id": row["channel_id"]} for row in new_rows
+                ],
+            },
+        )
     send_after_commit(session, [(p.id, p.task_id) for p in result if p.state == S.QUEUED])
     return result
 
