@@ -102,6 +102,11 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> WorkerProcess:
+        return self.spawn().wait_ready(timeout)
+
+    def spawn(self) -> WorkerProcess:
+        """Start the process; :meth:`wait_ready` waits for its first answer (start several
+        workers side by side: starting is the slow part)."""
         self.proc = _spawn(
             ["worker", "--concurrency", str(self.concurrency), "--pool", self.pool],
             self.extra_env,
@@ -109,6 +114,10 @@ class WorkerProcess:
             preload=self.preload,
             wrap=self.wrap,
         )
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> WorkerProcess:
+        assert self.proc is not None
         destination = [self.nodename] if self.nodename else None
         deadline = time.monotonic() + timeout
         with _control(self.extra_env) as app:

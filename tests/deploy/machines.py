@@ -43,6 +43,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -307,7 +308,8 @@ def _url_at(url: str, host: str, port: int) -> str:
 
 @dataclass
 class Published:
-    """A burst: every delivery's id, and when the burst began and ended (monotonic)."""
+    """A burst: every delivery's id, and when the burst began and ended (Unix time, as
+    the receiver's)."""
 
     ids: list[str]
     started: float
@@ -392,17 +394,22 @@ class Cluster:
     # --- Herald's processes -------------------------------------------------------------
 
     def start(self, *, hosts: int | None = None) -> None:
-        """A worker on each of the first ``hosts`` hosts (all by default), the beat and the
-        API; returns once every worker answers a ping, and the API its health check."""
-        self.beat = BeatProcess(self.host_env(), log=self.workdir / "beat.log").start()
-        port = _free_port()
-        self.api = _spawn(
-            ["api", "--host", "127.0.0.1", "--port", str(port)],
-            self.host_env(),
-            self.workdir / "api.log",
-        )
-        self.api_url = f"http://127.0.0.1:{port}"
-        for link in self.machines.links[:hosts]:
+        """The beat and the API (once), and a worker on each of the first ``hosts`` hosts
+        (all by default) that has none yet; returns once every worker answers a ping and
+        the API its health check. Everything starts side by side: starting is slow."""
+        if self.beat is None:
+            self.beat = BeatProcess(self.host_env(), log=self.workdir / "beat.log").start()
+        if self.api is None:
+            port = _free_port()
+            self.api = _spawn(
+                ["api", "--host", "127.0.0.1", "--port", str(port)],
+                self.host_env(),
+                self.workdir / "api.log",
+            )
+            self.api_url = f"http://127.0.0.1:{port}"
+            self._http = httpx.Client(base_url=self.api_url, timeout=30)
+        starting = []
+        for link in self.machines.links[len(self.workers) : hosts]:
             worker = WorkerProcess(
                 self.worker_env(link),
                 pool=self.pool,
@@ -411,11 +418,12 @@ class Cluster:
                 wrap=link.wrap(),
                 nodename=f"celery@{link.hostname}",
             )
-            self.workers.append(worker)
+            self.workers.append(worker.spawn())
+            starting.append(worker)
+        for worker in starting:
             # Its ping goes to the host side's Redis address: a local one, so this
             # process reaches it too.
-            worker.start(timeout=START_TIMEOUT)
-        self._http = httpx.Client(base_url=self.api_url, timeout=30)
+            worker.wait_ready(timeout=START_TIMEOUT)
         wait_for(self._api_answers, START_TIMEOUT, 0.2, what="the API answering")
 
     def _api_answers(self) -> bool:
@@ -520,7 +528,7 @@ class Cluster:
         """``posts`` posts, each published at once to every channel: posts x channels
         deliveries, one API request to create and one to publish each post."""
         ids: list[str] = []
-        started = time.monotonic()
+        started = time.time()
         for i in range(posts):
             post = self._call(token, "POST", "/api/v1/posts", {"title": f"burst {i}"}, 201)
             answer = self._call(
@@ -531,16 +539,45 @@ class Cluster:
                 202,
             )
             ids += [str(publication["id"]) for publication in answer["publications"]]
-        return Published(ids, started, time.monotonic())
+        return Published(ids, started, time.time())
+
+    def schedule_burst(self, token: str, channel_ids: list[str], posts: int) -> list[str]:
+        """As :meth:`publish_burst`, but each post scheduled an hour ahead: nothing is due
+        until :meth:`release`, so a measurement can leave the API's pace out."""
+        when = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        ids: list[str] = []
+        for i in range(posts):
+            post = self._call(token, "POST", "/api/v1/posts", {"title": f"burst {i}"}, 201)
+            answer = self._call(
+                token,
+                "POST",
+                f"/api/v1/posts/{post['id']}/schedule",
+                {"scheduled_at": when, "channel_ids": channel_ids},
+                202,
+            )
+            ids += [str(publication["id"]) for publication in answer["publications"]]
+        return ids
+
+    def release(self, ids: Sequence[str]) -> float:
+        """Make the scheduled deliveries due now (the scheduler queues them within its
+        tick); returns when (Unix time)."""
+        with _connect(self.database_url) as conn:
+            conn.execute(
+                "UPDATE publications SET due_at = now() WHERE id = ANY(%s::uuid[])", (list(ids),)
+            )
+        return time.time()
+
+
+def _connect(database_url: str) -> Any:
+    import psycopg  # noqa: PLC0415
+
+    return psycopg.connect(database_url.replace("postgresql+psycopg://", "postgresql://", 1))
 
 
 def states(database_url: str, ids: Sequence[str]) -> dict[str, tuple[str, int, str, str | None]]:
     """Each delivery's state, attempts made, idempotency key and external id, read from
     the database."""
-    import psycopg  # noqa: PLC0415
-
-    url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
-    with psycopg.connect(url) as conn:
+    with _connect(database_url) as conn:
         rows = conn.execute(
             "SELECT id::text, state, attempt, idempotency_key, external_id FROM publications"
             " WHERE id = ANY(%s::uuid[])",
