@@ -106,9 +106,19 @@ def test_a_host_cut_off_mid_burst_loses_and_doubles_nothing(
             for item in posts
             if item.peer == cut.ns_address and cut_at + 0.5 < item.at < restored_at
         ]
+        # Each repeated key's requests: from which host, how long after the cut.
+        repeated = {
+            key: [
+                (item.peer, round(item.at - cut_at, 2))
+                for item in posts
+                if item.headers.get("idempotency-key") == key
+            ]
+            for key in repeats
+        }
         print(
-            f"\nmany machines: {len(ids)} deliveries; by host {dict(by_host)}; "
-            f"same-key repeats {repeats}; attempts {Counter(a for _, a, *_ in final.values())}"
+            f"\nmany machines: {len(ids)} deliveries; by host {dict(by_host)}; cut "
+            f"{cut.ns_address} for {restored_at - cut_at:.1f} s; same-key repeats {repeated}; "
+            f"attempts {Counter(a for _, a, *_ in final.values())}"
         )
 
     assert len(ids) == POSTS * CHANNELS
