@@ -58,13 +58,11 @@ PREFIX = "hrld"
 PG_TARGET = ("127.0.0.1", 5432)
 # Short enough that a cut link's deliveries are taken over within seconds (the reconciler
 # every second re-sends a delivery queued for 3 s and re-examines one whose 3 s lease ran
-# out; the fault suite's values, tests/faults/stack.py), and that a transaction the cut
-# left open on the database, rows locked, is ended after 5 s.
+# out); the fault suite's values (tests/faults/stack.py).
 FAST_RECOVERY = {
     "HERALD_RECONCILE_INTERVAL_SECONDS": "1",
     "HERALD_QUEUED_GRACE_SECONDS": "3",
     "HERALD_PUBLISH_LEASE_SECONDS": "3",
-    "HERALD_DATABASE_IDLE_TRANSACTION_SECONDS": "5",
 }
 START_TIMEOUT = 60.0
 
