@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from herald.core import db
 from herald.core.db import (
@@ -27,7 +27,6 @@ from herald.core.db import (
     make_engine,
     transaction_open,
 )
-from herald.core.settings import get_settings
 from tests.services import PG_ADMIN_URL, postgres_available, service_missing
 
 
@@ -299,59 +298,5 @@ def test_only_an_idle_pooled_connection_is_pinged(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
         _backend_pid(engine)  # idle (past the threshold): pinged
         assert len(pings) == 1
-    finally:
-        engine.dispose()
-
-
-def _fall_silent_in_a_transaction(engine: Engine, table: str) -> None:
-    """Lock a row, say nothing while another session waits for it, then speak again."""
-    with engine.begin() as silent:
-        silent.execute(text(f"UPDATE {table} SET n = n + 1 WHERE id = 1"))
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as other:
-            # A bound on the wait, so that a regression fails here instead of hanging.
-            other.execute("SET lock_timeout = '10s'")
-            other.execute(f"UPDATE {table} SET n = n + 10 WHERE id = 1")
-            row = other.execute(f"SELECT n FROM {table} WHERE id = 1").fetchone()
-        assert row == (10,)  # the silent session's change was rolled back with it
-        silent.execute(text("SELECT 1"))  # its host is back: the session is gone
-
-
-def test_a_session_silent_inside_a_transaction_is_ended_and_its_locks_released(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A host that lost the network mid-transaction leaves its backend waiting with the
-    row locked (tests/deploy/test_many_machines.py cuts a link): before, a compare-and-set
-    on that row waited as long as TCP took to give up, two hours by default."""
-    monkeypatch.setattr(get_settings(), "database_idle_transaction_seconds", 1)
-    engine = _postgres_engine()
-    table = f"idle_tx_{os.getpid()}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, n int)")
-        admin.execute(f"INSERT INTO {table} VALUES (1, 0)")
-    try:
-        with pytest.raises(DBAPIError, match="idle-in-transaction"):
-            _fall_silent_in_a_transaction(engine, table)
-        assert _backend_pid(engine) > 0  # and the pool connects afresh
-    finally:
-        engine.dispose()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f"DROP TABLE IF EXISTS {table}")
-
-
-def test_the_idle_transaction_bound_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(get_settings(), "database_idle_transaction_seconds", 0)
-    engine = _postgres_engine()
-    try:
-        with engine.connect() as conn:
-            value = conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one()
-        assert value == "0"
-    finally:
-        engine.dispose()
-    monkeypatch.setattr(get_settings(), "database_idle_transaction_seconds", 60)
-    engine = _postgres_engine()
-    try:
-        with engine.connect() as conn:
-            value = conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one()
-        assert value == "1min"
     finally:
         engine.dispose()

@@ -320,24 +320,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
         _track_transactions(engine)
         return engine
-    if url.startswith("postgresql") and "connect_args" not in kwargs:
-        kwargs["connect_args"] = _postgres_options()
     engine = create_engine(url, **kwargs)
     _ping_when_idle(engine)
     _track_transactions(engine)
     return engine
-
-
-def _postgres_options() -> dict[str, str]:
-    """Session settings for every PostgreSQL connection. A host cut off from the network
-    (or powered off) in the middle of a transaction leaves its backend waiting, locks held,
-    until TCP gives up on the silent peer (two hours by default): the reconciler's next
-    compare-and-set on such a row would wait as long, holding up every repair behind it.
-    PostgreSQL ends a session idle in a transaction past the setting instead."""
-    idle = get_settings().database_idle_transaction_seconds
-    if not idle:
-        return {}
-    return {"options": f"-c idle_in_transaction_session_timeout={idle * 1000}"}
 
 
 # A pooled connection unused for longer than this is tested before it is handed out.

@@ -197,14 +197,6 @@ class Settings(BaseSettings):
         description="How long a write waits for SQLite's one writer lock; past that a request "
         "answers 503 with `Retry-After` (a task tries again later). Reads never wait.",
     )
-    database_idle_transaction_seconds: int = Field(
-        60,
-        ge=0,
-        description="PostgreSQL ends a Herald session that sits this long inside a "
-        "transaction without a word (its host lost the network, or died without closing the "
-        "connection), so the rows it locked do not hold up the others; 0: never. Herald "
-        "holds no transaction across anything slow.",
-    )
     redis_timeout_seconds: float = Field(
         2.0,
         gt=0,
