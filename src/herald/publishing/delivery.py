@@ -76,9 +76,11 @@ class Stored:
 
 def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
     """Claim, send, record: the body of the ``deliver`` task. None when not claimed."""
-    claimed_at = utcnow()  # the claim's lease runs from this instant or a little later
     # Plain Core transactions: this path loads no ORM object (see core_scope).
     with core_scope() as tx:
+        # The claim's lease runs from this instant or a little later (not from before a
+        # connection was opened: a first one can take a while).
+        claimed_at = utcnow()
         row = actions.claim(tx, publication_id)
         if row is None:
             return None
