@@ -39,8 +39,10 @@ def _spawn(
     log: Path | None,
     *,
     preload: tuple[str, ...] = (),
+    wrap: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
-    """``python -m herald <args>`` in its own session, after importing ``preload``; its
+    """``python -m herald <args>`` in its own session, after importing ``preload``, run
+    through ``wrap`` (a command that execs the rest: ``ip netns exec NS``, say); its
     output appended to ``log`` (worth keeping when a test kills things on purpose), else
     dropped."""
     herald = ["-m", "herald"]
@@ -49,7 +51,7 @@ def _spawn(
     output: IO[bytes] | int = log.open("ab") if log is not None else subprocess.DEVNULL
     try:
         return subprocess.Popen(
-            [sys.executable, *herald, *args],
+            [*wrap, sys.executable, *herald, *args],
             env=_env(extra_env),
             start_new_session=True,
             stdout=output,
@@ -83,28 +85,47 @@ class WorkerProcess:
         pool: str = "prefork",
         preload: tuple[str, ...] = (),
         log: Path | None = None,
+        concurrency: int = 2,
+        wrap: tuple[str, ...] = (),
+        nodename: str | None = None,
     ) -> None:
         self.extra_env = extra_env
         self.pool = pool
+        self.concurrency = concurrency
         # Modules the worker imports before it starts (a test's own adapter, say).
         self.preload = preload
         self.log = log
+        # A command the worker runs under (another network namespace), and the node name
+        # it answers pings as (``celery@<hostname>``) when it is not the only worker.
+        self.wrap = wrap
+        self.nodename = nodename
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> WorkerProcess:
+        return self.spawn().wait_ready(timeout)
+
+    def spawn(self) -> WorkerProcess:
+        """Start the process; :meth:`wait_ready` waits for its first answer (start several
+        workers side by side: starting is the slow part)."""
         self.proc = _spawn(
-            ["worker", "--concurrency", "2", "--pool", self.pool],
+            ["worker", "--concurrency", str(self.concurrency), "--pool", self.pool],
             self.extra_env,
             self.log,
             preload=self.preload,
+            wrap=self.wrap,
         )
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> WorkerProcess:
+        assert self.proc is not None
+        destination = [self.nodename] if self.nodename else None
         deadline = time.monotonic() + timeout
         with _control(self.extra_env) as app:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"worker exited with {self.proc.returncode}")
                 # limit=1: back at the first reply, not at the end of the timeout.
-                if app.control.ping(timeout=0.5, limit=1):
+                if app.control.ping(destination=destination, timeout=0.5, limit=1):
                     return self
         self.kill()
         raise TimeoutError("worker did not answer a ping")

@@ -1,6 +1,7 @@
 """A local webhook receiver that behaves like a careful real one: it checks the HMAC
 signature, deduplicates by Idempotency-Key, and answers from a script (503, 503, 200...),
-optionally holding a request before answering."""
+optionally holding a request before answering. It listens on loopback unless given
+another local address (``host``: the many-machines test's host side of a link)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class Received:
     headers: dict[str, str]
     body: dict[str, Any]
     at: float
+    peer: str = ""  # the sender's address
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Receiver:
     secret: str = "receiver-shared-secret-0123456789"
     script: deque[int] = field(default_factory=deque)  # statuses to answer, then 200
     hold_seconds: float = 0.0
+    host: str = "127.0.0.1"
     received: list[Received] = field(default_factory=list)
     delivered: dict[str, Received] = field(default_factory=dict)  # by Idempotency-Key
     bad_signatures: int = 0
@@ -66,7 +69,7 @@ class Receiver:
                         receiver.bad_signatures += 1
                     self._answer(401, {"error": "bad signature"})
                     return
-                item = Received(headers, json.loads(raw), time.time())
+                item = Received(headers, json.loads(raw), time.time(), self.client_address[0])
                 with receiver.lock:
                     receiver.received.append(item)
                     status = receiver.script.popleft() if receiver.script else 200
@@ -107,7 +110,7 @@ class Receiver:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((self.host, 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self

@@ -106,31 +106,47 @@ def redis_server_binary() -> str:
 
 class PrivateRedis:
     """A redis-server of the test's own on a free loopback port, without persistence: a
-    kill loses everything in it, which is the point."""
+    kill loses everything in it, which is the point. ``binds``: the local addresses it
+    listens on (loopback; the many-machines test adds its links' host sides, and a
+    ``password``, as a Redis other machines reach must have)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        binds: tuple[str, ...] = ("127.0.0.1",),
+        password: str | None = None,
+    ) -> None:
         self.workdir = workdir
+        self.binds = binds
+        self.password = password
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.url_at("127.0.0.1")
+
+    def url_at(self, host: str) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{host}:{self.port}/0"
 
     def start(self, timeout: float = 10) -> PrivateRedis:
         with (self.workdir / "redis.log").open("ab") as log:
             self.proc = subprocess.Popen(
                 [
                     redis_server_binary(),
-                    *("--port", str(self.port), "--bind", "127.0.0.1"),
+                    *("--port", str(self.port), "--bind", *self.binds),
                     *("--save", "", "--appendonly", "no", "--dir", str(self.workdir)),
+                    *(("--requirepass", self.password) if self.password else ()),
                 ],
                 start_new_session=True,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        client = redis.Redis(
+            port=self.port, password=self.password, socket_timeout=1, socket_connect_timeout=1
+        )
         try:
             wait_for(lambda: self._answers(client), timeout, what="the private Redis answering")
         finally:

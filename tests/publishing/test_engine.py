@@ -718,6 +718,49 @@ def test_a_running_attempt_keeps_its_lease_however_slow_the_platform(
     assert keeper.running() == {}  # nothing kept once the attempt is recorded
 
 
+def late_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the next claim's commit come back a lease late, as to a worker whose host lost
+    the database for a while (tests/deploy/test_many_machines.py cuts a link)."""
+    claim = actions.claim
+
+    def slow_claim(tx: Any, publication_id: uuid.UUID) -> Any:
+        row = claim(tx, publication_id)
+        late = utcnow() + timedelta(seconds=get_settings().publish_lease_seconds + 1)
+        set_clock(lambda: late)
+        monkeypatch.setattr(actions, "claim", claim)
+        return row
+
+    monkeypatch.setattr(actions, "claim", slow_claim)
+
+
+def test_a_claim_confirmed_after_its_lease_sends_nothing_and_goes_again(
+    client: TestClient,
+    account: Account,
+    setup: Setup,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before: the late worker sent it. By then the reconciler may have given the delivery
+    to another worker, which sends it too: a same-key repeat for a webhook, a second post
+    where the adapter can only look the post up first (both looked before either posted)."""
+    channel, post = setup
+    (publication,) = publish(client, account, post["id"], channel["id"])
+    late_claim(monkeypatch)
+    try:
+        assert deliver(publication["id"]) == "retry"
+    finally:
+        set_clock(None)
+    assert receiver.posts() == []
+    (row,) = publications(client, account, post["id"])
+    assert (row["state"], row["attempt"]) == ("retry_wait", 1)
+    assert "lease had run out" in row["last_error"]
+    # Due again at once (the late clock's now), and sent once.
+    lease = get_settings().publish_lease_seconds
+    assert dispatch_at(utcnow() + timedelta(seconds=lease + 2)) == 1
+    assert deliver(publication["id"]) == "published"
+    assert len(receiver.posts()) == 1
+
+
 def test_fixing_a_channel_releases_its_held_deliveries_in_the_same_request(
     client: TestClient, account: Account, setup: Setup, receiver: Receiver, redis_broker: str
 ) -> None:

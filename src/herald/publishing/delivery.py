@@ -38,7 +38,7 @@ from herald.media.service import media_items
 from herald.posts.models import Post
 from herald.publishing import actions, statements
 from herald.publishing.actions import ChangedRow
-from herald.publishing.lease import keeper
+from herald.publishing.lease import keeper, lease_length
 from herald.publishing.outcomes import (
     Failed,
     HoldForReconnect,
@@ -76,15 +76,30 @@ class Stored:
 
 def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
     """Claim, send, record: the body of the ``deliver`` task. None when not claimed."""
-    claimed_at = utcnow()  # the claim's lease runs from this instant or a little later
     # Plain Core transactions: this path loads no ORM object (see core_scope).
     with core_scope() as tx:
+        # The claim's lease runs from this instant or a little later (not from before a
+        # connection was opened: a first one can take a while).
+        claimed_at = utcnow()
         row = actions.claim(tx, publication_id)
         if row is None:
             return None
         # In the claim's own transaction: a transaction costs more CPU than these
         # one-row reads hold the (SQLite) writer's lock.
         stored = read_delivery(tx, row)
+    if utcnow() >= claimed_at + lease_length():
+        # The claim's commit came back after its lease ran out (this host lost the
+        # database for a while: a network cut, a failover). The reconciler may have given
+        # the delivery to another worker meanwhile: sending it here too would post it
+        # twice where the platform cannot tell. Nothing was sent: a retry, recorded only
+        # if the attempt is still this worker's (the compare-and-set decides), due again
+        # at once.
+        late: Outcome = RetryLater(
+            "the database confirmed the claim only after its lease had run out; not sent"
+        )
+        with core_scope() as tx:
+            actions.record_outcome(tx, publication_id, row, late, retry_seconds=(0.0, 0.0))
+        return late
     # The lease is renewed until the outcome is recorded, however long the platform
     # takes: the reconciler re-examines only attempts whose worker stopped.
     with keeper.kept(publication_id, row.attempt, claimed_at):
