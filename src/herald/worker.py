@@ -60,9 +60,15 @@ TASK_MODULES = [
 # pool: no reserved slot or extra process is needed, and its period claim in the
 # database still makes a second scheduler harmless. The source monitor is the same kind
 # of job: one claim statement, after which each check goes to the `sources` queue; so is
-# the agents' schedule (each due occurrence claimed, its run sent to `generation`).
+# the agents' schedule (each due occurrence claimed, its run sent to `generation`), and the
+# channel health pass (due channels claimed, their tests sent to `maintenance`).
 RUN_IN_SCHEDULER = frozenset(
-    {"herald.scheduling.reconcile", "herald.sources.monitor", "herald.agents.schedule"}
+    {
+        "herald.scheduling.reconcile",
+        "herald.sources.monitor",
+        "herald.agents.schedule",
+        "herald.scheduling.check_channels",
+    }
 )
 
 # How often the scheduler claims the source checks that fell due (each source has its own
@@ -70,6 +76,8 @@ RUN_IN_SCHEDULER = frozenset(
 MONITOR_EVERY_SECONDS = 5.0
 # How often the scheduler looks for agents whose cron occurrence has come.
 AGENT_SCHEDULE_EVERY_SECONDS = 5.0
+# How often the scheduler claims the channel checks that fell due.
+CHANNEL_CHECK_EVERY_SECONDS = 60.0
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -90,6 +98,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "agent-schedules": {
             "task": "herald.agents.schedule",
             "schedule": AGENT_SCHEDULE_EVERY_SECONDS,
+        },
+        "check-channels": {
+            # Each channel has its own time in the day (herald.channels.health); this is
+            # only how soon a due check is noticed.
+            "task": "herald.scheduling.check_channels",
+            "schedule": CHANNEL_CHECK_EVERY_SECONDS,
         },
         "clean-old-research": {
             "task": "herald.sources.clean_old_research",
