@@ -78,14 +78,20 @@ def claim_due(
         Publication.state.in_(WAITING),
         or_(Publication.due_at.is_(None), Publication.due_at <= now + SOON),
     )
-    due = (
-        select(Channel.id)
-        .where(Channel.state == ChannelState.ACTIVE, Channel.next_check_at <= now)
-        .order_by(case((Channel.id.in_(soon), 0), else_=1), Channel.next_check_at, Channel.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
-        .scalar_subquery()
+    # Two statements, not UPDATE ... IN (SELECT ... LIMIT): PostgreSQL may run such a
+    # subquery again for each row, and FOR UPDATE SKIP LOCKED then skips the rows this
+    # very statement updated and finds more: a limit of 1 claimed all of them.
+    due = list(
+        session.scalars(
+            select(Channel.id)
+            .where(Channel.state == ChannelState.ACTIVE, Channel.next_check_at <= now)
+            .order_by(case((Channel.id.in_(soon), 0), else_=1), Channel.next_check_at, Channel.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
+        )
     )
+    if not due:
+        return []
     claimed = session.execute(
         update(Channel)
         # Checked again here, on the row as it is now: the compare-and-set.
