@@ -62,7 +62,8 @@ TASK_MODULES = [
 # pool: no reserved slot or extra process is needed, and its period claim in the
 # database still makes a second scheduler harmless. The source monitor is the same kind
 # of job: one claim statement, after which each check goes to the `sources` queue; so is
-# the agents' schedule (each due occurrence claimed, its run sent to `generation`).
+# the agents' schedule (each due occurrence claimed, its run sent to `generation`), and the
+# channel health pass (due channels claimed, their tests sent to `maintenance`).
 # The webhooks' pass is the same: one claim statement, then pointers to `maintenance`.
 RUN_IN_SCHEDULER = frozenset(
     {
@@ -70,6 +71,7 @@ RUN_IN_SCHEDULER = frozenset(
         "herald.sources.monitor",
         "herald.agents.schedule",
         "herald.webhooks.dispatch",
+        "herald.scheduling.check_channels",
     }
 )
 
@@ -81,6 +83,8 @@ AGENT_SCHEDULE_EVERY_SECONDS = 5.0
 # How often the scheduler sends the event webhook deliveries that fell due (a new event's
 # deliveries are sent at once after commit; this catches retries and lost messages).
 WEBHOOK_DISPATCH_EVERY_SECONDS = 5.0
+# How often the scheduler claims the channel checks that fell due.
+CHANNEL_CHECK_EVERY_SECONDS = 60.0
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -105,6 +109,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "webhook-deliveries": {
             "task": "herald.webhooks.dispatch",
             "schedule": WEBHOOK_DISPATCH_EVERY_SECONDS,
+        },
+        "check-channels": {
+            # Each channel has its own time in the day (herald.channels.health); this is
+            # only how soon a due check is noticed.
+            "task": "herald.scheduling.check_channels",
+            "schedule": CHANNEL_CHECK_EVERY_SECONDS,
         },
         "clean-old-research": {
             "task": "herald.sources.clean_old_research",

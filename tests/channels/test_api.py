@@ -152,7 +152,7 @@ def test_verify_runs_as_a_job(
 
     job = client.get(f"/api/v1/jobs/{job_id}", headers=account.headers).json()
     assert job["state"] == "PENDING" and job["ready"] is False
-    assert job["params"] == {"channel_id": channel_id}
+    assert job["params"] == {"channel_id": channel_id, "trigger": "person"}
 
     verify_channel(job_id)  # the task body, as the worker would run it
     job = client.get(f"/api/v1/jobs/{job_id}", headers=account.headers).json()

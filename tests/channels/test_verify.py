@@ -209,7 +209,8 @@ def test_matrix_test_refused_token_marks_the_channel_needs_reconnect(
 def test_a_test_that_refreshes_expired_credentials_keeps_them(
     client: TestClient, account: Account, platform_calls: PlatformCalls, redis_broker: str
 ) -> None:
-    with FakeX() as x:
+    # Tokens that outlive the next check: no refresh ahead of expiry (test_health's part).
+    with FakeX(token_lifetime=3 * 86400) as x:
         channel_id = create_channel(client, account, "x", x.credentials())
         x.expire_access_tokens()  # the test's first call is refused; X's adapter refreshes
         job_id = start_test(client, account, channel_id)

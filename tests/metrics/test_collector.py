@@ -15,6 +15,8 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
+from herald.channels.models import Channel
+from herald.core.clock import utcnow
 from herald.core.settings import get_settings
 from herald.metrics import workers
 from herald.publishing.models import Publication, PublicationState
@@ -137,3 +139,29 @@ def test_a_scrape_with_the_database_down_is_503_problem_json(
     )
     assert "HERALD_DATABASE_URL" in problem["detail"]
     assert client.get("/metrics").status_code == 200  # back once the database answers
+
+
+def test_the_stalest_channel_check_and_failing_checks_are_exported(
+    client: TestClient, account: Account, db: SessionFactory, tmp_path: Path
+) -> None:
+    assert "herald_channel_check_age_seconds" not in scrape(client)  # no active channel
+    ids = []
+    for name in ("fresh", "stale", "paused"):
+        body = {"platform": "folder", "name": name, "credentials": {"path": str(tmp_path)}}
+        ids.append(client.post("/api/v1/channels", json=body, headers=account.headers).json()["id"])
+    now = utcnow()
+    with db() as s:
+        for channel_id, (ago, ok) in zip(ids, ((1, True), (30, False), (90, False)), strict=True):
+            s.execute(
+                update(Channel)
+                .where(Channel.id == uuid.UUID(channel_id))
+                .values(checked_at=now - timedelta(hours=ago), last_check_ok=ok)
+            )
+    client.patch(f"/api/v1/channels/{ids[2]}", json={"state": "paused"}, headers=account.headers)
+
+    samples = scrape(client)
+
+    # The paused channel, checked 90 h ago, counts for neither.
+    age = samples["herald_channel_check_age_seconds"][()]
+    assert 30 * 3600 <= age < 31 * 3600
+    assert samples["herald_channel_checks_failing"][()] == 1

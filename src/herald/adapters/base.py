@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -336,6 +337,13 @@ class Adapter(ABC, Generic[C, S]):
     @abstractmethod
     def verify(self) -> Identity:
         """Check the credentials can post; raise AuthError if not."""
+
+    def refresh_ahead(self, within: timedelta) -> bool:
+        """Refresh credentials that expire within ``within`` (an OAuth access token),
+        through the store's ``refresh_credentials``; True if they were refreshed. The
+        channel check calls it before :meth:`verify`. Credentials that do not expire, or
+        whose expiry is unknown, keep this default: nothing to do."""
+        return False
 
     @abstractmethod
     def render(self, post: PostContent) -> Rendition:

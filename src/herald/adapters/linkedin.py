@@ -17,7 +17,9 @@ for a key whose first answer was lost, that post is the receipt.
 
 Access tokens last 60 days. Apps approved for programmatic refresh tokens get one that
 lasts a year: with ``refresh_token``, ``client_id`` and ``client_secret`` in the
-credentials, a 401 is answered by one refresh (stored before use) and one retry.
+credentials, a 401 is answered by one refresh (stored before use) and one retry. With
+``expires_at`` known (given, or set from ``expires_in`` at each refresh), the channel
+check refreshes a token that would expire before the next check.
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from herald.adapters import base
 from herald.adapters.http import HttpAdapter, HttpSettings, raise_for_status
 from herald.adapters.registry import register
 from herald.adapters.text import markdown_to_text, split_thread
+from herald.core.clock import utcnow
 
 PLATFORM = "linkedin"
 
@@ -93,6 +96,11 @@ class LinkedInCredentials(base.StrictModel):
     client_secret: str | None = Field(
         None, description="The app's Primary Client Secret, for refreshing."
     )
+    expires_at: datetime | None = Field(
+        None,
+        description="When the access token expires (ISO 8601; now + expires_in). Known: "
+        "Herald refreshes it ahead of time; set by Herald at each refresh.",
+    )
     api_url: str = Field(
         "https://api.linkedin.com",
         pattern=r"^https?://[^/\s]+$",
@@ -103,6 +111,11 @@ class LinkedInCredentials(base.StrictModel):
         pattern=r"^https?://\S+$",
         description="Base URL of LinkedIn's OAuth endpoints (accessToken lives under it).",
     )
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     @model_validator(mode="after")
     def _refresh_needs_the_app(self) -> LinkedInCredentials:
@@ -217,7 +230,22 @@ class LinkedInAdapter(HttpAdapter[LinkedInCredentials, LinkedInSettings]):
         fresh = dict(stale, access_token=token)
         if isinstance(data.get("refresh_token"), str) and data["refresh_token"]:
             fresh["refresh_token"] = data["refresh_token"]
+        lifetime = data.get("expires_in")
+        fresh["expires_at"] = (
+            (utcnow() + timedelta(seconds=float(lifetime))).isoformat()
+            if isinstance(lifetime, int | float)
+            else None
+        )
         return fresh
+
+    def refresh_ahead(self, within: timedelta) -> bool:
+        expires_at = self.credentials.expires_at
+        if expires_at is None or not self.credentials.refresh_token:
+            return False  # unknown expiry, or no way to refresh: a 401 will tell
+        if utcnow() < expires_at - within:
+            return False
+        self._refresh()
+        return True
 
     def _rest(self, path: str) -> str:
         return f"{self.credentials.api_url.rstrip('/')}/rest/{path}"

@@ -469,8 +469,19 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
     # -- OAuth 2.0 refresh ----------------------------------------------------------------
 
     def _expired(self) -> bool:
+        return self._expires_within(REFRESH_MARGIN)
+
+    def _expires_within(self, within: timedelta) -> bool:
         expires_at = self.credentials.expires_at
-        return expires_at is not None and utcnow() >= expires_at - REFRESH_MARGIN
+        return expires_at is not None and utcnow() >= expires_at - within
+
+    def refresh_ahead(self, within: timedelta) -> bool:
+        # X's access tokens live two hours: a daily check always refreshes, which also
+        # proves the (single-use) refresh token still works before a post needs it.
+        if not self._expires_within(within):
+            return False
+        self._refresh()
+        return True
 
     def _refresh(self) -> None:
         stale = self.credentials.model_dump(mode="json")

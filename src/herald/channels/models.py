@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from herald.core.db import Base, IdMixin, TimestampMixin
@@ -18,7 +19,11 @@ class ChannelState(StrEnum):
 
 class Channel(IdMixin, TimestampMixin, Base):
     __tablename__ = "channels"
-    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name"),
+        # The health pass's claim: active channels whose check is due (channels.health).
+        Index("ix_channels_state_next_check", "state", "next_check_at"),
+    )
 
     # Indexed by the unique (workspace_id, name) it leads.
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
@@ -35,3 +40,9 @@ class Channel(IdMixin, TimestampMixin, Base):
     max_retries: Mapped[int] = mapped_column(default=3)
     retry_base_seconds: Mapped[float] = mapped_column(default=2.0)
     retry_max_seconds: Mapped[float] = mapped_column(default=600.0)
+    # The last check of the credentials (a person's test or the health pass), and when
+    # the health pass checks them next (herald.channels.health).
+    checked_at: Mapped[datetime | None]
+    next_check_at: Mapped[datetime | None]
+    last_check_ok: Mapped[bool | None]
+    last_check_error: Mapped[str | None] = mapped_column(Text)

@@ -57,6 +57,19 @@ class ChannelRead(BaseModel):
     max_retries: int
     retry_base_seconds: float
     retry_max_seconds: float
+    checked_at: datetime | None = Field(
+        description="When the credentials were last checked (a test, or the health pass)."
+    )
+    last_check_ok: bool | None = Field(
+        description="Whether that check passed; null: never checked."
+    )
+    last_check_error: str | None = Field(
+        description="What the platform said when the last check failed."
+    )
+    next_check_at: datetime | None = Field(
+        description="When the health pass checks the channel next (HERALD_CHANNEL_CHECK_"
+        "HOURS); null while checks are off. Not checked while paused or needs_reconnect."
+    )
     created_at: datetime
     updated_at: datetime
 

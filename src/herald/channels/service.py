@@ -1,7 +1,13 @@
-"""Channels: create, read, update, delete, and verify through the platform's adapter."""
+"""Channels: create, read, update, delete, and verify through the platform's adapter.
+
+The verify job (the channel test) is one code path for a person's test and the health
+pass's (:mod:`herald.channels.health`): read, call the platform with no transaction open
+(refreshing OAuth tokens that would expire before the next check), record.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from herald.adapters.base import Adapter, AdapterError, AuthError, Identity
 from herald.adapters.registry import UnknownPlatform, get_adapter_class
+from herald.channels import health
 from herald.channels.models import Channel, ChannelState
 from herald.channels.schemas import ChannelCreate, ChannelUpdate
 from herald.channels.store import UNREAD, DatabaseStore, DeliveryProgress, Unread
@@ -28,7 +35,10 @@ from herald.users.service import Principal
 from herald.webhooks import outbox
 from herald.worker import app as celery_app
 
+log = logging.getLogger(__name__)
+
 VERIFY_TASK = "herald.channels.verify"
+VERIFY_KIND = "channel.verify"
 
 
 def _adapter_class(platform: str) -> type[Adapter[Any, Any]]:
@@ -52,6 +62,7 @@ def create_channel(session: Session, principal: Principal, body: ChannelCreate) 
     settings = _validated(cls.settings_model, body.settings, "settings")
     cls.build(credentials, settings).check_destination()
     channel = Channel(
+        id=uuid.uuid4(),  # now: its first check's place in the period is drawn from it
         workspace_id=principal.workspace_id,
         platform=body.platform,
         name=body.name,
@@ -59,6 +70,7 @@ def create_channel(session: Session, principal: Principal, body: ChannelCreate) 
         settings=settings,
         **body.retry.model_dump(),
     )
+    health.place(channel, utcnow())
     session.add(channel)
     flush_unique(session, "channel", body.name)
     return channel
@@ -96,6 +108,7 @@ def update_channel(
         channel.session_encrypted = None  # a cached login belongs to the old credentials
         if channel.state == ChannelState.NEEDS_RECONNECT:
             channel.state, channel.state_reason = ChannelState.ACTIVE, None
+        health.check_soon(channel, utcnow())
     if body.settings is not None:
         channel.settings = _validated(cls.settings_model, body.settings, "settings")
     if body.credentials is not None or body.settings is not None:
@@ -188,20 +201,51 @@ def start_verify(session: Session, principal: Principal, channel_id: uuid.UUID) 
     manager's action: a check that passes reconnects the channel."""
     principal.require_manager()
     channel = get_channel(session, principal, channel_id)
-    # Only the id goes into the job and the message: credentials never leave the row.
-    job = jobs.create_job(
+    job = create_verify_job(
         session,
         workspace_id=principal.workspace_id,
+        channel_id=channel.id,
         owner_id=principal.user_id,
-        kind="channel.verify",
-        params={"channel_id": str(channel.id)},
+        trigger="person",
     )
     job_id = job.id
-    after_commit(
-        session,
-        lambda: celery_app.send_task(VERIFY_TASK, (job_id,), task_id=job_id),
-    )
+    after_commit(session, lambda: send_verify_jobs([job_id]))
     return job
+
+
+def create_verify_job(
+    session: Session,
+    *,
+    workspace_id: uuid.UUID,
+    channel_id: uuid.UUID,
+    owner_id: uuid.UUID | None,
+    trigger: str,
+) -> Job:
+    """The job of one channel test; ``trigger`` says who asked (``person``, ``health``).
+    Only the id goes into the job and the message: credentials never leave the row."""
+    return jobs.create_job(
+        session,
+        workspace_id=workspace_id,
+        owner_id=owner_id,
+        kind=VERIFY_KIND,
+        params={"channel_id": str(channel_id), "trigger": trigger},
+    )
+
+
+def send_verify_jobs(job_ids: Sequence[str], *, queue: str | None = None) -> int:
+    """Send the tests' messages (after commit), on ``queue`` or the channels' route.
+    Stops at the first broker failure (the next would fail alike); returns how many
+    went."""
+    options = {"queue": queue} if queue else {}
+    for sent, job_id in enumerate(job_ids):
+        try:
+            celery_app.send_task(VERIFY_TASK, (job_id,), task_id=job_id, **options)
+        except Exception as exc:
+            log.warning(
+                "broker unavailable; %d channel tests not sent: %s", len(job_ids) - sent, exc
+            )
+            return sent
+    return len(job_ids)
 
 
 # -- the channel test, in three steps (see herald.jobs.runner) ----------------------------
@@ -228,6 +272,7 @@ class Checked:
     identity: Identity | None = None
     problem: str | None = None
     auth: bool = False
+    refreshed: bool = False  # the access token was refreshed ahead of its expiry
 
 
 def read_check(session: Session, job: Job) -> Check:
@@ -271,13 +316,17 @@ def call_platform(check: Check) -> Checked:
         )
     store = adapter.store
     assert isinstance(store, DatabaseStore)
+    refreshed = False
     try:
+        # A token that would expire before the next check is refreshed now: stored at
+        # once through the store, so a single-use refresh token survives a crash.
+        refreshed = adapter.refresh_ahead(health.refresh_margin())
         identity = adapter.verify()
     except AuthError as exc:
-        return Checked(check, store, problem=exc.message, auth=True)
+        return Checked(check, store, problem=exc.message, auth=True, refreshed=refreshed)
     except AdapterError as exc:
-        return Checked(check, store, problem=exc.message)
-    return Checked(check, store, identity=identity)
+        return Checked(check, store, problem=exc.message, refreshed=refreshed)
+    return Checked(check, store, identity=identity, refreshed=refreshed)
 
 
 def record_check(session: Session, job: Job, checked: Checked) -> dict[str, Any]:
@@ -298,15 +347,26 @@ def record_check(session: Session, job: Job, checked: Checked) -> dict[str, Any]
         checked.store.write_back(session)
         session.expire(channel)  # write_back updated the row beside the ORM
     if checked.identity is None:
+        problem = checked.problem or "the platform refused the check"
+        health.record_result(channel, utcnow(), problem=problem)
         if checked.auth:
+            session.flush()  # the check's result first: the update below goes beside the ORM
             mark_needs_reconnect(session, channel.id, checked.problem or "credentials refused")
             session.expire(channel)
-        raise JobFailed(checked.problem or "the platform refused the check")
+        raise JobFailed(problem)
+    health.record_result(channel, utcnow(), problem=None)
     if channel.state == ChannelState.NEEDS_RECONNECT:
         channel.state, channel.state_reason = ChannelState.ACTIVE, None
         session.flush()
         _release_held(session, channel.id)
-    return {"ok": True, "identity": checked.identity.name, "platform": check.platform}
+    result: dict[str, Any] = {
+        "ok": True,
+        "identity": checked.identity.name,
+        "platform": check.platform,
+    }
+    if checked.refreshed:
+        result["refreshed"] = True
+    return result
 
 
 def mark_needs_reconnect(tx: Tx, channel_id: uuid.UUID, reason: str) -> bool:

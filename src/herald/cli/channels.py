@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -35,10 +35,42 @@ def channel_list(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> No
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "name", "platform", "state")
+    table = Table("id", "name", "platform", "state", "checked")
     for row in rows:
-        table.add_row(row["id"], row["name"], row["platform"], row["state"])
+        table.add_row(row["id"], row["name"], row["platform"], row["state"], _checked(row))
     out.print(table)
+
+
+def _checked(row: dict[str, Any]) -> str:
+    """When the channel was last checked and how it went: "2026-12-06 19:41 ok"."""
+    if row["checked_at"] is None:
+        return "never"
+    at = row["checked_at"][:16].replace("T", " ")
+    return f"{at} {'ok' if row['last_check_ok'] else 'failed'}"
+
+
+@app.command("check-all")
+def channel_check_all(as_json: JsonOpt = False) -> None:
+    """Run the channel health pass now: start the check of every active channel that is
+    due (in every workspace), as `herald beat` does each minute. A worker runs them."""
+    import herald.models  # noqa: F401, PLC0415 - start-up (see _common)
+    from herald.core.db import session_scope  # noqa: PLC0415 - start-up (see _common)
+    from herald.scheduling.channel_checks import (  # noqa: PLC0415 - start-up (see _common)
+        CHECK_QUEUE,
+        health_pass,
+    )
+
+    with session_scope() as session:
+        result = health_pass(session)
+    if as_json:
+        print_json(result)
+        return
+    if result.get("off"):
+        raise CliError("channel checks are off (HERALD_CHANNEL_CHECK_HOURS=0)")
+    out.print(
+        f"Started {result['claimed']} channel checks (a worker on the {CHECK_QUEUE} queue "
+        "runs them; see `herald channel list`)."
+    )
 
 
 @app.command("add")

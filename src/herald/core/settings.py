@@ -184,6 +184,13 @@ class Settings(BaseSettings):
         description="A source that keeps failing is checked less and less often, at most "
         "this many hours apart.",
     )
+    channel_check_hours: float = Field(
+        24.0,
+        ge=0,
+        description="Every active channel's credentials are checked (and OAuth tokens "
+        "refreshed ahead of expiry) at most once this many hours apart, spread over the "
+        "period; 0 turns the checks off.",
+    )
     media_max_bytes: int = Field(
         10 * 1024 * 1024,
         gt=0,

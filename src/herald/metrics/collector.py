@@ -277,6 +277,30 @@ def _channels(session: Session) -> Iterator[Metric]:
         or 0,
     )
     yield needs
+    yield from _channel_checks(session)
+
+
+def _channel_checks(session: Session) -> Iterator[Metric]:
+    """The health pass (herald.channels.health): how stale the stalest active channel's
+    check is (since its creation if never checked), and how many last failed."""
+    age = GaugeMetricFamily(
+        "herald_channel_check_age_seconds",
+        "Seconds since the active channel checked longest ago was checked; absent if none",
+    )
+    oldest, failing = session.execute(
+        select(
+            func.min(func.coalesce(Channel.checked_at, Channel.created_at)),
+            func.count().filter(Channel.last_check_ok.is_(False)),
+        ).where(Channel.state == ChannelState.ACTIVE)
+    ).one()
+    if oldest is not None:
+        age.add_metric([], max(0.0, (utcnow() - oldest).total_seconds()))
+    yield age
+    failed = GaugeMetricFamily(
+        "herald_channel_checks_failing", "Active channels whose last check failed"
+    )
+    failed.add_metric([], failing or 0)
+    yield failed
 
 
 def _jobs(session: Session) -> Iterator[Metric]:

@@ -9,8 +9,8 @@ from typing import Any
 
 from herald.core.settings import get_settings
 from herald.publishing.reconcile import reconcile as reconcile_pass
-from herald.scheduling import service
-from herald.worker import app
+from herald.scheduling import channel_checks, service
+from herald.worker import CHANNEL_CHECK_EVERY_SECONDS, app
 
 
 @app.task(name="herald.scheduling.reconcile", ignore_result=True)
@@ -20,6 +20,17 @@ def reconcile() -> dict[str, Any]:
         "reconcile-stuck-deliveries",
         lambda now: service.epoch_key(now, get_settings().reconcile_interval_seconds),
         reconcile_pass,
+    )
+
+
+@app.task(name="herald.scheduling.check_channels", ignore_result=True)
+def check_channels() -> dict[str, Any]:
+    """Start the channel test of every active channel whose check is due (runs in the
+    scheduler; the tests go to the maintenance queue)."""
+    return service.run_periodic(
+        "check-channels",
+        lambda now: service.epoch_key(now, CHANNEL_CHECK_EVERY_SECONDS),
+        channel_checks.health_pass,
     )
 
 
