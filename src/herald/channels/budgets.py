@@ -259,10 +259,9 @@ def observe(
     now = utcnow().timestamp()
     scale = _scale()
 
-    def text(value: float | None, *, scaled: bool = False) -> str:
-        if value is None:
-            return ""
-        return repr(value / scale if scaled else value)
+    def text(value: float | None) -> str:
+        # The platform's own times: a scaled fake already answers in its scaled time.
+        return "" if value is None else repr(value)
 
     try:
         for bucket in buckets:
@@ -274,8 +273,8 @@ def observe(
                 bucket.capacity,
                 repr(bucket.period_seconds / scale),
                 text(seen.remaining),
-                text(seen.reset_in, scaled=True),
-                text(seen.retry_after, scaled=True),
+                text(seen.reset_in),
+                text(seen.retry_after),
                 seen.bucket or "",
             )
     except (redis.RedisError, OSError) as exc:
