@@ -23,6 +23,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from herald.adapters import base
+from herald.core.clock import utcnow
 from herald.core.http import (
     USER_AGENT,
     AddressNotAllowed,
@@ -357,7 +358,8 @@ class HttpAdapter(base.Adapter[C, HS]):
         Its rate headers go to :attr:`rate_observer`, if one is set."""
         response = transmit(shared_client(), request, platform=self._name, may_post=may_post)
         if self.rate_observer is not None:
-            observed = rate_observation(response)
+            # Herald's clock, as the budget's (a reset is an absolute time).
+            observed = rate_observation(response, utcnow().timestamp())
             if observed is not None:
                 try:
                     self.rate_observer(request.url.path, observed)
