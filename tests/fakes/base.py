@@ -240,7 +240,7 @@ class FakePlatform:
                 period = limit.period / self.rate_scale
                 tokens, at = self._buckets.get((limit.name, key), (float(limit.capacity), now))
                 tokens = min(limit.capacity, tokens + max(0.0, now - at) * limit.capacity / period)
-                cost = limit.cost(seen) if limit.cost else 1
+                cost = float(limit.cost(seen) if limit.cost else 1)
                 states.append((limit, key, tokens, cost))
             over = [
                 (limit, (cost - tokens) * limit.period / self.rate_scale / limit.capacity)

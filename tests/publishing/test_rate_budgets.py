@@ -56,9 +56,10 @@ def x(clock: Clock) -> Iterator[FakeX]:
 
 
 def spend(channel_id: str, credentials: dict[str, Any], leave: int) -> None:
-    """Spend the channel's X budget (100 posts per 15 min) down to ``leave``."""
+    """Spend the channel's X budget (100 posts per 15 min, of which Herald uses 90) down
+    to ``leave``."""
     adapter = XAdapter.build(credentials)
-    rendition = Rendition(format="text", parts=("spent",) * (100 - leave))
+    rendition = Rendition(format="text", parts=("spent",) * (90 - leave))
     assert budgets.take(adapter, uuid.UUID(channel_id), rendition, uuid.uuid4().hex) is None
 
 
@@ -103,7 +104,8 @@ def test_a_spent_budget_waits_in_due_at_and_goes_out_after_the_refill(
             "capacity": 100,
             "period_seconds": 900.0,
             "remaining": 0.0,
-            "resets_at": "2026-12-01T12:15:09Z",  # one reserved turn deep in debt
+            # Full (90) again after 91 refills of 9 s: one turn is reserved.
+            "resets_at": "2026-12-01T12:13:39Z",
             "blocked_until": None,
             "source": budget[0]["source"],
         }
@@ -144,7 +146,7 @@ def test_two_workers_share_the_channels_budget(
         thread.join()
     assert sorted(outcomes.values()) == ["published", "published", "rate_limited", "rate_limited"]
     assert len(x.posts) == 2
-    turns = sorted(row(p)[0].due_at for p in ids if outcomes[p] == "rate_limited")
+    turns = sorted(due for p in ids if outcomes[p] == "rate_limited" and (due := row(p)[0].due_at))
     # Each waits for its own token: 9 s apart, not both at the first refill.
     assert turns[1] - turns[0] == timedelta(seconds=9)
 

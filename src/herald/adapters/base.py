@@ -171,6 +171,13 @@ class Bucket:
     def cost_of(self, parts: int, media: int) -> int:
         return self.cost * parts + self.media_cost * media
 
+    @property
+    def usable(self) -> int:
+        """The capacity Herald fills up to: a tenth (at least one token) below the
+        platform's, so requests that reach it later than they were paid for (a busy
+        worker, the network) still find room. It refills at the documented rate."""
+        return self.capacity - max(1, self.capacity // 10) if self.capacity > 1 else 1
+
 
 @dataclass(frozen=True)
 class Limits:

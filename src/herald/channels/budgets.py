@@ -22,9 +22,12 @@ account, a token, a chat): two channels on one Mastodon token share one budget.
 - :func:`read` shows a channel's buckets (``GET /api/v1/channels/{id}``).
 
 The time is Herald's clock (:func:`herald.core.clock.utcnow`, so tests drive it), not
-Redis's. A bucket whose cost is larger than its capacity (a long thread) goes when the
-bucket is full and leaves it in debt. ``HERALD_RATE_LIMIT_SCALE`` divides every period
-(benchmarks and tests against the fakes; 1 in production).
+Redis's. A bucket fills up to a tenth below the platform's capacity (``Bucket.usable``)
+and refills at the documented rate: a request paid for now may reach the platform a
+little later, and the headroom keeps the two counts apart. A cost larger than the
+bucket (a long thread) goes when the bucket is full and leaves it in debt.
+``HERALD_RATE_LIMIT_SCALE`` divides every period (benchmarks and tests against the
+fakes; 1 in production).
 
 Pacing is an extra, never a reason not to publish: when Redis is unreachable (or the
 broker is not Redis), :func:`take` lets the delivery go (fail open) and logs a warning;
@@ -189,6 +192,12 @@ def _scale() -> float:
     return get_settings().rate_limit_scale
 
 
+def _shape(bucket: Bucket, scale: float) -> tuple[int, float]:
+    """The bucket as Redis keeps it: its usable capacity (``Bucket.usable``), and the
+    period that refills that at the documented rate, scaled."""
+    return bucket.usable, bucket.period_seconds * bucket.usable / bucket.capacity / scale
+
+
 def _key(adapter: Adapter[Any, Any], bucket: Bucket, channel_id: uuid.UUID) -> str:
     who = adapter.budget_scope(bucket.scope) if bucket.scope != Scope.CHANNEL else None
     if who is None:
@@ -231,7 +240,8 @@ def take(
     parts, media = len(rendition.parts), len(rendition.media)
     args: list[Any] = [repr(now.timestamp())]
     for bucket in buckets:
-        args += [bucket.capacity, repr(bucket.period_seconds / scale), bucket.cost_of(parts, media)]
+        capacity, period = _shape(bucket, scale)
+        args += [capacity, repr(period), bucket.cost_of(parts, media)]
     keys = [_key(adapter, b, channel_id) for b in buckets]
     keys.append(f"{PREFIX}:reserved:{adapter.platform}:{idempotency_key}")
     try:
@@ -265,13 +275,14 @@ def observe(
 
     try:
         for bucket in buckets:
+            capacity, period = _shape(bucket, scale)
             client.eval(
                 _OBSERVE,
                 1,
                 _key(adapter, bucket, channel_id),
                 repr(now),
-                bucket.capacity,
-                repr(bucket.period_seconds / scale),
+                capacity,
+                repr(period),
                 text(seen.remaining),
                 text(seen.reset_in),
                 text(seen.retry_after),
@@ -312,13 +323,13 @@ def read(adapter: Adapter[Any, Any], channel_id: uuid.UUID) -> list[BucketState]
         return None
     states = []
     for bucket, (tokens, at, blocked) in zip(buckets, stored, strict=True):
-        period = bucket.period_seconds / scale
-        rate = bucket.capacity / period
-        t = float(tokens) if tokens is not None else float(bucket.capacity)
+        usable, period = _shape(bucket, scale)
+        rate = usable / period
+        t = float(tokens) if tokens is not None else float(usable)
         a = float(at) if at is not None else now.timestamp()
         b = float(blocked) if blocked is not None else 0.0
-        t = min(bucket.capacity, t + max(0.0, now.timestamp() - a) * rate)
-        full_in = (bucket.capacity - t) / rate
+        t = min(usable, t + max(0.0, now.timestamp() - a) * rate)
+        full_in = (usable - t) / rate
         until = datetime.fromtimestamp(b, UTC) if b > now.timestamp() else None
         resets = now + timedelta(seconds=full_in)
         if until is not None and until > resets:
@@ -328,7 +339,7 @@ def read(adapter: Adapter[Any, Any], channel_id: uuid.UUID) -> list[BucketState]
                 name=bucket.name,
                 scope=bucket.scope.value,
                 capacity=bucket.capacity,
-                period_seconds=period,
+                period_seconds=bucket.period_seconds / scale,
                 remaining=0.0 if until is not None else max(0.0, round(t, 3)),
                 resets_at=resets,
                 blocked_until=until,
