@@ -109,6 +109,7 @@ class Result:
     binding: str  # the bucket that binds
     drain_seconds: float = 0.0
     too_many: int = 0
+    too_many_by: dict[str, int] = field(default_factory=dict)
     completions: list[float] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
 
@@ -247,6 +248,7 @@ def run_platform(
             wait_until(drained, deadline, f"{key}'s {args.n} posts", interval=0.05, check=alive)
             result.drain_seconds = result.completions[-1]
             result.too_many = fake.rate_limited
+            result.too_many_by = dict(fake.rate_limited_by)
             wait_until(
                 lambda: states(channel_id).get("published", 0) == args.n,
                 30,
@@ -305,7 +307,12 @@ def report(results: list[Result], args: argparse.Namespace) -> list[str]:
             f"{result.ideal_seconds:,.1f}",
             f"{result.drain_seconds:,.1f}",
             "—" if ratio is None else f"{ratio:.2f}",
-            str(result.too_many),
+            str(result.too_many)
+            + (
+                f" ({', '.join(f'{k} {v}' for k, v in result.too_many_by.items())})"
+                if result.too_many
+                else ""
+            ),
             f"{result.states.get('published', 0):,}",
         )
         if result.too_many:
@@ -370,6 +377,7 @@ def run(args: argparse.Namespace) -> list[str]:
                 "drain_seconds": r.drain_seconds,
                 "ratio": r.ratio,
                 "too_many": r.too_many,
+                "too_many_by": r.too_many_by,
                 "states": r.states,
                 "completions": r.completions,
             }

@@ -107,6 +107,7 @@ class FakePlatform:
 
     def __init__(self) -> None:
         self.rate_limited = 0  # 429s answered for a documented limit
+        self.rate_limited_by: dict[str, int] = {}  # ... by the limit's name
         self.clock: Callable[[], float] = time.time
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self.requests: list[Seen] = []
@@ -252,6 +253,7 @@ class FakePlatform:
                 for limit_, key, tokens, _ in states:
                     self._buckets[(limit_.name, key)] = (tokens, now)
                 self.rate_limited += 1
+                self.rate_limited_by[limit.name] = self.rate_limited_by.get(limit.name, 0) + 1
                 tokens = next(t for lim, _, t, _ in states if lim is limit)
                 return LimitState(limit, tokens, self._full_in(limit, tokens), wait, now)
             tightest: LimitState | None = None
