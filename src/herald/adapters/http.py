@@ -135,12 +135,13 @@ def _body_retry_after(response: httpx.Response) -> float | None:
     if not isinstance(data, dict):
         return None
     parameters = data.get("parameters")
-    for value in (
-        parameters.get("retry_after") if isinstance(parameters, dict) else None,
-        data.get("retry_after"),
+    for value, unit in (
+        (parameters.get("retry_after") if isinstance(parameters, dict) else None, 1.0),
+        (data.get("retry_after"), 1.0),
+        (data.get("retry_after_ms"), 1000.0),  # Matrix's M_LIMIT_EXCEEDED
     ):
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return _delay(float(value))
+            return _delay(float(value) / unit)
     return None
 
 
