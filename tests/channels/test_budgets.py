@@ -182,3 +182,20 @@ def test_redis_down_fails_open_and_says_so(clock: Clock, caplog: pytest.LogCaptu
         assert "sending anyway" in caplog.text
     finally:
         settings.broker_url = before
+
+
+def test_turns_missed_during_a_stall_do_not_go_out_in_one_burst(clock: Clock) -> None:
+    adapter, channel = x_adapter(), uuid.uuid4()
+    assert budgets.take(adapter, channel, one(90), key()) is None
+    waiting = [key() for _ in range(100)]
+    for delivery in waiting:
+        assert budgets.take(adapter, channel, one(), delivery) is not None
+    clock.advance(100 * 9)  # every turn came due while nothing was sent (a stall)
+    went = [budgets.take(adapter, channel, one(), delivery) is None for delivery in waiting]
+    # The platform's bucket holds at most 100: no more than Herald's 90 go at once; the
+    # rest get turns of their own, once each.
+    assert went.count(True) == 90
+    rest = [d for d, ok in zip(waiting, went, strict=True) if not ok]
+    assert all(budgets.take(adapter, channel, one(), d) is not None for d in rest)
+    clock.advance(10 * 9)
+    assert all(budgets.take(adapter, channel, one(), d) is None for d in rest)

@@ -14,7 +14,10 @@ account, a token, a chat): two channels on one Mastodon token share one budget.
   the delivery's turn comes, and the caller puts it back to wait in ``due_at`` until
   then (no worker slot, no broker ETA). When it comes back it goes without paying
   again. So a backlog of N deliveries is told N successive turns, once each, instead
-  of all waking at the same instant to fight for one token.
+  of all waking at the same instant to fight for one token. A second count per bucket
+  ("sent") is charged when a request actually goes: a turn that comes due after a stall
+  (a busy worker, a late scheduler) goes only if that count has room, else it is given a
+  turn there, so the turns missed during a stall never go out in one burst.
 - :func:`watch` corrects the buckets from what the platform says: an answer's
   ``X-RateLimit-Remaining`` / ``ratelimit-remaining`` lowers the tokens (never raises
   them: we may be mid-burst), a remaining of 0 with a reset, or a 429's Retry-After,
@@ -63,40 +66,58 @@ PREFIX = "herald:budget"
 _TAKE = """
 local now = tonumber(ARGV[1])
 local n = #KEYS - 1
-local tokens, at, blocked, cap, rate, cost = {}, {}, {}, {}, {}, {}
-local wait, which, hold = 0, 0, 0
+local tokens, at, blocked, cap, rate, cost, sent, sat = {}, {}, {}, {}, {}, {}, {}, {}
+local wait, which, hold, late = 0, 0, 0, 0
 for i = 1, n do
   local c = tonumber(ARGV[3 * i - 1])
   local r = c / tonumber(ARGV[3 * i])
   local k = tonumber(ARGV[3 * i + 1])
-  local s = redis.call('HMGET', KEYS[i], 'tokens', 'at', 'blocked')
+  local s = redis.call('HMGET', KEYS[i], 'tokens', 'at', 'blocked', 'sent', 'sat')
   local t = tonumber(s[1]) or c
   local a = tonumber(s[2]) or now
   local b = tonumber(s[3]) or 0
+  local m = tonumber(s[4]) or c
+  local ma = tonumber(s[5]) or now
   if now > a then t = math.min(c, t + (now - a) * r); a = now end
+  if now > ma then m = math.min(c, m + (now - ma) * r); ma = now end
   local w = 0
   if b > now then w = b - now end
   if b - now > hold then hold = b - now end
   local need = math.min(k, c)
   if t < need then w = math.max(w, (need - t) / r) end
   if w > wait then wait = w; which = i end
-  tokens[i], at[i], blocked[i], cap[i], rate[i], cost[i] = t, a, b, c, r, k
+  if m < need then late = math.max(late, (need - m) / r) end
+  tokens[i], at[i], blocked[i], cap[i], rate[i], cost[i], sent[i], sat[i] = t, a, b, c, r, k, m, ma
 end
-local reserved = tonumber(redis.call('GET', KEYS[n + 1]))
+local function save(i)
+  redis.call('HSET', KEYS[i], 'tokens', tostring(tokens[i]), 'at', tostring(at[i]),
+             'blocked', tostring(blocked[i]), 'sent', tostring(sent[i]), 'sat', tostring(sat[i]))
+  local empty = (cap[i] - math.min(tokens[i], sent[i])) / rate[i]
+  redis.call('EXPIRE', KEYS[i], math.ceil(empty + math.max(0, blocked[i] - now)) + 60)
+end
+local reserved = redis.call('GET', KEYS[n + 1])
 if reserved then
-  -- Paid for when it was told to wait: it goes at its time (unless a 429 blocks).
-  local w = math.max(reserved - now, hold)
-  if w <= 0 then redis.call('DEL', KEYS[n + 1]) end
-  return {tostring(math.max(w, 0)), 0}
+  -- Paid for when it was told to wait: it goes at its time (unless a 429 blocks), and
+  -- only if the sends bucket (charged when requests go, not when turns are given) has
+  -- room: after a stall, the turns that came due meanwhile must not go out at once.
+  local when, paid = string.match(reserved, '([^|]+)|?(.*)')
+  local w = math.max(tonumber(when) - now, hold)
+  if w > 0 then return {tostring(w), 0} end
+  if paid == 's' then redis.call('DEL', KEYS[n + 1]); return {'0', 0} end
+  for i = 1, n do sent[i] = sent[i] - cost[i]; save(i) end
+  if late > 0 then
+    redis.call('SET', KEYS[n + 1], tostring(now + late) .. '|s', 'EX', math.ceil(late) + 3600)
+    return {tostring(late), 0}
+  end
+  redis.call('DEL', KEYS[n + 1])
+  return {'0', 0}
 end
 for i = 1, n do
   -- Taken now, or reserved for later: each waiting delivery holds its own turn, so
   -- a backlog drains at the limit instead of all waking at the same instant.
   tokens[i] = tokens[i] - cost[i]
-  redis.call('HSET', KEYS[i], 'tokens', tostring(tokens[i]), 'at', tostring(at[i]),
-             'blocked', tostring(blocked[i]))
-  local empty = (cap[i] - tokens[i]) / rate[i]
-  redis.call('EXPIRE', KEYS[i], math.ceil(empty + math.max(0, blocked[i] - now)) + 60)
+  if wait == 0 then sent[i] = sent[i] - cost[i] end
+  save(i)
 end
 if wait > 0 then
   redis.call('SET', KEYS[n + 1], tostring(now + wait), 'EX', math.ceil(wait) + 3600)
@@ -121,7 +142,15 @@ local retry = tonumber(ARGV[6])
 if remaining ~= nil and remaining < t then t = remaining end
 if remaining ~= nil and remaining <= 0 and reset_in ~= nil then b = math.max(b, now + reset_in) end
 if retry ~= nil then t = math.min(t, 0); b = math.max(b, now + retry) end
-redis.call('HSET', KEYS[1], 'tokens', tostring(t), 'at', tostring(a), 'blocked', tostring(b))
+-- The sends bucket (see _TAKE) is told the same.
+local ss = redis.call('HMGET', KEYS[1], 'sent', 'sat')
+local m = tonumber(ss[1]) or c
+local ma = tonumber(ss[2]) or now
+if now > ma then m = math.min(c, m + (now - ma) * r); ma = now end
+if remaining ~= nil and remaining < m then m = remaining end
+if retry ~= nil then m = math.min(m, 0) end
+redis.call('HSET', KEYS[1], 'tokens', tostring(t), 'at', tostring(a), 'blocked', tostring(b),
+           'sent', tostring(m), 'sat', tostring(ma))
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'route', ARGV[7]) end
 redis.call('EXPIRE', KEYS[1], math.ceil(c / r + math.max(0, b - now)) + 60)
 return 1
