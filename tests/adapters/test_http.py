@@ -470,7 +470,7 @@ def test_an_http_adapter_sends_with_the_channels_timeouts(monkeypatch: pytest.Mo
 
 # --- what an answer says about the rate limit (the budgets' correction) -------------------
 
-NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+OBSERVED_AT = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
 
 @pytest.mark.parametrize(
@@ -486,7 +486,7 @@ NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
         # Bluesky's PDS: ratelimit-* with an epoch reset.
         (
             200,
-            {"ratelimit-remaining": "4997", "ratelimit-reset": str(int(NOW) + 3600)},
+            {"ratelimit-remaining": "4997", "ratelimit-reset": str(int(OBSERVED_AT) + 3600)},
             None,
             adapter_http.RateObservation(remaining=4997, reset_in=3600.0),
         ),
@@ -531,8 +531,8 @@ def test_rate_observation_reads_each_platforms_headers(
     expected: adapter_http.RateObservation,
 ) -> None:
     response = httpx.Response(status, headers=headers, json=body)
-    assert adapter_http.rate_observation(response, NOW) == expected
+    assert adapter_http.rate_observation(response, OBSERVED_AT) == expected
 
 
 def test_an_answer_without_rate_headers_says_nothing() -> None:
-    assert adapter_http.rate_observation(httpx.Response(200, json={}), NOW) is None
+    assert adapter_http.rate_observation(httpx.Response(200, json={}), OBSERVED_AT) is None
