@@ -466,3 +466,73 @@ def test_an_http_adapter_sends_with_the_channels_timeouts(monkeypatch: pytest.Mo
     )
     adapter.publish(adapter.render(sample_post()), new_key())
     assert seen == [{"connect": 1.5, "read": 4, "write": 4, "pool": 4}]
+
+
+# --- what an answer says about the rate limit (the budgets' correction) -------------------
+
+OBSERVED_AT = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "expected"),
+    [
+        # Mastodon: the reset as an ISO 8601 time.
+        (
+            200,
+            {"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": "2027-01-15T08:05:00.000Z"},
+            None,
+            adapter_http.RateObservation(remaining=3, reset_in=300.0),
+        ),
+        # Bluesky's PDS: ratelimit-* with an epoch reset.
+        (
+            200,
+            {"ratelimit-remaining": "4997", "ratelimit-reset": str(int(OBSERVED_AT) + 3600)},
+            None,
+            adapter_http.RateObservation(remaining=4997, reset_in=3600.0),
+        ),
+        # Discord: Reset-After in seconds, and the route's bucket.
+        (
+            200,
+            {
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset-After": "1.5",
+                "X-RateLimit-Bucket": "abc",
+            },
+            None,
+            adapter_http.RateObservation(remaining=0, reset_in=1.5, bucket="abc"),
+        ),
+        # Telegram: a 429's wait is in its body only.
+        (
+            429,
+            {},
+            {"ok": False, "error_code": 429, "parameters": {"retry_after": 7}},
+            adapter_http.RateObservation(retry_after=7.0),
+        ),
+        # Matrix: M_LIMIT_EXCEEDED's retry_after_ms.
+        (
+            429,
+            {},
+            {"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 2500},
+            adapter_http.RateObservation(retry_after=2.5),
+        ),
+        # Retry-After wins on a 429.
+        (
+            429,
+            {"Retry-After": "30", "x-rate-limit-remaining": "0"},
+            None,
+            adapter_http.RateObservation(remaining=0, retry_after=30.0),
+        ),
+    ],
+)
+def test_rate_observation_reads_each_platforms_headers(
+    status: int,
+    headers: dict[str, str],
+    body: Any,
+    expected: adapter_http.RateObservation,
+) -> None:
+    response = httpx.Response(status, headers=headers, json=body)
+    assert adapter_http.rate_observation(response, OBSERVED_AT) == expected
+
+
+def test_an_answer_without_rate_headers_says_nothing() -> None:
+    assert adapter_http.rate_observation(httpx.Response(200, json={}), OBSERVED_AT) is None

@@ -251,6 +251,7 @@ def test_split_never_cuts_an_entity_or_a_tag() -> None:
 def test_retry_after_a_failed_part_carries_on_with_the_next(
     fake: FakeTelegram,
 ) -> None:
+    fake.enforce_limits = False  # the parts go out back to back, past ~1 a second
     store = MemoryStore()
     adapter = make(fake.credentials(), store)
     rendition = adapter.render(sample_post(body="\n\n".join(["Paragraph. " * 300] * 3)))

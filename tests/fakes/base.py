@@ -12,6 +12,14 @@ and fault keeps that order by hand.) Every endpoint an adapter calls while publi
 of a thread. ``check(errors)`` records
 request-shape problems found by validating against the platform's published schema
 (``tests/fakes/specs.py``) and answers them as the platform would (400).
+
+Rate limits: a fake lists the platform's documented limits (``rate_limits()``, each a
+:class:`FakeLimit`: a token bucket, full at start, over the requests it matches, kept per
+key: a token, a chat). Past one it answers 429 the way the platform does (``error(429,
+...)`` with ``limit_headers()``), before the endpoint runs, and counts it in
+``rate_limited``; a request within the limits gets the platform's rate headers too.
+``rate_scale`` divides every period (benchmarks), ``clock`` is the fake's time (tests
+drive it), ``enforce_limits = False`` turns them off.
 """
 
 from __future__ import annotations
@@ -20,8 +28,10 @@ import asyncio
 import contextvars
 import functools
 import json
+import math
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -62,12 +72,44 @@ class Seen:
         return json.loads(self.body)
 
 
+@dataclass(frozen=True)
+class FakeLimit:
+    """One documented limit: ``capacity`` per ``period`` seconds (a token bucket), over the
+    requests whose method is in ``methods`` and path contains one of ``paths``; kept per
+    ``key(seen)`` (one bucket when None); a request costs ``cost(seen)`` (1 when None)."""
+
+    name: str
+    capacity: int
+    period: float
+    paths: tuple[str, ...]
+    methods: tuple[str, ...] = ("POST",)
+    key: Callable[[Seen], str] | None = None
+    cost: Callable[[Seen], int] | None = None
+
+
+@dataclass
+class LimitState:
+    """A bucket's state after a request: what the platform's headers report."""
+
+    limit: FakeLimit
+    remaining: float
+    reset_in: float  # seconds until full again
+    retry_after: float  # seconds until this request would have gone (0: it went)
+    now: float
+
+
 class FakePlatform:
     """Base class; see the module docstring."""
 
     name = "platform"
+    enforce_limits = True
+    rate_scale = 1.0
 
     def __init__(self) -> None:
+        self.rate_limited = 0  # 429s answered for a documented limit
+        self.rate_limited_by: dict[str, int] = {}  # ... by the limit's name
+        self.clock: Callable[[], float] = time.time
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self.requests: list[Seen] = []
         self.violations: list[str] = []
         self._faults: deque[FakeFault] = deque()
@@ -88,6 +130,14 @@ class FakePlatform:
     ) -> Response:
         """An error answer in the platform's shape (default: ``{"error": message}``)."""
         return JSONResponse({"error": message}, status_code=status, headers=dict(headers or {}))
+
+    def rate_limits(self) -> list[FakeLimit]:
+        """The platform's documented rate limits this fake enforces (none by default)."""
+        return []
+
+    def limit_headers(self, state: LimitState) -> dict[str, str]:
+        """The platform's rate headers for a request's tightest bucket (none by default)."""
+        return {}
 
     async def refused(self, request: Request) -> Response | None:
         """The fake's auth check for :func:`endpoint` (async, as it may read the body): its
@@ -171,6 +221,62 @@ class FakePlatform:
             return None
         return self.check(spec.errors(method, path, body, content_type), f"{method} {path}")
 
+    def _take(self, seen: Seen) -> LimitState | None:
+        """Charge the request to every limit it matches: the tightest bucket's state
+        (``retry_after`` > 0: over a limit, nothing charged), or None if none matches."""
+        if not self.enforce_limits:
+            return None
+        matched = [
+            limit
+            for limit in self.rate_limits()
+            if seen.method in limit.methods and any(p in seen.path for p in limit.paths)
+        ]
+        if not matched:
+            return None
+        now = self.clock()
+        with self._lock:
+            states: list[tuple[FakeLimit, str, float, float]] = []
+            for limit in matched:
+                key = limit.key(seen) if limit.key else ""
+                period = limit.period / self.rate_scale
+                tokens, at = self._buckets.get((limit.name, key), (float(limit.capacity), now))
+                tokens = min(limit.capacity, tokens + max(0.0, now - at) * limit.capacity / period)
+                cost = float(limit.cost(seen) if limit.cost else 1)
+                states.append((limit, key, tokens, cost))
+            over = [
+                (limit, (cost - tokens) * limit.period / self.rate_scale / limit.capacity)
+                for limit, _, tokens, cost in states
+                if tokens < cost
+            ]
+            if over:
+                limit, wait = max(over, key=lambda item: item[1])
+                for limit_, key, tokens, _ in states:
+                    self._buckets[(limit_.name, key)] = (tokens, now)
+                self.rate_limited += 1
+                self.rate_limited_by[limit.name] = self.rate_limited_by.get(limit.name, 0) + 1
+                tokens = next(t for lim, _, t, _ in states if lim is limit)
+                return LimitState(limit, tokens, self._full_in(limit, tokens), wait, now)
+            tightest: LimitState | None = None
+            for limit, key, tokens, cost in states:
+                left = tokens - cost
+                self._buckets[(limit.name, key)] = (left, now)
+                state = LimitState(limit, left, self._full_in(limit, left), 0.0, now)
+                if tightest is None or left / limit.capacity < tightest.remaining / (
+                    tightest.limit.capacity
+                ):
+                    tightest = state
+            return tightest
+
+    def _full_in(self, limit: FakeLimit, tokens: float) -> float:
+        return (limit.capacity - tokens) * limit.period / self.rate_scale / limit.capacity
+
+    def too_many(self, state: LimitState) -> Response:
+        """The platform's 429 for a request over ``state.limit``: its error shape, its
+        rate headers and a Retry-After (whole seconds, rounded up, as HTTP says)."""
+        headers = self.limit_headers(state)
+        headers.setdefault("Retry-After", str(max(1, math.ceil(state.retry_after))))
+        return self.error(429, "Too Many Requests", headers)
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def app(self) -> Any:
@@ -191,16 +297,15 @@ class FakePlatform:
                     messages.append(message)
                     body += message.get("body", b"")
                     more = message.get("more_body", False)
+                seen = Seen(
+                    method=scope["method"],
+                    path=scope["path"],
+                    query=scope.get("query_string", b"").decode(),
+                    headers={k.decode().lower(): v.decode() for k, v in scope["headers"]},
+                    body=body,
+                )
                 with fake._lock:
-                    fake.requests.append(
-                        Seen(
-                            method=scope["method"],
-                            path=scope["path"],
-                            query=scope.get("query_string", b"").decode(),
-                            headers={k.decode().lower(): v.decode() for k, v in scope["headers"]},
-                            body=body,
-                        )
-                    )
+                    fake.requests.append(seen)
                 replay = iter(messages)
 
                 async def again() -> Any:
@@ -209,7 +314,15 @@ class FakePlatform:
                     except StopIteration:
                         return await receive()
 
-                await inner(scope, again, send)
+                limited = fake._take(seen)
+                if limited is not None and limited.retry_after > 0:
+                    await fake.too_many(limited)(scope, again, send)
+                    return
+                extra = fake.limit_headers(limited) if limited is not None else {}
+                if extra:
+                    await inner(scope, again, _with_headers(send, extra))
+                else:
+                    await inner(scope, again, send)
             finally:
                 _send.reset(token)
 
@@ -259,6 +372,22 @@ class FakePlatform:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _with_headers(send: Any, headers: Mapping[str, str]) -> Any:
+    """ASGI ``send`` that sets ``headers`` on the response's start."""
+    extra = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    names = {name for name, _ in extra}
+
+    async def wrapped(message: Any) -> None:
+        if message["type"] == "http.response.start" and message["status"] < 400:
+            # The limit's state wins over what the endpoint said of it (not over a
+            # scripted fault's own headers).
+            kept = [item for item in message.get("headers", []) if item[0].lower() not in names]
+            message = {**message, "headers": [*kept, *extra]}
+        await send(message)
+
+    return wrapped
 
 
 _Fake = TypeVar("_Fake", bound=FakePlatform)

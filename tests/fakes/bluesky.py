@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -36,7 +37,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakeFault, FakePlatform, Seen, endpoint, json_body
+from tests.fakes.base import (
+    FakeFault,
+    FakeLimit,
+    FakePlatform,
+    LimitState,
+    Seen,
+    endpoint,
+    json_body,
+)
 from tests.fakes.lexicon import graphemes, lexicon
 
 POST = "app.bsky.feed.post"
@@ -263,6 +272,30 @@ class FakeBluesky(FakePlatform):
         return self.check(missing or lexicon.input_errors(nsid, body), nsid)
 
     # -- endpoints -----------------------------------------------------------------------
+
+    def rate_limits(self) -> list[FakeLimit]:
+        # docs.bsky.app/docs/advanced-guides/rate-limits: 5,000 points per hour per
+        # account, a create costs 3. (createSession's 30 per 5 min is kept below, per
+        # handle, as the PDS does.)
+        return [
+            FakeLimit(
+                "repo-write",
+                5000,
+                3600,
+                ("com.atproto.repo.createRecord", "com.atproto.repo.applyWrites"),
+                key=lambda seen: seen.headers.get("authorization", ""),
+                cost=lambda seen: 3,
+            )
+        ]
+
+    def limit_headers(self, state: LimitState) -> dict[str, str]:
+        window = round(state.limit.period / self.rate_scale)
+        return {
+            "RateLimit-Limit": str(state.limit.capacity),
+            "RateLimit-Remaining": str(max(0, math.floor(state.remaining))),
+            "RateLimit-Reset": str(math.ceil(state.now + state.reset_in)),
+            "RateLimit-Policy": f"{state.limit.capacity};w={window}",
+        }
 
     def routes(self) -> list[BaseRoute]:
         return [

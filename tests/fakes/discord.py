@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakeFault, FakePlatform, endpoint
+from tests.fakes.base import FakeFault, FakeLimit, FakePlatform, LimitState, endpoint
 from tests.fakes.specs import openapi
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -87,6 +87,24 @@ class FakeDiscord(FakePlatform):
     def webhook_url(self) -> str:
         """What a user copies from Discord (no API version in it)."""
         return f"{self.base_url}/api/webhooks/{self.webhook_id}/{self.webhook_token}"
+
+    def rate_limits(self) -> list[FakeLimit]:
+        # Discord publishes no fixed numbers; a webhook's route bucket answers 5 per 2 s
+        # (X-RateLimit-Bucket), and a channel takes 30 webhook messages a minute.
+        return [
+            FakeLimit("route", 5, 2, ("/webhooks/",)),
+            FakeLimit("channel", 30, 60, ("/webhooks/",)),
+        ]
+
+    def limit_headers(self, state: LimitState) -> dict[str, str]:
+        reset_after = state.retry_after or state.reset_in
+        return {
+            "X-RateLimit-Limit": str(state.limit.capacity),
+            "X-RateLimit-Remaining": str(max(0, math.floor(state.remaining))),
+            "X-RateLimit-Reset": f"{state.now + reset_after:.3f}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Bucket": f"fake-{state.limit.name}-bucket",
+        }
 
     def routes(self) -> list[BaseRoute]:
         path = "/api/v10/webhooks/{webhook_id}/{webhook_token}"

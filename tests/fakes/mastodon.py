@@ -24,6 +24,7 @@ them count down.
 from __future__ import annotations
 
 import html
+import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -37,7 +38,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakeFault, FakePlatform, endpoint, json_body
+from tests.fakes.base import (
+    FakeFault,
+    FakeLimit,
+    FakePlatform,
+    LimitState,
+    Seen,
+    endpoint,
+    json_body,
+)
 from tests.fakes.specs import openapi
 
 SPEC = "mastodon/schema.json"
@@ -74,6 +83,10 @@ def mastodon_length(text: str, spoiler_text: str = "", url_length: int = 23) -> 
 
     countable = _MENTION.sub(r"@\2", _LINK.sub(stand_in, text))
     return len(regex.findall(r"\X", spoiler_text + countable))
+
+
+def _bearer(seen: Seen) -> str:
+    return seen.headers.get("authorization", "")
 
 
 def _iso(when: datetime) -> str:
@@ -169,6 +182,26 @@ class FakeMastodon(FakePlatform):
             Route("/api/v2/media", self.upload_media, methods=["POST"]),
             Route("/api/v1/media/{id}", self.show_media),
         ]
+
+    def rate_limits(self) -> list[FakeLimit]:
+        # docs.joinmastodon.org/api/rate-limits/ and app/lib/rate_limiter.rb.
+        return [
+            FakeLimit("statuses", 300, 3 * 3600, ("/api/v1/statuses",), key=_bearer),
+            FakeLimit(
+                "requests", 300, 5 * 60, ("/api/",), ("GET", "POST", "PUT", "DELETE"), _bearer
+            ),
+            FakeLimit("media", 30, 30 * 60, ("/api/v1/media", "/api/v2/media"), key=_bearer),
+        ]
+
+    def limit_headers(self, state: LimitState) -> dict[str, str]:
+        if self.rate_limit_remaining is not None:
+            return {}  # a test scripts the window itself
+        reset = datetime.fromtimestamp(state.now + state.reset_in, UTC)
+        return {
+            "X-RateLimit-Limit": str(state.limit.capacity),
+            "X-RateLimit-Remaining": str(max(0, math.floor(state.remaining))),
+            "X-RateLimit-Reset": _iso(reset),
+        }
 
     def rate_headers(self) -> dict[str, str]:
         remaining = 299

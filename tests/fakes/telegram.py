@@ -22,6 +22,7 @@ import json
 import re
 import secrets
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakePlatform
+from tests.fakes.base import FakeLimit, FakePlatform, Seen
 
 TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]{35}$")
 MAX_TEXT = 4096
@@ -196,6 +197,40 @@ class Chat:
         return data
 
 
+def _form(seen: Seen) -> dict[str, Any]:
+    kind = seen.headers.get("content-type", "")
+    if kind.startswith("application/json"):
+        try:
+            data = json.loads(seen.body or b"{}")
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+    if kind.startswith("multipart/form-data"):
+        found = re.search(rb'name="chat_id"\r\n\r\n([^\r]*)', seen.body)
+        media = re.search(rb'name="media"\r\n\r\n([^\r]*)', seen.body)
+        return {
+            "chat_id": found[1].decode() if found else "",
+            "media": json.loads(media[1]) if media else None,
+        }
+    if kind.startswith("application/x-www-form-urlencoded"):
+        return dict(urllib.parse.parse_qsl(seen.body.decode()))
+    return dict(urllib.parse.parse_qsl(seen.query))
+
+
+def _chat_of(seen: Seen) -> str:
+    return str(_form(seen).get("chat_id", ""))
+
+
+def _messages_in(seen: Seen) -> int:
+    media = _form(seen).get("media")
+    if isinstance(media, str):
+        try:
+            media = json.loads(media)
+        except ValueError:
+            media = None
+    return len(media) if isinstance(media, list) and media else 1
+
+
 class FakeTelegram(FakePlatform):
     name = "telegram"
 
@@ -292,6 +327,24 @@ class FakeTelegram(FakePlatform):
         return dict(request.query_params)
 
     # -- endpoints ------------------------------------------------------------------------
+
+    def rate_limits(self) -> list[FakeLimit]:
+        # core.telegram.org/bots/faq: about 1 message per second per chat (short bursts
+        # pass: this fake lets 3 through), 20 per minute per group or channel, about 30
+        # per second for the bot. An album counts a message per photo.
+        sends = ("/sendMessage", "/sendPhoto", "/sendMediaGroup")
+        return [
+            FakeLimit("chat", 3, 3, sends, key=_chat_of, cost=_messages_in),
+            FakeLimit(
+                "group",
+                20,
+                60,
+                sends,
+                key=lambda seen: chat if (chat := _chat_of(seen)).startswith(("-", "@")) else "",
+                cost=_messages_in,
+            ),
+            FakeLimit("bot", 30, 1, sends, cost=_messages_in),
+        ]
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/bot{token}/{method}", self.call, methods=["GET", "POST"])]

@@ -29,6 +29,7 @@ import binascii
 import hashlib
 import html
 import itertools
+import math
 import re
 import secrets
 import time
@@ -43,7 +44,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tests.fakes.base import FakeFault, FakePlatform, endpoint, json_body
+from tests.fakes.base import (
+    FakeFault,
+    FakeLimit,
+    FakePlatform,
+    LimitState,
+    endpoint,
+    json_body,
+)
 
 SPEC = "x/openapi.json"
 MAX_LENGTH = 280
@@ -219,6 +227,25 @@ class FakeX(FakePlatform):
             return str(next(self._ids))
 
     # -- endpoints -------------------------------------------------------------------------
+
+    def rate_limits(self) -> list[FakeLimit]:
+        # docs.x.com/x-api/fundamentals/rate-limits: POST /2/tweets, 100 per 15 min per user.
+        return [
+            FakeLimit(
+                "posts",
+                100,
+                15 * 60,
+                ("/2/tweets",),
+                key=lambda seen: seen.headers.get("authorization", ""),
+            )
+        ]
+
+    def limit_headers(self, state: LimitState) -> dict[str, str]:
+        return {
+            "x-rate-limit-limit": str(state.limit.capacity),
+            "x-rate-limit-remaining": str(max(0, math.floor(state.remaining))),
+            "x-rate-limit-reset": str(math.ceil(state.now + state.reset_in)),
+        }
 
     def routes(self) -> list[BaseRoute]:
         return [

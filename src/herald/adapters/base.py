@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -137,12 +138,56 @@ class Identity:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+class Scope(StrEnum):
+    """Who a platform's rate limit is shared by: the channel alone, or every channel with
+    the same token, account, app or chat (see :meth:`Adapter.budget_scope`)."""
+
+    CHANNEL = "channel"
+    TOKEN = "token"  # noqa: S105 - a scope's name, not a secret
+    ACCOUNT = "account"
+    APP = "app"
+    CHAT = "chat"
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One documented rate limit, as a token bucket: ``capacity`` tokens, refilled evenly
+    over ``period_seconds``; a publish takes ``cost`` per part sent (a thread of three
+    statuses costs three), a media upload ``media_cost`` per file.
+
+    ``corrected_by``: paths (parts of them) whose answers' rate headers (``X-RateLimit-*``,
+    ``ratelimit-*``) and 429s describe this bucket, so they correct it (a login's
+    headers say nothing of the posting limit). ``source`` cites where the limit is
+    documented."""
+
+    name: str
+    capacity: int
+    period_seconds: float
+    scope: Scope = Scope.CHANNEL
+    cost: int = 1
+    media_cost: int = 0
+    corrected_by: tuple[str, ...] = ()
+    source: str = ""
+
+    def cost_of(self, parts: int, media: int) -> int:
+        return self.cost * parts + self.media_cost * media
+
+    @property
+    def usable(self) -> int:
+        """The capacity Herald fills up to: a tenth (at least one token) below the
+        platform's, so requests that reach it later than they were paid for (a busy
+        worker, the network) still find room. It refills at the documented rate."""
+        return self.capacity - max(1, self.capacity // 10) if self.capacity > 1 else 1
+
+
 @dataclass(frozen=True)
 class Limits:
     max_length: int | None = None  # per part, in the platform's own unit (see measure)
     max_media: int = 0
     max_media_bytes: int | None = None  # per file
     requests_per_minute: int | None = None  # the platform's documented write limit
+    # The documented rate limits a delivery is paced by (herald.channels.budgets).
+    buckets: tuple[Bucket, ...] = ()
 
 
 class ChannelStore(ABC):
@@ -328,6 +373,12 @@ class Adapter(ABC, Generic[C, S]):
                             }
                         ],
                     ) from None
+
+    def budget_scope(self, scope: Scope) -> str | None:
+        """What identifies the holder of a limit shared at ``scope`` (an account, a token,
+        a chat), from the credentials and settings; the budget keys it by a hash of this,
+        never the text itself. ``None`` (the default): the channel's own budget."""
+        return None
 
     def measure(self, text: str) -> int:
         """A part's length in the unit of ``limits.max_length`` (characters by default;

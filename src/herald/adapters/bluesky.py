@@ -267,6 +267,42 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
         max_media=MAX_IMAGES,
         max_media_bytes=MAX_IMAGE_BYTES,
         requests_per_minute=27,
+        buckets=(
+            # docs.bsky.app/docs/advanced-guides/rate-limits: 5,000 points per hour and
+            # 35,000 per day per account (DID); a CREATE costs 3 points (a post, each
+            # part of a thread). The PDS answers ratelimit-* headers on the write.
+            base.Bucket(
+                "writes",
+                5000,
+                3600,
+                base.Scope.ACCOUNT,
+                cost=3,
+                corrected_by=("com.atproto.repo.createRecord", "com.atproto.repo.applyWrites"),
+                source="docs.bsky.app/docs/advanced-guides/rate-limits "
+                "(5,000 points per hour per account; a create costs 3)",
+            ),
+            base.Bucket(
+                "writes-daily",
+                35000,
+                24 * 3600,
+                base.Scope.ACCOUNT,
+                cost=3,
+                source="docs.bsky.app/docs/advanced-guides/rate-limits "
+                "(35,000 points per day per account)",
+            ),
+            # createSession: 30 per 5 minutes per handle. A delivery logs in only when its
+            # cached session is gone, so it costs nothing here; a 429 on login blocks it.
+            base.Bucket(
+                "login",
+                30,
+                5 * 60,
+                base.Scope.ACCOUNT,
+                cost=0,
+                corrected_by=("com.atproto.server.createSession",),
+                source="docs.bsky.app/docs/advanced-guides/rate-limits "
+                "(createSession: 30 per 5 min per handle)",
+            ),
+        ),
     )
     # The PDS does not take an idempotency key, but Herald chooses every record key
     # before the first send and keeps it in the delivery's progress; a resend reuses it,
@@ -274,6 +310,10 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
     # ambiguous failure cannot post twice (the part is looked up with getRecord before it
     # is sent again). find_existing works as well, from the same progress.
     honours_idempotency_key: ClassVar[bool] = True
+
+    def budget_scope(self, scope: base.Scope) -> str | None:
+        service = str(self.credentials.service).rstrip("/")
+        return f"{service}|{self.credentials.identifier.lower()}"
 
     def __init__(
         self,

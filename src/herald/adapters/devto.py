@@ -91,7 +91,31 @@ class DevtoAdapter(HttpAdapter[DevtoCredentials, DevtoSettings]):
     display_name = "DEV Community (Forem)"
     credentials_model = DevtoCredentials
     settings_model = DevtoSettings
-    limits = base.Limits(max_length=None, max_media=0, requests_per_minute=REQUESTS_PER_MINUTE)
+    limits = base.Limits(
+        max_length=None,
+        max_media=0,
+        requests_per_minute=REQUESTS_PER_MINUTE,
+        buckets=(
+            base.Bucket(
+                "articles",
+                9,
+                30,
+                base.Scope.ACCOUNT,
+                corrected_by=("/api/articles",),
+                source="forem/forem RateLimitChecker (published articles: 9 per 30 s)",
+            ),
+            base.Bucket(
+                "writes",
+                1,
+                1,
+                base.Scope.ACCOUNT,
+                source="forem/forem rack_attack api_write_throttle (1 write per second per key)",
+            ),
+        ),
+    )
+
+    def budget_scope(self, scope: base.Scope) -> str | None:
+        return f"{self.credentials.base_url}|{self.credentials.api_key}"
 
     # -- HTTP ---------------------------------------------------------------------------
 

@@ -139,7 +139,31 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
         max_media=MAX_FILES,
         max_media_bytes=MAX_FILE_BYTES,
         requests_per_minute=30,
+        buckets=(
+            # discord.com/developers/docs/topics/rate-limits: limits are per route, named
+            # by X-RateLimit-Bucket and told by X-RateLimit-Remaining/Reset-After, not
+            # published; a webhook's are 5 per 2 s. Those headers correct this bucket.
+            base.Bucket(
+                "route",
+                5,
+                2,
+                base.Scope.TOKEN,
+                corrected_by=("/webhooks/",),
+                source="discord.com/developers/docs/topics/rate-limits "
+                "(per-route buckets from X-RateLimit-Bucket; a webhook: 5 per 2 s)",
+            ),
+            base.Bucket(
+                "channel",
+                30,
+                60,
+                base.Scope.TOKEN,
+                source="support.discord.com (webhooks: 30 messages per minute per channel)",
+            ),
+        ),
     )
+
+    def budget_scope(self, scope: base.Scope) -> str | None:
+        return self.credentials.webhook_url  # one webhook, one channel
 
     # -- HTTP --------------------------------------------------------------------------
 

@@ -135,7 +135,23 @@ class HashnodeAdapter(HttpAdapter[HashnodeCredentials, HashnodeSettings]):
     display_name = "Hashnode"
     credentials_model = HashnodeCredentials
     settings_model = HashnodeSettings
-    limits = base.Limits(max_length=None, max_media=0, requests_per_minute=REQUESTS_PER_MINUTE)
+    limits = base.Limits(
+        max_length=None,
+        max_media=0,
+        requests_per_minute=REQUESTS_PER_MINUTE,
+        buckets=(
+            base.Bucket(
+                "mutations",
+                500,
+                60,
+                base.Scope.ACCOUNT,
+                source="apidocs.hashnode.com, Rate limits (500 mutations per minute)",
+            ),
+        ),
+    )
+
+    def budget_scope(self, scope: base.Scope) -> str | None:
+        return f"{self.credentials.api_url}|{self.credentials.token}"
 
     def _graphql(self, query: str, variables: dict[str, Any], *, read: bool) -> dict[str, Any]:
         """Run one operation; its ``data``, or the adapter error its ``errors`` mean."""

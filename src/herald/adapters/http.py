@@ -11,8 +11,11 @@ re-exported here for the adapters.
 from __future__ import annotations
 
 import email.utils
+import logging
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -20,6 +23,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from herald.adapters import base
+from herald.core.clock import utcnow
 from herald.core.http import (
     USER_AGENT,
     AddressNotAllowed,
@@ -33,18 +37,21 @@ __all__ = [
     "USER_AGENT",
     "HttpAdapter",
     "HttpSettings",
+    "RateObservation",
     "api_json",
     "error_message",
     "is_retryable_status",
     "make_client",
     "raise_for_status",
     "raise_with_message",
+    "rate_observation",
     "retry_after_seconds",
     "send",
     "shared_client",
     "transmit",
 ]
 
+log = logging.getLogger(__name__)
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_MESSAGE = 500
 
@@ -97,6 +104,89 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
         if seconds is not None:
             return seconds
     return None
+
+
+@dataclass(frozen=True)
+class RateObservation:
+    """What one answer says about the platform's rate limit: the tokens left, seconds
+    until the window resets, seconds to wait after a 429, and Discord's bucket id."""
+
+    remaining: float | None = None
+    reset_in: float | None = None
+    retry_after: float | None = None
+    bucket: str | None = None
+
+
+def _first(response: httpx.Response, *names: str) -> str | None:
+    for name in names:
+        value: str = response.headers.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _body_retry_after(response: httpx.Response) -> float | None:
+    """A 429's wait in its body: Telegram's ``parameters.retry_after``, Discord's
+    ``retry_after``, Matrix's ``retry_after_ms``."""
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    parameters = data.get("parameters")
+    for value, unit in (
+        (parameters.get("retry_after") if isinstance(parameters, dict) else None, 1.0),
+        (data.get("retry_after"), 1.0),
+        (data.get("retry_after_ms"), 1000.0),  # Matrix's M_LIMIT_EXCEEDED
+    ):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _delay(float(value) / unit)
+    return None
+
+
+def rate_observation(response: httpx.Response, now: float | None = None) -> RateObservation | None:
+    """The rate-limit state an answer reports (``X-RateLimit-*`` as Mastodon, X and
+    Discord send them, ``ratelimit-*`` as Bluesky's PDS does, Retry-After or the body of
+    a 429), or None when it reports none."""
+    now = time.time() if now is None else now
+    remaining: float | None = None
+    if (
+        text := _first(
+            response, "X-RateLimit-Remaining", "X-Rate-Limit-Remaining", "RateLimit-Remaining"
+        )
+    ) is not None:
+        try:
+            remaining = max(0.0, float(text))
+        except ValueError:
+            remaining = None
+    reset_in: float | None = None
+    if (after := _first(response, "X-RateLimit-Reset-After")) is not None:
+        try:
+            reset_in = _delay(float(after))
+        except ValueError:
+            reset_in = None
+    if reset_in is None:
+        reset_in = retry_after_seconds(
+            httpx.Response(
+                200,
+                headers={
+                    name: value
+                    for name, value in response.headers.items()
+                    if name.lower() != "retry-after"
+                },
+            ),
+            now,
+        )
+    retry_after: float | None = None
+    if response.status_code == 429:
+        retry_after = retry_after_seconds(response, now)
+        if retry_after is None:
+            retry_after = _body_retry_after(response)
+    bucket = _first(response, "X-RateLimit-Bucket")
+    if remaining is None and retry_after is None and reset_in is None:
+        return None
+    return RateObservation(remaining, reset_in, retry_after, bucket)
 
 
 _MESSAGE_KEYS = ("error_description", "detail", "message", "msg", "error", "errors", "title")
@@ -252,6 +342,9 @@ class HttpAdapter(base.Adapter[C, HS]):
     settings_model: ClassVar[type[BaseModel]] = HttpSettings
     # How error messages name the platform, when not by its registry key.
     name_in_errors: ClassVar[str | None] = None
+    # Told what each answer says about the platform's rate limit (the delivery sets it to
+    # correct the channel's budget; herald.channels.budgets).
+    rate_observer: Callable[[str, RateObservation], None] | None = None
 
     @property
     def _name(self) -> str:
@@ -262,8 +355,18 @@ class HttpAdapter(base.Adapter[C, HS]):
         return shared_client().build_request(method, url, timeout=self.settings.timeout(), **kwargs)
 
     def transmit(self, request: httpx.Request, *, may_post: bool = True) -> httpx.Response:
-        """:func:`transmit` through the shared client: the answer whatever its status."""
-        return transmit(shared_client(), request, platform=self._name, may_post=may_post)
+        """:func:`transmit` through the shared client: the answer whatever its status.
+        Its rate headers go to :attr:`rate_observer`, if one is set."""
+        response = transmit(shared_client(), request, platform=self._name, may_post=may_post)
+        if self.rate_observer is not None:
+            # Herald's clock, as the budget's (a reset is an absolute time).
+            observed = rate_observation(response, utcnow().timestamp())
+            if observed is not None:
+                try:
+                    self.rate_observer(request.url.path, observed)
+                except Exception:  # pacing is an extra: it never fails a delivery
+                    log.exception("the rate observer failed")
+        return response
 
     def send(self, request: httpx.Request, *, may_post: bool = True) -> httpx.Response:
         """:func:`send` through the shared client: an error status raises."""

@@ -55,6 +55,41 @@ DEFAULT_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 # docs.joinmastodon.org/api/rate-limits/: 300 requests per 5 minutes per account (media
 # uploads: 30 per 30 minutes).
 REQUESTS_PER_MINUTE = 60
+B = base.Bucket
+BUCKETS = (
+    # app/lib/rate_limiter.rb (FAMILIES[:statuses]): 300 statuses per 3 hours per account;
+    # its X-RateLimit-* headers come back on POST /api/v1/statuses.
+    B(
+        "statuses",
+        300,
+        3 * 3600,
+        base.Scope.ACCOUNT,
+        corrected_by=("/api/v1/statuses",),
+        source="docs.joinmastodon.org/api/rate-limits/ (statuses: 300 per 3 h per account)",
+    ),
+    # docs.joinmastodon.org/api/rate-limits/: 300 requests per 5 minutes per token; a
+    # status is one request, an image an upload and (while processing) a poll or two.
+    B(
+        "requests",
+        300,
+        5 * 60,
+        base.Scope.TOKEN,
+        cost=1,
+        media_cost=2,
+        source="docs.joinmastodon.org/api/rate-limits/ (300 requests per 5 min per token)",
+    ),
+    # docs.joinmastodon.org/api/rate-limits/: media uploads, 30 per 30 minutes.
+    B(
+        "media",
+        30,
+        30 * 60,
+        base.Scope.ACCOUNT,
+        cost=0,
+        media_cost=1,
+        corrected_by=("/api/v1/media", "/api/v2/media"),
+        source="docs.joinmastodon.org/api/rate-limits/ (media: 30 per 30 min per account)",
+    ),
+)
 # Room a status keeps after the content warning, below which a thread would be absurd.
 MIN_ROOM = 50
 
@@ -170,6 +205,7 @@ class InstanceConfiguration:
             max_media=self.max_media_attachments,
             max_media_bytes=self.image_size_limit,
             requests_per_minute=REQUESTS_PER_MINUTE,
+            buckets=BUCKETS,
         )
 
 
@@ -238,6 +274,10 @@ class MastodonAdapter(HttpAdapter[MastodonCredentials, MastodonSettings]):
         session = self.store.session() or {}
         cached = session.get("configuration") if session.get("instance") == self._base else None
         self._use(InstanceConfiguration.parse(cached))
+
+    def budget_scope(self, scope: base.Scope) -> str | None:
+        # The token stands for its account: two channels on one token share the limits.
+        return f"{self._base}|{self.credentials.access_token}"
 
     def _use(self, configuration: InstanceConfiguration) -> None:
         self.configuration = configuration

@@ -145,7 +145,25 @@ class MatrixAdapter(HttpAdapter[MatrixCredentials, MatrixSettings]):
         max_media=MAX_IMAGES,
         max_media_bytes=MAX_UPLOAD_BYTES,
         requests_per_minute=12,
+        buckets=(
+            # Synapse's default rc_message: 0.2 messages per second, bursts of 10
+            # (element-hq.github.io/synapse/latest/usage/configuration/config_documentation
+            # .html#rc_message); a homeserver may set its own. 429s carry retry_after_ms.
+            base.Bucket(
+                "messages",
+                10,
+                50,
+                base.Scope.ACCOUNT,
+                cost=1,
+                media_cost=1,
+                corrected_by=("/send/",),
+                source="Synapse rc_message default (0.2 per second, burst 10, per user)",
+            ),
+        ),
     )
+
+    def budget_scope(self, scope: base.Scope) -> str | None:
+        return f"{self.credentials.homeserver}|{self.credentials.access_token}"
 
     def measure(self, text: str) -> int:
         return utf8_length(text)

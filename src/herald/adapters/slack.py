@@ -150,7 +150,28 @@ class SlackAdapter(HttpAdapter[SlackCredentials, SlackSettings]):
     settings_model = SlackSettings
     # Slack: chat.postMessage allows "1 message per second per channel" (short bursts
     # tolerated); incoming webhooks the same. Images are not sent.
-    limits = base.Limits(max_length=MAX_TEXT, max_media=0, requests_per_minute=60)
+    limits = base.Limits(
+        max_length=MAX_TEXT,
+        max_media=0,
+        requests_per_minute=60,
+        buckets=(
+            base.Bucket(
+                "channel",
+                1,
+                1,
+                base.Scope.CHAT,
+                corrected_by=("chat.postMessage", "/services/"),
+                source="docs.slack.dev/apis/web-api/rate-limits "
+                "(chat.postMessage and incoming webhooks: 1 per second per channel)",
+            ),
+        ),
+    )
+
+    def budget_scope(self, scope: base.Scope) -> str | None:
+        credentials = self.credentials
+        if credentials.webhook_url:
+            return credentials.webhook_url
+        return f"{credentials.api_url}|{credentials.bot_token}|{credentials.channel}"
 
     # -- HTTP --------------------------------------------------------------------------
 

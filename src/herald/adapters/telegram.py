@@ -29,7 +29,7 @@ import html
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from typing import Any, ClassVar
 
@@ -59,6 +59,41 @@ PHOTO_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 # Bot FAQ: "your bot will not be able to send more than 20 messages per minute to the same
 # group" (channels included, per @BotSupport).
 MESSAGES_PER_MINUTE = 20
+_FAQ = "core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this"
+_SENDS = ("/sendMessage", "/sendPhoto", "/sendMediaGroup")
+# Bot FAQ: "avoid sending more than one message per second" in a chat; an album counts
+# a message per photo.
+CHAT_BUCKET = base.Bucket(
+    "chat",
+    1,
+    1,
+    base.Scope.CHAT,
+    cost=1,
+    media_cost=1,
+    corrected_by=_SENDS,
+    source=f"{_FAQ} (about 1 message per second per chat)",
+)
+# ... "no more than 20 messages per minute to the same group" (channels too).
+GROUP_BUCKET = base.Bucket(
+    "group",
+    MESSAGES_PER_MINUTE,
+    60,
+    base.Scope.CHAT,
+    cost=1,
+    media_cost=1,
+    corrected_by=_SENDS,
+    source=f"{_FAQ} (20 messages per minute per group or channel)",
+)
+# ... "not more than 30 messages per second" for the bot in all.
+BOT_BUCKET = base.Bucket(
+    "bot",
+    30,
+    1,
+    base.Scope.APP,
+    cost=1,
+    media_cost=1,
+    source=f"{_FAQ} (about 30 messages per second per bot)",
+)
 
 _TOKEN_IN_TEXT = re.compile(r"bot\d+:[A-Za-z0-9_-]+")
 _TAG = re.compile(r"<[^>]*>")
@@ -144,8 +179,23 @@ class TelegramAdapter(HttpAdapter[TelegramCredentials, TelegramSettings]):
         max_media=MAX_PHOTOS,
         max_media_bytes=MAX_PHOTO_BYTES,
         requests_per_minute=MESSAGES_PER_MINUTE,
+        buckets=(CHAT_BUCKET, BOT_BUCKET),
     )
     honours_idempotency_key: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        credentials: TelegramCredentials,
+        settings: TelegramSettings,
+        store: base.ChannelStore | None = None,
+    ) -> None:
+        super().__init__(credentials, settings, store)
+        if credentials.chat_id.startswith(("-", "@")):  # a group or a channel
+            self.limits = replace(self.limits, buckets=(*self.limits.buckets, GROUP_BUCKET))
+
+    def budget_scope(self, scope: base.Scope) -> str | None:
+        bot = f"{self.credentials.api_url}|{self.credentials.bot_token}"
+        return bot if scope == base.Scope.APP else f"{bot}|{self.credentials.chat_id}"
 
     def measure(self, text: str) -> int:
         return utf16_length(visible_text(text))

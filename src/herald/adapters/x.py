@@ -220,6 +220,18 @@ class XAdapter(HttpAdapter[XCredentials, XSettings]):
         max_media_bytes=MAX_IMAGE_BYTES,
         # docs.x.com/x-api/fundamentals/rate-limits: POST /2/tweets, 100 per 15 min per user.
         requests_per_minute=6,
+        buckets=(
+            # A channel is one user. Its x-rate-limit-* headers come back on every call.
+            base.Bucket(
+                "posts",
+                100,
+                15 * 60,
+                base.Scope.CHANNEL,
+                corrected_by=("/2/tweets",),
+                source="docs.x.com/x-api/fundamentals/rate-limits "
+                "(POST /2/tweets: 100 per 15 min per user)",
+            ),
+        ),
     )
 
     def measure(self, text: str) -> int:

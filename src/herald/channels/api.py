@@ -7,7 +7,9 @@ from fastapi import APIRouter, status
 from herald.adapters.registry import platforms
 from herald.channels import service
 from herald.channels.schemas import (
+    BucketRead,
     ChannelCreate,
+    ChannelDetail,
     ChannelRead,
     ChannelUpdate,
     JobStarted,
@@ -48,8 +50,20 @@ def create_channel(
 
 
 @router.get("/{channel_id}", responses=problem_responses(404))
-def get_channel(channel_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> ChannelRead:
-    return ChannelRead.model_validate(service.get_channel(session, principal, channel_id))
+def get_channel(
+    channel_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> ChannelDetail:
+    """The channel, with its rate budget (remaining, capacity, resets_at per bucket)."""
+    channel = service.get_channel(session, principal, channel_id)
+    found = service.channel_budget(channel)
+    return ChannelDetail.model_validate(
+        {
+            **ChannelRead.model_validate(channel).model_dump(),
+            "budget": None
+            if found is None
+            else [BucketRead.model_validate(state, from_attributes=True) for state in found],
+        }
+    )
 
 
 @router.patch("/{channel_id}", responses=problem_responses(403, 404, 409, 422))

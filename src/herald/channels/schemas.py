@@ -74,6 +74,34 @@ class ChannelRead(BaseModel):
     updated_at: datetime
 
 
+class BucketRead(BaseModel):
+    """One of the channel's rate budgets: a documented platform limit as a token bucket
+    shared by every worker (see docs/operations.md, "Rate limits")."""
+
+    name: str = Field(examples=["statuses"])
+    scope: str = Field(
+        description="Who shares it: channel, token, account, app or chat.", examples=["account"]
+    )
+    capacity: int = Field(examples=[300])
+    period_seconds: float = Field(
+        description="Refills from empty to full in this time.", examples=[10800]
+    )
+    remaining: float = Field(description="Tokens left now (0 while blocked).")
+    resets_at: datetime = Field(description="When it is full again (or unblocked).")
+    blocked_until: datetime | None = Field(
+        None, description="Until when the platform said to stop (429, or remaining 0)."
+    )
+    source: str = Field(description="Where the platform documents the limit.")
+
+
+class ChannelDetail(ChannelRead):
+    budget: list[BucketRead] | None = Field(
+        None,
+        description="The channel's rate budgets now; null when Redis does not answer "
+        "(deliveries are then sent unpaced).",
+    )
+
+
 class PlatformRead(BaseModel):
     platform: str
     display_name: str

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from herald.adapters.base import Adapter, AdapterError, AuthError, Identity
 from herald.adapters.registry import UnknownPlatform, get_adapter_class
-from herald.channels import health
+from herald.channels import budgets, health
 from herald.channels.models import Channel, ChannelState
 from herald.channels.schemas import ChannelCreate, ChannelUpdate
 from herald.channels.store import UNREAD, DatabaseStore, DeliveryProgress, Unread
@@ -82,6 +82,18 @@ def get_channel(session: Session, principal: Principal, channel_id: uuid.UUID) -
     if channel is None or channel.workspace_id != principal.workspace_id:
         raise NotFound(f"No channel {channel_id}.")
     return channel
+
+
+def channel_budget(channel: Channel) -> list[budgets.BucketState] | None:
+    """The channel's rate budget now (its adapter's buckets as Redis holds them); None
+    when it cannot be told (Redis does not answer, or the stored channel is unusable)."""
+    try:
+        adapter = get_adapter_class(channel.platform).build(
+            decrypt_json(channel.credentials_encrypted), channel.settings
+        )
+    except (UnknownPlatform, CredentialsUnreadable, ValidationError, ValueError):
+        return None
+    return budgets.read(adapter, channel.id)
 
 
 def list_channels(session: Session, principal: Principal) -> list[Channel]:

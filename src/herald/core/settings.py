@@ -204,6 +204,14 @@ class Settings(BaseSettings):
         description="How long a write waits for SQLite's one writer lock; past that a request "
         "answers 503 with `Retry-After` (a task tries again later). Reads never wait.",
     )
+    rate_limit_scale: float = Field(
+        1.0,
+        ge=1.0,
+        le=1_000_000.0,
+        description="Divides every platform rate limit's period (a channel's budget refills "
+        "this many times faster): for benchmarks and tests against fake platforms whose "
+        "limits are scaled alike. Keep 1 against real platforms.",
+    )
     redis_timeout_seconds: float = Field(
         2.0,
         gt=0,

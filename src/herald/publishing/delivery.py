@@ -29,6 +29,7 @@ from herald.adapters.base import (
     Receipt,
     RetryableError,
 )
+from herald.channels import budgets
 from herald.channels.service import build_adapter
 from herald.core import direct
 from herald.core.clock import utcnow
@@ -47,6 +48,7 @@ from herald.publishing.outcomes import (
     Published,
     RetryLater,
     Unconfirmed,
+    WaitForBudget,
 )
 from herald.publishing.progress import PROGRESS_ROWS
 
@@ -111,7 +113,9 @@ def attempt_delivery(publication_id: uuid.UUID) -> Outcome | None:
         else:
             retry_seconds = claimed.retry_seconds
             # No transaction is open while we talk to the platform.
-            outcome = _send(claimed.adapter, claimed.content, row.idempotency_key, row.attempt)
+            outcome = _send(
+                claimed.adapter, claimed.content, row.idempotency_key, row.attempt, row.channel_id
+            )
         with core_scope() as tx:
             actions.record_outcome(tx, publication_id, row, outcome, retry_seconds=retry_seconds)
     return outcome
@@ -196,8 +200,14 @@ def prepare(publication_id: uuid.UUID, row: ChangedRow, stored: Stored) -> Claim
     )
 
 
-def _send(adapter: Any, content: PostContent, key: str, attempt: int) -> Outcome:
+def _send(
+    adapter: Any, content: PostContent, key: str, attempt: int, channel_id: uuid.UUID
+) -> Outcome:
     """One attempt's calls to the adapter, and what their result means.
+
+    Before anything goes out, the channel's rate budget pays for the rendition (its
+    parts and images); a budget that cannot sends nothing and the delivery waits for
+    it (:class:`WaitForBudget`). Every answer the adapter gets corrects the budget.
 
     An exception the adapter did not classify (a bug, or a library error it did not
     expect) ends the delivery at once: it would fail the same way again. Before anything
@@ -210,6 +220,11 @@ def _send(adapter: Any, content: PostContent, key: str, attempt: int) -> Outcome
         return Failed(exc.message)
     except Exception as exc:
         return Failed(_unexpected(adapter, exc, "render"))
+    # After the claim committed, outside any transaction (Redis is a network call too).
+    wait = budgets.take(adapter, channel_id, rendition, key)
+    if wait is not None:
+        return WaitForBudget(wait.reason, until=wait.until)
+    budgets.watch(adapter, channel_id)
     if attempt > 1:
         # An earlier attempt may have gone through: look before sending again.
         try:

@@ -8,7 +8,8 @@ errors::
      ├── Published            the post is on the platform (receipt)
      ├── Later                not over: the delivery waits and goes out again
      │    ├── RetryLater      a retryable error; back-off, or Retry-After
-     │    └── HoldForReconnect  credentials refused; waits for the channel's fix
+     │    ├── HoldForReconnect  credentials refused; waits for the channel's fix
+     │    └── WaitForBudget   not sent: the channel's rate budget refills at ``until``
      ├── GiveUp               over without posting
      │    ├── Failed          permanent, or nothing left to try
      │    └── Unconfirmed     it may have been posted: a person decides
@@ -21,6 +22,7 @@ errors::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
@@ -35,6 +37,7 @@ class OutcomeKind(StrEnum):
     FAILED = "failed"
     UNCONFIRMED = "unconfirmed"
     CANCELLED = "cancelled"
+    RATE_LIMITED = "rate_limited"
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,15 @@ class RetryLater(Later):
 @dataclass(frozen=True)
 class HoldForReconnect(Later):
     kind: ClassVar[OutcomeKind] = OutcomeKind.AUTH
+
+
+@dataclass(frozen=True)
+class WaitForBudget(Later):
+    """Nothing was sent: the channel's rate budget (herald.channels.budgets) allows it
+    at ``until``. Not an attempt: it uses none up."""
+
+    kind: ClassVar[OutcomeKind] = OutcomeKind.RATE_LIMITED
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import delete, update
+
 from herald.channels.service import mark_needs_reconnect
 from herald.core import direct
 from herald.core.clock import utcnow
@@ -19,7 +21,12 @@ from herald.core.settings import get_settings
 from herald.core.tx import Tx
 from herald.publishing import statements
 from herald.publishing.actions.compare_and_set import ChangedRow, transition
-from herald.publishing.models import ErrorKind, Publication, PublicationState
+from herald.publishing.models import (
+    ErrorKind,
+    Publication,
+    PublicationAttempt,
+    PublicationState,
+)
 from herald.publishing.outcomes import (
     Cancelled,
     Failed,
@@ -28,6 +35,7 @@ from herald.publishing.outcomes import (
     Published,
     RetryLater,
     Unconfirmed,
+    WaitForBudget,
 )
 
 log = logging.getLogger(__name__)
@@ -101,6 +109,9 @@ def _settlement(
                 "last_error": f"out of retries: {outcome.error}",
             }
             return S.FAILED, values, None
+        case WaitForBudget(until=until) if until is not None:
+            # Not sent: back to wait for the budget, with the reason in last_error.
+            return S.RETRY_WAIT, values | {"due_at": until, "error_kind": None}, until
         case HoldForReconnect():
             # Held until the channel is reconnected. Nothing was posted and the fault is
             # the channel's: keep an attempt for then, even if this one was the last.
@@ -142,8 +153,12 @@ def record_outcome(
     }
     settle = statements.settle(tuple(sorted(values)))
     if transition(tx, publication_id, [S.PUBLISHING], target, prebuilt=(settle, params)):
+        if isinstance(outcome, WaitForBudget):
+            _give_back_attempt(tx, publication_id, claimed.attempt)
         if target == S.RETRY_WAIT:
             _cancel_if_requested(tx, publication_id)
+        if isinstance(outcome, WaitForBudget):
+            return
     else:
         log.warning(
             "delivery %s changed hands while attempt %s ran", publication_id, claimed.attempt
@@ -167,6 +182,26 @@ def record_outcome(
             if isinstance(outcome, Published) and outcome.receipt
             else None,
         },
+    )
+
+
+def _give_back_attempt(tx: Tx, publication_id: uuid.UUID, number: int) -> None:
+    """A delivery the rate budget held back was never sent: the claim's attempt is
+    undone (its count and its row), so waiting for a budget uses up no retry."""
+    tx.execute(
+        update(Publication)
+        .where(
+            Publication.id == publication_id,
+            Publication.state == S.RETRY_WAIT,
+            Publication.attempt == number,
+        )
+        .values(attempt=number - 1)
+    )
+    tx.execute(
+        delete(PublicationAttempt).where(
+            PublicationAttempt.publication_id == publication_id,
+            PublicationAttempt.number == number,
+        )
     )
 
 

@@ -1,0 +1,201 @@
+"""Rate budgets in the broker's Redis: the take (refill, cost, turns), sharing between
+workers and between channels on one account, correction from headers, fail-open."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from herald.adapters.base import Rendition
+from herald.adapters.http import RateObservation
+from herald.adapters.mastodon import MastodonAdapter
+from herald.adapters.x import XAdapter
+from herald.channels import budgets
+from herald.core.clock import set_clock
+from herald.core.settings import get_settings
+
+START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(redis_broker: str) -> Iterator[Clock]:
+    found = Clock()
+    set_clock(lambda: found.now)
+    yield found
+    set_clock(None)
+
+
+def x_adapter() -> XAdapter:
+    return XAdapter.build({"access_token": "a" * 20, "refresh_token": "r" * 20, "client_id": "c"})
+
+
+def mastodon(token: str = "token-0123456789") -> MastodonAdapter:  # noqa: S107
+    return MastodonAdapter.build({"instance_url": "https://social.example", "access_token": token})
+
+
+def one(parts: int = 1) -> Rendition:
+    return Rendition(format="text", parts=("hello",) * parts)
+
+
+def key() -> str:
+    return uuid.uuid4().hex
+
+
+def test_a_full_bucket_pays_and_an_empty_one_gives_turns(clock: Clock) -> None:
+    adapter, channel = x_adapter(), uuid.uuid4()  # X: 100 posts per 15 min per user
+    # Herald fills up to 90 of the 100: headroom for requests that arrive late.
+    assert budgets.take(adapter, channel, one(90), key()) is None
+    first = budgets.take(adapter, channel, one(), key())
+    second = budgets.take(adapter, channel, one(), key())
+    assert first is not None and second is not None
+    # 100 per 900 s refills one every 9 s; each waiting delivery holds its own turn.
+    assert first.until == START + timedelta(seconds=9)
+    assert second.until == START + timedelta(seconds=18)
+    assert first.reason == (
+        "waiting: rate limit, next at 2026-12-01T12:00:09Z (posts: 100 per 15 min per channel)"
+    )
+
+
+def test_a_delivery_back_at_its_turn_goes_without_paying_again(clock: Clock) -> None:
+    adapter, channel = x_adapter(), uuid.uuid4()
+    assert budgets.take(adapter, channel, one(90), key()) is None
+    waiting = key()
+    turn = budgets.take(adapter, channel, one(), waiting)
+    assert turn is not None
+    clock.advance(4)
+    early = budgets.take(adapter, channel, one(), waiting)
+    assert early is not None and early.until == turn.until  # too early: same turn
+    clock.advance(5)
+    assert budgets.take(adapter, channel, one(), waiting) is None
+    # Its token was the one refilled by then: the next newcomer waits for the next one.
+    later = budgets.take(adapter, channel, one(), key())
+    assert later is not None and later.until == START + timedelta(seconds=18)
+
+
+def test_a_cost_larger_than_the_bucket_goes_when_full_and_leaves_debt(clock: Clock) -> None:
+    adapter, channel = x_adapter(), uuid.uuid4()
+    assert budgets.take(adapter, channel, one(150), key()) is None  # a 150-part thread
+    wait = budgets.take(adapter, channel, one(), key())
+    # 90 - 150 = -60 tokens: 61 refills to pay for the next one.
+    assert wait is not None and wait.until == START + timedelta(seconds=61 * 9)
+
+
+def test_two_workers_share_one_budget(clock: Clock) -> None:
+    adapter, channel = x_adapter(), uuid.uuid4()
+    assert budgets.take(adapter, channel, one(80), key()) is None  # 10 of 90 left
+    sent: list[bool] = []
+    start = threading.Barrier(2)
+
+    def worker() -> None:
+        start.wait()
+        # Each worker its own adapter (as two hosts would have), one Redis bucket.
+        mine = x_adapter()
+        for _ in range(20):
+            sent.append(budgets.take(mine, channel, one(), key()) is None)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sent.count(True) == 10
+    assert len(sent) == 40
+
+
+def test_channels_on_one_token_share_its_budget_others_do_not(clock: Clock) -> None:
+    shared = mastodon()
+    assert budgets.take(shared, uuid.uuid4(), one(300), key()) is None  # 300 statuses
+    # Another channel with the same token: the account's statuses are spent.
+    wait = budgets.take(mastodon(), uuid.uuid4(), one(), key())
+    assert wait is not None and wait.bucket.name == "statuses"
+    assert budgets.take(mastodon("another-token-987654"), uuid.uuid4(), one(), key()) is None
+
+
+def test_headers_lower_the_budget_and_a_reset_blocks_it(clock: Clock) -> None:
+    adapter, channel = x_adapter(), uuid.uuid4()
+    budgets.observe(adapter, channel, "/2/tweets", RateObservation(remaining=2))
+    (state,) = budgets.read(adapter, channel) or []
+    assert state.remaining == 2
+    # More left than we think never raises the budget (other workers may be mid-burst).
+    budgets.observe(adapter, channel, "/2/tweets", RateObservation(remaining=50))
+    (state,) = budgets.read(adapter, channel) or []
+    assert state.remaining == 2
+    # A path whose answers describe another limit corrects nothing.
+    budgets.observe(adapter, channel, "/2/users/me", RateObservation(remaining=0, reset_in=60))
+    (state,) = budgets.read(adapter, channel) or []
+    assert state.remaining == 2 and state.blocked_until is None
+
+    budgets.observe(adapter, channel, "/2/tweets", RateObservation(remaining=0, reset_in=600))
+    (state,) = budgets.read(adapter, channel) or []
+    assert state.remaining == 0
+    assert state.blocked_until == START + timedelta(seconds=600)
+    wait = budgets.take(adapter, channel, one(), key())
+    assert wait is not None and wait.until == START + timedelta(seconds=600)
+
+
+def test_a_429_blocks_the_bucket_until_retry_after(clock: Clock) -> None:
+    adapter, channel = x_adapter(), uuid.uuid4()
+    budgets.observe(adapter, channel, "/2/tweets", RateObservation(retry_after=120))
+    wait = budgets.take(adapter, channel, one(), key())
+    assert wait is not None and wait.until == START + timedelta(seconds=120)
+    clock.advance(120)
+    assert budgets.take(adapter, channel, one(), key()) is None
+
+
+def test_the_scale_setting_divides_every_period(clock: Clock) -> None:
+    settings = get_settings()
+    settings.rate_limit_scale = 100.0
+    try:
+        adapter, channel = x_adapter(), uuid.uuid4()
+        assert budgets.take(adapter, channel, one(90), key()) is None
+        wait = budgets.take(adapter, channel, one(), key())
+        assert wait is not None and wait.until == START + timedelta(seconds=0.09)
+    finally:
+        settings.rate_limit_scale = 1.0
+
+
+def test_redis_down_fails_open_and_says_so(clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    settings = get_settings()
+    before = settings.broker_url
+    settings.broker_url = "redis://127.0.0.1:1/0"  # nothing listens there
+    try:
+        adapter, channel = x_adapter(), uuid.uuid4()
+        with caplog.at_level(logging.WARNING, logger="herald.channels.budgets"):
+            # Far past the limit (100 per 15 min): none waits.
+            assert budgets.take(adapter, channel, one(100), key()) is None
+            assert budgets.take(adapter, channel, one(100), key()) is None
+            assert budgets.read(adapter, channel) is None
+        assert "rate budget unavailable (take)" in caplog.text
+        assert "sending anyway" in caplog.text
+    finally:
+        settings.broker_url = before
+
+
+def test_turns_missed_during_a_stall_do_not_go_out_in_one_burst(clock: Clock) -> None:
+    adapter, channel = x_adapter(), uuid.uuid4()
+    assert budgets.take(adapter, channel, one(90), key()) is None
+    waiting = [key() for _ in range(100)]
+    for delivery in waiting:
+        assert budgets.take(adapter, channel, one(), delivery) is not None
+    clock.advance(100 * 9)  # every turn came due while nothing was sent (a stall)
+    went = [budgets.take(adapter, channel, one(), delivery) is None for delivery in waiting]
+    # The platform's bucket holds at most 100: no more than Herald's 90 go at once; the
+    # rest get turns of their own, once each.
+    assert went.count(True) == 90
+    rest = [d for d, ok in zip(waiting, went, strict=True) if not ok]
+    assert all(budgets.take(adapter, channel, one(), d) is not None for d in rest)
+    clock.advance(10 * 9)
+    assert all(budgets.take(adapter, channel, one(), d) is None for d in rest)
