@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.live import Live
 from rich.table import Table
 
 from herald.cli._common import (
@@ -53,6 +51,8 @@ def post_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a draft post."""
+    from pydantic import ValidationError  # noqa: PLC0415 - start-up (see _common)
+
     from herald.posts.schemas import PostCreate, PostRead  # noqa: PLC0415 - start-up (see _common)
     from herald.posts.service import create_post  # noqa: PLC0415 - start-up (see _common)
 
@@ -152,6 +152,8 @@ def _delivery_table(deliveries: list[Delivery]) -> Table:
 
 def _watch(post_id: uuid.UUID, timeout: float, *, transient: bool) -> list[Delivery]:
     """Redraw the post's deliveries until all have settled or the time is up."""
+    from rich.live import Live  # noqa: PLC0415 - start-up (see _common)
+
     from herald.publishing.models import SETTLED  # noqa: PLC0415 - start-up (see _common)
 
     deliveries = _deliveries(post_id)
