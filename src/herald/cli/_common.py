@@ -59,9 +59,13 @@ def load_json_arg(value: str, name: str) -> dict[str, Any]:
     return data
 
 
-def id_column() -> Column:
-    """A table's id column: always whole (the other columns wrap), so an id can be copied
-    from any list; any unique prefix of it is accepted back (see :func:`resolve_post_id`)."""
+def id_column(*, fold: bool = False) -> Column:
+    """A table's id column: always whole, so an id can be copied from any list; any unique
+    prefix of it is accepted back (see :func:`resolve_post_id`). On one line, the other
+    columns wrapping; with ``fold`` (a table of many columns, whose rows are named by
+    name anyway), folded over lines where 80 columns leave it too little room."""
+    if fold:
+        return Column("id", overflow="fold")
     return Column("id", no_wrap=True, min_width=36)
 
 

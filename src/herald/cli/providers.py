@@ -134,7 +134,7 @@ def provider_list(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> N
         out.print("No providers: agents use the built-in digest (no model, no cost).")
         return
     # The base URL and whole ids are in --json: the table fits a terminal.
-    table = Table(id_column(), "name", "kind", "model", "key", "USD / 1M in/out", "state")
+    table = Table(id_column(fold=True), "name", "kind", "model", "key", "USD / 1M in/out", "state")
     for r in rows:
         state = r["state"] if not r["state_reason"] else f"{r['state']}: {r['state_reason']}"
         table.add_row(

@@ -103,7 +103,9 @@ def source_list(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> Non
     if as_json:
         print_json(rows)
         return
-    table = Table(id_column(), "name", "kind", "every", "last check", "status", "next check")
+    table = Table(
+        id_column(fold=True), "name", "kind", "every", "last check", "status", "next check"
+    )
     for r in rows:
         state = r["last_error"] or ("ok" if r["last_success_at"] else "not checked yet")
         if not r["enabled"]:
