@@ -12,6 +12,7 @@ data directory, and answers on its stdout in JSON; what went wrong comes back as
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from typing import Any
 from herald.core.exceptions import HeraldException
 from herald.core.settings import get_settings
 from herald.runtime.processes import Failure
+
+log = logging.getLogger(__name__)
 
 FIRST_ADMIN_EMAIL = "admin@herald.localhost"
 STEP_TIMEOUT = 600.0  # a migration of a large database may take minutes
@@ -55,6 +58,9 @@ def _in_child(step: str) -> Any:
         )
     except subprocess.TimeoutExpired:
         raise Failure(f"{step} did not finish within {STEP_TIMEOUT:g} s") from None
+    for line in done.stderr.splitlines():  # its log (the migrations run) joins the supervisor's
+        if line.strip():
+            log.info("%s: %s", step, line)
     lines = done.stdout.strip().splitlines()
     answer = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
     if done.returncode != 0 or "result" not in answer:
@@ -88,6 +94,9 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in steps:
         sys.stderr.write(f"usage: python -m herald.runtime.bootstrap {'|'.join(steps)}\n")
         return 2
+    from herald.core.logging import configure_logging  # noqa: PLC0415 - in the child only
+
+    configure_logging(get_settings().log_level)
     try:
         result = steps[argv[0]]()
     except Exception as exc:
