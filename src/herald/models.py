@@ -14,8 +14,13 @@ from herald.jobs.models import Job
 from herald.media.models import Media, PostMedia
 from herald.posts.models import Post, PostTag
 from herald.publishing.models import Publication, PublicationAttempt
-from herald.scheduling.models import Heartbeat, PeriodicRun
-from herald.scheduling.slots import ChannelSchedule, ChannelSlot, SlotReservation
+from herald.scheduling.models import (
+    ChannelSchedule,
+    ChannelSlot,
+    Heartbeat,
+    PeriodicRun,
+    SlotReservation,
+)
 from herald.sources.models import ItemUse, Source, SourceItem
 from herald.users.models import ApiToken, LoginFailure, User, Workspace
 from herald.webhooks.models import Webhook, WebhookDelivery, WebhookEvent, WebhookSubscription

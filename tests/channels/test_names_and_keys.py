@@ -47,6 +47,17 @@ def test_channels_by_id_or_by_name_in_the_workspace(db_backend: str, tmp_path: P
             resolve_channel_ids(session, bob, ["site", "blog"])
 
 
+def test_channels_by_a_unique_id_prefix_of_the_workspace(db_backend: str, tmp_path: Path) -> None:
+    ann, bob = principal_in("ann"), principal_in("bob")
+    site = add_folder_channel(ann, "site", tmp_path)
+    add_folder_channel(bob, "site", tmp_path)
+    with session_scope() as session:
+        assert resolve_channel_ids(session, ann, [str(site)[:8], str(site)[:4]]) == [site, site]
+        # Bob's workspace holds no channel with that id: a prefix never crosses workspaces.
+        with pytest.raises(NotFound, match="No channel with an id starting"):
+            resolve_channel_ids(session, bob, [str(site)[:13]])
+
+
 @pytest.fixture
 def old_key() -> Iterator[str]:
     """Credentials written under one key, which the test then replaces."""

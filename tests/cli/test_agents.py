@@ -57,7 +57,7 @@ def test_add_list_read_runs_and_remove_an_agent(db_backend: str, tmp_path: Path)
     # One of each kind of error (the fields' own rules are the API's tests').
     for args, words in (
         (("--cron", "0 0 9 * * MON"), "herald: error: schedule_cron: '0 0 9 * * MON' has 6 fields"),
-        (("--source", "Nope"), "herald: error: No source named or with an id starting 'Nope'"),
+        (("--source", "Nope"), "herald: error: No source named 'Nope'."),
     ):
         bad = herald("agent", "add", "Other", "--topic", "t", *args)
         assert bad.returncode == 1 and bad.stderr.startswith(words), bad.stderr

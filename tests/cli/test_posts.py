@@ -114,3 +114,39 @@ def test_review_from_the_command_line(db_backend: str, tmp_path: Path) -> None:
     assert rejected.returncode == 0, rejected.stderr
     assert json.loads(rejected.stdout)["review_note"] == "Needs a source."
     assert "Nothing waits for review." in herald("post", "review").stdout
+
+
+@ON_SQLITE
+def test_lists_show_whole_ids_and_commands_take_a_unique_prefix(
+    db_backend: str, tmp_path: Path
+) -> None:
+    given_user("ann@example.com", admin=True)
+    given_folder_channel("site", tmp_path)
+    post_id = given_post("A title long enough to have to wrap in a table eighty columns wide")
+    other = given_post("Another")
+    channel_id = json.loads(herald("channel", "list", "--json").stdout)[0]["id"]
+
+    # Not a terminal: rich draws 80 columns wide, and the ids still fit whole.
+    listed = herald("post", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert post_id in listed.stdout and other in listed.stdout
+    assert channel_id in herald("channel", "list").stdout
+
+    status = herald("post", "status", post_id[:8], "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout) == []
+    # The channel by a prefix too: the queue then fails for want of slots, not of a channel.
+    queued = herald("post", "queue", post_id[:6], "--to", channel_id[:6])
+    assert queued.returncode == 1
+    assert "has no posting slots" in queued.stderr
+
+    short = herald("post", "status", post_id[:3])
+    assert short.returncode == 1
+    assert short.stderr.strip() == (
+        f"herald: error: '{post_id[:3]}' is too short to name a post: "
+        "give at least 4 characters of its id."
+    )
+    missing = "ffff" if not post_id.startswith("ffff") and not other.startswith("ffff") else "0000"
+    unknown = herald("post", "status", missing)
+    assert unknown.returncode == 1
+    assert f"No post with an id starting '{missing}'" in unknown.stderr

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,18 @@ from herald.core.db import (
     NestedWriteTransaction,
     WriterLockedConnection,
     make_engine,
+    resolve_id,
+    resolve_ref,
+    session_scope,
     transaction_open,
 )
+from herald.core.errors import InvalidInput, NotFound
+from herald.posts.models import Post
+from herald.sources.models import Source
+from herald.sources.schemas import SourceCreate
+from herald.sources.service import create_source
+from herald.users.service import default_principal
+from tests.conftest import MakeAccount
 from tests.services import PG_ADMIN_URL, postgres_available, service_missing
 
 
@@ -300,3 +311,91 @@ def test_only_an_idle_pooled_connection_is_pinged(monkeypatch: pytest.MonkeyPatc
         assert len(pings) == 1
     finally:
         engine.dispose()
+
+
+# --- ids named by a unique prefix (resolve_id, resolve_ref) ---------------------------------
+
+# Four posts of one workspace whose ids share prefixes as a listing would show them, and
+# one of another workspace that shares the first one's start.
+IDS = {
+    "alone": uuid.UUID("0a1b2c3d-0000-4000-8000-000000000001"),
+    "twin-1": uuid.UUID("abcd1234-5678-4000-8000-000000000002"),
+    "twin-2": uuid.UUID("abcd1234-9999-4000-8000-000000000003"),
+    "other": uuid.UUID("0a1b2c3d-1111-4000-8000-000000000004"),
+}
+
+
+def _posts(make_account: MakeAccount) -> tuple[uuid.UUID, uuid.UUID]:
+    """The workspaces (mine, theirs) holding IDS; "other" is theirs."""
+    mine = make_account("me@example.com", workspace="mine").workspace_id
+    theirs = make_account("them@example.com", workspace="theirs").workspace_id
+    with session_scope() as session:
+        for name, post_id in IDS.items():
+            workspace = theirs if name == "other" else mine
+            session.add(Post(id=post_id, workspace_id=workspace, title=name))
+    return mine, theirs
+
+
+def _resolve(workspace: uuid.UUID, ref: str) -> uuid.UUID:
+    with session_scope() as session:
+        return resolve_id(session, Post, workspace, ref, "post")
+
+
+def test_a_unique_prefix_names_its_row_with_or_without_dashes(
+    make_account: MakeAccount,
+) -> None:
+    mine, theirs = _posts(make_account)
+
+    # "0a1b2c3d" starts "other" too, but that is another workspace's post.
+    for ref in ("0a1b", "0A1B2C3D", "0a1b2c3d-00", "0a1b2c3d00", f" {IDS['alone']} "):
+        assert _resolve(mine, ref) == IDS["alone"], ref
+    assert _resolve(theirs, "0a1b") == IDS["other"]
+    assert _resolve(mine, "abcd1234-56") == IDS["twin-1"]
+    assert _resolve(mine, "abcd12349") == IDS["twin-2"]
+
+
+def test_an_ambiguous_prefix_is_refused_with_the_count(make_account: MakeAccount) -> None:
+    mine, _ = _posts(make_account)
+
+    with pytest.raises(InvalidInput, match=r"'abcd' matches 2 posts; give more characters"):
+        _resolve(mine, "abcd")
+    with pytest.raises(InvalidInput, match=r"'abcd1234-' matches 2 posts"):
+        _resolve(mine, "abcd1234-")
+
+
+def test_no_match_and_another_workspaces_id_are_not_found(make_account: MakeAccount) -> None:
+    mine, _ = _posts(make_account)
+
+    for ref in ("ffff", str(IDS["other"]), "0a1b2c3d1111"):
+        with pytest.raises(NotFound, match="No post with an id starting"):
+            _resolve(mine, ref)
+
+
+def test_what_cannot_start_an_id_is_refused(make_account: MakeAccount) -> None:
+    mine, _ = _posts(make_account)
+
+    with pytest.raises(InvalidInput, match="too short to name a post: give at least 4"):
+        _resolve(mine, "0a1")
+    for ref in ("post-1", "", "0a1b" * 9):
+        with pytest.raises(InvalidInput, match="is not a post id nor the start of one"):
+            _resolve(mine, ref)
+
+
+def test_a_named_row_is_found_by_name_first_then_by_id_prefix(
+    make_account: MakeAccount,
+) -> None:
+    account = make_account("me@example.com", workspace="mine")
+    with session_scope() as session:
+        principal = default_principal(session, "mine")
+        found = create_source(
+            session,
+            principal,
+            SourceCreate(kind="feed", name="beef", url="https://example.com/feed.xml"),
+        )
+        source_id = found.id
+    with session_scope() as session:
+        by_name = resolve_ref(session, Source, account.workspace_id, "beef", "source")
+        by_prefix = resolve_ref(session, Source, account.workspace_id, str(source_id)[:6], "source")
+        assert by_name.id == by_prefix.id == source_id
+        with pytest.raises(NotFound, match="No source named 'news'"):
+            resolve_ref(session, Source, account.workspace_id, "news", "source")

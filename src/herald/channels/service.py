@@ -25,7 +25,7 @@ from herald.channels.schemas import ChannelCreate, ChannelUpdate
 from herald.channels.store import UNREAD, DatabaseStore, DeliveryProgress, Unread
 from herald.core.clock import utcnow
 from herald.core.crypto import CredentialsUnreadable, decrypt_json, encrypt_json, rotate
-from herald.core.db import flush_unique
+from herald.core.db import could_start_an_id, flush_unique, resolve_id
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.tx import Tx, after_commit
 from herald.jobs import service as jobs
@@ -421,9 +421,10 @@ def mark_needs_reconnect(tx: Tx, channel_id: uuid.UUID, reason: str) -> bool:
 def resolve_channel_ids(
     session: Session, principal: Principal, refs: Sequence[str]
 ) -> list[uuid.UUID]:
-    """Channel ids from what a person typed: each an id, or a channel's name in this
-    workspace (names are unique per workspace). Ids are passed on unchecked: the
-    service that takes them checks they are the workspace's."""
+    """Channel ids from what a person typed: each an id, a channel's name in this
+    workspace (names are unique per workspace), or a unique prefix of an id of this
+    workspace's (see :func:`herald.core.db.resolve_id`). Whole ids are passed on
+    unchecked: the service that takes them checks they are the workspace's."""
     ids = []
     for ref in refs:
         try:
@@ -436,6 +437,8 @@ def resolve_channel_ids(
                 Channel.workspace_id == principal.workspace_id, Channel.name == ref
             )
         )
+        if found is None and could_start_an_id(ref):
+            found = resolve_id(session, Channel, principal.workspace_id, ref, "channel")
         if found is None:
             raise NotFound(f"no channel named {ref!r}; see `herald channel list`")
         ids.append(found)

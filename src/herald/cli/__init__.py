@@ -1,14 +1,20 @@
 """The `herald` command. Thin: parse, call a service, print.
 
 One module per command group (`users`, `channels`, `posts`, `schedule`, `keys`, `sources`,
-`providers`, `agents`, `usage`), the processes in `server`, and what they share in `_common`."""
+`providers`, `agents`, `usage`), the processes in `server`, and what they share in `_common`.
+
+Start-up: importing this package (what `herald --help` does) must not load FastAPI,
+SQLAlchemy, Celery or the settings (tests/cli/test_startup.py checks): :func:`main`
+tells the errors a command may raise apart by looking them up in ``sys.modules``, since
+an exception of a class whose module was never imported cannot have been raised.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
-from sqlalchemy.exc import DBAPIError
 
 from herald.cli import (
     agents,
@@ -26,9 +32,6 @@ from herald.cli import (
     webhooks,
 )
 from herald.cli._common import CliError
-from herald.core.crypto import CredentialsUnreadable
-from herald.core.errors import HeraldError
-from herald.core.settings import ConfigurationError
 
 app = typer.Typer(
     help="Herald: write once, publish everywhere, reliably.",
@@ -66,14 +69,11 @@ def main() -> None:
         hint = " (see --help)" if code == 2 else ""
         sys.stderr.write(f"herald: error: {message}{hint}\n")
         sys.exit(code)
-    except HeraldError as exc:
-        sys.stderr.write(f"herald: error: {exc.message}\n")
-        sys.exit(1)
-    except (CliError, ConfigurationError, CredentialsUnreadable, OSError) as exc:
+    except CliError as exc:
         sys.stderr.write(f"herald: error: {exc}\n")
         sys.exit(1)
     except Exception as exc:
-        problem = database_problem(exc)
+        problem = one_line_problem(exc)
         if problem is None:
             raise  # a bug: its traceback is what a report needs
         sys.stderr.write(f"herald: error: {problem}\n")
@@ -81,11 +81,39 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+# The errors a command reports in one line: (module, class name) → how to say it.
+_ONE_LINE: tuple[tuple[str, str], ...] = (
+    ("herald.core.errors", "HeraldError"),
+    ("herald.core.settings", "ConfigurationError"),
+    ("herald.core.crypto", "CredentialsUnreadable"),
+)
+
+
+def _loaded(module: str, name: str) -> type[BaseException] | None:
+    """The class if its module has been imported; None otherwise (nothing can have raised
+    it then), so telling errors apart imports nothing."""
+    found: Any = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
+def one_line_problem(exc: BaseException) -> str | None:
+    """What a person can act on, in one line; None for a bug (its traceback is shown)."""
+    for module, name in _ONE_LINE:
+        cls = _loaded(module, name)
+        if cls is not None and isinstance(exc, cls):
+            return str(getattr(exc, "message", None) or exc)
+    if isinstance(exc, OSError):
+        return str(exc)
+    return database_problem(exc)
+
+
 def database_problem(exc: BaseException) -> str | None:
     """A database the command could not use, in one line; None for anything else."""
-    if not isinstance(exc, DBAPIError):
+    dbapi_error = _loaded("sqlalchemy.exc", "DBAPIError")
+    if dbapi_error is None or not isinstance(exc, dbapi_error):
         return None
-    lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+    orig = getattr(exc, "orig", None)
+    lines = str(orig).strip().splitlines() or [type(orig).__name__]
     detail = lines[0]
     if "no such table" in detail or ("relation" in detail and "does not exist" in detail):
         return (

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Column
 
 from herald.core.exceptions import HeraldException
 
@@ -37,7 +38,9 @@ class CliError(HeraldException):
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 WorkspaceOpt = Annotated[str | None, typer.Option(help="Workspace name [default: the first].")]
-ChannelsOpt = Annotated[list[str], typer.Option("--to", help="Channel id or name; repeatable.")]
+ChannelsOpt = Annotated[
+    list[str], typer.Option("--to", help="Channel name, id or unique id prefix; repeatable.")
+]
 
 
 def print_json(data: Any) -> None:
@@ -56,11 +59,24 @@ def load_json_arg(value: str, name: str) -> dict[str, Any]:
     return data
 
 
-def parse_post_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise CliError(f"{value!r} is not a post id (a UUID, see `herald post list`)") from None
+def id_column(*, fold: bool = False) -> Column:
+    """A table's id column: always whole, so an id can be copied from any list; any unique
+    prefix of it is accepted back (see :func:`resolve_post_id`). On one line, the other
+    columns wrapping; with ``fold`` (a table of many columns, whose rows are named by
+    name anyway), folded over lines where 80 columns leave it too little room."""
+    if fold:
+        return Column("id", overflow="fold")
+    return Column("id", no_wrap=True, min_width=36)
+
+
+def resolve_post_id(ref: str, workspace: str | None) -> uuid.UUID:
+    """The id of the workspace's post that ``ref`` names: its whole id or a unique prefix
+    of it, git-style (:func:`herald.core.db.resolve_id`)."""
+    from herald.core.db import resolve_id  # noqa: PLC0415 - start-up (see above)
+    from herald.posts.models import Post  # noqa: PLC0415 - start-up (see above)
+
+    with workspace_session(workspace) as (session, principal):
+        return resolve_id(session, Post, principal.workspace_id, ref, "post")
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from herald.cli._common import (
     CliError,
     JsonOpt,
     WorkspaceOpt,
+    id_column,
     load_json_arg,
     out,
     print_json,
@@ -35,7 +36,7 @@ def channel_list(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> No
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "name", "platform", "state", "checked")
+    table = Table(id_column(), "name", "platform", "state", "checked")
     for row in rows:
         table.add_row(row["id"], row["name"], row["platform"], row["state"], _checked(row))
     out.print(table)
@@ -107,7 +108,7 @@ def channel_add(
 
 @app.command("slots")
 def channel_slots(
-    channel: Annotated[str, typer.Argument(help="Channel id or name.")],
+    channel: Annotated[str, typer.Argument(help="Channel id, a unique id prefix, or name.")],
     timezone: Annotated[
         str | None, typer.Option(help="IANA zone the slot times are in, e.g. Europe/Warsaw.")
     ] = None,

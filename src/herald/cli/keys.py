@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import typer
-from cryptography.fernet import Fernet
 
 from herald.cli._common import out
 
@@ -15,6 +14,8 @@ app = typer.Typer(help="Encryption keys for channel credentials.", no_args_is_he
 @app.command("generate")
 def keys_generate() -> None:
     """Print a new encryption key (put it first in HERALD_ENCRYPTION_KEYS to rotate)."""
+    from cryptography.fernet import Fernet  # noqa: PLC0415 - start-up (see _common)
+
     sys.stdout.write(Fernet.generate_key().decode() + "\n")
 
 

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.live import Live
 from rich.table import Table
 
 from herald.cli._common import (
@@ -22,9 +20,10 @@ from herald.cli._common import (
     CliError,
     JsonOpt,
     WorkspaceOpt,
+    id_column,
     out,
-    parse_post_id,
     print_json,
+    resolve_post_id,
     workspace_session,
 )
 
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Write and list posts.", no_args_is_help=True)
 
-PostIdArg = Annotated[str, typer.Argument(help="The post's id.")]
+PostIdArg = Annotated[str, typer.Argument(help="The post's id, or a unique prefix of it.")]
 
 
 @app.command("create")
@@ -53,6 +52,8 @@ def post_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a draft post."""
+    from pydantic import ValidationError  # noqa: PLC0415 - start-up (see _common)
+
     from herald.posts.schemas import PostCreate, PostRead  # noqa: PLC0415 - start-up (see _common)
     from herald.posts.service import create_post  # noqa: PLC0415 - start-up (see _common)
 
@@ -103,7 +104,7 @@ def post_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "title", "state", "tags", "created")
+    table = Table(id_column(), "title", "state", "tags", "created")
     for row in rows:
         table.add_row(
             row["id"], row["title"], row["state"], ", ".join(row["tags"]), row["created_at"][:16]
@@ -152,6 +153,8 @@ def _delivery_table(deliveries: list[Delivery]) -> Table:
 
 def _watch(post_id: uuid.UUID, timeout: float, *, transient: bool) -> list[Delivery]:
     """Redraw the post's deliveries until all have settled or the time is up."""
+    from rich.live import Live  # noqa: PLC0415 - start-up (see _common)
+
     from herald.publishing.models import SETTLED  # noqa: PLC0415 - start-up (see _common)
 
     deliveries = _deliveries(post_id)
@@ -185,7 +188,7 @@ def post_publish(
         PublicationState,
     )
 
-    pid = parse_post_id(post_id)
+    pid = resolve_post_id(post_id, workspace)
     with workspace_session(workspace) as (session, principal):
         publish(session, principal, pid, resolve_channel_ids(session, principal, to))
     deliveries = _watch(pid, timeout, transient=as_json) if wait else _deliveries(pid)
@@ -205,9 +208,11 @@ def post_publish(
 
 
 @app.command("status")
-def post_status(post_id: PostIdArg, as_json: JsonOpt = False) -> None:
+def post_status(
+    post_id: PostIdArg, workspace: WorkspaceOpt = None, as_json: JsonOpt = False
+) -> None:
     """Show every delivery of a post."""
-    deliveries = _deliveries(parse_post_id(post_id))
+    deliveries = _deliveries(resolve_post_id(post_id, workspace))
     if as_json:
         print_json(_as_json(deliveries))
         return
@@ -232,7 +237,7 @@ def post_schedule(
     from herald.channels.service import resolve_channel_ids  # noqa: PLC0415 - start-up (see _common)
     from herald.scheduling.service import parse_when, schedule  # noqa: PLC0415 - start-up (see _common)
 
-    pid = parse_post_id(post_id)
+    pid = resolve_post_id(post_id, workspace)
     with workspace_session(workspace) as (session, principal):
         when = parse_when(at)
         schedule(session, principal, pid, resolve_channel_ids(session, principal, to), when)
@@ -258,7 +263,7 @@ def post_queue(
     )
     from herald.scheduling.slots import queue_post  # noqa: PLC0415 - start-up (see _common)
 
-    pid = parse_post_id(post_id)
+    pid = resolve_post_id(post_id, workspace)
     with workspace_session(workspace) as (session, principal):
         ids = resolve_channel_ids(session, principal, to)
         queued = queue_post(session, principal, pid, ids)
@@ -354,7 +359,7 @@ def post_review(
     if not rows:
         out.print("Nothing waits for review.")
         return
-    table = Table("id", "title", "agent", "created")
+    table = Table(id_column(), "title", "agent", "created")
     for row in rows:
         table.add_row(row["id"], row["title"], row["agent"] or "-", row["created_at"][:16])
     out.print(table)
@@ -393,7 +398,7 @@ def post_approve(
 
     if queue and at is not None:
         raise CliError("give --queue or --at, not both")
-    pid = parse_post_id(post_id)
+    pid = resolve_post_id(post_id, workspace)
     with _reviewer_session(workspace, by) as (session, principal):
         schedule: Schedule = "queue" if queue else parse_when(at) if at is not None else None
         ids = resolve_channel_ids(session, principal, channel) if channel else None
@@ -433,7 +438,7 @@ def post_reject(
     from herald.posts.schemas import PostRead  # noqa: PLC0415 - start-up (see _common)
     from herald.review.service import reject  # noqa: PLC0415 - start-up (see _common)
 
-    pid = parse_post_id(post_id)
+    pid = resolve_post_id(post_id, workspace)
     with _reviewer_session(workspace, by) as (session, principal):
         post = PostRead.model_validate(reject(session, principal, pid, note)).model_dump(
             mode="json"
@@ -452,7 +457,7 @@ def post_submit(
     from herald.posts.schemas import PostRead  # noqa: PLC0415 - start-up (see _common)
     from herald.review.service import submit  # noqa: PLC0415 - start-up (see _common)
 
-    pid = parse_post_id(post_id)
+    pid = resolve_post_id(post_id, workspace)
     with workspace_session(workspace) as (session, principal):
         post = PostRead.model_validate(submit(session, principal, pid)).model_dump(mode="json")
     if as_json:

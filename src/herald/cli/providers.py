@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from herald.cli._common import CliError, JsonOpt, WorkspaceOpt, out, print_json
+from herald.cli._common import CliError, JsonOpt, WorkspaceOpt, id_column, out, print_json
 from herald.cli._common import workspace_session as session_for
 from herald.cli._jobs import wait_for_job
 
@@ -134,7 +134,7 @@ def provider_list(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> N
         out.print("No providers: agents use the built-in digest (no model, no cost).")
         return
     # The base URL and whole ids are in --json: the table fits a terminal.
-    table = Table("id", "name", "kind", "model", "key", "USD / 1M in/out", "state")
+    table = Table(id_column(fold=True), "name", "kind", "model", "key", "USD / 1M in/out", "state")
     for r in rows:
         state = r["state"] if not r["state_reason"] else f"{r['state']}: {r['state_reason']}"
         table.add_row(

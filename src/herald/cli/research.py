@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from herald.cli._common import CliError, JsonOpt, WorkspaceOpt, out, print_json, workspace_session
@@ -94,6 +93,8 @@ def research(
 ) -> None:
     """Search community sites for a query in the background (needs a running worker:
     `herald up`), then show what they say, best first."""
+    from pydantic import ValidationError  # noqa: PLC0415 - start-up (see _common)
+
     from herald.sources.research import start_research  # noqa: PLC0415 - start-up (see _common)
     from herald.sources.research_schemas import ResearchCreate  # noqa: PLC0415 - start-up (see _common)
 

@@ -9,10 +9,6 @@ import typer
 from rich.table import Table
 
 from herald.cli._common import out
-from herald.core import heap
-from herald.core.logging import configure_logging
-from herald.core.proxies import uvicorn_proxy_options
-from herald.core.settings import get_settings
 from herald.runtime import START_TIMEOUT
 
 
@@ -34,6 +30,7 @@ def up(
     """Start everything on this machine: API + dashboard, worker, scheduler (and Redis).
 
     The address and how to sign in are printed once everything is healthy."""
+    from herald.core.settings import get_settings  # noqa: PLC0415 - start-up (see _common)
     from herald.runtime.supervisor import run_up  # noqa: PLC0415 - start-up (see _common)
 
     settings = get_settings()
@@ -54,6 +51,10 @@ def api(
     import uvicorn  # noqa: PLC0415 - start-up (see _common)
 
     from herald.app import create_app  # noqa: PLC0415 - start-up (see _common)
+    from herald.core import heap  # noqa: PLC0415 - start-up (see _common)
+    from herald.core.logging import configure_logging  # noqa: PLC0415 - start-up (see _common)
+    from herald.core.proxies import uvicorn_proxy_options  # noqa: PLC0415 - start-up (see _common)
+    from herald.core.settings import get_settings  # noqa: PLC0415 - start-up (see _common)
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -92,6 +93,8 @@ def worker(
     queues: Annotated[str | None, typer.Option(help="Comma-separated; default all.")] = None,
 ) -> None:
     """Run a Celery worker on Herald's queues."""
+    from herald.core.logging import configure_logging  # noqa: PLC0415 - start-up (see _common)
+    from herald.core.settings import get_settings  # noqa: PLC0415 - start-up (see _common)
     from herald.worker import QUEUES  # noqa: PLC0415 - start-up (see _common)
     from herald.worker import app as celery_app  # noqa: PLC0415 - start-up (see _common)
 
@@ -107,6 +110,8 @@ def worker(
 def beat() -> None:
     """Run the scheduler (Celery beat with Herald's scheduler). A second one (say, on another
     machine) does no harm: due deliveries and periodic runs are claimed in the database."""
+    from herald.core.logging import configure_logging  # noqa: PLC0415 - start-up (see _common)
+    from herald.core.settings import get_settings  # noqa: PLC0415 - start-up (see _common)
     from herald.scheduling.dispatcher import MAX_SLEEP  # noqa: PLC0415 - start-up (see _common)
     from herald.worker import app as celery_app  # noqa: PLC0415 - start-up (see _common)
 

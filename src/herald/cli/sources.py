@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from herald.cli._common import CliError, JsonOpt, WorkspaceOpt, load_json_arg, out, print_json
+from herald.cli._common import (
+    CliError,
+    JsonOpt,
+    WorkspaceOpt,
+    id_column,
+    load_json_arg,
+    out,
+    print_json,
+)
 from herald.cli._common import workspace_session as session_for
 from herald.cli._jobs import wait_for_job
 
@@ -95,7 +103,9 @@ def source_list(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> Non
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "name", "kind", "every", "last check", "status", "next check")
+    table = Table(
+        id_column(fold=True), "name", "kind", "every", "last check", "status", "next check"
+    )
     for r in rows:
         state = r["last_error"] or ("ok" if r["last_success_at"] else "not checked yet")
         if not r["enabled"]:

@@ -20,7 +20,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, select
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    cast,
+    create_engine,
+    event,
+    select,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -465,24 +475,91 @@ def own_rows(session: Session, model: type[_Named], workspace_id: uuid.UUID) -> 
     return list(session.scalars(query))
 
 
+# Git's rule: ids are shown whole, and any unique prefix of at least this many of their hex
+# digits names the row (dashes optional, as typed from `herald post list`).
+MIN_ID_PREFIX = 4
+_HEX_DIGITS = frozenset("0123456789abcdef")
+# Past this many candidates the count in the message is "at least".
+_PREFIX_CANDIDATES = 50
+
+
+def _id_prefix(ref: str, kind: str) -> str:
+    """The hex digits of an id prefix; InvalidInput for what cannot start an id."""
+    digits = ref.strip().lower().replace("-", "")
+    if not digits or not set(digits) <= _HEX_DIGITS or len(digits) > 32:
+        raise InvalidInput(f"{ref!r} is not a {kind} id nor the start of one.")
+    if len(digits) < MIN_ID_PREFIX:
+        raise InvalidInput(
+            f"{ref!r} is too short to name a {kind}: give at least {MIN_ID_PREFIX} "
+            "characters of its id."
+        )
+    return digits
+
+
+def could_start_an_id(ref: str) -> bool:
+    """Whether ``ref`` is made of what an id is written with (hex digits and dashes): a
+    name that is not one is reported as a missing name, not as a bad id."""
+    return bool(ref.strip()) and set(ref.strip().lower()) <= _HEX_DIGITS | {"-"}
+
+
+def ids_starting(
+    session: Session, model: type[_Named], workspace_id: uuid.UUID, digits: str
+) -> list[uuid.UUID]:
+    """The workspace's ids that start with the hex ``digits``, at most 50 + 1, in SQL.
+
+    The id's text is what the database stores: PostgreSQL's native uuid reads as the
+    dashed form, elsewhere SQLAlchemy stores 32 hex digits; the pattern follows."""
+    columns: Any = model
+    if session.get_bind().dialect.supports_native_uuid:
+        cuts = [8, 12, 16, 20]
+        pattern = "-".join(digits[a:b] for a, b in zip([0, *cuts], [*cuts, 32], strict=True))
+        pattern = pattern.rstrip("-")
+    else:
+        pattern = digits
+    query = (
+        select(columns.id)
+        .where(columns.workspace_id == workspace_id)
+        .where(cast(columns.id, String).like(pattern + "%"))
+        .limit(_PREFIX_CANDIDATES + 1)
+    )
+    return list(session.scalars(query))
+
+
+def resolve_id(
+    session: Session, model: type[_Named], workspace_id: uuid.UUID, ref: str, kind: str
+) -> uuid.UUID:
+    """A workspace's row id from a whole id or a unique prefix of one (at least
+    ``MIN_ID_PREFIX`` hex digits): what the CLI accepts wherever it takes an id. Another
+    workspace's rows are never candidates (404, as a missing row); a prefix several rows
+    share is refused (422) with their count."""
+    columns: Any = model
+    try:
+        whole = uuid.UUID(ref.strip())
+    except ValueError:
+        matches = ids_starting(session, model, workspace_id, _id_prefix(ref, kind))
+    else:
+        mine = select(columns.id).where(columns.workspace_id == workspace_id, columns.id == whole)
+        matches = list(session.scalars(mine))
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        count = len(matches) if len(matches) <= _PREFIX_CANDIDATES else f"over {_PREFIX_CANDIDATES}"
+        raise InvalidInput(f"{ref!r} matches {count} {kind}s; give more characters of the id.")
+    raise NotFound(f"No {kind} with an id starting {ref.strip()!r}.")
+
+
 def resolve_ref(
     session: Session, model: type[_Named], workspace_id: uuid.UUID, ref: str, kind: str
 ) -> _Named:
-    """A workspace's row by its id, a unique prefix of its id, or its name (how the CLI
+    """A workspace's row by its name, its id, or a unique prefix of its id (how the CLI
     names sources, agents, providers...). Another workspace's row is not found."""
     ref = ref.strip()
     columns: Any = model  # a named row of a workspace: it has workspace_id and name
     mine = select(model).where(columns.workspace_id == workspace_id)
-    try:
-        row = session.scalars(mine.where(columns.id == uuid.UUID(ref))).first()
-    except ValueError:
-        row = session.scalars(mine.where(columns.name == ref)).first()
+    row = session.scalars(mine.where(columns.name == ref)).first()
     if row is not None:
         return row
-    prefix = ref.lower()
-    matches = [r for r in session.scalars(mine) if str(r.id).startswith(prefix)] if ref else []
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise InvalidInput(f"{ref!r} matches {len(matches)} {kind}s; give more of the id.")
-    raise NotFound(f"No {kind} named or with an id starting {ref!r}.")
+    if not could_start_an_id(ref):
+        raise NotFound(f"No {kind} named {ref!r}.")
+    row_id = resolve_id(session, model, workspace_id, ref, kind)
+    return own_row(session, model, workspace_id, row_id, kind)

@@ -101,6 +101,10 @@ was lost while committing (the change may or may not have been saved), the answe
 Payload validation errors (pydantic) are also 422, with ``errors`` listing each field.
 Unhandled exceptions become a 500 that shows only a request id; the traceback is logged
 with that id.
+
+FastAPI is imported where a response is built, not at the top: every service raises these
+errors, and the command line (which loads the services but never answers HTTP) would
+otherwise pay FastAPI's import, most of a simple command's start-up.
 """
 
 from __future__ import annotations
@@ -109,17 +113,18 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from herald.core.exceptions import HeraldException
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +274,8 @@ def problem_response(
     request_id: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    from fastapi.responses import JSONResponse  # noqa: PLC0415 - start-up (see above)
+
     title = HTTPStatus(status).phrase
     body = Problem(
         type=TYPE_BASE + (slug or title.lower().replace(" ", "-")),
@@ -301,6 +308,8 @@ def _allowed_methods(request: Request) -> str:
     Starlette's 405 names only the first route that matched the path, though
     ``GET /posts`` and ``POST /posts`` are two routes.
     """
+    from starlette.routing import Match  # noqa: PLC0415 - start-up (see above)
+
     routes = request.app.router.routes
     return ", ".join(
         method
@@ -329,6 +338,8 @@ async def _herald_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    from fastapi.exceptions import RequestValidationError  # noqa: PLC0415 - start-up (see above)
+
     assert isinstance(exc, RequestValidationError)
     errors = _validation_errors(exc)
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
@@ -402,18 +413,20 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
 
 
 # Each exception type and the handler that renders it; Starlette picks the most specific.
-_Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
-_HANDLERS: tuple[tuple[type[Exception], _Handler], ...] = (
-    (HeraldError, _herald_error),
-    (RequestValidationError, _validation_error),
-    (StarletteHTTPException, _http_error),
-    (DBAPIError, _database_error),
-    (Exception, _unhandled),
-)
+_Handler = Callable[["Request", Exception], Awaitable["JSONResponse"]]
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    for exc_class, handler in _HANDLERS:
+    from fastapi.exceptions import RequestValidationError  # noqa: PLC0415 - start-up (see above)
+
+    handlers: tuple[tuple[type[Exception], _Handler], ...] = (
+        (HeraldError, _herald_error),
+        (RequestValidationError, _validation_error),
+        (StarletteHTTPException, _http_error),
+        (DBAPIError, _database_error),
+        (Exception, _unhandled),
+    )
+    for exc_class, handler in handlers:
         app.add_exception_handler(exc_class, handler)
 
 

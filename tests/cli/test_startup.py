@@ -1,0 +1,43 @@
+"""Start-up guards: what `herald --help` and a simple command import. A new import at
+the top of a command module that drags in the web stack, the ORM or Celery fails here
+(start-up time itself is measured in bench/cli_startup.py, never asserted in a test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("fastapi", "starlette", "sqlalchemy", "celery", "kombu", "redis", "httpx", "uvicorn")
+
+
+def loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after ``statement``."""
+    probe = (
+        f"import json, sys; {statement}; "
+        f"print(json.dumps([m for m in {list(modules)!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_the_command_line_loads_no_server_stack_to_show_its_help() -> None:
+    # `herald` is `herald.cli:main`: importing the package is what --help costs.
+    heavy = (*HEAVY, "pydantic", "pydantic_settings", "cryptography", "herald.core.settings")
+    assert loaded_after("import herald.cli", heavy) == []
+
+
+def test_the_probe_sees_an_import() -> None:
+    # The guard above can fail: the same probe finds what a statement did import.
+    assert loaded_after("import herald.core.errors", ("sqlalchemy", "fastapi")) == ["sqlalchemy"]
+
+
+@pytest.mark.parametrize("statement", ["import herald.models", "import herald.posts.service"])
+def test_a_database_command_loads_no_web_app_nor_celery(statement: str) -> None:
+    # What `herald post list` needs (the ORM, the post service) leaves FastAPI and Celery
+    # to the processes that serve and work.
+    assert loaded_after(statement, ("fastapi", "celery", "kombu", "uvicorn", "herald.worker")) == []
