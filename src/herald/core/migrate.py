@@ -89,7 +89,10 @@ def _file_lock(url: str, on_wait: Callable[[], None] | None) -> Iterator[None]:
         yield
         return
     path = writer.with_name(writer.name.removesuffix("-writer.lock") + "-migrate.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        # No directory, no database: SQLite's own error says so better than a lock's.
+        yield
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
