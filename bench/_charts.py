@@ -3,6 +3,7 @@
 - :func:`completion_chart_svg`: per panel, completion curves (left) and rates (right),
   panels one above the other; publish_throughput and schedule_lateness draw theirs so.
 - :func:`parts_chart_svg`: one horizontal bar per part (delivery_cost, generation).
+- :func:`latency_chart_svg`: latency percentiles against arrival rate (api_latency).
 
 Every chart carries a title and a subtitle naming the run and the machine it ran on.
 """
@@ -171,4 +172,55 @@ def parts_chart_svg(
     ax.set_axisbelow(True)
     swatches = [Patch(color=color, label=label) for label, color in legend]
     figure.legend(handles=swatches, loc="lower left", ncols=len(legend), frameon=False)
+    return to_svg(figure)
+
+
+@dataclass
+class LatencySeries:
+    """One endpoint's latency percentiles (ms) at each arrival rate."""
+
+    label: str
+    rates: Sequence[float]
+    percentiles: dict[str, Sequence[float]]  # "p50", "p99", "max" → one value per rate
+    color: str
+
+
+_PERCENTILE_STYLES = {"p50": (":", "o"), "p99": ("-", "s"), "max": ("--", "^")}
+
+
+def latency_chart_svg(
+    title: str, subtitle: str, series: Sequence[LatencySeries], *, target_ms: float | None = None
+) -> str:
+    """Latency percentiles against arrival rate, one colour per endpoint, one line style per
+    percentile (log scale: a queue's tail is orders of magnitude above its median)."""
+    width, height = PANEL_SIZE
+    figure = Figure(figsize=(width, height))
+    _heading(figure, title, subtitle, top=0.97)
+    ax = figure.add_axes((0.08, 0.12, 0.62, 0.68))
+    for one in series:
+        for name, values in one.percentiles.items():
+            line, marker = _PERCENTILE_STYLES.get(name, ("-", "."))
+            ax.plot(one.rates, values, line, marker=marker, color=one.color, lw=1.8)
+            for rate, value in zip(one.rates, values, strict=True):
+                if name == "p99":
+                    ax.annotate(
+                        fmt(value), (rate, value), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8, color=one.color,
+                    )  # fmt: skip
+    if target_ms is not None:
+        ax.axhline(target_ms, color=NOTE, lw=1, ls="-.")
+    ax.set_yscale("log")
+    rates = sorted({rate for one in series for rate in one.rates})
+    ax.set_xticks(rates, [fmt(rate) for rate in rates])
+    ax.set_xlabel("requests per second (fixed arrival rate)")
+    ax.set_ylabel("latency from due time (ms)")
+    ax.grid(True, color=GRID, which="both")
+    handles = [Patch(color=one.color, label=one.label) for one in series]
+    for name, (line, marker) in _PERCENTILE_STYLES.items():
+        (handle,) = ax.plot([], [], line, marker=marker, color=NOTE, label=name)
+        handles.append(handle)  # type: ignore[arg-type]
+    if target_ms is not None:
+        (handle,) = ax.plot([], [], "-.", color=NOTE, label=f"target p99 {fmt(target_ms)} ms")
+        handles.append(handle)  # type: ignore[arg-type]
+    figure.legend(handles=handles, loc="center left", bbox_to_anchor=(0.73, 0.45), frameon=False)
     return to_svg(figure)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from herald import __version__
 from herald.agents.api import routers as agents_routers
@@ -16,7 +17,7 @@ from herald.channels.api import platforms_router
 from herald.channels.api import router as channels_router
 from herald.core.errors import install_error_handlers
 from herald.core.limits import install_limits
-from herald.core.metrics import metrics_middleware
+from herald.core.metrics import MetricsMiddleware
 from herald.core.openapi import install_openapi
 from herald.core.replay import ReplayOnLostConnection
 from herald.core.settings import get_settings
@@ -49,14 +50,27 @@ Every error is RFC 9457 `application/problem+json`.
 """
 
 
-async def request_id_middleware(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
-    request.state.request_id = request_id
-    response = await call_next(request)
-    response.headers["X-Request-ID"] = request_id
-    return response
+class RequestIdMiddleware:
+    """Gives each HTTP request an id (the client's X-Request-ID, or a new one) in
+    ``request.state.request_id`` and the answer's X-Request-ID header. Plain ASGI, as
+    :class:`~herald.core.metrics.MetricsMiddleware` and for the same reason."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = Headers(scope=scope).get("x-request-id") or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 def create_app() -> FastAPI:
@@ -73,8 +87,8 @@ def create_app() -> FastAPI:
     app.add_middleware(ReplayOnLostConnection)
     # After the replay middleware, so the body limit sits outside it and is checked first.
     install_limits(app)  # before the routers: each route takes the app's dependencies
-    app.middleware("http")(metrics_middleware)
-    app.middleware("http")(request_id_middleware)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: the id is set before anything runs
 
     api = APIRouter(prefix="/api/v1")
     for router in (
