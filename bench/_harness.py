@@ -92,9 +92,15 @@ def add_stack_arguments(
     )
     if worker:
         parser.add_argument(
-            "--concurrency", type=int, help="Worker concurrency (Herald's default)."
+            "--concurrency",
+            type=int,
+            help="Pool size of every worker `herald worker` starts (Herald's defaults).",
         )
-        parser.add_argument("--pool", help="prefork, threads or solo (Herald's default: prefork).")
+        parser.add_argument(
+            "--pool",
+            help="prefork, threads or solo, for every worker (Herald's defaults: threads for "
+            "publishing, prefork for the rest).",
+        )
     parser.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
     parser.add_argument(
         "--keep-workdir",
