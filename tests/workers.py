@@ -83,9 +83,12 @@ class WorkerProcess:
         pool: str = "prefork",
         preload: tuple[str, ...] = (),
         log: Path | None = None,
+        args: tuple[str, ...] | None = None,
     ) -> None:
         self.extra_env = extra_env
         self.pool = pool
+        # The command's arguments; by default one worker, two pool processes of ``pool``.
+        self.args = ("worker", "--concurrency", "2", "--pool", pool) if args is None else args
         # Modules the worker imports before it starts (a test's own adapter, say).
         self.preload = preload
         self.log = log
@@ -93,7 +96,7 @@ class WorkerProcess:
 
     def start(self, timeout: float = 30) -> WorkerProcess:
         self.proc = _spawn(
-            ["worker", "--concurrency", "2", "--pool", self.pool],
+            list(self.args),
             self.extra_env,
             self.log,
             preload=self.preload,
