@@ -26,8 +26,11 @@ def test_sigterm_with_many_deliveries_in_flight(
 ) -> None:
     fault_stack.env["HERALD_PUBLISHING_CONCURRENCY"] = str(N + 14)
     fault_stack.env["HERALD_WORKER_CONCURRENCY"] = "1"
-    # Held well past the moment of the SIGTERM, and inside the channel's read timeout.
-    receiver.hold_seconds = 3.0
+    # Longer than the hold: this case is about the shutdown, not about late lease renewals
+    # on a crowded machine (tests/faults/test_slow_receiver.py has those).
+    fault_stack.env["HERALD_PUBLISH_LEASE_SECONDS"] = "20"
+    # Held until all are in flight and well past the SIGTERM, inside the read timeout.
+    receiver.hold_seconds = 10.0
     channel = fault_stack.channel({**CHANNEL_SETTINGS, "read_timeout": 20.0})
     batch = fault_stack.schedule(N, channel_id=channel)
     fault_stack.start(workers=0)
@@ -35,7 +38,12 @@ def test_sigterm_with_many_deliveries_in_flight(
     batch.release(over=0.5)
 
     # Every delivery is at the receiver, waiting for its answer.
-    wait_for(lambda: batch.posts_received() == N, 60, 0.05, what=f"{N} requests in flight")
+    wait_for(
+        lambda: batch.posts_received() == N and batch.count(PUBLISHING) == N,
+        60,
+        0.05,
+        what=f"{N} requests in flight",
+    )
     in_flight = batch.count(PUBLISHING)
     assert worker.proc is not None
     worker.proc.send_signal(signal.SIGTERM)  # the main process only

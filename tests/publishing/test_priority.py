@@ -4,6 +4,7 @@ scheduler sent before it (due scheduled deliveries), with a real worker and Redi
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import redis
@@ -25,7 +26,11 @@ BACKLOG = 12
 
 
 def test_a_delivery_asked_for_now_overtakes_a_due_backlog(
-    client: TestClient, account: Account, receiver: Receiver, redis_broker: str
+    client: TestClient,
+    account: Account,
+    receiver: Receiver,
+    redis_broker: str,
+    tmp_path: Path,
 ) -> None:
     channel = client.post(
         "/api/v1/channels",
@@ -58,7 +63,10 @@ def test_a_delivery_asked_for_now_overtakes_a_due_backlog(
 
     # One delivery at a time, so the order the worker takes them in is the order they
     # reach the receiver.
-    worker = WorkerProcess(args=("worker", "--queues", "publishing", "--pool", "solo")).start()
+    worker = WorkerProcess(
+        args=("worker", "--queues", "publishing", "--pool", "solo", "--concurrency", "1"),
+        log=tmp_path / "worker.log",
+    ).start(timeout=60)
     try:
         wait_for(lambda: len(receiver.posts()) == BACKLOG + 1, timeout=60, what="every delivery")
     finally:
