@@ -50,6 +50,8 @@ from celery import signals
 REPO = Path(__file__).resolve().parents[1]
 PROFILE_DIR_ENV = "BENCH_PROFILE_DIR"
 PROFILE_TASKS_ENV = "BENCH_PROFILE_TASKS"
+# The Redis list bench._tx_timing pushes each delivery transaction's time onto.
+TX_TIMES_KEY = "bench:tx"
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 T = TypeVar("T")
@@ -90,9 +92,15 @@ def add_stack_arguments(
     )
     if worker:
         parser.add_argument(
-            "--concurrency", type=int, help="Worker concurrency (Herald's default)."
+            "--concurrency",
+            type=int,
+            help="Pool size of every worker `herald worker` starts (Herald's defaults).",
         )
-        parser.add_argument("--pool", help="prefork, threads or solo (Herald's default: prefork).")
+        parser.add_argument(
+            "--pool",
+            help="prefork, threads or solo, for every worker (Herald's defaults: threads for "
+            "publishing, prefork for the rest).",
+        )
     parser.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
     parser.add_argument(
         "--keep-workdir",
@@ -637,6 +645,8 @@ class _ReceiverState:
         self.hits: list[tuple[str, str, float]] = []
         self.delivered: set[str] = set()
         self.bad_signatures = 0
+        # Seconds before a webhook hit is answered: a slow platform (POST /_delay sets it).
+        self.delay = 0.0
 
     def answer(
         self, method: str, path: str, headers: dict[str, str], body: bytes
@@ -647,6 +657,9 @@ class _ReceiverState:
             return 200, {"hits": self.hits, "bad_signatures": self.bad_signatures}
         if method == "POST" and path == "/_reset":
             self.hits, self.delivered, self.bad_signatures = [], set(), 0
+            return 200, {"ok": True}
+        if method == "POST" and path == "/_delay":
+            self.delay = float(json.loads(body)["seconds"])
             return 200, {"ok": True}
         if method != "POST":
             return 404, {"error": "not found"}
@@ -699,17 +712,32 @@ def _receiver_protocol(state: _ReceiverState) -> Any:
                 body = self.buffer[head_end + 4 : head_end + 4 + length]
                 self.buffer = self.buffer[head_end + 4 + length :]
                 status, answer = state.answer(method, path, headers, body)
-                data_out = json.dumps(answer).encode()
                 close = headers.get("connection", "").lower() == "close"
-                self.transport.write(
-                    f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(data_out)}\r\n"
-                    f"{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n".encode()
-                    + data_out
-                )
+                if state.delay and not path.startswith("/_"):
+                    # A slow platform: the answer comes later, the loop serves others
+                    # meanwhile (one request at a time per connection: no pipelining).
+                    asyncio.get_running_loop().call_later(
+                        state.delay, self.answer, status, answer, close
+                    )
+                    if close:
+                        return
+                    continue
+                self.answer(status, answer, close)
                 if close:
-                    self.transport.close()
                     return
+
+        def answer(self, status: int, answer: Any, close: bool) -> None:
+            if self.transport.is_closing():
+                return
+            data_out = json.dumps(answer).encode()
+            self.transport.write(
+                f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data_out)}\r\n"
+                f"{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n".encode()
+                + data_out
+            )
+            if close:
+                self.transport.close()
 
     return Protocol
 
@@ -799,6 +827,11 @@ class Receiver:
     def reset(self) -> None:
         assert self._client is not None
         self._client.post("/_reset", content=b"").raise_for_status()
+
+    def set_delay(self, seconds: float) -> None:
+        """Answer every later webhook hit ``seconds`` after it arrives (a slow platform)."""
+        assert self._client is not None
+        self._client.post("/_delay", json={"seconds": seconds}).raise_for_status()
 
 
 def receiver_capacity(receiver: Receiver, requests: int, threads: int = 4) -> float:

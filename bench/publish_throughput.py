@@ -198,10 +198,11 @@ def configure_environment(
         "allowed_private_networks": "127.0.0.0/8",
     }
     # delivery_cost shares this set-up but runs no worker, so it has no pool options.
+    # The options set the pool of each worker `herald worker` starts (publishing, the rest).
     if concurrency := getattr(args, "concurrency", None):
-        herald["worker_concurrency"] = str(concurrency)
+        herald["worker_concurrency"] = herald["publishing_concurrency"] = str(concurrency)
     if pool := getattr(args, "pool", None):
-        herald["worker_pool"] = pool
+        herald["worker_pool"] = herald["publishing_pool"] = pool
     env = child_env(**herald)
     for name in [k for k in os.environ if k.startswith("HERALD_")]:
         del os.environ[name]
@@ -250,9 +251,11 @@ def create_fixtures(bench: Bench, posts: int) -> list[uuid.UUID]:
     return ids
 
 
-def worker_facts() -> dict[str, Any]:
-    """What the worker itself says about its pool, and Herald's delivery settings."""
-    from herald.worker import app
+def worker_facts(queue: str = "publishing") -> dict[str, Any]:
+    """What the worker consuming ``queue`` says about its pool (`herald worker` starts one
+    for publishing, ``publishing@<host>``, and one for the rest), and Herald's delivery
+    settings."""
+    from herald.worker import PUBLISHING, app
 
     facts: dict[str, Any] = {
         "prefetch_multiplier": app.conf.worker_prefetch_multiplier,
@@ -261,10 +264,14 @@ def worker_facts() -> dict[str, Any]:
     }
     with contextlib.suppress(Exception):
         stats = app.control.inspect(timeout=3).stats() or {}
-        for name, data in stats.items():
+        mine = [n for n in stats if n.startswith(f"{PUBLISHING}@") == (queue == PUBLISHING)]
+        for name in mine or list(stats)[:1]:
+            data = stats[name]
             pool = data.get("pool", {})
             facts |= {
                 "worker": name,
+                "pid": data.get("pid"),
+                "workers": sorted(stats),
                 # "celery.concurrency.prefork:TaskPool" → "prefork"
                 "pool": str(pool.get("implementation", "?")).split(":")[0].rsplit(".", 1)[-1],
                 "concurrency": pool.get("max-concurrency"),
@@ -366,7 +373,11 @@ def run_deliveries(bench: Bench, post_ids: list[uuid.UUID], round_: int) -> Mode
 
     send = compare_and_set.enqueue
     held: list[tuple[uuid.UUID, str]] = []
-    compare_and_set.enqueue = lambda publication_id, task_id: held.append((publication_id, task_id))
+
+    def hold(publication_id: uuid.UUID, task_id: str, priority: int = 0) -> None:
+        held.append((publication_id, task_id))
+
+    compare_and_set.enqueue = hold
     try:
         sent = publish(bench, post_ids)
     finally:

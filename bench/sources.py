@@ -666,7 +666,7 @@ def run(args: argparse.Namespace) -> list[str]:
         bench.worker = start_worker(env, workdir / "worker.log")
         stack.callback(bench.worker.stop)
         wait_until(worker_facts_ready, 60, "the worker to answer", check=bench.check_children)
-        facts = worker_facts()
+        facts = worker_facts("sources")
 
         results = run_rounds(bench)
         spread = next_checks_spread(time.time(), MONITOR_EVERY_SECONDS)

@@ -2,13 +2,24 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 
 import pytest
+import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
 from herald.core.settings import Settings, get_settings
-from herald.worker import QUEUES, app, celery_config
+from herald.worker import (
+    PRIORITY_BACKLOG,
+    PRIORITY_NOW,
+    QUEUES,
+    WorkerPlan,
+    app,
+    celery_config,
+    queue_keys,
+    worker_plans,
+)
 
 
 def test_celery_speaks_json_only() -> None:
@@ -69,3 +80,53 @@ def test_a_send_to_a_hung_redis_gives_up_after_one_timeout(keeps_result: bool) -
         celery.close()
     timeouts = 2 if keeps_result else 1
     assert timeouts * timeout <= elapsed < timeouts * timeout + 0.5
+
+
+def test_herald_worker_runs_publishing_on_threads_and_the_rest_on_processes() -> None:
+    publishing, rest = worker_plans(Settings())
+    assert publishing == WorkerPlan(("publishing",), "threads", 32, "publishing")
+    assert rest == WorkerPlan(("generation", "sources", "maintenance"), "prefork", None)
+    assert publishing.argv("INFO") == [
+        "worker",
+        "-Q",
+        "publishing",
+        "--loglevel=INFO",
+        "--concurrency=32",
+        "--pool=threads",
+        "--hostname=publishing@%h",
+    ]
+    assert "--hostname" not in " ".join(rest.argv("INFO"))  # Celery's own name: celery@host
+
+
+def test_each_queue_gets_its_own_pool_settings() -> None:
+    settings = Settings(publishing_pool="prefork", publishing_concurrency=4)
+    settings = settings.model_copy(update={"worker_pool": "solo", "worker_concurrency": 1})
+    assert worker_plans(settings) == [
+        WorkerPlan(("publishing",), "prefork", 4, "publishing"),
+        WorkerPlan(("generation", "sources", "maintenance"), "solo", 1),
+    ]
+    # One queue set asked for: one worker, the pool of its kind of queue.
+    assert worker_plans(settings, ["publishing"]) == [WorkerPlan(("publishing",), "prefork", 4)]
+    assert worker_plans(settings, ["sources", "generation"]) == [
+        WorkerPlan(("sources", "generation"), "solo", 1)
+    ]
+    # A pool or a concurrency asked for: one worker on every queue, as asked.
+    assert worker_plans(settings, pool="threads", concurrency=8) == [
+        WorkerPlan(QUEUES, "threads", 8)
+    ]
+    assert worker_plans(settings, ["publishing"], concurrency=64) == [
+        WorkerPlan(("publishing",), "prefork", 64)
+    ]
+
+
+def test_priority_lists_are_the_ones_kombu_fills(redis_broker: str) -> None:
+    """Fails if kombu's Redis transport changes how it names a priority's list: the
+    metrics' queue depth reads them by name (herald.worker.queue_keys)."""
+    from herald.publishing.actions.compare_and_set import enqueue  # noqa: PLC0415
+
+    client = redis.Redis.from_url(redis_broker)
+    enqueue(uuid.uuid4(), str(uuid.uuid4()), PRIORITY_BACKLOG)
+    enqueue(uuid.uuid4(), str(uuid.uuid4()), PRIORITY_BACKLOG)
+    enqueue(uuid.uuid4(), str(uuid.uuid4()))
+    assert [client.llen(key) for key in queue_keys("publishing")] == [1, 2]
+    assert app.conf.broker_transport_options["priority_steps"] == [PRIORITY_NOW, PRIORITY_BACKLOG]

@@ -88,10 +88,14 @@ class WorkerProcess:
         concurrency: int = 2,
         wrap: tuple[str, ...] = (),
         nodename: str | None = None,
+        args: tuple[str, ...] | None = None,
     ) -> None:
         self.extra_env = extra_env
         self.pool = pool
-        self.concurrency = concurrency
+        # The command's arguments; by default one worker, ``concurrency`` pool processes
+        # (or threads) of ``pool``.
+        default = ("worker", "--concurrency", str(concurrency), "--pool", pool)
+        self.args = default if args is None else args
         # Modules the worker imports before it starts (a test's own adapter, say).
         self.preload = preload
         self.log = log
@@ -108,7 +112,7 @@ class WorkerProcess:
         """Start the process; :meth:`wait_ready` waits for its first answer (start several
         workers side by side: starting is the slow part)."""
         self.proc = _spawn(
-            ["worker", "--concurrency", str(self.concurrency), "--pool", self.pool],
+            list(self.args),
             self.extra_env,
             self.log,
             preload=self.preload,

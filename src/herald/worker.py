@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -23,7 +25,27 @@ from herald.core.db import reset_engine
 from herald.core.settings import Settings, get_settings
 from herald.events.service import flush_events
 
-QUEUES = ("publishing", "generation", "sources", "maintenance")
+PUBLISHING = "publishing"
+QUEUES = (PUBLISHING, "generation", "sources", "maintenance")
+
+# Message priorities (Redis broker: 0 is served first). A delivery asked for now goes
+# ahead of the backlog the scheduler and batches send (due scheduled deliveries, retries,
+# a batch's fan-out), so it never waits behind thousands of them: kombu's Redis transport
+# keeps one list per priority step and a worker pops the lists in step order. (RabbitMQ
+# ignores priorities on queues declared without x-max-priority, as Herald's are.)
+PRIORITY_NOW = 0
+PRIORITY_BACKLOG = 6
+PRIORITY_STEPS = (PRIORITY_NOW, PRIORITY_BACKLOG)
+# How kombu's Redis transport names a queue's list for a priority step other than 0.
+_PRIORITY_SEPARATOR = "\x06\x16"
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The Redis lists holding a queue's messages, served first to last."""
+    return [
+        queue if step == 0 else f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS
+    ]
+
 
 kombu_fixes.apply()
 
@@ -201,7 +223,9 @@ def _connections(settings: Settings) -> dict[str, Any]:
     return {
         # Herald never asks the broker to hold a message (no ETA/countdown), so the
         # visibility timeout only has to outlast one task run. Same value both sides.
-        "broker_transport_options": transport,
+        # Priorities: one Redis list per step Herald uses (see PRIORITY_NOW), not kombu's
+        # four, so a worker's BRPOP and the metrics read only the lists that can be used.
+        "broker_transport_options": {**transport, "priority_steps": list(PRIORITY_STEPS)},
         "result_backend_transport_options": {
             **transport,
             # Celery's default retries a lost result connection 20 times, a Redis timeout
@@ -252,6 +276,64 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "imports": TASK_MODULES,
         "beat_schedule": beat_schedule(settings),
     }
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """One Celery worker process: the queues it consumes, its pool and the pool's size
+    (None: Celery's default, the CPU count), and its node name's prefix (None: Celery's)."""
+
+    queues: tuple[str, ...]
+    pool: str
+    concurrency: int | None
+    node: str | None = None
+
+    def argv(self, log_level: str) -> list[str]:
+        """The ``celery worker`` arguments that run it."""
+        argv = ["worker", "-Q", ",".join(self.queues), f"--loglevel={log_level}"]
+        if self.concurrency:
+            argv.append(f"--concurrency={self.concurrency}")
+        argv.append(f"--pool={self.pool}")
+        if self.node:
+            argv.append(f"--hostname={self.node}@%h")
+        return argv
+
+
+def worker_plans(
+    settings: Settings,
+    queues: Sequence[str] | None = None,
+    *,
+    pool: str | None = None,
+    concurrency: int | None = None,
+) -> list[WorkerPlan]:
+    """The Celery workers ``herald worker`` runs, each with the pool its queues need.
+
+    A delivery spends its time waiting on the platform, so the publishing queue runs on a
+    pool sized for I/O (``HERALD_PUBLISHING_POOL``, threads by default: many deliveries in
+    flight in one process), while generation, sources and maintenance keep processes
+    (``HERALD_WORKER_POOL``). One Celery worker has one pool, so with no queues, pool or
+    concurrency asked for there are two workers: ``publishing@<host>`` and the rest.
+    Queues asked for make one worker: publishing alone gets the publishing pool, any
+    other set the other one; a pool or concurrency asked for overrides the setting."""
+    others = tuple(q for q in QUEUES if q != PUBLISHING)
+    publishing = WorkerPlan(
+        (PUBLISHING,),
+        pool or settings.publishing_pool,
+        concurrency or settings.publishing_concurrency,
+    )
+    rest = WorkerPlan(
+        others, pool or settings.worker_pool, concurrency or settings.worker_concurrency
+    )
+    if queues is None:
+        if pool is None and concurrency is None:
+            return [
+                WorkerPlan(publishing.queues, publishing.pool, publishing.concurrency, PUBLISHING),
+                rest,
+            ]
+        return [WorkerPlan(QUEUES, rest.pool, rest.concurrency)]
+    if tuple(queues) == (PUBLISHING,):
+        return [publishing]
+    return [WorkerPlan(tuple(queues), rest.pool, rest.concurrency)]
 
 
 def create_celery(settings: Settings | None = None) -> Celery:

@@ -388,9 +388,10 @@ class FaultStack:
         for beat in started:
             self.wait_beating(beat)
 
-    def start_worker(self) -> WorkerProcess:
-        """A ``herald worker`` (2 pool processes), once it answers a ping."""
-        worker = WorkerProcess(self.env, log=self.workdir / "worker.log")
+    def start_worker(self, args: tuple[str, ...] | None = None) -> WorkerProcess:
+        """A ``herald worker`` (2 pool processes, unless ``args`` say otherwise), once it
+        answers a ping."""
+        worker = WorkerProcess(self.env, log=self.workdir / "worker.log", args=args)
         self.workers.append(worker)
         return worker.start(timeout=START_TIMEOUT)
 

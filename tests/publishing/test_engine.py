@@ -362,7 +362,7 @@ def test_broker_down_still_accepts_and_reconciler_sends_later(
     channel, post = setup
     real_enqueue = compare_and_set.enqueue
 
-    def broker_down(publication_id: uuid.UUID, task_id: str) -> None:
+    def broker_down(publication_id: uuid.UUID, task_id: str, priority: int = 0) -> None:
         raise ConnectionError("broker unreachable")
 
     monkeypatch.setattr(compare_and_set, "enqueue", broker_down)

@@ -88,23 +88,35 @@ def _serve_metrics(host: str, port: int) -> None:
 
 
 def worker(
-    concurrency: Annotated[int | None, typer.Option(help="Processes/threads.")] = None,
-    pool: Annotated[str | None, typer.Option(help="prefork, threads or solo.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Processes/threads [default: per queue, see README].")
+    ] = None,
+    pool: Annotated[
+        str | None, typer.Option(help="prefork, threads or solo [default: per queue].")
+    ] = None,
     queues: Annotated[str | None, typer.Option(help="Comma-separated; default all.")] = None,
 ) -> None:
-    """Run a Celery worker on Herald's queues."""
+    """Run Celery workers on Herald's queues: publishing on many threads (deliveries wait on
+    the network), the others on processes; with --queues, --pool or --concurrency, one
+    worker as asked."""
     from herald.core.logging import configure_logging  # noqa: PLC0415 - start-up (see _common)
     from herald.core.settings import get_settings  # noqa: PLC0415 - start-up (see _common)
-    from herald.worker import QUEUES  # noqa: PLC0415 - start-up (see _common)
     from herald.worker import app as celery_app  # noqa: PLC0415 - start-up (see _common)
+    from herald.worker import worker_plans  # noqa: PLC0415 - start-up (see _common)
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    argv = ["worker", "-Q", queues or ",".join(QUEUES), f"--loglevel={settings.log_level}"]
-    if concurrency or settings.worker_concurrency:
-        argv.append(f"--concurrency={concurrency or settings.worker_concurrency}")
-    argv.append(f"--pool={pool or settings.worker_pool}")
-    celery_app.worker_main(argv)
+    wanted = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    plans = worker_plans(settings, wanted, pool=pool, concurrency=concurrency)
+    runs = [
+        lambda plan=plan: celery_app.worker_main(plan.argv(settings.log_level)) for plan in plans
+    ]
+    if len(runs) == 1:
+        runs[0]()
+        return
+    from herald.runtime.workers import run_beside  # noqa: PLC0415 - start-up (see _common)
+
+    run_beside(*runs)
 
 
 def beat() -> None:

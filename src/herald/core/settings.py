@@ -93,9 +93,26 @@ class Settings(BaseSettings):
     )
     task_time_limit: int = Field(60 * 60, description="Seconds before a task is killed.")
     worker_concurrency: int | None = Field(
-        None, description="Worker processes/threads. Unset: Celery's default (the CPU count)."
+        None,
+        description="Pool size of the worker for the generation, sources and maintenance "
+        "queues. Unset: Celery's default (the CPU count).",
     )
-    worker_pool: str = Field("prefork", description="Celery pool: prefork, threads or solo.")
+    worker_pool: str = Field(
+        "prefork",
+        description="Celery pool of the worker for the generation, sources and maintenance "
+        "queues: prefork, threads or solo.",
+    )
+    publishing_pool: str = Field(
+        "threads",
+        description="Celery pool of the worker for the publishing queue: threads (deliveries "
+        "wait on the network, so many run in flight per process), prefork or solo.",
+    )
+    publishing_concurrency: int = Field(
+        32,
+        ge=1,
+        description="Deliveries in flight at once per publishing worker (threads of its pool, "
+        "or processes with prefork). Sized in bench/README.md (slow_platform).",
+    )
     task_sent_events: bool = Field(
         False,
         description="Also send Celery's task-sent event with every message (Flower then lists "

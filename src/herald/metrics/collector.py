@@ -47,7 +47,7 @@ from herald.scheduling.heartbeat import SCHEDULER
 from herald.scheduling.models import Heartbeat, PeriodicRun
 from herald.sources.models import Source
 from herald.webhooks.models import DeliveryState, Webhook, WebhookDelivery, WebhookState
-from herald.worker import QUEUES
+from herald.worker import QUEUES, queue_keys
 
 # Scheduled lateness (sent - due): an on-time delivery is well under a second late.
 LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
@@ -93,13 +93,17 @@ def read_redis() -> RedisView:
     timeout = get_settings().redis_timeout_seconds
     client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
+        # A queue is one Redis list per message priority (herald.worker.queue_keys).
+        keys = [(queue, key) for queue in QUEUES for key in queue_keys(queue)]
         with client.pipeline(transaction=False) as pipe:
-            for queue in QUEUES:
-                pipe.llen(queue)
-                pipe.lindex(queue, -1)
+            for _queue, key in keys:
+                pipe.llen(key)
+                pipe.lindex(key, -1)
             answers = pipe.execute()
-        for index, queue in enumerate(QUEUES):
-            view.depth[queue] = int(answers[2 * index])
+        for index, (queue, _key) in enumerate(keys):
+            view.depth[queue] = view.depth.get(queue, 0) + int(answers[2 * index])
+            # The oldest of the last list served (the backlog waits longest), else of the
+            # one before it.
             task_id = _task_id(answers[2 * index + 1])
             if task_id:
                 view.oldest_task[queue] = task_id

@@ -19,7 +19,7 @@ from herald.posts.service import get_post
 from herald.publishing import actions
 from herald.users.models import User
 from herald.users.service import Principal
-from herald.worker import app
+from herald.worker import PRIORITY_BACKLOG, app
 
 # The name the batch task is registered under (herald.publishing.tasks).
 BATCH_TASK = "herald.publishing.batch_publish"
@@ -101,7 +101,11 @@ def _next_post(session: Session, job_id: str, batch: _Batch, done: int) -> dict[
     if done < total:
         try:
             publications = actions.publish(
-                session, batch.principal, batch.post_ids[done], batch.channel_ids
+                session,
+                batch.principal,
+                batch.post_ids[done],
+                batch.channel_ids,
+                priority=PRIORITY_BACKLOG,
             )
             batch.created += [p.task_id for p in publications]
             message = f"post {done + 1} of {total} fanned out"

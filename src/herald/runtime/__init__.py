@@ -25,7 +25,7 @@ START_TIMEOUT = 120.0
 Output = int | IO[bytes] | None
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` that sets PR_SET_PDEATHSIG=SIGTERM, or None off Linux."""
     if not sys.platform.startswith("linux"):
         return None
@@ -57,7 +57,7 @@ def spawn(
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,
-        preexec_fn=_die_with_parent(),  # noqa: PLW1509 - single-threaded here, see module doc
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - single-threaded here, see module doc
     )
 
 

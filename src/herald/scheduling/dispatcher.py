@@ -15,6 +15,7 @@ from herald.core.clock import utcnow
 from herald.core.db import session_scope
 from herald.publishing import actions
 from herald.scheduling import service
+from herald.worker import PRIORITY_BACKLOG
 
 log = logging.getLogger(__name__)
 MAX_SLEEP = 1.0
@@ -31,7 +32,8 @@ def dispatch_once() -> int:
             pairs = actions.dispatch_due(session, limit=BATCH)
         if missed:
             log.warning("%d delivery(ies) missed by more than the limit; marked failed", missed)
-        actions.send_all(pairs)
+        # Behind deliveries asked for now: a due backlog must not hold them up.
+        actions.send_all(pairs, PRIORITY_BACKLOG)
         total += len(pairs)
         if len(pairs) < BATCH:  # drained; a full batch means more may be due right now
             return total

@@ -29,7 +29,7 @@ from herald.jobs.models import Job, JobState
 from herald.publishing import statements
 from herald.publishing.models import ACTIVE, SETTLED, TRANSITIONS, Publication, PublicationState
 from herald.webhooks import outbox
-from herald.worker import app
+from herald.worker import PRIORITY_NOW, app
 
 log = logging.getLogger(__name__)
 S = PublicationState
@@ -230,24 +230,30 @@ def refresh_post_state(tx: Tx, post_id: uuid.UUID) -> None:
 # --- to the broker ---------------------------------------------------------------------
 
 
-def enqueue(publication_id: uuid.UUID, task_id: str) -> None:
-    """Send the pointer to the broker by the task's name (call after commit)."""
+def enqueue(publication_id: uuid.UUID, task_id: str, priority: int = PRIORITY_NOW) -> None:
+    """Send the pointer to the broker by the task's name (call after commit); the
+    scheduler's and batches' sends go behind requests made now (``PRIORITY_BACKLOG``)."""
     # ignore_result as the task declares it: else a Redis result backend subscribes first.
-    app.send_task(DELIVER_TASK, (str(publication_id),), task_id=task_id, ignore_result=True)
+    app.send_task(
+        DELIVER_TASK, (str(publication_id),), task_id=task_id, ignore_result=True,
+        priority=priority,
+    )  # fmt: skip
 
 
-def send_all(pairs: Iterable[tuple[uuid.UUID, str]]) -> None:
+def send_all(pairs: Iterable[tuple[uuid.UUID, str]], priority: int = PRIORITY_NOW) -> None:
     """Enqueue each pointer; at the first broker failure stop (each try costs time) and
     leave the rest queued in the database for the reconciler."""
     for publication_id, task_id in pairs:
         try:
-            enqueue(publication_id, task_id)
+            enqueue(publication_id, task_id, priority)
         except Exception as exc:
             log.warning("broker unavailable; %s and later ones stay queued: %s", task_id, exc)
             return
 
 
-def send_after_commit(tx: Tx, pairs: Sequence[tuple[uuid.UUID, str]]) -> None:
+def send_after_commit(
+    tx: Tx, pairs: Sequence[tuple[uuid.UUID, str]], priority: int = PRIORITY_NOW
+) -> None:
     """Send these (publication id, task id) pointers once ``tx`` commits."""
     if pairs:
-        after_commit(tx, lambda: send_all(pairs))
+        after_commit(tx, lambda: send_all(pairs, priority))

@@ -22,6 +22,7 @@ from herald.publishing.actions.compare_and_set import emit, refresh_post_state, 
 from herald.publishing.models import Publication, PublicationState
 from herald.users.service import Principal
 from herald.webhooks import outbox
+from herald.worker import PRIORITY_NOW
 
 S = PublicationState
 
@@ -42,9 +43,11 @@ def publish(
     channel_ids: Iterable[uuid.UUID],
     *,
     due_at: datetime | None = None,
+    priority: int = PRIORITY_NOW,
 ) -> list[Publication]:
     """One delivery per channel, queued now or scheduled for ``due_at``; a channel that
-    already has an active or published delivery of the post gets that one back."""
+    already has an active or published delivery of the post gets that one back. A batch
+    sends its deliveries with ``PRIORITY_BACKLOG``, behind those a person asked for now."""
     # Core reads on the session's connection (its transaction), after one flush so that
     # they see a post made in this session: the ORM layer is only needed for deliveries
     # that already exist, which a first publish has none of.
@@ -92,7 +95,8 @@ def publish(
                 ],
             },
         )
-    send_after_commit(session, [(p.id, p.task_id) for p in result if p.state == S.QUEUED])
+    queued = [(p.id, p.task_id) for p in result if p.state == S.QUEUED]
+    send_after_commit(session, queued, priority)
     return result
 
 
