@@ -8,18 +8,22 @@ SQLite's."""
 
 from __future__ import annotations
 
-import os
+import contextlib
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.services import (
     PG_ADMIN_URL,
-    REDIS_URL,
     postgres_available,
     redis_available,
     service_missing,
@@ -28,42 +32,62 @@ from tests.services import (
 REPO = Path(__file__).resolve().parents[2]
 
 
-def broker_url(top: int) -> str:
-    """A Redis database of a benchmark's own: ``top`` minus this xdist worker's index. The
-    suite's databases (1, 2, ... per xdist worker) are shared by every pytest run on the
-    machine, and a worker another run starts there would take the benchmark's messages;
-    each smoke test counts down from its own ``top``, so none of one run share one."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    index = int(worker[2:]) if worker[2:].isdigit() else 0
-    return f"{REDIS_URL}/{top - index}"
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
-def xdist_workers() -> int:
-    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A Redis server of one benchmark run's own: a free port on loopback, nothing kept on
+    disk. Every smoke test starts a real worker, scheduler or both on its broker; on the
+    suite's shared Redis, numbered databases ran out (two xdist workers, a dozen smoke
+    tests) and two runs that met in one database took each other's messages."""
+    server = shutil.which("redis-server")
+    if server is None:
+        service_missing("Redis", "redis-server is not on PATH")
+    assert server is not None
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="herald-bench-redis-") as directory:
+        argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        argv += ["--appendonly", "no", "--dir", directory]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"redis://127.0.0.1:{port}/0"
+        try:
+            deadline = time.monotonic() + 15
+            while (reason := redis_available(url)) is not None:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    service_missing("Redis", f"a private redis-server did not start: {reason}")
+                time.sleep(0.05)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def run_benchmark(
-    module: str, options: list[str], *, database: str, broker: str, results: Path
+    module: str, options: list[str], *, database: str, results: Path
 ) -> tuple[int, str, str]:
-    """``python -m <module> <options>`` on ``database`` and ``broker``, writing to
-    ``results``, with the suite's services (missing ones skip locally, fail in CI).
-    Returns the exit code, stdout and stderr; fails the test if it does not finish."""
-    if reason := redis_available(broker):
-        service_missing("Redis", reason)
+    """``python -m <module> <options>`` on ``database`` and a private Redis
+    (:func:`private_redis`), writing to ``results``, with the suite's services (missing
+    ones skip locally, fail in CI). Returns the exit code, stdout and stderr; fails the
+    test if it does not finish."""
     if database == "postgresql" and (reason := postgres_available()):
         service_missing("PostgreSQL", reason)
-    argv = [sys.executable, "-m", module, *options]
-    argv += ["--database", database, "--broker-url", broker, "--pg-admin-url", PG_ADMIN_URL]
-    argv += ["--results-dir", str(results), "--timeout", "180"]
-    proc = subprocess.Popen(
-        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        out, err = proc.communicate(timeout=210)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)  # the benchmark stops what it started
-        out, err = proc.communicate(timeout=30)
-        pytest.fail(f"the benchmark did not finish:\n{out}\n{err}")
+    with private_redis() as broker:
+        argv = [sys.executable, "-m", module, *options]
+        argv += ["--database", database, "--broker-url", broker, "--pg-admin-url", PG_ADMIN_URL]
+        argv += ["--results-dir", str(results), "--timeout", "180"]
+        proc = subprocess.Popen(
+            argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            out, err = proc.communicate(timeout=210)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)  # the benchmark stops what it started
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"the benchmark did not finish:\n{out}\n{err}")
     return proc.returncode, out, err
 
 

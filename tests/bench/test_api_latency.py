@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from bench.api_latency import BACKGROUND, parse_args, percentile, phase_requests
 
-from tests.bench import broker_url, chart_text, run_benchmark, xdist_workers
+from tests.bench import chart_text, run_benchmark
 
 RATE, SECONDS = 5, 1
 OPTIONS = ["--rates", str(RATE), "--seconds", str(SECONDS), "--posts", "5"]
@@ -29,7 +29,6 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         OPTIONS,
         database=database,
         # Below the other benchmarks' databases (metrics_scrape's is 15 - 6 * workers).
-        broker=broker_url(15 - 7 * xdist_workers()),
         results=results,
     )
 

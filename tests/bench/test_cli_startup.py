@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from bench.cli_startup import COMMANDS, parse_args
 
-from tests.bench import broker_url, chart_text, run_benchmark, xdist_workers
+from tests.bench import chart_text, run_benchmark
 
 
 @pytest.mark.integration
@@ -24,7 +24,6 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         ["--runs", "1", "--idle", "1"],
         database=database,
         # Unused (`herald up` runs its embedded Redis), but kept apart from the others'.
-        broker=broker_url(15 - 6 * xdist_workers()),
         results=results,
     )
 

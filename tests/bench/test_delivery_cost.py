@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from bench.delivery_cost import parse_args
 
-from tests.bench import broker_url, chart_text, run_benchmark, xdist_workers
+from tests.bench import chart_text, run_benchmark
 
 N = 15
 
@@ -25,7 +25,6 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         ["--n", str(N), "--warm", "3"],
         database=database,
         # Below publish_throughput's and schedule_lateness's databases.
-        broker=broker_url(15 - 2 * xdist_workers()),
         results=results,
     )
 

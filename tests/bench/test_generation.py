@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from bench.generation import item_text, parse_args, percentile
 
-from tests.bench import chart_text, run_benchmark, xdist_workers
-from tests.services import REDIS_URL
+from tests.bench import chart_text, run_benchmark
 
 N, OPENAI_N, LATENCY_MS = 3, 2, 5
 
@@ -66,9 +65,6 @@ def run_and_check(results: Path, by_ids: bool) -> None:
             *("--items", str(items), "--words", "300"),
         ],
         database="sqlite",
-        # Redis databases of their own: with two xdist workers, 3 to 15 are the other
-        # smoke tests' and 1 and 2 the suite's, which leaves 0; with one, 3 to 8 are free.
-        broker=f"{REDIS_URL}/{0 if xdist_workers() > 1 else 8}",
         results=results,
     )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from bench.machinery_cost import VARIANTS, parse_args
 
-from tests.bench import broker_url, run_benchmark, xdist_workers
+from tests.bench import run_benchmark
 
 N, ROUNDS, WARM = 4, 2, 1
 COLUMNS = ["CPU ms", "ratio", "wall ms", "event CPU", "event wall", "full GCs", "their CPU"]
@@ -26,7 +26,6 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         ["--n", str(N), "--rounds", str(ROUNDS), "--warm", str(WARM)],
         database=database,
         # Below every other smoke test's databases (statement_cost's are just above).
-        broker=broker_url(15 - 4 * xdist_workers()),
         results=results,
     )
 

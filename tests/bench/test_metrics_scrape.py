@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from bench.metrics_scrape import parse_args
 
-from tests.bench import broker_url, chart_text, run_benchmark, xdist_workers
+from tests.bench import chart_text, run_benchmark
 
 SIZES, SCRAPES = (50, 120), 2
 
@@ -26,7 +26,6 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         ["--publications", *map(str, SIZES), "--scrapes", str(SCRAPES)],
         database=database,
         # Below the other benchmarks' databases (research_accept's is 15 - 5 * workers).
-        broker=broker_url(15 - 6 * xdist_workers()),
         results=results,
     )
 

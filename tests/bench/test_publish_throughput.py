@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench import broker_url, chart_text, run_benchmark
+from tests.bench import chart_text, run_benchmark
 
 N = 20
 
@@ -24,7 +24,6 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         "bench.publish_throughput",
         ["--n", str(N), "--rounds", "1"],
         database=database,
-        broker=broker_url(15),  # counted down from 15
         results=results,
     )
 

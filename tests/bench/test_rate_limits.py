@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench import broker_url, chart_text, run_benchmark, xdist_workers
+from tests.bench import chart_text, run_benchmark
 
 N = 30
 
@@ -25,7 +25,6 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         "bench.rate_limits",
         ["--n", str(N), "--platforms", "x,discord", "--target-seconds", "3"],
         database=database,
-        broker=broker_url(15 - 6 * xdist_workers()),
         results=results,
     )
 

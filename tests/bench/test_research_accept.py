@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from bench.research_accept import parse_args, percentile
 
-from tests.bench import broker_url, run_benchmark, xdist_workers
+from tests.bench import run_benchmark
 
 REQUESTS = 4
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -26,7 +26,6 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         ["--requests", str(REQUESTS), "--warmup", "1"],
         database=database,
         # Below the other benchmarks' databases (statement_cost's is 15 - 3 * workers).
-        broker=broker_url(15 - 5 * xdist_workers()),
         results=results,
     )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench import broker_url, chart_text, run_benchmark, xdist_workers
+from tests.bench import chart_text, run_benchmark
 
 SPREAD, SPREAD_SECONDS, BURST, THROUGHPUT = 20, 3, 30, 20
 
@@ -22,10 +22,8 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
     results = tmp_path / "results"
     options = ["--spread-n", str(SPREAD), "--spread-seconds", str(SPREAD_SECONDS)]
     options += ["--burst", str(BURST), "--throughput-n", str(THROUGHPUT)]
-    # Counted down from just below the publish-throughput smoke test's databases.
-    broker = broker_url(15 - xdist_workers())
     returncode, out, err = run_benchmark(
-        "bench.schedule_lateness", options, database=database, broker=broker, results=results
+        "bench.schedule_lateness", options, database=database, results=results
     )
 
     assert returncode == 0, f"{out}\n{err}"

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from bench.sources import ITEMS, feed_document
 
-from tests.bench import chart_text, run_benchmark, xdist_workers
-from tests.services import REDIS_URL
+from tests.bench import chart_text, run_benchmark
 
 N = 20
 MODES = ["baseline", "half changed", "all unchanged", "all changed"]
@@ -34,10 +33,6 @@ def test_the_benchmark_runs_and_its_numbers_agree(tmp_path: Path) -> None:
         "bench.sources",
         ["--n", str(N), "--rounds", "1", "--pass-every", "0"],
         database="sqlite",
-        # One test, not one per backend, so one Redis database whichever xdist worker
-        # runs it: the one below research_accept's (with 2 workers, every database from
-        # 4 up is another smoke test's, and 1 and 2 are the suite's).
-        broker=f"{REDIS_URL}/{15 - 6 * xdist_workers()}",
         results=results,
     )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from bench.statement_cost import PER_DELIVERY, WAYS, parse_args
 
-from tests.bench import broker_url, run_benchmark, xdist_workers
+from tests.bench import run_benchmark
 
 CALLS, BLOCK = 10, 5
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -26,7 +26,6 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         ["--calls", str(CALLS), "--block", str(BLOCK)],
         database=database,
         # Below publish_throughput's, schedule_lateness's and delivery_cost's databases.
-        broker=broker_url(15 - 3 * xdist_workers()),
         results=results,
     )
 
