@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench import broker_url, chart_text, run_benchmark, xdist_workers
+from tests.bench import chart_text, run_benchmark
 
 N = 20
 
@@ -24,7 +24,6 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         "bench.slow_platform",
         ["--n", str(N), "--latencies", "0.2"],
         database=database,
-        broker=broker_url(15 - 6 * xdist_workers()),
         results=results,
     )
 
@@ -55,7 +54,6 @@ def test_the_priority_mode_runs_and_reports(tmp_path: Path) -> None:
         "bench.slow_platform",
         ["--priority", "--backlog", "30", "--priority-latency", "0.05"],
         database="sqlite",
-        broker=broker_url(15 - 6 * xdist_workers()),
         results=results,
     )
 
