@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import matplotlib
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.patches import Patch
@@ -215,12 +216,13 @@ def latency_chart_svg(
     ax.set_xlabel("requests per second (fixed arrival rate)")
     ax.set_ylabel("latency from due time (ms)")
     ax.grid(True, color=GRID, which="both")
-    handles = [Patch(color=one.color, label=one.label) for one in series]
+    # Both kinds go in one legend: patches for the series, lines for the percentiles.
+    handles: list[Artist] = [Patch(color=one.color, label=one.label) for one in series]
     for name, (line, marker) in _PERCENTILE_STYLES.items():
         (handle,) = ax.plot([], [], line, marker=marker, color=NOTE, label=name)
-        handles.append(handle)  # type: ignore[arg-type]
+        handles.append(handle)
     if target_ms is not None:
         (handle,) = ax.plot([], [], "-.", color=NOTE, label=f"target p99 {fmt(target_ms)} ms")
-        handles.append(handle)  # type: ignore[arg-type]
+        handles.append(handle)
     figure.legend(handles=handles, loc="center left", bbox_to_anchor=(0.73, 0.45), frameon=False)
     return to_svg(figure)

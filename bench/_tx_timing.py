@@ -40,6 +40,7 @@ def _client() -> redis.Redis:
         return _clients[pid]
 
 
+# core_scope reaches delivery by a from-import that mypy does not treat as exported.
 _scope = delivery.core_scope  # type: ignore[attr-defined]
 _claim = actions.claim
 _record = actions.record_outcome

@@ -409,6 +409,7 @@ def run_priority(bench: Bench, r: redis.Redis) -> dict[str, Any]:
     r.delete(TX_TIMES_KEY)
     sent_started = time.time()
     if bench.args.without_priorities:
+        # The dispatcher imports the constant from herald.worker (not re-exported).
         dispatcher.PRIORITY_BACKLOG = PRIORITY_NOW  # type: ignore[attr-defined]
     dispatched = dispatcher.dispatch_once()
     if dispatched != backlog:

@@ -168,7 +168,7 @@ def _rewrite(archive: Path, change: str) -> None:
     """Copy the archive with one member's bytes changed and the manifest kept."""
     copy = archive.with_name("tmp.tar.gz")
     with tarfile.open(archive, "r:gz") as src, tarfile.open(copy, "w:gz") as dst:
-        for member in src:
+        for member in src:  # every member is a regular file: extractfile is never None
             data = src.extractfile(member).read()  # type: ignore[union-attr]
             if member.name == change:
                 data = data[:-1] + bytes([data[-1] ^ 1])
@@ -188,6 +188,7 @@ def test_a_corrupted_archive_is_refused_naming_the_member(
     settings = get_settings()
     archive = create_backup(settings)
     with tarfile.open(archive, "r:gz") as tar:
+        # The manifest is a regular file: extractfile is never None.
         manifest = json.loads(tar.extractfile(MANIFEST).read())  # type: ignore[union-attr]
     image = sorted(m for m in manifest["members"] if m.startswith("media/"))[0]
     _rewrite(archive, image)

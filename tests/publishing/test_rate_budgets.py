@@ -168,6 +168,7 @@ def test_the_platforms_429_blocks_the_budget_for_the_next_delivery(
     requests = len(x.requests)
     assert deliver(second["id"]) == "rate_limited"
     assert len(x.requests) == requests  # not sent: the platform said to stop until then
+    # last_error is Optional in the model; a waiting delivery always has its reason.
     assert row(second["id"])[0].last_error.startswith(  # type: ignore[union-attr]
         "waiting: rate limit, next at 2026-12-01T12:10:00Z"
     )
