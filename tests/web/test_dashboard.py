@@ -79,6 +79,11 @@ def page(server: str) -> Iterator[Page]:
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             context.route("**/*", loopback_only)
+            # CI runs these beside the rest of the suite on 2 cores: ReDoc laying out every
+            # operation took more than Playwright's default 5 s there once. A slow page
+            # still fails, after a wait no healthy run comes near.
+            context.set_default_timeout(60_000)
+            expect.set_options(timeout=30_000)
             yield context.new_page()
         finally:
             browser.close()
