@@ -64,9 +64,8 @@ from tests.services import (  # noqa: E402
 # sign in: in this process the suite hashes with Argon2 at its lowest cost (the same code;
 # a hash carries its parameters, so verifying follows them). The processes tests start
 # (`herald`, workers) keep the production cost, which tests/core/test_security.py checks.
-PRODUCTION_PASSWORD_HASH = (security._hasher, security._DUMMY_HASH)
+PRODUCTION_PASSWORD_HASHER = security._hasher
 security._hasher = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1),))
-security._DUMMY_HASH = security._hasher.hash("herald-timing-equaliser")
 
 # What the `db` fixture gives: ``with db() as s:`` is one short transaction.
 SessionFactory = Callable[[], AbstractContextManager[Session]]

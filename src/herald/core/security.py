@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -12,8 +13,16 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from herald.core.settings import get_settings
 
 _hasher = PasswordHash((Argon2Hasher(),))
-# Verifying against this when the account does not exist keeps the timing the same.
-_DUMMY_HASH = _hasher.hash("herald-timing-equaliser")
+
+
+@functools.cache
+def _dummy_hash(hasher: PasswordHash) -> str:
+    """Verifying against this when the account does not exist keeps the timing the same.
+
+    Made on the first unknown sign-in, not at import: an Argon2 hash costs ~0.3 s of CPU,
+    which every process (each CLI command, each pool child) would otherwise pay at start.
+    """
+    return hasher.hash("herald-timing-equaliser")
 
 TOKEN_PREFIX = "hld_"  # noqa: S105 (a prefix, not a secret)
 
@@ -24,7 +33,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password: str, password_hash: str | None) -> bool:
     if password_hash is None:
-        _hasher.verify(password, _DUMMY_HASH)
+        _hasher.verify(password, _dummy_hash(_hasher))
         return False
     return _hasher.verify(password, password_hash)
 
