@@ -5,8 +5,10 @@ the top of a command module that drags in the web stack, the ORM or Celery fails
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +43,32 @@ def test_a_database_command_loads_no_web_app_nor_celery(statement: str) -> None:
     # What `herald post list` needs (the ORM, the post service) leaves FastAPI and Celery
     # to the processes that serve and work.
     assert loaded_after(statement, ("fastapi", "celery", "kombu", "uvicorn", "herald.worker")) == []
+
+
+def test_a_listing_command_loads_only_what_it_reads(tmp_path: Path) -> None:
+    # `herald post list` against a real (SQLite) database: the post models and the ORM,
+    # not every model (a flush would need them; a listing never flushes), not the guarded
+    # HTTP client, not the Markdown and readability stack that measures a post's SEO.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+    env["HERALD_DATA_DIR"] = str(tmp_path)
+    herald = [sys.executable, "-c", "from herald.cli import main; main()"]
+    for args in (["migrate"], ["user", "create", "--email", "a@example.com", "--admin"]):
+        subprocess.run([*herald, *args], env=env, capture_output=True, timeout=120, check=True)
+    unwanted = ("herald.agents.models", "herald.webhooks.models", "httpx", "markdown_it")
+    probe = (
+        "import json, sys; sys.argv = ['herald', 'post', 'list', '--json']; "
+        "from herald.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"print(json.dumps([m for m in {list(unwanted)!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "[]", done.stdout  # the (empty) listing itself
+    assert json.loads(lines[-1]) == [], done.stdout

@@ -27,7 +27,6 @@ from pydantic import BaseModel, ConfigDict
 
 from herald.core.errors import InvalidInput
 from herald.core.exceptions import ControlFlow, HeraldException
-from herald.core.http import AddressNotAllowed, check_url
 
 
 class AdapterError(HeraldException):
@@ -357,6 +356,10 @@ class Adapter(ABC, Generic[C, S]):
         any notation). That is the early, friendly refusal; the guarded HTTP client
         checks the address it actually connects to. An adapter whose destination is not
         a URL (a folder) checks it here too."""
+        # The guarded client's module loads httpx: imported here, not with this module,
+        # which every `herald post ...` command imports (for MediaItem) and must start fast.
+        from herald.core.http import AddressNotAllowed, check_url  # noqa: PLC0415
+
         for part, values in (("credentials", self.credentials), ("settings", self.settings)):
             for location, url in _urls(values.model_dump(mode="json")):
                 try:

@@ -84,11 +84,18 @@ def workspace_session(workspace: str | None) -> Iterator[tuple[Session, Principa
     """One transaction, acting as the workspace's default user (its first admin, see
     `default_principal`): the command line has no login and runs with the server's own
     access."""
-    # Every model, so every foreign key resolves at flush (posts.agent_id names agents,
-    # which a posts command would not import otherwise).
-    import herald.models  # noqa: F401, PLC0415 - start-up (see above)
+    from sqlalchemy import event  # noqa: PLC0415 - start-up (see above)
+
     from herald.core.db import session_scope  # noqa: PLC0415 - start-up (see above)
     from herald.users.service import default_principal  # noqa: PLC0415 - start-up (see above)
 
     with session_scope() as session:
+        # A flush needs every model, so that every foreign key resolves (posts.agent_id
+        # names agents, which a posts command does not import otherwise); a command that
+        # only reads never flushes, and skips importing them (a fifth of `post list`).
+        event.listen(session, "before_flush", _import_every_model)
         yield session, default_principal(session, workspace)
+
+
+def _import_every_model(*_: object) -> None:
+    import herald.models  # noqa: F401, PLC0415 - start-up (see workspace_session)

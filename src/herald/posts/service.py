@@ -14,7 +14,6 @@ from herald.core.dates import to_utc
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.pagination import decode_cursor, encode_cursor
 from herald.media.service import attachments
-from herald.posts import seo
 from herald.posts.models import Post, PostTag
 from herald.posts.schemas import PostCreate, PostFilters, PostSort, PostUpdate
 from herald.users.service import Principal
@@ -102,6 +101,10 @@ def measure(
     """The SEO metrics of a post's text, stamped with when they were computed. Pure CPU
     (the first call in a process loads textstat's English dictionary, ~1.8 s): an agent's
     run measures its draft before its write transaction opens."""
+    # markdown-it and textstat load here, not with this module: `herald post list` never
+    # measures, and must start fast.
+    from herald.posts import seo  # noqa: PLC0415
+
     return {
         **seo.compute(title, body, excerpt, keywords, language),
         "computed_at": utcnow().isoformat(),
