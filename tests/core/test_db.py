@@ -196,6 +196,60 @@ def test_a_writer_gives_up_after_the_write_wait_and_a_reader_never_waits(
     assert _a_writer_gets_in(engine)
 
 
+def test_the_threads_of_a_process_wait_their_turn_without_polling_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker's 32 publishing threads must not all poll the lock file while one of them
+    # writes (they would win it from the API's single request nearly every time, and burn
+    # CPU polling): they wait on an in-process lock, and only its holder tries the file.
+    engine = _engine(tmp_path)
+    polled_by: list[str] = []
+    flock = fcntl.flock
+
+    def counting_flock(fd: int, operation: int) -> None:
+        if operation & fcntl.LOCK_EX:
+            polled_by.append(threading.current_thread().name)
+        flock(fd, operation)
+
+    monkeypatch.setattr(db.fcntl, "flock", counting_flock)
+    release = threading.Event()
+    _hold_the_writer_lock(engine, release)
+    polled_by.clear()
+    waiters = [
+        threading.Thread(target=_a_writer_gets_in, args=(engine,), name=f"waiter-{n}")
+        for n in range(8)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    # Long enough for 8 polling threads to try the file dozens of times each.
+    time.sleep(0.3)
+    tried_while_held = list(polled_by)
+    release.set()
+    for waiter in waiters:
+        waiter.join(timeout=10)
+    assert tried_while_held == []
+    with engine.connect() as conn:  # and each then got in, in turn
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 9
+
+
+def test_a_child_forked_while_a_thread_held_its_turn_starts_with_a_free_turn(
+    tmp_path: Path,
+) -> None:
+    # A prefork pool forks its children from a process whose other threads may be
+    # writing: the in-process turn they held is not the child's to wait for.
+    path = str(tmp_path / "h.db-writer.lock")
+    turn = db._process_writer_lock(path)
+    assert turn.acquire(timeout=1)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if db._process_writer_lock(path).acquire(timeout=0) else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        turn.release()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_a_reader_cannot_write(tmp_path: Path) -> None:
     engine = _engine(tmp_path)
     reading = engine.execution_options(**{READ_ONLY: True})

@@ -129,6 +129,37 @@ def writer_lock_path(database: str | None) -> Path | None:
     return Path(f"{database}-writer.lock")
 
 
+# One in-process lock per lock file, in front of it (see acquire_writer_lock). A child
+# forked while another thread held one starts with fresh ones: the holder is not there.
+_process_writer_locks: dict[str, threading.Lock] = {}
+_process_writer_locks_guard = threading.Lock()
+
+
+def _process_writer_lock(path: str) -> threading.Lock:
+    lock = _process_writer_locks.get(path)
+    if lock is None:
+        with _process_writer_locks_guard:
+            lock = _process_writer_locks.setdefault(path, threading.Lock())
+    return lock
+
+
+def _forget_process_writer_locks() -> None:
+    global _process_writer_locks_guard  # noqa: PLW0603 - replaced in a fork's child only
+    _process_writer_locks.clear()
+    _process_writer_locks_guard = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_process_writer_locks)
+
+
+def _busy(wait: float) -> DatabaseBusy:
+    return DatabaseBusy(
+        f"The database is busy: another writer held it for more than {wait:g} s. "
+        "Try again in a moment.",
+        headers={"Retry-After": "1"},
+    )
+
+
 class WriterLockedConnection(sqlite3.Connection):
     """A pysqlite connection that queues its write transactions on a lock file.
 
@@ -157,37 +188,54 @@ class WriterLockedConnection(sqlite3.Connection):
         self.lock_path = None if path is None else str(path)
         self._lock_fd: int | None = None
         self._holding = False
+        self._in_process: threading.Lock | None = None
         self.query_only = False
 
     def acquire_writer_lock(self, wait: float) -> None:
-        """Take the lock file, waiting at most ``wait`` seconds, else raise DatabaseBusy."""
+        """Take the lock file, waiting at most ``wait`` seconds, else raise DatabaseBusy.
+
+        The threads of one process first take turns on an in-process lock (a blocking
+        wait, woken at once on release), so that only one of them polls the file: a
+        worker's 32 publishing threads polling it beside one API request would win it
+        32 times out of 33, and poll the CPU away while they wait."""
         if self.lock_path is None or self._holding:
             return
         if self._lock_fd is None:
             self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + wait
-        step = 0
-        while True:
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise DatabaseBusy(
-                        f"The database is busy: another writer held it for more than {wait:g} s. "
-                        "Try again in a moment.",
-                        headers={"Retry-After": "1"},
-                    ) from None
-                time.sleep(min(_LOCK_POLL[min(step, len(_LOCK_POLL) - 1)], left))
-                step += 1
+        in_process = _process_writer_lock(self.lock_path)
+        if not in_process.acquire(timeout=max(wait, 0)):
+            raise _busy(wait)
+        try:
+            step = 0
+            while True:
+                try:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise _busy(wait) from None
+                    time.sleep(min(_LOCK_POLL[min(step, len(_LOCK_POLL) - 1)], left))
+                    step += 1
+        except BaseException:
+            in_process.release()
+            raise
         self._holding = True
+        self._in_process = in_process
 
     def release_writer_lock(self) -> None:
         if not self._holding or self._lock_fd is None:
             return
-        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        self._holding = False
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        finally:
+            self._holding = False
+            # The very lock taken (in a fork's child, the copy of its parent's; released
+            # as harmlessly as the file lock the child never held).
+            if self._in_process is not None:
+                self._in_process.release()
+                self._in_process = None
 
     def commit(self) -> None:
         try:
