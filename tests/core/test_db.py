@@ -211,7 +211,7 @@ def test_the_threads_of_a_process_wait_their_turn_without_polling_the_file(
             polled_by.append(threading.current_thread().name)
         flock(fd, operation)
 
-    monkeypatch.setattr(db.fcntl, "flock", counting_flock)
+    monkeypatch.setattr(fcntl, "flock", counting_flock)  # the module herald.core.db calls
     release = threading.Event()
     _hold_the_writer_lock(engine, release)
     polled_by.clear()

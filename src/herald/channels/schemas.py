@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from herald.channels.models import ChannelState
-from herald.core.limits import DOCUMENT_LIMITS, BoundedDocument
+from herald.core.documents import DOCUMENT_LIMITS, BoundedDocument
 from herald.core.types import StrictFloat, StrictInt
 
 

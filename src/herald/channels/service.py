@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy import select, update
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from herald.adapters.base import Adapter, AdapterError, AuthError, Identity
 from herald.adapters.registry import UnknownPlatform, get_adapter_class
-from herald.channels import budgets, health
+from herald.channels import health
 from herald.channels.models import Channel, ChannelState
 from herald.channels.schemas import ChannelCreate, ChannelUpdate
 from herald.channels.store import UNREAD, DatabaseStore, DeliveryProgress, Unread
@@ -33,7 +33,9 @@ from herald.jobs.models import Job
 from herald.jobs.runner import JobFailed
 from herald.users.service import Principal
 from herald.webhooks import outbox
-from herald.worker import app as celery_app
+
+if TYPE_CHECKING:
+    from herald.channels.budgets import BucketState
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +86,12 @@ def get_channel(session: Session, principal: Principal, channel_id: uuid.UUID) -
     return channel
 
 
-def channel_budget(channel: Channel) -> list[budgets.BucketState] | None:
+def channel_budget(channel: Channel) -> list[BucketState] | None:
     """The channel's rate budget now (its adapter's buckets as Redis holds them); None
     when it cannot be told (Redis does not answer, or the stored channel is unusable)."""
+    # Loaded here: it reaches the adapters' HTTP stack, which a channel listing never needs.
+    from herald.channels import budgets  # noqa: PLC0415
+
     try:
         adapter = get_adapter_class(channel.platform).build(
             decrypt_json(channel.credentials_encrypted), channel.settings
@@ -248,6 +253,10 @@ def send_verify_jobs(job_ids: Sequence[str], *, queue: str | None = None) -> int
     """Send the tests' messages (after commit), on ``queue`` or the channels' route.
     Stops at the first broker failure (the next would fail alike); returns how many
     went."""
+    # The Celery app loads here, not with this module: the command line's channel
+    # commands import this module and must start fast.
+    from herald.worker import app as celery_app  # noqa: PLC0415
+
     options = {"queue": queue} if queue else {}
     for sent, job_id in enumerate(job_ids):
         try:

@@ -8,8 +8,9 @@
 - **NUL characters.** :func:`refuse_nul_characters`, a dependency of every route, answers
   422 when a path, a query parameter, a JSON body or a form field holds U+0000: PostgreSQL
   cannot store it in text (a 500 there), and no field of Herald's means anything by it.
-- **Shape.** :data:`BoundedDocument` caps a free-form JSON object (channel credentials
-  and settings): keys, nesting, list and string lengths.
+- **Shape.** :data:`herald.core.documents.BoundedDocument` caps a free-form JSON object
+  (channel credentials and settings): keys, nesting, list and string lengths (a module of
+  its own: the schemas that use it must load without FastAPI, for the command line).
 
 :func:`install_limits` puts the first two on the app.
 """
@@ -19,10 +20,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from pydantic import AfterValidator
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -179,53 +179,6 @@ async def refuse_nul_characters(request: Request) -> None:
         except ValueError:
             where = None
         raise _nul_problem(where or ["body"])
-
-
-# --- free-form documents -----------------------------------------------------------------
-
-MAX_KEYS = 50
-MAX_DEPTH = 5
-MAX_ITEMS = 200
-MAX_STRING = 8192
-MAX_KEY = 100
-
-
-def _check_document(value: Any, path: str, depth: int) -> None:
-    where = f"{path!r} " if path else ""
-    if depth > MAX_DEPTH:
-        raise ValueError(f"{where}is nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, str):
-        if len(value) > MAX_STRING:
-            raise ValueError(f"{where}is longer than {MAX_STRING:,} characters")
-    elif isinstance(value, dict):
-        if len(value) > MAX_KEYS:
-            raise ValueError(f"{where}has more than {MAX_KEYS} keys")
-        for key, item in value.items():
-            if len(key) > MAX_KEY:
-                raise ValueError(f"{where}has a key longer than {MAX_KEY} characters")
-            _check_document(item, f"{path}.{key}" if path else key, depth + 1)
-    elif isinstance(value, list):
-        if len(value) > MAX_ITEMS:
-            raise ValueError(f"{where}has more than {MAX_ITEMS} items")
-        for index, item in enumerate(value):
-            _check_document(item, f"{path}[{index}]", depth + 1)
-
-
-def _bounded(value: dict[str, Any]) -> dict[str, Any]:
-    _check_document(value, "", 0)
-    return value
-
-
-# A free-form JSON object from a client (channel credentials and settings): at most
-# MAX_KEYS keys per object, MAX_DEPTH levels, MAX_ITEMS per list and MAX_STRING characters
-# per string (a secret, a token, a URL). The platform's own schema then says what each
-# field may hold; these bounds come first, so a huge document is refused before it is
-# validated, encrypted and stored.
-BoundedDocument = Annotated[dict[str, Any], AfterValidator(_bounded)]
-DOCUMENT_LIMITS = (
-    f"At most {MAX_KEYS} keys per object, {MAX_ITEMS} items per list, {MAX_DEPTH} levels "
-    f"and {MAX_STRING:,} characters per string."
-)
 
 
 def install_limits(app: FastAPI) -> None:

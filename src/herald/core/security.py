@@ -24,6 +24,7 @@ def _dummy_hash(hasher: PasswordHash) -> str:
     """
     return hasher.hash("herald-timing-equaliser")
 
+
 TOKEN_PREFIX = "hld_"  # noqa: S105 (a prefix, not a secret)
 
 

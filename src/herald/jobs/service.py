@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from herald.core.clock import utcnow
 from herald.core.errors import NotFound
-from herald.events.service import publish_after_commit
 from herald.jobs.models import READY_STATES, Job, JobState
 from herald.users.service import Principal
 from herald.webhooks import outbox
@@ -30,6 +29,10 @@ _EVENT_COLUMNS = (
 
 def _emit(session: Session, row: Row[*tuple[Any, ...]] | None) -> None:
     """Tell the workspace's live clients (``job.state``) once this change commits."""
+    # The live-events module (async Redis) loads on the first job change, not with this
+    # module, which the command line's channel commands import.
+    from herald.events.service import publish_after_commit  # noqa: PLC0415
+
     if row is not None:
         workspace_id, *fields = row
         names = ("id", "kind", "state", "progress_done", "progress_total", "message", "error")

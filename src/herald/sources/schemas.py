@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from herald.core.limits import DOCUMENT_LIMITS, BoundedDocument
+from herald.core.documents import DOCUMENT_LIMITS, BoundedDocument
 from herald.core.types import StrictInt
 from herald.sources.models import SourceKind
 

@@ -41,7 +41,6 @@ from herald.webhooks.models import (
     WebhookState,
     WebhookSubscription,
 )
-from herald.worker import app
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +141,10 @@ def record(
 def send_pointers(delivery_ids: Sequence[uuid.UUID]) -> None:
     """Send one ``deliver`` message per delivery (after commit). At the first broker
     failure stop: the rest are sent by the periodic pass once their pointer lease ends."""
+    # The Celery app loads here, not with this module: the services that record events
+    # load in the command line, which must start fast (and most commands send nothing).
+    from herald.worker import app  # noqa: PLC0415
+
     for delivery_id in delivery_ids:
         try:
             app.send_task(DELIVER_TASK, (str(delivery_id),), ignore_result=True)
