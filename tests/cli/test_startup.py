@@ -45,18 +45,26 @@ def test_a_database_command_loads_no_web_app_nor_celery(statement: str) -> None:
     assert loaded_after(statement, ("fastapi", "celery", "kombu", "uvicorn", "herald.worker")) == []
 
 
-def test_a_listing_command_loads_only_what_it_reads(tmp_path: Path) -> None:
-    # `herald post list` against a real (SQLite) database: the post models and the ORM,
-    # not every model (a flush would need them; a listing never flushes), not the guarded
-    # HTTP client, not the Markdown and readability stack that measures a post's SEO.
+# What a listing must not load: the web app, Celery, the guarded HTTP client, the Markdown
+# and readability stack that measures a post's SEO, and (for posts) every other model, which
+# only a flush needs.
+LISTINGS = {
+    "post": ("fastapi", "celery", "httpx", "markdown_it", "herald.agents.models"),
+    "channel": ("fastapi", "celery", "httpx", "markdown_it"),
+}
+
+
+@pytest.mark.parametrize("group", sorted(LISTINGS))
+def test_a_listing_command_loads_only_what_it_reads(tmp_path: Path, group: str) -> None:
+    # `herald <group> list` against a real (SQLite) database, in a fresh interpreter.
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
     env["HERALD_DATA_DIR"] = str(tmp_path)
     herald = [sys.executable, "-c", "from herald.cli import main; main()"]
     for args in (["migrate"], ["user", "create", "--email", "a@example.com", "--admin"]):
         subprocess.run([*herald, *args], env=env, capture_output=True, timeout=120, check=True)
-    unwanted = ("herald.agents.models", "herald.webhooks.models", "httpx", "markdown_it")
+    unwanted = LISTINGS[group]
     probe = (
-        "import json, sys; sys.argv = ['herald', 'post', 'list', '--json']; "
+        f"import json, sys; sys.argv = ['herald', {group!r}, 'list', '--json']; "
         "from herald.cli import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         f"print(json.dumps([m for m in {list(unwanted)!r} if m in sys.modules]))"
