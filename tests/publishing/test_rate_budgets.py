@@ -20,7 +20,7 @@ from herald.adapters.base import Rendition
 from herald.adapters.x import XAdapter
 from herald.channels import budgets
 from herald.core.clock import set_clock
-from herald.core.db import session_scope
+from herald.core.db import session_scope, transaction_open
 from herald.core.settings import get_settings
 from herald.publishing.models import Publication, PublicationAttempt
 from herald.scheduling.dispatcher import dispatch_once
@@ -120,6 +120,29 @@ def test_a_spent_budget_waits_in_due_at_and_goes_out_after_the_refill(
     assert len(x.posts) == 1
     done, attempts = row(publication["id"])
     assert (done.state, done.attempt, attempts, done.last_error) == ("published", 1, 1, None)
+
+
+def test_the_channel_read_shows_its_budget_read_with_no_transaction_open(
+    client: TestClient,
+    account: Account,
+    x: FakeX,
+    redis_broker: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Redis is a network call: the GET ends its read transaction before asking it.
+    channel = add_channel(client, account, "x", x.credentials())
+    seen: list[bool] = []
+    read = budgets.read
+
+    def recording(adapter: Any, channel_id: uuid.UUID) -> Any:
+        seen.append(transaction_open())
+        return read(adapter, channel_id)
+
+    monkeypatch.setattr(budgets, "read", recording)
+    shown = client.get(f"/api/v1/channels/{channel}", headers=account.headers)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["budget"][0]["capacity"] == 100
+    assert seen == [False]
 
 
 def test_two_workers_share_the_channels_budget(

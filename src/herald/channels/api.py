@@ -55,10 +55,14 @@ def get_channel(
 ) -> ChannelDetail:
     """The channel, with its rate budget (remaining, capacity, resets_at per bucket)."""
     channel = service.get_channel(session, principal, channel_id)
-    found = service.channel_budget(channel)
+    read = ChannelRead.model_validate(channel).model_dump()
+    adapter = service.budget_adapter(channel)
+    # The budget is in Redis: read it with the (read) transaction ended, never inside one.
+    session.commit()
+    found = None if adapter is None else service.channel_budget(adapter, channel_id)
     return ChannelDetail.model_validate(
         {
-            **ChannelRead.model_validate(channel).model_dump(),
+            **read,
             "budget": None
             if found is None
             else [BucketRead.model_validate(state, from_attributes=True) for state in found],

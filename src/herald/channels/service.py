@@ -86,19 +86,25 @@ def get_channel(session: Session, principal: Principal, channel_id: uuid.UUID) -
     return channel
 
 
-def channel_budget(channel: Channel) -> list[BucketState] | None:
-    """The channel's rate budget now (its adapter's buckets as Redis holds them); None
-    when it cannot be told (Redis does not answer, or the stored channel is unusable)."""
-    # Loaded here: it reaches the adapters' HTTP stack, which a channel listing never needs.
-    from herald.channels import budgets  # noqa: PLC0415
-
+def budget_adapter(channel: Channel) -> Adapter[Any, Any] | None:
+    """The adapter whose buckets make the channel's rate budget (read them with
+    :func:`channel_budget` once the transaction has ended: Redis is a network call); None
+    when the stored channel is unusable."""
     try:
-        adapter = get_adapter_class(channel.platform).build(
+        return get_adapter_class(channel.platform).build(
             decrypt_json(channel.credentials_encrypted), channel.settings
         )
     except (UnknownPlatform, CredentialsUnreadable, ValidationError, ValueError):
         return None
-    return budgets.read(adapter, channel.id)
+
+
+def channel_budget(adapter: Adapter[Any, Any], channel_id: uuid.UUID) -> list[BucketState] | None:
+    """The channel's rate budget now (its adapter's buckets as Redis holds them); None
+    when Redis does not answer."""
+    # Loaded here: it reaches the adapters' HTTP stack, which a channel listing never needs.
+    from herald.channels import budgets  # noqa: PLC0415
+
+    return budgets.read(adapter, channel_id)
 
 
 def list_channels(session: Session, principal: Principal) -> list[Channel]:
