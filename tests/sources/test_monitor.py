@@ -61,6 +61,15 @@ def test_a_check_whose_lease_ran_out_is_claimed_again(account: Account) -> None:
     assert second != first
 
 
+def test_a_claim_takes_at_most_its_batch(account: Account) -> None:
+    _sources(account, 300)
+    with session_scope() as s:
+        first = claim_due(s, NOW + timedelta(seconds=1), limit=50)
+    with session_scope() as s:
+        rest = claim_due(s, NOW + timedelta(seconds=1), limit=1000)
+    assert (len(first), len(rest)) == (50, 250)
+
+
 def test_two_schedulers_claiming_at_once_take_disjoint_sets(account: Account) -> None:
     _sources(account, 60)
     claims: list[uuid.UUID] = []
