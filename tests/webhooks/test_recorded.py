@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -101,3 +102,32 @@ def test_a_review_decision_records_post_reviewed(
     assert kind == "post.reviewed"
     assert (data["post_id"], data["decision"]) == (post["id"], "rejected")
     assert data["reviewer_email"] == account.email
+
+
+def test_scheduling_and_moving_a_post_record_post_scheduled_each_time(
+    client: TestClient, account: Account, event_receiver: EventReceiver, receiver: Receiver
+) -> None:
+    add_webhook(client, account, event_receiver, ["post.scheduled"])
+    channel, post = _channel_and_post(client, account, receiver)
+    first, moved = (datetime.now(UTC) + timedelta(hours=h) for h in (1, 3))
+    scheduled = client.post(
+        f"/api/v1/posts/{post['id']}/schedule",
+        json={"scheduled_at": first.isoformat(), "channel_ids": [channel["id"]]},
+        headers=account.headers,
+    )
+    assert scheduled.status_code == 202, scheduled.text
+    (publication,) = scheduled.json()["publications"]
+    again = client.patch(
+        f"/api/v1/posts/{post['id']}/schedule",
+        json={"scheduled_at": moved.isoformat()},
+        headers=account.headers,
+    )
+    assert again.status_code == 200, again.text
+    recorded = _events()
+    assert [kind for kind, _ in recorded] == ["post.scheduled", "post.scheduled"]
+    deliveries = [{"delivery_id": publication["id"], "channel_id": channel["id"]}]
+    for (_, data), when, rescheduled in zip(recorded, (first, moved), (False, True), strict=True):
+        assert data["post_id"] == post["id"]
+        assert datetime.fromisoformat(data["due_at"]) == when
+        assert data["deliveries"] == deliveries
+        assert data["rescheduled"] is rescheduled

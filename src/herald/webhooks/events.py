@@ -39,7 +39,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
     ),
     EventType(
         "post.scheduled",
-        "A post was scheduled on one or more channels.",
+        "A post was scheduled on one or more channels, or moved to another time.",
         {
             "post_id": "0b8f3f8e-2f7c-4a7e-8a55-1f0f7c3c9a10",
             "due_at": "2026-12-24T09:00:00+00:00",
@@ -49,6 +49,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
                     "channel_id": "5a0e9d0a-8b5f-4f2e-9c1d-3e2b1a0f9e21",
                 }
             ],
+            "rescheduled": False,
         },
     ),
     EventType(

@@ -37,6 +37,7 @@ from herald.publishing.models import (
     PublicationState,
 )
 from herald.users.service import Principal
+from herald.webhooks import outbox
 from herald.worker import app
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,17 @@ def reschedule(
     if not rows:
         raise Conflict("Nothing to reschedule: no delivery of this post is still scheduled.")
     moved = {row.id for row in rows}
+    outbox.record(
+        session,
+        principal.workspace_id,
+        "post.scheduled",
+        {
+            "post_id": post_id,
+            "due_at": when,
+            "deliveries": [{"delivery_id": row.id, "channel_id": row.channel_id} for row in rows],
+            "rescheduled": True,
+        },
+    )
     for publication in scheduled:
         session.expire(publication)
     return [p for p in scheduled if p.id in moved]

@@ -93,6 +93,7 @@ def publish(
                 "deliveries": [
                     {"delivery_id": row["id"], "channel_id": row["channel_id"]} for row in new_rows
                 ],
+                "rescheduled": False,
             },
         )
     queued = [(p.id, p.task_id) for p in result if p.state == S.QUEUED]
