@@ -259,6 +259,7 @@ function endSession(notice = "") {
   checks.clear();
   clearSources();
   clearAgents();
+  clearWebhooks();
   showSignin(notice);
 }
 
@@ -275,8 +276,9 @@ async function startSession() {
   // Before the posts: their deliveries' buttons depend on the groups.
   await loadDeliveryStates().catch(() => {});
   await Promise.allSettled([
-    // The agents' panel after the role: a reviewer's rows have no manager's buttons.
-    loadMe().finally(() => (owner === session ? loadAgentsPanel() : null)),
+    // The agents' and webhooks' panels after the role: a reviewer's agent rows have no
+    // manager's buttons, and a reviewer gets no webhooks panel.
+    loadMe().finally(() => (owner === session ? Promise.allSettled([loadAgentsPanel(), loadWebhooks()]) : null)),
     refreshHealth(),
     loadPlatforms(),
     loadChannels(),
@@ -1946,6 +1948,7 @@ function applyRole(value) {
   role = value;
   $("agent-create").hidden = isReviewer();
   $("provider-create").hidden = isReviewer();
+  $("webhooks-panel").hidden = isReviewer();
 }
 
 async function loadAgentsPanel() {
@@ -2759,6 +2762,413 @@ function onReviewedEvent(data) {
   if (typeof data.post_id === "string") loadReview();
 }
 
+// ---------------------------------------------------------------- webhooks
+
+// Event webhooks: endpoints Herald POSTs the workspace's events to (docs/webhooks.md).
+// Managers' tools: a reviewer cannot even list them (403), so the panel stays hidden and
+// unread for one. The API does not list the event types, so they are here; the browser
+// test keeps this list equal to herald.webhooks.events.NAMES.
+const WEBHOOK_EVENTS = [
+  "delivery.published",
+  "delivery.failed",
+  "delivery.unconfirmed",
+  "post.scheduled",
+  "post.reviewed",
+  "job.finished",
+  "draft.created",
+  "channel.needs_reconnect",
+  "backup.finished",
+  "webhook.test",
+];
+const ALL_EVENTS = "*";
+const WEBHOOK_TONES = { pending: "neutral", sending: "info", delivered: "good", failed: "bad" };
+const WEBHOOK_LOG_SIZE = 20;
+const DISABLED_BY_PERSON = "disabled by a person";
+
+let webhookList = [];
+let webhooksSeq = 0;
+const webhookUi = new Map(); // webhook id -> { busy, logOpen, log, logError }
+
+const webhookRow = (webhookId) => $("webhooks-list").querySelector(`:scope > li[data-id="${CSS.escape(webhookId)}"]`);
+
+function webhookUiFor(webhookId) {
+  let ui = webhookUi.get(webhookId);
+  if (!ui) {
+    ui = { busy: false, logOpen: false, log: null, logError: "" };
+    webhookUi.set(webhookId, ui);
+  }
+  return ui;
+}
+
+function clearWebhooks() {
+  webhookList = [];
+  webhookUi.clear();
+  webhooksSeq += 1;
+  $("webhooks-panel").hidden = true;
+  $("webhooks-list").replaceChildren();
+  for (const id of ["webhooks-status", "webhooks-alert"]) $(id).textContent = "";
+  hideSecret();
+}
+
+/** Say what went wrong in the panel's alert area (an API problem's detail). */
+function webhookAlert(error) {
+  if (!(error instanceof ApiError)) throw error;
+  if (error.status !== 401) $("webhooks-alert").textContent = error.message;
+}
+
+function webhookNote(text) {
+  $("webhooks-alert").textContent = "";
+  $("webhooks-status").textContent = text;
+}
+
+// -- the secret, shown once (after an add or a rotation) and then only in this box
+
+function showSecret(webhook, rotated) {
+  const box = $("webhook-secret");
+  box.querySelector('[data-role="secret-title"]').textContent = rotated
+    ? `New signing secret for ${webhook.url} (the old one still signs for 24 hours)`
+    : `Signing secret for ${webhook.url}`;
+  $("webhook-secret-value").textContent = webhook.secret;
+  box.querySelector('[data-role="copy-note"]').textContent = "";
+  box.hidden = false;
+  $("webhook-secret-copy").focus();
+}
+
+function hideSecret() {
+  $("webhook-secret").hidden = true;
+  $("webhook-secret-value").textContent = "";
+  $("webhook-secret").querySelector('[data-role="copy-note"]').textContent = "";
+}
+
+$("webhook-secret-copy").addEventListener("click", async () => {
+  const value = $("webhook-secret-value");
+  const note = $("webhook-secret").querySelector('[data-role="copy-note"]');
+  try {
+    await navigator.clipboard.writeText(value.textContent);
+    note.className = "check good";
+    note.textContent = "Copied.";
+  } catch {
+    // No clipboard (an insecure origin, a refused permission): select it for Ctrl+C.
+    getSelection().selectAllChildren(value);
+    note.className = "check";
+    note.textContent = "Selected: press Ctrl+C (⌘C) to copy it.";
+  }
+});
+
+$("webhook-secret-done").addEventListener("click", () => {
+  hideSecret();
+  $("webhooks-title").focus();
+});
+
+// -- the list
+
+async function loadWebhooks() {
+  if (isReviewer()) return;
+  const seq = webhooksSeq;
+  let list;
+  try {
+    list = await api("/webhooks");
+  } catch (error) {
+    if (seq === webhooksSeq) webhookAlert(error);
+    return;
+  }
+  if (seq !== webhooksSeq) return;
+  webhookList = list;
+  for (const id of webhookUi.keys()) if (!list.some((w) => w.id === id)) webhookUi.delete(id);
+  renderWebhooks();
+  await Promise.allSettled(list.filter((w) => webhookUiFor(w.id).logOpen).map((w) => loadWebhookLog(w.id)));
+}
+
+function renderWebhooks() {
+  replaceKeepingFocus($("webhooks-list"), webhookList.map(webhookItem));
+  const status = $("webhooks-status");
+  if (!webhookList.length && !status.textContent) status.textContent = "No endpoints yet. Add one to receive events.";
+  else if (webhookList.length && status.textContent.startsWith("No endpoints yet")) status.textContent = "";
+}
+
+function renderWebhook(webhookId) {
+  const webhook = webhookList.find((w) => w.id === webhookId);
+  const row = webhookRow(webhookId);
+  if (!webhook || !row) return;
+  const key = row.contains(document.activeElement) ? document.activeElement.dataset?.focusKey : null;
+  const fresh = webhookItem(webhook);
+  row.replaceWith(fresh);
+  if (key) fresh.querySelector(`[data-focus-key="${CSS.escape(key)}"]`)?.focus();
+}
+
+function webhookButton(webhook, role_, label, text, onclick, extra = {}) {
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "button small",
+      "data-role": role_,
+      "data-focus-key": `webhook-${role_}-${webhook.id}`,
+      "aria-label": `${label} ${webhook.url}`,
+      onclick,
+      ...extra,
+    },
+    text,
+  );
+}
+
+function webhookState(webhook) {
+  if (webhook.state === "active") return { tone: "good", label: "Active" };
+  // Disabled by Herald (24 h of failures, a 410 Gone) needs a look; by a person, not.
+  return webhook.disabled_reason === DISABLED_BY_PERSON ? { tone: "neutral", label: "Disabled" } : { tone: "bad", label: "Disabled" };
+}
+
+function webhookItem(webhook) {
+  const ui = webhookUiFor(webhook.id);
+  const state = webhookState(webhook);
+  const active = webhook.state === "active";
+  const events = webhook.events.includes(ALL_EVENTS) ? ["All events"] : webhook.events;
+  return h(
+    "li",
+    { class: "item webhook", "data-id": webhook.id },
+    h(
+      "div",
+      { class: "item-main" },
+      h("h3", { class: "item-title", "data-role": "webhook-url" }, webhook.url),
+      webhook.description ? h("p", { class: "item-preview" }, webhook.description) : null,
+      h(
+        "p",
+        { class: "item-meta" },
+        h("span", { class: `badge ${state.tone}`, "data-role": "webhook-state" }, state.label),
+        h("span", { class: "tags", "data-role": "webhook-events" }, events.map((name) => h("span", { class: "tag" }, name))),
+      ),
+      webhook.disabled_reason ? h("p", { class: "check bad", "data-role": "disabled-reason" }, `Disabled: ${webhook.disabled_reason}`) : null,
+      webhook.consecutive_failures
+        ? h(
+            "p",
+            { class: "item-meta", "data-role": "failures" },
+            `${plural(webhook.consecutive_failures, "failed attempt")} in a row`,
+            webhook.failing_since ? h("span", {}, " since ", h("time", { datetime: webhook.failing_since }, formatDate(webhook.failing_since))) : null,
+          )
+        : null,
+    ),
+    h(
+      "div",
+      { class: "item-actions" },
+      webhookButton(webhook, "test", "Send a test event to", "Send test", () => testWebhook(webhook.id), {
+        "aria-disabled": ui.busy || !active ? "true" : null,
+        title: active ? null : "Enable it first",
+      }),
+      webhookButton(webhook, "log", "Delivery log of", "Deliveries", () => toggleWebhookLog(webhook.id), {
+        "aria-expanded": String(ui.logOpen),
+        "aria-controls": `webhook-log-${webhook.id}`,
+      }),
+      webhookButton(
+        webhook,
+        "toggle",
+        active ? "Disable" : "Enable",
+        active ? "Disable" : "Enable",
+        () => setWebhookState(webhook.id, active ? "disabled" : "active"),
+        { "aria-disabled": ui.busy ? "true" : null },
+      ),
+      webhookButton(webhook, "rotate", "Rotate the secret of", "Rotate secret", () => rotateWebhookSecret(webhook.id), {
+        "aria-disabled": ui.busy ? "true" : null,
+      }),
+      deleteButton(`webhook ${webhook.url}`, `webhook-delete-${webhook.id}`, async () => {
+        try {
+          await api(`/webhooks/${webhook.id}`, { method: "DELETE" });
+        } catch (error) {
+          webhookAlert(error);
+          return;
+        }
+        webhookUi.delete(webhook.id);
+        webhookNote(`Deleted the endpoint ${webhook.url} and its delivery log.`);
+        await loadWebhooks();
+      }),
+    ),
+    h("div", { class: "item-extra", id: `webhook-log-${webhook.id}`, "data-role": "log-slot" }, ui.logOpen ? webhookLog(webhook, ui) : null),
+  );
+}
+
+/** Run one change on an endpoint: one at a time per endpoint, errors in the alert area. */
+async function webhookAction(webhookId, run) {
+  const ui = webhookUiFor(webhookId);
+  if (ui.busy) return;
+  const owner = session;
+  ui.busy = true;
+  renderWebhook(webhookId);
+  try {
+    await run();
+  } catch (error) {
+    if (owner === session) webhookAlert(error);
+  } finally {
+    ui.busy = false;
+  }
+  if (owner !== session) return;
+  await loadWebhooks();
+}
+
+function testWebhook(webhookId) {
+  const webhook = webhookList.find((w) => w.id === webhookId);
+  if (webhook?.state !== "active") {
+    $("webhooks-alert").textContent = "The endpoint is disabled: enable it before sending a test.";
+    return null;
+  }
+  return webhookAction(webhookId, async () => {
+    const sent = await api(`/webhooks/${webhookId}/test`, { method: "POST" });
+    webhookNote(`Test event sent to ${webhook.url}: follow it in its delivery log.`);
+    const ui = webhookUiFor(webhookId);
+    ui.logOpen = true;
+    ui.log = [sent, ...(ui.log ?? []).filter((d) => d.id !== sent.id)];
+  });
+}
+
+function setWebhookState(webhookId, state) {
+  return webhookAction(webhookId, async () => {
+    const webhook = await api(`/webhooks/${webhookId}`, { method: "PATCH", body: { state } });
+    webhookNote(state === "active" ? `Enabled ${webhook.url}; what waited is sent now.` : `Disabled ${webhook.url}; its events wait.`);
+  });
+}
+
+function rotateWebhookSecret(webhookId) {
+  return webhookAction(webhookId, async () => {
+    const webhook = await api(`/webhooks/${webhookId}`, { method: "PATCH", body: { rotate_secret: true } });
+    webhookNote(`Rotated the secret of ${webhook.url}.`);
+    showSecret(webhook, true);
+  });
+}
+
+// -- an endpoint's delivery log
+
+async function toggleWebhookLog(webhookId) {
+  const ui = webhookUiFor(webhookId);
+  ui.logOpen = !ui.logOpen;
+  renderWebhook(webhookId);
+  if (ui.logOpen) await loadWebhookLog(webhookId);
+}
+
+async function loadWebhookLog(webhookId) {
+  const ui = webhookUiFor(webhookId);
+  const seq = webhooksSeq;
+  try {
+    ui.log = (await api(`/webhooks/${webhookId}/deliveries?limit=${WEBHOOK_LOG_SIZE}`)).items;
+    ui.logError = "";
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    ui.logError = error.message;
+  }
+  if (seq === webhooksSeq) renderWebhook(webhookId);
+}
+
+function redeliver(webhookId, delivery) {
+  return webhookAction(webhookId, async () => {
+    await api(`/webhooks/${webhookId}/deliveries/${delivery.id}/redeliver`, { method: "POST" });
+    webhookNote(`${delivery.event_type} of ${formatDate(delivery.created_at)} is sent again (same event id).`);
+  });
+}
+
+function webhookLog(webhook, ui) {
+  const head = h(
+    "div",
+    { class: "panel-head" },
+    h("h4", { class: "subpanel-title" }, `Last ${WEBHOOK_LOG_SIZE} deliveries`),
+    webhookButton(webhook, "log-refresh", "Refresh the delivery log of", "Refresh", () => loadWebhookLog(webhook.id), {
+      class: "button small quiet",
+    }),
+  );
+  let body;
+  if (ui.logError) body = h("p", { class: "form-error", role: "alert" }, ui.logError);
+  else if (ui.log === null) body = h("p", { class: "status" }, "Reading the delivery log…");
+  else if (!ui.log.length) body = h("p", { class: "status" }, "Nothing sent yet.");
+  else {
+    body = h(
+      "div",
+      { class: "table-wrap" },
+      h(
+        "table",
+        { class: "data-table", "data-role": "deliveries" },
+        h(
+          "thead",
+          {},
+          h("tr", {}, ["Time", "Event", "State", "Attempts", "Last status", "Error", ""].map((t) => h("th", { scope: "col" }, t))),
+        ),
+        h(
+          "tbody",
+          {},
+          ui.log.map((d) =>
+            h(
+              "tr",
+              { "data-id": d.id },
+              h("td", {}, h("time", { datetime: d.created_at }, formatDate(d.created_at))),
+              h("td", { "data-role": "event-type" }, d.event_type),
+              h("td", {}, h("span", { class: `badge ${WEBHOOK_TONES[d.state] ?? "neutral"}`, "data-role": "delivery-state" }, humanize(d.state))),
+              h("td", { class: "num", "data-role": "attempts" }, String(d.attempts)),
+              h("td", { class: "num", "data-role": "last-status" }, d.last_status === null ? "–" : String(d.last_status)),
+              h("td", { class: "run-error", "data-role": "last-error" }, d.last_error ?? ""),
+              h(
+                "td",
+                {},
+                d.state === "sending"
+                  ? null
+                  : h(
+                      "button",
+                      {
+                        type: "button",
+                        class: "button small",
+                        "data-focus-key": `webhook-redeliver-${d.id}`,
+                        "aria-label": `Redeliver ${d.event_type} of ${formatDate(d.created_at)}`,
+                        onclick: () => redeliver(webhook.id, d),
+                      },
+                      "Redeliver",
+                    ),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+  return h("section", { class: "subpanel", "aria-label": `Delivery log of ${webhook.url}`, "data-role": "delivery-log" }, head, body);
+}
+
+// -- the "Add endpoint" form
+
+function renderWebhookEventChoices() {
+  const choice = (value, name, hint) =>
+    h(
+      "label",
+      { class: "choice" },
+      h("input", { type: "checkbox", name: "events", value }),
+      h("span", { class: "choice-name" }, name),
+      hint ? h("span", { class: "hint-inline" }, hint) : null,
+    );
+  $("webhook-events").replaceChildren(
+    choice(ALL_EVENTS, "All events", "including ones added later"),
+    ...WEBHOOK_EVENTS.map((name) => choice(name, name)),
+  );
+}
+
+renderWebhookEventChoices();
+
+onSubmit($("webhook-form"), async (data) => {
+  const picked = data.getAll("events").map(String);
+  const events = picked.includes(ALL_EVENTS) ? [ALL_EVENTS] : picked;
+  if (!events.length) throw new ApiError(422, "Pick at least one event.", [{ loc: ["body", "events"], msg: "Pick at least one event." }]);
+  const body = { url: String(data.get("url")).trim(), events };
+  const description = String(data.get("description")).trim();
+  if (description) body.description = description;
+  const webhook = await api("/webhooks", { method: "POST", body });
+  $("webhook-form").reset();
+  closeCreate("webhook-create");
+  webhookNote(`Added the endpoint ${webhook.url}.`);
+  showSecret(webhook, false);
+  await loadWebhooks();
+});
+
+$("webhooks-refresh").addEventListener("click", () => loadWebhooks());
+
+// -- live
+
+function onWebhookDisabledEvent() {
+  // Herald disabled an endpoint (24 h of failures, a 410 Gone): show why.
+  if (session && !isReviewer()) loadWebhooks();
+}
+
 // ---------------------------------------------------------------- live events
 
 let syncTimer = null;
@@ -2779,7 +3189,7 @@ function scheduleSync({ channels: alsoChannels = false } = {}) {
 async function syncVisible(withChannels) {
   const owner = session;
   const tasks = [];
-  if (withChannels) tasks.push(loadChannels(), loadSources().then(reloadOpenItems), loadAgentsPanel());
+  if (withChannels) tasks.push(loadChannels(), loadSources().then(reloadOpenItems), loadAgentsPanel(), loadWebhooks());
   const rows = $("posts-list").children.length;
   if (rows) {
     // The same filters, as many rows as are shown: patch the state badges in place.
@@ -2915,6 +3325,7 @@ function connectLive(owner) {
     });
     listen("source.items", onSourceItemsEvent);
     listen("post.reviewed", onReviewedEvent); // approved or rejected: re-read the posts shown
+    listen("webhook.disabled", onWebhookDisabledEvent);
     mine.addEventListener("reset", (event) => {
       if (source !== mine) return;
       track(event);
