@@ -88,6 +88,11 @@ def test_add_test_redeliver_disable_rotate_and_delete_an_endpoint(
     form = page.locator("#webhook-form")
     offered = form.locator('input[name="events"]').evaluate_all("els => els.map(e => e.value)")
     assert sorted(offered) == sorted({"*", *NAMES})
+    every = form.get_by_label("All events")
+    every.check()
+    expect(form.get_by_label("delivery.failed")).to_be_disabled()
+    every.uncheck()
+    expect(form.get_by_label("delivery.failed")).to_be_enabled()
 
     # A bad URL: the API's 422 is shown on the URL field, which gets the focus.
     address = form.get_by_label("URL")
@@ -117,6 +122,10 @@ def test_add_test_redeliver_disable_rotate_and_delete_an_endpoint(
     expect(box).to_contain_text("never shows it again")
     secret = page.locator("#webhook-secret-value").inner_text()
     assert secret.startswith("whsec_")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    box.get_by_role("button", name="Copy").click()
+    expect(box.locator('[data-role="copy-note"]')).to_have_text("Copied.")
+    assert page.evaluate("navigator.clipboard.readText()") == secret
     page.get_by_role("button", name="I have stored it").click()
     expect(box).to_be_hidden()
     assert secret not in page.content()

@@ -3145,6 +3145,20 @@ function renderWebhookEventChoices() {
 
 renderWebhookEventChoices();
 
+/** "All events" covers every one: the single ones are greyed out while it is ticked. */
+function syncWebhookEventChoices() {
+  const all = $("webhook-events").querySelector(`input[value="${ALL_EVENTS}"]`).checked;
+  for (const input of $("webhook-events").querySelectorAll('input[name="events"]')) {
+    if (input.value === ALL_EVENTS) continue;
+    input.disabled = all;
+    input.closest(".choice").classList.toggle("disabled", all);
+  }
+}
+
+$("webhook-events").addEventListener("change", syncWebhookEventChoices);
+// reset() restores the boxes after this event: look once it is done.
+$("webhook-form").addEventListener("reset", () => setTimeout(syncWebhookEventChoices));
+
 onSubmit($("webhook-form"), async (data) => {
   const picked = data.getAll("events").map(String);
   const events = picked.includes(ALL_EVENTS) ? [ALL_EVENTS] : picked;
