@@ -1,6 +1,6 @@
 """Endpoints: create, read, update, delete; their delivery log, redelivery, the test ping.
 
-A manager's tools (reviewers and members get 403): an endpoint receives the workspace's
+A manager's tools (admins and members; reviewers get 403): an endpoint receives the workspace's
 events. Another workspace's endpoint or delivery is a 404, as a missing one is. The
 secret is encrypted at rest (``herald.core.crypto``) and returned once: in the answer
 that made it.
