@@ -221,6 +221,20 @@ class Settings(BaseSettings):
         description="How long a write waits for SQLite's one writer lock; past that a request "
         "answers 503 with `Retry-After` (a task tries again later). Reads never wait.",
     )
+    database_pool_size: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Database connections each process keeps, and requests an API process "
+        "runs against the database at once (the rest wait their turn); as many again may "
+        "open beside them for short extra work.",
+    )
+    database_pool_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long a request (or a task) waits for a free database connection; "
+        "past that a request answers 503 with `Retry-After`.",
+    )
     rate_limit_scale: float = Field(
         1.0,
         ge=1.0,
