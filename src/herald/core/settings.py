@@ -221,6 +221,15 @@ class Settings(BaseSettings):
         description="How long a write waits for SQLite's one writer lock; past that a request "
         "answers 503 with `Retry-After` (a task tries again later). Reads never wait.",
     )
+    auth_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="How long an API process keeps the caller a token named, so repeated "
+        "requests skip looking the token up. A token revoked (or a user disabled) through "
+        "this process stops working at once; through another process, within this many "
+        "seconds. 0: look every token up.",
+    )
     database_pool_size: int = Field(
         5,
         ge=1,
