@@ -230,6 +230,13 @@ class Settings(BaseSettings):
         "this process stops working at once; through another process, within this many "
         "seconds. 0: look every token up.",
     )
+    api_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes `herald api` serves with (uvicorn's workers), each with its "
+        "own database pool and caller cache.",
+    )
     database_pool_size: int = Field(
         5,
         ge=1,
