@@ -10,7 +10,7 @@ holding a connection could wait for a thread while every thread waits for a conn
 until the pool gives up (30 s) on all of them. So at most ``pool size`` requests hold a
 session at once; the rest wait on the event loop, in arrival order, holding nothing, and
 one that waits longer than ``HERALD_DATABASE_POOL_TIMEOUT_SECONDS`` answers 503 with
-``Retry-After``. The pool's overflow (as many again) serves what runs beside: a read's
+``Retry-After``. The pool's overflow (twice as many again) serves what runs beside: a read's
 best-effort write (the token's ``last_used_at``), health and metrics.
 """
 

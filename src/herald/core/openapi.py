@@ -141,8 +141,13 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
             responses: dict[str, Any] = operation.setdefault("responses", {})
             for status in _statuses(operation, method):
                 description, headers = GENERIC[status]
+                # A read's own 503 (a health report's body) keeps the headers it documents:
+                # the generic one (no database connection free) is not what it answers.
+                own_read_error = (
+                    status == 503 and str(status) in responses and method not in WRITE_METHODS
+                )
                 responses.setdefault(str(status), {"description": description})
-                if headers:
+                if headers and not own_read_error:
                     responses[str(status)].setdefault("headers", dict(headers))
             for code, response in responses.items():
                 if not code.isdigit() or int(code) < 400 or not _is_problem(response):
