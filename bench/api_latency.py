@@ -102,6 +102,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--posts", type=int, default=200,
         help="Posts in the database besides the ones published (200): what lists page over.",
     )  # fmt: skip
+    parser.add_argument(
+        "--api-workers", type=int, default=None, metavar="N",
+        help="Processes `herald api` serves with (HERALD_API_WORKERS; Herald's default: 1).",
+    )  # fmt: skip
     add_stack_arguments(
         parser,
         broker_db=14,
@@ -490,7 +494,8 @@ def summarise(phase: dict[str, Any], hits: list[float]) -> dict[str, Any]:
 def print_table(rows: list[dict[str, Any]], args: argparse.Namespace, facts: str) -> None:
     print(
         f"API latency, open loop ({args.database}, {args.seconds:g} s per phase, "
-        f"{args.connections} connections, {args.background_rate:g} background publishes/s)"
+        f"{args.connections} connections, {args.background_rate:g} background publishes/s, "
+        f"{args.api_workers or 1} API process(es))"
     )
     print(
         f"{'endpoint':<8} {'req/s':>6} {'sent':>6} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} "
@@ -556,6 +561,8 @@ def run(args: argparse.Namespace) -> list[str]:
         stack.callback(worker.stop)
         wait_until(worker_ready, 90, "the worker to answer", check=worker.check)
         port = free_port()
+        if args.api_workers:
+            env = {**env, "HERALD_API_WORKERS": str(args.api_workers)}
         api = start_api(env, workdir, port)
         stack.callback(api.stop)
 
@@ -613,6 +620,7 @@ def run(args: argparse.Namespace) -> list[str]:
             "connections": args.connections,
             "background_rate": args.background_rate,
             "posts": args.posts,
+            "api_workers": args.api_workers or 1,
         },
         "machine": {**machine, "loadavg_at_end": loadavg_end},
         "cpu": cpu,

@@ -129,3 +129,15 @@ def create_app() -> FastAPI:
 
     install_openapi(app)
     return app
+
+
+def serve() -> FastAPI:
+    """The app as one of several `herald api` worker processes serves it
+    (HERALD_API_WORKERS): built, logging configured, start-up's heap frozen."""
+    from herald.core import heap  # noqa: PLC0415 - start-up
+    from herald.core.logging import configure_logging  # noqa: PLC0415 - start-up
+
+    configure_logging(get_settings().log_level)
+    app = create_app()
+    heap.freeze()
+    return app

@@ -3,7 +3,7 @@ by one; and the schema migration."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -58,18 +58,22 @@ def api(
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    application = create_app()
     if settings.metrics_port:
         _serve_metrics(host or settings.host, settings.metrics_port)
+    options: dict[str, Any] = {
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "log_config": None,
+        **uvicorn_proxy_options(settings),
+    }
+    if settings.api_workers > 1:
+        # Each worker process builds the app itself (and freezes its start-up heap).
+        uvicorn.run("herald.app:serve", factory=True, workers=settings.api_workers, **options)
+        return
+    application = create_app()
     # Start-up is done (routes, schemas, models): the collector can leave it alone.
     heap.freeze()
-    uvicorn.run(
-        application,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_config=None,
-        **uvicorn_proxy_options(settings),
-    )
+    uvicorn.run(application, **options)
 
 
 def _serve_metrics(host: str, port: int) -> None:

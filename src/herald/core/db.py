@@ -31,7 +31,7 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -362,6 +362,28 @@ def _track_transactions(engine: Engine) -> None:
     event.listen(engine, "rollback", _on_end)
 
 
+def _pool_options(url: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The pool's size from the settings (HERALD_DATABASE_POOL_SIZE connections kept, as
+    many again twice over opened when needed: SQLAlchemy's 5 + 10 by default), unless
+    the caller chose its own pool."""
+    if "poolclass" in kwargs or _in_memory(url):
+        return kwargs  # an in-memory SQLite database has a pool of its own kind
+    settings = get_settings()
+    return {
+        "pool_size": settings.database_pool_size,
+        "max_overflow": 2 * settings.database_pool_size,
+        "pool_timeout": settings.database_pool_timeout_seconds,
+        **kwargs,
+    }
+
+
+def _in_memory(url: str) -> bool:
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and (
+        parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+    )
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
@@ -371,14 +393,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 "timeout": get_settings().database_write_wait_seconds,
                 "factory": WriterLockedConnection,
             },
-            **kwargs,
+            **_pool_options(url, kwargs),
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         # Let SQLAlchemy, not pysqlite, emit BEGIN (pysqlite's implicit BEGIN is deferred).
         event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
         _track_transactions(engine)
         return engine
-    engine = create_engine(url, **kwargs)
+    engine = create_engine(url, **_pool_options(url, kwargs))
     _ping_when_idle(engine)
     _track_transactions(engine)
     return engine

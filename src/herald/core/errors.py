@@ -40,6 +40,8 @@ Hierarchy::
     │   │                           be had or read, after the retries it deserved
     │   └── ServiceUnavailable      503, with Retry-After: try again shortly
     │       ├── DatabaseBusy        [core.db] another writer held SQLite past the write wait
+    │       ├── Overloaded          [core.deps] a request waited past the pool's timeout for
+    │       │                           a database connection
     │       ├── NotReady            [health.service] this API process's database or broker is
     │       │                       down (readiness)
     │       └── DatabaseUnavailable the connection to the database was lost
@@ -117,6 +119,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from herald.core.exceptions import HeraldException
@@ -400,6 +403,21 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return await _unhandled(request, exc)
 
 
+async def _pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+    # Every pooled connection stayed in use past the pool's timeout: the process has more
+    # requests in hand than it has connections for. Nothing was saved; try again shortly.
+    assert isinstance(exc, PoolTimeout)
+    log.warning("no database connection free for %s %s", request.method, request.url.path)
+    return problem_response(
+        503,
+        "Herald is answering more requests than it has database connections for. "
+        "Try again in a moment.",
+        slug="overloaded",
+        instance=request.url.path,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
     log.error("unhandled error, request_id=%s", request_id, exc_info=exc)
@@ -424,6 +442,7 @@ def install_error_handlers(app: FastAPI) -> None:
         (RequestValidationError, _validation_error),
         (StarletteHTTPException, _http_error),
         (DBAPIError, _database_error),
+        (PoolTimeout, _pool_timeout),
         (Exception, _unhandled),
     )
     for exc_class, handler in handlers:

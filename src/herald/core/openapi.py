@@ -13,6 +13,8 @@ takes parameters or a body              422     validation; ``errors`` lists eac
 takes a body                            400     the body is not JSON in UTF-8
 takes a body                            413     the body is larger than the server reads
 writes (POST, PUT, PATCH, DELETE)       503     the database is busy; ``Retry-After``
+needs a bearer token (``security``)     503     too many requests for the database
+                                                connections (:mod:`herald.core.deps`)
 ======================================  ======  =============================================
 
 Every error response is ``application/problem+json`` with the ``Problem`` schema
@@ -77,8 +79,9 @@ GENERIC: dict[int, tuple[str, dict[str, Any]]] = {
     413: ("The body is larger than Herald reads (`HERALD_MAX_REQUEST_BYTES`).", {}),
     422: ("The parameters or the body are invalid; `errors` lists each field.", {}),
     503: (
-        "The database is busy (another write holds it, or it is unreachable): try again "
-        "after `Retry-After` seconds.",
+        "The database is busy (another write holds it, or it is unreachable), or the server "
+        "has more requests in hand than database connections: try again after "
+        "`Retry-After` seconds.",
         {"Retry-After": RETRY_AFTER},
     ),
 }
@@ -111,7 +114,7 @@ def _statuses(operation: dict[str, Any], method: str) -> list[int]:
         statuses += [400, 413]
     if parameters or "requestBody" in operation:
         statuses.append(422)
-    if method in WRITE_METHODS:
+    if method in WRITE_METHODS or operation.get("security"):
         statuses.append(503)
     return statuses
 
@@ -138,8 +141,13 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
             responses: dict[str, Any] = operation.setdefault("responses", {})
             for status in _statuses(operation, method):
                 description, headers = GENERIC[status]
+                # A read's own 503 (a health report's body) keeps the headers it documents:
+                # the generic one (no database connection free) is not what it answers.
+                own_read_error = (
+                    status == 503 and str(status) in responses and method not in WRITE_METHODS
+                )
                 responses.setdefault(str(status), {"description": description})
-                if headers:
+                if headers and not own_read_error:
                     responses[str(status)].setdefault("headers", dict(headers))
             for code, response in responses.items():
                 if not code.isdigit() or int(code) < 400 or not _is_problem(response):

@@ -221,6 +221,36 @@ class Settings(BaseSettings):
         description="How long a write waits for SQLite's one writer lock; past that a request "
         "answers 503 with `Retry-After` (a task tries again later). Reads never wait.",
     )
+    auth_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="How long an API process keeps the caller a token named, so repeated "
+        "requests skip looking the token up. A token revoked (or a user disabled) through "
+        "this process stops working at once; through another process, within this many "
+        "seconds. 0: look every token up.",
+    )
+    api_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Processes `herald api` serves with (uvicorn's workers), each with its "
+        "own database pool and caller cache.",
+    )
+    database_pool_size: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Database connections each process keeps, and requests an API process "
+        "runs against the database at once (the rest wait their turn); as many again may "
+        "open beside them for short extra work.",
+    )
+    database_pool_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long a request (or a task) waits for a free database connection; "
+        "past that a request answers 503 with `Retry-After`.",
+    )
     rate_limit_scale: float = Field(
         1.0,
         ge=1.0,

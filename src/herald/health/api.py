@@ -21,7 +21,7 @@ from herald.core.db import read_scope
 from herald.core.deps import bearer_scheme
 from herald.core.errors import problem_responses
 from herald.health.service import Health, NotReady, Status, check_all, check_ready
-from herald.users.deps import get_principal
+from herald.users.deps import principal_of
 from herald.users.service import Principal
 
 # Tags per route: /tasks/health belongs with the tasks endpoints in the docs, not both.
@@ -46,7 +46,7 @@ def _caller_then_no_transaction(
     # The caller, from a short read that is over before the checks wait on the network
     # (a request's own session stays open until the endpoint returns).
     with read_scope() as session:
-        return get_principal(session, credentials)
+        return principal_of(session, credentials)
 
 
 CallerDep = Annotated[Principal, Depends(_caller_then_no_transaction)]

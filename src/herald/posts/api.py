@@ -3,12 +3,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from herald.core.dates import UtcDateTime
 from herald.core.deps import SessionDep
 from herald.core.errors import problem_responses
 from herald.core.pagination import Page
+from herald.core.responses import model_response
 from herald.posts import service
 from herald.posts.models import PostState
 from herald.posts.schemas import (
@@ -24,7 +25,7 @@ from herald.users.deps import PrincipalDep
 router = APIRouter(prefix="/posts", tags=["posts"], responses=problem_responses(401))
 
 
-@router.get("", responses=problem_responses(422))
+@router.get("", response_model=Page[PostRead], responses=problem_responses(422))
 def list_posts(
     principal: PrincipalDep,
     session: SessionDep,
@@ -42,15 +43,15 @@ def list_posts(
     cursor: Annotated[
         str | None, Query(max_length=1024, description="`next_cursor` of the page before.")
     ] = None,
-) -> Page[PostRead]:
+) -> Response:
     filters = PostFilters(
         state=state, tag=tag, q=q, created_from=created_from, created_to=created_to
     )
-    posts, next_cursor = service.list_posts(
+    posts, next_cursor = service.list_post_reads(
         session, principal, filters=filters, sort=sort, limit=limit, cursor=cursor
     )
-    return Page[PostRead](
-        items=[PostRead.model_validate(p) for p in posts], next_cursor=next_cursor
+    return model_response(
+        Page[PostRead](items=[PostRead.model_validate(p) for p in posts], next_cursor=next_cursor)
     )
 
 

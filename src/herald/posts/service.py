@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from herald.core.clock import utcnow
 from herald.core.dates import to_utc
 from herald.core.errors import InvalidInput, NotFound
 from herald.core.pagination import decode_cursor, encode_cursor
+from herald.media.models import PostMedia
 from herald.media.service import attachments
 from herald.posts.models import Post, PostTag
 from herald.posts.schemas import PostCreate, PostFilters, PostSort, PostUpdate
@@ -130,7 +131,7 @@ def delete_post(session: Session, principal: Principal, post_id: uuid.UUID) -> N
     session.flush()
 
 
-def _cursor_value(post: Post, column: InstrumentedAttribute[Any]) -> Any:
+def _cursor_value(post: Any, column: InstrumentedAttribute[Any]) -> Any:
     value = getattr(post, column.key)
     return value.isoformat() if isinstance(value, datetime) else value
 
@@ -157,6 +158,69 @@ def list_posts(
     limit: int = 20,
     cursor: str | None = None,
 ) -> tuple[list[Post], str | None]:
+    """A page of the workspace's posts (ORM objects) and the cursor of the next page."""
+    query, column = _list_query(select(Post), principal, filters, sort, cursor)
+    rows = list(session.scalars(query.limit(limit + 1)))
+    return _page(rows, limit, column)
+
+
+# What a post's read shows besides its tags and images, in PostRead's order.
+_READ_COLUMNS = (
+    Post.id, Post.title, Post.body, Post.excerpt, Post.canonical_url, Post.state,
+    Post.author_id, Post.created_at, Post.updated_at, Post.agent_id, Post.reviewed_by,
+    Post.reviewed_by_email, Post.reviewed_at, Post.review_decision, Post.review_note,
+    Post.keywords, Post.short_body, Post.language, Post.seo,
+)  # fmt: skip
+
+
+def list_post_reads(
+    session: Session,
+    principal: Principal,
+    *,
+    filters: PostFilters,
+    sort: PostSort = PostSort.CREATED_DESC,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """What :func:`list_posts` gives, as PostRead's fields (dicts), read as rows: three
+    queries (posts, their tags, their images) and no ORM objects, which cost the API
+    most of a list's CPU (loading, identity map, relationship loaders)."""
+    query, column = _list_query(select(*_READ_COLUMNS), principal, filters, sort, cursor)
+    rows, next_cursor = _page(list(session.execute(query.limit(limit + 1))), limit, column)
+    posts = [row._asdict() for row in rows]
+    tags: dict[uuid.UUID, list[str]] = {}
+    media: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for post in posts:
+        tags[post["id"]], media[post["id"]] = post["tags"], post["media_ids"] = [], []
+    if posts:
+        ids = list(tags)
+        for post_id, tag in session.execute(
+            select(PostTag.post_id, PostTag.tag)
+            .where(PostTag.post_id.in_(ids))
+            .order_by(PostTag.post_id, PostTag.position)
+        ):
+            tags[post_id].append(tag)
+        for post_id, media_id in session.execute(
+            select(PostMedia.post_id, PostMedia.media_id)
+            .where(PostMedia.post_id.in_(ids))
+            .order_by(PostMedia.post_id, PostMedia.position)
+        ):
+            media[post_id].append(media_id)
+    return posts, next_cursor
+
+
+_Q = TypeVar("_Q", bound=Select[Any])
+
+
+def _list_query(
+    query: _Q,
+    principal: Principal,
+    filters: PostFilters,
+    sort: PostSort,
+    cursor: str | None,
+) -> tuple[_Q, InstrumentedAttribute[Any]]:
+    """``query`` narrowed to the workspace's posts that match, past ``cursor``, in order;
+    and the column it is sorted by."""
     column, descending = _SORT_COLUMNS[sort]
     conditions: list[ColumnElement[bool]] = [Post.workspace_id == principal.workspace_id]
     if filters.state:
@@ -197,10 +261,19 @@ def list_posts(
             conditions.append(or_(column > value, and_(column == value, Post.id > last_id)))
 
     order = (column.desc(), Post.id.desc()) if descending else (column.asc(), Post.id.asc())
-    rows = list(session.scalars(select(Post).where(*conditions).order_by(*order).limit(limit + 1)))
+    return query.where(*conditions).order_by(*order), column
+
+
+_R = TypeVar("_R")
+
+
+def _page(
+    rows: list[_R], limit: int, column: InstrumentedAttribute[Any]
+) -> tuple[list[_R], str | None]:
+    """The first ``limit`` of ``rows`` (read with one more) and the next page's cursor."""
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        last = rows[-1]
+        last: Any = rows[-1]  # a Post or a row of its columns: both have the id
         next_cursor = encode_cursor([_cursor_value(last, column), str(last.id)])
     return rows, next_cursor

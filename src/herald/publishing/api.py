@@ -3,10 +3,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from herald.core.deps import SessionDep
 from herald.core.errors import problem_responses
+from herald.core.responses import model_response
 from herald.jobs import service as jobs
 from herald.jobs.models import ACTIVE_STATES
 from herald.jobs.schemas import JobRead
@@ -38,20 +39,22 @@ publications_router = APIRouter(
 @posts_router.post(
     "/{post_id}/publish",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=PublishAccepted,
     responses=problem_responses(404, 422),
 )
 def publish_post(
     post_id: uuid.UUID, body: PublishRequest, principal: PrincipalDep, session: SessionDep
-) -> PublishAccepted:
+) -> Response:
     """Deliver the post to each channel now: one delivery (and task) per channel.
 
     A channel that already has an active or published delivery of this post gets that
     one back instead of a second delivery.
     """
     publications = actions.publish(session, principal, post_id, body.channel_ids)
-    return PublishAccepted(
+    accepted = PublishAccepted(
         post_id=post_id, publications=[PublicationRead.model_validate(p) for p in publications]
     )
+    return model_response(accepted, status_code=status.HTTP_202_ACCEPTED)
 
 
 @posts_router.post(

@@ -27,6 +27,7 @@ from herald.core.security import (
     verify_password,
 )
 from herald.core.settings import get_settings
+from herald.users.auth_cache import principals
 from herald.users.models import ApiToken, LoginFailure, Role, TokenKind, User, Workspace
 from herald.users.schemas import check_email, check_password_length
 
@@ -237,9 +238,21 @@ def issue_token(
     return IssuedToken(token=token, row=row)
 
 
+def cached_principal(token: str) -> Principal | None:
+    """The caller a token named moments ago (see :mod:`herald.users.auth_cache`), or None:
+    no database, so a request can ask before it needs a thread."""
+    principal: Principal | None = principals.get(token_digest(token), utcnow())
+    return principal
+
+
 def authenticate(session: Session, token: str) -> Principal:
-    row = session.scalars(select(ApiToken).where(ApiToken.digest == token_digest(token))).first()
+    digest = token_digest(token)
     now = utcnow()
+    cached: Principal | None = principals.get(digest, now)
+    if cached is not None:
+        return cached
+    generation = principals.generation  # before the read: see auth_cache
+    row = session.scalars(select(ApiToken).where(ApiToken.digest == digest)).first()
     if row is None or (row.expires_at is not None and row.expires_at <= now):
         raise Unauthorized("The token is unknown or has expired; sign in again.")
     if not row.user.is_active:
@@ -250,9 +263,17 @@ def authenticate(session: Session, token: str) -> Principal:
             _touch_token(row.id, now)
         else:
             row.last_used_at = now
-    return Principal(
+    principal = Principal(
         user_id=row.user_id, workspace_id=row.workspace_id, email=row.user.email, role=row.user.role
     )
+    principals.put(
+        digest,
+        principal,
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+        generation=generation,
+    )
+    return principal
 
 
 def _touch_token(token_id: uuid.UUID, now: datetime) -> None:
