@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -24,6 +25,7 @@ from herald.core.db import session_scope
 from herald.core.settings import get_settings
 from herald.publishing.models import Publication, PublicationAttempt
 from herald.scheduling.dispatcher import dispatch_once
+from herald.worker import queue_keys
 from tests.conftest import Account
 from tests.fakes.x import FakeX
 from tests.publishing.test_engine import deliver, publish
@@ -120,6 +122,27 @@ def test_a_spent_budget_waits_in_due_at_and_goes_out_after_the_refill(
     assert len(x.posts) == 1
     done, attempts = row(publication["id"])
     assert (done.state, done.attempt, attempts, done.last_error) == ("published", 1, 1, None)
+
+
+def test_a_delivery_back_at_its_turn_goes_ahead_of_deliveries_asked_for_now(
+    client: TestClient, account: Account, x: FakeX, clock: Clock, redis_broker: str
+) -> None:
+    # A turn is a slot of the platform's limit: queued behind a burst of deliveries still
+    # to be triaged, it is lost, and the turns behind it bunch up (bench.rate_limits).
+    channel = add_channel(client, account, "x", x.credentials())
+    spend(channel, x.credentials(), leave=0)
+    (waiting,) = publish(client, account, new_post(client, account, "paced"), channel)
+    assert deliver(waiting["id"]) == "rate_limited"
+    clock.advance(9)
+    hook = add_channel(
+        client, account, "webhook", {"url": "https://hooks.example/h", "secret": "s" * 16}
+    )
+    publish(client, account, new_post(client, account, "now"), hook)  # queued, not run
+    assert dispatch_once() == 1
+    lengths = [redis.Redis.from_url(redis_broker).llen(k) for k in queue_keys("publishing")]
+    # First the turn; then the two asked for now (the paced one's first message, which
+    # this test ran inline, and the webhook's); no backlog.
+    assert lengths == [1, 2, 0]
 
 
 def test_two_workers_share_the_channels_budget(

@@ -179,6 +179,15 @@ class Bucket:
         worker, the network) still find room. It refills at the documented rate."""
         return self.capacity - max(1, self.capacity // 10) if self.capacity > 1 else 1
 
+    @property
+    def usable_period(self) -> float:
+        """The period that refills :attr:`usable` tokens: at the documented rate, or for
+        a bucket of one (no tenth to keep) a tenth slower, so its headroom is in time: a
+        request a little late does not meet the next one at the platform."""
+        if self.capacity == 1:
+            return self.period_seconds * 1.1
+        return self.period_seconds * self.usable / self.capacity
+
 
 @dataclass(frozen=True)
 class Limits:
