@@ -13,6 +13,7 @@ import pytest
 
 from herald.adapters.base import Rendition
 from herald.adapters.bluesky import BlueskyAdapter
+from herald.adapters.discord import DiscordAdapter
 from herald.adapters.http import RateObservation
 from herald.adapters.mastodon import MastodonAdapter
 from herald.adapters.telegram import TelegramAdapter
@@ -198,6 +199,38 @@ def test_turns_handed_over_together_go_one_per_refill(clock: Clock) -> None:
     assert again is not None and again.until == START + timedelta(seconds=16.1)
     clock.advance(1.1)
     assert budgets.take(adapter, channel, one(), waiting[2]) is None
+
+
+WEBHOOK = "/api/v10/webhooks/123/token-abc"
+
+
+def discord() -> DiscordAdapter:
+    return DiscordAdapter.build({"webhook_url": "https://discord.com/api/webhooks/123/token-abc"})
+
+
+def test_routes_the_platform_names_alike_share_one_budget(clock: Clock) -> None:
+    adapter, channel = discord(), uuid.uuid4()
+    assert adapter.budget_route() == f"POST {WEBHOOK}"
+    # An answer on another route names its bucket, spent until a reset 2 s away.
+    spent = RateObservation(remaining=0, reset_in=2, bucket="b1", limit=5)
+    budgets.observe(adapter, channel, f"GET {WEBHOOK}", spent)
+    # The delivery's route is named by nothing yet: the declared bucket (5 per 2 s).
+    assert budgets.take(adapter, channel, one(), key()) is None
+    # Its answer names the same bucket: from now on the two routes share one budget.
+    budgets.observe(adapter, channel, f"POST {WEBHOOK}", RateObservation(1, 1, None, "b1", 5))
+    wait = budgets.take(adapter, channel, one(), key())
+    assert wait is not None and wait.bucket.name == "route"
+    assert wait.until == START + timedelta(seconds=2)
+
+
+def test_a_named_bucket_takes_the_limit_the_platform_gives(clock: Clock) -> None:
+    adapter, channel = discord(), uuid.uuid4()
+    # The platform says 3 per window, not the 5 declared: Herald fills 2 (one below).
+    budgets.observe(adapter, channel, f"POST {WEBHOOK}", RateObservation(3, 0, None, "b1", 3))
+    went = [budgets.take(adapter, channel, one(), key()) is None for _ in range(4)]
+    assert went == [True, True, False, False]
+    (route, _) = budgets.read(adapter, channel) or []
+    assert route.remaining == 0
 
 
 def test_the_scale_setting_divides_every_period(clock: Clock) -> None:

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from herald.adapters.base import Rendition
+from herald.adapters.discord import DiscordAdapter
 from herald.adapters.x import XAdapter
 from herald.channels import budgets
 from herald.core.clock import set_clock
@@ -27,6 +28,7 @@ from herald.publishing.models import Publication, PublicationAttempt
 from herald.scheduling.dispatcher import dispatch_once
 from herald.worker import queue_keys
 from tests.conftest import Account
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.x import FakeX
 from tests.publishing.test_engine import deliver, publish
 from tests.publishing.test_platforms import add_channel, new_post
@@ -143,6 +145,28 @@ def test_a_delivery_back_at_its_turn_goes_ahead_of_deliveries_asked_for_now(
     # First the turn; then the two asked for now (the paced one's first message, which
     # this test ran inline, and the webhook's); no backlog.
     assert lengths == [1, 2, 0]
+
+
+def test_discords_answers_name_the_routes_bucket_and_its_limit(
+    client: TestClient, account: Account, clock: Clock, redis_broker: str
+) -> None:
+    with FakeDiscord() as fake:
+        fake.clock = lambda: clock.now.timestamp()  # noqa: PLW0108 - read at each call
+        fake.route_capacity = 3  # what this route's answers say, not the declared 5
+        channel = add_channel(client, account, "discord", {"webhook_url": fake.webhook_url})
+        posts = [new_post(client, account, f"Message {i}") for i in range(4)]
+        outcomes = [deliver(publish(client, account, p, channel)[0]["id"]) for p in posts]
+        assert outcomes == ["published"] * 3 + ["rate_limited"]
+        assert fake.rate_limited == 0 and len(fake.messages) == 3
+        adapter = DiscordAdapter.build({"webhook_url": fake.webhook_url})
+        broker = redis.Redis.from_url(redis_broker)
+        (routes,) = broker.keys("herald:budget:discord:route:*:routes")
+        assert broker.hgetall(routes) == {
+            adapter.budget_route().encode(): fake.route_bucket.encode()
+        }
+        (route, _) = budgets.read(adapter, uuid.UUID(channel)) or []
+        assert route.blocked_until is not None  # its remaining 0 until the reset
+        assert fake.violations == []
 
 
 def test_two_workers_share_the_channels_budget(

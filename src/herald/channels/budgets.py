@@ -25,6 +25,11 @@ account, a token, a chat): two channels on one Mastodon token share one budget.
   ``X-RateLimit-Remaining`` / ``ratelimit-remaining`` lowers the tokens (never raises
   them: we may be mid-burst), a remaining of 0 with a reset, or a 429's Retry-After,
   blocks the bucket until then.
+- A bucket the platform names per route (Discord's ``X-RateLimit-Bucket``,
+  ``Bucket.named_by_platform``) is learned from the answers: each answer files its route
+  under the bucket name it gives (a hash per holder, kept a week), and the name's budget,
+  sized by the answer's ``X-RateLimit-Limit``, is what a delivery on that route takes
+  from: routes named alike share one. Until a route is named, the declared bucket.
 - :func:`read` shows a channel's buckets (``GET /api/v1/channels/{id}``).
 
 The time is Herald's clock (:func:`herald.core.clock.utcnow`, so tests drive it), not
@@ -55,7 +60,7 @@ from typing import Any
 
 import redis
 
-from herald.adapters.base import Adapter, Bucket, Rendition, Scope
+from herald.adapters.base import Adapter, Bucket, Rendition, Scope, usable_shape
 from herald.adapters.http import HttpAdapter, RateObservation
 from herald.core.clock import utcnow
 from herald.core.settings import get_settings
@@ -273,6 +278,57 @@ def _buckets(adapter: Adapter[Any, Any]) -> Sequence[Bucket]:
     return adapter.limits.buckets
 
 
+# --- buckets the platform names per route (Discord's X-RateLimit-Bucket) ---------------
+
+ROUTES_TTL = 7 * 24 * 3600  # a route's bucket name is forgotten a week after last seen
+
+
+def _routes_key(adapter: Adapter[Any, Any], bucket: Bucket, channel_id: uuid.UUID) -> str:
+    """The hash of route → the bucket name the platform answered it with."""
+    return f"{_key(adapter, bucket, channel_id)}:routes"
+
+
+def _named_key(adapter: Adapter[Any, Any], bucket: Bucket, channel_id: uuid.UUID, name: str) -> str:
+    """The budget of the platform's bucket ``name`` (shared by every route it names)."""
+    digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+    return f"{_key(adapter, bucket, channel_id)}:named:{digest}"
+
+
+def _named_shape(bucket: Bucket, limit: float | None, scale: float) -> tuple[int, float]:
+    """A named bucket as Redis keeps it: the platform's limit if it said one, over the
+    declared period (Discord gives no window; its resets correct the rest)."""
+    if limit is None or limit < 1:
+        return _shape(bucket, scale)
+    capacity, period = usable_shape(int(limit), bucket.period_seconds)
+    return capacity, period / scale
+
+
+def _resolve(
+    client: redis.Redis, adapter: Adapter[Any, Any], channel_id: uuid.UUID, scale: float
+) -> list[tuple[str, int, float]]:
+    """Each bucket's Redis key and shape (capacity, period). A bucket the platform names
+    per route is the one its answers named for the delivery's route, with the limit they
+    gave; until one did, the declared one."""
+    buckets = list(_buckets(adapter))
+    resolved = [(_key(adapter, b, channel_id), *_shape(b, scale)) for b in buckets]
+    named = [i for i, b in enumerate(buckets) if b.named_by_platform]
+    route = adapter.budget_route() if named else ""
+    if not route:
+        return resolved
+    with client.pipeline(transaction=False) as pipe:
+        for i in named:
+            pipe.hget(_routes_key(adapter, buckets[i], channel_id), route)
+        names = pipe.execute()
+    for i, name in zip(named, names, strict=True):
+        if name is None:
+            continue
+        key = _named_key(adapter, buckets[i], channel_id, name.decode())
+        limit = client.hget(key, "limit")
+        shape = _named_shape(buckets[i], float(limit) if limit is not None else None, scale)
+        resolved[i] = (key, *shape)
+    return resolved
+
+
 def _unavailable(action: str, exc: Exception) -> None:
     log.warning(
         "rate budget unavailable (%s): Redis does not answer (%r); sending anyway", action, exc
@@ -299,12 +355,14 @@ def take(
     scale = _scale()
     parts, media = len(rendition.parts), len(rendition.media)
     args: list[Any] = [repr(now.timestamp())]
-    for bucket in buckets:
-        capacity, period = _shape(bucket, scale)
-        args += [capacity, repr(period), bucket.cost_of(parts, media)]
-    keys = [_key(adapter, b, channel_id) for b in buckets]
-    keys.append(f"{PREFIX}:reserved:{adapter.platform}:{idempotency_key}")
+    keys: list[str] = []
     try:
+        for bucket, (key, capacity, period) in zip(
+            buckets, _resolve(client, adapter, channel_id, scale), strict=True
+        ):
+            keys.append(key)
+            args += [capacity, repr(period), bucket.cost_of(parts, media)]
+        keys.append(f"{PREFIX}:reserved:{adapter.platform}:{idempotency_key}")
         wait_text, which = client.eval(_TAKE, len(keys), *keys, *args)
     except (redis.RedisError, OSError) as exc:
         _unavailable("take", exc)
@@ -335,11 +393,27 @@ def observe(
 
     try:
         for bucket in buckets:
+            key = _key(adapter, bucket, channel_id)
             capacity, period = _shape(bucket, scale)
+            if bucket.named_by_platform and seen.bucket:
+                # The route belongs to the platform's bucket of that name: remember it, and
+                # the limit the answer gives, then correct that bucket.
+                routes = _routes_key(adapter, bucket, channel_id)
+                key = _named_key(adapter, bucket, channel_id, seen.bucket)
+                with client.pipeline(transaction=False) as pipe:
+                    pipe.hset(routes, path, seen.bucket)
+                    pipe.expire(routes, ROUTES_TTL)
+                    if seen.limit is not None:
+                        pipe.hset(key, "limit", repr(seen.limit))
+                    pipe.hget(key, "limit")
+                    limit = pipe.execute()[-1]
+                capacity, period = _named_shape(
+                    bucket, float(limit) if limit is not None else None, scale
+                )
             client.eval(
                 _OBSERVE,
                 1,
-                _key(adapter, bucket, channel_id),
+                key,
                 repr(now),
                 capacity,
                 repr(period),
@@ -374,16 +448,18 @@ def read(adapter: Adapter[Any, Any], channel_id: uuid.UUID) -> list[BucketState]
     now = utcnow()
     scale = _scale()
     try:
+        resolved = _resolve(client, adapter, channel_id, scale)
         with client.pipeline(transaction=False) as pipe:
-            for bucket in buckets:
-                pipe.hmget(_key(adapter, bucket, channel_id), ["tokens", "at", "blocked"])
+            for key, _, _ in resolved:
+                pipe.hmget(key, ["tokens", "at", "blocked"])
             stored = pipe.execute()
     except (redis.RedisError, OSError) as exc:
         _unavailable("read", exc)
         return None
     states = []
-    for bucket, (tokens, at, blocked) in zip(buckets, stored, strict=True):
-        usable, period = _shape(bucket, scale)
+    for bucket, (_, usable, period), (tokens, at, blocked) in zip(
+        buckets, resolved, stored, strict=True
+    ):
         rate = usable / period
         t = float(tokens) if tokens is not None else float(usable)
         a = float(at) if at is not None else now.timestamp()
