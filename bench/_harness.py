@@ -419,10 +419,33 @@ class ManagedProcess:
             os.killpg(self.pid, signal.SIGKILL)
 
 
+# HERALD_* variables that are the test suite's, not Herald's settings: clearing Herald's
+# settings keeps them. The platform fakes a benchmark runs in its own process find the
+# platforms' schemas through HERALD_PLATFORM_SPECS: without it, in a clone that has no
+# ../shared/platform-specs beside it and under CI=true, every request to a fake that
+# checks a schema was answered 500 (tests/fakes/specs.py), and rate_limits never drained.
+SUITE_VARIABLES = frozenset(
+    {"HERALD_PLATFORM_SPECS", "HERALD_TEST_PG_URL", "HERALD_TEST_REDIS_URL"}
+)
+
+
+def is_setting(name: str) -> bool:
+    """Whether the environment variable ``name`` is one of Herald's settings (HERALD_*),
+    not one of the test suite's that share the prefix (:data:`SUITE_VARIABLES`)."""
+    return name.startswith("HERALD_") and name not in SUITE_VARIABLES
+
+
+def clear_settings() -> None:
+    """Remove Herald's settings (:func:`is_setting`) from this process's environment."""
+    for name in [k for k in os.environ if is_setting(k)]:
+        del os.environ[name]
+
+
 def child_env(**herald: str) -> dict[str, str]:
-    """This environment without any HERALD_* variable, plus the given ones
-    (``database_url="..."`` → ``HERALD_DATABASE_URL``), with the repository importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+    """This environment without any of Herald's settings (:func:`is_setting`), plus the
+    given ones (``database_url="..."`` → ``HERALD_DATABASE_URL``), with the repository
+    importable."""
+    env = {k: v for k, v in os.environ.items() if not is_setting(k)}
     env.update({f"HERALD_{key.upper()}": value for key, value in herald.items()})
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"

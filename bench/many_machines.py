@@ -41,6 +41,7 @@ from bench._harness import (
     DEFAULT_PG_ADMIN_URL,
     REPO,
     BenchError,
+    clear_settings,
     machine_info,
     new_workdir,
     postgres_database,
@@ -117,8 +118,7 @@ class Run:
 def prepare_environment(workdir: Path) -> None:
     """Herald's settings for this process (and, through it, the children's data dir):
     only these HERALD_* variables, set before Herald is imported."""
-    for name in [k for k in os.environ if k.startswith("HERALD_")]:
-        del os.environ[name]
+    clear_settings()
     os.environ["HERALD_DATA_DIR"] = str(workdir / "data")
 
 

@@ -47,7 +47,9 @@ from bench._harness import (
     Receiver,
     add_stack_arguments,
     child_env,
+    clear_settings,
     fresh_redis,
+    is_setting,
     load_profiles,
     machine_info,
     new_workdir,
@@ -204,9 +206,8 @@ def configure_environment(
     if pool := getattr(args, "pool", None):
         herald["worker_pool"] = herald["publishing_pool"] = pool
     env = child_env(**herald)
-    for name in [k for k in os.environ if k.startswith("HERALD_")]:
-        del os.environ[name]
-    os.environ.update({k: v for k, v in env.items() if k.startswith("HERALD_")})
+    clear_settings()
+    os.environ.update({k: v for k, v in env.items() if is_setting(k)})
     return env
 
 

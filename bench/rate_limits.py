@@ -50,6 +50,7 @@ from tests.fakes.x import FakeX
 from bench._charts import Bar, Curve, Panel, completion_chart_svg
 from bench._harness import (
     BenchError,
+    BenchTimeout,
     ManagedProcess,
     add_stack_arguments,
     machine_info,
@@ -245,7 +246,14 @@ def run_platform(
                 worker.check()
                 beat.check()
 
-            wait_until(drained, deadline, f"{key}'s {args.n} posts", interval=0.05, check=alive)
+            try:
+                wait_until(drained, deadline, f"{key}'s {args.n} posts", interval=0.05, check=alive)
+            except BenchTimeout as exc:
+                # Say what the deliveries are doing: a fake that answers 500 (say) looks
+                # like a slow drain otherwise.
+                raise BenchTimeout(
+                    f"{exc}; {key}: {seen} of {args.n} posts at the fake; {stuck(channel_id)}"
+                ) from exc
             result.drain_seconds = result.completions[-1]
             result.too_many = fake.rate_limited
             result.too_many_by = dict(fake.rate_limited_by)
@@ -260,6 +268,25 @@ def run_platform(
             beat.stop()
             worker.stop()
     return result
+
+
+def stuck(channel_id: uuid.UUID) -> str:
+    """The channel's deliveries by state, and their most frequent last error."""
+    from sqlalchemy import func, select
+
+    from herald.core.db import read_scope
+    from herald.publishing.models import Publication
+
+    with read_scope() as session:
+        error = session.execute(
+            select(Publication.last_error, func.count())
+            .where(Publication.channel_id == channel_id, Publication.last_error.is_not(None))
+            .group_by(Publication.last_error)
+            .order_by(func.count().desc())
+            .limit(1)
+        ).first()
+    said = f"; last error (of {error[1]}): {error[0]}" if error else ""
+    return f"deliveries {states(channel_id)}{said}"
 
 
 def worker_ready() -> bool:

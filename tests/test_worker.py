@@ -13,6 +13,7 @@ from herald.core.settings import Settings, get_settings
 from herald.worker import (
     PRIORITY_BACKLOG,
     PRIORITY_NOW,
+    PRIORITY_TURN,
     QUEUES,
     WorkerPlan,
     app,
@@ -128,5 +129,10 @@ def test_priority_lists_are_the_ones_kombu_fills(redis_broker: str) -> None:
     enqueue(uuid.uuid4(), str(uuid.uuid4()), PRIORITY_BACKLOG)
     enqueue(uuid.uuid4(), str(uuid.uuid4()), PRIORITY_BACKLOG)
     enqueue(uuid.uuid4(), str(uuid.uuid4()))
-    assert [client.llen(key) for key in queue_keys("publishing")] == [1, 2]
-    assert app.conf.broker_transport_options["priority_steps"] == [PRIORITY_NOW, PRIORITY_BACKLOG]
+    enqueue(uuid.uuid4(), str(uuid.uuid4()), PRIORITY_TURN)
+    assert [client.llen(key) for key in queue_keys("publishing")] == [1, 1, 2]
+    assert app.conf.broker_transport_options["priority_steps"] == [
+        PRIORITY_TURN,
+        PRIORITY_NOW,
+        PRIORITY_BACKLOG,
+    ]

@@ -33,26 +33,36 @@ QUEUES = (PUBLISHING, "generation", "sources", "maintenance")
 # a batch's fan-out), so it never waits behind thousands of them: kombu's Redis transport
 # keeps one list per priority step and a worker pops the lists in step order. (RabbitMQ
 # ignores priorities on queues declared without x-max-priority, as Herald's are.)
-PRIORITY_NOW = 0
+# Ahead of both: a delivery back at its rate-budget turn (herald.channels.budgets). Its
+# turn is a slot of the platform's limit: late, the slot is lost (a small bucket cannot
+# save it up) and the turns behind it bunch up, so it must not queue behind deliveries
+# still to be triaged. Turns come at most at the channels' own rates.
+PRIORITY_TURN = 0
+PRIORITY_NOW = 3
 PRIORITY_BACKLOG = 6
-PRIORITY_STEPS = (PRIORITY_NOW, PRIORITY_BACKLOG)
+PRIORITY_STEPS = (PRIORITY_TURN, PRIORITY_NOW, PRIORITY_BACKLOG)
 # How kombu's Redis transport names a queue's list for a priority step other than 0.
 _PRIORITY_SEPARATOR = "\x06\x16"
 
 
+def queue_key(queue: str, priority: int) -> str:
+    """The Redis list holding a queue's messages of one priority step."""
+    return queue if priority == 0 else f"{queue}{_PRIORITY_SEPARATOR}{priority}"
+
+
 def queue_keys(queue: str) -> list[str]:
     """The Redis lists holding a queue's messages, served first to last."""
-    return [
-        queue if step == 0 else f"{queue}{_PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS
-    ]
+    return [queue_key(queue, step) for step in PRIORITY_STEPS]
 
 
 kombu_fixes.apply()
 
-# Routing by task-name prefix: every task is named "herald.<feature>.<name>".
-TASK_ROUTES: dict[str, dict[str, str]] = {
-    "herald.publishing.*": {"queue": "publishing"},
-    "herald.channels.*": {"queue": "publishing"},
+# Routing by task-name prefix: every task is named "herald.<feature>.<name>". A task sent
+# to the publishing queue without a priority of its own (a channel test, a batch's
+# fan-out job) goes with those asked for now, behind rate-budget turns.
+TASK_ROUTES: dict[str, dict[str, str | int]] = {
+    "herald.publishing.*": {"queue": "publishing", "priority": PRIORITY_NOW},
+    "herald.channels.*": {"queue": "publishing", "priority": PRIORITY_NOW},
     "herald.agents.*": {"queue": "generation"},
     "herald.sources.*": {"queue": "sources"},
     "herald.scheduling.*": {"queue": "maintenance"},

@@ -494,12 +494,13 @@ OBSERVED_AT = 1_800_000_000.0  # 2027-01-15T08:00:00Z
         (
             200,
             {
+                "X-RateLimit-Limit": "5",
                 "X-RateLimit-Remaining": "0",
                 "X-RateLimit-Reset-After": "1.5",
                 "X-RateLimit-Bucket": "abc",
             },
             None,
-            adapter_http.RateObservation(remaining=0, reset_in=1.5, bucket="abc"),
+            adapter_http.RateObservation(remaining=0, reset_in=1.5, bucket="abc", limit=5),
         ),
         # Telegram: a 429's wait is in its body only.
         (

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from herald.channels.models import Channel
 from herald.channels.tasks import verify_channel
+from herald.worker import PRIORITY_NOW, queue_key
 from tests.conftest import Account
 
 SECRET = "super-secret-signing-key-0123456789"
@@ -143,7 +144,7 @@ def test_verify_runs_as_a_job(
     job_id = started.json()["job_id"]
 
     # The message went to the publishing queue after the commit, carrying only the id.
-    queued = redis.Redis.from_url(redis_broker).lrange("publishing", 0, -1)
+    queued = redis.Redis.from_url(redis_broker).lrange(queue_key("publishing", PRIORITY_NOW), 0, -1)
     assert (
         len(queued) == 1
         and job_id.encode() in queued[0]

@@ -12,8 +12,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from herald.adapters.base import Rendition
+from herald.adapters.bluesky import BlueskyAdapter
+from herald.adapters.discord import DiscordAdapter
 from herald.adapters.http import RateObservation
 from herald.adapters.mastodon import MastodonAdapter
+from herald.adapters.telegram import TelegramAdapter
 from herald.adapters.x import XAdapter
 from herald.channels import budgets
 from herald.core.clock import set_clock
@@ -153,6 +156,81 @@ def test_a_429_blocks_the_bucket_until_retry_after(clock: Clock) -> None:
     assert wait is not None and wait.until == START + timedelta(seconds=120)
     clock.advance(120)
     assert budgets.take(adapter, channel, one(), key()) is None
+
+
+def test_a_blocked_bucket_the_delivery_does_not_pay_for_does_not_hold_it(clock: Clock) -> None:
+    # Bluesky's logins (30 per 5 min) cost a delivery nothing: it logs in only when its
+    # session is gone. A burst of first deliveries spent them; the rest have a session.
+    adapter = BlueskyAdapter.build(
+        {"identifier": "alice.example", "app_password": "abcd-efgh-ijkl-mnop"}
+    )
+    channel = uuid.uuid4()
+    login = "/xrpc/com.atproto.server.createSession"
+    budgets.observe(adapter, channel, login, RateObservation(remaining=0, reset_in=300))
+    states = {state.name: state for state in budgets.read(adapter, channel) or []}
+    assert states["login"].blocked_until == START + timedelta(seconds=300)
+    assert budgets.take(adapter, channel, one(), key()) is None
+    budgets.observe(adapter, channel, login, RateObservation(retry_after=300))
+    assert budgets.take(adapter, channel, one(), key()) is None
+
+
+def telegram() -> TelegramAdapter:
+    return TelegramAdapter.build({"bot_token": "123456:" + "a" * 35, "chat_id": "@herald"})
+
+
+def test_turns_handed_over_together_go_one_per_refill(clock: Clock) -> None:
+    # Telegram: 1 message a second per chat, kept a tenth slower (1.1 s); 20 a minute per
+    # group. Three turns come due; the scheduler hands all three over late, at once.
+    adapter, channel = telegram(), uuid.uuid4()
+    assert budgets.take(adapter, channel, one(), key()) is None
+    waiting = [key() for _ in range(3)]
+    turns = [budgets.take(adapter, channel, one(), d) for d in waiting]
+    assert [t.until - START for t in turns if t] == [timedelta(seconds=1.1 * i) for i in (1, 2, 3)]
+    clock.advance(10)
+    went = [budgets.take(adapter, channel, one(), d) for d in waiting]
+    # One goes; the others get the next send slots, 1.1 s apart, not all the same one.
+    assert went[0] is None
+    assert [w.until - START for w in went[1:] if w] == [timedelta(seconds=s) for s in (11.1, 12.2)]
+    clock.advance(5)
+    # Both slots passed; the scheduler hands both over at once: a slot is checked, not
+    # trusted, so the second does not follow the first within the same second.
+    assert budgets.take(adapter, channel, one(), waiting[1]) is None
+    again = budgets.take(adapter, channel, one(), waiting[2])
+    assert again is not None and again.until == START + timedelta(seconds=16.1)
+    clock.advance(1.1)
+    assert budgets.take(adapter, channel, one(), waiting[2]) is None
+
+
+WEBHOOK = "/api/v10/webhooks/123/token-abc"
+
+
+def discord() -> DiscordAdapter:
+    return DiscordAdapter.build({"webhook_url": "https://discord.com/api/webhooks/123/token-abc"})
+
+
+def test_routes_the_platform_names_alike_share_one_budget(clock: Clock) -> None:
+    adapter, channel = discord(), uuid.uuid4()
+    assert adapter.budget_route() == f"POST {WEBHOOK}"
+    # An answer on another route names its bucket, spent until a reset 2 s away.
+    spent = RateObservation(remaining=0, reset_in=2, bucket="b1", limit=5)
+    budgets.observe(adapter, channel, f"GET {WEBHOOK}", spent)
+    # The delivery's route is named by nothing yet: the declared bucket (5 per 2 s).
+    assert budgets.take(adapter, channel, one(), key()) is None
+    # Its answer names the same bucket: from now on the two routes share one budget.
+    budgets.observe(adapter, channel, f"POST {WEBHOOK}", RateObservation(1, 1, None, "b1", 5))
+    wait = budgets.take(adapter, channel, one(), key())
+    assert wait is not None and wait.bucket.name == "route"
+    assert wait.until == START + timedelta(seconds=2)
+
+
+def test_a_named_bucket_takes_the_limit_the_platform_gives(clock: Clock) -> None:
+    adapter, channel = discord(), uuid.uuid4()
+    # The platform says 3 per window, not the 5 declared: Herald fills 2 (one below).
+    budgets.observe(adapter, channel, f"POST {WEBHOOK}", RateObservation(3, 0, None, "b1", 3))
+    went = [budgets.take(adapter, channel, one(), key()) is None for _ in range(4)]
+    assert went == [True, True, False, False]
+    (route, _) = budgets.read(adapter, channel) or []
+    assert route.remaining == 0
 
 
 def test_the_scale_setting_divides_every_period(clock: Clock) -> None:

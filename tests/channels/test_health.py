@@ -29,6 +29,7 @@ from herald.core.db import session_scope
 from herald.core.settings import get_settings
 from herald.jobs.models import Job
 from herald.scheduling.channel_checks import claim_due, health_pass
+from herald.worker import PRIORITY_NOW, queue_key, queue_keys
 from tests.channels.test_verify import channel, create_channel, job
 from tests.conftest import Account, SessionFactory
 from tests.fakes.linkedin import FakeLinkedIn
@@ -165,7 +166,8 @@ def test_two_passes_racing_start_one_check_per_channel(
     assert {j.kind for j in jobs} == {"channel.verify"} and {j.owner_id for j in jobs} == {None}
     # Sent to the maintenance queue after commit, never to publishing.
     broker = redis.Redis.from_url(redis_broker)
-    assert broker.llen("maintenance") == len(ids) and broker.llen("publishing") == 0
+    assert broker.llen(queue_key("maintenance", PRIORITY_NOW)) == len(ids)
+    assert sum(broker.llen(key) for key in queue_keys("publishing")) == 0
     # Due again only once the check is recorded a period later (or the lease runs out).
     assert run_pass()["claimed"] == 0
     assert run_pass(utcnow() + timedelta(minutes=59))["claimed"] == 0

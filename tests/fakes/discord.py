@@ -82,6 +82,10 @@ class FakeDiscord(FakePlatform):
         self._ids = itertools.count(1)
         self._store_lock = threading.Lock()
         self.rate_limit_body: float | None = None  # next 429's retry_after, when set
+        # The execute route's bucket: Discord names it with an opaque id in
+        # X-RateLimit-Bucket and gives its size in X-RateLimit-Limit (5 per 2 s).
+        self.route_bucket = "41f4d9b0ab6e7c2e"
+        self.route_capacity = 5
 
     @property
     def webhook_url(self) -> str:
@@ -92,19 +96,37 @@ class FakeDiscord(FakePlatform):
         # Discord publishes no fixed numbers; a webhook's route bucket answers 5 per 2 s
         # (X-RateLimit-Bucket), and a channel takes 30 webhook messages a minute.
         return [
-            FakeLimit("route", 5, 2, ("/webhooks/",)),
+            FakeLimit("route", self.route_capacity, 2, ("/webhooks/",)),
             FakeLimit("channel", 30, 60, ("/webhooks/",)),
         ]
 
     def limit_headers(self, state: LimitState) -> dict[str, str]:
-        reset_after = state.retry_after or state.reset_in
-        return {
-            "X-RateLimit-Limit": str(state.limit.capacity),
-            "X-RateLimit-Remaining": str(max(0, math.floor(state.remaining))),
-            "X-RateLimit-Reset": f"{state.now + reset_after:.3f}",
+        # The X-RateLimit-* headers always describe the route's bucket, as Discord's do
+        # (discord.com/developers/docs/topics/rate-limits, "Header Format"). The channel's
+        # 30 a minute is a per-resource limit: a 429 for it says X-RateLimit-Scope: shared
+        # and its own Retry-After.
+        route = state if state.limit.name == "route" else self._route_state(state.now)
+        reset_after = route.retry_after or route.reset_in
+        headers = {
+            "X-RateLimit-Limit": str(route.limit.capacity),
+            "X-RateLimit-Remaining": str(max(0, math.floor(route.remaining))),
+            "X-RateLimit-Reset": f"{route.now + reset_after:.3f}",
             "X-RateLimit-Reset-After": f"{reset_after:.3f}",
-            "X-RateLimit-Bucket": f"fake-{state.limit.name}-bucket",
+            "X-RateLimit-Bucket": self.route_bucket,
         }
+        if state.retry_after > 0 and route is not state:
+            headers["X-RateLimit-Scope"] = "shared"
+            headers["Retry-After"] = str(max(1, math.ceil(state.retry_after)))
+        return headers
+
+    def _route_state(self, now: float) -> LimitState:
+        """The route bucket as it stands after this request (the base class charged it)."""
+        limit = self.rate_limits()[0]
+        period = limit.period / self.rate_scale
+        with self._lock:
+            tokens, at = self._buckets.get((limit.name, ""), (float(limit.capacity), now))
+        tokens = min(limit.capacity, tokens + max(0.0, now - at) * limit.capacity / period)
+        return LimitState(limit, tokens, self._full_in(limit, tokens), 0.0, now)
 
     def routes(self) -> list[BaseRoute]:
         path = "/api/v10/webhooks/{webhook_id}/{webhook_token}"
@@ -123,6 +145,8 @@ class FakeDiscord(FakePlatform):
         if status == 429:
             retry_after = self.rate_limit_body
             self.rate_limit_body = None
+            if retry_after is None and headers.get("X-RateLimit-Scope") == "shared":
+                retry_after = _seconds(headers.get("Retry-After"))
             if retry_after is None:
                 retry_after = _seconds(headers.get("X-RateLimit-Reset-After"))
             body = {"message": message or "You are being rate limited.", "global": False}

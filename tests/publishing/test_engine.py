@@ -31,8 +31,11 @@ from herald.publishing.tasks import batch_publish
 from herald.publishing.tasks import deliver as task
 from herald.scheduling.dispatcher import dispatch_once as dispatch_due
 from herald.scheduling.tasks import reconcile
+from herald.worker import PRIORITY_NOW, queue_key
 from tests.conftest import Account, SessionFactory
 from tests.fakes.webhook_receiver import Receiver
+
+NOW_LIST = queue_key("publishing", PRIORITY_NOW)  # where deliveries asked for now wait
 
 # The channel and the post the setup fixture made (as the API returned them).
 Setup = tuple[dict[str, Any], dict[str, Any]]
@@ -96,7 +99,7 @@ def test_publish_now_goes_out_once(
     (publication,) = publish(client, account, post["id"], channel["id"])
     assert publication["state"] == "queued"
     # One pointer on the publishing queue, sent after the commit.
-    queued = redis.Redis.from_url(redis_broker).lrange("publishing", 0, -1)
+    queued = redis.Redis.from_url(redis_broker).lrange(NOW_LIST, 0, -1)
     assert len(queued) == 1
     assert publication["task_id"].encode() in queued[0]
     assert status(client, account, publication["task_id"])["status"] == "PENDING"
@@ -368,7 +371,7 @@ def test_broker_down_still_accepts_and_reconciler_sends_later(
     monkeypatch.setattr(compare_and_set, "enqueue", broker_down)
     (publication,) = publish(client, account, post["id"], channel["id"])
     assert publication["state"] == "queued"
-    assert redis.Redis.from_url(redis_broker).llen("publishing") == 0
+    assert redis.Redis.from_url(redis_broker).llen(NOW_LIST) == 0
 
     monkeypatch.setattr(compare_and_set, "enqueue", real_enqueue)
     later = utcnow() + timedelta(minutes=5)
@@ -377,7 +380,7 @@ def test_broker_down_still_accepts_and_reconciler_sends_later(
         assert reconcile()["resent"] == 1
     finally:
         set_clock(None)
-    assert redis.Redis.from_url(redis_broker).llen("publishing") == 1
+    assert redis.Redis.from_url(redis_broker).llen(NOW_LIST) == 1
     assert deliver(publication["id"]) == "published"
 
 
@@ -541,7 +544,7 @@ def set_columns(db: SessionFactory, publication_id: str, **values: object) -> No
 
 
 def sent_to_broker(redis_broker: str, task_id: str) -> bool:
-    messages = redis.Redis.from_url(redis_broker).lrange("publishing", 0, -1)
+    messages = redis.Redis.from_url(redis_broker).lrange(NOW_LIST, 0, -1)
     return any(task_id.encode() in message for message in messages)
 
 
@@ -643,7 +646,7 @@ def test_the_reconciler_settles_an_expired_attempt_with_none_left(
 ) -> None:
     channel, post = setup
     (publication,) = publish(client, account, post["id"], channel["id"])
-    redis.Redis.from_url(redis_broker).delete("publishing")
+    redis.Redis.from_url(redis_broker).delete(NOW_LIST)
     set_columns(db, publication["id"], attempt=3)  # three attempts made, one left
     with session_scope() as s:  # the fourth and last is claimed; its worker dies
         assert actions.claim(s, uuid.UUID(publication["id"])) is not None
@@ -672,7 +675,7 @@ def test_a_queued_delivery_with_no_attempt_left_is_settled_not_sent(
     set_columns(db, publication["id"], attempt=7)
     assert deliver(publication["id"]) == "skipped"
     assert receiver.posts() == []
-    redis.Redis.from_url(redis_broker).delete("publishing")
+    redis.Redis.from_url(redis_broker).delete(NOW_LIST)
 
     assert reconcile_now(timedelta(minutes=10)) == {"resent": 0, "requeued": 0, "unconfirmed": 1}
     assert not sent_to_broker(redis_broker, publication["task_id"])
@@ -774,7 +777,7 @@ def test_fixing_a_channel_releases_its_held_deliveries_in_the_same_request(
     other = client.post("/api/v1/posts", json={"title": "Two"}, headers=account.headers).json()
     (waiting,) = publish(client, account, other["id"], channel["id"])
     assert deliver(waiting["id"]) == "skipped"  # not claimed: the channel needs reconnecting
-    redis.Redis.from_url(redis_broker).delete("publishing")
+    redis.Redis.from_url(redis_broker).delete(NOW_LIST)
 
     fixed = client.patch(
         f"/api/v1/channels/{channel['id']}",
@@ -802,7 +805,7 @@ def test_a_channel_test_that_passes_again_releases_what_waited(
     receiver.script = deque([401])
     (held,) = publish(client, account, post["id"], channel["id"])
     assert deliver(held["id"]) == "auth"
-    redis.Redis.from_url(redis_broker).delete("publishing")
+    redis.Redis.from_url(redis_broker).delete(NOW_LIST)
 
     started = client.post(f"/api/v1/channels/{channel['id']}/test", headers=account.headers)
     verify_channel(started.json()["job_id"])
@@ -823,7 +826,7 @@ def test_resuming_a_paused_channel_sends_what_waited(
     assert paused.json()["state"] == "paused"
     (publication,) = publish(client, account, post["id"], channel["id"])
     assert deliver(publication["id"]) == "skipped"
-    redis.Redis.from_url(redis_broker).delete("publishing")
+    redis.Redis.from_url(redis_broker).delete(NOW_LIST)
     client.patch(
         f"/api/v1/channels/{channel['id']}", json={"name": "renamed"}, headers=account.headers
     )

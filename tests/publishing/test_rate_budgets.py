@@ -13,10 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from herald.adapters.base import Rendition
+from herald.adapters.discord import DiscordAdapter
 from herald.adapters.x import XAdapter
 from herald.channels import budgets
 from herald.core.clock import set_clock
@@ -24,7 +26,9 @@ from herald.core.db import session_scope, transaction_open
 from herald.core.settings import get_settings
 from herald.publishing.models import Publication, PublicationAttempt
 from herald.scheduling.dispatcher import dispatch_once
+from herald.worker import queue_keys
 from tests.conftest import Account
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.x import FakeX
 from tests.publishing.test_engine import deliver, publish
 from tests.publishing.test_platforms import add_channel, new_post
@@ -143,6 +147,49 @@ def test_the_channel_read_shows_its_budget_read_with_no_transaction_open(
     assert shown.status_code == 200, shown.text
     assert shown.json()["budget"][0]["capacity"] == 100
     assert seen == [False]
+
+
+def test_a_delivery_back_at_its_turn_goes_ahead_of_deliveries_asked_for_now(
+    client: TestClient, account: Account, x: FakeX, clock: Clock, redis_broker: str
+) -> None:
+    # A turn is a slot of the platform's limit: queued behind a burst of deliveries still
+    # to be triaged, it is lost, and the turns behind it bunch up (bench.rate_limits).
+    channel = add_channel(client, account, "x", x.credentials())
+    spend(channel, x.credentials(), leave=0)
+    (waiting,) = publish(client, account, new_post(client, account, "paced"), channel)
+    assert deliver(waiting["id"]) == "rate_limited"
+    clock.advance(9)
+    hook = add_channel(
+        client, account, "webhook", {"url": "https://hooks.example/h", "secret": "s" * 16}
+    )
+    publish(client, account, new_post(client, account, "now"), hook)  # queued, not run
+    assert dispatch_once() == 1
+    lengths = [redis.Redis.from_url(redis_broker).llen(k) for k in queue_keys("publishing")]
+    # First the turn; then the two asked for now (the paced one's first message, which
+    # this test ran inline, and the webhook's); no backlog.
+    assert lengths == [1, 2, 0]
+
+
+def test_discords_answers_name_the_routes_bucket_and_its_limit(
+    client: TestClient, account: Account, clock: Clock, redis_broker: str
+) -> None:
+    with FakeDiscord() as fake:
+        fake.clock = lambda: clock.now.timestamp()  # noqa: PLW0108 - read at each call
+        fake.route_capacity = 3  # what this route's answers say, not the declared 5
+        channel = add_channel(client, account, "discord", {"webhook_url": fake.webhook_url})
+        posts = [new_post(client, account, f"Message {i}") for i in range(4)]
+        outcomes = [deliver(publish(client, account, p, channel)[0]["id"]) for p in posts]
+        assert outcomes == ["published"] * 3 + ["rate_limited"]
+        assert fake.rate_limited == 0 and len(fake.messages) == 3
+        adapter = DiscordAdapter.build({"webhook_url": fake.webhook_url})
+        broker = redis.Redis.from_url(redis_broker)
+        (routes,) = broker.keys("herald:budget:discord:route:*:routes")
+        assert broker.hgetall(routes) == {
+            adapter.budget_route().encode(): fake.route_bucket.encode()
+        }
+        (route, _) = budgets.read(adapter, uuid.UUID(channel)) or []
+        assert route.blocked_until is not None  # its remaining 0 until the reset
+        assert fake.violations == []
 
 
 def test_two_workers_share_the_channels_budget(

@@ -167,6 +167,11 @@ class Bucket:
     media_cost: int = 0
     corrected_by: tuple[str, ...] = ()
     source: str = ""
+    # Discord's per-route buckets: the platform names the bucket a route belongs to
+    # (``X-RateLimit-Bucket``) and its size (``X-RateLimit-Limit``); routes answered with
+    # the same name share one budget. Until an answer names it, a route uses the numbers
+    # declared here (Adapter.budget_route: the route a delivery sends on).
+    named_by_platform: bool = False
 
     def cost_of(self, parts: int, media: int) -> int:
         return self.cost * parts + self.media_cost * media
@@ -176,7 +181,24 @@ class Bucket:
         """The capacity Herald fills up to: a tenth (at least one token) below the
         platform's, so requests that reach it later than they were paid for (a busy
         worker, the network) still find room. It refills at the documented rate."""
-        return self.capacity - max(1, self.capacity // 10) if self.capacity > 1 else 1
+        return usable_shape(self.capacity, self.period_seconds)[0]
+
+    @property
+    def usable_period(self) -> float:
+        """The period that refills :attr:`usable` tokens: at the documented rate, or for
+        a bucket of one (no tenth to keep) a tenth slower, so its headroom is in time: a
+        request a little late does not meet the next one at the platform."""
+        return usable_shape(self.capacity, self.period_seconds)[1]
+
+
+def usable_shape(capacity: int, period_seconds: float) -> tuple[int, float]:
+    """A limit of ``capacity`` per ``period_seconds`` as Herald fills it (``Bucket.usable``,
+    ``Bucket.usable_period``): a tenth (at least one token) below, or for a bucket of one
+    a tenth slower."""
+    if capacity <= 1:
+        return 1, period_seconds * 1.1
+    usable = capacity - max(1, capacity // 10)
+    return usable, period_seconds * usable / capacity
 
 
 @dataclass(frozen=True)
@@ -382,6 +404,12 @@ class Adapter(ABC, Generic[C, S]):
         a chat), from the credentials and settings; the budget keys it by a hash of this,
         never the text itself. ``None`` (the default): the channel's own budget."""
         return None
+
+    def budget_route(self) -> str:
+        """The route a delivery sends on ("POST /api/v10/webhooks/…", as the rate
+        observer is told it), for a bucket the platform names per route
+        (``Bucket.named_by_platform``); empty when the adapter has none."""
+        return ""
 
     def measure(self, text: str) -> int:
         """A part's length in the unit of ``limits.max_length`` (characters by default;

@@ -151,6 +151,8 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
                 corrected_by=("/webhooks/",),
                 source="discord.com/developers/docs/topics/rate-limits "
                 "(per-route buckets from X-RateLimit-Bucket; a webhook: 5 per 2 s)",
+                # Which bucket a route is in, and its limit, come from the answers.
+                named_by_platform=True,
             ),
             base.Bucket(
                 "channel",
@@ -164,6 +166,11 @@ class DiscordAdapter(HttpAdapter[DiscordCredentials, DiscordSettings]):
 
     def budget_scope(self, scope: base.Scope) -> str | None:
         return self.credentials.webhook_url  # one webhook, one channel
+
+    def budget_route(self) -> str:
+        # A delivery executes the webhook (with or without files: one route).
+        endpoint = webhook_endpoint(self.credentials.webhook_url)
+        return f"POST {urlsplit(endpoint).path}" if endpoint else ""
 
     # -- HTTP --------------------------------------------------------------------------
 

@@ -109,12 +109,14 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
 @dataclass(frozen=True)
 class RateObservation:
     """What one answer says about the platform's rate limit: the tokens left, seconds
-    until the window resets, seconds to wait after a 429, and Discord's bucket id."""
+    until the window resets, seconds to wait after a 429, Discord's bucket id, and the
+    limit itself (``X-RateLimit-Limit``)."""
 
     remaining: float | None = None
     reset_in: float | None = None
     retry_after: float | None = None
     bucket: str | None = None
+    limit: float | None = None
 
 
 def _first(response: httpx.Response, *names: str) -> str | None:
@@ -184,9 +186,17 @@ def rate_observation(response: httpx.Response, now: float | None = None) -> Rate
         if retry_after is None:
             retry_after = _body_retry_after(response)
     bucket = _first(response, "X-RateLimit-Bucket")
+    limit: float | None = None
+    if (
+        text := _first(response, "X-RateLimit-Limit", "X-Rate-Limit-Limit", "RateLimit-Limit")
+    ) is not None:
+        try:
+            limit = float(text) if float(text) >= 1 else None
+        except ValueError:
+            limit = None
     if remaining is None and retry_after is None and reset_in is None:
         return None
-    return RateObservation(remaining, reset_in, retry_after, bucket)
+    return RateObservation(remaining, reset_in, retry_after, bucket, limit)
 
 
 _MESSAGE_KEYS = ("error_description", "detail", "message", "msg", "error", "errors", "title")
@@ -342,8 +352,9 @@ class HttpAdapter(base.Adapter[C, HS]):
     settings_model: ClassVar[type[BaseModel]] = HttpSettings
     # How error messages name the platform, when not by its registry key.
     name_in_errors: ClassVar[str | None] = None
-    # Told what each answer says about the platform's rate limit (the delivery sets it to
-    # correct the channel's budget; herald.channels.budgets).
+    # Told what each answer says about the platform's rate limit, with the request's
+    # route ("POST /api/v10/webhooks/…": its method and path). The delivery sets it to
+    # correct the channel's budget (herald.channels.budgets).
     rate_observer: Callable[[str, RateObservation], None] | None = None
 
     @property
@@ -363,7 +374,7 @@ class HttpAdapter(base.Adapter[C, HS]):
             observed = rate_observation(response, utcnow().timestamp())
             if observed is not None:
                 try:
-                    self.rate_observer(request.url.path, observed)
+                    self.rate_observer(f"{request.method} {request.url.path}", observed)
                 except Exception:  # pacing is an extra: it never fails a delivery
                     log.exception("the rate observer failed")
         return response

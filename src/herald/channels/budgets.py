@@ -15,19 +15,29 @@ account, a token, a chat): two channels on one Mastodon token share one budget.
   then (no worker slot, no broker ETA). When it comes back it goes without paying
   again. So a backlog of N deliveries is told N successive turns, once each, instead
   of all waking at the same instant to fight for one token. A second count per bucket
-  ("sent") is charged when a request actually goes: a turn that comes due after a stall
-  (a busy worker, a late scheduler) goes only if that count has room, else it is given a
-  turn there, so the turns missed during a stall never go out in one burst.
+  ("sent") is charged only when a request actually goes, and every request needs room
+  in it: a turn that comes due after a stall (a busy worker, a late scheduler), or
+  with others the scheduler handed over in the same pass, is given the next free send
+  slot instead (one per refill of the short bucket) and is checked again there. So the
+  turns missed during a stall never go out in one burst, and the platform never sees
+  two requests closer than its refill where Herald could space them.
 - :func:`watch` corrects the buckets from what the platform says: an answer's
   ``X-RateLimit-Remaining`` / ``ratelimit-remaining`` lowers the tokens (never raises
   them: we may be mid-burst), a remaining of 0 with a reset, or a 429's Retry-After,
   blocks the bucket until then.
+- A bucket the platform names per route (Discord's ``X-RateLimit-Bucket``,
+  ``Bucket.named_by_platform``) is learned from the answers: each answer files its route
+  under the bucket name it gives (a hash per holder, kept a week), and the name's budget,
+  sized by the answer's ``X-RateLimit-Limit``, is what a delivery on that route takes
+  from: routes named alike share one. Until a route is named, the declared bucket.
 - :func:`read` shows a channel's buckets (``GET /api/v1/channels/{id}``).
 
 The time is Herald's clock (:func:`herald.core.clock.utcnow`, so tests drive it), not
 Redis's. A bucket fills up to a tenth below the platform's capacity (``Bucket.usable``)
 and refills at the documented rate: a request paid for now may reach the platform a
-little later, and the headroom keeps the two counts apart. A cost larger than the
+little later, and the headroom keeps the two counts apart. A bucket of one (Telegram's
+message a second per chat) has no tenth to spare: it keeps its headroom in time
+instead, refilling a tenth slower (``Bucket.usable_period``). A cost larger than the
 bucket (a long thread) goes when the bucket is full and leaves it in debt.
 ``HERALD_RATE_LIMIT_SCALE`` divides every period (benchmarks and tests against the
 fakes; 1 in production).
@@ -50,7 +60,7 @@ from typing import Any
 
 import redis
 
-from herald.adapters.base import Adapter, Bucket, Rendition, Scope
+from herald.adapters.base import Adapter, Bucket, Rendition, Scope, usable_shape
 from herald.adapters.http import HttpAdapter, RateObservation
 from herald.core.clock import utcnow
 from herald.core.settings import get_settings
@@ -63,16 +73,21 @@ PREFIX = "herald:budget"
 # KEYS: one bucket each, then the delivery's reservation. ARGV: now, then capacity,
 # period, cost per bucket. Returns {seconds to wait as a string, the 1-based index of
 # the bucket that waits (0: a reservation's own time, or none)}.
+#
+# Per bucket: tokens/at (turns: charged when a turn is given), sent/sat (sends: charged
+# only when a request goes, so it is what the platform has seen), blocked (a 429 or a
+# remaining of 0), next (the first send slot not yet given to a delivery that found the
+# sends bucket short).
 _TAKE = """
 local now = tonumber(ARGV[1])
 local n = #KEYS - 1
-local tokens, at, blocked, cap, rate, cost, sent, sat = {}, {}, {}, {}, {}, {}, {}, {}
+local tokens, at, blocked, cap, rate, cost, sent, sat, nxt = {}, {}, {}, {}, {}, {}, {}, {}, {}
 local wait, which, hold, late = 0, 0, 0, 0
 for i = 1, n do
   local c = tonumber(ARGV[3 * i - 1])
   local r = c / tonumber(ARGV[3 * i])
   local k = tonumber(ARGV[3 * i + 1])
-  local s = redis.call('HMGET', KEYS[i], 'tokens', 'at', 'blocked', 'sent', 'sat')
+  local s = redis.call('HMGET', KEYS[i], 'tokens', 'at', 'blocked', 'sent', 'sat', 'next')
   local t = tonumber(s[1]) or c
   local a = tonumber(s[2]) or now
   local b = tonumber(s[3]) or 0
@@ -81,47 +96,68 @@ for i = 1, n do
   if now > a then t = math.min(c, t + (now - a) * r); a = now end
   if now > ma then m = math.min(c, m + (now - ma) * r); ma = now end
   local w = 0
-  if b > now then w = b - now end
-  if b - now > hold then hold = b - now end
   local need = math.min(k, c)
-  if t < need then w = math.max(w, (need - t) / r) end
+  -- A bucket this delivery does not pay for (Bluesky's logins: a delivery logs in only
+  -- when its session is gone) never holds it, blocked or not.
+  if k > 0 then
+    if b > now then w = b - now end
+    if b - now > hold then hold = b - now end
+    if t < need then w = math.max(w, (need - t) / r) end
+    if m < need then late = math.max(late, (need - m) / r) end
+  end
   if w > wait then wait = w; which = i end
-  if m < need then late = math.max(late, (need - m) / r) end
   tokens[i], at[i], blocked[i], cap[i], rate[i], cost[i], sent[i], sat[i] = t, a, b, c, r, k, m, ma
+  nxt[i] = tonumber(s[6]) or 0
 end
 local function save(i)
   redis.call('HSET', KEYS[i], 'tokens', tostring(tokens[i]), 'at', tostring(at[i]),
-             'blocked', tostring(blocked[i]), 'sent', tostring(sent[i]), 'sat', tostring(sat[i]))
+             'blocked', tostring(blocked[i]), 'sent', tostring(sent[i]), 'sat', tostring(sat[i]),
+             'next', tostring(nxt[i]))
   local empty = (cap[i] - math.min(tokens[i], sent[i])) / rate[i]
-  redis.call('EXPIRE', KEYS[i], math.ceil(empty + math.max(0, blocked[i] - now)) + 60)
+  local ahead = math.max(0, blocked[i] - now, nxt[i] - now)
+  redis.call('EXPIRE', KEYS[i], math.ceil(empty + ahead) + 60)
+end
+-- A request goes: the sends bucket pays.
+local function go()
+  for i = 1, n do sent[i] = sent[i] - cost[i]; save(i) end
+  return {'0', 0}
 end
 local reserved = redis.call('GET', KEYS[n + 1])
 if reserved then
   -- Paid for when it was told to wait: it goes at its time (unless a 429 blocks), and
-  -- only if the sends bucket (charged when requests go, not when turns are given) has
-  -- room: after a stall, the turns that came due meanwhile must not go out at once.
-  local when, paid = string.match(reserved, '([^|]+)|?(.*)')
-  local w = math.max(tonumber(when) - now, hold)
+  -- only if the sends bucket has room. After a stall, or when the scheduler hands over
+  -- several due turns at once, the turns due meanwhile must not go out together: each
+  -- that finds no room gets the next free send slot, one slot per refill of the short
+  -- bucket, and is checked again when it comes back at it.
+  local w = math.max(tonumber(string.match(reserved, '[^|]+')) - now, hold)
   if w > 0 then return {tostring(w), 0} end
-  if paid == 's' then redis.call('DEL', KEYS[n + 1]); return {'0', 0} end
-  for i = 1, n do sent[i] = sent[i] - cost[i]; save(i) end
-  if late > 0 then
-    redis.call('SET', KEYS[n + 1], tostring(now + late) .. '|s', 'EX', math.ceil(late) + 3600)
-    return {tostring(late), 0}
+  -- Within a millisecond of room is room (the times are floats of epoch seconds).
+  if late > 0.001 then
+    local slot = now + late
+    for i = 1, n do
+      if cost[i] > 0 and sent[i] < math.min(cost[i], cap[i]) then slot = math.max(slot, nxt[i]) end
+    end
+    for i = 1, n do
+      if cost[i] > 0 and sent[i] < math.min(cost[i], cap[i]) then
+        nxt[i] = slot + cost[i] / rate[i]
+        save(i)
+      end
+    end
+    redis.call('SET', KEYS[n + 1], tostring(slot) .. '|s', 'EX', math.ceil(slot - now) + 3600)
+    return {tostring(slot - now), 0}
   end
   redis.call('DEL', KEYS[n + 1])
-  return {'0', 0}
+  return go()
 end
 for i = 1, n do
   -- Taken now, or reserved for later: each waiting delivery holds its own turn, so
   -- a backlog drains at the limit instead of all waking at the same instant.
   tokens[i] = tokens[i] - cost[i]
-  if wait == 0 then sent[i] = sent[i] - cost[i] end
-  save(i)
 end
-if wait > 0 then
-  redis.call('SET', KEYS[n + 1], tostring(now + wait), 'EX', math.ceil(wait) + 3600)
-end
+if wait == 0 and late <= 0.001 then return go() end
+if wait == 0 then wait = late end
+for i = 1, n do save(i) end
+redis.call('SET', KEYS[n + 1], tostring(now + wait), 'EX', math.ceil(wait) + 3600)
 return {tostring(wait), which}
 """
 
@@ -222,9 +258,9 @@ def _scale() -> float:
 
 
 def _shape(bucket: Bucket, scale: float) -> tuple[int, float]:
-    """The bucket as Redis keeps it: its usable capacity (``Bucket.usable``), and the
-    period that refills that at the documented rate, scaled."""
-    return bucket.usable, bucket.period_seconds * bucket.usable / bucket.capacity / scale
+    """The bucket as Redis keeps it: its usable capacity and the period that refills it
+    (``Bucket.usable``, ``Bucket.usable_period``), scaled."""
+    return bucket.usable, bucket.usable_period / scale
 
 
 def _key(adapter: Adapter[Any, Any], bucket: Bucket, channel_id: uuid.UUID) -> str:
@@ -240,6 +276,57 @@ def _key(adapter: Adapter[Any, Any], bucket: Bucket, channel_id: uuid.UUID) -> s
 
 def _buckets(adapter: Adapter[Any, Any]) -> Sequence[Bucket]:
     return adapter.limits.buckets
+
+
+# --- buckets the platform names per route (Discord's X-RateLimit-Bucket) ---------------
+
+ROUTES_TTL = 7 * 24 * 3600  # a route's bucket name is forgotten a week after last seen
+
+
+def _routes_key(adapter: Adapter[Any, Any], bucket: Bucket, channel_id: uuid.UUID) -> str:
+    """The hash of route → the bucket name the platform answered it with."""
+    return f"{_key(adapter, bucket, channel_id)}:routes"
+
+
+def _named_key(adapter: Adapter[Any, Any], bucket: Bucket, channel_id: uuid.UUID, name: str) -> str:
+    """The budget of the platform's bucket ``name`` (shared by every route it names)."""
+    digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+    return f"{_key(adapter, bucket, channel_id)}:named:{digest}"
+
+
+def _named_shape(bucket: Bucket, limit: float | None, scale: float) -> tuple[int, float]:
+    """A named bucket as Redis keeps it: the platform's limit if it said one, over the
+    declared period (Discord gives no window; its resets correct the rest)."""
+    if limit is None or limit < 1:
+        return _shape(bucket, scale)
+    capacity, period = usable_shape(int(limit), bucket.period_seconds)
+    return capacity, period / scale
+
+
+def _resolve(
+    client: redis.Redis, adapter: Adapter[Any, Any], channel_id: uuid.UUID, scale: float
+) -> list[tuple[str, int, float]]:
+    """Each bucket's Redis key and shape (capacity, period). A bucket the platform names
+    per route is the one its answers named for the delivery's route, with the limit they
+    gave; until one did, the declared one."""
+    buckets = list(_buckets(adapter))
+    resolved = [(_key(adapter, b, channel_id), *_shape(b, scale)) for b in buckets]
+    named = [i for i, b in enumerate(buckets) if b.named_by_platform]
+    route = adapter.budget_route() if named else ""
+    if not route:
+        return resolved
+    with client.pipeline(transaction=False) as pipe:
+        for i in named:
+            pipe.hget(_routes_key(adapter, buckets[i], channel_id), route)
+        names = pipe.execute()
+    for i, name in zip(named, names, strict=True):
+        if name is None:
+            continue
+        key = _named_key(adapter, buckets[i], channel_id, name.decode())
+        limit = client.hget(key, "limit")
+        shape = _named_shape(buckets[i], float(limit) if limit is not None else None, scale)
+        resolved[i] = (key, *shape)
+    return resolved
 
 
 def _unavailable(action: str, exc: Exception) -> None:
@@ -268,12 +355,14 @@ def take(
     scale = _scale()
     parts, media = len(rendition.parts), len(rendition.media)
     args: list[Any] = [repr(now.timestamp())]
-    for bucket in buckets:
-        capacity, period = _shape(bucket, scale)
-        args += [capacity, repr(period), bucket.cost_of(parts, media)]
-    keys = [_key(adapter, b, channel_id) for b in buckets]
-    keys.append(f"{PREFIX}:reserved:{adapter.platform}:{idempotency_key}")
+    keys: list[str] = []
     try:
+        for bucket, (key, capacity, period) in zip(
+            buckets, _resolve(client, adapter, channel_id, scale), strict=True
+        ):
+            keys.append(key)
+            args += [capacity, repr(period), bucket.cost_of(parts, media)]
+        keys.append(f"{PREFIX}:reserved:{adapter.platform}:{idempotency_key}")
         wait_text, which = client.eval(_TAKE, len(keys), *keys, *args)
     except (redis.RedisError, OSError) as exc:
         _unavailable("take", exc)
@@ -304,11 +393,27 @@ def observe(
 
     try:
         for bucket in buckets:
+            key = _key(adapter, bucket, channel_id)
             capacity, period = _shape(bucket, scale)
+            if bucket.named_by_platform and seen.bucket:
+                # The route belongs to the platform's bucket of that name: remember it, and
+                # the limit the answer gives, then correct that bucket.
+                routes = _routes_key(adapter, bucket, channel_id)
+                key = _named_key(adapter, bucket, channel_id, seen.bucket)
+                with client.pipeline(transaction=False) as pipe:
+                    pipe.hset(routes, path, seen.bucket)
+                    pipe.expire(routes, ROUTES_TTL)
+                    if seen.limit is not None:
+                        pipe.hset(key, "limit", repr(seen.limit))
+                    pipe.hget(key, "limit")
+                    limit = pipe.execute()[-1]
+                capacity, period = _named_shape(
+                    bucket, float(limit) if limit is not None else None, scale
+                )
             client.eval(
                 _OBSERVE,
                 1,
-                _key(adapter, bucket, channel_id),
+                key,
                 repr(now),
                 capacity,
                 repr(period),
@@ -343,16 +448,18 @@ def read(adapter: Adapter[Any, Any], channel_id: uuid.UUID) -> list[BucketState]
     now = utcnow()
     scale = _scale()
     try:
+        resolved = _resolve(client, adapter, channel_id, scale)
         with client.pipeline(transaction=False) as pipe:
-            for bucket in buckets:
-                pipe.hmget(_key(adapter, bucket, channel_id), ["tokens", "at", "blocked"])
+            for key, _, _ in resolved:
+                pipe.hmget(key, ["tokens", "at", "blocked"])
             stored = pipe.execute()
     except (redis.RedisError, OSError) as exc:
         _unavailable("read", exc)
         return None
     states = []
-    for bucket, (tokens, at, blocked) in zip(buckets, stored, strict=True):
-        usable, period = _shape(bucket, scale)
+    for bucket, (_, usable, period), (tokens, at, blocked) in zip(
+        buckets, resolved, stored, strict=True
+    ):
         rate = usable / period
         t = float(tokens) if tokens is not None else float(usable)
         a = float(at) if at is not None else now.timestamp()

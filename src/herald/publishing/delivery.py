@@ -9,6 +9,7 @@ means (:mod:`herald.publishing.outcomes`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterable
@@ -220,6 +221,12 @@ def _send(
         return Failed(exc.message)
     except Exception as exc:
         return Failed(_unexpected(adapter, exc, "render"))
+    # What the adapter reads from its store before sending (this delivery's progress and
+    # the cached login, one read, kept by the store) is read first: the budget's take
+    # must be the last thing before the request, or a slow read between them lets
+    # requests paid for apart reach the platform together.
+    with contextlib.suppress(Exception):  # the adapter reads it again, and says why
+        adapter.store.progress(key)
     # After the claim committed, outside any transaction (Redis is a network call too).
     wait = budgets.take(adapter, channel_id, rendition, key)
     if wait is not None:

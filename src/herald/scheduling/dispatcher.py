@@ -15,7 +15,7 @@ from herald.core.clock import utcnow
 from herald.core.db import session_scope
 from herald.publishing import actions
 from herald.scheduling import service
-from herald.worker import PRIORITY_BACKLOG
+from herald.worker import PRIORITY_BACKLOG, PRIORITY_TURN
 
 log = logging.getLogger(__name__)
 MAX_SLEEP = 1.0
@@ -29,13 +29,16 @@ def dispatch_once() -> int:
     while True:
         with session_scope() as session:
             missed = actions.fail_missed(session)
-            pairs = actions.dispatch_due(session, limit=BATCH)
+            turns = actions.dispatch_due(session, limit=BATCH, budget_turns=True)
+            pairs = actions.dispatch_due(session, limit=BATCH, budget_turns=False)
         if missed:
             log.warning("%d delivery(ies) missed by more than the limit; marked failed", missed)
-        # Behind deliveries asked for now: a due backlog must not hold them up.
+        # Deliveries back at their rate-budget turn go first (see PRIORITY_TURN); the rest
+        # behind deliveries asked for now: a due backlog must not hold them up.
+        actions.send_all(turns, PRIORITY_TURN)
         actions.send_all(pairs, PRIORITY_BACKLOG)
-        total += len(pairs)
-        if len(pairs) < BATCH:  # drained; a full batch means more may be due right now
+        total += len(turns) + len(pairs)
+        if len(turns) < BATCH and len(pairs) < BATCH:  # drained; else more may be due now
             return total
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session
 
 from herald.channels import service as channels
@@ -33,12 +33,23 @@ def waiting_to_dispatch() -> list[ColumnElement[bool]]:
     ]
 
 
+def budget_turn() -> ColumnElement[bool]:
+    """A delivery waiting for its rate-budget turn: the only wait to retry without an
+    error kind (``WaitForBudget``'s settlement; a retry after an error has one)."""
+    return and_(Publication.state == S.RETRY_WAIT, Publication.error_kind.is_(None))
+
+
 def dispatch_due(
-    session: Session, *, limit: int = 500, channel_id: uuid.UUID | None = None
+    session: Session,
+    *,
+    limit: int = 500,
+    channel_id: uuid.UUID | None = None,
+    budget_turns: bool | None = None,
 ) -> list[Pointer]:
     """Move due scheduled/retry_wait deliveries of active channels (or of one channel) to
     queued; never one due longer ago than the missed limit (:func:`fail_missed` fails
-    those).
+    those). ``budget_turns``: only deliveries back at their rate-budget turn (True), only
+    the others (False), or both (None).
 
     Claimed with FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite's single writer needs
     none), so two schedulers never take the same row. Returns the pointers to enqueue
@@ -49,6 +60,9 @@ def dispatch_due(
     conditions = [*waiting_to_dispatch(), Publication.due_at <= now, Publication.due_at >= missed]
     if channel_id is not None:
         conditions.append(Publication.channel_id == channel_id)
+    if budget_turns is not None:
+        turn = budget_turn()
+        conditions.append(turn if budget_turns else ~turn)
     due = (
         select(Publication.id)
         .where(*conditions)
