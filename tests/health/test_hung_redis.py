@@ -29,6 +29,7 @@ import redis
 from herald.core.settings import get_settings
 from herald.events.service import redis_url
 from herald.runtime.embedded_redis import EmbeddedRedis, redis_executable
+from herald.worker import queue_keys
 from tests.conftest import Account
 from tests.workers import _env, wait_for
 
@@ -200,5 +201,6 @@ def test_a_stopped_redis_does_not_hang_health_or_publishing(
     reconcile = _python(["-c", RECONCILE], stoppable_redis.url, HERALD_QUEUED_GRACE_SECONDS="0")
     assert reconcile.wait(timeout=60) == 0
     with stoppable_redis.client() as client:
-        queued = client.lrange("publishing", 0, -1)
+        # Every priority step's list (herald.worker.queue_keys).
+        queued = [m for key in queue_keys("publishing") for m in client.lrange(key, 0, -1)]
     assert any(during["task_id"].encode() in message for message in queued)
