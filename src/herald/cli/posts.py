@@ -90,14 +90,14 @@ def post_list(
     """List posts, newest first."""
     from herald.posts.models import PostState  # noqa: PLC0415 - start-up (see _common)
     from herald.posts.schemas import PostFilters, PostRead  # noqa: PLC0415 - start-up (see _common)
-    from herald.posts.service import list_posts  # noqa: PLC0415 - start-up (see _common)
+    from herald.posts.service import list_post_reads  # noqa: PLC0415 - start-up (see _common)
 
     try:
         states = [PostState(s) for s in state] if state else None
     except ValueError:
         raise CliError(f"--state must be one of: {', '.join(s.value for s in PostState)}") from None
     with workspace_session(workspace) as (session, principal):
-        posts, _ = list_posts(
+        posts, _ = list_post_reads(
             session, principal, filters=PostFilters(state=states, tag=tag, q=q), limit=limit
         )
         rows = [PostRead.model_validate(p).model_dump(mode="json") for p in posts]

@@ -149,21 +149,6 @@ def _parse_cursor_value(raw: Any, column: InstrumentedAttribute[Any]) -> Any:
     return str(raw)
 
 
-def list_posts(
-    session: Session,
-    principal: Principal,
-    *,
-    filters: PostFilters,
-    sort: PostSort = PostSort.CREATED_DESC,
-    limit: int = 20,
-    cursor: str | None = None,
-) -> tuple[list[Post], str | None]:
-    """A page of the workspace's posts (ORM objects) and the cursor of the next page."""
-    query, column = _list_query(select(Post), principal, filters, sort, cursor)
-    rows = list(session.scalars(query.limit(limit + 1)))
-    return _page(rows, limit, column)
-
-
 # What a post's read shows besides its tags and images, in PostRead's order.
 _READ_COLUMNS = (
     Post.id, Post.title, Post.body, Post.excerpt, Post.canonical_url, Post.state,
@@ -182,9 +167,10 @@ def list_post_reads(
     limit: int = 20,
     cursor: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """What :func:`list_posts` gives, as PostRead's fields (dicts), read as rows: three
-    queries (posts, their tags, their images) and no ORM objects, which cost the API
-    most of a list's CPU (loading, identity map, relationship loaders)."""
+    """A page of the workspace's posts as PostRead's fields (dicts), and the cursor of the
+    next page. Read as rows: three queries (posts, their tags, their images) and no ORM
+    objects, which cost the API most of a list's CPU (loading, identity map,
+    relationship loaders)."""
     query, column = _list_query(select(*_READ_COLUMNS), principal, filters, sort, cursor)
     rows, next_cursor = _page(list(session.execute(query.limit(limit + 1))), limit, column)
     posts = [row._asdict() for row in rows]
@@ -274,6 +260,6 @@ def _page(
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        last: Any = rows[-1]  # a Post or a row of its columns: both have the id
+        last: Any = rows[-1]  # a row of the post's columns (named like Post's)
         next_cursor = encode_cursor([_cursor_value(last, column), str(last.id)])
     return rows, next_cursor
