@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import socket
 import time
 import uuid
@@ -18,6 +19,7 @@ from herald.worker import (
     WorkerPlan,
     app,
     celery_config,
+    compact_plan,
     queue_keys,
     worker_plans,
 )
@@ -118,6 +120,17 @@ def test_each_queue_gets_its_own_pool_settings() -> None:
     assert worker_plans(settings, ["publishing"], concurrency=64) == [
         WorkerPlan(("publishing",), "prefork", 64)
     ]
+
+
+def test_the_compact_worker_runs_every_queue_on_threads_sized_for_both_kinds() -> None:
+    settings = Settings(publishing_concurrency=20).model_copy(update={"worker_concurrency": 3})
+    assert compact_plan(settings) == WorkerPlan(QUEUES, "threads", 23)
+    # Whatever pool the split layout's workers are given: one pool here, and it is threads.
+    settings = settings.model_copy(update={"publishing_pool": "prefork", "worker_pool": "solo"})
+    assert compact_plan(settings).pool == "threads"
+    assert compact_plan(settings, concurrency=8) == WorkerPlan(QUEUES, "threads", 8)
+    unset = Settings(publishing_concurrency=20).model_copy(update={"worker_concurrency": None})
+    assert compact_plan(unset).concurrency == 20 + (os.cpu_count() or 1)
 
 
 def test_priority_lists_are_the_ones_kombu_fills(redis_broker: str) -> None:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -307,6 +308,16 @@ class WorkerPlan:
         if self.node:
             argv.append(f"--hostname={self.node}@%h")
         return argv
+
+
+def compact_plan(settings: Settings, concurrency: int | None = None) -> WorkerPlan:
+    """One Celery worker for every queue, on threads: ``herald worker --compact``, which
+    ``herald up`` runs by default (with the scheduler on a thread beside it). Its threads
+    are the publishing queue's plus the other queues' (``HERALD_WORKER_CONCURRENCY``, else
+    the CPU count), so a generation or source run in flight does not take a delivery's
+    place in the count it was sized for."""
+    others = settings.worker_concurrency or os.cpu_count() or 1
+    return WorkerPlan(QUEUES, "threads", concurrency or settings.publishing_concurrency + others)
 
 
 def worker_plans(

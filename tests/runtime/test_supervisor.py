@@ -310,12 +310,15 @@ def test_a_start_that_is_not_healthy_in_time_says_which_component_and_where_to_l
 class Up:
     """A `python -m herald up` process on a private data dir, with its output in files."""
 
-    def __init__(self, data_dir: Path, port: int, *args: str) -> None:
+    def __init__(self, data_dir: Path, port: int, *args: str, layout: str = "compact") -> None:
         self.data_dir = data_dir
         self.port = port
+        self.layout = layout
         env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
         # No database or broker URL: SQLite and the embedded Redis, as a new user gets.
-        env.update(HERALD_DATA_DIR=str(data_dir), HERALD_WORKER_CONCURRENCY="2")
+        env.update(
+            HERALD_DATA_DIR=str(data_dir), HERALD_WORKER_CONCURRENCY="2", HERALD_UP_LAYOUT=layout
+        )
         self.stdout_path = data_dir / "up.out"
         self.stderr_path = data_dir / "up.err"
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
@@ -349,7 +352,8 @@ class Up:
     def child(self, name: str) -> psutil.Process | None:
         for proc in self.tree():
             try:
-                if proc.ppid() == self.proc.pid and proc.cmdline()[-1:] == [name]:
+                # python -m herald <name> [options]
+                if proc.ppid() == self.proc.pid and proc.cmdline()[3:4] == [name]:
                     return proc
             except psutil.NoSuchProcess:
                 continue
@@ -382,16 +386,25 @@ class Up:
 
 @pytest.fixture
 def herald_up(up_dir: Path, request: pytest.FixtureRequest) -> Iterator[Up]:
-    up = Up(up_dir, free_port(), *getattr(request, "param", ()))
+    """`herald up` with the layout and arguments the test's param names (compact, none)."""
+    layout, *args = getattr(request, "param", ("compact",))
+    up = Up(up_dir, free_port(), *args, layout=layout)
     try:
         yield up
     finally:
         up.kill()
 
 
+# What each layout runs, pool processes and forks included.
+PROCESSES = {
+    "compact": 3,  # redis, api, the worker with the scheduler on a thread
+    "split": 6,  # redis, api, worker, its fork for publishing and its pool, beat
+}
+
+
 def _stop_and_check_nothing_is_left(up: Up, sig: signal.Signals = signal.SIGTERM) -> None:
     up.tree()
-    assert len(up.seen) >= 6, "redis, api, worker + its pool, beat"
+    assert len(up.seen) >= PROCESSES[up.layout], [p.cmdline() for p in up.seen.values()]
     started = time.monotonic()
     up.proc.send_signal(sig)
     code = up.proc.wait(timeout=15)
@@ -407,11 +420,17 @@ def _stop_and_check_nothing_is_left(up: Up, sig: signal.Signals = signal.SIGTERM
     assert survivors == []
 
 
-BANNERS = ("celery@", "[tasks]", "[queues]", "celery beat v", "Herald's scheduler", "Uvicorn")
+BANNERS = ("celery@", "[tasks]", "[queues]", "Uvicorn")
+SCHEDULER_BANNERS = {
+    "compact": ("beat: Starting", "the scheduler runs on a thread of this worker"),
+    "split": ("celery beat v", "Herald's scheduler"),
+}
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("herald_up", [("--verbose",)], indirect=True)
+@pytest.mark.parametrize(
+    "herald_up", [("compact", "--verbose"), ("split", "--verbose")], indirect=True
+)
 def test_herald_up_runs_everything_and_stops_cleanly(herald_up: Up) -> None:
     wait_for(herald_up.healthy, 120, "GET /api/v1/health to answer 200 with everything up")
     wait_for(lambda: "Press Ctrl-C to stop." in herald_up.stdout, 10, "the sign-in")
@@ -423,12 +442,18 @@ def test_herald_up_runs_everything_and_stops_cleanly(herald_up: Up) -> None:
     assert "shown only this once" in out
     # --verbose: every process's output is on the terminal, and no log files are written.
     terminal = out + herald_up.stderr
-    assert all(banner in terminal for banner in BANNERS)
+    assert all(banner in terminal for banner in BANNERS + SCHEDULER_BANNERS[herald_up.layout])
     assert not (herald_up.data_dir / "logs").exists()
     names = [" ".join(p.cmdline()) for p in herald_up.tree()]
     assert any("redis-server" in name and "redis.sock" in name for name in names)
     worker = herald_up.child("worker")
-    assert worker is not None and pool_of(worker), "the worker's pool processes"
+    assert worker is not None
+    if herald_up.layout == "split":
+        assert pool_of(worker), "the worker's pool processes"
+        assert herald_up.child("beat") is not None
+    else:
+        assert worker.cmdline()[3:] == ["worker", "--compact"]
+        assert herald_up.child("beat") is None
     assert (herald_up.data_dir / "appendonly.aof").exists()
 
     _stop_and_check_nothing_is_left(herald_up)
@@ -477,12 +502,13 @@ def test_herald_up_shows_the_sign_in_last_once_healthy_and_logs_the_rest(herald_
     assert out.splitlines()[-len(block) :] == block, out
     assert out.splitlines()[-len(block) - 1] == ""  # set apart
     assert out.count(password) == 1
-    assert f"Logs: {logs}/ (up.log, api.log, worker.log, beat.log)" in out
+    assert f"Logs: {logs}/ (up.log, api.log, worker.log)" in out  # the compact layout's
     assert not any(banner in out for banner in BANNERS), out
     assert herald_up.stderr == ""
-    logged = {name: (logs / f"{name}.log").read_text() for name in ("up", "api", "worker", "beat")}
+    logged = {name: (logs / f"{name}.log").read_text() for name in ("up", "api", "worker")}
     assert "[tasks]" in logged["worker"] and "ready." in logged["worker"]
-    assert "celery beat v" in logged["beat"] and "Herald's scheduler" in logged["beat"]
+    assert all(banner in logged["worker"] for banner in SCHEDULER_BANNERS["compact"])
+    assert not (logs / "beat.log").exists()
     assert "Uvicorn running" in logged["api"]
     assert "Running upgrade" in logged["up"]  # the migrations, run by herald up itself
     assert not any(password in text for text in logged.values())
@@ -509,11 +535,16 @@ def test_herald_up_that_is_not_healthy_in_time_stops_and_says_what(up_dir: Path)
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("herald_up", [("compact",), ("split",)], indirect=True)
 def test_a_killed_worker_comes_back(herald_up: Up) -> None:
     def worker_with_pool() -> psutil.Process | None:
+        """The worker once it runs, with its pool processes in the split layout (in the
+        compact one its pool is threads)."""
         herald_up.check_running()
         worker = herald_up.child("worker")
-        return worker if worker is not None and pool_of(worker) else None
+        if worker is None or (herald_up.layout == "split" and not pool_of(worker)):
+            return None
+        return worker
 
     old = wait_for(worker_with_pool, 60, "the worker and its pool to start")
     old_pool = pool_of(old)

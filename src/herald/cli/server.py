@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from herald.cli._common import out
+from herald.cli._common import CliError, out
 from herald.runtime import START_TIMEOUT
 
 
@@ -99,17 +99,33 @@ def worker(
         str | None, typer.Option(help="prefork, threads or solo [default: per queue].")
     ] = None,
     queues: Annotated[str | None, typer.Option(help="Comma-separated; default all.")] = None,
+    compact: Annotated[
+        bool,
+        typer.Option(
+            "--compact",
+            help="One process for this machine: every queue on threads, and the scheduler "
+            "on a thread (no `herald beat` needed). What `herald up` runs by default.",
+        ),
+    ] = False,
 ) -> None:
     """Run Celery workers on Herald's queues: publishing on many threads (deliveries wait on
     the network), the others on processes; with --queues, --pool or --concurrency, one
-    worker as asked."""
+    worker as asked; with --compact, one worker for everything and the scheduler."""
     from herald.core.logging import configure_logging  # noqa: PLC0415 - start-up (see _common)
     from herald.core.settings import get_settings  # noqa: PLC0415 - start-up (see _common)
     from herald.worker import app as celery_app  # noqa: PLC0415 - start-up (see _common)
-    from herald.worker import worker_plans  # noqa: PLC0415 - start-up (see _common)
+    from herald.worker import compact_plan, worker_plans  # noqa: PLC0415 - start-up
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    if compact:
+        if queues or pool:
+            raise CliError("--compact runs every queue on threads: leave out --queues and --pool")
+        from herald.scheduling.embedded import EmbeddedScheduler  # noqa: PLC0415 - start-up
+
+        EmbeddedScheduler(celery_app).connect()
+        celery_app.worker_main(compact_plan(settings, concurrency).argv(settings.log_level))
+        return
     wanted = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     plans = worker_plans(settings, wanted, pool=pool, concurrency=concurrency)
     runs = [

@@ -33,6 +33,13 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class UpLayout(StrEnum):
+    """How `herald up` lays Herald out in processes on one machine."""
+
+    COMPACT = "compact"  # the API, and one worker with every queue and the scheduler
+    SPLIT = "split"  # the API, the two workers of `herald worker`, and `herald beat`
+
+
 class ConfigurationError(HeraldFault, RuntimeError):
     """The settings cannot be used as they are; the message says what to change."""
 
@@ -112,6 +119,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Deliveries in flight at once per publishing worker (threads of its pool, "
         "or processes with prefork). Sized in bench/README.md (slow_platform).",
+    )
+    up_layout: UpLayout = Field(
+        UpLayout.COMPACT,
+        description="Processes `herald up` runs. compact: the API and one worker process "
+        "running every queue on its threads and the scheduler on a thread (about 330 MB "
+        "idle); split: the API, `herald worker` (publishing on threads, the other queues "
+        "on processes) and `herald beat` (about 800 MB), what a deployment runs.",
     )
     task_sent_events: bool = Field(
         False,

@@ -1,13 +1,18 @@
 """`herald up`: every Herald process on one machine, supervised.
 
 Start order: the embedded Redis (when no broker is configured), then ``prepare()``
-(migrations), then three children, each ``python -m herald <api|worker|beat>`` in its own
+(migrations), then Herald's children, each ``python -m herald <command>`` in its own
 process group, writing to ``<data_dir>/logs/<name>.log`` (to the terminal with
-``--verbose``). Only once ``GET /api/v1/health`` answers 200 (database, broker, a worker
-and the scheduler all up) is the first admin created (on an empty database) and the
-address and sign-in printed: last, set apart, the password once. A start that is not
-healthy within ``--start-timeout`` stops everything and says which component is not up.
-All four processes are supervised (:mod:`herald.runtime.processes` does it):
+``--verbose``). Which children is ``HERALD_UP_LAYOUT``: compact (the default) runs the API
+and one worker that also runs the scheduler on a thread (``herald worker --compact``);
+split runs the API, ``herald worker`` (publishing on threads, the other queues on
+processes) and ``herald beat``, as a deployment does, at about twice the memory
+(bench/cli_startup.py measures both). Only once ``GET /api/v1/health`` answers 200
+(database, broker, a worker and the scheduler all up) is the first admin created (on an
+empty database) and the address and sign-in printed: last, set apart, the password
+once. A start that is not healthy within ``--start-timeout`` stops everything and says
+which component is not up.
+All of them, Redis included, are supervised (:mod:`herald.runtime.processes` does it):
 
 - A child that exits while nobody asked it to is restarted after 1 s, 2 s, 4 s, ...
   (at most 30 s); the back-off resets once it has stayed up for a minute. A child that
@@ -40,7 +45,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from herald.core.logging import configure_logging
-from herald.core.settings import Settings, get_settings
+from herald.core.settings import Settings, UpLayout, get_settings
 from herald.runtime import START_TIMEOUT
 from herald.runtime.bootstrap import create_first_admin, prepare
 from herald.runtime.embedded_redis import EmbeddedRedis, EmbeddedRedisError
@@ -180,20 +185,27 @@ def child_env(settings: Settings, host: str, port: int) -> dict[str, str]:
     return env
 
 
-def herald_children(host: str, port: int, log_dir: Path | None = None) -> list[Child]:
-    """api, worker and beat; each writes to ``<log_dir>/<name>.log`` when a dir is given."""
+def herald_children(
+    host: str, port: int, log_dir: Path | None = None, layout: UpLayout = UpLayout.COMPACT
+) -> list[Child]:
+    """Herald's processes for ``layout``, each writing to ``<log_dir>/<name>.log`` when a
+    dir is given. compact: api, and a worker that also runs the scheduler; split: api,
+    worker (itself two Celery workers) and beat."""
     herald = [sys.executable, "-m", "herald"]
-    argvs = {
-        "api": [*herald, "api", "--host", host, "--port", str(port)],
-        "worker": [*herald, "worker"],
-        "beat": [*herald, "beat"],
-    }
+    argvs = {"api": [*herald, "api", "--host", host, "--port", str(port)]}
+    if layout is UpLayout.COMPACT:
+        argvs["worker"] = [*herald, "worker", "--compact"]
+    else:
+        argvs["worker"] = [*herald, "worker"]
+        argvs["beat"] = [*herald, "beat"]
     return [
         Child(name, argv, log_path=log_dir / f"{name}.log" if log_dir else None)
         for name, argv in argvs.items()
     ]
 
 
+# Every log `herald up` may write, whichever the layout: a start rotates them all, so a
+# beat.log left by an earlier split start is not taken for this one's.
 LOG_NAMES = ("up", "api", "worker", "beat")
 
 
@@ -249,7 +261,13 @@ def _public_url(settings: Settings, host: str, port: int) -> str:
     return f"http://{_url_host(host)}:{port}"
 
 
-def _announce(out: Console, url: str, login: tuple[str, str] | None, log_dir: Path | None) -> None:
+def _announce(
+    out: Console,
+    url: str,
+    login: tuple[str, str] | None,
+    log_dir: Path | None,
+    log_names: Sequence[str] = LOG_NAMES,
+) -> None:
     """The address and how to sign in: set apart, and the last thing on the terminal."""
     url = escape(url)
     lines = [f"[bold green]Herald is running[/] at {url}", f"API docs: {url}/docs", ""]
@@ -265,7 +283,7 @@ def _announce(out: Console, url: str, login: tuple[str, str] | None, log_dir: Pa
         lines.append("Sign in with your account (add one with `herald user create`).")
     lines.append("")
     if log_dir is not None:
-        names = ", ".join(f"{name}.log" for name in LOG_NAMES)
+        names = ", ".join(f"{name}.log" for name in log_names)
         lines.append(f"Logs: {escape(str(log_dir))}{os.sep} ({names})")
     lines.append("Press Ctrl-C to stop.")
     out.print()
@@ -304,7 +322,8 @@ def _component_logs(children: Sequence[Child], redis: EmbeddedRedis | None) -> d
         "database": logs.get("api"),
         "broker": redis.logfile if redis is not None else None,
         "workers": logs.get("worker"),
-        "scheduler": logs.get("beat"),
+        # In the compact layout the worker runs the scheduler.
+        "scheduler": logs.get("beat", logs.get("worker")),
     }
     return {name: path for name, path in found.items() if path is not None}
 
@@ -323,7 +342,7 @@ class _Processes:
 def _processes(settings: Settings, host: str, port: int, log_dir: Path | None) -> _Processes:
     redis = EmbeddedRedis(settings.data_dir) if settings.embedded_broker else None
     services = Supervisor([Child("redis", launch=redis.launch)] if redis else [])
-    children = herald_children(host, port, log_dir)
+    children = herald_children(host, port, log_dir, settings.up_layout)
     herald = Supervisor(children, env=child_env(settings, host, port))
     return _Processes(redis, services, children, herald)
 
@@ -340,10 +359,18 @@ def _start(processes: _Processes, stop: _StopRequests, out: Console, log_dir: Pa
         out.print(f"Starting Herald{where}...", soft_wrap=True)
 
 
-def _welcome(out: Console, settings: Settings, host: str, port: int, log_dir: Path | None) -> None:
+def _welcome(
+    out: Console,
+    settings: Settings,
+    host: str,
+    port: int,
+    log_dir: Path | None,
+    children: Sequence[Child],
+) -> None:
     # Created only now, so its one-time password is shown when it works.
     login = create_first_admin()
-    _announce(out, _public_url(settings, host, port), login, log_dir)
+    names = ["up", *(child.name for child in children)]
+    _announce(out, _public_url(settings, host, port), login, log_dir, names)
 
 
 def _supervise(
@@ -399,9 +426,8 @@ def run_up(
                 timeout=start_timeout,
                 logs=_component_logs(processes.children, processes.redis),
             )
-            _supervise(
-                processes, watch, stop, partial(_welcome, out, settings, host, port, log_dir)
-            )
+            welcome = partial(_welcome, out, settings, host, port, log_dir, processes.children)
+            _supervise(processes, watch, stop, welcome)
         except (EmbeddedRedisError, Failure) as exc:
             failure = exc
         finally:
