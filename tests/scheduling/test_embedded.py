@@ -101,7 +101,7 @@ def test_a_scheduler_thread_that_ends_unasked_stops_the_worker_for_a_restart(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     signals: list[tuple[int, int]] = []
-    monkeypatch.setattr(embedded.os, "kill", lambda pid, sig: signals.append((pid, sig)))
+    monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append((pid, sig)))
     monkeypatch.setattr(
         embedded, "EmbeddedService", lambda *a, **k: _Thread(lambda t: None)
     )  # ends at once, as a thread killed by an error would
@@ -115,7 +115,7 @@ def test_a_scheduler_stopped_with_the_worker_does_not_stop_it_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     signals: list[tuple[int, int]] = []
-    monkeypatch.setattr(embedded.os, "kill", lambda pid, sig: signals.append((pid, sig)))
+    monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append((pid, sig)))
     monkeypatch.setattr(
         embedded, "EmbeddedService", lambda *a, **k: _Thread(lambda t: t.stopped.wait(10))
     )
