@@ -15,10 +15,12 @@ while it waits (≤ 400 MB for all its processes together).
    ``python -c pass`` measured in the same run. The database holds one user, so ``post
    list`` and ``channel list`` do their real work (an empty list).
 2. **Idle memory.** ``herald up`` starts in a new data directory on a free port, with its
-   embedded Redis (what a person gets); once ``/api/v1/health`` answers 200 it is left
+   embedded Redis (what a person gets), once per ``--layouts`` (``HERALD_UP_LAYOUT``:
+   compact, the default, and split); once ``/api/v1/health`` answers 200 it is left
    alone for ``--idle`` seconds, then every process in its tree is read from /proc: RSS
    (what ``ps`` shows; pages a prefork pool shares with its parent count in each) and PSS
    (shared pages divided among their sharers: the sum is what the tree really costs).
+   The target is on the summed RSS, the stricter of the two.
 
 Writes ``cli_startup.svg/.json`` (start-up) and ``up_memory.svg/.json`` (memory by
 process) under ``--results-dir``, each also with the database in its name.
@@ -72,6 +74,8 @@ COMMANDS: dict[str, list[str]] = {
     "herald post list": ["-m", "herald", "post", "list"],
 }
 COLORS = {"baseline": "#9e9e9e", "help": "#4c72b0", "database": "#dd8452"}
+LAYOUTS = ("compact", "split")  # HERALD_UP_LAYOUT
+LAYOUT_COLORS = {"compact": "#4c72b0", "split": "#dd8452"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -81,6 +85,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--idle", type=float, default=10.0, help="Seconds `herald up` idles before reading."
     )
     parser.add_argument("--skip-up", action="store_true", help="Only the start-up part.")
+    parser.add_argument(
+        "--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS),
+        help="`herald up` layouts whose idle memory is measured (both).",
+    )  # fmt: skip
     add_stack_arguments(
         parser,
         broker_db=11,
@@ -199,7 +207,7 @@ def _role(pid: int, parent_role: str | None) -> str:
         return "worker pool child"  # a fork: the same command line as its parent
     for name in ("up", "api", "worker", "beat"):
         if "herald" in words and name in words:
-            return f"herald {name}"
+            return f"herald {name}" + (" --compact" if "--compact" in words else "")
     if words and "redis" in Path(words[0]).name:
         return "redis (embedded)"
     return Path(words[0]).name if words else "?"
@@ -259,8 +267,8 @@ def running_up(env: dict[str, str], workdir: Path, timeout: float) -> Iterator[M
         up.stop(grace=20)
 
 
-def measure_up(env: dict[str, str], workdir: Path, idle: float) -> list[ProcessMemory]:
-    with running_up(env, workdir, timeout=180) as up:
+def measure_up(env: dict[str, str], workdir: Path, idle: float, layout: str) -> list[ProcessMemory]:
+    with running_up({**env, "HERALD_UP_LAYOUT": layout}, workdir, timeout=180) as up:
         time.sleep(idle)  # idle: what a waiting `herald up` holds, not its start-up peak
         up.check()
         return process_tree_memory(up.pid)
@@ -299,6 +307,78 @@ def memory_table(processes: list[ProcessMemory]) -> list[str]:
     return lines
 
 
+def layouts_table(layouts: dict[str, list[ProcessMemory]]) -> list[str]:
+    lines = [f"{'layout':<10} {'processes':>9} {'RSS MB':>8} {'PSS MB':>8} {'target':>7}"]
+    for layout, processes in layouts.items():
+        rss = sum(p.rss_mb for p in processes)
+        pss = sum(p.pss_mb for p in processes)
+        ok = "ok" if rss <= MEMORY_TARGET_MB else "OVER"
+        lines.append(f"{layout:<10} {len(processes):>9} {rss:>8.1f} {pss:>8.1f} {ok:>7}")
+    return lines
+
+
+# The Herald processes each layout must have (a missing one means the run measured a
+# broken start, not a layout).
+EXPECTED_ROLES = {
+    "compact": {"herald api", "herald worker --compact"},
+    "split": {"herald api", "herald worker", "herald beat"},
+}
+
+
+def write_memory(
+    args: argparse.Namespace,
+    machine: dict[str, Any],
+    source: dict[str, Any],
+    layouts: dict[str, list[ProcessMemory]],
+) -> list[str]:
+    """The memory chart and document; what went wrong, if anything."""
+    problems = []
+    totals = {
+        layout: (sum(p.rss_mb for p in procs), sum(p.pss_mb for p in procs))
+        for layout, procs in layouts.items()
+    }
+    summary = ", ".join(
+        f"{name} RSS {rss:.0f} / PSS {pss:.0f}" for name, (rss, pss) in totals.items()
+    )
+    memory_svg = parts_chart_svg(
+        "`herald up` idle memory, by process and layout",
+        f"{args.database}; {source['describe']}; after {args.idle:g} s idle; MB: {summary}; "
+        f"target ≤ {MEMORY_TARGET_MB:.0f} MB RSS",
+        [
+            PartBar(f"{layout}: {p.role} ({p.pid})", p.rss_mb, LAYOUT_COLORS[layout])
+            for layout, procs in layouts.items()
+            for p in procs
+        ],
+        [(f"{layout} layout, RSS", LAYOUT_COLORS[layout]) for layout in layouts],
+        x_label="RSS MB",
+        value_format="{:.0f} MB",
+    )
+    memory_document = {
+        "machine": machine,
+        "source": source,
+        "database": args.database,
+        "idle_seconds": args.idle,
+        "target_rss_mb": MEMORY_TARGET_MB,
+        "layouts": {
+            layout: {
+                "processes": [vars(p) for p in procs],
+                "total_rss_mb": round(totals[layout][0], 1),
+                "total_pss_mb": round(totals[layout][1], 1),
+            }
+            for layout, procs in layouts.items()
+        },
+    }
+    write_outputs(args.results_dir, "up_memory", args.database, memory_svg, memory_document)
+    for layout, procs in layouts.items():
+        rss = totals[layout][0]
+        if rss > MEMORY_TARGET_MB:
+            print(f"note: `herald up` ({layout}) idles at {rss:.0f} MB RSS (target ≤ 400)")
+        roles = {p.role for p in procs}
+        if not EXPECTED_ROLES[layout] <= roles:
+            problems.append(f"`herald up` ({layout}) lacks a process: {sorted(roles)}")
+    return problems
+
+
 def run(args: argparse.Namespace) -> list[str]:
     problems: list[str] = []
     workdir = new_workdir("hbcli-")
@@ -315,10 +395,15 @@ def run(args: argparse.Namespace) -> list[str]:
         print(f"start-up, median of {args.runs} runs ({args.database}; {source['describe']})")
         for line in startup_table(timings):
             print(line)
-        processes = [] if args.skip_up else measure_up(env, workdir, args.idle)
-        if processes:
-            print(f"\n`herald up` after {args.idle:g} s idle ({args.database})")
+        layouts: dict[str, list[ProcessMemory]] = {}
+        for layout in [] if args.skip_up else args.layouts:
+            layouts[layout] = processes = measure_up(env, workdir, args.idle, layout)
+            print(f"\n`herald up` after {args.idle:g} s idle ({args.database}, {layout} layout)")
             for line in memory_table(processes):
+                print(line)
+        if len(layouts) > 1:
+            print(f"\n`herald up` idle, side by side (target ≤ {MEMORY_TARGET_MB:.0f} MB RSS)")
+            for line in layouts_table(layouts):
                 print(line)
     if not args.keep_workdir:
         with contextlib.suppress(OSError):
@@ -376,32 +461,8 @@ def run(args: argparse.Namespace) -> list[str]:
         if t.wall_median > STARTUP_TARGET:
             print(f"note: {t.command} took {t.wall_median * 1000:.0f} ms (target ≤ 300 ms)")
 
-    if processes:
-        rss = sum(p.rss_mb for p in processes)
-        pss = sum(p.pss_mb for p in processes)
-        memory_svg = parts_chart_svg(
-            "`herald up` idle memory, by process",
-            f"{args.database}; {source['describe']}; after {args.idle:g} s idle; "
-            f"total RSS {rss:.0f} MB, PSS {pss:.0f} MB; target ≤ {MEMORY_TARGET_MB:.0f} MB",
-            [PartBar(f"{p.role} ({p.pid})", p.pss_mb, "#4c72b0") for p in processes],
-            [("PSS (shared pages split among their sharers)", "#4c72b0")],
-            x_label="PSS MB",
-            value_format="{:.0f} MB",
-        )
-        memory_document = {
-            "machine": machine,
-            "source": source,
-            "database": args.database,
-            "idle_seconds": args.idle,
-            "processes": [vars(p) for p in processes],
-            "total_rss_mb": round(rss, 1),
-            "total_pss_mb": round(pss, 1),
-        }
-        write_outputs(args.results_dir, "up_memory", args.database, memory_svg, memory_document)
-        if pss > MEMORY_TARGET_MB:
-            print(f"note: `herald up` idles at {pss:.0f} MB PSS (target ≤ {MEMORY_TARGET_MB:.0f})")
-        if len({p.role for p in processes} & {"herald api", "herald worker", "herald beat"}) < 3:
-            problems.append(f"`herald up`'s tree lacks a process: {[p.role for p in processes]}")
+    if layouts:
+        problems += write_memory(args, machine, source, layouts)
     return problems
 
 

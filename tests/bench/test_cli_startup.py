@@ -35,19 +35,31 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         wall, cpu, ratio = (float(value) for value in row[len(command) :].split()[:3])
         assert wall > 0 and cpu > 0 and ratio > 0, row
     roles = {line.split("  ")[0].strip() for line in lines if line.startswith("herald ")}
-    assert {"herald up", "herald api", "herald worker", "herald beat"} <= roles, out
-    total = next(line for line in lines if line.startswith("total ("))
-    rss, pss = (float(value) for value in total.split()[-2:])
-    assert rss >= pss > 0, total
-
+    assert {"herald up", "herald api", "herald worker --compact"} <= roles, out  # compact
+    assert {"herald worker", "herald beat"} <= roles, out  # split
+    totals = [line for line in lines if line.startswith("total (")]
+    assert len(totals) == 2, out  # one per layout, compact first
     document = json.loads((results / f"up_memory-{database}.json").read_text())
-    assert document["total_rss_mb"] == pytest.approx(rss, abs=0.1)
-    assert {p["role"] for p in document["processes"]} >= {"herald up", "herald worker"}
+    assert list(document["layouts"]) == ["compact", "split"]
+    for total, layout in zip(totals, document["layouts"].values(), strict=True):
+        rss, pss = (float(value) for value in total.split()[-2:])
+        assert rss >= pss > 0, total
+        assert layout["total_rss_mb"] == pytest.approx(rss, abs=0.1)
+    # Side by side: each layout's totals again, with the target's verdict.
+    side = {
+        line.split()[0]: line.split() for line in lines if line.startswith(("compact ", "split "))
+    }
+    assert set(side) == {"compact", "split"} and side["compact"][-1] in ("ok", "OVER"), out
+    compact_roles = {p["role"] for p in document["layouts"]["compact"]["processes"]}
+    assert compact_roles >= {"herald up", "herald api", "herald worker --compact"}
     startup = json.loads((results / f"cli_startup-{database}.json").read_text())
     assert [entry["command"] for entry in startup["startup"]] == list(COMMANDS)
     text = chart_text(results / f"cli_startup-{database}.svg")
     assert "herald --help" in text and "herald post list" in text
-    assert "herald worker" in chart_text(results / f"up_memory-{database}.svg")
+    memory_chart = chart_text(results / f"up_memory-{database}.svg")
+    assert (
+        "compact: herald worker --compact" in memory_chart and "split: herald beat" in memory_chart
+    )
 
 
 def test_its_options(capsys: pytest.CaptureFixture[str]) -> None:
