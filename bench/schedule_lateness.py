@@ -112,6 +112,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Posts for the end-to-end rate (publish_throughput's Herald mode) that sets "
         "the drain targets (1000).",
     )
+    parser.add_argument(
+        "--layout",
+        choices=("split", "compact"),
+        default="split",
+        help="split: `herald worker` and a `herald beat` process (a deployment); compact: "
+        "`herald worker --compact`, the scheduler on a thread of the worker (`herald up`'s "
+        "default) (split).",
+    )
     add_stack_arguments(
         parser,
         broker_db=10,
@@ -518,7 +526,12 @@ def print_report(
     print(
         f"worker (one process, every mode): {facts.get('pool', '?')} x "
         f"{facts.get('concurrency', '?')}, prefetch multiplier {facts['prefetch_multiplier']}, "
-        f"acks_late {facts['acks_late']}; scheduler: one `herald beat`"
+        f"acks_late {facts['acks_late']}; scheduler: "
+        + (
+            "a thread of the worker (`herald worker --compact`)"
+            if bench.args.layout == "compact"
+            else "one `herald beat`"
+        )
     )
     print(
         f"database: {bench.args.database}; broker: {bench.args.broker_url}; receiver alone: "
@@ -628,7 +641,14 @@ def measure(
     throughput_ids, post_ids = post_ids[: args.throughput_n], post_ids[args.throughput_n :]
 
     importlib.import_module("bench._noop")  # registers bench.noop on Herald's app
-    bench.worker = start_worker(env, bench.workdir / "worker.log", imports=["bench._noop"])
+    compact = args.layout == "compact"
+    started = utcnow()
+    bench.worker = start_worker(
+        env,
+        bench.workdir / "worker.log",
+        imports=["bench._noop"],
+        args=["--compact"] if compact else [],
+    )
     stack.callback(bench.worker.stop)
     warm_up(bench, warm_ids)
     facts = worker_facts()
@@ -646,17 +666,21 @@ def measure(
         plans.append(schedule_far_away(bench, mode, batch, marker))
     print(f"  done in {time.monotonic() - created:.1f} s", flush=True)
 
-    beat = beat_process(bench, env)
-    stack.callback(beat.stop)
-    since = utcnow()
-    beat.start()
-    wait_for_first_tick(bench, since)
+    if compact:  # its scheduler started with it
+        wait_for_first_tick(bench, started)
+    else:
+        beat = beat_process(bench, env)
+        stack.callback(beat.stop)
+        since = utcnow()
+        beat.start()
+        wait_for_first_tick(bench, since)
     modes = []
     for planned in plans:
         step = args.spread_seconds / planned.n if planned.mode == SPREAD else 0.0
         print(f"running {planned.label}", flush=True)
         modes.append(run_mode(bench, planned, throughput.per_second, step))
-    beat.stop()
+    if bench.beat is not None:
+        bench.beat.stop()
     bench.worker.stop()
     return throughput, modes, facts
 
@@ -679,6 +703,7 @@ def run(args: argparse.Namespace) -> list[str]:
             "database": args.database,
             "broker_url": args.broker_url,
             "options": {
+                "layout": args.layout,
                 "spread_n": args.spread_n,
                 "spread_seconds": args.spread_seconds,
                 "bursts": args.bursts,

@@ -357,6 +357,24 @@ def worker_plans(
     return [WorkerPlan(tuple(queues), rest.pool, rest.concurrency)]
 
 
+def run_celery(argv: Sequence[str]) -> None:
+    """``celery <argv>`` (``worker ...``, ``beat ...``) on Herald's app, in this process.
+    Raises SystemExit with the command's exit status when it is not 0: Celery's own
+    ``worker_main`` and ``start`` drop it, so a worker stopped by a failure exited 0, and
+    a service manager that restarts failed units only (``Restart=on-failure``) left it
+    stopped."""
+    from celery.bin.celery import celery as command  # noqa: PLC0415 - what app.start runs
+
+    command.params[0].default = app  # the --app option, as app.start sets it
+    try:
+        # Not standalone: click returns the command's exit status instead of exiting.
+        code = command.main(args=list(argv), standalone_mode=False)
+    finally:
+        command.params[0].default = None
+    if isinstance(code, int) and code != 0:
+        raise SystemExit(code)
+
+
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     celery = Celery("herald")

@@ -3,14 +3,13 @@ layout): real processes, real Redis, as in test_beat_integration."""
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.worker import state as worker_state
 from fastapi.testclient import TestClient
 
 from herald.core.clock import utcnow
@@ -100,22 +99,38 @@ class _Thread(threading.Thread):
 def test_a_scheduler_thread_that_ends_unasked_stops_the_worker_for_a_restart(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    signals: list[tuple[int, int]] = []
-    monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append((pid, sig)))
+    monkeypatch.setattr(worker_state, "should_stop", None)  # restored after the test
     monkeypatch.setattr(
         embedded, "EmbeddedService", lambda *a, **k: _Thread(lambda t: None)
     )  # ends at once, as a thread killed by an error would
     scheduler = embedded.EmbeddedScheduler(app)
     scheduler.start()
-    wait_for(lambda: signals, timeout=5, what="the worker to be told to stop")
-    assert signals == [(os.getpid(), signal.SIGTERM)]
+    wait_for(lambda: worker_state.should_stop is not None, timeout=5, what="a stop request")
+    assert worker_state.should_stop == 1  # warm, and a failure's exit status
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_compact_worker_whose_scheduler_fails_exits_1_for_its_manager_to_restart(
+    redis_broker: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    worker = WorkerProcess(args=COMPACT, preload=("tests.scheduling.failing_scheduler",), log=log)
+    try:
+        worker.start(timeout=60)
+        assert worker.proc is not None
+        code = worker.proc.wait(timeout=60)
+    finally:
+        worker.stop()
+    text = log.read_text()
+    assert code == 1, text[-3000:]
+    assert "the scheduler thread ended unasked" in text
 
 
 def test_a_scheduler_stopped_with_the_worker_does_not_stop_it_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    signals: list[tuple[int, int]] = []
-    monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append((pid, sig)))
+    monkeypatch.setattr(worker_state, "should_stop", None)
     monkeypatch.setattr(
         embedded, "EmbeddedService", lambda *a, **k: _Thread(lambda t: t.stopped.wait(10))
     )
@@ -126,4 +141,4 @@ def test_a_scheduler_stopped_with_the_worker_does_not_stop_it_again(
     assert not scheduler.running
     assert scheduler._watch is not None
     scheduler._watch.join(5)
-    assert signals == []
+    assert worker_state.should_stop is None

@@ -114,7 +114,7 @@ def worker(
     from herald.core.logging import configure_logging  # noqa: PLC0415 - start-up (see _common)
     from herald.core.settings import get_settings  # noqa: PLC0415 - start-up (see _common)
     from herald.worker import app as celery_app  # noqa: PLC0415 - start-up (see _common)
-    from herald.worker import compact_plan, worker_plans  # noqa: PLC0415 - start-up
+    from herald.worker import compact_plan, run_celery, worker_plans  # noqa: PLC0415 - start-up
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -124,13 +124,11 @@ def worker(
         from herald.scheduling.embedded import EmbeddedScheduler  # noqa: PLC0415 - start-up
 
         EmbeddedScheduler(celery_app).connect()
-        celery_app.worker_main(compact_plan(settings, concurrency).argv(settings.log_level))
+        run_celery(compact_plan(settings, concurrency).argv(settings.log_level))
         return
     wanted = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     plans = worker_plans(settings, wanted, pool=pool, concurrency=concurrency)
-    runs = [
-        lambda plan=plan: celery_app.worker_main(plan.argv(settings.log_level)) for plan in plans
-    ]
+    runs = [lambda plan=plan: run_celery(plan.argv(settings.log_level)) for plan in plans]
     if len(runs) == 1:
         runs[0]()
         return
@@ -146,6 +144,7 @@ def beat() -> None:
     from herald.core.settings import get_settings  # noqa: PLC0415 - start-up (see _common)
     from herald.scheduling.dispatcher import MAX_SLEEP  # noqa: PLC0415 - start-up (see _common)
     from herald.worker import app as celery_app  # noqa: PLC0415 - start-up (see _common)
+    from herald.worker import run_celery  # noqa: PLC0415 - start-up (see _common)
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -156,7 +155,7 @@ def beat() -> None:
     for name, entry in celery_app.conf.beat_schedule.items():
         table.add_row(name, entry["task"], str(entry["schedule"]))
     out.print(table)
-    celery_app.start(["beat", f"--loglevel={settings.log_level}"])
+    run_celery(["beat", f"--loglevel={settings.log_level}"])
 
 
 def migrate() -> None:

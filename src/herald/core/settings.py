@@ -123,9 +123,9 @@ class Settings(BaseSettings):
     up_layout: UpLayout = Field(
         UpLayout.COMPACT,
         description="Processes `herald up` runs. compact: the API and one worker process "
-        "running every queue on its threads and the scheduler on a thread (about 330 MB "
-        "idle); split: the API, `herald worker` (publishing on threads, the other queues "
-        "on processes) and `herald beat` (about 800 MB), what a deployment runs.",
+        "running every queue on its threads and the scheduler on a thread (about 330 MB RSS "
+        "idle); split: the API, `herald worker` (publishing on threads, the other queues on "
+        "processes) and `herald beat`, as a deployment runs them (about 770 MB).",
     )
     task_sent_events: bool = Field(
         False,

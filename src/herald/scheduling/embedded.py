@@ -11,25 +11,26 @@ harm. Around it:
   when the worker begins to shut down: no new dispatch while the worker finishes its
   running tasks. The due deliveries it leaves are in the database, for the next start.
 - A scheduler thread that ends while nobody asked (a bug, an error Celery's loop does not
-  catch) stops the worker too, with an error in its log: the process manager (``herald
-  up``, systemd) then restarts both, instead of a worker running on with no scheduler.
+  catch) stops the worker too, warm (running tasks finish) and with exit status 1, with an
+  error in its log: the process manager (``herald up``, systemd) then restarts both,
+  instead of a worker running on with no scheduler.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 from typing import Any
 
 from celery import Celery
 from celery.beat import EmbeddedService
 from celery.signals import worker_ready, worker_shutting_down
+from celery.worker import state
 
 log = logging.getLogger(__name__)
 
 STOP_WAIT_SECONDS = 5.0  # a tick is short; the loop sleeps at most 1 s between ticks
+EXIT_SCHEDULER_ENDED = 1
 
 
 class EmbeddedScheduler:
@@ -76,8 +77,12 @@ class EmbeddedScheduler:
     def _watch_service(self) -> None:
         self._service.join()
         if not self.stopping:
+            self.stopping = True
             log.error("the scheduler thread ended unasked; stopping this worker to restart both")
-            os.kill(os.getpid(), signal.SIGTERM)
+            # What a SIGTERM does (a warm stop: the worker's loop sees it within a second),
+            # with a failure's exit status instead of 0, so that a service manager
+            # restarting only failed units restarts this one.
+            state.should_stop = EXIT_SCHEDULER_ENDED
 
     def _on_ready(self, **_: Any) -> None:
         if self._service is None:
