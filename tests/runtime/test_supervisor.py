@@ -254,7 +254,10 @@ DOWN: dict[str, object] = {
         "database": {"status": "up"},
         "broker": {"status": "up"},
         "workers": {"status": "down", "detail": "no worker answered the ping"},
-        "scheduler": {"status": "down", "detail": "the scheduler (herald beat) has never run"},
+        "scheduler": {
+            "status": "down",
+            "detail": "the scheduler (herald beat, or herald worker --compact) has never run",
+        },
     },
 }
 
@@ -290,7 +293,8 @@ def test_a_start_that_is_not_healthy_in_time_says_which_component_and_where_to_l
     assert str(info.value) == (
         "Herald was not healthy within 30 s; "
         "workers: no worker answered the ping (see d/logs/worker.log); "
-        "scheduler: the scheduler (herald beat) has never run (see d/logs/beat.log)"
+        "scheduler: the scheduler (herald beat, or herald worker --compact) has never run "
+        "(see d/logs/beat.log)"
     )
     assert info.value.log_paths == [LOGS["workers"], LOGS["scheduler"]]
 

@@ -182,7 +182,10 @@ def check_scheduler(budget: float = TIMEOUT_SECONDS) -> Component:
     except Exception as exc:
         return Component(status=Status.DOWN, detail=_describe(exc))
     if beat_at is None:
-        return Component(status=Status.DOWN, detail="the scheduler (herald beat) has never run")
+        return Component(
+            status=Status.DOWN,
+            detail="the scheduler (herald beat, or herald worker --compact) has never run",
+        )
     age = (utcnow() - beat_at).total_seconds()
     stale = get_settings().scheduler_heartbeat_stale_seconds
     info = {"heartbeat_age_seconds": round(age, 1), "last_heartbeat": beat_at.isoformat()}

@@ -378,7 +378,8 @@ def _scheduler(session: Session) -> Iterator[Metric]:
     now = utcnow()
     scheduler = GaugeMetricFamily(
         "herald_scheduler_heartbeat_age_seconds",
-        "Seconds since the scheduler (herald beat) last beat; absent if it never ran",
+        "Seconds since the scheduler (herald beat, herald worker --compact) last beat; "
+        "absent if it never ran",
     )
     beat_at = session.scalar(select(Heartbeat.beat_at).where(Heartbeat.name == SCHEDULER))
     if beat_at is not None:
