@@ -320,9 +320,9 @@ class Up:
         self.layout = layout
         env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
         # No database or broker URL: SQLite and the embedded Redis, as a new user gets.
-        env.update(
-            HERALD_DATA_DIR=str(data_dir), HERALD_WORKER_CONCURRENCY="2", HERALD_UP_LAYOUT=layout
-        )
+        env.update(HERALD_DATA_DIR=str(data_dir), HERALD_WORKER_CONCURRENCY="2")
+        if layout != "compact":  # the default is left to be the default
+            args = (*args, "--layout", layout)
         self.stdout_path = data_dir / "up.out"
         self.stderr_path = data_dir / "up.err"
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
@@ -583,6 +583,17 @@ def test_herald_up_says_so_when_the_port_is_taken(up_dir: Path) -> None:
     lines = up.stderr.strip().splitlines()
     assert lines[-1] == f"herald: error: cannot listen on 127.0.0.1:{port}: Address already in use"
     assert not (up_dir / "redis.sock").exists()
+
+
+def test_herald_up_refuses_a_layout_it_does_not_have(up_dir: Path) -> None:
+    up = Up(up_dir, free_port(), layout="everything")
+    try:
+        assert up.proc.wait(timeout=30) == 1
+    finally:
+        up.kill()
+    assert up.stderr.strip().splitlines() == [
+        "herald: error: --layout must be one of: compact, split"
+    ]
 
 
 @pytest.mark.integration

@@ -26,19 +26,31 @@ def up(
         float,
         typer.Option(min=1, help="Seconds to wait for everything to be healthy before giving up."),
     ] = START_TIMEOUT,
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            help="compact: the API and one worker that also schedules (least memory); split: "
+            "the API, `herald worker` and `herald beat`, as a deployment runs them "
+            "[default: HERALD_UP_LAYOUT, compact]."
+        ),
+    ] = None,
 ) -> None:
     """Start everything on this machine: API + dashboard, worker, scheduler (and Redis).
 
     The address and how to sign in are printed once everything is healthy."""
-    from herald.core.settings import get_settings  # noqa: PLC0415 - start-up (see _common)
+    from herald.core.settings import UpLayout, get_settings  # noqa: PLC0415 - start-up
     from herald.runtime.supervisor import run_up  # noqa: PLC0415 - start-up (see _common)
 
     settings = get_settings()
+    choices = [item.value for item in UpLayout]
+    if layout is not None and layout not in choices:
+        raise CliError(f"--layout must be one of: {', '.join(choices)}")
     code = run_up(
         host or settings.host,
         port or settings.port,
         verbose=verbose,
         start_timeout=start_timeout,
+        layout=UpLayout(layout) if layout else settings.up_layout,
     )
     raise typer.Exit(code)
 

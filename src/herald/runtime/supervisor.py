@@ -339,10 +339,12 @@ class _Processes:
     herald: Supervisor
 
 
-def _processes(settings: Settings, host: str, port: int, log_dir: Path | None) -> _Processes:
+def _processes(
+    settings: Settings, host: str, port: int, log_dir: Path | None, layout: UpLayout
+) -> _Processes:
     redis = EmbeddedRedis(settings.data_dir) if settings.embedded_broker else None
     services = Supervisor([Child("redis", launch=redis.launch)] if redis else [])
-    children = herald_children(host, port, log_dir, settings.up_layout)
+    children = herald_children(host, port, log_dir, layout)
     herald = Supervisor(children, env=child_env(settings, host, port))
     return _Processes(redis, services, children, herald)
 
@@ -399,7 +401,12 @@ def _stop(processes: _Processes, stop: _StopRequests, out: Console) -> None:
 
 
 def run_up(
-    host: str, port: int, *, verbose: bool = False, start_timeout: float = START_TIMEOUT
+    host: str,
+    port: int,
+    *,
+    verbose: bool = False,
+    start_timeout: float = START_TIMEOUT,
+    layout: UpLayout | None = None,
 ) -> int:
     """Run Herald on this machine until asked to stop; the process exit code.
 
@@ -416,7 +423,7 @@ def run_up(
         return _fail(problem)
 
     log_dir = None if verbose else start_logs(settings.data_dir / "logs")
-    processes = _processes(settings, host, port, log_dir)
+    processes = _processes(settings, host, port, log_dir, layout or settings.up_layout)
     failure: Failure | EmbeddedRedisError | None = None
     with _StopRequests().installed() as stop:
         try:
