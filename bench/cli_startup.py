@@ -2,6 +2,8 @@
 
     uv run python -m bench.cli_startup                         # SQLite, 7 runs each
     uv run python -m bench.cli_startup --database postgresql --runs 11 --idle 20
+    git archive main src | tar -x -C /tmp/before    # then, for a change's before/after:
+    uv run python -m bench.cli_startup --skip-up --baseline-src /tmp/before/src
 
 Why: a command a person types should answer at once (issue 21: ≤ 0.3 s for ``herald
 --help`` and simple commands), and ``herald up`` on a small machine should stay small
@@ -13,7 +15,10 @@ while it waits (≤ 400 MB for all its processes together).
    the median wall time, the median CPU time (user + system, from ``wait4``: less
    sensitive than wall time to what else the machine runs) and the ratio of each to
    ``python -c pass`` measured in the same run. The database holds one user, so ``post
-   list`` and ``channel list`` do their real work (an empty list).
+   list`` and ``channel list`` do their real work (an empty list). With
+   ``--baseline-src DIR`` each command is also run with Herald's package taken from
+   ``DIR`` (first on ``PYTHONPATH``), its runs alternating with this tree's, so a change's
+   before and after meet the same machine load; the table then compares the two.
 2. **Idle memory.** ``herald up`` starts in a new data directory on a free port, with its
    embedded Redis (what a person gets), once per ``--layouts`` (``HERALD_UP_LAYOUT``:
    compact, the default, and split); once ``/api/v1/health`` answers 200 it is left
@@ -76,6 +81,7 @@ COMMANDS: dict[str, list[str]] = {
 COLORS = {"baseline": "#9e9e9e", "help": "#4c72b0", "database": "#dd8452"}
 LAYOUTS = ("compact", "split")  # HERALD_UP_LAYOUT
 LAYOUT_COLORS = {"compact": "#4c72b0", "split": "#dd8452"}
+BEFORE = "#d9d9d9"  # --baseline-src's bars
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -89,6 +95,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS),
         help="`herald up` layouts whose idle memory is measured (both).",
     )  # fmt: skip
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="A `src` folder holding another Herald (e.g. main's, from `git archive`): "
+        "each command is timed with it too, runs alternating, before/after side by side.",
+    )
     add_stack_arguments(
         parser,
         broker_db=11,
@@ -101,6 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--runs must be at least 1")
     if args.idle < 0:
         parser.error("--idle must not be negative")
+    if args.baseline_src is not None and not (args.baseline_src / "herald").is_dir():
+        parser.error(f"--baseline-src {args.baseline_src}: no herald package in it")
     return args
 
 
@@ -139,18 +153,27 @@ def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     return wall, usage.ru_utime + usage.ru_stime, proc.returncode
 
 
-def time_commands(env: dict[str, str], runs: int) -> list[Timing]:
-    timings = []
+def time_commands(
+    env: dict[str, str], runs: int, baseline_env: dict[str, str] | None = None
+) -> tuple[list[Timing], list[Timing]]:
+    """This tree's timings, and (with ``baseline_env``) the baseline tree's, measured in
+    alternation so that both see the same load."""
+    timings, baseline = [], []
     for name, args in COMMANDS.items():
         argv = [sys.executable, *args]
-        run_once(argv, env)  # warm-up: byte-code caches, the page cache
-        walls, cpus = [], []
+        envs = [env] if baseline_env is None else [env, baseline_env]
+        samples: list[tuple[list[float], list[float]]] = [([], []) for _ in envs]
+        for each in envs:
+            run_once(argv, each)  # warm-up: byte-code caches, the page cache
         for _ in range(runs):
-            wall, cpu, _ = run_once(argv, env)
-            walls.append(wall)
-            cpus.append(cpu)
-        timings.append(Timing(name, walls, cpus))
-    return timings
+            for each, (walls, cpus) in zip(envs, samples, strict=True):
+                wall, cpu, _ = run_once(argv, each)
+                walls.append(wall)
+                cpus.append(cpu)
+        timings.append(Timing(name, *samples[0]))
+        if baseline_env is not None:
+            baseline.append(Timing(name, *samples[1]))
+    return timings, baseline
 
 
 def prepare_data(env: dict[str, str]) -> None:
@@ -296,6 +319,24 @@ def startup_table(timings: list[Timing]) -> list[str]:
     return lines
 
 
+def comparison_table(before: list[Timing], after: list[Timing]) -> list[str]:
+    lines = [
+        f"{'command':<22} {'wall ms':>15} {'CPU ms':>15} {'after/before':>13} {'target':>7}",
+        f"{'':<22} {'before':>7} {'after':>7} {'before':>7} {'after':>7} {'wall':>6} {'CPU':>6}",
+    ]
+    for old, new in zip(before, after, strict=True):
+        target = (
+            "" if new.command == BASELINE else "ok" if new.wall_median <= STARTUP_TARGET else "OVER"
+        )
+        lines.append(
+            f"{new.command:<22} {old.wall_median * 1000:>7.0f} {new.wall_median * 1000:>7.0f} "
+            f"{old.cpu_median * 1000:>7.0f} {new.cpu_median * 1000:>7.0f} "
+            f"{new.wall_median / old.wall_median:>6.2f} {new.cpu_median / old.cpu_median:>6.2f} "
+            f"{target:>7}"
+        )
+    return lines
+
+
 def memory_table(processes: list[ProcessMemory]) -> list[str]:
     lines = [f"{'process':<22} {'pid':>8} {'RSS MB':>8} {'PSS MB':>8}"]
     for proc in processes:
@@ -379,36 +420,13 @@ def write_memory(
     return problems
 
 
-def run(args: argparse.Namespace) -> list[str]:
-    problems: list[str] = []
-    workdir = new_workdir("hbcli-")
-    with contextlib.ExitStack() as stack:
-        database_url = f"sqlite:///{workdir / 'herald.db'}"
-        if args.database == "postgresql":
-            database_url = stack.enter_context(postgres_database(args.pg_admin_url))
-        env = child_env(data_dir=str(workdir), database_url=database_url)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        machine, source = machine_info(), source_info()
-        prepare_data(env)
-
-        timings = time_commands(env, args.runs)
-        print(f"start-up, median of {args.runs} runs ({args.database}; {source['describe']})")
-        for line in startup_table(timings):
-            print(line)
-        layouts: dict[str, list[ProcessMemory]] = {}
-        for layout in [] if args.skip_up else args.layouts:
-            layouts[layout] = processes = measure_up(env, workdir, args.idle, layout)
-            print(f"\n`herald up` after {args.idle:g} s idle ({args.database}, {layout} layout)")
-            for line in memory_table(processes):
-                print(line)
-        if len(layouts) > 1:
-            print(f"\n`herald up` idle, side by side (target ≤ {MEMORY_TARGET_MB:.0f} MB RSS)")
-            for line in layouts_table(layouts):
-                print(line)
-    if not args.keep_workdir:
-        with contextlib.suppress(OSError):
-            subprocess.run(["rm", "-rf", str(workdir)], check=False)
-
+def startup_chart(
+    args: argparse.Namespace,
+    machine: dict[str, Any],
+    source: dict[str, Any],
+    timings: list[Timing],
+    baseline: list[Timing],
+) -> str:
     subtitle = (
         f"{args.database}; {source['describe']}; {machine['cores']} cores ({machine['cpu']}), "
         f"load {machine['loadavg_at_start']}; median of {args.runs} runs after a warm-up; "
@@ -428,34 +446,79 @@ def run(args: argparse.Namespace) -> list[str]:
         )
         for t in timings
     ]
-    svg = parts_chart_svg(
+    legend = [
+        ("python -c pass", COLORS["baseline"]),
+        ("help only", COLORS["help"]),
+        ("reads the database", COLORS["database"]),
+    ]
+    if baseline:  # each command's before bar under its after bar
+        parts = [
+            bar
+            for old, new in zip(baseline, parts, strict=True)
+            for bar in (new, PartBar(f"{old.command} (before)", old.wall_median * 1000, BEFORE))
+        ]
+        legend.append((f"before ({args.baseline_src})", BEFORE))
+    return parts_chart_svg(
         "Herald's command line: start-up",
         subtitle,
         parts,
-        [
-            ("python -c pass", COLORS["baseline"]),
-            ("help only", COLORS["help"]),
-            ("reads the database", COLORS["database"]),
-        ],
+        legend,
         x_label="wall ms (median)",
         value_format="{:.0f} ms",
     )
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    problems: list[str] = []
+    workdir = new_workdir("hbcli-")
+    with contextlib.ExitStack() as stack:
+        database_url = f"sqlite:///{workdir / 'herald.db'}"
+        if args.database == "postgresql":
+            database_url = stack.enter_context(postgres_database(args.pg_admin_url))
+        env = child_env(data_dir=str(workdir), database_url=database_url)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        machine, source = machine_info(), source_info()
+        prepare_data(env)
+
+        baseline_env = None
+        if args.baseline_src is not None:
+            baseline_env = dict(env)
+            baseline_env["PYTHONPATH"] = os.pathsep.join(
+                [str(args.baseline_src.resolve()), env["PYTHONPATH"]]
+            )
+        timings, baseline = time_commands(env, args.runs, baseline_env)
+        print(f"start-up, median of {args.runs} runs ({args.database}; {source['describe']})")
+        for line in startup_table(timings):
+            print(line)
+        if baseline:
+            print(f"\nbefore ({args.baseline_src}) and after (this tree), runs alternating")
+            for line in comparison_table(baseline, timings):
+                print(line)
+        layouts: dict[str, list[ProcessMemory]] = {}
+        for layout in [] if args.skip_up else args.layouts:
+            layouts[layout] = processes = measure_up(env, workdir, args.idle, layout)
+            print(f"\n`herald up` after {args.idle:g} s idle ({args.database}, {layout} layout)")
+            for line in memory_table(processes):
+                print(line)
+        if len(layouts) > 1:
+            print(f"\n`herald up` idle, side by side (target ≤ {MEMORY_TARGET_MB:.0f} MB RSS)")
+            for line in layouts_table(layouts):
+                print(line)
+    if not args.keep_workdir:
+        with contextlib.suppress(OSError):
+            subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+    svg = startup_chart(args, machine, source, timings, baseline)
     document: dict[str, Any] = {
         "machine": machine,
         "source": source,
         "database": args.database,
         "runs": args.runs,
-        "startup": [
-            {
-                "command": t.command,
-                "wall_ms": [round(x * 1000, 1) for x in t.wall],
-                "cpu_ms": [round(x * 1000, 1) for x in t.cpu],
-                "wall_median_ms": round(t.wall_median * 1000, 1),
-                "cpu_median_ms": round(t.cpu_median * 1000, 1),
-            }
-            for t in timings
-        ],
+        "startup": [_timing_json(t) for t in timings],
     }
+    if baseline:
+        document["baseline_src"] = str(args.baseline_src)
+        document["baseline_startup"] = [_timing_json(t) for t in baseline]
     write_outputs(args.results_dir, "cli_startup", args.database, svg, document)
     for t in timings[1:]:
         if t.wall_median > STARTUP_TARGET:
@@ -464,6 +527,16 @@ def run(args: argparse.Namespace) -> list[str]:
     if layouts:
         problems += write_memory(args, machine, source, layouts)
     return problems
+
+
+def _timing_json(timing: Timing) -> dict[str, Any]:
+    return {
+        "command": timing.command,
+        "wall_ms": [round(x * 1000, 1) for x in timing.wall],
+        "cpu_ms": [round(x * 1000, 1) for x in timing.cpu],
+        "wall_median_ms": round(timing.wall_median * 1000, 1),
+        "cpu_median_ms": round(timing.cpu_median * 1000, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
