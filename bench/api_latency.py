@@ -308,7 +308,8 @@ def create_fixtures(receiver: Receiver, fresh: int, readable: int) -> dict[str, 
     from herald.posts.schemas import PostCreate
     from herald.posts.service import create_post
     from herald.users.models import Role
-    from herald.users.service import Principal, create_personal_token, create_user
+    from herald.users.principal import Principal
+    from herald.users.service import create_personal_token, create_user
 
     with session_scope() as session:
         user, _ = create_user(

@@ -274,7 +274,8 @@ def create_fixtures(args: argparse.Namespace, fake: OpenAIServer, runs: int) -> 
     from herald.sources.schemas import SourceCreate
     from herald.sources.service import create_source
     from herald.users.models import Role
-    from herald.users.service import Principal, create_user
+    from herald.users.principal import Principal
+    from herald.users.service import create_user
 
     with session_scope() as session:
         user, _ = create_user(

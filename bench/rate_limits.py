@@ -299,7 +299,8 @@ def worker_ready() -> bool:
 def set_up_principal() -> Any:
     from herald.core.db import session_scope
     from herald.users.models import Role
-    from herald.users.service import Principal, create_user
+    from herald.users.principal import Principal
+    from herald.users.service import create_user
 
     with session_scope() as session:
         user, _ = create_user(

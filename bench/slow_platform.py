@@ -148,7 +148,8 @@ def create_fixtures(bench: Bench) -> None:
     from herald.channels.service import create_channel
     from herald.core.db import session_scope
     from herald.users.models import Role
-    from herald.users.service import Principal, create_user
+    from herald.users.principal import Principal
+    from herald.users.service import create_user
 
     with session_scope() as session:
         user, _ = create_user(

@@ -214,7 +214,8 @@ def create_sources(bench: Bench) -> None:
     from herald.sources.schemas import SourceCreate
     from herald.sources.service import create_source
     from herald.users.models import Role
-    from herald.users.service import Principal, create_user
+    from herald.users.principal import Principal
+    from herald.users.service import create_user
 
     with session_scope() as session:
         user, _ = create_user(

@@ -18,7 +18,8 @@ from herald.core.crypto import CredentialsUnreadable, decrypt_json, encrypt_json
 from herald.core.db import session_scope
 from herald.core.errors import NotFound
 from herald.core.settings import get_settings
-from herald.users.service import Principal, create_user, default_principal
+from herald.users.principal import Principal, default_principal
+from herald.users.service import create_user
 
 
 def add_folder_channel(principal: Principal, name: str, path: Path) -> uuid.UUID:

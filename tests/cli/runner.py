@@ -29,7 +29,8 @@ from herald.jobs.models import Job, JobState
 from herald.posts.schemas import PostCreate
 from herald.posts.service import create_post
 from herald.users.models import Role, User
-from herald.users.service import create_user, default_principal
+from herald.users.principal import default_principal
+from herald.users.service import create_user
 from tests.workers import wait_for
 
 # A command is thin (parse, call a service, print), and the services are tested on both

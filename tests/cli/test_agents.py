@@ -14,7 +14,7 @@ from herald.agents.tasks import generate_post
 from herald.core.db import session_scope
 from herald.sources.entries import Entry
 from herald.sources.items import store_entries
-from herald.users.service import default_principal
+from herald.users.principal import default_principal
 from tests.agents.rows import add_run, add_source
 from tests.cli.runner import ON_SQLITE, follow, given_folder_channel, given_user, herald
 

@@ -12,7 +12,7 @@ import pytest
 from herald.agents.models import Agent
 from herald.cli.usage import bar_chart
 from herald.core.db import session_scope
-from herald.users.service import default_principal
+from herald.users.principal import default_principal
 from tests.agents.rows import add_ledger
 from tests.cli.runner import ON_SQLITE, given_user, herald
 

@@ -36,7 +36,7 @@ from herald.posts.models import Post
 from herald.sources.models import Source
 from herald.sources.schemas import SourceCreate
 from herald.sources.service import create_source
-from herald.users.service import default_principal
+from herald.users.principal import default_principal
 from tests.conftest import MakeAccount
 from tests.services import PG_ADMIN_URL, postgres_available, service_missing
 

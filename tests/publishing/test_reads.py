@@ -16,7 +16,8 @@ from herald.posts.service import create_post
 from herald.publishing.models import Publication, PublicationState
 from herald.publishing.reads import deliveries_of_post, name_deliveries
 from herald.scheduling.service import schedule, upcoming
-from herald.users.service import Principal, create_user, default_principal
+from herald.users.principal import Principal, default_principal
+from herald.users.service import create_user
 
 SOONER = datetime(2099, 12, 1, 9, 0, tzinfo=UTC)
 LATER = datetime(2099, 12, 3, 9, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from herald.core.clock import set_clock
 from herald.core.db import session_scope
 from herald.scheduling.slots_api import routers
 from herald.users.models import User
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from tests.conftest import Account
 
 

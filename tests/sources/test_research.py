@@ -32,7 +32,7 @@ from herald.sources.research_schemas import ResearchCreate
 from herald.sources.research_tasks import research as research_task
 from herald.sources.sites import base, set_pacing
 from herald.users.models import Role
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.worker import TASK_MODULES
 from herald.worker import app as celery_app
 from tests.conftest import Account, MakeAccount

@@ -1,4 +1,4 @@
-"""users.service.default_principal: whom the command line acts as in a workspace."""
+"""users.principal.default_principal: whom the command line acts as in a workspace."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from herald.core.clock import set_clock
 from herald.core.db import session_scope
 from herald.core.errors import NotFound
 from herald.users.models import Role
-from herald.users.service import create_user, default_principal
+from herald.users.principal import default_principal
+from herald.users.service import create_user
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

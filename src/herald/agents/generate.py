@@ -79,7 +79,7 @@ from herald.posts.service import measure
 from herald.scheduling.slots import queue_post
 from herald.sources.models import ItemUse, Source, SourceItem
 from herald.users.models import Role, User
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.webhooks import outbox
 from herald.worker import app as celery_app
 

@@ -32,7 +32,7 @@ from herald.core.tx import after_commit
 from herald.jobs import service as jobs
 from herald.jobs.models import Job
 from herald.jobs.runner import JobFailed
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.worker import app as celery_app
 
 TEST_TASK = "herald.agents.test_provider"

@@ -49,7 +49,7 @@ from herald.core.errors import InvalidInput
 from herald.core.pagination import decode_cursor, encode_cursor
 from herald.scheduling.slots import zone_or_422
 from herald.sources.models import Source
-from herald.users.service import Principal
+from herald.users.principal import Principal
 
 NEXT_RUNS = 3
 DIGEST = ProviderRef(id=None, name="digest", kind=ProviderKind.DIGEST, origin="builtin")

@@ -27,7 +27,7 @@ from herald.agents.schemas import QuotaLeftRead, UsageGroup, UsageReport, UsageR
 from herald.core.clock import utcnow
 from herald.core.errors import InvalidInput
 from herald.scheduling.slots import range_bound
-from herald.users.service import Principal
+from herald.users.principal import Principal
 
 CURRENCY = "USD"
 MAX_RANGE = timedelta(days=732)

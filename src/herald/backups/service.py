@@ -27,7 +27,7 @@ from herald.jobs import service as jobs
 from herald.jobs.models import Job
 from herald.jobs.runner import run_job
 from herald.scheduling.service import claim_period, finish_period, utc_day_key
-from herald.users.service import Principal, default_principal
+from herald.users.principal import Principal, default_principal
 from herald.webhooks import outbox
 from herald.worker import app as celery_app
 

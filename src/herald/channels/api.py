@@ -5,7 +5,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from herald.adapters.registry import platforms
-from herald.channels import service
+from herald.channels import reads, service
 from herald.channels.schemas import (
     BucketRead,
     ChannelCreate,
@@ -39,7 +39,7 @@ def list_platforms() -> list[PlatformRead]:
 
 @router.get("")
 def list_channels(principal: PrincipalDep, session: SessionDep) -> list[ChannelRead]:
-    return [ChannelRead.model_validate(c) for c in service.list_channels(session, principal)]
+    return [ChannelRead.model_validate(c) for c in reads.list_channels(session, principal)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(403, 409, 422))

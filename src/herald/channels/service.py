@@ -31,7 +31,7 @@ from herald.core.tx import Tx, after_commit
 from herald.jobs import service as jobs
 from herald.jobs.models import Job
 from herald.jobs.runner import JobFailed
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.webhooks import outbox
 
 if TYPE_CHECKING:
@@ -105,16 +105,6 @@ def channel_budget(adapter: Adapter[Any, Any], channel_id: uuid.UUID) -> list[Bu
     from herald.channels import budgets  # noqa: PLC0415
 
     return budgets.read(adapter, channel_id)
-
-
-def list_channels(session: Session, principal: Principal) -> list[Channel]:
-    return list(
-        session.scalars(
-            select(Channel)
-            .where(Channel.workspace_id == principal.workspace_id)
-            .order_by(Channel.name)
-        )
-    )
 
 
 def update_channel(

@@ -27,7 +27,7 @@ from herald.core.exceptions import HeraldException
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from herald.users.service import Principal
+    from herald.users.principal import Principal
 
 out = Console()
 
@@ -87,7 +87,7 @@ def workspace_session(workspace: str | None) -> Iterator[tuple[Session, Principa
     from sqlalchemy import event  # noqa: PLC0415 - start-up (see above)
 
     from herald.core.db import session_scope  # noqa: PLC0415 - start-up (see above)
-    from herald.users.service import default_principal  # noqa: PLC0415 - start-up (see above)
+    from herald.users.principal import default_principal  # noqa: PLC0415 - start-up (see above)
 
     with session_scope() as session:
         # A flush needs every model, so that every foreign key resolves (posts.agent_id

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from herald.agents.models import Agent
-    from herald.users.service import Principal
+    from herald.users.principal import Principal
 
 app = typer.Typer(help="Manage agents (drafts written from sources).", no_args_is_help=True)
 

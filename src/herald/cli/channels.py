@@ -25,8 +25,8 @@ app = typer.Typer(help="Manage channels (accounts on platforms).", no_args_is_he
 @app.command("list")
 def channel_list(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     """List channels."""
+    from herald.channels.reads import list_channels  # noqa: PLC0415 - start-up (see _common)
     from herald.channels.schemas import ChannelRead  # noqa: PLC0415 - start-up (see _common)
-    from herald.channels.service import list_channels  # noqa: PLC0415 - start-up (see _common)
 
     with workspace_session(workspace) as (session, principal):
         rows = [

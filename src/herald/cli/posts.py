@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from herald.publishing.reads import Delivery
-    from herald.users.service import Principal
+    from herald.users.principal import Principal
 
 app = typer.Typer(help="Write and list posts.", no_args_is_help=True)
 
@@ -310,10 +310,8 @@ def _reviewer_session(workspace: str | None, by: str | None) -> Iterator[tuple[S
     from sqlalchemy import select  # noqa: PLC0415 - start-up (see _common)
 
     from herald.users.models import User  # noqa: PLC0415 - start-up (see _common)
-    from herald.users.service import (  # noqa: PLC0415 - start-up (see _common)
-        Principal,
-        normalize_email,
-    )
+    from herald.users.principal import Principal  # noqa: PLC0415 - start-up (see _common)
+    from herald.users.service import normalize_email  # noqa: PLC0415 - start-up (see _common)
 
     with workspace_session(workspace) as (session, default):
         if by is None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from herald.agents.models import Provider
-    from herald.users.service import Principal
+    from herald.users.principal import Principal
 
 app = typer.Typer(
     help="Manage generation providers (OpenAI-compatible endpoints, the offline digest).",

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from herald.sources.models import Source
-    from herald.users.service import Principal
+    from herald.users.principal import Principal
 
 app = typer.Typer(help="Manage sources (feeds and community sites).", no_args_is_help=True)
 

@@ -14,7 +14,7 @@ from herald.cli._common import workspace_session as session_for
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from herald.users.service import Principal
+    from herald.users.principal import Principal
     from herald.webhooks.models import Webhook
 
 app = typer.Typer(help="Send signed event webhooks (see docs/webhooks.md).", no_args_is_help=True)

@@ -17,7 +17,8 @@ from herald.core.db import read_scope
 from herald.core.deps import bearer_scheme
 from herald.core.errors import Unauthorized, problem_responses
 from herald.events import service
-from herald.users.service import Principal, authenticate
+from herald.users.principal import Principal
+from herald.users.service import authenticate
 
 log = logging.getLogger(__name__)
 

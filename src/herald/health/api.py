@@ -22,7 +22,7 @@ from herald.core.deps import bearer_scheme
 from herald.core.errors import problem_responses
 from herald.health.service import Health, NotReady, Status, check_all, check_ready
 from herald.users.deps import principal_of
-from herald.users.service import Principal
+from herald.users.principal import Principal
 
 # Tags per route: /tasks/health belongs with the tasks endpoints in the docs, not both.
 router = APIRouter()

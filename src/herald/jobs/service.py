@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from herald.core.clock import utcnow
 from herald.core.errors import NotFound
 from herald.jobs.models import READY_STATES, Job, JobState
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.webhooks import outbox
 
 # What a job.state event carries: enough for a live view to redraw the job.

@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from PIL import Image, UnidentifiedImageError
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
@@ -29,7 +28,7 @@ from herald.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from herald.core.errors import UnsupportedMediaType as UnsupportedType
 from herald.core.settings import get_settings
 from herald.media.models import Media, PostMedia
-from herald.users.service import Principal
+from herald.users.principal import Principal
 
 # Pillow format name → (MIME type, file extension). What every image platform takes.
 FORMATS = {
@@ -58,6 +57,10 @@ def _read_limited(stream: BinaryIO, limit: int) -> bytes:
 
 def inspect_image(data: bytes) -> tuple[str, str, int, int]:
     """``(content type, extension, width, height)``; raises if it is not a whole image."""
+    # Pillow loads here: posts.service imports this module, and `herald post list` never
+    # looks at an image.
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415 - start-up
+
     accepted = ", ".join(sorted(mime for mime, _ in FORMATS.values()))
     if not data:
         raise InvalidInput("The upload is empty.", field="file")

@@ -17,7 +17,7 @@ from herald.media.models import PostMedia
 from herald.media.service import attachments
 from herald.posts.models import Post, PostTag
 from herald.posts.schemas import PostCreate, PostFilters, PostSort, PostUpdate
-from herald.users.service import Principal
+from herald.users.principal import Principal
 
 _SORT_COLUMNS: dict[PostSort, tuple[InstrumentedAttribute[Any], bool]] = {
     PostSort.CREATED_DESC: (Post.created_at, True),

@@ -18,7 +18,7 @@ from herald.jobs.models import Job, JobState
 from herald.posts.service import get_post
 from herald.publishing import actions
 from herald.users.models import User
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.worker import PRIORITY_BACKLOG, app
 
 # The name the batch task is registered under (herald.publishing.tasks).

@@ -12,7 +12,7 @@ from herald.channels.service import adapter_for, get_channel
 from herald.core.errors import InvalidInput
 from herald.posts.service import get_post
 from herald.publishing.delivery import post_content
-from herald.users.service import Principal
+from herald.users.principal import Principal
 
 
 class PreviewPart(BaseModel):

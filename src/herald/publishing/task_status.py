@@ -17,7 +17,7 @@ from herald.posts.service import get_post
 from herald.publishing import actions
 from herald.publishing.models import Publication, PublicationState
 from herald.publishing.schemas import PlatformInfo, PublicationRead, TaskStatus
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.worker import app
 
 

@@ -40,7 +40,7 @@ from herald.publishing import actions
 from herald.publishing.models import Publication
 from herald.scheduling.service import PAST_TOLERANCE
 from herald.scheduling.slots import QueuedDelivery, queue_post
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.webhooks import outbox
 
 NOTE_MAX_LENGTH = 2000

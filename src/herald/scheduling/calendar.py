@@ -18,7 +18,7 @@ from herald.channels.service import get_channel
 from herald.posts.models import Post
 from herald.publishing.models import Publication, PublicationState
 from herald.scheduling.slots import parse_range, zone_or_422
-from herald.users.service import Principal
+from herald.users.principal import Principal
 
 S = PublicationState
 # Cancelled deliveries are not on the calendar; published ones are placed by published_at.

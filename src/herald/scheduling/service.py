@@ -24,7 +24,7 @@ from herald.publishing import actions
 from herald.publishing.models import DUE, Publication
 from herald.scheduling.models import PeriodicRun, SlotReservation
 from herald.users.models import LoginFailure
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.webhooks.models import FINISHED, WebhookDelivery, WebhookEvent
 
 log = logging.getLogger(__name__)

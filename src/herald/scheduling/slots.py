@@ -54,7 +54,7 @@ from herald.scheduling.models import DEFAULT_TIMEZONE
 from herald.scheduling.models import ChannelSchedule as ChannelSchedule  # noqa: PLC0414
 from herald.scheduling.models import ChannelSlot as ChannelSlot  # noqa: PLC0414
 from herald.scheduling.models import SlotReservation as SlotReservation  # noqa: PLC0414
-from herald.users.service import Principal
+from herald.users.principal import Principal
 
 S = PublicationState
 # A delivery in one of these states at a slot's instant holds the slot.

@@ -60,7 +60,7 @@ from herald.sources.research_schemas import (
 from herald.sources.sites import SiteError
 from herald.sources.sites.base import pause
 from herald.sources.sites.discourse import normalise_url
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.worker import app as celery_app
 
 log = logging.getLogger(__name__)

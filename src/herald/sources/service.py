@@ -24,7 +24,7 @@ from herald.jobs.models import Job
 from herald.sources import sites
 from herald.sources.models import ItemUse, Source, SourceItem, SourceKind
 from herald.sources.schemas import ItemRead, SourceCreate, SourceRead, SourceUpdate
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.worker import app as celery_app
 
 CHECK_JOB_TASK = "herald.sources.check_job"

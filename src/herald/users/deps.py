@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from herald.core.deps import SessionDep, bearer_scheme
 from herald.core.errors import Unauthorized
-from herald.users.service import Principal, authenticate, cached_principal
+from herald.users.principal import Principal
+from herald.users.service import authenticate, cached_principal
 
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 

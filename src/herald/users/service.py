@@ -13,7 +13,6 @@ from herald.core.clock import utcnow
 from herald.core.db import READ_ONLY, DatabaseBusy, session_scope
 from herald.core.errors import (
     Conflict,
-    Forbidden,
     InvalidInput,
     NotFound,
     TooManyRequests,
@@ -29,33 +28,10 @@ from herald.core.security import (
 from herald.core.settings import get_settings
 from herald.users.auth_cache import principals
 from herald.users.models import ApiToken, LoginFailure, Role, TokenKind, User, Workspace
+from herald.users.principal import Principal
 from herald.users.schemas import check_email, check_password_length
 
 DEFAULT_WORKSPACE = "default"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the user and the workspace every query is scoped to."""
-
-    user_id: uuid.UUID
-    workspace_id: uuid.UUID
-    email: str
-    role: Role
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == Role.ADMIN
-
-    def require_admin(self) -> None:
-        if not self.is_admin:
-            raise Forbidden("Only a workspace admin can do this.")
-
-    def require_manager(self) -> None:
-        """Reviewers read everything and decide on drafts, but the accounts Herald posts
-        as and what feeds it (channels, sources, agents, providers) stay with members."""
-        if self.role == Role.REVIEWER:
-            raise Forbidden("Reviewers cannot manage channels, sources, agents or providers.")
 
 
 @dataclass(frozen=True)
@@ -316,19 +292,3 @@ def revoke_token(session: Session, principal: Principal, token_id: uuid.UUID) ->
 def prune_login_failures(session: Session, older_than: datetime) -> int:
     result = session.execute(delete(LoginFailure).where(LoginFailure.at < older_than))
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def default_principal(session: Session, workspace: str | None = None) -> Principal:
-    """Whom the command line acts as: the workspace's first admin, else its first member.
-
-    The command line runs with the server's own access and has no login; acting as a
-    user keeps every service's workspace scoping as it is for the API. Unset, the
-    workspace is whichever the chosen user is in (the first admin anywhere)."""
-    query = select(User).join(Workspace).order_by(User.role != Role.ADMIN, User.created_at)
-    if workspace:
-        query = query.where(Workspace.name == workspace)
-    user = session.scalars(query.limit(1)).first()
-    if user is None:
-        where = f"workspace {workspace!r}" if workspace else "any workspace"
-        raise NotFound(f"no user in {where}; create one with `herald user create`")
-    return Principal(user.id, user.workspace_id, user.email, user.role)

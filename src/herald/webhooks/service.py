@@ -30,7 +30,7 @@ from herald.core.clock import utcnow
 from herald.core.errors import Conflict, InvalidInput, NotFound
 from herald.core.pagination import Page, decode_cursor, encode_cursor
 from herald.core.tx import after_commit
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.webhooks import outbox, signing
 from herald.webhooks.events import EVENT_TYPES, NAMES
 from herald.webhooks.models import (

@@ -36,7 +36,7 @@ from herald.publishing.models import (
     Publication,
     PublicationState,
 )
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.webhooks import outbox
 from herald.worker import app
 

@@ -20,7 +20,7 @@ from herald.posts.models import PostState
 from herald.publishing import statements
 from herald.publishing.actions.compare_and_set import emit, refresh_post_state, send_after_commit
 from herald.publishing.models import Publication, PublicationState
-from herald.users.service import Principal
+from herald.users.principal import Principal
 from herald.webhooks import outbox
 from herald.worker import PRIORITY_NOW
 
