@@ -11,6 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
+import typer.core
+from typer.testing import CliRunner
+
+from herald.cli import GROUPS, app, app_for, build_app
 
 HEAVY = ("fastapi", "starlette", "sqlalchemy", "celery", "kombu", "redis", "httpx", "uvicorn")
 
@@ -46,11 +51,25 @@ def test_a_database_command_loads_no_web_app_nor_celery(statement: str) -> None:
 
 
 # What a listing must not load: the web app, Celery, the guarded HTTP client, the Markdown
-# and readability stack that measures a post's SEO, and (for posts) every other model, which
-# only a flush needs.
+# and readability stack that measures a post's SEO, (for posts) every other model, which
+# only a flush needs, and what only writes need: users' passwords and email checks
+# (argon2, email-validator: users.principal has whom a command acts as), Pillow (an
+# upload's check), and for channels their service (adapters, credentials, jobs, webhooks:
+# channels.reads lists them).
+WRITES_ONLY = ("herald.users.service", "argon2", "email_validator", "PIL")
 LISTINGS = {
-    "post": ("fastapi", "celery", "httpx", "markdown_it", "herald.agents.models"),
-    "channel": ("fastapi", "celery", "httpx", "markdown_it"),
+    "post": ("fastapi", "celery", "httpx", "markdown_it", "herald.agents.models", *WRITES_ONLY),
+    "channel": (
+        "fastapi",
+        "celery",
+        "httpx",
+        "markdown_it",
+        "herald.channels.service",
+        "herald.jobs.service",
+        "herald.adapters.registry",
+        "herald.core.crypto",
+        *WRITES_ONLY,
+    ),
 }
 
 
@@ -80,3 +99,40 @@ def test_a_listing_command_loads_only_what_it_reads(tmp_path: Path, group: str) 
     lines = done.stdout.strip().splitlines()
     assert lines[0] == "[]", done.stdout  # the (empty) listing itself
     assert json.loads(lines[-1]) == [], done.stdout
+
+
+def _answers(app: typer.Typer, args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(app, args, prog_name="herald")
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_a_group_alone_answers_as_under_the_whole_command(group: str) -> None:
+    # `herald <group> ...` runs an app holding that group alone (build_app): its help,
+    # usage lines and errors must be what the whole `herald` says.
+    alone = build_app(group)
+    whole = typer.main.get_command(app)
+    assert isinstance(whole, typer.core.TyperGroup)
+    commands = whole.commands[group]
+    assert isinstance(commands, typer.core.TyperGroup)
+    cases = [[group], [group, "--help"], [group, "no-such-command"]]
+    cases += [[group, name, "--help"] for name in commands.commands]
+    cases += [[group, name, "--no-such-option"] for name in commands.commands]
+    for args in cases:
+        assert _answers(alone, args) == _answers(app, args), args
+    assert len(_answers(app, [group, "--help"])[1].splitlines()) > 3  # a real help page
+
+
+def _command_names(app: typer.Typer) -> set[str]:
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    return set(group.commands)
+
+
+def test_only_a_named_group_is_built_alone() -> None:
+    assert _command_names(app_for(["post", "list"])) == {"post"}
+    assert _command_names(app_for(["channel"])) == {"channel"}
+    # Anything else gets every command: the help, a server command, an option, a typo.
+    for args in ([], ["--help"], ["api", "--port", "1"], ["pots", "list"], ["--post"]):
+        assert app_for(args) is app, args
+    assert {"api", "up", "research", "usage", *GROUPS} <= _command_names(app)
