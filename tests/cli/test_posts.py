@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
 
+from herald.core.db import writer_lock_path
+from herald.core.settings import get_settings
 from tests.cli.runner import ON_SQLITE, given_folder_channel, given_post, given_user, herald
 from tests.workers import running_worker
 
@@ -150,3 +155,33 @@ def test_lists_show_whole_ids_and_commands_take_a_unique_prefix(
     unknown = herald("post", "status", missing)
     assert unknown.returncode == 1
     assert f"No post with an id starting '{missing}'" in unknown.stderr
+
+
+@ON_SQLITE
+def test_listings_answer_while_another_process_holds_the_sqlite_writer_lock(
+    db_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given_user("ann@example.com", admin=True)
+    given_folder_channel("site", tmp_path)
+    post_id = given_post("Read while a worker writes")
+    database = make_url(get_settings().effective_database_url).database
+    lock_path = writer_lock_path(database)
+    assert lock_path is not None
+    # A writer that waits 1 s for the lock, not the default: the point is that a
+    # listing does not wait for it at all.
+    monkeypatch.setenv("HERALD_DATABASE_WRITE_WAIT_SECONDS", "1")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a worker's write transaction holds it
+        listed = herald("post", "list")
+        channels = herald("channel", "list", "--json")
+        # A command that writes still waits its turn, and says so when it gives up.
+        written = herald("post", "create", "--title", "blocked")
+    finally:
+        os.close(fd)
+    assert listed.returncode == 0, listed.stderr
+    assert post_id in listed.stdout
+    assert channels.returncode == 0, channels.stderr
+    assert [c["name"] for c in json.loads(channels.stdout)] == ["site"]
+    assert written.returncode == 1
+    assert "busy" in written.stderr.lower(), written.stderr

@@ -80,16 +80,20 @@ def resolve_post_id(ref: str, workspace: str | None) -> uuid.UUID:
 
 
 @contextmanager
-def workspace_session(workspace: str | None) -> Iterator[tuple[Session, Principal]]:
+def workspace_session(
+    workspace: str | None, *, reads_only: bool = False
+) -> Iterator[tuple[Session, Principal]]:
     """One transaction, acting as the workspace's default user (its first admin, see
     `default_principal`): the command line has no login and runs with the server's own
-    access."""
+    access. ``reads_only``: a read transaction (``core.db.read_scope``), for a command
+    that only reads: on SQLite it neither takes nor waits for the one writer's lock, so a
+    listing answers while a worker writes."""
     from sqlalchemy import event  # noqa: PLC0415 - start-up (see above)
 
-    from herald.core.db import session_scope  # noqa: PLC0415 - start-up (see above)
+    from herald.core.db import read_scope, session_scope  # noqa: PLC0415 - start-up
     from herald.users.principal import default_principal  # noqa: PLC0415 - start-up (see above)
 
-    with session_scope() as session:
+    with read_scope() if reads_only else session_scope() as session:
         # A flush needs every model, so that every foreign key resolves (posts.agent_id
         # names agents, which a posts command does not import otherwise); a command that
         # only reads never flushes, and skips importing them (a fifth of `post list`).

@@ -28,7 +28,7 @@ def channel_list(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> No
     from herald.channels.reads import list_channels  # noqa: PLC0415 - start-up (see _common)
     from herald.channels.schemas import ChannelRead  # noqa: PLC0415 - start-up (see _common)
 
-    with workspace_session(workspace) as (session, principal):
+    with workspace_session(workspace, reads_only=True) as (session, principal):
         rows = [
             ChannelRead.model_validate(c).model_dump(mode="json")
             for c in list_channels(session, principal)

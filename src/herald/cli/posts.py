@@ -96,7 +96,7 @@ def post_list(
         states = [PostState(s) for s in state] if state else None
     except ValueError:
         raise CliError(f"--state must be one of: {', '.join(s.value for s in PostState)}") from None
-    with workspace_session(workspace) as (session, principal):
+    with workspace_session(workspace, reads_only=True) as (session, principal):
         posts, _ = list_post_reads(
             session, principal, filters=PostFilters(state=states, tag=tag, q=q), limit=limit
         )
