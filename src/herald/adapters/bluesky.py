@@ -6,7 +6,9 @@ allows 30 logins per 5 minutes and 300 a day per account, so the session is kept
 channel store and shared by every delivery: an access token about to expire (its
 ``exp``) or answered with ``ExpiredToken`` is renewed with
 ``com.atproto.server.refreshSession``; only when the refresh is refused does Herald log in
-again.
+again. A worker process logs in to one account once at a time: a burst of first
+deliveries waits for one login and shares its session (workers on other hosts each log in
+once).
 
 Posting: ``com.atproto.repo.createRecord`` of an ``app.bsky.feed.post`` record. Text is
 at most 300 graphemes and 3000 UTF-8 bytes; longer text becomes a thread of replies.
@@ -142,6 +144,19 @@ class BlueskySettings(HttpSettings):
 _BASE32_SORTABLE = "234567abcdefghijklmnopqrstuvwxyz"
 _CLOCK_ID = secrets.randbelow(1024)  # per process, so two workers never make the same TID
 _tid_lock = threading.Lock()
+
+# One lock per account (the credentials' fingerprint) for logging in, in this process,
+# and the last login's session with a count, for the deliveries that waited for it.
+_login_locks: dict[str, threading.Lock] = {}
+_login_locks_guard = threading.Lock()
+_logged_in: dict[str, tuple[int, dict[str, Any]]] = {}
+
+
+def _login_lock(fingerprint: str) -> threading.Lock:
+    with _login_locks_guard:
+        return _login_locks.setdefault(fingerprint, threading.Lock())
+
+
 _last_micros = 0
 
 
@@ -432,16 +447,44 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
         self._login_session = None
         self.store.save_session(None)
 
-    def _login(self) -> dict[str, Any]:
-        nsid = "com.atproto.server.createSession"
-        body = {
-            "identifier": self.credentials.identifier,
-            "password": self.credentials.app_password,
-        }
-        self.logins += 1
-        response = self._exchange("POST", nsid, body=body)
-        _raise_for_xrpc(response, nsid)
-        return self._keep(_json(response, nsid), nsid)
+    def _login(self, failed: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new session, one login per account at a time in this process: a burst of
+        first deliveries (each adapter finds no session) waits for one login and takes
+        the session it got, instead of spending one of the account's 30 logins per 5
+        minutes each. ``failed``: the session whose refresh was refused (not to be taken
+        again)."""
+        fingerprint = self._fingerprint()
+        lock = _login_lock(fingerprint)
+        waited = not lock.acquire(blocking=False)
+        if waited:
+            before = _logged_in.get(fingerprint, (0, None))[0]
+            lock.acquire()
+        try:
+            if waited:
+                number, current = _logged_in.get(fingerprint, (0, None))
+                if (
+                    number > before
+                    and current is not None
+                    and (failed is None or current["accessJwt"] != failed["accessJwt"])
+                    and not _expires_soon(current["accessJwt"])
+                ):
+                    # Logged in while this delivery waited: stored with its own saves.
+                    self.store.save_session(current)
+                    self._login_session = current
+                    return current
+            nsid = "com.atproto.server.createSession"
+            body = {
+                "identifier": self.credentials.identifier,
+                "password": self.credentials.app_password,
+            }
+            self.logins += 1
+            response = self._exchange("POST", nsid, body=body)
+            _raise_for_xrpc(response, nsid)
+            session = self._keep(_json(response, nsid), nsid)
+            _logged_in[fingerprint] = (_logged_in.get(fingerprint, (0, None))[0] + 1, session)
+            return session
+        finally:
+            lock.release()
 
     def _refresh(self, stale: dict[str, Any]) -> dict[str, Any]:
         # Another delivery may have renewed it meanwhile (the refresh token rotates).
@@ -459,7 +502,7 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
             _raise_for_xrpc(response, nsid)
         except (base.AuthError, base.PermanentError):
             # The refresh token expired or was revoked: log in again, once.
-            return self._login()
+            return self._login(failed=stale)
         return self._keep(_json(response, nsid), nsid)
 
     # -- verify -------------------------------------------------------------------------
