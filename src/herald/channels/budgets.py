@@ -373,10 +373,9 @@ def take(
     client = _client()
     if client is None:
         return None
-    now = utcnow()
     scale = _scale()
     parts, media = len(rendition.parts), len(rendition.media)
-    args: list[Any] = [repr(now.timestamp())]
+    args: list[Any] = []
     keys: list[str] = []
     try:
         for bucket, (key, capacity, period) in zip(
@@ -385,7 +384,11 @@ def take(
             keys.append(key)
             args += [capacity, repr(period), bucket.cost_of(parts, media)]
         keys.append(f"{PREFIX}:reserved:{adapter.platform}:{idempotency_key}")
-        wait_text, which = client.eval(_TAKE, len(keys), *keys, *args)
+        # The clock is read after the route's look-up, as late as it can be: a time read
+        # before a round trip (and a wait for the GIL among a pool's threads) lets takes
+        # made within a few ms count as spread over tens of ms.
+        now = utcnow()
+        wait_text, which = client.eval(_TAKE, len(keys), *keys, repr(now.timestamp()), *args)
     except (redis.RedisError, OSError) as exc:
         _unavailable("take", exc)
         return None
