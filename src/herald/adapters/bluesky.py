@@ -339,6 +339,9 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
         super().__init__(credentials, settings, store)
         self._login_session: dict[str, Any] | None = None  # what this instance last used
         self.logins = 0  # createSession calls made by this instance
+        # This process's logins to the account so far: one made later is newer than
+        # anything this adapter reads from its store.
+        self._logins_before = _logged_in.get(self._fingerprint(), (0, None))[0]
 
     def measure(self, text: str) -> int:
         # Graphemes; the second limit (3000 UTF-8 bytes) only binds for text made of long
@@ -454,24 +457,19 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
         minutes each. ``failed``: the session whose refresh was refused (not to be taken
         again)."""
         fingerprint = self._fingerprint()
-        lock = _login_lock(fingerprint)
-        waited = not lock.acquire(blocking=False)
-        if waited:
-            before = _logged_in.get(fingerprint, (0, None))[0]
-            lock.acquire()
-        try:
-            if waited:
-                number, current = _logged_in.get(fingerprint, (0, None))
-                if (
-                    number > before
-                    and current is not None
-                    and (failed is None or current["accessJwt"] != failed["accessJwt"])
-                    and not _expires_soon(current["accessJwt"])
-                ):
-                    # Logged in while this delivery waited: stored with its own saves.
-                    self.store.save_session(current)
-                    self._login_session = current
-                    return current
+        with _login_lock(fingerprint):
+            number, current = _logged_in.get(fingerprint, (0, None))
+            if (
+                number > self._logins_before
+                and current is not None
+                and (failed is None or current["accessJwt"] != failed["accessJwt"])
+                and not _expires_soon(current["accessJwt"])
+            ):
+                # Logged in since this adapter was built (so since it read the store):
+                # stored again with this delivery's own saves.
+                self.store.save_session(current)
+                self._login_session = current
+                return current
             nsid = "com.atproto.server.createSession"
             body = {
                 "identifier": self.credentials.identifier,
@@ -481,10 +479,8 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
             response = self._exchange("POST", nsid, body=body)
             _raise_for_xrpc(response, nsid)
             session = self._keep(_json(response, nsid), nsid)
-            _logged_in[fingerprint] = (_logged_in.get(fingerprint, (0, None))[0] + 1, session)
+            _logged_in[fingerprint] = (number + 1, session)
             return session
-        finally:
-            lock.release()
 
     def _refresh(self, stale: dict[str, Any]) -> dict[str, Any]:
         # Another delivery may have renewed it meanwhile (the refresh token rotates).
