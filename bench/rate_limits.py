@@ -112,6 +112,9 @@ class Result:
     too_many: int = 0
     too_many_by: dict[str, int] = field(default_factory=dict)
     completions: list[float] = field(default_factory=list)
+    queued_seconds: float = 0.0  # from the commit to the last message on the broker
+    # Each request a fake's limit matched: seconds from the commit, the limit it was over.
+    judged: list[tuple[float, str | None]] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -180,15 +183,24 @@ def create_posts(principal: Any, n: int, label: str) -> list[uuid.UUID]:
         ]
 
 
-def publish_all(principal: Any, channel_id: uuid.UUID, post_ids: list[uuid.UUID]) -> float:
-    """Queue every delivery in one transaction (sent after its commit); the commit's time."""
+def publish_all(
+    principal: Any, channel_id: uuid.UUID, post_ids: list[uuid.UUID]
+) -> tuple[tuple[float, float], float]:
+    """Queue every delivery in one transaction (sent after its commit): the commit's time
+    (monotonic, and the wall clock the fakes judge by), and when the last message went
+    to the broker (monotonic)."""
     from herald.core.db import session_scope
     from herald.publishing import actions
 
     with session_scope() as session:
         for post_id in post_ids:
             actions.publish(session, principal, post_id, [channel_id])
-    return time.monotonic()
+        session.flush()
+        # The clock starts at the commit (a few ms from here), not once the N messages
+        # are on the broker: they go after it (a second or two for 1,000), and the worker
+        # starts on the first.
+        committed = time.monotonic(), time.time()
+    return committed, time.monotonic()
 
 
 def states(channel_id: uuid.UUID) -> dict[str, int]:
@@ -230,7 +242,8 @@ def run_platform(
         try:
             wait_until(worker_ready, 120, "the worker", interval=0.5, check=worker.check)
             print(f"{key}: {args.n:,} posts, periods ÷ {scale:,.1f}", flush=True)
-            start = publish_all(principal, channel_id, post_ids)
+            (start, start_wall), queued = publish_all(principal, channel_id, post_ids)
+            result.queued_seconds = queued - start
             seen = 0
             deadline = 20 * max(result.ideal_seconds, 30)
 
@@ -257,6 +270,7 @@ def run_platform(
             result.drain_seconds = result.completions[-1]
             result.too_many = fake.rate_limited
             result.too_many_by = dict(fake.rate_limited_by)
+            result.judged = [(at - start_wall, over) for at, over in fake.judged]
             wait_until(
                 lambda: states(channel_id).get("published", 0) == args.n,
                 30,
@@ -352,6 +366,13 @@ def report(results: list[Result], args: argparse.Namespace) -> list[str]:
             )
     console.print(table)
     print(f"targets: 0 answers of 429; drain ≤ {TARGET_RATIO} x the limit's own time")
+    for result in results:
+        first = next((at for at, _ in result.judged), None)
+        print(
+            f"{result.platform}: the {result.n:,} messages were on the broker "
+            f"{result.queued_seconds:.2f} s after the commit; the first request reached the "
+            "fake " + ("never" if first is None else f"{first:.2f} s after it")
+        )
     return problems
 
 
@@ -408,6 +429,8 @@ def run(args: argparse.Namespace) -> list[str]:
                 "too_many_by": r.too_many_by,
                 "states": r.states,
                 "completions": r.completions,
+                "queued_seconds": r.queued_seconds,
+                "judged": r.judged,
             }
             for r in results
         ],

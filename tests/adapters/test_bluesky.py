@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -151,6 +153,35 @@ def test_fifty_deliveries_log_in_once(fake: FakeBluesky) -> None:
     assert fake.logins == 1
     assert len(fake.calls(CREATE_SESSION)) == 1
     assert len(fake.posts()) == 50
+
+
+class EveryoneReadsNoSession(MemoryStore):
+    """A channel's store as a burst of first deliveries sees it: each reads "no login
+    yet" (the plain read) before any of them has logged in."""
+
+    def __init__(self, credentials: dict[str, Any], deliveries: int) -> None:
+        super().__init__(credentials)
+        self.all_read = threading.Barrier(deliveries, timeout=10)
+
+    def session(self, *, fresh: bool = False) -> dict[str, Any] | None:
+        found = super().session(fresh=fresh)
+        if not fresh and found is None:
+            self.all_read.wait()
+        return found
+
+
+def test_a_burst_of_first_deliveries_logs_in_once(fake: FakeBluesky) -> None:
+    store = EveryoneReadsNoSession(fake.credentials(), deliveries=8)
+
+    def deliver(number: int) -> None:
+        adapter = make(fake, store)
+        adapter.publish(adapter.render(sample_post(title=f"Post {number}")), new_key())
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(deliver, range(8)))
+    assert len(fake.posts()) == 8
+    # One login; the others waited for it and took the session it stored.
+    assert fake.logins == 1
 
 
 def test_expired_access_token_is_refreshed_not_a_new_login(fake: FakeBluesky) -> None:

@@ -155,6 +155,27 @@ def creates(fake: FakeX) -> list[Any]:
     return [r for r in fake.requests if r.method == "POST" and r.path == "/2/tweets"]
 
 
+def test_the_fakes_post_limit_is_the_users_not_the_tokens(fake: FakeX) -> None:
+    # X counts POST /2/tweets per user (100 per 15 min): a refreshed token is the same
+    # user, so it gets no fresh 100, as a fake keyed by token would give.
+    fake.clock = lambda: 1_000_000.0  # frozen: nothing refills meanwhile
+    old = fake.access_token
+
+    def post(token: str, n: int) -> int:
+        answer = httpx.post(
+            f"{fake.base_url}/2/tweets",
+            json={"text": f"post {n}"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        return answer.status_code
+
+    assert [post(old, n) for n in range(100)] == [201] * 100
+    assert refresh_at_fake(fake, fake.refresh_token).status_code == 200
+    assert post(fake.access_token, 100) == 429
+    assert post(old, 101) == 429  # the old token lives out its time, on the same budget
+    assert fake.rate_limited_by == {"posts": 2}
+
+
 # OAuth 2.0 refresh ------------------------------------------------------------------------
 
 

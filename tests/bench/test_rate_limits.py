@@ -42,6 +42,10 @@ def test_the_benchmark_runs_and_reports(tmp_path: Path, database: str) -> None:
         assert result["states"] == {"published": N}
         assert len(result["completions"]) == N
         assert result["scale"] >= 1
+        # Every post the fake stored was judged within its limits, after the commit.
+        went = [at for at, over in result["judged"] if over is None]
+        assert len(went) == N and min(went) > 0
+        assert result["queued_seconds"] >= 0
     # 30 posts fit X's bucket (90 of 100); Discord's 5 per 2 s binds.
     assert found["x"]["ideal_seconds"] == 0 and found["x"]["ratio"] is None
     assert found["discord"]["ideal_seconds"] > 0 and found["discord"]["binding"] == "route"

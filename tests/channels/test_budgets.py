@@ -223,6 +223,30 @@ def test_routes_the_platform_names_alike_share_one_budget(clock: Clock) -> None:
     assert wait.until == START + timedelta(seconds=2)
 
 
+def test_a_route_named_mid_burst_keeps_what_it_spent_before(clock: Clock) -> None:
+    adapter, channel = discord(), uuid.uuid4()
+    route = f"POST {WEBHOOK}"
+    # A burst before any answer: the declared bucket (5 per 2 s, Herald fills 4) lets 4
+    # go; the fifth is told its turn, a token's refill (2 s / 5) later.
+    burst = [key() for _ in range(5)]
+    went = [budgets.take(adapter, channel, one(), delivery) is None for delivery in burst]
+    assert went == [True, True, True, True, False]
+    # The first answer (to the first of the four: the platform had 4 left then) names
+    # the route's bucket. The four are at the platform already: the named bucket starts
+    # from what the route spent, not full, or a second burst of four follows the first.
+    budgets.observe(adapter, channel, route, RateObservation(4, 0.4, None, "b1", 5))
+    later = key()
+    wait = budgets.take(adapter, channel, one(), later)
+    assert wait is not None and wait.bucket.name == "route"
+    assert wait.until == START + timedelta(seconds=0.8)
+    # The fifth goes at its turn, the next at its own.
+    clock.advance(0.4)
+    assert budgets.take(adapter, channel, one(), burst[4]) is None
+    assert budgets.take(adapter, channel, one(), later) is not None
+    clock.advance(0.4)
+    assert budgets.take(adapter, channel, one(), later) is None
+
+
 def test_a_named_bucket_takes_the_limit_the_platform_gives(clock: Clock) -> None:
     adapter, channel = discord(), uuid.uuid4()
     # The platform says 3 per window, not the 5 declared: Herald fills 2 (one below).

@@ -108,6 +108,9 @@ class FakePlatform:
     def __init__(self) -> None:
         self.rate_limited = 0  # 429s answered for a documented limit
         self.rate_limited_by: dict[str, int] = {}  # ... by the limit's name
+        # Every request a limit matched, as the fake judged it: (its clock, the name of
+        # the limit it was over, or None when it went). Benchmarks read the pattern.
+        self.judged: list[tuple[float, str | None]] = []
         self.clock: Callable[[], float] = time.time
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self.requests: list[Seen] = []
@@ -254,8 +257,10 @@ class FakePlatform:
                     self._buckets[(limit_.name, key)] = (tokens, now)
                 self.rate_limited += 1
                 self.rate_limited_by[limit.name] = self.rate_limited_by.get(limit.name, 0) + 1
+                self.judged.append((now, limit.name))
                 tokens = next(t for lim, _, t, _ in states if lim is limit)
                 return LimitState(limit, tokens, self._full_in(limit, tokens), wait, now)
+            self.judged.append((now, None))
             tightest: LimitState | None = None
             for limit, key, tokens, cost in states:
                 left = tokens - cost

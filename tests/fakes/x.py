@@ -49,6 +49,7 @@ from tests.fakes.base import (
     FakeLimit,
     FakePlatform,
     LimitState,
+    Seen,
     endpoint,
     json_body,
 )
@@ -230,15 +231,15 @@ class FakeX(FakePlatform):
 
     def rate_limits(self) -> list[FakeLimit]:
         # docs.x.com/x-api/fundamentals/rate-limits: POST /2/tweets, 100 per 15 min per user.
-        return [
-            FakeLimit(
-                "posts",
-                100,
-                15 * 60,
-                ("/2/tweets",),
-                key=lambda seen: seen.headers.get("authorization", ""),
-            )
-        ]
+        return [FakeLimit("posts", 100, 15 * 60, ("/2/tweets",), key=self._user_of)]
+
+    def _user_of(self, seen: Seen) -> str:
+        """Whose budget a request spends: the user its token was issued to (every token of
+        this fake is its one user's, refreshed or not), else the header as sent."""
+        header = seen.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        # Called under the fake's lock: a plain read of the dict, no lock taken.
+        return self.user["id"] if scheme == "Bearer" and token in self.access_tokens else header
 
     def limit_headers(self, state: LimitState) -> dict[str, str]:
         return {

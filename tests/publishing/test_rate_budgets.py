@@ -21,8 +21,10 @@ from herald.adapters.base import Rendition
 from herald.adapters.discord import DiscordAdapter
 from herald.adapters.x import XAdapter
 from herald.channels import budgets
+from herald.core import http
 from herald.core.clock import set_clock
 from herald.core.db import session_scope, transaction_open
+from herald.core.http import reset_shared_client
 from herald.core.settings import get_settings
 from herald.publishing.models import Publication, PublicationAttempt
 from herald.scheduling.dispatcher import dispatch_once
@@ -124,6 +126,33 @@ def test_a_spent_budget_waits_in_due_at_and_goes_out_after_the_refill(
     assert len(x.posts) == 1
     done, attempts = row(publication["id"])
     assert (done.state, done.attempt, attempts, done.last_error) == ("published", 1, 1, None)
+
+
+def test_a_worker_builds_its_http_client_before_its_first_take(
+    client: TestClient,
+    account: Account,
+    x: FakeX,
+    clock: Clock,
+    redis_broker: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker process's first request builds its HTTP client (~20 ms, far more under
+    # load, with every first delivery of its pool waiting on it). Built after the take,
+    # the first deliveries' takes are spread over that time and their requests go out
+    # together, past the platform's burst; so it is built before.
+    channel = add_channel(client, account, "x", x.credentials())
+    (publication,) = publish(client, account, new_post(client, account, "Hello"), channel)
+    reset_shared_client()
+    built_at_take: list[bool] = []
+    take = budgets.take
+
+    def looking(*args: Any) -> Any:
+        built_at_take.append(http._shared is not None)
+        return take(*args)
+
+    monkeypatch.setattr(budgets, "take", looking)
+    assert deliver(publication["id"]) == "published"
+    assert built_at_take == [True]
 
 
 def test_the_channel_read_shows_its_budget_read_with_no_transaction_open(

@@ -6,7 +6,9 @@ allows 30 logins per 5 minutes and 300 a day per account, so the session is kept
 channel store and shared by every delivery: an access token about to expire (its
 ``exp``) or answered with ``ExpiredToken`` is renewed with
 ``com.atproto.server.refreshSession``; only when the refresh is refused does Herald log in
-again.
+again. A worker process logs in to one account once at a time: a burst of first
+deliveries waits for one login and shares its session (workers on other hosts each log in
+once).
 
 Posting: ``com.atproto.repo.createRecord`` of an ``app.bsky.feed.post`` record. Text is
 at most 300 graphemes and 3000 UTF-8 bytes; longer text becomes a thread of replies.
@@ -142,6 +144,19 @@ class BlueskySettings(HttpSettings):
 _BASE32_SORTABLE = "234567abcdefghijklmnopqrstuvwxyz"
 _CLOCK_ID = secrets.randbelow(1024)  # per process, so two workers never make the same TID
 _tid_lock = threading.Lock()
+
+# One lock per account (the credentials' fingerprint) for logging in, in this process,
+# and the last login's session with a count, for the deliveries that waited for it.
+_login_locks: dict[str, threading.Lock] = {}
+_login_locks_guard = threading.Lock()
+_logged_in: dict[str, tuple[int, dict[str, Any]]] = {}
+
+
+def _login_lock(fingerprint: str) -> threading.Lock:
+    with _login_locks_guard:
+        return _login_locks.setdefault(fingerprint, threading.Lock())
+
+
 _last_micros = 0
 
 
@@ -324,6 +339,9 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
         super().__init__(credentials, settings, store)
         self._login_session: dict[str, Any] | None = None  # what this instance last used
         self.logins = 0  # createSession calls made by this instance
+        # This process's logins to the account so far: one made later is newer than
+        # anything this adapter reads from its store.
+        self._logins_before = _logged_in.get(self._fingerprint(), (0, None))[0]
 
     def measure(self, text: str) -> int:
         # Graphemes; the second limit (3000 UTF-8 bytes) only binds for text made of long
@@ -432,16 +450,37 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
         self._login_session = None
         self.store.save_session(None)
 
-    def _login(self) -> dict[str, Any]:
-        nsid = "com.atproto.server.createSession"
-        body = {
-            "identifier": self.credentials.identifier,
-            "password": self.credentials.app_password,
-        }
-        self.logins += 1
-        response = self._exchange("POST", nsid, body=body)
-        _raise_for_xrpc(response, nsid)
-        return self._keep(_json(response, nsid), nsid)
+    def _login(self, failed: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new session, one login per account at a time in this process: a burst of
+        first deliveries (each adapter finds no session) waits for one login and takes
+        the session it got, instead of spending one of the account's 30 logins per 5
+        minutes each. ``failed``: the session whose refresh was refused (not to be taken
+        again)."""
+        fingerprint = self._fingerprint()
+        with _login_lock(fingerprint):
+            number, current = _logged_in.get(fingerprint, (0, None))
+            if (
+                number > self._logins_before
+                and current is not None
+                and (failed is None or current["accessJwt"] != failed["accessJwt"])
+                and not _expires_soon(current["accessJwt"])
+            ):
+                # Logged in since this adapter was built (so since it read the store):
+                # stored again with this delivery's own saves.
+                self.store.save_session(current)
+                self._login_session = current
+                return current
+            nsid = "com.atproto.server.createSession"
+            body = {
+                "identifier": self.credentials.identifier,
+                "password": self.credentials.app_password,
+            }
+            self.logins += 1
+            response = self._exchange("POST", nsid, body=body)
+            _raise_for_xrpc(response, nsid)
+            session = self._keep(_json(response, nsid), nsid)
+            _logged_in[fingerprint] = (number + 1, session)
+            return session
 
     def _refresh(self, stale: dict[str, Any]) -> dict[str, Any]:
         # Another delivery may have renewed it meanwhile (the refresh token rotates).
@@ -459,7 +498,7 @@ class BlueskyAdapter(HttpAdapter[BlueskyCredentials, BlueskySettings]):
             _raise_for_xrpc(response, nsid)
         except (base.AuthError, base.PermanentError):
             # The refresh token expired or was revoked: log in again, once.
-            return self._login()
+            return self._login(failed=stale)
         return self._keep(_json(response, nsid), nsid)
 
     # -- verify -------------------------------------------------------------------------

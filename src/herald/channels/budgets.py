@@ -29,7 +29,9 @@ account, a token, a chat): two channels on one Mastodon token share one budget.
   ``Bucket.named_by_platform``) is learned from the answers: each answer files its route
   under the bucket name it gives (a hash per holder, kept a week), and the name's budget,
   sized by the answer's ``X-RateLimit-Limit``, is what a delivery on that route takes
-  from: routes named alike share one. Until a route is named, the declared bucket.
+  from: routes named alike share one. Until a route is named, the declared bucket; a
+  name heard of for the first time starts from what the route spent there (a first
+  burst is at the platform already: a full new budget would let a second one follow).
 - :func:`read` shows a channel's buckets (``GET /api/v1/channels/{id}``).
 
 The time is Herald's clock (:func:`herald.core.clock.utcnow`, so tests drive it), not
@@ -159,6 +161,26 @@ if wait == 0 then wait = late end
 for i = 1, n do save(i) end
 redis.call('SET', KEYS[n + 1], tostring(now + wait), 'EX', math.ceil(wait) + 3600)
 return {tostring(wait), which}
+"""
+
+# KEYS: the named bucket, the declared one, the routes hash. ARGV: the route, the name,
+# the named bucket's capacity. Files the route under the name and, the first time the
+# name is heard of, starts its budget from the declared bucket's (what the route spent
+# before it had a name): in one step, so no take finds the route named and its budget
+# full meanwhile.
+_NAME = """
+if redis.call('HEXISTS', KEYS[1], 'tokens') == 0 then
+  local s = redis.call('HMGET', KEYS[2], 'tokens', 'at', 'blocked', 'sent', 'sat', 'next')
+  if s[1] then
+    local c = tonumber(ARGV[3])
+    redis.call('HSET', KEYS[1], 'tokens', tostring(math.min(c, tonumber(s[1]))), 'at', s[2],
+               'blocked', s[3] or '0', 'sent', tostring(math.min(c, tonumber(s[4] or s[1]))),
+               'sat', s[5] or s[2], 'next', s[6] or '0')
+    redis.call('EXPIRE', KEYS[1], math.max(60, redis.call('TTL', KEYS[2])))
+  end
+end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+return 1
 """
 
 # KEYS: the bucket. ARGV: now, capacity, period, remaining, reset_in, retry_after,
@@ -351,10 +373,9 @@ def take(
     client = _client()
     if client is None:
         return None
-    now = utcnow()
     scale = _scale()
     parts, media = len(rendition.parts), len(rendition.media)
-    args: list[Any] = [repr(now.timestamp())]
+    args: list[Any] = []
     keys: list[str] = []
     try:
         for bucket, (key, capacity, period) in zip(
@@ -363,7 +384,11 @@ def take(
             keys.append(key)
             args += [capacity, repr(period), bucket.cost_of(parts, media)]
         keys.append(f"{PREFIX}:reserved:{adapter.platform}:{idempotency_key}")
-        wait_text, which = client.eval(_TAKE, len(keys), *keys, *args)
+        # The clock is read after the route's look-up, as late as it can be: a time read
+        # before a round trip (and a wait for the GIL among a pool's threads) lets takes
+        # made within a few ms count as spread over tens of ms.
+        now = utcnow()
+        wait_text, which = client.eval(_TAKE, len(keys), *keys, repr(now.timestamp()), *args)
     except (redis.RedisError, OSError) as exc:
         _unavailable("take", exc)
         return None
@@ -397,12 +422,13 @@ def observe(
             capacity, period = _shape(bucket, scale)
             if bucket.named_by_platform and seen.bucket:
                 # The route belongs to the platform's bucket of that name: remember it, and
-                # the limit the answer gives, then correct that bucket.
+                # the limit the answer gives, then correct that bucket. A name first heard
+                # of starts from what the route spent under the declared bucket: the
+                # requests of a first burst are at the platform already.
                 routes = _routes_key(adapter, bucket, channel_id)
+                declared = key
                 key = _named_key(adapter, bucket, channel_id, seen.bucket)
                 with client.pipeline(transaction=False) as pipe:
-                    pipe.hset(routes, path, seen.bucket)
-                    pipe.expire(routes, ROUTES_TTL)
                     if seen.limit is not None:
                         pipe.hset(key, "limit", repr(seen.limit))
                     pipe.hget(key, "limit")
@@ -410,6 +436,10 @@ def observe(
                 capacity, period = _named_shape(
                     bucket, float(limit) if limit is not None else None, scale
                 )
+                with client.pipeline(transaction=False) as pipe:
+                    pipe.eval(_NAME, 3, key, declared, routes, path, seen.bucket, capacity)
+                    pipe.expire(routes, ROUTES_TTL)
+                    pipe.execute()
             client.eval(
                 _OBSERVE,
                 1,

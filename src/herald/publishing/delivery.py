@@ -35,6 +35,7 @@ from herald.channels.service import build_adapter
 from herald.core import direct
 from herald.core.clock import utcnow
 from herald.core.crypto import CredentialsUnreadable
+from herald.core.http import shared_client
 from herald.core.tx import Tx, core_scope
 from herald.media.service import media_items
 from herald.posts.models import Post
@@ -227,6 +228,10 @@ def _send(
     # requests paid for apart reach the platform together.
     with contextlib.suppress(Exception):  # the adapter reads it again, and says why
         adapter.store.progress(key)
+    # So is the process's HTTP client, which its first request builds (~20 ms, far more
+    # under load, every first delivery of the pool waiting on it): built after the take,
+    # the first takes spread over that time and their requests go out in one burst.
+    shared_client()
     # After the claim committed, outside any transaction (Redis is a network call too).
     wait = budgets.take(adapter, channel_id, rendition, key)
     if wait is not None:
