@@ -62,7 +62,7 @@ def create_post(body: PostCreate, principal: PrincipalDep, session: SessionDep) 
 
 @router.get("/{post_id}", responses=problem_responses(404))
 def get_post(post_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> PostRead:
-    return PostRead.model_validate(service.get_post(session, principal, post_id))
+    return PostRead.model_validate(service.get_post_read(session, principal, post_id))
 
 
 @router.get("/{post_id}/seo", responses=problem_responses(404))
