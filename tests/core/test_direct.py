@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import (
     JSON,
+    BindParameter,
     Boolean,
     Column,
     Engine,
@@ -143,7 +144,7 @@ def test_a_bind_used_twice_is_converted_once(engine: Engine) -> None:
     at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     with engine.begin() as connection:
         connection.execute(INSERT, [{"name": "early", "at": at}, {"name": "late", "at": at}])
-    value = bindparam("p_at")  # typed by each comparison: two copies, one name
+    value: BindParameter[Any] = bindparam("p_at")  # typed by each use: two copies, one name
     page = (
         select(probe.c.name)
         .where(or_(probe.c.at < value, and_(probe.c.at == value, probe.c.name < "late")))
