@@ -135,11 +135,13 @@ def create_app() -> FastAPI:
 
 def serve() -> FastAPI:
     """The app as one of several `herald api` worker processes serves it
-    (HERALD_API_WORKERS): built, logging configured, start-up's heap frozen."""
+    (HERALD_API_WORKERS): built, logging configured, start-up's heap frozen, the
+    collector set for serving (:func:`herald.core.heap.serve_requests`)."""
     from herald.core import heap  # noqa: PLC0415 - start-up
     from herald.core.logging import configure_logging  # noqa: PLC0415 - start-up
 
     configure_logging(get_settings().log_level)
     app = create_app()
     heap.freeze()
+    heap.serve_requests()
     return app
