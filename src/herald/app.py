@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,6 +41,8 @@ from herald.users.api import auth_router, users_router
 from herald.web.routes import mount_docs, mount_static
 from herald.web.routes import router as web_router
 from herald.webhooks.api import router as webhooks_router
+
+API_PREFIX = "/api/v1"
 
 DESCRIPTION = """
 Herald publishes a post to many channels, now or at an exact time, and shows the state
@@ -90,7 +92,8 @@ def create_app() -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: the id is set before anything runs
 
-    api = APIRouter(prefix="/api/v1")
+    # Each feature router straight on the app, not under one /api/v1 router: FastAPI matches
+    # an included router's routes again at each level it is nested in, per request.
     for router in (
         health_router,
         auth_router,
@@ -118,8 +121,7 @@ def create_app() -> FastAPI:
         generate_router,
         webhooks_router,
     ):
-        api.include_router(router)
-    app.include_router(api)
+        app.include_router(router, prefix=API_PREFIX)
     if not get_settings().metrics_port:
         # Else `herald api` serves it on HERALD_METRICS_PORT only (create_metrics_app).
         app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
@@ -133,11 +135,13 @@ def create_app() -> FastAPI:
 
 def serve() -> FastAPI:
     """The app as one of several `herald api` worker processes serves it
-    (HERALD_API_WORKERS): built, logging configured, start-up's heap frozen."""
+    (HERALD_API_WORKERS): built, logging configured, start-up's heap frozen, the
+    collector set for serving (:func:`herald.core.heap.serve_requests`)."""
     from herald.core import heap  # noqa: PLC0415 - start-up
     from herald.core.logging import configure_logging  # noqa: PLC0415 - start-up
 
     configure_logging(get_settings().log_level)
     app = create_app()
     heap.freeze()
+    heap.serve_requests()
     return app

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import (
     JSON,
+    BindParameter,
     Boolean,
     Column,
     Engine,
@@ -22,10 +23,12 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    and_,
     bindparam,
     event,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -132,6 +135,23 @@ def test_update_returning_matches_sqlalchemy_and_applies_onupdate(engine: Engine
     assert ours[0].updated_at > old and theirs[0].updated_at > old  # onupdate ran in both
     # A row the WHERE does not match: no rows, as from SQLAlchemy.
     assert _both(engine, BUMP, {"p_id": uuid.uuid4(), "p_at": at}) == ([], [])
+
+
+def test_a_bind_used_twice_is_converted_once(engine: Engine) -> None:
+    """A keyset page compares one value twice (``at < :x OR (at = :x AND ...)``): its type's
+    bind processor runs once, not once per use (a datetime turned to text and then
+    handed to the processor again failed)."""
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    with engine.begin() as connection:
+        connection.execute(INSERT, [{"name": "early", "at": at}, {"name": "late", "at": at}])
+    value: BindParameter[Any] = bindparam("p_at")  # typed by each use: two copies, one name
+    page = (
+        select(probe.c.name)
+        .where(or_(probe.c.at < value, and_(probe.c.at == value, probe.c.name < "late")))
+        .order_by(probe.c.name)
+    )
+    ours, theirs = _both(engine, page, {"p_at": at})
+    assert [tuple(r) for r in ours] == [tuple(r) for r in theirs] == [("early",)]
 
 
 def test_driver_errors_come_out_as_sqlalchemys(engine: Engine) -> None:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from herald import worker
+from herald.app import serve
 from herald.cli import app as cli
 from herald.core import heap
 
@@ -66,6 +67,22 @@ def test_herald_api_freezes_the_app_it_built_before_serving(
     [(application, frozen)] = served
     assert isinstance(application, FastAPI)
     assert frozen > 10_000
+
+
+def test_herald_api_collects_young_objects_less_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = gc.get_threshold()
+    served: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda _application, **_: served.append(gc.get_threshold()))
+    try:
+        result = CliRunner().invoke(cli, ["api", "--port", "8765"])
+        assert result.exit_code == 0, result.output
+        assert served == [(heap.API_YOUNG_THRESHOLD, default[1], default[2])]
+        gc.set_threshold(*default)
+        serve()  # what each of HERALD_API_WORKERS' processes runs
+    finally:
+        applied = gc.get_threshold()
+        gc.set_threshold(*default)
+    assert applied == served[0]
 
 
 def test_the_worker_freezes_before_forking_and_in_the_child() -> None:

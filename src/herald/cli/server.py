@@ -85,6 +85,7 @@ def api(
     application = create_app()
     # Start-up is done (routes, schemas, models): the collector can leave it alone.
     heap.freeze()
+    heap.serve_requests()
     uvicorn.run(application, **options)
 
 

@@ -120,11 +120,13 @@ def _compile(statement: Executable, dialect: Dialect, columns: tuple[str, ...] |
         if not isinstance(default, ColumnDefault) or not (default.is_scalar or default.is_callable):
             raise ValueError(f"unsupported default for {name}: {default!r}")
         defaults.append((name, default))
-    bind = tuple(
-        (name, processor)
+    # One processor per name: a bind used twice (``a < :x OR a = :x``) is one value.
+    processors = {
+        name: processor
         for parameter, name in names.items()
         if (processor := parameter.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-    )
+    }
+    bind = tuple(processors.items())
     # Parameters are passed by key; the SQL may name a bind differently (escaping).
     keys = {
         parameter.key: name

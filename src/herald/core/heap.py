@@ -23,6 +23,10 @@ from __future__ import annotations
 
 import gc
 
+# The API's youngest-generation threshold (CPython's default: 700 new container objects).
+# See serve_requests.
+API_YOUNG_THRESHOLD = 50_000
+
 
 def freeze(*, collect: bool = True) -> int:
     """Freeze what this process holds now, after collecting start-up's garbage first
@@ -32,3 +36,18 @@ def freeze(*, collect: bool = True) -> int:
         gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
+
+
+def serve_requests() -> None:
+    """Collect less often in a process that serves requests (``herald api``).
+
+    At CPython's default (700), objects of the requests in flight outlive young
+    collections, get promoted, and are walked again by the middle and full ones. In a
+    ``bench.api_latency --rates 100`` run (SQLite, 1,200 publishes, 1,000 lists, 1,000
+    gets) the API process made about 1,100 young, 100 middle and 9 full collections: about
+    270 ms of CPU in all (~2 % of the process's), the full ones up to 8.9 ms of CPU each
+    with the GIL held (55 ms wall on a busy machine), stalling every request in hand. At
+    :data:`API_YOUNG_THRESHOLD` the same run made fewer than 10 young collections and no
+    middle or full one while serving. Call after :func:`freeze`."""
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(API_YOUNG_THRESHOLD, middle, old)

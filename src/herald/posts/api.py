@@ -50,9 +50,9 @@ def list_posts(
     posts, next_cursor = service.list_post_reads(
         session, principal, filters=filters, sort=sort, limit=limit, cursor=cursor
     )
-    return model_response(
-        Page[PostRead](items=[PostRead.model_validate(p) for p in posts], next_cursor=next_cursor)
-    )
+    # One validation of the whole page from its dicts, not one per post.
+    page = Page[PostRead].model_validate({"items": posts, "next_cursor": next_cursor})
+    return model_response(page)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(422))
@@ -60,9 +60,11 @@ def create_post(body: PostCreate, principal: PrincipalDep, session: SessionDep) 
     return PostRead.model_validate(service.create_post(session, principal, body))
 
 
-@router.get("/{post_id}", responses=problem_responses(404))
-def get_post(post_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> PostRead:
-    return PostRead.model_validate(service.get_post(session, principal, post_id))
+@router.get("/{post_id}", response_model=PostRead, responses=problem_responses(404))
+def get_post(post_id: uuid.UUID, principal: PrincipalDep, session: SessionDep) -> Response:
+    return model_response(
+        PostRead.model_validate(service.get_post_read(session, principal, post_id))
+    )
 
 
 @router.get("/{post_id}/seo", responses=problem_responses(404))

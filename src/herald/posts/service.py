@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, Literal, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from herald.core import direct
 from herald.core.clock import utcnow
 from herald.core.dates import to_utc
 from herald.core.errors import InvalidInput, NotFound
@@ -170,57 +185,89 @@ def list_post_reads(
     """A page of the workspace's posts as PostRead's fields (dicts), and the cursor of the
     next page. Read as rows: three queries (posts, their tags, their images) and no ORM
     objects, which cost the API most of a list's CPU (loading, identity map,
-    relationship loaders)."""
-    query, column = _list_query(select(*_READ_COLUMNS), principal, filters, sort, cursor)
-    rows, next_cursor = _page(list(session.execute(query.limit(limit + 1))), limit, column)
-    posts = [row._asdict() for row in rows]
-    tags: dict[uuid.UUID, list[str]] = {}
-    media: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for post in posts:
-        tags[post["id"]], media[post["id"]] = post["tags"], post["media_ids"] = [], []
-    if posts:
-        ids = list(tags)
-        for post_id, tag in session.execute(
-            select(PostTag.post_id, PostTag.tag)
-            .where(PostTag.post_id.in_(ids))
-            .order_by(PostTag.post_id, PostTag.position)
-        ):
-            tags[post_id].append(tag)
-        for post_id, media_id in session.execute(
-            select(PostMedia.post_id, PostMedia.media_id)
-            .where(PostMedia.post_id.in_(ids))
-            .order_by(PostMedia.post_id, PostMedia.position)
-        ):
-            media[post_id].append(media_id)
-    return posts, next_cursor
-
-
-_Q = TypeVar("_Q", bound=Select[Any])
-
-
-def _list_query(
-    query: _Q,
-    principal: Principal,
-    filters: PostFilters,
-    sort: PostSort,
-    cursor: str | None,
-) -> tuple[_Q, InstrumentedAttribute[Any]]:
-    """``query`` narrowed to the workspace's posts that match, past ``cursor``, in order;
-    and the column it is sorted by."""
-    column, descending = _SORT_COLUMNS[sort]
-    conditions: list[ColumnElement[bool]] = [Post.workspace_id == principal.workspace_id]
-    if filters.state:
-        conditions.append(Post.state.in_(filters.state))
+    relationship loaders). The statements are built once per shape of request (which
+    filters are given) and run through :mod:`herald.core.direct`: building a statement and
+    its cache key, and SQLAlchemy's execution machinery, cost more than SQLite's query."""
+    column = _SORT_COLUMNS[sort][0]
+    params: dict[str, Any] = {"p_workspace_id": principal.workspace_id, "p_limit": limit + 1}
+    states = list(dict.fromkeys(filters.state or ()))
+    params.update({f"p_state_{i}": state for i, state in enumerate(states)})
     if filters.tag:
-        conditions.append(
-            Post.id.in_(select(PostTag.post_id).where(PostTag.tag == filters.tag.strip()))
-        )
+        params["p_tag"] = filters.tag.strip()
     if filters.q:
-        pattern = (
-            "%"
-            + filters.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            + "%"
+        escaped = filters.q.lower().replace("\\", "\\\\").replace("%", "\\%")
+        params["p_pattern"] = "%" + escaped.replace("_", "\\_") + "%"
+    if filters.created_from:
+        params["p_created_from"] = filters.created_from
+    if filters.created_to:
+        params["p_created_to"] = filters.created_to
+    if cursor:
+        raw_value, raw_id = decode_cursor(cursor, 2)
+        params["p_cursor_value"] = _parse_cursor_value(raw_value, column)
+        try:
+            params["p_cursor_id"] = uuid.UUID(str(raw_id))
+        except ValueError:
+            raise InvalidInput(
+                "cursor is malformed; start again without it.", field="cursor"
+            ) from None
+    shape = _PageShape(
+        sort,
+        len(states),
+        bool(filters.tag),
+        bool(filters.q),
+        bool(filters.created_from),
+        bool(filters.created_to),
+        bool(cursor),
+    )
+    session.flush()  # what this session changed is part of what it reads
+    connection = session.connection()
+    found = direct.execute(connection, _page_statement(shape), params)
+    rows, next_cursor = _page(found, limit, column)
+    return _with_tags_and_media(connection, rows), next_cursor
+
+
+def get_post_read(session: Session, principal: Principal, post_id: uuid.UUID) -> dict[str, Any]:
+    """One post as PostRead's fields, read as rows as :func:`list_post_reads` reads a page
+    (404 when the workspace has no such post)."""
+    session.flush()
+    connection = session.connection()
+    rows = direct.execute(
+        connection, _one_statement(), {"p_id": post_id, "p_workspace_id": principal.workspace_id}
+    )
+    if not rows:
+        raise NotFound(f"No post {post_id}.")
+    return _with_tags_and_media(connection, rows)[0]
+
+
+class _PageShape(NamedTuple):
+    """Which filters a page request gives: one statement per shape, values bound."""
+
+    sort: PostSort
+    states: int
+    tag: bool
+    q: bool
+    created_from: bool
+    created_to: bool
+    cursor: bool
+
+
+@cache
+def _page_statement(shape: _PageShape) -> Select[Any]:
+    column, descending = _SORT_COLUMNS[shape.sort]
+    conditions: list[ColumnElement[bool]] = [Post.workspace_id == bindparam("p_workspace_id")]
+    if shape.states:
+        state_type = Post.state.type
+        conditions.append(
+            Post.state.in_(
+                [bindparam(f"p_state_{i}", type_=state_type) for i in range(shape.states)]
+            )
         )
+    if shape.tag:
+        conditions.append(
+            Post.id.in_(select(PostTag.post_id).where(PostTag.tag == bindparam("p_tag")))
+        )
+    if shape.q:
+        pattern = bindparam("p_pattern", type_=String())
         conditions.append(
             or_(
                 func.lower(Post.title).like(pattern, escape="\\"),
@@ -228,26 +275,69 @@ def _list_query(
                 func.lower(func.coalesce(Post.excerpt, "")).like(pattern, escape="\\"),
             )
         )
-    if filters.created_from:
-        conditions.append(Post.created_at >= filters.created_from)
-    if filters.created_to:
-        conditions.append(Post.created_at < filters.created_to)
-    if cursor:
-        raw_value, raw_id = decode_cursor(cursor, 2)
-        value = _parse_cursor_value(raw_value, column)
-        try:
-            last_id = uuid.UUID(str(raw_id))
-        except ValueError:
-            raise InvalidInput(
-                "cursor is malformed; start again without it.", field="cursor"
-            ) from None
+    if shape.created_from:
+        conditions.append(Post.created_at >= bindparam("p_created_from"))
+    if shape.created_to:
+        conditions.append(Post.created_at < bindparam("p_created_to"))
+    if shape.cursor:
+        value: BindParameter[Any] = bindparam("p_cursor_value")
+        last_id: BindParameter[uuid.UUID] = bindparam("p_cursor_id")
         if descending:
             conditions.append(or_(column < value, and_(column == value, Post.id < last_id)))
         else:
             conditions.append(or_(column > value, and_(column == value, Post.id > last_id)))
-
     order = (column.desc(), Post.id.desc()) if descending else (column.asc(), Post.id.asc())
-    return query.where(*conditions).order_by(*order), column
+    return (
+        select(*_READ_COLUMNS)
+        .where(*conditions)
+        .order_by(*order)
+        .limit(bindparam("p_limit", type_=Integer()))
+    )
+
+
+@cache
+def _one_statement() -> Select[Any]:
+    return select(*_READ_COLUMNS).where(
+        Post.id == bindparam("p_id"), Post.workspace_id == bindparam("p_workspace_id")
+    )
+
+
+def _id_slots(count: int) -> int:
+    """How many ids an ``IN`` list of ``count`` posts is built for: the next power of two,
+    so a few statements serve every page size (the list is padded with its last id)."""
+    return 1 << max(count - 1, 0).bit_length()
+
+
+@cache
+def _children_statement(kind: Literal["tags", "media"], slots: int) -> Select[uuid.UUID, Any]:
+    """The tags (or images) of up to ``slots`` posts, in each post's order."""
+    post_id, value, position = (
+        (PostTag.post_id, PostTag.tag, PostTag.position)
+        if kind == "tags"
+        else (PostMedia.post_id, PostMedia.media_id, PostMedia.position)
+    )
+    ids = [bindparam(f"p_id_{i}", type_=post_id.type) for i in range(slots)]
+    return select(post_id, value).where(post_id.in_(ids)).order_by(post_id, position)
+
+
+def _with_tags_and_media(connection: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """The posts' rows as dicts, each with its ``tags`` and ``media_ids`` in order."""
+    posts = [row._asdict() for row in rows]
+    tags: dict[uuid.UUID, list[str]] = {}
+    media: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for post in posts:
+        tags[post["id"]], media[post["id"]] = post["tags"], post["media_ids"] = [], []
+    if posts:
+        ids = list(tags)
+        slots = _id_slots(len(ids))
+        params = {f"p_id_{i}": ids[min(i, len(ids) - 1)] for i in range(slots)}
+        for post_id, tag in direct.execute(connection, _children_statement("tags", slots), params):
+            tags[post_id].append(tag)
+        for post_id, media_id in direct.execute(
+            connection, _children_statement("media", slots), params
+        ):
+            media[post_id].append(media_id)
+    return posts
 
 
 _R = TypeVar("_R")
