@@ -300,6 +300,13 @@ def measure_up(env: dict[str, str], workdir: Path, idle: float, layout: str) -> 
 # --- the run ----------------------------------------------------------------------------
 
 
+def _verdict(timing: Timing) -> str:
+    """The start-up target's verdict on a command (none for the baseline)."""
+    if timing.command == BASELINE:
+        return ""
+    return "ok" if timing.wall_median <= STARTUP_TARGET else "OVER"
+
+
 def startup_table(timings: list[Timing]) -> list[str]:
     base = timings[0]
     lines = [
@@ -307,14 +314,9 @@ def startup_table(timings: list[Timing]) -> list[str]:
     ]
     for timing in timings:
         ratio = timing.wall_median / base.wall_median
-        target = (
-            ""
-            if timing.command == BASELINE
-            else ("ok" if timing.wall_median <= STARTUP_TARGET else "OVER")
-        )
         lines.append(
             f"{timing.command:<22} {timing.wall_median * 1000:>9.0f} "
-            f"{timing.cpu_median * 1000:>8.0f} {ratio:>11.1f} {target:>8}"
+            f"{timing.cpu_median * 1000:>8.0f} {ratio:>11.1f} {_verdict(timing):>8}"
         )
     return lines
 
@@ -325,24 +327,25 @@ def comparison_table(before: list[Timing], after: list[Timing]) -> list[str]:
         f"{'':<22} {'before':>7} {'after':>7} {'before':>7} {'after':>7} {'wall':>6} {'CPU':>6}",
     ]
     for old, new in zip(before, after, strict=True):
-        target = (
-            "" if new.command == BASELINE else "ok" if new.wall_median <= STARTUP_TARGET else "OVER"
-        )
         lines.append(
             f"{new.command:<22} {old.wall_median * 1000:>7.0f} {new.wall_median * 1000:>7.0f} "
             f"{old.cpu_median * 1000:>7.0f} {new.cpu_median * 1000:>7.0f} "
             f"{new.wall_median / old.wall_median:>6.2f} {new.cpu_median / old.cpu_median:>6.2f} "
-            f"{target:>7}"
+            f"{_verdict(new):>7}"
         )
     return lines
+
+
+def _totals(processes: list[ProcessMemory]) -> tuple[float, float]:
+    """The processes' summed RSS and PSS, MB."""
+    return sum(p.rss_mb for p in processes), sum(p.pss_mb for p in processes)
 
 
 def memory_table(processes: list[ProcessMemory]) -> list[str]:
     lines = [f"{'process':<22} {'pid':>8} {'RSS MB':>8} {'PSS MB':>8}"]
     for proc in processes:
         lines.append(f"{proc.role:<22} {proc.pid:>8} {proc.rss_mb:>8.1f} {proc.pss_mb:>8.1f}")
-    rss = sum(p.rss_mb for p in processes)
-    pss = sum(p.pss_mb for p in processes)
+    rss, pss = _totals(processes)
     total = f"total ({len(processes)} processes)"
     lines.append(f"{total:<22} {'':>8} {rss:>8.1f} {pss:>8.1f}")
     return lines
@@ -351,8 +354,7 @@ def memory_table(processes: list[ProcessMemory]) -> list[str]:
 def layouts_table(layouts: dict[str, list[ProcessMemory]]) -> list[str]:
     lines = [f"{'layout':<10} {'processes':>9} {'RSS MB':>8} {'PSS MB':>8} {'target':>7}"]
     for layout, processes in layouts.items():
-        rss = sum(p.rss_mb for p in processes)
-        pss = sum(p.pss_mb for p in processes)
+        rss, pss = _totals(processes)
         ok = "ok" if rss <= MEMORY_TARGET_MB else "OVER"
         lines.append(f"{layout:<10} {len(processes):>9} {rss:>8.1f} {pss:>8.1f} {ok:>7}")
     return lines
@@ -374,10 +376,7 @@ def write_memory(
 ) -> list[str]:
     """The memory chart and document; what went wrong, if anything."""
     problems = []
-    totals = {
-        layout: (sum(p.rss_mb for p in procs), sum(p.pss_mb for p in procs))
-        for layout, procs in layouts.items()
-    }
+    totals = {layout: _totals(procs) for layout, procs in layouts.items()}
     summary = ", ".join(
         f"{name} RSS {rss:.0f} / PSS {pss:.0f}" for name, (rss, pss) in totals.items()
     )

@@ -666,14 +666,12 @@ def measure(
         plans.append(schedule_far_away(bench, mode, batch, marker))
     print(f"  done in {time.monotonic() - created:.1f} s", flush=True)
 
-    if compact:  # its scheduler started with it
-        wait_for_first_tick(bench, started)
-    else:
+    if not compact:  # else the worker's own scheduler started with it
         beat = beat_process(bench, env)
         stack.callback(beat.stop)
-        since = utcnow()
+        started = utcnow()
         beat.start()
-        wait_for_first_tick(bench, since)
+    wait_for_first_tick(bench, started)
     modes = []
     for planned in plans:
         step = args.spread_seconds / planned.n if planned.mode == SPREAD else 0.0

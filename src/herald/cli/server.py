@@ -50,7 +50,7 @@ def up(
         port or settings.port,
         verbose=verbose,
         start_timeout=start_timeout,
-        layout=UpLayout(layout) if layout else settings.up_layout,
+        layout=UpLayout(layout) if layout else None,  # None: HERALD_UP_LAYOUT
     )
     raise typer.Exit(code)
 

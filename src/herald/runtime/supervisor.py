@@ -11,8 +11,8 @@ processes) and ``herald beat``, as a deployment does, at about twice the memory
 (database, broker, a worker and the scheduler all up) is the first admin created (on an
 empty database) and the address and sign-in printed: last, set apart, the password
 once. A start that is not healthy within ``--start-timeout`` stops everything and says
-which component is not up.
-All of them, Redis included, are supervised (:mod:`herald.runtime.processes` does it):
+which component is not up. All of them, Redis included, are supervised
+(:mod:`herald.runtime.processes` does it):
 
 - A child that exits while nobody asked it to is restarted after 1 s, 2 s, 4 s, ...
   (at most 30 s); the back-off resets once it has stayed up for a minute. A child that
